@@ -1,0 +1,394 @@
+"""The typed, frozen model of a research plan.
+
+Everything downstream (items, executors, verdicts, reports) reads these objects; only
+``plan.py`` builds them.  Pure data: no pytest, no YAML, no heavy imports.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+Direction = Literal["higher", "lower"]
+Aggregate = Literal["mean", "median", "min", "max", "all"]
+
+
+@dataclass(frozen=True)
+class Loc:
+    """Where something was written: the plan file and a 1-based line."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+class PlanError(Exception):
+    """A mistake in a plan file, reported as ``file:line: message`` plus how to fix it."""
+
+    def __init__(self, loc: Loc | None, message: str, fix: str = "") -> None:
+        self.loc = loc
+        self.message = message
+        self.fix = fix
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        where = f"{self.loc}: " if self.loc is not None else ""
+        text = f"{where}{self.message}"
+        if self.fix:
+            text += f"\n  fix: {self.fix}"
+        return text
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A human decision recorded in the plan: the thing counts as passed and is listed for review."""
+
+    reason: str
+    by: str = ""
+    date: str = ""
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One success criterion, parsed (see ``criteria.parse_criterion``).
+
+    ``kind`` is ``tiered`` (target/acceptable/failure), or ``compare`` (an operator and a
+    threshold; ``in`` uses ``low``/``high``).  ``{min: x}`` is ``compare >= x``; ``{max: x}`` is
+    ``compare <= x``.
+    """
+
+    metric: str
+    kind: Literal["tiered", "compare"]
+    # tiered
+    target: float | None = None
+    acceptable: float | None = None
+    failure: float | None = None
+    direction: Direction | None = None
+    # compare
+    op: Literal["<", "<=", ">", ">=", "==", "!=", "in"] | None = None
+    threshold: float | None = None
+    low: float | None = None
+    high: float | None = None
+    # common
+    note: str | None = None
+    borderline: float | None = None  # explicit absolute margin; None means the default rule
+    aggregate: Aggregate = "mean"
+    confidence: float | None = None
+    from_: str | None = None  # experiment level only: the sub-experiment that supplies the value
+    accepted: Accepted | None = None
+    raw: Any = None  # the spec as written, for display
+    loc: Loc | None = None
+
+
+@dataclass(frozen=True)
+class Select:
+    metric: str
+    mode: Literal["max", "min"]
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One point of a sweep's cartesian product: ``key`` is what goes between the brackets."""
+
+    key: str
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class SubExperiment:
+    id: str
+    experiment_id: str
+    handler: str | None  # "package.module:function" or None (found by convention)
+    params: Mapping[str, Any]  # merged over defaults and experiment, without stub overrides
+    stub_params: Mapping[str, Any]  # merged overrides laid over params under --stub
+    sweep: Mapping[str, tuple[Any, ...]] | None
+    select: Select | None
+    seeds: tuple[int, ...]  # (0,) when not given
+    seeds_given: bool  # whether the plan asked for seeds (results then carry per_seed/stats)
+    executor: str
+    resources: Mapping[str, Any]
+    marks: tuple[str, ...]
+    success_criteria: tuple[Criterion, ...]
+    dependencies: tuple[str, ...]  # other sub-experiment ids
+    meta: Mapping[str, Any]  # annotation keys, kept verbatim
+    loc: Loc
+
+    @property
+    def name(self) -> str:
+        value = self.meta.get("name")
+        return str(value) if value is not None else self.id
+
+    def resolved_params(self, stub: bool, point: SweepPoint | None = None) -> dict[str, Any]:
+        """The params a handler sees: params, then stub overrides, then the sweep point."""
+        merged = dict(self.params)
+        if stub:
+            merged.update(self.stub_params)
+        if point is not None:
+            merged.update(point.values)
+        return merged
+
+    def points(self) -> tuple[SweepPoint, ...]:
+        """The sweep's points in plan order (empty when there is no sweep)."""
+        if not self.sweep:
+            return ()
+        keys = list(self.sweep)
+        out = []
+        for combo in itertools.product(*(self.sweep[k] for k in keys)):
+            values = dict(zip(keys, combo))
+            out.append(SweepPoint(point_key(values), values))
+        return tuple(out)
+
+
+def _id_piece(value: Any) -> str:
+    text = repr(value) if isinstance(value, float) else str(value)
+    return re.sub(r"[^A-Za-z0-9_.]", "_", text)
+
+
+def point_key(values: Mapping[str, Any]) -> str:
+    """``{hidden: 32, lr: 0.01}`` -> ``hidden_32-lr_0.01`` (``=`` is not allowed in ``-k``)."""
+    return "-".join(f"{_id_piece(k)}_{_id_piece(v)}" for k, v in values.items())
+
+
+@dataclass(frozen=True)
+class Experiment:
+    id: str
+    name: str
+    phase: int | None
+    sub_experiments: tuple[SubExperiment, ...]
+    success_criteria: tuple[Criterion, ...]
+    dependencies: tuple[str, ...]  # other experiment ids
+    replaces: tuple[str, ...]
+    retired: bool
+    meta: Mapping[str, Any]
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class Unlocks:
+    """What a gate unlocks: experiment ids, every experiment of a phase, or free text only."""
+
+    kind: Literal["ids", "phase", "text"]
+    ids: tuple[str, ...] = ()
+    phase: int | None = None
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Gate:
+    id: str
+    name: str
+    experiments: tuple[str, ...]
+    unlocks: Unlocks
+    accepted: Accepted | None
+    meta: Mapping[str, Any]
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    hypothesis: str
+    wandb_project: str | None
+    meta: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Prerequisite:
+    """Something an experiment waits for: another experiment (``dependency``) or a gate."""
+
+    kind: Literal["dependency", "gate"]
+    experiment_id: str | None = None
+    gate_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    path: Path  # absolute path of the plan file
+    project: Project
+    experiments: tuple[Experiment, ...]  # plan order
+    gates: tuple[Gate, ...]
+    modal: Mapping[str, Any]  # the raw ``modal:`` section ({} when absent)
+    meta: Mapping[str, Any]  # other top-level keys, kept verbatim
+    _exp_index: dict[str, Experiment] = field(default_factory=dict, compare=False, repr=False)
+    _sub_index: dict[str, SubExperiment] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for exp in self.experiments:
+            self._exp_index[exp.id] = exp
+            for sub in exp.sub_experiments:
+                self._sub_index[sub.id] = sub
+
+    @property
+    def root(self) -> Path:
+        """The folder that holds the plan; results paths are relative to it."""
+        return self.path.parent
+
+    def experiment(self, experiment_id: str) -> Experiment:
+        return self._exp_index[experiment_id]
+
+    def has_experiment(self, experiment_id: str) -> bool:
+        return experiment_id in self._exp_index
+
+    def sub(self, sub_id: str) -> SubExperiment:
+        return self._sub_index[sub_id]
+
+    def has_sub(self, sub_id: str) -> bool:
+        return sub_id in self._sub_index
+
+    def gate(self, gate_id: str) -> Gate:
+        return next(g for g in self.gates if g.id == gate_id)
+
+    def gates_unlocking(self, experiment_id: str) -> tuple[Gate, ...]:
+        exp = self.experiment(experiment_id)
+        out = []
+        for gate in self.gates:
+            u = gate.unlocks
+            if (u.kind == "ids" and experiment_id in u.ids) or (
+                u.kind == "phase" and exp.phase is not None and u.phase == exp.phase
+            ):
+                out.append(gate)
+        return tuple(out)
+
+    def prerequisites(self, experiment_id: str) -> tuple[Prerequisite, ...]:
+        """Dependencies first (plan order), then the gates that unlock the experiment."""
+        exp = self.experiment(experiment_id)
+        deps = [Prerequisite("dependency", experiment_id=d) for d in exp.dependencies]
+        gates = [Prerequisite("gate", gate_id=g.id) for g in self.gates_unlocking(experiment_id)]
+        return tuple(deps + gates)
+
+    def experiment_order(self) -> tuple[Experiment, ...]:
+        """Experiments in a topological order of dependencies and gates, stable in plan order."""
+        pending = list(self.experiments)
+        done: set[str] = set()
+        out: list[Experiment] = []
+        while pending:
+            for exp in pending:
+                needs = set(exp.dependencies)
+                for sub in exp.sub_experiments:  # sub-level dependencies may cross experiments
+                    needs.update(
+                        self._sub_index[d].experiment_id for d in sub.dependencies if d in self._sub_index
+                    )
+                for gate in self.gates_unlocking(exp.id):
+                    needs.update(e for e in gate.experiments if e != exp.id)
+                if needs <= done | {exp.id}:
+                    out.append(exp)
+                    done.add(exp.id)
+                    pending.remove(exp)
+                    break
+            else:  # a cycle: plan.py rejects these, so this only guards direct construction
+                out.extend(pending)
+                break
+        return tuple(out)
+
+    def sub_order(self, exp: Experiment) -> tuple[SubExperiment, ...]:
+        """An experiment's sub-experiments with sub-level dependencies first, else plan order."""
+        pending = list(exp.sub_experiments)
+        done: set[str] = set()
+        out: list[SubExperiment] = []
+        own = {s.id for s in exp.sub_experiments}
+        while pending:
+            for sub in pending:
+                if {d for d in sub.dependencies if d in own} <= done:
+                    out.append(sub)
+                    done.add(sub.id)
+                    pending.remove(sub)
+                    break
+            else:
+                out.extend(pending)
+                break
+        return tuple(out)
+
+
+# --- judged results -------------------------------------------------------------------------
+
+Level = Literal[
+    "target",  # tiered: met the target
+    "acceptable",  # tiered: on the good side of acceptable, short of target
+    "miss",  # tiered: between acceptable and failure
+    "failure",  # tiered: at or beyond failure
+    "pass",  # comparison criterion met
+    "fail",  # comparison criterion not met
+    "inconclusive",  # confidence interval straddles the threshold, or fewer than 2 seeds
+    "missing",  # metric missing, NaN, infinite or not a number (see ``reason``)
+    "accepted",  # a human accepted it (counts as passed, always listed for review)
+]
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Statistics of one metric over seeds; ``ci95`` is the Student-t 95% interval of the mean."""
+
+    mean: float
+    std: float  # sample standard deviation (ddof=1); 0.0 for n == 1
+    n: int
+    ci95: tuple[float, float] | None  # None when n < 2
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mean": self.mean, "std": self.std, "n": self.n}
+        if self.ci95 is not None:
+            out["ci95"] = [self.ci95[0], self.ci95[1]]
+        return out
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A criterion judged against a value (or the per-seed values)."""
+
+    metric: str
+    value: Any  # the judged value (the aggregate over seeds); None when missing
+    level: Level
+    passed: bool
+    borderline: bool  # a pass within the borderline margin: requires human review
+    rule: str  # e.g. "<= 0.35 (target 0.25)" or ">= 0.6"
+    message: str  # one line, e.g. "accuracy = 0.912 (mean of 3 seeds, 95% CI [...]) needs >= 0.95 (acceptable; target 0.97): miss"
+    reason: str | None = None  # why a value could not be judged (missing, NaN, ...)
+    stats: Stats | None = None
+    seeds_needed: int | None = None  # for inconclusive: about how many seeds would settle it
+    source: str | None = None  # experiment level: the sub-experiment that supplied the value
+    note: str | None = None
+    accepted: Accepted | None = None
+
+    @property
+    def needs_review(self) -> bool:
+        return self.borderline or self.level in ("inconclusive", "accepted")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The shape stored under ``criteria:`` in results.yaml (SPEC section 8)."""
+        out: dict[str, Any] = {"value": self.value}
+        if self.source is not None:
+            out["from"] = self.source
+        out.update(rule=self.rule, level=self.level, passed=self.passed, borderline=self.borderline)
+        if self.reason:
+            out["reason"] = self.reason
+        if self.stats is not None:
+            out["stats"] = self.stats.to_dict()
+        if self.seeds_needed is not None:
+            out["seeds_needed"] = self.seeds_needed
+        if self.note:
+            out["note"] = self.note
+        if self.accepted is not None:
+            out["accepted"] = {"reason": self.accepted.reason, "by": self.accepted.by, "date": self.accepted.date}
+        return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """An experiment's verdict: a pure function of the plan and the merged results."""
+
+    experiment_id: str
+    status: Literal["completed", "failed", "partial", "blocked", "not_started"]
+    criteria: tuple[Judgement, ...]
+    success_criteria_met: bool
+    confidence: Literal["high", "medium", "low"]
+    recommendation: Literal["proceed", "investigate", "pivot"]
+    passed: bool  # the assessment would pass: every sub passed and every criterion met
+    problems: tuple[str, ...]  # one line each: why it does not pass (the assessment's message)
+    review: tuple[str, ...]  # one line each: what requires human review
