@@ -1,0 +1,193 @@
+"""Running one seed of one sub-experiment: plain data in, plain data out.
+
+This is the code every executor ends in: the local executor calls :func:`run_seed` in the
+pytest process (with pytest fixtures); the process and Modal executors call
+:func:`execute` (``python -m pytest_mlexp.remote``, or the Modal function) with a
+:class:`Task` dict and get an outcome dict back.  Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .runner import ExperimentRunner, MetricSink, ProgressSink
+
+# Outcome statuses of one seed.  "failed" (criteria) is decided later, by the judge.
+OK = "ok"
+ERROR = "error"
+INFRA = "infra_error"
+
+
+@dataclass
+class Task:
+    """Everything a worker needs to run one seed, as plain data (JSON- and pickle-safe)."""
+
+    experiment_id: str
+    sub_id: str
+    point: str | None
+    seed: int
+    params: dict[str, Any]
+    stub: bool
+    root: str  # the project root: handler modules are imported relative to it
+    plan_root: str  # the plan's folder: artifact paths are relative to it
+    module_path: str  # the handler's file, relative to root
+    module_name: str  # the stable import name workers reproduce
+    function: str
+    artifacts_dir: str  # absolute on the machine that runs it (remote executors remap it)
+    workdir: str
+    upstream: dict[str, Any] = field(default_factory=dict)
+    variant: dict[str, Any] = field(default_factory=dict)  # the sweep point's values
+    timeout: float | None = None
+    tracking: dict[str, Any] = field(default_factory=dict)  # tracker settings (mode, project, ...)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Task:
+        return cls(**dict(data))
+
+    @property
+    def label(self) -> str:
+        point = f"[{self.point}]" if self.point else ""
+        return f"{self.sub_id}{point} seed {self.seed}"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def error_info(kind: str, exc: BaseException, *, skip_frames: int = 0) -> dict[str, Any]:
+    """The ``error:`` block of a result; the traceback starts in the handler, not in us."""
+    tb = exc.__traceback__
+    for _ in range(skip_frames):
+        if tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    return {"kind": kind, "type": type(exc).__name__, "message": str(exc), "traceback": text}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed random, and numpy/torch only when the handler already imported them."""
+    random.seed(seed)
+    np = sys.modules.get("numpy")
+    if np is not None:
+        np.random.seed(seed % (2**32))
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "manual_seed"):
+        torch.manual_seed(seed)
+
+
+def run_seed(
+    task: Task,
+    handler: Callable[..., Any],
+    *,
+    fixtures: Mapping[str, Any] | None = None,
+    metric_sinks: tuple[MetricSink, ...] = (),
+    progress_sinks: tuple[ProgressSink, ...] = (),
+    on_runner: Callable[[ExperimentRunner], None] | None = None,
+) -> dict[str, Any]:
+    """Run the handler once and return the outcome as plain data.
+
+    The outcome: ``status`` (ok / error), ``result`` ({metrics, finding, artifacts}) when ok,
+    ``error`` when not, plus ``history``, ``started_at``, ``finished_at``, ``duration_s``,
+    ``device`` and ``seed``.
+    """
+    from .normalize import ResultError, normalize_result
+
+    runner = ExperimentRunner(
+        experiment_id=task.experiment_id,
+        sub_experiment_id=task.sub_id,
+        params=task.params,
+        variant=task.variant,
+        seed=task.seed,
+        stub=task.stub,
+        workdir=Path(task.workdir),
+        artifacts_dir=Path(task.artifacts_dir),
+        plan_root=Path(task.plan_root),
+        upstream=task.upstream,
+        metric_sinks=metric_sinks,
+        progress_sinks=progress_sinks,
+    )
+    if on_runner is not None:
+        on_runner(runner)
+    outcome: dict[str, Any] = {"seed": task.seed, "started_at": now_iso()}
+    t0 = time.perf_counter()
+    kwargs = dict(fixtures or {})
+    kwargs["runner"] = runner
+    try:
+        seed_everything(task.seed)
+        returned = handler(**kwargs)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a handler's SystemExit is its error too, not ours
+        outcome.update(status=ERROR, error=error_info("handler", exc, skip_frames=1))
+        outcome["_exc"] = exc  # in-process only (for --pdb); dropped before anything is sent
+    else:
+        try:
+            result = normalize_result(returned)
+        except ResultError as exc:
+            outcome.update(
+                status=ERROR,
+                error={"kind": "invalid_result", "type": "ResultError", "message": str(exc), "traceback": ""},
+            )
+        else:
+            artifacts = list(result.get("artifacts") or [])
+            for path in runner.results.saved:
+                if path not in artifacts:
+                    artifacts.append(path)
+            result["artifacts"] = artifacts
+            outcome.update(status=OK, result=result)
+    outcome["duration_s"] = round(time.perf_counter() - t0, 4)
+    outcome["finished_at"] = now_iso()
+    outcome["history"] = runner.history
+    if runner._device is not None:
+        outcome["device"] = runner._device
+    return outcome
+
+
+def import_handler(task: Task) -> Callable[..., Any]:
+    """Import the handler under its stable module name (the same in every worker)."""
+    from .handlers import HandlerRef, load_handler
+
+    root = Path(task.root)
+    ref = HandlerRef(
+        module_path=root / task.module_path,
+        module_name=task.module_name,
+        function=task.function,
+        params=("runner",),
+        lineno=0,
+        source_sha256="",
+    )
+    return load_handler(ref, root)
+
+
+def execute(task_data: Mapping[str, Any]) -> dict[str, Any]:
+    """The remote entry point: a Task dict in, an outcome dict out (never raises for handler errors)."""
+    task = Task.from_dict(task_data)
+    started = now_iso()
+    try:
+        handler = import_handler(task)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        return {
+            "seed": task.seed,
+            "status": ERROR,
+            "error": error_info("import", exc),
+            "started_at": started,
+            "finished_at": now_iso(),
+            "duration_s": 0.0,
+            "history": [],
+        }
+    os.environ.setdefault("MLEXP_WORKER", "1")
+    return run_seed(task, handler)

@@ -1,0 +1,72 @@
+"""The ``local`` executor: in the pytest process, one seed at a time; pdb and fixtures work."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from ..execution import Task, import_handler, run_seed
+from ..runner import MetricSink, ProgressSink
+from .base import infra_outcome
+
+
+class SeedTimeout(BaseException):
+    """Raised inside a handler whose ``resources.timeout`` ran out (BaseException: handlers'
+    ``except Exception`` must not swallow it)."""
+
+
+@contextmanager
+def alarm(seconds: float | None) -> Iterator[None]:
+    """Interrupt the handler after ``seconds`` (POSIX main thread only; elsewhere no limit)."""
+    usable = (
+        seconds and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    )
+    if not usable:
+        yield
+        return
+
+    def _fire(signum: int, frame: Any) -> None:
+        raise SeedTimeout(f"exceeded resources.timeout of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, _fire)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds or 0))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def run_local(
+    task: Task,
+    fixtures: Mapping[str, Any],
+    *,
+    metric_sinks: tuple[MetricSink, ...] = (),
+    progress_sinks: tuple[ProgressSink, ...] = (),
+    handler: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
+    from ..execution import ERROR, error_info, now_iso
+
+    started = now_iso()
+    try:
+        fn = handler if handler is not None else import_handler(task)
+    except Exception as exc:
+        return {
+            "seed": task.seed,
+            "status": ERROR,
+            "error": error_info("import", exc),
+            "started_at": started,
+            "finished_at": now_iso(),
+            "duration_s": 0.0,
+            "history": [],
+        }
+    try:
+        with alarm(task.timeout):
+            return run_seed(
+                task, fn, fixtures=fixtures, metric_sinks=metric_sinks, progress_sinks=progress_sinks
+            )
+    except SeedTimeout as exc:
+        return infra_outcome(task, "timeout", str(exc), started_at=started)

@@ -1,0 +1,169 @@
+"""The pytest nodes of a plan: file -> experiment -> sub-experiment items + one assessment.
+
+Thin glue: what an item does when it runs lives in ``orchestrate.py``; the plan, criteria and
+results logic live in pure modules.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .model import Experiment, PlanError, SubExperiment, SweepPoint
+
+if TYPE_CHECKING:
+    from _pytest._code.code import ExceptionInfo, TerminalRepr
+
+    from .session import MlexpSession, PlanContext
+
+
+class MlexpFailure(Exception):
+    """An item failed for a reason we can say in a few lines (criteria, wiring, verdict)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def session_of(config: pytest.Config) -> MlexpSession:
+    from .session import MlexpSession
+
+    state = config.pluginmanager.get_plugin("mlexp-session")
+    assert isinstance(state, MlexpSession)
+    return state
+
+
+class PlanFile(pytest.File):
+    """A ``research_plan.yaml``."""
+
+    def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
+        state = session_of(self.config)
+        try:
+            ctx = state.context_for(self.path)
+        except PlanError as exc:
+            if state.selected:
+                raise self.CollectError(exc.render()) from None
+            state.plan_warnings.append(exc.render())
+            return
+        state.mark_collected(self.path)
+        for exp in ctx.plan.experiments:
+            yield ExperimentNode.from_parent(self, name=exp.id, experiment=exp)
+
+
+class ExperimentNode(pytest.Collector):
+    def __init__(self, *, experiment: Experiment, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.experiment = experiment
+
+    def collect(self) -> Iterator[pytest.Item]:
+        state = session_of(self.config)
+        ctx = state.context_for(self.path)
+        exp = self.experiment
+        for sub in ctx.plan.sub_order(exp):
+            points = sub.points()
+            if points:
+                for index, point in enumerate(points):
+                    yield SubItem.build(self, ctx, sub, point, index)
+            else:
+                yield SubItem.build(self, ctx, sub, None, 0)
+        yield AssessmentItem.from_parent(self, name="assessment", experiment=exp)
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, self.experiment.loc.line - 1, self.experiment.id
+
+
+def _placeholder(**kwargs: Any) -> None:  # pragma: no cover - never called: runtest is ours
+    raise AssertionError("an experiment item's callobj is never called directly")
+
+
+class SubItem(pytest.Function):
+    """One sub-experiment (or one point of its sweep); all its seeds run inside it."""
+
+    sub: SubExperiment
+    point: SweepPoint | None
+    point_index: int  # position in the sweep, for ordering without re-expanding the sweep
+    experiment_id: str
+
+    @classmethod
+    def build(
+        cls,
+        parent: ExperimentNode,
+        ctx: PlanContext,
+        sub: SubExperiment,
+        point: SweepPoint | None,
+        index: int,
+    ) -> SubItem:
+        fixtures = ctx.fixture_names(sub)
+        # pytest reads the fixtures an item needs from its callobj's signature: give it exactly
+        # the handler's parameters (read from source, so collection never imports the handler).
+        func: Any = lambda **kw: _placeholder(**kw)  # noqa: E731
+        func.__signature__ = inspect.Signature(
+            [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in fixtures]
+        )
+        name = f"{sub.id}[{point.key}]" if point is not None else sub.id
+        item: SubItem = super().from_parent(parent, name=name, callobj=func, originalname=sub.id)
+        item.sub = sub
+        item.point = point
+        item.point_index = index
+        item.experiment_id = sub.experiment_id
+        for mark in sub.marks:
+            ctx.state.register_mark(mark)
+            item.add_marker(mark)
+        return item
+
+    @property
+    def plan_path(self) -> Any:
+        return self.path
+
+    def runtest(self) -> None:
+        from .orchestrate import run_sub_item
+
+        run_sub_item(self)
+
+    def setup(self) -> None:
+        state = session_of(self.config)
+        reason = state.blocked_reason(self)
+        if reason is not None:
+            state.on_blocked(self, reason)
+            pytest.skip(reason)
+        super().setup()
+
+    def repr_failure(self, excinfo: ExceptionInfo[BaseException], style: Any = None) -> str | TerminalRepr:
+        if isinstance(excinfo.value, MlexpFailure):
+            return excinfo.value.message
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, self.sub.loc.line - 1, f"{self.sub.experiment_id}::{self.name}"
+
+
+class AssessmentItem(pytest.Item):
+    """Asserts an experiment's verdict (SPEC section 5)."""
+
+    def __init__(self, *, experiment: Experiment, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.experiment = experiment
+        self.experiment_id = experiment.id
+
+    def setup(self) -> None:
+        state = session_of(self.config)
+        reason = state.blocked_reason(self)
+        if reason is not None:
+            state.on_blocked(self, reason)
+            pytest.skip(reason)
+
+    def runtest(self) -> None:
+        from .orchestrate import run_assessment
+
+        run_assessment(self)
+
+    def repr_failure(self, excinfo: ExceptionInfo[BaseException], style: Any = None) -> str | TerminalRepr:
+        if isinstance(excinfo.value, MlexpFailure):
+            return excinfo.value.message
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, self.experiment.loc.line - 1, f"{self.experiment.id}::assessment"

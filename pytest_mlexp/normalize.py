@@ -1,0 +1,306 @@
+"""The handler return contract (SPEC section 4): check what a handler returned, normalise metrics.
+
+Handlers return numpy scalars, 0-d arrays and torch tensors (often on a GPU, often with grad) as
+often as floats.  They are turned into plain Python values here, once, so everything downstream
+(criteria, results.yaml, JUnit, W&B) only ever sees ``bool``/``int``/``float``/``str``/``None``.
+
+numpy and torch are recognised by the module their type comes from and used only through the
+object's own methods: the plugin never imports them (an installed plugin is imported by every
+pytest run, and ``import torch`` costs seconds).  If a handler returned a numpy object, numpy is
+already in ``sys.modules``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["ALLOWED_KEYS", "ResultError", "normalize_result", "normalize_value"]
+
+ALLOWED_KEYS = ("metrics", "finding", "artifacts")
+
+_REPR_LIMIT = 300
+_EXAMPLE = "{'metrics': {'accuracy': 0.97}, 'finding': 'one sentence'}"
+_ARTIFACT_FIX = "save it as an artifact with runner.results.save_artifact(...) and report a scalar"
+
+
+def _short_repr(value: Any, limit: int = _REPR_LIMIT) -> str:
+    try:
+        text = repr(value)
+    except Exception as exc:  # a broken __repr__ must not hide the real problem
+        text = f"<{type(value).__name__} object; repr() failed: {type(exc).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _type_name(value: Any) -> str:
+    t = type(value)
+    return t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+class ResultError(ValueError):
+    """A handler returned something that breaks the contract; the message shows what it was."""
+
+    def __init__(self, message: str, returned: Any = None) -> None:
+        super().__init__(message)
+        self.returned_repr = _short_repr(returned)
+
+
+def _shape_text(shape: Any) -> str:
+    try:
+        dims = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        return str(shape)
+    return str(dims)
+
+
+def _from_item(name: str, value: Any, kind: str) -> Any:
+    """The Python scalar of a one-element numpy/torch/other array, normalised again."""
+    item = value.item()
+    if type(item) in (float, int, bool):
+        return item
+    if isinstance(item, complex):
+        raise ResultError(
+            f"metric {name!r} is a complex {kind}: report its real part or abs() instead", value
+        )
+    # object arrays can hold anything: judge the element by the same rules, but only one level
+    if hasattr(item, "shape"):
+        raise ResultError(f"metric {name!r} is a {kind} that holds another array: report a scalar", value)
+    return normalize_value(name, item)
+
+
+def _numpy_value(name: str, value: Any) -> Any:
+    np = sys.modules.get("numpy")
+    if np is None:  # a numpy type without numpy imported cannot happen, but never crash on it
+        return _generic_value(name, value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)  # an int stays an int: counts (n_params, epochs) read better as 3 than 3.0
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        if value.size == 1:
+            return _from_item(name, value, "array")
+        if value.size == 0:
+            raise ResultError(f"metric {name!r} is an empty array (shape {_shape_text(value.shape)})", value)
+        raise ResultError(
+            f"metric {name!r} is an array of shape {_shape_text(value.shape)}: {_ARTIFACT_FIX}", value
+        )
+    if isinstance(value, np.complexfloating):
+        raise ResultError(
+            f"metric {name!r} is a complex number: report its real part or abs() instead", value
+        )
+    return _generic_value(name, value)
+
+
+def _torch_value(name: str, value: Any) -> Any:
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(value, torch.Tensor):
+        return _generic_value(name, value)  # torch.Size, torch.dtype, a module...: not a tensor
+    try:
+        n = int(value.numel())
+    except Exception:
+        return _generic_value(name, value)
+    shape = _shape_text(getattr(value, "shape", "?"))
+    if n == 0:
+        raise ResultError(f"metric {name!r} is an empty tensor (shape {shape})", value)
+    if n > 1:
+        raise ResultError(f"metric {name!r} is a tensor of shape {shape}: {_ARTIFACT_FIX}", value)
+    try:
+        # detach: a tensor with grad must not keep the graph alive; cpu: works from any device
+        return _from_item(name, value.detach().cpu(), "tensor")
+    except ResultError:
+        raise
+    except Exception as exc:  # meta tensors, fake tensors, a lost device
+        raise ResultError(
+            f"metric {name!r} is a tensor whose value cannot be read ({type(exc).__name__}: {exc}): "
+            f"report float(t.detach().cpu())",
+            value,
+        ) from exc
+
+
+def _generic_value(name: str, value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)  # IntEnum and friends: keep the number, drop the type
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, numbers.Real):  # float subclasses, Fraction, numpy-like scalars
+        return float(value)
+    shape = getattr(value, "shape", None)
+    if shape is not None and callable(getattr(value, "item", None)):
+        # jax, cupy, mlx and other array libraries follow numpy's protocol
+        try:
+            size = math.prod(int(d) for d in shape)
+        except (TypeError, ValueError):
+            size = -1
+        if size == 1:
+            return _from_item(name, value, "array")
+        if size > 1:
+            raise ResultError(
+                f"metric {name!r} is an array of shape {_shape_text(shape)}: {_ARTIFACT_FIX}", value
+            )
+    if isinstance(value, Mapping):
+        raise ResultError(
+            f"metric {name!r} is a mapping ({_short_repr(value, 120)}): metrics cannot nest; "
+            f"flatten them into names such as '{name}/<key>'",
+            value,
+        )
+    if isinstance(value, (list, tuple, set, frozenset)):
+        raise ResultError(
+            f"metric {name!r} is a {type(value).__name__} ({_short_repr(value, 120)}): report one number "
+            f"per metric (e.g. the mean or the last value); "
+            f"{_ARTIFACT_FIX.replace('save it', 'save the series')}",
+            value,
+        )
+    raise ResultError(
+        f"metric {name!r} is a {_type_name(value)} ({_short_repr(value, 120)}): a metric must be a number, "
+        f"a bool, a string or None",
+        value,
+    )
+
+
+def normalize_value(name: str, v: Any) -> Any:
+    """One metric value as plain data: ``bool``, ``int``, ``float`` (NaN/inf kept), ``str`` or ``None``.
+
+    numpy scalars, 0-d and 1-element arrays, and 1-element torch tensors (any device, with or
+    without grad) become the Python scalar of their dtype: floats -> ``float``, integers ->
+    ``int``, bools -> ``bool``.  Anything larger, and containers or other objects, raise
+    :class:`ResultError`.
+    """
+    t = type(v)
+    # the hot path: plain Python values, checked by exact type before anything else
+    if t is float or t is int or t is bool or t is str or v is None:
+        return v
+    module = t.__module__
+    if module == "numpy" or module.startswith("numpy."):
+        return _numpy_value(name, v)
+    if module == "torch" or module.startswith("torch."):
+        return _torch_value(name, v)
+    # a torch.Tensor subclass defined in another package (a parameter type of some library)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(v, torch.Tensor):
+        return _torch_value(name, v)
+    return _generic_value(name, v)
+
+
+def _returned_error(who: str, returned: Any) -> ResultError:
+    shown = _short_repr(returned)
+    if returned is None:
+        return ResultError(
+            f"{who} returned None: it must return a dict like {_EXAMPLE}. Did you forget `return`?", returned
+        )
+    if isinstance(returned, (tuple, list)):
+        return ResultError(
+            f"{who} returned a {type(returned).__name__} ({shown}): it must return a dict like {_EXAMPLE}",
+            returned,
+        )
+    if isinstance(returned, (int, float)) or type(returned).__module__.split(".")[0] in ("numpy", "torch"):
+        return ResultError(
+            f"{who} returned a bare value ({shown}): put it in a dict under a metric name, e.g. "
+            f"{{'metrics': {{'accuracy': value}}}}",
+            returned,
+        )
+    return ResultError(
+        f"{who} returned {_type_name(returned)} ({shown}): it must return a dict like {_EXAMPLE}", returned
+    )
+
+
+def normalize_result(returned: Any, handler: str | None = None) -> dict[str, Any]:
+    """Check a handler's return value and normalise it.
+
+    Returns ``{"metrics": {name: value}, "finding": str | None, "artifacts": [str, ...]}``.
+    ``handler`` (the function's name) only makes messages clearer.  Raises
+    :class:`ResultError` with a message that shows what was returned.
+    """
+    who = f"handler {handler}" if handler else "the handler"
+    if not isinstance(returned, Mapping):
+        raise _returned_error(who, returned)
+
+    shown = _short_repr(returned)
+    bad_keys = [k for k in returned if k not in ALLOWED_KEYS]
+    if "metrics" not in returned:
+        if not bad_keys:
+            reason = "has no 'metrics'"
+        elif "metric" in returned:
+            reason = "has 'metric' where 'metrics' is expected"
+        elif all(isinstance(k, str) for k in returned) and "finding" not in returned:
+            # most likely the metrics themselves, returned without the wrapper
+            reason = f"has no 'metrics' key: did you mean {{'metrics': {shown}}}?"
+        else:
+            reason = "has no 'metrics'"
+        raise ResultError(
+            f"{who} returned a dict that {reason} ({shown}); it must look like {_EXAMPLE}", returned
+        )
+    if bad_keys:
+        named = []
+        for k in bad_keys:
+            close = difflib.get_close_matches(str(k), ALLOWED_KEYS, n=1, cutoff=0.7)
+            named.append(f"{k!r} (did you mean {close[0]!r}?)" if close else repr(k))
+        raise ResultError(
+            f"{who} returned unknown key(s) {', '.join(named)} ({shown}); the allowed keys "
+            f"are 'metrics' (required), 'finding' and 'artifacts'. Put extra numbers under 'metrics' and "
+            f"files in 'artifacts'",
+            returned,
+        )
+
+    raw_metrics = returned["metrics"]
+    if not isinstance(raw_metrics, Mapping):
+        raise ResultError(
+            f"{who} returned 'metrics' as a {_type_name(raw_metrics)} ({_short_repr(raw_metrics, 120)}): it "
+            f"must be a mapping of metric name to value, e.g. {{'accuracy': 0.97}}",
+            returned,
+        )
+    metrics: dict[str, Any] = {}
+    for key, value in raw_metrics.items():
+        if not isinstance(key, str) or not key:
+            raise ResultError(
+                f"{who} returned a metric named {key!r}: metric names must be non-empty strings", returned
+            )
+        t = type(value)
+        if t is float or t is int or t is bool or t is str or value is None:  # inlined hot path
+            metrics[key] = value
+            continue
+        try:
+            metrics[key] = normalize_value(key, value)
+        except ResultError as exc:
+            raise ResultError(f"{who} returned an invalid metric: {exc}", returned) from None
+
+    finding = returned.get("finding")
+    if finding is not None and not isinstance(finding, str):
+        raise ResultError(
+            f"{who} returned 'finding' as a {_type_name(finding)} ({_short_repr(finding, 120)}): it must be "
+            f"a string (one sentence on what the run showed)",
+            returned,
+        )
+
+    raw_artifacts = returned.get("artifacts")
+    artifacts: list[str] = []
+    if raw_artifacts is not None:
+        if isinstance(raw_artifacts, (str, bytes, os.PathLike)) or not isinstance(
+            raw_artifacts, (list, tuple)
+        ):
+            raise ResultError(
+                f"{who} returned 'artifacts' as a {_type_name(raw_artifacts)} "
+                f"({_short_repr(raw_artifacts, 120)}): it must be a list of paths, e.g. "
+                f"[runner.results.save_artifact('plot.png', data)]",
+                returned,
+            )
+        for entry in raw_artifacts:
+            if isinstance(entry, str):
+                artifacts.append(entry)
+            elif isinstance(entry, os.PathLike):
+                artifacts.append(os.fsdecode(entry))
+            else:
+                raise ResultError(
+                    f"{who} returned an artifact that is a {_type_name(entry)} ({_short_repr(entry, 120)}): "
+                    f"artifacts must be paths (str or pathlib.Path), as runner.results.save_artifact returns",
+                    returned,
+                )
+    return {"metrics": metrics, "finding": finding, "artifacts": artifacts}

@@ -1,0 +1,154 @@
+"""pytest hooks only: options, plan collection, session set-up.
+
+Every pytest run in an environment with pytest-mlexp installed imports this module, so it
+imports nothing beyond pytest and the standard library; the rest loads when a plan is
+collected or run.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+def _positive_int(value: str) -> int:
+    import argparse
+
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value!r}")
+    return number
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("mlexp", "ML experiments (pytest-mlexp)")
+    group.addoption(
+        "--experiment",
+        action="append",
+        dest="mlexp_experiment",
+        default=[],
+        metavar="ID",
+        help="run experiments: an experiment id, a sub-experiment id, an id prefix, or 'all' "
+        "(repeatable, comma-separated). Experiments are opt-in: without this they are deselected.",
+    )
+    group.addoption(
+        "--stub",
+        action="store_true",
+        dest="mlexp_stub",
+        default=False,
+        help="wiring run: real handlers with stub_params, first seed, local, no W&B; "
+        "criteria and gates reported, not enforced; writes results.stub.yaml only.",
+    )
+    group.addoption(
+        "--mlexp-executor",
+        dest="mlexp_executor",
+        default=None,
+        metavar="NAME",
+        help="override the executor of every selected sub-experiment (local, process, modal, or a plugin's).",
+    )
+    group.addoption(
+        "--mlexp-concurrency",
+        dest="mlexp_concurrency",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="sub-experiments in flight at once for the process and modal executors.",
+    )
+    group.addoption(
+        "--mlexp-wandb",
+        dest="mlexp_wandb",
+        choices=WANDB_MODES,
+        default="auto",
+        help="Weights & Biases mode (default auto: WANDB_MODE, else online with credentials, else offline).",
+    )
+    group.addoption(
+        "--mlexp-scaffold",
+        action="store_true",
+        dest="mlexp_scaffold",
+        default=False,
+        help="write handler stubs for sub-experiments that have none, then exit.",
+    )
+    parser.addini(
+        "mlexp_plan", "path of the research plan, relative to rootdir", default="research/research_plan.yaml"
+    )
+    parser.addini("mlexp_handlers", "folder of handler modules, relative to rootdir", default="experiments")
+    parser.addini("mlexp_wandb_project", "W&B project when the plan names none", default="")
+    parser.addini(
+        "mlexp_select_by_default", "run experiments without --experiment", type="bool", default=False
+    )
+    parser.addini("mlexp_max_artifact_mb", "larger remote artifacts stay on a volume", default="100")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from .session import MlexpSession
+
+    _validate_ini(config)
+    state = MlexpSession(config)
+    config.pluginmanager.register(state, "mlexp-session")
+    if state.selected:
+        from .reporting import configure_lastfailed
+
+        configure_lastfailed(config)
+        _sigterm_as_interrupt(config)
+
+
+def _validate_ini(config: pytest.Config) -> None:
+    raw = str(config.getini("mlexp_max_artifact_mb"))
+    try:
+        if float(raw) <= 0:
+            raise ValueError
+    except ValueError:
+        raise pytest.UsageError(
+            f"ini option mlexp_max_artifact_mb must be a positive number, not {raw!r}"
+        ) from None
+
+
+def _sigterm_as_interrupt(config: pytest.Config) -> None:
+    """SIGTERM (a scheduler's kill, ``timeout``) ends the run like Ctrl-C, so session-end
+    writing still happens and nothing finished is lost."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or hasattr(config, "workerinput"):
+        return
+
+    def _on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, _on_term)
+    config.add_cleanup(lambda: signal.signal(signal.SIGTERM, previous))
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix != ".yaml":
+        return None
+    state = parent.config.pluginmanager.get_plugin("mlexp-session")
+    if state is None or not state.is_plan_file(file_path):
+        return None
+    if Path(file_path).resolve() in state.collected:
+        return None
+    from .items import PlanFile
+
+    node: pytest.Collector = PlanFile.from_parent(parent, path=file_path)
+    return node
+
+
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if not config.getoption("mlexp_scaffold"):
+        return None
+    from .scaffolding import run_scaffold
+
+    return run_scaffold(config)

@@ -1,0 +1,246 @@
+"""Session-end work and the terminal: findings files, --lf bookkeeping, the experiment summary."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from .session import MlexpSession, PlanContext
+
+CACHE_RAN = "mlexp/ran_experiments"
+CACHE_LF = "mlexp/lastfailed"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        return f"{value:.4g}"
+    return str(value)
+
+
+def record_row(
+    state: MlexpSession, ctx: PlanContext, report: pytest.TestReport, op: Mapping[str, Any]
+) -> None:
+    """Remember what an item did, for the summary, --lf and the stub assessment."""
+    kind = op["op"]
+    if kind in ("experiment", "experiment_blocked"):
+        state.records[report.nodeid] = {
+            "kind": "assessment",
+            "experiment": op["experiment"],
+            "name": "assessment",
+            "status": "blocked"
+            if kind == "experiment_blocked"
+            else ("passed" if report.passed else "failed"),
+            "nodeid": report.nodeid,
+        }
+        return
+    sub = ctx.plan.sub(op["sub"])
+    name = sub.id + (f"[{op['point']}]" if op.get("point") else "")
+    if kind == "blocked":
+        row: dict[str, Any] = {
+            "status": "blocked",
+            "reason": op.get("reason", ""),
+            "metrics": {},
+            "criteria": {},
+        }
+    else:
+        entry = op["entry"]
+        row = {
+            "status": entry["status"],
+            "metrics": entry.get("metrics") or {},
+            "criteria": entry.get("criteria") or {},
+            "duration_s": entry.get("duration_s"),
+            "error": (entry.get("error") or {}).get("kind"),
+        }
+    row.update(kind="sub", experiment=sub.experiment_id, name=name, nodeid=report.nodeid, plan=op["plan"])
+    state.records[report.nodeid] = row
+
+
+def finish_session(state: MlexpSession, session: pytest.Session) -> None:
+    ran = bool(state.records)
+    if ran:
+        for ctx in state.contexts.values():
+            _write_outputs(state, ctx)
+        _fail_if_all_blocked(state, session)
+    _update_lastfailed(state, ran)
+    if state._dispatcher is not None:
+        state._dispatcher.close()
+
+
+def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
+    from .findings import render_experiment, render_project, update_findings_file
+    from .verdict import blockers, gate_status
+
+    plan = ctx.plan
+    touched = {
+        row["experiment"] for row in state.records.values() if Path(row.get("plan", plan.path)) == plan.path
+    }
+    touched |= {e.id for e in plan.experiments if e.id in set(ctx.store.touched())}
+    if not touched:
+        return
+    ctx.summarize_sweeps()
+    verdicts = {e.id: ctx.verdict(e.id) for e in plan.experiments}
+    for exp_id in touched:
+        ctx.store.set_experiment(exp_id, ctx.experiment_header(exp_id, verdicts[exp_id]))
+    ctx.store.flush()
+    if state.stub:
+        return  # stub runs never touch results.yaml or FINDINGS.md
+    scrub = state.scrub
+    docs = {e.id: ctx.doc(e.id) for e in plan.experiments}
+    for exp in plan.experiments:
+        if exp.id not in touched:
+            continue
+        block = render_experiment(
+            exp, docs[exp.id], verdicts[exp.id], blockers=blockers(plan, exp.id, verdicts), scrub=scrub
+        )
+        path = plan.root / "experiments" / exp.id / "FINDINGS.md"
+        update_findings_file(path, block, title=f"{exp.name} — findings")
+    gates = [(g, *gate_status(plan, g, verdicts)) for g in plan.gates]
+    project = render_project(plan, docs, verdicts, gates, scrub=scrub)
+    update_findings_file(plan.root / "FINDINGS.md", project, title=f"{plan.project.name} — research findings")
+
+
+def _fail_if_all_blocked(state: MlexpSession, session: pytest.Session) -> None:
+    subs = [r for r in state.records.values() if r["kind"] == "sub"]
+    if subs and all(r["status"] == "blocked" for r in subs):
+        reasons = sorted({r.get("reason", "") for r in subs})
+        state.notes_end.append(
+            "mlexp: every selected sub-experiment was blocked, so nothing ran: " + "; ".join(reasons)
+        )
+        if session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _update_lastfailed(state: MlexpSession, ran: bool) -> None:
+    """Keep separate last-failed sets for real and stub runs, and let --lf re-run blocked items.
+
+    pytest's cache plugin forgets skipped items; ours add them back (they are what a gate held
+    back), and swap in the set of the mode the next session runs in (``configure_lastfailed``).
+    """
+    cache = getattr(state.config, "cache", None)
+    if cache is None:
+        return
+    mode = "stub" if state.stub else "real"
+    sets: dict[str, list[str]] = cache.get(CACHE_LF, {"real": [], "stub": []})
+    current = set(sets.get(mode, []))
+    for nodeid, row in state.records.items():
+        if row["status"] in ("failed", "error", "infra_error", "blocked"):
+            current.add(nodeid)
+        else:
+            current.discard(nodeid)
+    sets[mode] = sorted(current)
+    cache.set(CACHE_LF, sets)
+    every = set(sets.get("real", [])) | set(sets.get("stub", [])) | set(state.records)
+    lastfailed = {k: v for k, v in cache.get("cache/lastfailed", {}).items() if k not in every}
+    # The on-disk set is the real run's: a plain ``pytest --lf`` re-runs real failures.
+    lastfailed.update(dict.fromkeys(sets.get("real", []), True))
+    cache.set("cache/lastfailed", lastfailed)
+    if ran:
+        cache.set(CACHE_RAN, True)
+
+
+def configure_lastfailed(config: pytest.Config) -> None:
+    """Before collection, show the cache plugin the last-failed set of this session's mode."""
+    cache = getattr(config, "cache", None)
+    lf = config.pluginmanager.get_plugin("lfplugin")
+    if cache is None or lf is None or not hasattr(lf, "lastfailed"):
+        return
+    sets = cache.get(CACHE_LF, None)
+    if not sets:
+        return
+    mode = "stub" if config.getoption("mlexp_stub") else "real"
+    every = set(sets.get("real", [])) | set(sets.get("stub", []))
+    keys = list(lf.lastfailed)
+    make = type(keys[0]) if keys else None
+    if make is None or not hasattr(make, "parse"):
+        try:  # pytest >= 9.1 keys the dict by NodeId
+            from _pytest.nodeid import NodeId
+
+            make = NodeId
+        except ImportError:
+            make = None
+    for key in keys:
+        if str(key) in every:
+            del lf.lastfailed[key]
+    for nodeid in sets.get(mode, []):
+        lf.lastfailed[make.parse(nodeid) if make is not None else nodeid] = True
+    if config.getoption("lf", False) and hasattr(lf, "get_last_failed_paths"):
+        lf._last_failed_paths = lf.get_last_failed_paths()
+
+
+def terminal_summary(state: MlexpSession, tr: Any) -> None:
+    for line in state._warned:
+        tr.write_line(f"mlexp: warning: {state.scrub(line)}", yellow=True)
+    if not state.records:
+        for line in state.notes_end:
+            tr.write_line(line, red=True)
+        return
+    tr.write_sep("=", "experiment summary")
+    counts = {"passed": 0, "failed": 0, "error": 0, "infra_error": 0, "blocked": 0}
+    by_exp: dict[str, list[dict[str, Any]]] = {}
+    for row in state.records.values():
+        by_exp.setdefault(row["experiment"], []).append(row)
+    for exp_id, rows in by_exp.items():
+        tr.write_line(f"{exp_id}")
+        for row in rows:
+            if row["kind"] != "sub":
+                continue
+            status = row["status"]
+            counts[status] = counts.get(status, 0) + 1
+            tr.write_line(f"  {row['name']:<32} {status:<11} {_row_detail(row)}"[:200])
+    infra = counts.get("infra_error", 0)
+    errors = counts.get("error", 0) + infra
+    tr.write_line(
+        f"Completed: {counts['passed']} | Failed: {counts['failed']} | "
+        f"Errors: {errors} (infra {infra}) | Blocked: {counts['blocked']}",
+        bold=True,
+    )
+    for ctx in state.contexts.values():
+        for exp_id in by_exp:
+            if not ctx.plan.has_experiment(exp_id):
+                continue
+            v = ctx.verdict(exp_id)
+            met = sum(1 for j in v.criteria if j.passed)
+            tr.write_line(
+                f"verdict {exp_id}: {v.recommendation} ({v.status}; {met}/{len(v.criteria)} criteria met; "
+                f"confidence {v.confidence})" + (" [stub: thresholds not enforced]" if state.stub else "")
+            )
+        if state.stub:
+            _stub_gates(ctx, tr)
+    for line in state.notes_end:
+        tr.write_line(line, red=True)
+
+
+def _stub_gates(ctx: PlanContext, tr: Any) -> None:
+    from .verdict import gate_status
+
+    verdicts = {e.id: ctx.verdict(e.id) for e in ctx.plan.experiments}
+    for gate in ctx.plan.gates:
+        passed, reason = gate_status(ctx.plan, gate, verdicts)
+        tr.write_line(f"gate {gate.id}: {'passed' if passed else 'not passed (not enforced under --stub)'}")
+
+
+def _row_detail(row: Mapping[str, Any]) -> str:
+    if row["status"] == "blocked":
+        return str(row.get("reason", ""))
+    parts = []
+    criteria = row.get("criteria") or {}
+    for name, value in list((row.get("metrics") or {}).items())[:4]:
+        text = f"{name}={_fmt(value)}"
+        c = criteria.get(name)
+        if c:
+            text += f" ({c.get('rule')}: {c.get('level')})"
+        parts.append(text)
+    if row.get("error"):
+        parts.append(f"[{row['error']}]")
+    if row.get("duration_s") is not None:
+        parts.append(f"{row['duration_s']:.1f}s")
+    return "  ".join(parts)

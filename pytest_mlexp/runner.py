@@ -1,0 +1,178 @@
+"""The ``runner`` object handed to every handler.
+
+It runs wherever the handler runs (in the pytest process, a worker process or a Modal
+container), so it imports only the standard library and reports plain data.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path, PurePosixPath
+from types import MappingProxyType
+from typing import Any
+
+__all__ = ["ArtifactError", "ExperimentRunner", "Results"]
+
+# (sub_id, metrics with their prefix already applied, step) -> None; set by trackers / live line
+MetricSink = Callable[[Mapping[str, Any], "int | None"], None]
+ProgressSink = Callable[[float, "str | None"], None]
+
+
+class ArtifactError(ValueError):
+    """An artifact name that would escape its folder, or data that cannot be written."""
+
+
+def safe_artifact_path(folder: Path, name: str) -> Path:
+    """``folder / name``, refusing absolute names and names that climb out with ``..``."""
+    if not name or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise ArtifactError(f"artifact name {name!r} must be a relative file name, e.g. 'confusion.png'")
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if any(p == ".." for p in parts):
+        raise ArtifactError(f"artifact name {name!r} may not contain '..': it must stay inside {folder}")
+    return folder.joinpath(*parts)
+
+
+class Results:
+    """``runner.results``: where artifacts go.  Paths returned are relative to the plan's folder."""
+
+    def __init__(self, folder: Path, plan_root: Path) -> None:
+        self._folder = folder
+        self._plan_root = plan_root
+        self.saved: list[str] = []
+
+    @property
+    def folder(self) -> Path:
+        return self._folder
+
+    def save_artifact(self, name: str, data: bytes | str) -> str:
+        path = safe_artifact_path(self._folder, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, str):
+            path.write_text(data, encoding="utf-8")
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            path.write_bytes(bytes(data))
+        else:
+            raise ArtifactError(
+                f"save_artifact({name!r}, ...) takes bytes or str, not {type(data).__name__}; "
+                "for a matplotlib figure use runner.save_figure(fig, name)"
+            )
+        rel = _relative(path, self._plan_root)
+        if rel not in self.saved:
+            self.saved.append(rel)
+        return rel
+
+    def save_figure(self, fig: Any, name: str) -> str:
+        """Save a matplotlib figure as PNG (``.png`` is added when the name has no suffix)."""
+        if not PurePosixPath(name).suffix:
+            name += ".png"
+        buf = io.BytesIO()
+        fig.savefig(buf, format=PurePosixPath(name).suffix.lstrip(".") or "png", bbox_inches="tight")
+        return self.save_artifact(name, buf.getvalue())
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+class ExperimentRunner:
+    """What a handler gets as ``runner`` (SPEC section 4)."""
+
+    def __init__(
+        self,
+        *,
+        experiment_id: str,
+        sub_experiment_id: str,
+        params: Mapping[str, Any],
+        variant: Mapping[str, Any] | None,
+        seed: int,
+        stub: bool,
+        workdir: Path,
+        artifacts_dir: Path,
+        plan_root: Path,
+        upstream: Mapping[str, Any] | None = None,
+        metric_sinks: tuple[MetricSink, ...] = (),
+        progress_sinks: tuple[ProgressSink, ...] = (),
+        device: str | None = None,
+    ) -> None:
+        self.experiment_id = experiment_id
+        self.sub_experiment_id = sub_experiment_id
+        self.params: Mapping[str, Any] = MappingProxyType(dict(params))
+        self.variant: Mapping[str, Any] = MappingProxyType(dict(variant or {}))
+        self.seed = seed
+        self.stub = stub
+        self.upstream: Mapping[str, Any] = MappingProxyType(dict(upstream or {}))
+        self.results = Results(artifacts_dir, plan_root)
+        self._workdir = workdir
+        self._device = device
+        self._metric_sinks = metric_sinks
+        self._progress_sinks = progress_sinks
+        # Every logged point, kept so remote executors can carry it back and trackers replay it.
+        self.history: list[dict[str, Any]] = []
+        self._next_step = 0
+        self.last_progress: tuple[float, str | None] | None = None
+        self.started = time.monotonic()
+
+    @property
+    def workdir(self) -> Path:
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        return self._workdir
+
+    @property
+    def device(self) -> str:
+        """``cuda``, ``mps`` or ``cpu``; asks torch only when the handler asks (it has torch then)."""
+        if self._device is None:
+            self._device = detect_device()
+        return self._device
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Log a dict of scalars; the tracker sees them as ``<sub_id>/<name>``."""
+        from .normalize import normalize_value
+
+        clean = {str(k): normalize_value(str(k), v) for k, v in metrics.items()}
+        if step is None:
+            step = self._next_step
+        # Steps only move forward, so a tracker never sees a step go back and drop data.
+        step = max(int(step), self._next_step - 1 if self.history else 0)
+        self._next_step = step + 1
+        self.history.append({"step": step, "metrics": clean})
+        prefixed = {f"{self.sub_experiment_id}/{k}": v for k, v in clean.items()}
+        for sink in self._metric_sinks:
+            sink(prefixed, step)
+
+    def progress(self, fraction: float, stage: str | None = None) -> None:
+        """Report how far along the handler is (0..1); logged as ``<sub_id>/progress``."""
+        value = float(fraction)
+        if math.isnan(value):
+            value = 0.0
+        value = min(1.0, max(0.0, value))
+        self.last_progress = (value, stage)
+        for sink in self._progress_sinks:
+            sink(value, stage)
+
+    def save_figure(self, fig: Any, name: str) -> str:
+        return self.results.save_figure(fig, name)
+
+    def __repr__(self) -> str:
+        return (
+            f"ExperimentRunner({self.experiment_id}::{self.sub_experiment_id}, seed={self.seed}, "
+            f"stub={self.stub}, params={dict(self.params)!r})"
+        )
+
+
+def detect_device() -> str:
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"

@@ -1,0 +1,290 @@
+"""The JSON Schema (draft 2020-12) of a plan file, generated from ``plan.py``'s key tables.
+
+Editors use it to validate plans as they are typed.  Every level's properties come from
+``plan.KNOWN_KEYS``; a key there without a schema fragment here (or the reverse) fails
+generation, so the schema cannot drift from the parser.  Annotations stay allowed
+(``additionalProperties`` is open wherever the parser keeps unknown keys as metadata).
+
+Regenerate the published copy with::
+
+    python -m pytest_mlexp.schema > pytest_mlexp/schema/plan.schema.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from .model import ID_RE
+from .plan import HANDLER_RE, KNOWN_KEYS, MARK_RE, NOT_INHERITED_KEYS
+
+__all__ = ["plan_schema", "render"]
+
+Schema = dict[str, Any]
+
+
+def _nullable(schema: Schema) -> Schema:
+    # the parser reads an explicit null as "not set here" (or "back to the default")
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+_ID: Schema = {"type": "string", "pattern": ID_RE.pattern}
+_ID_LIST: Schema = _nullable({"anyOf": [_ID, {"type": "array", "items": _ID}]})
+_TEXT: Schema = {"type": ["string", "number", "boolean", "null"]}
+_NUMBER: Schema = {"type": "number"}
+_STRINGS: Schema = _nullable({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})
+_PHASE: Schema = {"anyOf": [{"type": "integer"}, {"type": "string", "pattern": r"(?i)^\s*(phase\s*)?[0-9]+"}]}
+_SCALAR: Schema = {"type": ["string", "number", "boolean", "null"]}
+
+_ACCEPTED_FIELDS: dict[str, Schema] = {
+    "reason": {"type": "string", "minLength": 1, "description": "the human decision, in words"},
+    "by": _TEXT,
+    "date": _TEXT,
+}
+
+_COMPARISON = (
+    r"^\s*((<=|>=|==|!=|<|>|≤|≥|≠)\s*[-+]?([0-9][0-9_]*(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?"
+    r"|in\s*[\[(].*,.*[\])])\s*$"
+)
+
+# SPEC section 3: criteria.py owns the parsing; this says what an editor should suggest.
+_CRITERION: Schema = {
+    "anyOf": [
+        {
+            "type": "string",
+            "pattern": _COMPARISON,
+            "description": 'a comparison: "< 0.35", ">= 0.6", "== 1", "!= 0", "in [0.2, 0.4]"',
+        },
+        {
+            "type": "object",
+            "properties": {
+                "target": _NUMBER,
+                "acceptable": _NUMBER,
+                "failure": _NUMBER,
+                "direction": {"enum": ["higher", "lower"]},
+                "min": _NUMBER,
+                "max": _NUMBER,
+                "rule": {"type": "string", "pattern": _COMPARISON},
+                "note": {"type": "string"},
+                "borderline": {"type": "number", "minimum": 0},
+                "aggregate": {"enum": ["mean", "median", "min", "max", "all"]},
+                "confidence": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                "from": _ID,
+                "accepted": {"$ref": "#/$defs/accepted"},
+            },
+            "anyOf": [
+                {"required": ["target"]},
+                {"required": ["acceptable"]},
+                {"required": ["min"]},
+                {"required": ["max"]},
+                {"required": ["rule"]},
+            ],
+            "additionalProperties": True,
+        },
+    ]
+}
+
+_INHERITABLE: dict[str, Schema] = {
+    "handler": _nullable(
+        {"type": "string", "pattern": HANDLER_RE.pattern, "description": "package.module:function"}
+    ),
+    "params": _nullable({"type": "object", "description": "handed to the handler as runner.params"}),
+    "stub_params": _nullable({"type": "object", "description": "laid over params under --stub"}),
+    "sweep": _nullable(
+        {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {"type": "array", "minItems": 1, "items": _SCALAR},
+            "description": "param -> values; one item per point of the cartesian product",
+        }
+    ),
+    "select": _nullable({"$ref": "#/$defs/select"}),
+    "seeds": _nullable(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1},
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "uniqueItems": True,
+                    "items": {"type": "integer", "minimum": 0},
+                },
+            ],
+            "description": "N (seeds 0..N-1) or a list of seeds",
+        }
+    ),
+    "executor": _nullable({"type": "string", "minLength": 1, "description": "local, process, modal, ..."}),
+    "resources": _nullable({"$ref": "#/$defs/resources"}),
+    "marks": _nullable(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": MARK_RE.pattern},
+                {"type": "array", "items": {"type": "string", "pattern": MARK_RE.pattern}},
+            ]
+        }
+    ),
+}
+
+_CRITERIA: Schema = _nullable({"type": "object", "additionalProperties": {"$ref": "#/$defs/criterion"}})
+_ACCEPTED: Schema = _nullable({"$ref": "#/$defs/accepted"})
+
+_FRAGMENTS: dict[str, dict[str, Schema]] = {
+    "plan": {
+        "project": _nullable({"anyOf": [{"type": "string"}, {"$ref": "#/$defs/project"}]}),
+        "defaults": _nullable({"$ref": "#/$defs/defaults"}),
+        "modal": _nullable({"$ref": "#/$defs/modal"}),
+        "experiments": _nullable(
+            {
+                "type": "object",
+                "propertyNames": _ID,
+                "additionalProperties": _nullable({"$ref": "#/$defs/experiment"}),
+            }
+        ),
+        "gates": _nullable(
+            {
+                "type": "object",
+                "propertyNames": _ID,
+                "additionalProperties": _nullable({"$ref": "#/$defs/gate"}),
+            }
+        ),
+    },
+    "project": {"name": _TEXT, "hypothesis": _TEXT, "wandb_project": _nullable({"type": "string"})},
+    "defaults": {
+        **_INHERITABLE,
+        # recognised only to be refused: not inherited
+        **{key: {"not": {}} for key in NOT_INHERITED_KEYS},
+    },
+    "experiment": {
+        "name": _TEXT,
+        "phase": _nullable(_PHASE),
+        "sub_experiments": _nullable(
+            {
+                "anyOf": [
+                    {"type": "array", "items": _ID},
+                    {
+                        "type": "object",
+                        "propertyNames": _ID,
+                        "additionalProperties": _nullable({"$ref": "#/$defs/sub_experiment"}),
+                    },
+                ]
+            }
+        ),
+        "success_criteria": _CRITERIA,
+        "dependencies": _ID_LIST,
+        "replaces": _ID_LIST,
+        "retired": _nullable({"type": "boolean"}),
+        "accepted": _ACCEPTED,
+        **_INHERITABLE,
+    },
+    "sub_experiment": {
+        "name": _TEXT,
+        "success_criteria": _CRITERIA,
+        "dependencies": _ID_LIST,
+        "accepted": _ACCEPTED,
+        **_INHERITABLE,
+    },
+    "gate": {
+        "name": _TEXT,
+        "experiments": _ID_LIST,
+        "unlocks": _nullable(
+            {
+                "anyOf": [
+                    {"type": "integer"},
+                    {
+                        "type": "string",
+                        "description": 'an experiment id, a phase ("Phase 2 (...)"), or free text',
+                    },
+                    {"type": "array", "items": _ID},
+                    {"$ref": "#/$defs/unlocks"},
+                ]
+            }
+        ),
+        "accepted": _ACCEPTED,
+    },
+    "resources": {
+        "gpu": _nullable({"type": "string", "description": 'Modal GPU string: "A100-80GB", "H100:2"'}),
+        "timeout": _nullable({"type": "number", "exclusiveMinimum": 0, "description": "seconds"}),
+        "memory": _nullable({"type": "number", "exclusiveMinimum": 0, "description": "MiB"}),
+        "cpu": _nullable({"type": "number", "exclusiveMinimum": 0}),
+        "retries": _nullable({"type": "integer", "minimum": 0}),
+    },
+    "select": {"metric": {"type": "string", "minLength": 1}, "mode": _nullable({"enum": ["max", "min"]})},
+    "modal": {
+        "python": _nullable({"type": "string", "description": 'quoted: "3.11"'}),
+        "pip": _STRINGS,
+        "apt": _STRINGS,
+        "env": _nullable({"type": "object", "additionalProperties": _TEXT}),
+        "secrets": _STRINGS,
+        "volumes": _nullable({"type": "object", "additionalProperties": {"type": "string"}}),
+    },
+    "accepted": _ACCEPTED_FIELDS,
+    "unlocks": {"phase": _PHASE},
+}
+
+# levels where unknown keys are refused rather than kept as annotations
+_CLOSED = {"select"}
+_REQUIRED = {"select": ["metric"], "accepted": ["reason"], "unlocks": ["phase"]}
+_TITLES = {
+    "plan": "pytest-mlexp research plan",
+    "project": "the project",
+    "defaults": "settings inherited by every sub-experiment",
+    "experiment": "an experiment",
+    "sub_experiment": "a sub-experiment",
+    "gate": "a gate",
+    "resources": "resources of a sub-experiment",
+    "select": "which sweep point represents the sweep",
+    "modal": "the Modal image, secrets and volumes",
+    "accepted": "a human decision: counts as passed, always listed for review",
+    "unlocks": "a phase to unlock",
+}
+
+
+def _level(level: str) -> Schema:
+    keys = KNOWN_KEYS[level]
+    fragments = _FRAGMENTS[level]
+    missing = [k for k in keys if k not in fragments]
+    extra = [k for k in fragments if k not in keys]
+    if missing or extra:
+        raise RuntimeError(
+            f"schema out of step with plan.KNOWN_KEYS[{level!r}]: missing {missing}, extra {extra}"
+        )
+    out: Schema = {
+        "type": "object",
+        "description": _TITLES[level],
+        "properties": {k: fragments[k] for k in keys},
+        "additionalProperties": level not in _CLOSED,
+    }
+    if level in _REQUIRED:
+        out["required"] = _REQUIRED[level]
+    return out
+
+
+def plan_schema() -> Schema:
+    """The plan's JSON Schema as a dict."""
+    if set(_FRAGMENTS) != set(KNOWN_KEYS):
+        raise RuntimeError("schema levels out of step with plan.KNOWN_KEYS")
+    defs = {level: _level(level) for level in KNOWN_KEYS if level != "plan"}
+    defs["criterion"] = _CRITERION
+    top = _level("plan")
+    accepted = defs["accepted"]
+    defs["accepted"] = {"anyOf": [{"type": "string", "minLength": 1}, accepted]}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": _TITLES["plan"],
+        **{k: v for k, v in top.items() if k != "description"},
+        "$defs": dict(sorted(defs.items())),
+    }
+
+
+def render() -> str:
+    """The schema as the text of ``schema/plan.schema.json``."""
+    return json.dumps(plan_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main() -> None:
+    sys.stdout.write(render())
+
+
+if __name__ == "__main__":
+    main()

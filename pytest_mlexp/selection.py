@@ -1,0 +1,213 @@
+"""Which experiment items run, and in what order (SPEC section 5).
+
+``resolve`` is pure; the rest is collection glue called from ``session.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .model import Plan
+
+if TYPE_CHECKING:
+    from .session import MlexpSession
+
+
+class SelectionError(Exception):
+    pass
+
+
+@dataclass
+class Selection:
+    experiments: set[str] = field(default_factory=set)  # every item of these
+    subs: set[str] = field(default_factory=set)  # just these subs (+ their experiment's assessment)
+    unmatched: list[str] = field(default_factory=list)
+
+
+def inactive_experiments(plan: Plan) -> set[str]:
+    """Retired experiments and those another experiment replaces: left out of ``all``."""
+    out = {e.id for e in plan.experiments if e.retired}
+    for exp in plan.experiments:
+        out.update(r for r in exp.replaces if plan.has_experiment(r))
+    return out
+
+
+def resolve(plan: Plan, values: Sequence[str]) -> Selection:
+    """Resolve ``--experiment`` values against one plan; values it doesn't know go to ``unmatched``.
+
+    A value is ``all``, an experiment id, a sub-experiment id, or a prefix ``X`` such that
+    every sub-experiment id of exactly one experiment starts with ``X_``.
+    """
+    sel = Selection()
+    for value in values:
+        if value == "all":
+            sel.experiments.update(e.id for e in plan.experiments if e.id not in inactive_experiments(plan))
+        elif plan.has_experiment(value):
+            sel.experiments.add(value)
+        elif plan.has_sub(value):
+            sel.subs.add(value)
+        else:
+            matches = [
+                e.id
+                for e in plan.experiments
+                if e.sub_experiments and all(s.id.startswith(value + "_") for s in e.sub_experiments)
+            ]
+            if len(matches) == 1:
+                sel.experiments.add(matches[0])
+            elif len(matches) > 1:
+                raise SelectionError(
+                    f"--experiment {value} matches several experiments: {', '.join(matches)}; name one of them"
+                )
+            else:
+                sel.unmatched.append(value)
+    return sel
+
+
+def candidates(plans: Iterable[Plan]) -> str:
+    ids = [e.id for p in plans for e in p.experiments]
+    return ", ".join(ids) if ids else "(no experiments found)"
+
+
+def initially_selected(config: pytest.Config, state: MlexpSession) -> bool:
+    """Whether this session runs experiment items at all (experiments are opt-in)."""
+    if state.experiment_args:
+        return True
+    if config.getini("mlexp_select_by_default"):
+        return True
+    if config.getoption("lf", False) or config.getoption("failedfirst", False):
+        cache = getattr(config, "cache", None)
+        if cache is not None and cache.get("mlexp/ran_experiments", False):
+            return True
+    invocation_dir = Path(config.invocation_params.dir)
+    for arg in config.args:
+        path = Path(arg.split("::")[0])
+        path = path if path.is_absolute() else invocation_dir / path
+        if path.name == "research_plan.yaml" or path.resolve() == state.plan_path:
+            return True
+    return False
+
+
+def inject_plan(state: MlexpSession, session: pytest.Session, items: list[pytest.Item]) -> None:
+    """Collect the configured plan even when it lies outside testpaths or the given paths."""
+    from .items import PlanFile
+
+    path = state.plan_path
+    if not path.is_file() or path in state.collected:
+        return
+    node = PlanFile.from_parent(session, path=path)
+    items.extend(session.genitems(node))
+
+
+def _is_experiment_item(item: pytest.Item) -> bool:
+    from .items import AssessmentItem, SubItem
+
+    return isinstance(item, (SubItem, AssessmentItem))
+
+
+def select_and_order(state: MlexpSession, config: pytest.Config, items: list[pytest.Item]) -> None:
+    exp_items = [it for it in items if _is_experiment_item(it)]
+    if not state.selected:
+        if exp_items:
+            _deselect(config, items, set(map(id, exp_items)))
+            state.notes.append(
+                f"mlexp: {len(exp_items)} experiment items deselected; run them with "
+                "--experiment <id>|all (or name the plan file, or set mlexp_select_by_default = true)"
+            )
+        return
+    keep: list[pytest.Item]
+    if state.experiment_args:
+        keep = _filter_by_args(state, exp_items)
+    else:
+        keep = [it for it in exp_items if not _inactive(state, it)]
+    keep_ids = set(map(id, keep))
+    drop = {
+        id(it)
+        for it in items
+        if id(it) not in keep_ids and (state.experiment_args or _is_experiment_item(it))
+    }
+    if drop:
+        _deselect(config, items, drop)
+    _order(state, items)
+
+
+def _inactive(state: MlexpSession, item: pytest.Item) -> bool:
+    ctx = state.context_for(item.path)
+    return item.experiment_id in inactive_experiments(ctx.plan)  # type: ignore[attr-defined]
+
+
+def _filter_by_args(state: MlexpSession, exp_items: list[pytest.Item]) -> list[pytest.Item]:
+    from .items import AssessmentItem, SubItem
+
+    plans = {Path(it.path).resolve(): state.context_for(it.path).plan for it in exp_items}
+    if not plans and state.plan_path.is_file():
+        plans[state.plan_path] = state.context_for(state.plan_path).plan
+    selections: dict[Path, Selection] = {}
+    unmatched: list[str] | None = None
+    try:
+        for path, plan in plans.items():
+            sel = resolve(plan, state.experiment_args)
+            selections[path] = sel
+            unmatched = sel.unmatched if unmatched is None else [v for v in unmatched if v in sel.unmatched]
+    except SelectionError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if unmatched is None:
+        raise pytest.UsageError(
+            f"--experiment {','.join(state.experiment_args)}: no research plan was collected "
+            f"(looked for {state.plan_path}; set the ini option mlexp_plan)"
+        )
+    if unmatched:
+        raise pytest.UsageError(
+            f"--experiment {', '.join(unmatched)} matches no experiment or sub-experiment; "
+            f"candidates: {candidates(plans.values())}"
+        )
+    keep = []
+    for it in exp_items:
+        sel = selections[Path(it.path).resolve()]
+        exp_id = it.experiment_id  # type: ignore[attr-defined]
+        if exp_id in sel.experiments:
+            keep.append(it)
+        elif isinstance(it, SubItem) and it.sub.id in sel.subs:
+            keep.append(it)
+        elif isinstance(it, AssessmentItem):
+            plan = plans[Path(it.path).resolve()]
+            if any(plan.sub(s).experiment_id == exp_id for s in sel.subs):
+                keep.append(it)
+    return keep
+
+
+def _deselect(config: pytest.Config, items: list[pytest.Item], drop: set[int]) -> None:
+    removed = [it for it in items if id(it) in drop]
+    items[:] = [it for it in items if id(it) not in drop]
+    config.hook.pytest_deselected(items=removed)
+
+
+def order_key(state: MlexpSession, item: Any) -> tuple[int, int, int, int]:
+    """Plan order made topological: experiments by dependencies and gates, subs by theirs."""
+    from .items import SubItem
+
+    ctx = state.context_for(item.path)
+    exp_rank, sub_rank = ctx.ranks()
+    e = exp_rank.get(item.experiment_id, 0)
+    if isinstance(item, SubItem):
+        return (e, 0, sub_rank.get(item.sub.id, 0), item.point_index)
+    return (e, 1, 0, 0)
+
+
+def _order(state: MlexpSession, items: list[pytest.Item]) -> None:
+    """Put experiment items in dependency order in the slots experiment items occupy,
+    whatever ``--ff`` or a random-order plugin did; ordinary tests keep their places."""
+    slots = [i for i, it in enumerate(items) if _is_experiment_item(it)]
+    if not slots:
+        return
+    plans = sorted({str(Path(items[i].path).resolve()) for i in slots})
+    ordered = sorted(
+        (items[i] for i in slots),
+        key=lambda it: (plans.index(str(Path(it.path).resolve())), *order_key(state, it)),
+    )
+    for slot, it in zip(slots, ordered):
+        items[slot] = it

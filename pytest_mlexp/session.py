@@ -1,0 +1,486 @@
+"""Session state: the loaded plans, their results, selection, and the hooks that need state.
+
+One ``MlexpSession`` is registered with pytest's plugin manager per run (``mlexp-session``).
+Everything that writes files runs in the process that owns them: this one, or the xdist
+controller, which receives each item's result as plain data on its test report.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from collections.abc import Generator, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .model import PlanError, SubExperiment, SweepPoint, Verdict
+
+if TYPE_CHECKING:
+    from .executors import Dispatcher
+    from .handlers import HandlerIndex, HandlerRef
+    from .store import ResultsStore
+
+OP_KEY = "mlexp_op"  # attribute on TestReport; plain data, so it travels from xdist workers
+CACHE_RAN = "mlexp/ran_experiments"
+CACHE_LF = "mlexp/lastfailed"
+
+
+class PlanContext:
+    """One plan file with its results store, handler index and cached verdicts."""
+
+    def __init__(self, state: MlexpSession, path: Path) -> None:
+        from .handlers import HandlerIndex
+        from .plan import parse_plan_text
+        from .store import ResultsStore, params_digest
+
+        self.state = state
+        self.root = state.rootpath
+        try:
+            shown = path.relative_to(self.root).as_posix()
+        except ValueError:
+            shown = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PlanError(
+                None, f"{shown}: cannot read the plan: {exc}", "check the path and encoding"
+            ) from None
+        # Messages name the file as the user sees it; files are resolved from the absolute path.
+        self.plan = _with_abs_path(parse_plan_text(text, shown), path)
+        self._digest = params_digest
+
+        def digest_for(key: str) -> str | None:
+            sub_id, _, point = key.partition("[")
+            if not self.plan.has_sub(sub_id):
+                return None
+            sub = self.plan.sub(sub_id)
+            pt = None
+            if point:
+                pt = next((p for p in sub.points() if p.key == point.rstrip("]")), None)
+                if pt is None:
+                    return None
+            elif sub.sweep:
+                return None
+            return params_digest(sub.resolved_params(state.stub, pt))
+
+        self.store: ResultsStore = ResultsStore(
+            self.plan, stub=state.stub, warn=state.warn, digest_for=digest_for
+        )
+        self.handlers: HandlerIndex = HandlerIndex(self.root, state.handlers_dir)
+        self._refs: dict[str, Any] = {}
+        self._ranks: tuple[dict[str, int], dict[str, int]] | None = None
+        self._verdicts: dict[str, Verdict] = {}
+        # On an xdist worker nothing is written: results of this worker's items overlay the store.
+        self._overlay: dict[tuple[str, str], dict[str, Any]] = {}
+        self._dirty_sweeps: set[tuple[str, str]] = set()
+
+    # --- handlers -----------------------------------------------------------------------------
+    def handler(self, sub: SubExperiment) -> HandlerRef:
+        cached = self._refs.get(sub.id)
+        if cached is None:
+            try:
+                cached = self.handlers.find(sub.experiment_id, sub.id, sub.handler)
+            except LookupError as exc:
+                cached = exc
+            self._refs[sub.id] = cached
+        if isinstance(cached, LookupError):
+            raise cached
+        return cached  # type: ignore[no-any-return]
+
+    def fixture_names(self, sub: SubExperiment) -> list[str]:
+        try:
+            ref = self.handler(sub)
+        except LookupError:
+            return []
+        return [p for p in ref.params if p != "runner"]
+
+    def task(
+        self,
+        sub: SubExperiment,
+        point: SweepPoint | None,
+        seed: int,
+        params: Mapping[str, Any],
+        ref: HandlerRef,
+    ) -> Any:
+        from .orchestrate import make_task
+
+        try:
+            module_path = ref.module_path.relative_to(self.root).as_posix()
+        except ValueError:
+            module_path = str(ref.module_path)
+        return make_task(
+            self,
+            sub,
+            point.key if point else None,
+            point.values if point else {},
+            seed,
+            params,
+            module_path,
+            ref.module_name,
+            ref.function,
+            self.state.stub,
+            self.state.workdir_for(sub.id, point.key if point else None, seed),
+        )
+
+    def provenance(self, sub: SubExperiment, params: Mapping[str, Any]) -> dict[str, Any]:
+        from .orchestrate import python_version
+
+        commit, dirty = git_state(str(self.root))
+        try:
+            handler_sha = self.handler(sub).source_sha256
+        except LookupError:
+            handler_sha = None
+        return {
+            "git_commit": commit,
+            "git_dirty": dirty,
+            "handler_sha256": handler_sha,
+            "params_sha256": self._digest(params),
+            "python": python_version(),
+        }
+
+    def ranks(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Positions of experiments and subs in dependency order (computed once)."""
+        if self._ranks is None:
+            exp_rank: dict[str, int] = {}
+            sub_rank: dict[str, int] = {}
+            for i, exp in enumerate(self.plan.experiment_order()):
+                exp_rank[exp.id] = i
+                for j, sub in enumerate(self.plan.sub_order(exp)):
+                    sub_rank[sub.id] = j
+            self._ranks = (exp_rank, sub_rank)
+        return self._ranks
+
+    # --- results ------------------------------------------------------------------------------
+    def doc(self, experiment_id: str) -> Mapping[str, Any]:
+        doc = self.store.doc(experiment_id)
+        if not self._overlay:
+            return doc
+        merged = dict(doc)
+        subs = dict(merged.get("sub_experiments") or {})
+        for (exp_id, sub_id), entry in self._overlay.items():
+            if exp_id == experiment_id:
+                subs[sub_id] = entry
+        merged["sub_experiments"] = subs
+        return merged
+
+    def sub_entry(self, experiment_id: str, sub_id: str) -> dict[str, Any] | None:
+        got = self._overlay.get((experiment_id, sub_id))
+        if got is not None:
+            return got
+        entry = (self.store.doc(experiment_id).get("sub_experiments") or {}).get(sub_id)
+        return entry if isinstance(entry, dict) else None
+
+    def verdict(self, experiment_id: str) -> Verdict:
+        cached = self._verdicts.get(experiment_id)
+        if cached is None:
+            from .verdict import experiment_verdict
+
+            exp = self.plan.experiment(experiment_id)
+            cached = experiment_verdict(self.plan, exp, self.doc(experiment_id), stub=self.state.stub)
+            self._verdicts[experiment_id] = cached
+        return cached
+
+    def experiment_header(self, experiment_id: str, verdict: Verdict) -> dict[str, Any]:
+        from .execution import now_iso
+
+        exp = self.plan.experiment(experiment_id)
+        return {
+            "name": exp.name,
+            "status": verdict.status,
+            "success_criteria_met": verdict.success_criteria_met,
+            "confidence": verdict.confidence,
+            "recommendation": verdict.recommendation,
+            "updated_at": now_iso(),
+            "criteria": {j.metric: j.to_dict() for j in verdict.criteria},
+        }
+
+    def apply(self, op: Mapping[str, Any], *, write: bool) -> None:
+        """Apply one item's op: to the store (the writer) or to the in-memory overlay (a worker)."""
+        kind = op["op"]
+        if kind == "experiment_blocked":
+            return
+        if kind == "experiment":
+            if write:
+                self.store.set_experiment(op["experiment"], dict(op["fields"]))
+            return
+        sub = self.plan.sub(op["sub"])
+        exp_id = sub.experiment_id
+        self._verdicts.pop(exp_id, None)
+        point = op.get("point")
+        if kind == "blocked":
+            if write:
+                self.store.record_blocked(exp_id, sub.id, op["reason"], point=point)
+            return
+        entry = dict(op["entry"])
+        if not write:
+            self._apply_overlay(exp_id, sub, point, entry)
+            return
+        self.store.record(exp_id, sub.id, entry, point=point)
+        if point is not None:
+            # Summarising scans every point: once per sweep at the end keeps a sweep linear.
+            # Verdicts do not need it (they re-select the point from the stored points).
+            self._dirty_sweeps.add((exp_id, sub.id))
+
+    def _apply_overlay(
+        self, exp_id: str, sub: SubExperiment, point: str | None, entry: dict[str, Any]
+    ) -> None:
+        if point is None:
+            self._overlay[(exp_id, sub.id)] = entry
+            return
+        current = dict(self.sub_entry(exp_id, sub.id) or {})
+        points = dict(current.get("points") or {})
+        points[point] = entry
+        current["points"] = points
+        from .verdict import summarize_sweep
+
+        current.update(summarize_sweep(sub, points, stub=self.state.stub))
+        self._overlay[(exp_id, sub.id)] = current
+
+    def summarize_sweeps(self) -> None:
+        from .verdict import summarize_sweep
+
+        for exp_id, sub_id in sorted(self._dirty_sweeps):
+            entry = self.sub_entry(exp_id, sub_id) or {}
+            points = entry.get("points") or {}
+            summary = summarize_sweep(self.plan.sub(sub_id), points, stub=self.state.stub)
+            self.store.set_summary(exp_id, sub_id, summary)
+        self._dirty_sweeps.clear()
+
+
+def _with_abs_path(plan: Any, path: Path) -> Any:
+    """Plans report locations as the user typed them but resolve files from an absolute path."""
+    import dataclasses
+
+    return dataclasses.replace(plan, path=path.resolve())
+
+
+@functools.lru_cache(maxsize=8)
+def git_state(root: str) -> tuple[str | None, bool | None]:
+    """The commit and dirtiness of the project, asked once per session (provenance)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=False
+        )
+        if head.returncode != 0:
+            return None, None
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        return head.stdout.strip() or None, bool(status.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+class _LazyVerdicts(Mapping[str, Verdict]):
+    """Verdicts computed only for the experiments a blocker check actually looks at."""
+
+    def __init__(self, ctx: PlanContext) -> None:
+        self._ctx = ctx
+
+    def __getitem__(self, key: str) -> Verdict:
+        if not self._ctx.plan.has_experiment(key):
+            raise KeyError(key)
+        return self._ctx.verdict(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(e.id for e in self._ctx.plan.experiments)
+
+    def __len__(self) -> int:
+        return len(self._ctx.plan.experiments)
+
+
+class MlexpSession:
+    """Per-run state and the hooks that need it (registered as ``mlexp-session``)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        from .selection import initially_selected
+
+        self.config = config
+        self.rootpath = Path(config.rootpath)
+        self.stub: bool = bool(config.getoption("mlexp_stub"))
+        self.experiment_args: list[str] = [
+            v.strip()
+            for arg in config.getoption("mlexp_experiment") or []
+            for v in arg.split(",")
+            if v.strip()
+        ]
+        self.executor_override: str | None = config.getoption("mlexp_executor")
+        self.concurrency: int | None = config.getoption("mlexp_concurrency")
+        self.wandb_mode: str = config.getoption("mlexp_wandb") or "auto"
+        self.handlers_dir: str = str(config.getini("mlexp_handlers") or "experiments")
+        self.plan_setting: str = str(config.getini("mlexp_plan") or "research/research_plan.yaml")
+        self.is_worker = hasattr(config, "workerinput")
+        self.contexts: dict[Path, PlanContext] = {}
+        self.collected: set[Path] = set()
+        self.plan_warnings: list[str] = []
+        self.notes: list[str] = []  # one-line messages shown after collection
+        self.notes_end: list[str] = []  # shown at the end of the experiment summary
+        self.records: dict[str, dict[str, Any]] = {}  # nodeid -> summary row, in run order
+        self.selected = initially_selected(config, self)
+        self._marks: set[str] = set()
+        self._dispatcher: Dispatcher | None = None
+        self._scrubber: Any = None
+        self._warned: list[str] = []
+
+    # --- small services ---------------------------------------------------------------------
+    @property
+    def plan_path(self) -> Path:
+        return (self.rootpath / self.plan_setting).resolve()
+
+    def warn(self, message: str) -> None:
+        self._warned.append(message)
+
+    def scrub(self, text: str) -> str:
+        if self._scrubber is None:
+            from .secrets import Scrubber, secret_values
+
+            self._scrubber = Scrubber(secret_values())
+        return str(self._scrubber.scrub(text))
+
+    def register_mark(self, name: str) -> None:
+        if name not in self._marks:
+            self._marks.add(name)
+            self.config.addinivalue_line("markers", f"{name}: applied by the research plan")
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        if self._dispatcher is None:
+            from .executors import Dispatcher
+
+            self._dispatcher = Dispatcher(self)
+        return self._dispatcher
+
+    def executor_for(self, sub: SubExperiment) -> str:
+        if self.executor_override:
+            return self.executor_override
+        return "local" if self.stub else sub.executor
+
+    def workdir_for(self, sub_id: str, point: str | None, seed: int) -> Path:
+        base = Path(self.config.cache.mkdir("mlexp-work")) if self.config.cache is not None else None
+        if base is None:
+            import tempfile
+
+            base = Path(tempfile.gettempdir()) / "mlexp-work"
+        name = sub_id + (f"[{point}]" if point else "") + f"-seed{seed}"
+        return base / name
+
+    # --- plans ----------------------------------------------------------------------------
+    def context_for(self, path: Path | str) -> PlanContext:
+        key = Path(path).resolve()
+        ctx = self.contexts.get(key)
+        if ctx is None:
+            ctx = PlanContext(self, key)
+            self.contexts[key] = ctx
+        return ctx
+
+    def mark_collected(self, path: Path) -> None:
+        self.collected.add(Path(path).resolve())
+
+    def is_plan_file(self, path: Path) -> bool:
+        return path.name == "research_plan.yaml" or path.resolve() == self.plan_path
+
+    # --- blocking ---------------------------------------------------------------------------
+    def blocked_reason(self, item: pytest.Item) -> str | None:
+        from .items import SubItem
+        from .verdict import blockers, sub_blockers
+
+        if self.stub:
+            return None  # --stub reports gates without enforcing them
+        ctx = self.context_for(item.path)
+        exp_id: str = item.experiment_id  # type: ignore[attr-defined]
+        reasons = blockers(ctx.plan, exp_id, _LazyVerdicts(ctx))
+        if not reasons and isinstance(item, SubItem) and item.sub.dependencies:
+            entries = {
+                d: ctx.sub_entry(ctx.plan.sub(d).experiment_id, d) or {}
+                for d in item.sub.dependencies
+                if ctx.plan.has_sub(d)
+            }
+            reasons = sub_blockers(ctx.plan, item.sub, entries)
+        return "; ".join(reasons) if reasons else None
+
+    def on_blocked(self, item: pytest.Item, reason: str) -> None:
+        from .items import SubItem
+
+        if isinstance(item, SubItem):
+            op = {"op": "blocked", "sub": item.sub.id, "point": item.point.key if item.point else None}
+        else:
+            op = {"op": "experiment_blocked", "experiment": item.experiment_id}  # type: ignore[attr-defined]
+        op["reason"] = reason
+        self.attach_op(item, op)
+
+    def attach_op(self, item: pytest.Item, op: dict[str, Any]) -> None:
+        op["plan"] = str(item.path)
+        setattr(item, "_mlexp_op", op)  # noqa: B010 - picked up by pytest_runtest_makereport
+        if self.is_worker:
+            self.context_for(item.path).apply(op, write=False)
+
+    def wiring_failures(self, experiment_id: str) -> list[str]:
+        return [
+            row["name"]
+            for row in self.records.values()
+            if row["experiment"] == experiment_id and row["kind"] == "sub" and row["status"] == "error"
+        ]
+
+    # --- hooks -------------------------------------------------------------------------------
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_collection_modifyitems(
+        self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+    ) -> Generator[None, None, None]:
+        from .selection import inject_plan, select_and_order
+
+        if self.selected:
+            inject_plan(self, session, items)
+        # Wrapping the cache plugin's --lf/--ff wrapper: we run after it reordered/filtered.
+        res = yield
+        select_and_order(self, config, items)
+        return res
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, Any, Any]:
+        report = yield
+        op = getattr(item, "_mlexp_op", None)
+        if op is not None and (call.when == "call" or (call.when == "setup" and report.skipped)):
+            setattr(report, OP_KEY, op)  # noqa: B010
+            delattr(item, "_mlexp_op")
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        from .reporting import record_row
+
+        op = getattr(report, OP_KEY, None)
+        if op is None:
+            return
+        ctx = self.context_for(op["plan"])
+        if not self.is_worker:
+            ctx.apply(op, write=True)
+        record_row(self, ctx, report, op)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        from .reporting import finish_session
+
+        if self.is_worker:
+            return
+        finish_session(self, session)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        from .reporting import terminal_summary
+
+        terminal_summary(self, terminalreporter)
+
+    def pytest_report_collectionfinish(self, config: pytest.Config) -> list[str]:
+        return [f"mlexp: warning: {w}" for w in self.plan_warnings] + self.notes
+
+
+def environ_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up .venv with pytest-mlexp and the extras named in $1 (default: demo).
+#   bash scripts/setup.sh            # the demo study: torch, numpy, scikit-learn, matplotlib
+#   bash scripts/setup.sh dev        # everything the test suite needs (also wandb, modal, xdist)
+# torch is installed here, not through pyproject, so that the build matches the machine:
+#   - MLEXP_TORCH set: that pip requirement is installed as given (e.g. "torch==2.5.1").
+#   - an NVIDIA GPU (nvidia-smi -L works): the default torch from your package index (CUDA build).
+#   - no GPU: a CPU build: a local wheel when pip's find-links has one (no download), else the
+#     CPU build from PyTorch's own CPU index.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-demo}"
+python="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip=(.venv/bin/python -m pip install --disable-pip-version-check -q)
+
+if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+  if [ -n "${MLEXP_TORCH:-}" ]; then
+    echo "setup: installing ${MLEXP_TORCH} (from MLEXP_TORCH)"
+    "${pip[@]}" "${MLEXP_TORCH}"
+  elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    echo "setup: NVIDIA GPU found: installing torch from your package index (a CUDA build)"
+    "${pip[@]}" torch
+  elif "${pip[@]}" --no-index --no-deps "torch==2.13.0" >/dev/null 2>&1; then
+    echo "setup: no NVIDIA GPU: installed the CPU build of torch 2.13.0 found in pip's find-links"
+    "${pip[@]}" "torch==2.13.0"   # its dependencies; torch itself is already satisfied
+  else
+    echo "setup: no NVIDIA GPU: installing the CPU build of torch from PyTorch's CPU index"
+    "${pip[@]}" torch --index-url https://download.pytorch.org/whl/cpu
+    "${pip[@]}" torch
+  fi
+fi
+"${pip[@]}" -e ".[${extras}]"
+echo "setup: ready (.venv/bin/pytest)"

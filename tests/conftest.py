@@ -1,0 +1,54 @@
+"""Shared test helpers: temporary research projects run through pytester."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytest_plugins = ["pytester"]
+
+
+class Project:
+    """A research project in a pytester temp dir: a plan, handler modules, results to read back."""
+
+    def __init__(self, pytester: pytest.Pytester) -> None:
+        self.pytester = pytester
+        self.path = Path(pytester.path)
+
+    def plan(self, text: str) -> Path:
+        path = self.path / "research" / "research_plan.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return path
+
+    def handlers(self, name: str, source: str) -> Path:
+        path = self.path / "experiments" / f"{name}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source), encoding="utf-8")
+        return path
+
+    def run(self, *args: str) -> pytest.RunResult:
+        return self.pytester.runpytest("-p", "no:randomly", *args)
+
+    def results(self, experiment_id: str, stub: bool = False) -> dict[str, Any]:
+        name = "results.stub.yaml" if stub else "results.yaml"
+        path = self.path / "research" / "experiments" / experiment_id / name
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        assert isinstance(data, dict)
+        return data
+
+    def findings(self, experiment_id: str | None = None) -> str:
+        if experiment_id is None:
+            return (self.path / "research" / "FINDINGS.md").read_text(encoding="utf-8")
+        return (self.path / "research" / "experiments" / experiment_id / "FINDINGS.md").read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Project:
+    # Tests never talk to W&B: the plugin would otherwise log offline runs into the temp dir.
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    return Project(pytester)

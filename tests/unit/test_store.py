@@ -1,0 +1,647 @@
+"""results.yaml store: merge, history, legacy/corrupt/newer files, stale, journal, locking, cost."""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_mlexp import store as store_mod
+from pytest_mlexp.model import Experiment, Loc, Plan, Project, SubExperiment
+from pytest_mlexp.store import (
+    HISTORY_LIMIT,
+    SCHEMA_VERSION,
+    ResultsStore,
+    StoreError,
+    dump_yaml,
+    params_digest,
+)
+
+LOC = Loc("research_plan.yaml", 1)
+
+
+def make_sub(
+    sub_id: str, exp_id: str = "exp", *, sweep: dict[str, tuple[Any, ...]] | None = None
+) -> SubExperiment:
+    return SubExperiment(
+        id=sub_id,
+        experiment_id=exp_id,
+        handler=None,
+        params={"lr": 0.01},
+        stub_params={},
+        sweep=sweep,
+        select=None,
+        seeds=(0,),
+        seeds_given=False,
+        executor="local",
+        resources={},
+        marks=(),
+        success_criteria=(),
+        dependencies=(),
+        meta={},
+        loc=LOC,
+    )
+
+
+def make_plan(tmp_path: Path, experiments: dict[str, list[SubExperiment]]) -> Plan:
+    exps = tuple(
+        Experiment(
+            id=exp_id,
+            name=f"Experiment {exp_id}",
+            phase=1,
+            sub_experiments=tuple(subs),
+            success_criteria=(),
+            dependencies=(),
+            replaces=(),
+            retired=False,
+            meta={},
+            loc=LOC,
+        )
+        for exp_id, subs in experiments.items()
+    )
+    root = tmp_path / "research"
+    root.mkdir(exist_ok=True)
+    return Plan(
+        path=root / "research_plan.yaml",
+        project=Project("Demo", "It works", None, {}),
+        experiments=exps,
+        gates=(),
+        modal={},
+        meta={},
+    )
+
+
+def entry(
+    status: str = "passed", *, finished: str = "2026-11-27T18:00:00Z", **metrics: Any
+) -> dict[str, Any]:
+    return {
+        "status": status,
+        "finding": f"status {status}",
+        "metrics": metrics or {"acc": 0.9},
+        "params": {"lr": 0.01},
+        "executor": "local",
+        "duration_s": 1.5,
+        "provenance": {"git_commit": "abc", "git_dirty": False, "params_sha256": "d1"},
+        "started_at": "2026-11-27T17:59:00Z",
+        "finished_at": finished,
+    }
+
+
+class Warnings(list[str]):
+    def __call__(self, message: str) -> None:
+        self.append(message)
+
+
+@pytest.fixture
+def plan(tmp_path: Path) -> Plan:
+    return make_plan(
+        tmp_path,
+        {
+            "exp": [make_sub("s1"), make_sub("s2"), make_sub("sw", sweep={"h": (1, 2, 3)})],
+            "other": [make_sub("o1", "other")],
+        },
+    )
+
+
+def results_path(plan: Plan, exp: str = "exp", name: str = "results.yaml") -> Path:
+    return plan.root / "experiments" / exp / name
+
+
+def read(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def new_store(plan: Plan, **kw: Any) -> ResultsStore:
+    kw.setdefault("warn", Warnings())
+    kw.setdefault("stub", False)
+    return ResultsStore(plan, **kw)
+
+
+# --- basics -----------------------------------------------------------------------------------
+
+
+def test_record_flush_roundtrip_in_spec_order(plan: Plan) -> None:
+    store = new_store(plan)
+    store.record("exp", "s2", entry(acc=0.5))
+    store.record("exp", "s1", entry(acc=0.25))
+    store.set_experiment("exp", {"updated_at": "2026-11-27T18:00:00Z", "status": "completed", "name": "E"})
+    store.flush()
+    path = results_path(plan)
+    doc = read(path)
+    assert list(doc)[:5] == ["schema", "experiment_id", "name", "status", "updated_at"]
+    assert list(doc)[-2:] == ["sub_experiments", "stale"]
+    assert doc["schema"] == SCHEMA_VERSION
+    assert list(doc["sub_experiments"]) == ["s1", "s2"]  # plan order, not record order
+    assert doc["sub_experiments"]["s1"]["metrics"] == {"acc": 0.25}
+    assert doc["stale"] == {}
+    assert store.touched() == ["exp"]
+    assert not list(path.parent.glob(".results.*.journal"))
+    assert new_store(plan).doc("exp")["sub_experiments"] == store.doc("exp")["sub_experiments"]
+
+
+def test_doc_of_unknown_file_is_empty(plan: Plan) -> None:
+    doc = new_store(plan).doc("exp")
+    assert doc["sub_experiments"] == {} and doc["stale"] == {}
+    assert not results_path(plan).exists()
+
+
+def test_merge_keeps_entries_not_run(plan: Plan) -> None:
+    first = new_store(plan)
+    first.record("exp", "s1", entry(acc=0.1))
+    first.record("exp", "s2", entry(acc=0.2))
+    first.flush()
+    second = new_store(plan)
+    second.record("exp", "s1", entry(acc=0.3))
+    second.flush()
+    subs = read(results_path(plan))["sub_experiments"]
+    assert subs["s1"]["metrics"] == {"acc": 0.3}
+    assert subs["s2"]["metrics"] == {"acc": 0.2}
+
+
+def test_history_newest_first_and_bounded(plan: Plan) -> None:
+    store = new_store(plan)
+    for i in range(HISTORY_LIMIT + 5):
+        store.record("exp", "s1", entry("failed" if i % 2 else "passed", finished=f"t{i:02d}", acc=float(i)))
+    store.flush()
+    got = read(results_path(plan))["sub_experiments"]["s1"]
+    history = got["history"]
+    assert len(history) == HISTORY_LIMIT
+    assert [h["finished_at"] for h in history] == [f"t{i:02d}" for i in range(13, 3, -1)]
+    assert history[0] == {"finished_at": "t13", "status": "failed", "metrics": {"acc": 13.0}}
+    assert set(got) - {"history"} == set(entry())  # nothing else of the replaced entry is kept
+    assert list(got)[-1] == "history"
+
+
+def test_entry_passed_in_is_not_mutated_and_history_key_ignored(plan: Plan) -> None:
+    store = new_store(plan)
+    e = entry()
+    e["history"] = ["bogus"]
+    store.record("exp", "s1", e)
+    assert e["history"] == ["bogus"]
+    assert "history" not in store.doc("exp")["sub_experiments"]["s1"]
+
+
+# --- files we must not trust ------------------------------------------------------------------
+
+
+def test_legacy_file_is_renamed_and_kept(plan: Plan) -> None:
+    path = results_path(plan)
+    path.parent.mkdir(parents=True)
+    path.write_text("sub_experiments:\n  s1: {status: done}\n", encoding="utf-8")
+    warn = Warnings()
+    store = new_store(plan, warn=warn)
+    assert store.doc("exp")["sub_experiments"] == {}
+    legacy = path.with_name("results.legacy.yaml")
+    assert legacy.read_text(encoding="utf-8") == "sub_experiments:\n  s1: {status: done}\n"
+    assert not path.exists()
+    assert len(warn) == 1 and "results.legacy.yaml" in warn[0]
+    store.record("exp", "s1", entry())
+    store.flush()
+    assert read(path)["schema"] == SCHEMA_VERSION
+    assert legacy.exists()
+
+
+def test_legacy_rename_never_overwrites_an_earlier_legacy_file(plan: Plan) -> None:
+    path = results_path(plan)
+    path.parent.mkdir(parents=True)
+    path.with_name("results.legacy.yaml").write_text("old: 1\n", encoding="utf-8")
+    path.write_text("old: 2\n", encoding="utf-8")
+    new_store(plan).doc("exp")
+    assert path.with_name("results.legacy.yaml").read_text(encoding="utf-8") == "old: 1\n"
+    assert path.with_name("results.legacy.yaml.2").read_text(encoding="utf-8") == "old: 2\n"
+
+
+@pytest.mark.parametrize(
+    "content", ["schema: 1\nsub_experiments: {s1: [unclosed\n", "- a list\n", "\tbad: tab\n"]
+)
+def test_corrupt_file_is_moved_aside_with_a_warning(plan: Plan, content: str) -> None:
+    path = results_path(plan)
+    path.parent.mkdir(parents=True)
+    path.write_text(content, encoding="utf-8")
+    warn = Warnings()
+    store = new_store(plan, warn=warn)
+    assert store.doc("exp")["sub_experiments"] == {}
+    aside = list(path.parent.glob("results.yaml.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text(encoding="utf-8") == content
+    assert len(warn) == 1 and aside[0].name in warn[0] and str(path) in warn[0]
+    store.record("exp", "s1", entry())
+    store.flush()
+    assert read(path)["sub_experiments"]["s1"]["status"] == "passed"
+
+
+def test_newer_schema_is_refused_and_left_untouched(plan: Plan) -> None:
+    path = results_path(plan)
+    path.parent.mkdir(parents=True)
+    content = f"schema: {SCHEMA_VERSION + 1}\nsub_experiments: {{}}\n"
+    path.write_text(content, encoding="utf-8")
+    store = new_store(plan)
+    with pytest.raises(StoreError, match="upgrade pytest-mlexp") as info:
+        store.doc("exp")
+    assert str(path) in str(info.value)
+    with pytest.raises(StoreError):
+        store.record("exp", "s1", entry())
+    store.flush()
+    assert path.read_text(encoding="utf-8") == content
+    assert sorted(p.name for p in path.parent.iterdir()) == ["results.yaml"]
+
+
+# --- stale entries ----------------------------------------------------------------------------
+
+
+def test_entry_of_removed_or_moved_sub_goes_stale(plan: Plan, tmp_path: Path) -> None:
+    store = new_store(plan)
+    store.record("exp", "s1", entry())
+    store.record("exp", "gone", entry())
+    store.record("exp", "o1", entry())  # o1 belongs to experiment "other"
+    store.flush()
+    fresh = new_store(plan)
+    doc = fresh.doc("exp")
+    assert set(doc["sub_experiments"]) == {"s1"}
+    assert set(doc["stale"]) == {"gone", "o1"}
+    fresh.record("exp", "s2", entry())
+    fresh.flush()
+    on_disk = read(results_path(plan))
+    assert set(on_disk["stale"]) == {"gone", "o1"}
+    assert set(on_disk["sub_experiments"]) == {"s1", "s2"}
+
+
+def test_changed_params_digest_goes_stale(plan: Plan) -> None:
+    store = new_store(plan)
+    store.record("exp", "s1", entry())
+    store.record("exp", "s2", entry())
+    store.flush()
+    digests = {"s1": "d1", "s2": "changed"}
+    fresh = new_store(plan, digest_for=digests.get)
+    doc = fresh.doc("exp")
+    assert set(doc["sub_experiments"]) == {"s1"}
+    assert doc["stale"]["s2"]["provenance"]["params_sha256"] == "d1"
+    # A blocked placeholder has no provenance and cannot be judged stale by digest.
+    assert fresh.record_blocked("exp", "s2", "gate_1 failed")
+
+
+def test_sweep_points_are_checked_individually(plan: Plan) -> None:
+    store = new_store(plan)
+    for key in ("h_1", "h_2", "h_9"):  # h_9 is no longer a point of the sweep
+        store.record("exp", "sw", entry(), point=key)
+    store.set_summary("exp", "sw", {"selected": "h_1", "status": "passed", "metrics": {"acc": 0.9}})
+    store.flush()
+    digests = {"sw": "ignored-for-the-sub-itself", "sw[h_1]": "d1", "sw[h_2]": "other"}
+    doc = new_store(plan, digest_for=digests.get).doc("exp")
+    assert set(doc["sub_experiments"]["sw"]["points"]) == {"h_1"}
+    assert set(doc["stale"]) == {"sw[h_2]", "sw[h_9]", "sw"}
+    # The summary was computed over points that no longer count: it waits for a new one.
+    assert set(doc["sub_experiments"]["sw"]) == {"points"}
+    assert doc["stale"]["sw"]["selected"] == "h_1"
+
+
+def test_sweep_points_all_stale_removes_the_sub(plan: Plan) -> None:
+    store = new_store(plan)
+    store.record("exp", "sw", entry(), point="h_1")
+    store.flush()
+    doc = new_store(plan, digest_for={"sw[h_1]": "x"}.get).doc("exp")
+    assert "sw" not in doc["sub_experiments"]
+    assert "sw[h_1]" in doc["stale"]
+
+
+def test_params_digest_is_canonical() -> None:
+    assert params_digest({"a": 1, "b": [1, 2]}) == params_digest({"b": [1, 2], "a": 1})
+    assert params_digest({"a": 1}) != params_digest({"a": 1.5})
+    assert len(params_digest({"p": Path("x")})) == 64  # default=repr: never raises
+
+
+# --- blocked ----------------------------------------------------------------------------------
+
+
+def test_blocked_never_overwrites_a_stored_result(plan: Plan) -> None:
+    store = new_store(plan)
+    store.record("exp", "s1", entry("failed"))
+    assert store.record_blocked("exp", "s1", "gate_1 not passed") is False
+    assert store.doc("exp")["sub_experiments"]["s1"]["status"] == "failed"
+    assert store.record_blocked("exp", "s2", "gate_1 not passed") is True
+    assert store.doc("exp")["sub_experiments"]["s2"] == {
+        "status": "blocked",
+        "blocked_reason": "gate_1 not passed",
+    }
+    assert store.record_blocked("exp", "s2", "gate_1 not passed") is False  # unchanged: nothing written
+    assert store.record_blocked("exp", "s2", "dep failed") is True
+    store.record("exp", "sw", entry(), point="h_1")
+    assert store.record_blocked("exp", "sw", "x", point="h_1") is False
+    assert store.record_blocked("exp", "sw", "x", point="h_2") is True
+    store.flush()
+    fresh = new_store(plan)
+    assert fresh.record_blocked("exp", "s1", "again") is False
+    assert read(results_path(plan))["sub_experiments"]["s1"]["status"] == "failed"
+
+
+def test_a_run_after_a_blocked_placeholder_has_no_blocked_history(plan: Plan) -> None:
+    store = new_store(plan)
+    store.record_blocked("exp", "s1", "gate")
+    store.record("exp", "s1", entry())
+    assert "history" not in store.doc("exp")["sub_experiments"]["s1"]
+
+
+# --- durability -------------------------------------------------------------------------------
+
+
+def test_records_survive_dropping_the_store_without_flush(tmp_path: Path) -> None:
+    plan = make_plan(tmp_path, {"exp": [make_sub("s1"), make_sub("sw", sweep={"h": tuple(range(40))})]})
+    store = new_store(plan)
+    for i in range(37):
+        store.record("exp", "sw" if i % 2 else "s1", entry(acc=float(i)), point=f"h_{i}" if i % 2 else None)
+    store.set_summary("exp", "sw", {"selected": "h_1"})
+    folder = results_path(plan).parent
+    assert list(folder.glob(".results.*.journal"))  # some records live only in the journal
+    expected = json.loads(json.dumps(store.doc("exp")["sub_experiments"]))
+    del store
+    gc.collect()  # closing the journal releases its lock, as the death of a process would
+    fresh = new_store(plan)
+    got = fresh.doc("exp")["sub_experiments"]
+    assert json.loads(json.dumps(got)) == expected
+    # Recovery folded the journal into results.yaml and removed it.
+    assert not list(folder.glob(".results.*.journal"))
+    assert json.loads(json.dumps(read(results_path(plan))["sub_experiments"])) == expected
+    assert not list(folder.glob("*.tmp")) and not list(folder.glob(".*.tmp"))
+
+
+def test_crashed_process_loses_nothing(plan: Plan, tmp_path: Path) -> None:
+    """A real crash: a child process records and dies with os._exit (no flush, no cleanup)."""
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+        from test_store import make_plan, make_sub, entry
+        from pathlib import Path
+        from pytest_mlexp.store import ResultsStore
+        plan = make_plan(Path({str(tmp_path)!r}), {{"exp": [make_sub(f"s{{i}}") for i in range(50)]}})
+        store = ResultsStore(plan, stub=False, warn=print)
+        for i in range(50):
+            store.record("exp", f"s{{i}}", entry(acc=i / 7))
+        os._exit(3)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    crashed_plan = make_plan(tmp_path, {"exp": [make_sub(f"s{i}") for i in range(50)]})
+    folder = results_path(crashed_plan).parent
+    assert list(folder.glob(".results.*.journal"))
+    doc = new_store(crashed_plan).doc("exp")
+    assert len(doc["sub_experiments"]) == 50
+    assert doc["sub_experiments"]["s10"]["metrics"]["acc"] == 10 / 7  # floats round-trip exactly
+    assert not list(folder.glob("*.tmp")) and not list(folder.glob(".*.tmp"))
+
+
+def test_half_written_journal_line_is_ignored(plan: Plan) -> None:
+    store = new_store(plan)
+    store.record("exp", "s1", entry())
+    store.flush()
+    folder = results_path(plan).parent
+    line = json.dumps({"op": "r", "sub": "s2", "point": None, "history": [], "entry": entry()})
+    (folder / ".results.999999-dead.journal").write_text(line + "\n" + line[:25], encoding="utf-8")
+    doc = new_store(plan).doc("exp")
+    assert set(doc["sub_experiments"]) == {"s1", "s2"}
+
+
+def test_live_sessions_journal_is_not_replayed_by_another(plan: Plan) -> None:
+    live = new_store(plan)
+    live.record("exp", "s1", entry())
+    live.record("exp", "s2", entry())
+    live.record("exp", "sw", entry(), point="h_1")  # journaled, not yet in results.yaml
+    other = new_store(plan)
+    assert "sw" not in other.doc("exp")["sub_experiments"]
+    assert list(results_path(plan).parent.glob(".results.*.journal"))
+    live.flush()
+    assert set(read(results_path(plan))["sub_experiments"]) == {"s1", "s2", "sw"}
+
+
+def test_write_is_atomic_via_os_replace(plan: Plan, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, str]] = []
+    real = os.replace
+
+    def spy(src: Any, dst: Any) -> None:
+        calls.append((os.fspath(src), os.fspath(dst)))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    store = new_store(plan)
+    store.record("exp", "s1", entry())
+    store.flush()
+    path = results_path(plan)
+    assert calls and all(dst == str(path) and Path(src).parent == path.parent for src, dst in calls)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["results.yaml", "results.yaml.lock"]
+
+
+def test_failed_write_leaves_old_file_and_no_temp(plan: Plan, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = new_store(plan)
+    store.record("exp", "s1", entry())
+    store.flush()
+    before = results_path(plan).read_bytes()
+
+    def boom(src: Any, dst: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    warn = store.warn
+    store.record("exp", "s2", entry())  # 1 entry on disk: this record tries to rewrite
+    assert isinstance(warn, Warnings) and "disk full" in warn[-1] and "journal" in warn[-1]
+    assert results_path(plan).read_bytes() == before
+    assert not [p for p in results_path(plan).parent.iterdir() if p.name.endswith(".tmp")]
+    with pytest.raises(OSError, match="disk full"):
+        store.flush()  # at the end of the session the failure is not swallowed
+    monkeypatch.undo()
+    del store
+    gc.collect()
+    # The record is in the journal all the same.
+    assert "s2" in new_store(plan).doc("exp")["sub_experiments"]
+
+
+# --- sessions ---------------------------------------------------------------------------------
+
+
+def test_two_sessions_merge_without_losing_entries(plan: Plan) -> None:
+    a = new_store(plan)
+    b = new_store(plan)
+    a.doc("exp")
+    b.doc("exp")  # both read the same (empty) state first
+    a.record("exp", "s1", entry(acc=0.1))
+    b.record("exp", "s2", entry(acc=0.2))
+    b.record("exp", "sw", entry(), point="h_2")
+    a.record("exp", "sw", entry(), point="h_1")
+    a.set_summary("exp", "sw", {"selected": "h_1", "status": "passed"})
+    a.set_experiment("exp", {"status": "partial"})
+    a.flush()
+    b.flush()
+    doc = read(results_path(plan))
+    assert set(doc["sub_experiments"]) == {"s1", "s2", "sw"}
+    assert set(doc["sub_experiments"]["sw"]["points"]) == {"h_1", "h_2"}
+    assert doc["sub_experiments"]["sw"]["selected"] == "h_1"
+    assert doc["status"] == "partial"
+    # b now sees a's entries too.
+    assert set(b.doc("exp")["sub_experiments"]) == {"s1", "s2", "sw"}
+
+
+def test_session_overrides_only_what_it_touched(plan: Plan) -> None:
+    a = new_store(plan)
+    a.record("exp", "s1", entry(acc=0.1))
+    a.record("exp", "s2", entry(acc=0.2))
+    a.flush()
+    b = new_store(plan)
+    b.doc("exp")
+    c = new_store(plan)
+    c.record("exp", "s2", entry(acc=0.9))
+    c.flush()
+    b.record("exp", "s1", entry(acc=0.5))
+    b.flush()
+    subs = read(results_path(plan))["sub_experiments"]
+    assert subs["s1"]["metrics"]["acc"] == 0.5
+    assert subs["s2"]["metrics"]["acc"] == 0.9  # c's newer result survives b's write
+
+
+def test_stub_writes_only_the_stub_file(plan: Plan) -> None:
+    real = new_store(plan)
+    real.record("exp", "s1", entry(acc=0.1))
+    real.flush()
+    before = results_path(plan).read_bytes()
+    stub = new_store(plan, stub=True)
+    assert stub.doc("exp")["sub_experiments"] == {}  # never reads the real results
+    stub.record("exp", "s1", entry(acc=0.7))
+    stub.record("exp", "s2", entry(acc=0.7))
+    stub.flush()
+    assert results_path(plan).read_bytes() == before
+    assert (
+        read(results_path(plan, name="results.stub.yaml"))["sub_experiments"]["s1"]["metrics"]["acc"] == 0.7
+    )
+    names = sorted(p.name for p in results_path(plan).parent.iterdir())
+    assert names == ["results.stub.yaml", "results.stub.yaml.lock", "results.yaml", "results.yaml.lock"]
+
+
+def test_other_experiments_are_separate_files(plan: Plan) -> None:
+    store = new_store(plan)
+    store.record("exp", "s1", entry())
+    store.record("other", "o1", entry())
+    store.flush()
+    assert store.touched() == ["exp", "other"]
+    assert set(read(results_path(plan, "other"))["sub_experiments"]) == {"o1"}
+
+
+# --- cost -------------------------------------------------------------------------------------
+
+
+def test_rewrites_grow_logarithmically(tmp_path: Path) -> None:
+    plan = make_plan(tmp_path, {"exp": [make_sub("sw", sweep={"i": tuple(range(1000))})]})
+    store = new_store(plan, refresh_s=None)
+    keys = [p.key for p in plan.sub("sw").points()]
+    for key in keys:
+        store.record("exp", "sw", {"status": "passed", "metrics": {"x": 1.0}}, point=key)
+    during = store.rewrites
+    store.flush()
+    assert during <= math.log2(1000) + 2  # 1, 2, 4, ... entries: each rewrite at least doubles the file
+    assert store.rewrites <= during + 1
+    assert len(read(results_path(plan))["sub_experiments"]["sw"]["points"]) == 1000
+
+
+def test_flush_without_records_writes_nothing(plan: Plan) -> None:
+    store = new_store(plan)
+    store.doc("exp")
+    store.flush()
+    assert store.rewrites == 0 and not results_path(plan).exists()
+
+
+def test_time_based_refresh(plan: Plan, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(store_mod.time, "monotonic", lambda: clock[0])
+    store = new_store(plan, refresh_s=10.0)
+    store.record("exp", "s1", entry())  # empty file: written at once
+    store.record("exp", "s2", entry())  # 1 entry: written
+    store.record("exp", "sw", entry(), point="h_1")  # 2 on disk, 1 pending: journal only
+    assert store.rewrites == 2
+    clock[0] += 11
+    store.record("exp", "sw", entry(), point="h_2")
+    assert store.rewrites == 3
+
+
+# --- YAML -------------------------------------------------------------------------------------
+
+
+def test_per_seed_keys_and_floats_round_trip(plan: Plan) -> None:
+    e = entry()
+    e["per_seed"] = {0: {"acc": 0.1}, 1: {"acc": 1e-05}, 2: {"acc": float("nan")}}
+    e["metrics"] = {"acc": 1e16, "neg": -float("inf"), "flag": True, "none": None, "text": "1e-3"}
+    store = new_store(plan)
+    store.record("exp", "s1", e)
+    assert list(store.doc("exp")["sub_experiments"]["s1"]["per_seed"]) == [0, 1, 2]
+    store.flush()
+    got = read(results_path(plan))["sub_experiments"]["s1"]
+    assert list(got["per_seed"]) == [0, 1, 2]
+    assert got["per_seed"][1]["acc"] == 1e-05
+    assert math.isnan(got["per_seed"][2]["acc"])
+    assert got["metrics"] == {"acc": 1e16, "neg": -float("inf"), "flag": True, "none": None, "text": "1e-3"}
+
+
+def test_tracebacks_are_written_as_literal_blocks(plan: Plan) -> None:
+    tb = (
+        'Traceback (most recent call last):\n  File "x.py", line 1\n    boom()\n'
+        "RuntimeError: bad: value # not a comment\n"
+    )
+    e = entry("error")
+    e["error"] = {"kind": "handler", "type": "RuntimeError", "message": "bad", "traceback": tb}
+    store = new_store(plan)
+    store.record("exp", "s1", e)
+    store.flush()
+    text = results_path(plan).read_text(encoding="utf-8")
+    assert "traceback: |2+\n" in text
+    assert read(results_path(plan))["sub_experiments"]["s1"]["error"]["traceback"] == tb
+
+
+def test_non_plain_values_still_write(plan: Plan) -> None:
+    e = entry()
+    e["artifacts"] = [Path("artifacts/s1/a.png")]
+    store = new_store(plan)
+    store.record("exp", "s1", e)
+    store.flush()
+    assert read(results_path(plan))["sub_experiments"]["s1"]["artifacts"] == ["artifacts/s1/a.png"]
+
+
+def test_dump_yaml_falls_back_for_foreign_types() -> None:
+    import datetime
+
+    data = {"when": datetime.date(2026, 11, 27), "items": [1, 2]}
+    assert yaml.safe_load(dump_yaml(data)) == data
+
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=30)
+    | st.text(alphabet=" \t\n\r#:-'\"|>é\x85\u2028a0", max_size=20)
+    | st.sampled_from(
+        ["yes", "No", "null", "~", "1e-3", "0x10", ".inf", "2026-01-01", "- a", "a: b", "@x", ""]
+    )
+)
+keys = st.text(max_size=12) | st.integers()
+documents = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(keys, documents, max_size=5))
+def test_dump_yaml_round_trips_through_pyyaml(data: dict[Any, Any]) -> None:
+    text = dump_yaml(data)
+    assert yaml.load(text, Loader=yaml.SafeLoader) == data
+    assert yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) == data
