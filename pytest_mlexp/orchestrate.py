@@ -180,7 +180,7 @@ def run_sub_item(item: SubItem) -> None:
             for s in seeds[:1]
         ]
     else:
-        fixtures = {n: item.funcargs[n] for n in ref.params if n != "runner" and n in item.funcargs}
+        fixtures = {n: item.funcargs[n] for n in ref.fixture_names if n != "runner" and n in item.funcargs}
         tasks = [ctx.task(sub, point, seed, params, ref) for seed in seeds]
         outcomes = state.dispatcher.run(item, executor_name, tasks, fixtures)
     entry = build_entry(

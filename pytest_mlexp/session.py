@@ -95,7 +95,7 @@ class PlanContext:
             ref = self.handler(sub)
         except LookupError:
             return []
-        return [p for p in ref.params if p != "runner"]
+        return [p for p in ref.fixture_names if p != "runner"]
 
     def task(
         self,
