@@ -150,9 +150,44 @@ def run_seed(
     outcome["duration_s"] = round(time.perf_counter() - t0, 4)
     outcome["finished_at"] = now_iso()
     outcome["history"] = runner.history
+    outcome["packages"] = loaded_packages()
     if runner._device is not None:
         outcome["device"] = runner._device
     return outcome
+
+
+# Distributions worth recording in provenance when the handler has imported them.
+_TRACKED = {
+    "torch": "torch",
+    "numpy": "numpy",
+    "sklearn": "scikit-learn",
+    "scipy": "scipy",
+    "pandas": "pandas",
+    "jax": "jax",
+    "transformers": "transformers",
+    "lightning": "lightning",
+    "tensorflow": "tensorflow",
+}
+_versions: dict[str, str | None] = {}
+
+
+def loaded_packages() -> dict[str, str]:
+    """Versions of the well-known ML packages this process has imported (never imports them)."""
+    from importlib import metadata
+
+    out: dict[str, str] = {}
+    for module, dist in _TRACKED.items():
+        if module not in sys.modules:
+            continue
+        if dist not in _versions:
+            try:
+                _versions[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                _versions[dist] = None
+        version = _versions[dist]
+        if version:
+            out[dist] = version
+    return out
 
 
 def import_handler(task: Task) -> Callable[..., Any]:

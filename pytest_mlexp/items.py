@@ -41,6 +41,7 @@ class PlanFile(pytest.File):
 
     def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
         state = session_of(self.config)
+        state.mark_collected(self.path)  # also when broken: never collect (and report) it twice
         try:
             ctx = state.context_for(self.path)
         except PlanError as exc:
@@ -48,7 +49,6 @@ class PlanFile(pytest.File):
                 raise self.CollectError(exc.render()) from None
             state.plan_warnings.append(exc.render())
             return
-        state.mark_collected(self.path)
         for exp in ctx.plan.experiments:
             yield ExperimentNode.from_parent(self, name=exp.id, experiment=exp)
 

@@ -108,6 +108,9 @@ def build_entry(
     if tracking:
         entry["wandb"] = tracking[0] if len(tracking) == 1 else {"runs": tracking}
     entry["provenance"] = dict(provenance)
+    packages = next((o["packages"] for o in outcomes if o.get("packages")), None)
+    if packages:
+        entry["provenance"]["packages"] = dict(packages)
     entry["started_at"] = min((o.get("started_at") or "") for o in outcomes) if outcomes else None
     entry["finished_at"] = max((o.get("finished_at") or "") for o in outcomes) if outcomes else None
     if failed_out is not None:

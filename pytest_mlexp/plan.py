@@ -100,6 +100,8 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "unlocks": UNLOCKS_KEYS,
 }
 
+_KNOWN_SETS = {level: frozenset(keys) for level, keys in KNOWN_KEYS.items()}
+
 # Words research teams use as annotations.  They are never near-miss errors even when they sit
 # within the edit distance of a known key (``model`` vs ``modal``, ``notes``...).
 COMMON_ANNOTATIONS: frozenset[str] = frozenset(
@@ -200,7 +202,7 @@ class _Ctx:
         self, mapping: dict[Any, Any], level: str, where: str, *, also_meta: tuple[str, ...] = ()
     ) -> tuple[dict[str, Any], dict[Any, Any]]:
         """Known keys of ``level`` and the annotations, in plan order; near misses are errors."""
-        known_keys = KNOWN_KEYS[level]
+        known_keys = _KNOWN_SETS[level]
         known: dict[str, Any] = {}
         meta: dict[Any, Any] = {}
         for key, value in mapping.items():
@@ -247,7 +249,7 @@ def _type_name(value: Any) -> str:
 def _check_id(ctx: _Ctx, value: Any, line: int, what: str) -> str:
     if not isinstance(value, str):
         raise ctx.err(line, f"{what} id must be a string, not {_type_name(value)}", "quote the id")
-    if not ID_RE.match(value):
+    if not ID_RE.fullmatch(value):  # fullmatch: "$" alone lets a trailing newline through
         raise ctx.err(line, f"invalid {what} id {value!r}: {_ID_RULE}", f"rename {value!r}")
     return value
 
@@ -417,7 +419,7 @@ def _parse_layer(ctx: _Ctx, owner: dict[Any, Any], known: dict[str, Any], where:
             continue
         line = ctx.kline(owner, key)
         if key == "handler":
-            if raw is not None and not (isinstance(raw, str) and HANDLER_RE.match(raw)):
+            if raw is not None and not (isinstance(raw, str) and HANDLER_RE.fullmatch(raw)):
                 raise ctx.err(
                     line,
                     f"handler of {where} must look like 'package.module:function', not {_type_name(raw)}",
@@ -518,7 +520,11 @@ def _parse_seeds(ctx: _Ctx, raw: Any, line: int, where: str) -> tuple[int, ...] 
             if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
                 raise ctx.err(item_line, f"seed {seed!r} of {where} must be a non-negative integer", fix)
             if seed in seen:
-                raise ctx.err(item_line, f"seed {seed} of {where} is listed twice", "list each seed once")
+                raise ctx.err(
+                    item_line,
+                    f"seed {seed} of {where} is listed twice",
+                    "list each seed once, or write seeds: 3 for seeds 0, 1, 2",
+                )
             seen.add(seed)
         return tuple(raw)
     raise ctx.err(
@@ -568,7 +574,7 @@ def _parse_marks(ctx: _Ctx, raw: Any, line: int, where: str) -> tuple[str, ...]:
     out: list[str] = []
     for index, mark in enumerate(items):
         item_line = ctx.doc.item_line(items, index, line)
-        if not isinstance(mark, str) or not MARK_RE.match(mark):
+        if not isinstance(mark, str) or not MARK_RE.fullmatch(mark):
             raise ctx.err(item_line, f"mark {mark!r} of {where} must be a plain name like slow", fix)
         if mark not in out:
             out.append(mark)
@@ -770,7 +776,9 @@ def _parse_experiment(
         _parse_accepted(ctx, known["accepted"], ctx.kline(spec, "accepted"))
     base = _merge(defaults, _parse_layer(ctx, spec, known, where))
 
-    name = known.get("name")
+    raw_name = known.get("name")
+    name = exp_id if raw_name is None else _text(ctx, raw_name, ctx.kline(spec, "name"), "name")
+    phase = _parse_phase(ctx, known.get("phase"), ctx.kline(spec, "phase"))
     retired = known.get("retired", False)
     if retired is None:
         retired = False
@@ -822,8 +830,8 @@ def _parse_experiment(
     criteria, from_lines = _parse_criteria(ctx, spec, where, experiment_level=True)
     exp = Experiment(
         id=exp_id,
-        name=exp_id if name is None else _text(ctx, name, ctx.kline(spec, "name"), "name"),
-        phase=_parse_phase(ctx, known.get("phase"), ctx.kline(spec, "phase")),
+        name=name,
+        phase=phase,
         sub_experiments=tuple(sub_objs),
         success_criteria=criteria,
         dependencies=tuple(i for i, _ in deps),
@@ -960,7 +968,7 @@ def _parse_unlocks(ctx: _Ctx, spec: dict[Any, Any], where: str, exp_ids: list[st
         m = _PHASE_IN_TEXT.search(text)
         if m:
             return Unlocks(kind="phase", phase=int(m.group(1)), text=raw)
-        guess = _closest_id(text, exp_ids) if ID_RE.match(text) else None
+        guess = _closest_id(text, exp_ids) if ID_RE.fullmatch(text) else None
         if guess is not None:
             # one id-like word close to an experiment id is a typo, not free text: as text it
             # would silently unlock nothing

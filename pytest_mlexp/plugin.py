@@ -2,7 +2,7 @@
 
 Every pytest run in an environment with pytest-mlexp installed imports this module, so it
 imports nothing beyond pytest and the standard library; the rest loads when a plan is
-collected or run.
+collected or run.  PYTEST_DONT_REWRITE (nothing here is a test assertion; see __init__.py).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .model import Plan
+from .model import Plan, PlanError
 
 if TYPE_CHECKING:
     from .session import MlexpSession
@@ -145,7 +145,10 @@ def _filter_by_args(state: MlexpSession, exp_items: list[pytest.Item]) -> list[p
 
     plans = {Path(it.path).resolve(): state.context_for(it.path).plan for it in exp_items}
     if not plans and state.plan_path.is_file():
-        plans[state.plan_path] = state.context_for(state.plan_path).plan
+        try:
+            plans[state.plan_path] = state.context_for(state.plan_path).plan
+        except PlanError:
+            return []  # already reported as a collection error naming file and line
     selections: dict[Path, Selection] = {}
     unmatched: list[str] | None = None
     try:

@@ -32,7 +32,9 @@ class Project:
         return path
 
     def run(self, *args: str) -> pytest.RunResult:
-        return self.pytester.runpytest("-p", "no:randomly", *args)
+        # In-process runs see the plugin already imported by this test process: pytest warns that
+        # it cannot rewrite it, which says nothing about the plugin.
+        return self.pytester.runpytest("-p", "no:randomly", "-W", "ignore::pytest.PytestAssertRewriteWarning", *args)
 
     def results(self, experiment_id: str, stub: bool = False) -> dict[str, Any]:
         name = "results.stub.yaml" if stub else "results.yaml"

@@ -64,3 +64,151 @@ def test_experiment_run_writes_results_and_findings(project: Project) -> None:
     findings = project.findings("e-one")
     assert "<!-- mlexp:begin -->" in findings and "a works" in findings
     assert "e-one" in project.findings()
+
+
+def test_stub_uses_stub_params_and_writes_only_stub_results(project: Project) -> None:
+    project.plan(PLAN)
+    project.handlers("e_one", HANDLERS)
+    result = project.run("--experiment", "e-one", "--stub")
+    # value 0.1 misses ">= 0.8" but --stub reports criteria without enforcing them
+    result.assert_outcomes(passed=3)
+    doc = project.results("e-one", stub=True)
+    assert doc["sub_experiments"]["e1_a"]["metrics"] == {"accuracy": 0.1}
+    assert doc["sub_experiments"]["e1_a"]["params"] == {"value": 0.1}
+    folder = project.path / "research" / "experiments" / "e-one"
+    assert not (folder / "results.yaml").exists()
+    assert not (folder / "FINDINGS.md").exists()
+    assert not (project.path / "research" / "FINDINGS.md").exists()
+
+
+def test_stub_fails_item_that_does_not_report_a_needed_metric(project: Project) -> None:
+    project.plan(PLAN)
+    project.handlers("e_one", HANDLERS.replace('{"accuracy": runner.params["value"]}', '{"acc": 1.0}'))
+    result = project.run("--experiment", "e-one", "--stub")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(["*did not report accuracy*"])
+
+
+def test_real_run_fails_item_below_threshold_with_criterion_message(project: Project) -> None:
+    project.plan(PLAN.replace("value: 0.9", "value: 0.7"))
+    project.handlers("e_one", HANDLERS)
+    result = project.run("--experiment", "e-one")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(["*accuracy = 0.7 needs >= 0.8*", "*Completed: 1 | Failed: 1*"])
+    doc = project.results("e-one")
+    assert doc["sub_experiments"]["e1_a"]["status"] == "failed"
+    assert doc["recommendation"] == "pivot"
+
+
+def test_missing_handler_fails_with_places_and_stub(project: Project) -> None:
+    project.plan(PLAN)
+    project.handlers("e_one", "def e1_a(runner):\n    return {'metrics': {'accuracy': 0.9}}\n")
+    result = project.run("--experiment", "e1_b")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*e1_b*", "*def e1_b(runner)*"])
+    assert project.results("e-one")["sub_experiments"]["e1_b"]["status"] == "error"
+
+
+def test_handler_error_keeps_traceback_and_hint(project: Project) -> None:
+    project.plan(PLAN)
+    project.handlers(
+        "e_one",
+        HANDLERS
+        + "\ndef e1_a(runner):\n    raise RuntimeError('CUDA out of memory. Tried to allocate 2.00 GiB')\n",
+    )
+    result = project.run("--experiment", "e1_a")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*RuntimeError: CUDA out of memory*", "hint: *batch*"])
+    entry = project.results("e-one")["sub_experiments"]["e1_a"]
+    assert entry["status"] == "error"
+    assert entry["error"]["type"] == "RuntimeError"
+    assert "raise RuntimeError" in entry["error"]["traceback"]
+
+
+def test_handlers_get_other_fixtures(project: Project) -> None:
+    project.plan(PLAN)
+    project.pytester.makeconftest(
+        "import pytest\n@pytest.fixture\ndef dataset():\n    return [0.95, 0.99]\n"
+    )
+    project.handlers(
+        "e_one",
+        "def e1_a(runner, dataset):\n    return {'metrics': {'accuracy': max(dataset)}}\n"
+        "def e1_b(runner):\n    return {'metrics': {}}\n",
+    )
+    result = project.run("--experiment", "e-one")
+    result.assert_outcomes(passed=3)
+    assert project.results("e-one")["sub_experiments"]["e1_a"]["metrics"]["accuracy"] == 0.99
+
+
+def test_experiment_selection_by_prefix_sub_id_and_errors(project: Project) -> None:
+    project.plan(PLAN)
+    project.handlers("e_one", HANDLERS)
+    project.run("--experiment", "e1", "--co").stdout.fnmatch_lines(["*3 tests collected*"])
+    result = project.run("--experiment", "e1_b", "--co", "-q")
+    result.stdout.fnmatch_lines(["*e-one::e1_b", "*e-one::assessment", "*2/3 tests collected*"])
+    result = project.run("--experiment", "nope")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*--experiment nope matches no experiment*candidates: e-one*"])
+
+
+def test_results_merge_across_runs_and_findings_text_preserved(project: Project) -> None:
+    project.plan(PLAN)
+    project.handlers("e_one", HANDLERS)
+    project.run("--experiment", "e-one").assert_outcomes(passed=3)
+    findings = project.path / "research" / "experiments" / "e-one" / "FINDINGS.md"
+    mine = "My notes: the MLP story.\r\ntrailing   \n"
+    findings.write_text(findings.read_text(encoding="utf-8") + mine, encoding="utf-8")
+    project.run("--experiment", "e1_b").assert_outcomes(passed=2)
+    doc = project.results("e-one")
+    assert set(doc["sub_experiments"]) == {"e1_a", "e1_b"}
+    assert doc["sub_experiments"]["e1_b"]["history"][0]["status"] == "passed"
+    assert findings.read_bytes().endswith(mine.encode())
+
+
+def test_junit_properties_carry_metrics_and_verdicts(project: Project) -> None:
+    project.plan(PLAN)
+    project.handlers("e_one", HANDLERS)
+    project.run("--experiment", "e-one", "--junitxml=report.xml").assert_outcomes(passed=3)
+    xml = (project.path / "report.xml").read_text(encoding="utf-8")
+    assert '<property name="metric.accuracy" value="0.9"' in xml
+    assert '<property name="mlexp.finding" value="a works"' in xml
+    assert '<property name="verdict.recommendation" value="proceed"' in xml
+    assert 'name="criterion.accuracy"' in xml
+
+
+def test_broken_plan_is_a_warning_unless_selected(project: Project) -> None:
+    project.plan(PLAN.replace("success_criteria:\n      accuracy", "sucess_criteria:\n      accuracy"))
+    project.pytester.makepyfile(test_unit="def test_ok():\n    assert True\n")
+    result = project.run("research", "test_unit.py")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["mlexp: warning: research/research_plan.yaml:14: unknown key 'sucess_criteria'*"])
+    result = project.run("--experiment", "all")
+    assert result.ret == 2
+    result.stdout.fnmatch_lines(["research/research_plan.yaml:14: unknown key 'sucess_criteria'*", "*did you mean success_criteria?"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_select_by_default_and_plan_outside_testpaths(project: Project) -> None:
+    project.plan(PLAN)
+    project.handlers("e_one", HANDLERS)
+    project.pytester.makeini("[pytest]\ntestpaths = tests\nmlexp_select_by_default = true\n")
+    (project.path / "tests").mkdir()
+    (project.path / "tests" / "test_unit.py").write_text("def test_ok():\n    assert True\n")
+    result = project.run()
+    result.assert_outcomes(passed=4)
+
+
+def test_marks_from_plan_apply(project: Project) -> None:
+    project.plan(PLAN.replace("      e1_b:\n", "      e1_b:\n        marks: [slow]\n"))
+    project.handlers("e_one", HANDLERS)
+    result = project.run("--experiment", "e-one", "-m", "not slow", "--strict-markers", "--co", "-q")
+    result.stdout.fnmatch_lines(["*::e1_a", "*::assessment"])
+    assert "e1_b" not in result.stdout.str()
+
+
+def test_ordinary_tests_deselected_with_experiment(project: Project) -> None:
+    project.plan(PLAN)
+    project.handlers("e_one", HANDLERS)
+    project.pytester.makepyfile(test_unit="def test_ok():\n    assert True\n")
+    result = project.run("--experiment", "e-one", ".")
+    result.assert_outcomes(passed=3, deselected=1)

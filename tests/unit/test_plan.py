@@ -127,7 +127,12 @@ def test_detailed_inheritance(detailed: Plan) -> None:
     base1 = detailed.sub("e_base_1")
     assert base1.params == {"epochs": 20, "batch_size": 64, "model": "linear"}
     assert base1.stub_params == {"epochs": 1, "n_train": 128}
-    assert base1.resolved_params(stub=True) == {"epochs": 1, "batch_size": 64, "model": "linear", "n_train": 128}
+    assert base1.resolved_params(stub=True) == {
+        "epochs": 1,
+        "batch_size": 64,
+        "model": "linear",
+        "n_train": 128,
+    }
     assert base1.resources == {"gpu": "A10G", "timeout": 1800, "retries": 1}
     assert base1.executor == "local" and base1.marks == ()
     base2 = detailed.sub("e_base_2")
@@ -362,7 +367,11 @@ def test_gate_accepted_retired_and_project_string() -> None:
     assert plan.project.name == "Tiny"
     assert plan.experiment("e1").retired and not plan.experiment("e2").retired
     accepted = plan.gates[0].accepted
-    assert accepted is not None and (accepted.reason, accepted.by, accepted.date) == ("good enough", "me", "2026-01-02")
+    assert accepted is not None and (accepted.reason, accepted.by, accepted.date) == (
+        "good enough",
+        "me",
+        "2026-01-02",
+    )
     assert plan.meta == {"model": "resnet"}
     assert plan.experiment("e2").sub_experiments == ()
 
@@ -419,7 +428,10 @@ def test_ten_thousand_sub_experiments_load_fast() -> None:
                 "        seeds: 2",
                 "        success_criteria: {accuracy: '>= 0.9'}",
             ]
-        lines += ["    success_criteria:", f"      accuracy: {{target: 0.9, acceptable: 0.8, failure: 0.5, from: s_{e}_0}}"]
+        lines += [
+            "    success_criteria:",
+            f"      accuracy: {{target: 0.9, acceptable: 0.8, failure: 0.5, from: s_{e}_0}}",
+        ]
         if e:
             lines.append(f"    dependencies: [exp_{e - 1}]")
     text = "\n".join(lines) + "\n"
@@ -428,3 +440,20 @@ def test_ten_thousand_sub_experiments_load_fast() -> None:
     elapsed = time.perf_counter() - start
     assert len(plan.experiments) == 100 and plan.has_sub("s_99_99")
     assert elapsed < 5.0  # about 0.45 s measured; generous for loaded CI machines
+
+
+def test_pure_python_parser_gives_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without libyaml the pure parser feeds the same builder: same data, same lines."""
+    import yaml
+
+    from pytest_mlexp import yamlload
+
+    for name in ("tiered_plan.yaml", "detailed_plan.yaml"):
+        text = (PLANS / name).read_text(encoding="utf-8")
+        fast = yamlload.load_yaml(text)
+        with monkeypatch.context() as m:
+            m.setattr(yamlload, "_BaseLoader", yaml.SafeLoader)
+            slow = yamlload.load_yaml(text)
+        assert slow.data == fast.data
+        assert sorted(map(repr, slow.maps.values())) == sorted(map(repr, fast.maps.values()))
+        assert sorted(map(repr, slow.seqs.values())) == sorted(map(repr, fast.seqs.values()))
