@@ -20,6 +20,14 @@ if TYPE_CHECKING:
     from .session import MlexpSession, PlanContext
 
 
+def skip_blocked(reason: str) -> None:
+    """Skip reported at the item's place in the plan, not at this line of the plugin."""
+    try:
+        raise pytest.skip.Exception(reason, _use_item_location=True)
+    except TypeError:  # a pytest without the keyword
+        pytest.skip(reason)
+
+
 class MlexpFailure(Exception):
     """An item failed for a reason we can say in a few lines (criteria, wiring, verdict)."""
 
@@ -128,13 +136,13 @@ class SubItem(pytest.Function):
         reason = state.blocked_reason(self)
         if reason is not None:
             state.on_blocked(self, reason)
-            pytest.skip(reason)
+            skip_blocked(reason)
         super().setup()
 
-    def repr_failure(self, excinfo: ExceptionInfo[BaseException], style: Any = None) -> str | TerminalRepr:
+    def repr_failure(self, excinfo: ExceptionInfo[BaseException]) -> str | TerminalRepr:  # type: ignore[override]
         if isinstance(excinfo.value, MlexpFailure):
             return excinfo.value.message
-        return super().repr_failure(excinfo, style=style)
+        return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         return self.path, self.sub.loc.line - 1, f"{self.sub.experiment_id}::{self.name}"
@@ -153,7 +161,7 @@ class AssessmentItem(pytest.Item):
         reason = state.blocked_reason(self)
         if reason is not None:
             state.on_blocked(self, reason)
-            pytest.skip(reason)
+            skip_blocked(reason)
 
     def runtest(self) -> None:
         from .orchestrate import run_assessment

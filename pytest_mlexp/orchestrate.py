@@ -81,8 +81,13 @@ def build_entry(
     executor: str,
     stub: bool,
     provenance: Mapping[str, Any],
+    messages: list[str] | None = None,
 ) -> dict[str, Any]:
-    """One results.yaml entry (SPEC section 8) from the outcomes of the item's seeds."""
+    """One results.yaml entry (SPEC section 8) from the outcomes of the item's seeds.
+
+    The messages of unmet criteria are appended to ``messages`` (for the failure report)."""
+    if messages is None:
+        messages = []
     from .secrets import redact_params
     from .verdict import judge_sub
 
@@ -122,6 +127,7 @@ def build_entry(
     if point_key is None:
         judged = judge_sub(sub, entry, stub=stub)
         entry["criteria"] = {j.metric: j.to_dict() for j in judged}
+        messages.extend(j.message for j in judged if not j.passed)
         missing = [m for m in needed_metrics(ctx, sub) if m not in metrics]
         if stub and missing:
             entry["status"] = ERROR
@@ -136,7 +142,7 @@ def build_entry(
     return entry
 
 
-def failure_message(item: SubItem, entry: Mapping[str, Any]) -> str:
+def failure_message(item: SubItem, entry: Mapping[str, Any], messages: Sequence[str] = ()) -> str:
     from .hints import hint_for
 
     status = entry["status"]
@@ -153,8 +159,7 @@ def failure_message(item: SubItem, entry: Mapping[str, Any]) -> str:
         if hint:
             lines.append(f"hint: {hint}")
         return "\n".join(lines)
-    failed = [c for c in (entry.get("criteria") or {}).values() if not c.get("passed")]
-    return "\n".join(str(c.get("message") or c) for c in failed) or f"{item.name}: {status}"
+    return "\n".join(messages) or f"{item.name}: {status}"
 
 
 def run_sub_item(item: SubItem) -> None:
@@ -186,6 +191,7 @@ def run_sub_item(item: SubItem) -> None:
         fixtures = {n: item.funcargs[n] for n in ref.fixture_names if n != "runner" and n in item.funcargs}
         tasks = [ctx.task(sub, point, seed, params, ref) for seed in seeds]
         outcomes = state.dispatcher.run(item, executor_name, tasks, fixtures)
+    messages: list[str] = []
     entry = build_entry(
         ctx,
         sub,
@@ -195,6 +201,7 @@ def run_sub_item(item: SubItem) -> None:
         executor=executor_name,
         stub=stub,
         provenance=provenance,
+        messages=messages,
     )
     state.attach_op(
         item, {"op": "record", "sub": sub.id, "point": point.key if point else None, "entry": entry}
@@ -207,7 +214,7 @@ def run_sub_item(item: SubItem) -> None:
         exc = next((o.get("_exc") for o in outcomes if o.get("_exc") is not None), None)
         if isinstance(exc, BaseException):
             raise exc
-    raise MlexpFailure(state.scrub(failure_message(item, entry)))
+    raise MlexpFailure(state.scrub(failure_message(item, entry, messages)))
 
 
 def _add_properties(item: pytest.Item, entry: Mapping[str, Any]) -> None:

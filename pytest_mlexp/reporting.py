@@ -225,7 +225,8 @@ def _stub_gates(ctx: PlanContext, tr: Any) -> None:
     verdicts = {e.id: ctx.verdict(e.id) for e in ctx.plan.experiments}
     for gate in ctx.plan.gates:
         passed, reason = gate_status(ctx.plan, gate, verdicts)
-        tr.write_line(f"gate {gate.id}: {'passed' if passed else 'not passed (not enforced under --stub)'}")
+        state = "wiring ok" if passed else f"wiring broken: {reason}"
+        tr.write_line(f"gate {gate.id} ({gate.name}): not enforced under --stub; {state}")
 
 
 def _row_detail(row: Mapping[str, Any]) -> str:

@@ -364,7 +364,8 @@ class MlexpSession:
         return "local" if self.stub else sub.executor
 
     def workdir_for(self, sub_id: str, point: str | None, seed: int) -> Path:
-        base = Path(self.config.cache.mkdir("mlexp-work")) if self.config.cache is not None else None
+        cache = getattr(self.config, "cache", None)  # absent under -p no:cacheprovider
+        base = Path(cache.mkdir("mlexp-work")) if cache is not None else None
         if base is None:
             import tempfile
 
