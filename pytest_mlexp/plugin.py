@@ -99,6 +99,10 @@ def pytest_configure(config: pytest.Config) -> None:
     _validate_ini(config)
     state = MlexpSession(config)
     config.pluginmanager.register(state, "mlexp-session")
+    if config.pluginmanager.hasplugin("xdist") and not state.is_worker:
+        from .xdist_support import XdistHooks
+
+        config.pluginmanager.register(XdistHooks(state), "mlexp-xdist")
     if state.selected:
         from .reporting import configure_lastfailed
 

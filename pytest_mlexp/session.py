@@ -67,7 +67,7 @@ class PlanContext:
             return params_digest(sub.resolved_params(state.stub, pt))
 
         self.store: ResultsStore = ResultsStore(
-            self.plan, stub=state.stub, warn=state.warn, digest_for=digest_for
+            self.plan, stub=state.stub, warn=state.warn, digest_for=digest_for, readonly=state.is_worker
         )
         self.handlers: HandlerIndex = HandlerIndex(self.root, state.handlers_dir)
         self._refs: dict[str, Any] = {}

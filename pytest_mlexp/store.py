@@ -403,7 +403,11 @@ class ResultsStore:
         refresh_s: float | None = 10.0,
         lock_timeout_s: float = 30.0,
         fsync: bool = True,
+        readonly: bool = False,
     ) -> None:
+        # readonly: an xdist worker's view. It never renames, moves aside, claims or deletes
+        # anything (the controller owns the files); it only reads them and the journals.
+        self.readonly = readonly
         self.plan = plan
         self.stub = stub
         self.warn = warn
@@ -466,6 +470,8 @@ class ResultsStore:
             return _empty_doc(experiment_id), None
         schema = raw.get("schema")
         if schema is None or (isinstance(schema, int) and not isinstance(schema, bool) and schema < 1):
+            if self.readonly:
+                return _empty_doc(experiment_id), None
             legacy = self._free_name(path.with_name(path.name.replace(".yaml", ".legacy.yaml")))
             os.replace(path, legacy)
             self.warn(
@@ -503,6 +509,8 @@ class ResultsStore:
         return free
 
     def _set_aside(self, path: Path, why: str) -> None:
+        if self.readonly:
+            return
         target = self._free_name(path.with_name(f"{path.name}.corrupt-{utc_stamp()}"))
         os.replace(path, target)
         self.warn(f"{path} {why}; moved it aside to {target.name} and started a fresh one")
@@ -570,6 +578,12 @@ class ResultsStore:
         claimed: list[tuple[Path, IO[bytes] | None]] = []
         for journal in sorted(folder.glob(f"{self._journal_prefix}*.journal")):
             if journal == state.journal_path:
+                continue
+            if self.readonly:  # replay in memory only: live journals hold this session's results
+                with contextlib.suppress(OSError):
+                    for line in journal.read_bytes().splitlines():
+                        with contextlib.suppress(ValueError):
+                            self._apply(state, json.loads(line))
                 continue
             claim = self._claim(journal)
             if claim is False:

@@ -1,38 +1,134 @@
-"""The executor protocol: submit a task, get a handle, wait for or cancel it.
+"""The executor protocol (submit a job, get a handle, wait for or cancel it) and a small pool.
 
-A third-party executor subclasses :class:`Executor` and is returned by a
-``pytest_mlexp_executor(name, config)`` hook implementation (see ``hookspecs.py``).
+A third-party executor subclasses :class:`Executor` (or :class:`PoolExecutor`, which brings a
+bounded, prioritised queue with retries and cancellation) and is returned by a
+``pytest_mlexp_executor(name, config)`` hook implementation (see ``hookspecs.py`` and
+docs/executors.md).  Standard library only: this module is imported whenever experiments run.
 """
 
 from __future__ import annotations
 
 import abc
+import heapq
+import itertools
+import threading
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..execution import INFRA, Task, now_iso
 
+#: infra_error kinds that are worth another attempt (``resources.retries``); a timeout is not:
+#: the same work would overrun again.
+RETRYABLE = frozenset({"lost_worker", "preempted"})
+
+
+def infra_outcome(
+    task: Task, reason: str, message: str, *, started_at: str | None = None, traceback: str = ""
+) -> dict[str, Any]:
+    """An outcome for work that did not finish for reasons outside the handler."""
+    return {
+        "seed": task.seed,
+        "status": INFRA,
+        "error": {"kind": reason, "type": reason.capitalize(), "message": message, "traceback": traceback},
+        "started_at": started_at or now_iso(),
+        "finished_at": now_iso(),
+        "duration_s": 0.0,
+        "history": [],
+    }
+
+
+@dataclass
+class Job:
+    """One seed of one item, as handed to an executor."""
+
+    task: Task
+    #: the sub-experiment's ``resources`` (gpu, timeout, memory, cpu, retries)
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    #: fixture values other than ``runner`` (live objects; only in-process executors use them)
+    fixtures: Mapping[str, Any] = field(default_factory=dict)
+    #: the same values pickled (``{name: pickle bytes}`` pickled again), for executors that send
+    #: them elsewhere; None when the handler needs only ``runner``
+    fixtures_blob: bytes | None = None
+    #: lower runs first: the item's position in the session, so the item pytest is waiting for
+    #: is never stuck behind work submitted ahead for later items
+    priority: int = 0
+
+    @property
+    def retries(self) -> int:
+        value = self.resources.get("retries")
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
 
 class Handle(abc.ABC):
-    """A submitted task: ``result()`` blocks and returns the outcome dict; never raises for
-    handler errors (those are outcomes), only for bugs."""
+    """A submitted job.  ``result()`` blocks and returns the outcome dict; it never raises for
+    handler or infrastructure errors (those are outcomes), only for bugs."""
 
     @abc.abstractmethod
-    def result(self) -> dict[str, Any]: ...
+    def result(self, timeout: float | None = None) -> dict[str, Any]:
+        """The outcome; with ``timeout``, raises :class:`TimeoutError` if not done by then."""
 
     @abc.abstractmethod
     def done(self) -> bool: ...
 
     @abc.abstractmethod
-    def cancel(self) -> None: ...
+    def cancel(self) -> None:
+        """Stop the job (queued or running); its outcome becomes infra_error ``cancelled``."""
+
+
+class FutureHandle(Handle):
+    """A handle completed by whoever runs the job (a thread, a callback)."""
+
+    def __init__(self, job: Job, on_cancel: Any = None) -> None:
+        self.job = job
+        self._event = threading.Event()
+        self._outcome: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+        self.cancelled = False
+        self.started = False
+        self._on_cancel = on_cancel  # called (once) with this handle when cancelled while running
+
+    def set_result(self, outcome: dict[str, Any]) -> bool:
+        """Complete the handle; False when it was already complete (e.g. cancelled)."""
+        with self._lock:
+            if self._outcome is not None:
+                return False
+            self._outcome = outcome
+        self._event.set()
+        return True
+
+    def result(self, timeout: float | None = None) -> dict[str, Any]:
+        # Waiting in slices keeps the main thread responsive to Ctrl-C on every platform.
+        end = None if timeout is None else time.monotonic() + timeout
+        while not self._event.wait(0.25 if end is None else max(0.0, min(0.25, end - time.monotonic()))):
+            if end is not None and time.monotonic() >= end:
+                raise TimeoutError(f"{self.job.task.label} not finished after {timeout} s")
+        assert self._outcome is not None
+        return self._outcome
+
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._outcome is not None or self.cancelled:
+                return
+            self.cancelled = True
+        outcome = infra_outcome(self.job.task, "cancelled", "cancelled before it finished (-x, Ctrl-C or SIGTERM)")
+        running = self.started
+        self.set_result(outcome)
+        if running and self._on_cancel is not None:
+            self._on_cancel(self)
 
 
 class Executor(abc.ABC):
-    """Runs tasks.  ``concurrent`` executors are dispatched ahead (SPEC section 6)."""
+    """Runs jobs.  ``concurrent`` executors are dispatched ahead (SPEC section 6)."""
 
     name: str = "executor"
     concurrent: bool = True
-    #: Fixture values other than ``runner`` can be used (only the in-process executor).
+    #: Live fixture values other than ``runner`` can be used (only the in-process executor);
+    #: the others get them pickled in ``Job.fixtures_blob``.
     supports_fixtures: bool = False
 
     def __init__(self, *, concurrency: int | None = None, options: Mapping[str, Any] | None = None) -> None:
@@ -40,20 +136,106 @@ class Executor(abc.ABC):
         self.options = dict(options or {})
 
     @abc.abstractmethod
-    def submit(self, task: Task) -> Handle: ...
+    def submit(self, job: Job) -> Handle: ...
 
     def close(self) -> None:
         """Cancel what is still running and release resources (called at session end)."""
 
 
-def infra_outcome(task: Task, reason: str, message: str, *, started_at: str | None = None) -> dict[str, Any]:
-    """An outcome for work that did not finish for reasons outside the handler."""
-    return {
-        "seed": task.seed,
-        "status": INFRA,
-        "error": {"kind": reason, "type": reason.capitalize(), "message": message, "traceback": ""},
-        "started_at": started_at or now_iso(),
-        "finished_at": now_iso(),
-        "duration_s": 0.0,
-        "history": [],
-    }
+class PoolExecutor(Executor):
+    """An executor with at most ``concurrency`` jobs running at once, lowest priority first.
+
+    Subclasses implement :meth:`run_job` (blocking: run one attempt and return its outcome)
+    and :meth:`kill` (stop a running attempt from another thread).  Worker threads, not
+    processes: the work itself happens in child processes or remote containers, and threads
+    never fork the pytest process.  Attempts that end in a :data:`RETRYABLE` infra_error are
+    retried up to ``resources.retries`` times.
+    """
+
+    def __init__(self, *, concurrency: int | None = None, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(concurrency=max(1, concurrency or 1), options=options)
+        self._cond = threading.Condition()
+        self._queue: list[tuple[int, int, FutureHandle]] = []
+        self._seq = itertools.count()
+        self._threads: list[threading.Thread] = []
+        self._running: set[FutureHandle] = set()
+        self._closed = False
+
+    # --- what a subclass provides ---------------------------------------------------------------
+    @abc.abstractmethod
+    def run_job(self, handle: FutureHandle, attempt: int) -> dict[str, Any]:
+        """Run one attempt of ``handle.job`` to its end and return the outcome."""
+
+    def kill(self, handle: FutureHandle) -> None:
+        """Stop ``handle``'s running attempt (called from another thread on cancel/close)."""
+
+    # --- the pool -------------------------------------------------------------------------------
+    def submit(self, job: Job) -> Handle:
+        handle = FutureHandle(job, on_cancel=self.kill)
+        with self._cond:
+            if self._closed:
+                handle.cancel()
+                return handle
+            heapq.heappush(self._queue, (job.priority, next(self._seq), handle))
+            if len(self._threads) < (self.concurrency or 1):
+                thread = threading.Thread(target=self._work, name=f"mlexp-{self.name}-{len(self._threads)}")
+                thread.daemon = True  # never keeps a finished or interrupted session alive
+                self._threads.append(thread)
+                thread.start()
+            self._cond.notify()
+        return handle
+
+    def _next(self) -> FutureHandle | None:
+        with self._cond:
+            while True:
+                while self._queue:
+                    handle = heapq.heappop(self._queue)[2]
+                    if not handle.cancelled:
+                        handle.started = True
+                        self._running.add(handle)
+                        return handle
+                if self._closed:
+                    return None
+                self._cond.wait()
+
+    def _work(self) -> None:
+        while True:
+            handle = self._next()
+            if handle is None:
+                return
+            try:
+                handle.set_result(self._attempts(handle))
+            finally:
+                with self._cond:
+                    self._running.discard(handle)
+
+    def _attempts(self, handle: FutureHandle) -> dict[str, Any]:
+        retries = handle.job.retries
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                outcome = self.run_job(handle, attempt)
+            except Exception as exc:  # a bug in an executor must not hang the item waiting on it
+                from ..execution import error_info
+
+                err = error_info("executor", exc)
+                outcome = infra_outcome(handle.job.task, "executor", f"{self.name} executor failed: {exc}")
+                outcome["error"]["traceback"] = err["traceback"]
+            if handle.cancelled:
+                return outcome  # ignored: the handle already holds its cancelled outcome
+            err = outcome.get("error") or {}
+            if outcome.get("status") == INFRA and err.get("kind") in RETRYABLE:
+                err["attempts"] = attempt
+                if attempt <= retries:
+                    continue
+            return outcome
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            handles = [entry[2] for entry in self._queue] + list(self._running)
+            self._queue.clear()
+            self._cond.notify_all()
+        for handle in handles:
+            handle.cancel()  # a running one is killed through kill()

@@ -1,0 +1,88 @@
+"""pytest-xdist: one writer, dependency order across workers, no second run after a crash."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import Project
+
+pytest.importorskip("xdist")
+
+PLAN = """
+project: {name: Par, hypothesis: "h"}
+experiments:
+  e-a:
+    sub_experiments: [ea_1, ea_2]
+  e-b:
+    dependencies: [e-a]
+    sub_experiments: [eb_1]
+  e-x:
+    sub_experiments: [ex_1, ex_2]
+"""
+
+HANDLERS = """
+import os, time
+from pathlib import Path
+
+def _mark(runner):
+    log = Path(os.environ["MLEXP_TEST_LOG"])
+    with log.open("a") as fh:
+        fh.write(f"{runner.sub_experiment_id} {os.environ.get('PYTEST_XDIST_WORKER')} {time.time()}\\n")
+
+def ea_1(runner):
+    _mark(runner); time.sleep(0.3); return {"metrics": {"m": 1.0}}
+def ea_2(runner):
+    _mark(runner); time.sleep(0.3); return {"metrics": {"m": 2.0}}
+def eb_1(runner):
+    _mark(runner); return {"metrics": {"m": 3.0}}
+def ex_1(runner):
+    _mark(runner)
+    if os.environ.get("CRASH"):
+        os._exit(3)
+    return {"metrics": {"m": 4.0}}
+def ex_2(runner):
+    _mark(runner); return {"metrics": {"m": 5.0}}
+"""
+
+
+def _log(project: Project) -> list[list[str]]:
+    path = project.path / "calls.log"
+    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_xdist_runs_components_apart_keeps_order_and_writes_once(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.plan(PLAN)
+    project.handlers("handlers", HANDLERS)
+    monkeypatch.setenv("MLEXP_TEST_LOG", str(project.path / "calls.log"))
+    result = project.pytester.runpytest_subprocess("-p", "no:randomly", "-n", "2", "--experiment", "all")
+    result.assert_outcomes(passed=8)
+    calls = _log(project)
+    order = [c[0] for c in calls]
+    assert sorted(order) == ["ea_1", "ea_2", "eb_1", "ex_1", "ex_2"]  # each ran exactly once
+    by_sub = {c[0]: c for c in calls}
+    # the dependent ran on the worker that ran what it depends on, after it
+    assert by_sub["eb_1"][1] == by_sub["ea_1"][1] == by_sub["ea_2"][1]
+    assert order.index("eb_1") > order.index("ea_2")
+    assert by_sub["ex_1"][1] != by_sub["ea_1"][1]  # independent component on the other worker
+    for exp in ("e-a", "e-b", "e-x"):
+        doc = project.results(exp)
+        assert all(e["status"] == "passed" for e in doc["sub_experiments"].values())
+    assert "e-x" in project.findings()
+    assert not list((project.path / "research" / "experiments").glob("*/.results*.journal"))
+
+
+def test_xdist_worker_crash_is_infra_error_and_not_rerun(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    project.plan(PLAN)
+    project.handlers("handlers", HANDLERS)
+    monkeypatch.setenv("MLEXP_TEST_LOG", str(project.path / "calls.log"))
+    monkeypatch.setenv("CRASH", "1")
+    result = project.pytester.runpytest_subprocess("-p", "no:randomly", "-n", "2", "--experiment", "e-x")
+    order = [c[0] for c in _log(project)]
+    assert order.count("ex_1") == 1, order
+    assert order.count("ex_2") == 1, order
+    entry = project.results("e-x")["sub_experiments"]["ex_1"]
+    assert entry["status"] == "infra_error"
+    assert entry["error"]["kind"] == "lost_worker"
+    result.stdout.fnmatch_lines(["*Errors: 1 (infra 1)*"])
