@@ -112,7 +112,8 @@ class SubItem(pytest.Function):
             [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in fixtures]
         )
         name = f"{sub.id}[{point.key}]" if point is not None else sub.id
-        item: SubItem = super().from_parent(parent, name=name, callobj=func, originalname=sub.id)
+        # No originalname: pytest 9.2 builds the node id from it and would drop the "[point]".
+        item: SubItem = super().from_parent(parent, name=name, callobj=func)
         item.sub = sub
         item.point = point
         item.point_index = index

@@ -203,6 +203,7 @@ def run_sub_item(item: SubItem) -> None:
         provenance=provenance,
         messages=messages,
     )
+    entry = state.scrub_obj(entry)  # tracebacks and findings may quote a secret
     state.attach_op(
         item, {"op": "record", "sub": sub.id, "point": point.key if point else None, "entry": entry}
     )

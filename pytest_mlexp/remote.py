@@ -71,7 +71,6 @@ def run_task(task_data: Mapping[str, Any], fixtures_blob: bytes | None = None) -
     """One seed: a Task dict (and pickled fixtures) in, a plain-data outcome out."""
     task = Task.from_dict(task_data)
     started = now_iso()
-    os.environ.setdefault("MLEXP_WORKER", "1")
     fixtures: dict[str, Any] = {}
     if fixtures_blob:
         try:
@@ -80,7 +79,9 @@ def run_task(task_data: Mapping[str, Any], fixtures_blob: bytes | None = None) -
             return _error(task, "fixture", exc, started)
     try:
         handler = import_handler(task)
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a module that calls sys.exit() on import is its error too
         return _error(task, "import", exc, started)
     outcome = run_seed(task, handler, fixtures=fixtures)
     outcome.pop("_exc", None)  # the exception object stays here; its traceback text travels

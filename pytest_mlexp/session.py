@@ -338,12 +338,25 @@ class MlexpSession:
     def warn(self, message: str) -> None:
         self._warned.append(message)
 
-    def scrub(self, text: str) -> str:
+    @property
+    def scrubber(self) -> Any:
+        """Hides credential env values and the plan's secret params (SPEC section 7)."""
         if self._scrubber is None:
-            from .secrets import Scrubber, secret_values
+            from .secrets import Scrubber, secret_param_values, secret_values
 
-            self._scrubber = Scrubber(secret_values())
-        return str(self._scrubber.scrub(text))
+            values = secret_values()
+            for ctx in self.contexts.values():
+                for exp in ctx.plan.experiments:
+                    for sub in exp.sub_experiments:
+                        values += secret_param_values(sub.params) + secret_param_values(sub.stub_params)
+            self._scrubber = Scrubber(values)
+        return self._scrubber
+
+    def scrub(self, text: str) -> str:
+        return str(self.scrubber.scrub(text))
+
+    def scrub_obj(self, obj: Any) -> Any:
+        return self.scrubber.scrub_obj(obj)
 
     def register_mark(self, name: str) -> None:
         if name not in self._marks:
@@ -380,6 +393,7 @@ class MlexpSession:
         if ctx is None:
             ctx = PlanContext(self, key)
             self.contexts[key] = ctx
+            self._scrubber = None  # the new plan's secret params join the scrubber
         return ctx
 
     def mark_collected(self, path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..execution import Task, import_handler, run_seed
 from ..runner import MetricSink, ProgressSink
-from .base import infra_outcome
+from .base import Executor, FutureHandle, Handle, Job, infra_outcome
 
 
 class SeedTimeout(BaseException):
@@ -70,3 +70,16 @@ def run_local(
             )
     except SeedTimeout as exc:
         return infra_outcome(task, "timeout", str(exc), started_at=started)
+
+
+class LocalExecutor(Executor):
+    """In the pytest process, one seed at a time, when its item runs (never ahead)."""
+
+    name = "local"
+    concurrent = False
+    supports_fixtures = True
+
+    def submit(self, job: Job) -> Handle:
+        handle = FutureHandle(job)
+        handle.set_result(run_local(job.task, job.fixtures))
+        return handle
