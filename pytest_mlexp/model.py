@@ -142,7 +142,7 @@ class SubExperiment:
         keys = list(self.sweep)
         out = []
         for combo in itertools.product(*(self.sweep[k] for k in keys)):
-            values = dict(zip(keys, combo))
+            values = dict(zip(keys, combo, strict=True))
             out.append(SweepPoint(point_key(values), values))
         return tuple(out)
 
@@ -348,7 +348,9 @@ class Judgement:
     passed: bool
     borderline: bool  # a pass within the borderline margin: requires human review
     rule: str  # e.g. "<= 0.35 (target 0.25)" or ">= 0.6"
-    message: str  # one line, e.g. "accuracy = 0.912 (mean of 3 seeds, 95% CI [...]) needs >= 0.95 (acceptable; target 0.97): miss"
+    # one line, e.g. "accuracy = 0.912 (mean of 3 seeds, 95% CI [...]) needs >= 0.95
+    # (acceptable; target 0.97): miss"
+    message: str
     reason: str | None = None  # why a value could not be judged (missing, NaN, ...)
     stats: Stats | None = None
     seeds_needed: int | None = None  # for inconclusive: about how many seeds would settle it
@@ -375,7 +377,11 @@ class Judgement:
         if self.note:
             out["note"] = self.note
         if self.accepted is not None:
-            out["accepted"] = {"reason": self.accepted.reason, "by": self.accepted.by, "date": self.accepted.date}
+            out["accepted"] = {
+                "reason": self.accepted.reason,
+                "by": self.accepted.by,
+                "date": self.accepted.date,
+            }
         return out
 
 

@@ -57,9 +57,9 @@ def seed_stats(per_seed: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
     for metrics in per_seed.values():
         names.extend(n for n in metrics if n not in names)
     for name in names:
-        values = [m.get(name) for m in per_seed.values()]
-        if values and all(_is_number(v) and math.isfinite(float(v)) for v in values):
-            out[name] = describe([float(v) for v in values]).to_dict()  # type: ignore[arg-type]
+        values: list[Any] = [m.get(name) for m in per_seed.values()]
+        if values and all(_is_number(v) and math.isfinite(v) for v in values):
+            out[name] = describe([float(v) for v in values]).to_dict()
     return out
 
 
@@ -212,9 +212,9 @@ def run_sub_item(item: SubItem) -> None:
     if status == "passed":
         return
     if status == ERROR and item.config.option.usepdb:
-        exc = next((o.get("_exc") for o in outcomes if o.get("_exc") is not None), None)
-        if isinstance(exc, BaseException):
-            raise exc
+        original = next((o.get("_exc") for o in outcomes if o.get("_exc") is not None), None)
+        if isinstance(original, BaseException):
+            raise original  # --pdb: post-mortem in the handler's own frame
     raise MlexpFailure(state.scrub(failure_message(item, entry, messages)))
 
 
@@ -333,5 +333,5 @@ def make_task(
 
 
 def _timeout(sub: SubExperiment) -> float | None:
-    value = sub.resources.get("timeout")
+    value: Any = sub.resources.get("timeout")
     return float(value) if _is_number(value) else None

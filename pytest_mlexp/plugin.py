@@ -133,7 +133,11 @@ def _sigterm_as_interrupt(config: pytest.Config) -> None:
         raise KeyboardInterrupt("SIGTERM")
 
     previous = signal.signal(signal.SIGTERM, _on_term)
-    config.add_cleanup(lambda: signal.signal(signal.SIGTERM, previous))
+
+    def _restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    config.add_cleanup(_restore)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

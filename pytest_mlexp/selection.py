@@ -61,7 +61,8 @@ def resolve(plan: Plan, values: Sequence[str]) -> Selection:
                 sel.experiments.add(matches[0])
             elif len(matches) > 1:
                 raise SelectionError(
-                    f"--experiment {value} matches several experiments: {', '.join(matches)}; name one of them"
+                    f"--experiment {value} matches several experiments: {', '.join(matches)}; "
+                    "name one of them"
                 )
             else:
                 sel.unmatched.append(value)
@@ -172,9 +173,7 @@ def _filter_by_args(state: MlexpSession, exp_items: list[pytest.Item]) -> list[p
     for it in exp_items:
         sel = selections[Path(it.path).resolve()]
         exp_id = it.experiment_id  # type: ignore[attr-defined]
-        if exp_id in sel.experiments:
-            keep.append(it)
-        elif isinstance(it, SubItem) and it.sub.id in sel.subs:
+        if exp_id in sel.experiments or (isinstance(it, SubItem) and it.sub.id in sel.subs):
             keep.append(it)
         elif isinstance(it, AssessmentItem):
             plan = plans[Path(it.path).resolve()]
@@ -212,5 +211,5 @@ def _order(state: MlexpSession, items: list[pytest.Item]) -> None:
         (items[i] for i in slots),
         key=lambda it: (plans.index(str(Path(it.path).resolve())), *order_key(state, it)),
     )
-    for slot, it in zip(slots, ordered):
+    for slot, it in zip(slots, ordered, strict=True):
         items[slot] = it

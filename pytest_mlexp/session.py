@@ -88,7 +88,7 @@ class PlanContext:
             self._refs[sub.id] = cached
         if isinstance(cached, LookupError):
             raise cached
-        return cached  # type: ignore[no-any-return]
+        return cached
 
     def fixture_names(self, sub: SubExperiment) -> list[str]:
         try:
@@ -465,7 +465,7 @@ class MlexpSession:
         report = yield
         op = getattr(item, "_mlexp_op", None)
         if op is not None and (call.when == "call" or (call.when == "setup" and report.skipped)):
-            setattr(report, OP_KEY, op)  # noqa: B010
+            setattr(report, OP_KEY, op)
             delattr(item, "_mlexp_op")
         return report
 

@@ -139,6 +139,12 @@ class XdistHooks:
             "error": {"kind": "lost_worker", "type": "WorkerCrash", "message": message, "traceback": ""},
             "finished_at": now_iso(),
         }
-        op = {"op": "record", "sub": sub_id, "point": point.rstrip("]") or None, "entry": entry, "plan": str(path)}
-        setattr(report, OP_KEY, op)  # noqa: B010
+        op = {
+            "op": "record",
+            "sub": sub_id,
+            "point": point.rstrip("]") or None,
+            "entry": entry,
+            "plan": str(path),
+        }
+        setattr(report, OP_KEY, op)
         report.longrepr = message

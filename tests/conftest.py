@@ -34,7 +34,9 @@ class Project:
     def run(self, *args: str) -> pytest.RunResult:
         # In-process runs see the plugin already imported by this test process: pytest warns that
         # it cannot rewrite it, which says nothing about the plugin.
-        return self.pytester.runpytest("-p", "no:randomly", "-W", "ignore::pytest.PytestAssertRewriteWarning", *args)
+        return self.pytester.runpytest(
+            "-p", "no:randomly", "-W", "ignore::pytest.PytestAssertRewriteWarning", *args
+        )
 
     def results(self, experiment_id: str, stub: bool = False) -> dict[str, Any]:
         name = "results.stub.yaml" if stub else "results.yaml"
@@ -46,7 +48,9 @@ class Project:
     def findings(self, experiment_id: str | None = None) -> str:
         if experiment_id is None:
             return (self.path / "research" / "FINDINGS.md").read_text(encoding="utf-8")
-        return (self.path / "research" / "experiments" / experiment_id / "FINDINGS.md").read_text(encoding="utf-8")
+        return (self.path / "research" / "experiments" / experiment_id / "FINDINGS.md").read_text(
+            encoding="utf-8"
+        )
 
 
 @pytest.fixture

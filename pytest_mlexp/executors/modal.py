@@ -388,7 +388,7 @@ class ModalExecutor(PoolExecutor):
         self.session_id = f"{now_iso().replace(':', '').replace('-', '')}-{uuid.uuid4().hex[:6]}"
         mb = float(str(config.getini("mlexp_max_artifact_mb") or "100"))
         self.max_artifact_bytes = int(mb * 2**20)
-        self._problem: tuple[str, str] | None | bool = False  # False: not checked yet
+        self._problem: tuple[str, str] | bool | None = False  # False: not checked yet
         self._start_error: dict[str, Any] | None = None
         self._started = False
         self._start_lock = threading.Lock()

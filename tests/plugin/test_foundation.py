@@ -127,9 +127,7 @@ def test_handler_error_keeps_traceback_and_hint(project: Project) -> None:
 
 def test_handlers_get_other_fixtures(project: Project) -> None:
     project.plan(PLAN)
-    project.pytester.makeconftest(
-        "import pytest\n@pytest.fixture\ndef dataset():\n    return [0.95, 0.99]\n"
-    )
+    project.pytester.makeconftest("import pytest\n@pytest.fixture\ndef dataset():\n    return [0.95, 0.99]\n")
     project.handlers(
         "e_one",
         "def e1_a(runner, dataset):\n    return {'metrics': {'accuracy': max(dataset)}}\n"
@@ -181,10 +179,14 @@ def test_broken_plan_is_a_warning_unless_selected(project: Project) -> None:
     project.pytester.makepyfile(test_unit="def test_ok():\n    assert True\n")
     result = project.run("research", "test_unit.py")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["mlexp: warning: research/research_plan.yaml:14: unknown key 'sucess_criteria'*"])
+    result.stdout.fnmatch_lines(
+        ["mlexp: warning: research/research_plan.yaml:14: unknown key 'sucess_criteria'*"]
+    )
     result = project.run("--experiment", "all")
     assert result.ret == 2
-    result.stdout.fnmatch_lines(["research/research_plan.yaml:14: unknown key 'sucess_criteria'*", "*did you mean success_criteria?"])
+    result.stdout.fnmatch_lines(
+        ["research/research_plan.yaml:14: unknown key 'sucess_criteria'*", "*did you mean success_criteria?"]
+    )
     assert "Traceback" not in result.stdout.str()
 
 

@@ -145,8 +145,17 @@ def test_dependency_order_survives_random_order_plugin(project: Project) -> None
     _setup(project)
     for seed in ("1", "2", "3"):
         result = project.pytester.runpytest(
-            "-p", "randomly", "-p", "no:cacheprovider", f"--randomly-seed={seed}",
-            "-W", "ignore::pytest.PytestAssertRewriteWarning", "--experiment", "all", "--stub", "-v",
+            "-p",
+            "randomly",
+            "-p",
+            "no:cacheprovider",
+            f"--randomly-seed={seed}",
+            "-W",
+            "ignore::pytest.PytestAssertRewriteWarning",
+            "--experiment",
+            "all",
+            "--stub",
+            "-v",
         )
         lines = [line for line in result.stdout.lines if "PASSED" in line]
         names = [line.split("::")[1] for line in lines if "::" in line]

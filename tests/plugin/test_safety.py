@@ -44,7 +44,13 @@ def test_interrupt_keeps_finished_results_and_leaves_no_temp_files(
     project: Project, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     project.plan(PLAN)
-    source = HANDLERS if how == "term" else HANDLERS.replace("if how == \"term\":", "if how == \"int\":\n        raise KeyboardInterrupt\n    if False:")
+    source = (
+        HANDLERS
+        if how == "term"
+        else HANDLERS.replace(
+            'if how == "term":', 'if how == "int":\n        raise KeyboardInterrupt\n    if False:'
+        )
+    )
     project.handlers("handlers", source)
     monkeypatch.setenv("HOW", how)
     result = project.pytester.runpytest_subprocess("-p", "no:randomly", "--experiment", "all")
@@ -76,13 +82,18 @@ experiments:
   e-k:
     sub_experiments:
       k_1:
-        params: {api_key: "sk-plan-secret-123456", hf_token: "hf_plan_secret_98765", key_dim: 64, tokenizer: "bpe"}
+        params:
+          api_key: "sk-plan-secret-123456"
+          hf_token: "hf_plan_secret_98765"
+          key_dim: 64
+          tokenizer: "bpe"
 """
 
 SECRET_HANDLERS = """
 import os
 def k_1(runner):
-    raise RuntimeError("auth failed for " + os.environ["MY_SERVICE_API_KEY"] + " / " + runner.params["api_key"])
+    key = os.environ["MY_SERVICE_API_KEY"]
+    raise RuntimeError("auth failed for " + key + " / " + runner.params["api_key"])
 """
 
 

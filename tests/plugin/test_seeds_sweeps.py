@@ -84,7 +84,12 @@ def test_sweep_points_ids_selection_and_experiment_value(project: Project) -> No
     project.run("--experiment", "e-s").assert_outcomes(passed=6)
     doc = project.results("e-s")
     sweep = doc["sub_experiments"]["es_sweep"]
-    assert set(sweep["points"]) == {"hidden_16-lr_0.01", "hidden_16-lr_0.001", "hidden_64-lr_0.01", "hidden_64-lr_0.001"}
+    assert set(sweep["points"]) == {
+        "hidden_16-lr_0.01",
+        "hidden_16-lr_0.001",
+        "hidden_64-lr_0.01",
+        "hidden_64-lr_0.001",
+    }
     assert sweep["selected"] == "hidden_64-lr_0.01"
     assert sweep["metrics"]["acc"] == 0.65
     assert sweep["finding"] == "hidden 64"

@@ -73,7 +73,9 @@ def test_xdist_runs_components_apart_keeps_order_and_writes_once(
     assert not list((project.path / "research" / "experiments").glob("*/.results*.journal"))
 
 
-def test_xdist_worker_crash_is_infra_error_and_not_rerun(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_xdist_worker_crash_is_infra_error_and_not_rerun(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project.plan(PLAN)
     project.handlers("handlers", HANDLERS)
     monkeypatch.setenv("MLEXP_TEST_LOG", str(project.path / "calls.log"))

@@ -1,0 +1,120 @@
+"""The tracker protocol: what an experiment tracker (W&B, or a third party's) implements.
+
+A tracker is built and used **where the handler runs** (the pytest process, a worker process or
+a Modal container), from plain settings the pytest process put in ``Task.tracking``.  So a
+tracker class must be importable there and constructible with no arguments; everything it
+needs per run is read from ``task.tracking`` in :meth:`Tracker.start`.
+
+Third parties return an instance from a ``pytest_mlexp_tracker(config)`` hook implementation
+(see ``hookspecs.py`` and docs/wandb.md); that instance may add its own plain settings with
+:meth:`Tracker.task_settings`.  Workers then import the class by its ``module:qualname`` path.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from ..execution import Task
+
+__all__ = ["Tracker", "TrackerError", "TrackerRun", "TrackerTimeout", "call_with_timeout"]
+
+T = TypeVar("T")
+
+
+class TrackerError(Exception):
+    """A tracker could not do something; becomes a warning, never a failed item."""
+
+
+class TrackerTimeout(TrackerError):
+    """A tracker call did not return in time (its thread is left behind, as a daemon)."""
+
+
+class TrackerRun(abc.ABC):
+    """One tracked run: one sub-experiment (sweep point) and seed."""
+
+    @abc.abstractmethod
+    def log(self, metrics: Mapping[str, Any], step: int | None) -> None:
+        """Log already-prefixed metrics (``<sub_id>/<name>``) at ``step`` (never decreasing)."""
+
+    def progress(self, fraction: float, stage: str | None) -> None:
+        """``runner.progress``: by default nothing (the W&B run logs ``<sub_id>/progress``)."""
+
+    @abc.abstractmethod
+    def finish(
+        self, summary: Mapping[str, Any], *, artifacts: Sequence[Path] = (), failed: bool = False
+    ) -> dict[str, Any]:
+        """Close the run.  Returns what results.yaml records under ``wandb:``: ``{url, run_path}``
+        for an online run, ``{offline_dir, sync}`` for an offline one (plain data; ``url`` is
+        shown as a link in FINDINGS.md and JUnit)."""
+
+
+class Tracker(abc.ABC):
+    """Opens runs.  One instance per process, reused for every seed run there."""
+
+    #: short name used in messages
+    name: str = "tracker"
+    #: environment variables a remote worker needs (a Modal executor passes them as a secret)
+    env_vars: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self._warnings: list[str] = []
+        self._lock = threading.Lock()
+
+    @abc.abstractmethod
+    def start(self, task: Task) -> TrackerRun | None:
+        """Open a run for ``task`` (settings in ``task.tracking``), or None to skip it.
+        May raise: the caller turns any exception into a warning."""
+
+    def task_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """Called in the pytest process with each task's tracking settings (plain data: mode,
+        project, group, job_type, name, config, dir, ...); return them, with your own additions.
+        They travel to the worker, so keep them JSON-safe."""
+        return settings
+
+    def teardown(self) -> None:
+        """Release resources at the end of the session (in each process that started runs)."""
+
+    # --- warnings: collected here, carried back in the outcome, printed once by pytest -----
+    def warn(self, message: str) -> None:
+        with self._lock:
+            if message not in self._warnings:
+                self._warnings.append(message)
+
+    def drain_warnings(self) -> list[str]:
+        with self._lock:
+            out, self._warnings = self._warnings, []
+        return out
+
+    @classmethod
+    def import_path(cls) -> str:
+        return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def call_with_timeout(fn: Callable[[], T], timeout: float, what: str) -> T:
+    """Run ``fn`` in a daemon thread and wait at most ``timeout`` seconds.
+
+    Tracker calls that talk to a server (W&B init and finish) can hang on a bad network whatever
+    their own timeout settings say; a session must never hang on them.  On timeout the thread
+    is abandoned (daemon: it cannot keep the process alive) and :class:`TrackerTimeout` raised.
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # reported to the caller, never to threading.excepthook
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"mlexp-tracker-{what}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TrackerTimeout(f"{what} did not return within {timeout:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
