@@ -171,7 +171,7 @@ def load_state_dict_bytes(module: nn.Module, path: str) -> nn.Module:
 # --- figures (Agg backend: no display needed, safe in worker processes) -------------------------
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -182,7 +182,7 @@ def _pyplot():
 
 def confusion_figure(y_true: np.ndarray, y_pred: np.ndarray, title: str):
     """A 10x10 confusion matrix with counts, errors in red."""
-    plt = _pyplot()
+    plt = pyplot()
     counts = np.zeros((N_CLASSES, N_CLASSES), dtype=int)
     np.add.at(counts, (y_true, y_pred), 1)
     fig, ax = plt.subplots(figsize=(4.2, 3.8), dpi=80)
@@ -201,14 +201,15 @@ def confusion_figure(y_true: np.ndarray, y_pred: np.ndarray, title: str):
     return fig
 
 
-def curve_figure(curves: dict[str, list[float]], title: str, reference: float | None = None):
-    """Accuracy per epoch, one line per labelled curve, and an optional dashed reference line."""
-    plt = _pyplot()
+def curve_figure(curves: dict[str, list[float]], title: str, reference: tuple[str, float] | None = None):
+    """Accuracy per epoch, one line per labelled curve, and an optional dashed (label, value) line."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.8, 3.2), dpi=80)
     for label, values in curves.items():
         ax.plot(range(1, len(values) + 1), values, label=label, linewidth=1.2)
     if reference is not None:
-        ax.axhline(reference, color="grey", linestyle="--", linewidth=1, label=f"linear (P1): {reference:.3f}")
+        label, value = reference
+        ax.axhline(value, color="grey", linestyle="--", linewidth=1, label=f"{label}: {value:.3f}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0.8, 1.005)
@@ -220,4 +221,4 @@ def curve_figure(curves: dict[str, list[float]], title: str, reference: float | 
 
 
 def close(fig: Any) -> None:
-    _pyplot().close(fig)
+    pyplot().close(fig)

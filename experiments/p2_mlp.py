@@ -26,21 +26,23 @@ def _train_mlp(runner, hidden: int) -> tuple[torch.nn.Module, dict, list[dict[st
 
 
 def p2_width(runner) -> dict:
-    """One point of the width sweep; the plan picks the width with the best validation accuracy."""
+    """One point (and seed) of the width sweep; the plan selects the best mean validation accuracy."""
     hidden = int(runner.params["hidden"])
     model, data, curve = _train_mlp(runner, hidden)
     accuracy = common.accuracy(model, data["x_test"], data["y_test"])
     return {
-        "finding": f"{hidden} hidden units: {curve[-1]['val_accuracy']:.1%} validation, {accuracy:.1%} test",
-        "metrics": {"val_accuracy": curve[-1]["val_accuracy"], "accuracy": accuracy, "hidden": hidden},
+        "finding": (
+            f"{hidden} hidden units, seed {runner.seed}: "
+            f"{curve[-1]['val_accuracy']:.1%} validation, {accuracy:.1%} test accuracy"
+        ),
+        "metrics": {"val_accuracy": curve[-1]["val_accuracy"], "accuracy": accuracy},
     }
 
 
 def p2_mlp(runner) -> dict:
-    """The MLP at the width the sweep selected, over several seeds, against the linear baseline."""
-    sweep = runner.upstream.get("p2_width", {}).get("metrics", {})
-    hidden = int(sweep.get("hidden") or runner.params["hidden"])
-    linear = runner.upstream["p1_logreg"]["metrics"]["accuracy"]
+    """The MLP over several seeds (one call per seed), against P1's logistic regression."""
+    hidden = int(runner.params["hidden"])
+    linear = runner.upstream["p1_logreg"]["metrics"]
     model, data, curve = _train_mlp(runner, hidden)
     accuracy = common.accuracy(model, data["x_test"], data["y_test"])
 
@@ -58,17 +60,17 @@ def p2_mlp(runner) -> dict:
                 "validation": [p["val_accuracy"] for p in curve],
             },
             f"MLP ({hidden} hidden), seed {runner.seed}: learning curve",
-            reference=linear,
+            reference=("logistic regression (P1), validation", linear["val_accuracy"]),
         )
         artifacts.append(runner.save_figure(fig, "learning_curve.png"))
         common.close(fig)
 
-    gain = accuracy - linear
+    gain = accuracy - linear["accuracy"]
     return {
         "finding": (
-            f"MLP with {hidden} hidden units: {accuracy:.1%} test accuracy, "
-            f"{gain * 100:+.1f} points over the linear baseline ({linear:.1%})"
+            f"MLP with {hidden} hidden units, seed {runner.seed}: {accuracy:.1%} test accuracy, "
+            f"{gain * 100:+.1f} points over logistic regression ({linear['accuracy']:.1%})"
         ),
-        "metrics": {"accuracy": accuracy, "gain_over_linear": gain, "hidden": hidden},
+        "metrics": {"accuracy": accuracy, "gain_over_linear": gain},
         "artifacts": artifacts,
     }

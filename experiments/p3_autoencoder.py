@@ -24,7 +24,7 @@ def _pca(split: common.Split, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _reconstruction_figure(originals: np.ndarray, rows: dict[str, np.ndarray]):
-    plt = common._pyplot()
+    plt = common.pyplot()
     n = len(originals)
     labels = ["original", *rows]
     fig, axes = plt.subplots(len(labels), n, figsize=(n * 0.6, len(labels) * 0.7), dpi=80)
@@ -86,7 +86,7 @@ def p3_ae(runner) -> dict:
             f"A {p['latent']}-number code reconstructs test digits with MSE {recon_mse:.4f}; "
             f"PCA with {p['latent']} components: {pca_mse:.4f}"
         ),
-        "metrics": {"recon_mse": recon_mse, "pca_recon_mse": pca_mse, "latent": p["latent"]},
+        "metrics": {"recon_mse": recon_mse, "pca_recon_mse": pca_mse},
         "artifacts": [encoder_path, figure_path],
     }
 
@@ -118,12 +118,11 @@ def p3_probe(runner) -> dict:
     encoder_file = next(a for a in upstream["artifacts"] if Path(a).name == "encoder.pt")
     latent = int(runner.params["latent"])
     enc = common.load_state_dict_bytes(common.encoder(runner.params["hidden"], latent), encoder_file)
-    enc.eval()
+    enc.to(runner.device).eval()
     split = common.load_split(runner.params)
+    data = split.tensors(runner.device)
     with torch.no_grad():
-        ae_codes = {
-            part: enc(torch.as_tensor(getattr(split, f"x_{part}"))).numpy() for part in ("train", "val", "test")
-        }
+        ae_codes = {part: enc(data[f"x_{part}"]).cpu().numpy() for part in ("train", "val", "test")}
     mean, components = _pca(split, latent)
     pca_codes = {part: (getattr(split, f"x_{part}") - mean) @ components for part in ("train", "val", "test")}
 

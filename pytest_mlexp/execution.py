@@ -14,6 +14,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,6 +63,14 @@ class Task:
         return f"{self.sub_id}{point} seed {self.seed}"
 
 
+# Observers of a seed that runs in the pytest process (the live progress line): a factory
+# Task -> (metric sinks, progress sinks), set by the item around its dispatch.  A ContextVar so
+# that executors need not thread it through, and so that it never reaches a worker process or
+# an executor's thread (another context): only in-process runs are shown live.
+Observers = Callable[["Task"], tuple[tuple[MetricSink, ...], tuple[ProgressSink, ...]]]
+observers: ContextVar[Observers | None] = ContextVar("mlexp_observers", default=None)
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -104,6 +113,20 @@ def run_seed(
     """
     from .normalize import ResultError, normalize_result
 
+    # Tracking (W&B, or a hook's tracker) opens here, where the handler runs, from the plain
+    # settings in task.tracking: the same in the pytest process, a worker or a Modal container.
+    tracked = None
+    if task.tracking:
+        from .trackers import TrackedRun
+
+        tracked = TrackedRun(task)
+        metric_sinks = (*metric_sinks, *tracked.metric_sinks)
+        progress_sinks = (*progress_sinks, *tracked.progress_sinks)
+    watch = observers.get()
+    if watch is not None:
+        more_metrics, more_progress = watch(task)
+        metric_sinks = (*metric_sinks, *more_metrics)
+        progress_sinks = (*progress_sinks, *more_progress)
     runner = ExperimentRunner(
         experiment_id=task.experiment_id,
         sub_experiment_id=task.sub_id,

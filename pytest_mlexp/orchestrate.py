@@ -19,6 +19,7 @@ from .items import AssessmentItem, MlexpFailure, SubItem, session_of
 from .model import SubExperiment
 
 if TYPE_CHECKING:
+    from .handlers import HandlerRef
     from .session import PlanContext
 
 
@@ -189,8 +190,8 @@ def run_sub_item(item: SubItem) -> None:
         ]
     else:
         fixtures = {n: item.funcargs[n] for n in ref.fixture_names if n != "runner" and n in item.funcargs}
-        tasks = [ctx.task(sub, point, seed, params, ref) for seed in seeds]
-        outcomes = state.dispatcher.run(item, executor_name, tasks, fixtures)
+        # Built by item_tasks, which the dispatcher also uses to submit this item ahead.
+        outcomes = state.dispatcher.run(item, executor_name, item_tasks(item, ref), fixtures)
     messages: list[str] = []
     entry = build_entry(
         ctx,
@@ -204,9 +205,12 @@ def run_sub_item(item: SubItem) -> None:
         messages=messages,
     )
     entry = state.scrub_obj(entry)  # tracebacks and findings may quote a secret
-    state.attach_op(
-        item, {"op": "record", "sub": sub.id, "point": point.key if point else None, "entry": entry}
-    )
+    # A cancelled item (Ctrl-C/SIGTERM while it ran on process/modal) never overwrites a stored
+    # result (SPEC section 8): with one stored, nothing is recorded and the item just fails.
+    if not (_cancelled(entry) and _has_stored_result(ctx, sub, point.key if point else None)):
+        state.attach_op(
+            item, {"op": "record", "sub": sub.id, "point": point.key if point else None, "entry": entry}
+        )
     _add_properties(item, entry)
     status = entry["status"]
     if status == "passed":
@@ -216,6 +220,26 @@ def run_sub_item(item: SubItem) -> None:
         if isinstance(original, BaseException):
             raise original  # --pdb: post-mortem in the handler's own frame
     raise MlexpFailure(state.scrub(failure_message(item, entry, messages)))
+
+
+def item_tasks(item: SubItem, ref: HandlerRef) -> list[Task]:
+    """The item's tasks, one per seed (the first seed only under --stub)."""
+    state = session_of(item.config)
+    ctx = state.context_for(item.path)
+    params = item.sub.resolved_params(state.stub, item.point)
+    seeds = item.sub.seeds[:1] if state.stub else item.sub.seeds
+    return [ctx.task(item.sub, item.point, seed, params, ref) for seed in seeds]
+
+
+def _cancelled(entry: Mapping[str, Any]) -> bool:
+    return entry.get("status") == INFRA and (entry.get("error") or {}).get("kind") == "cancelled"
+
+
+def _has_stored_result(ctx: PlanContext, sub: SubExperiment, point: str | None) -> bool:
+    stored = ctx.sub_entry(sub.experiment_id, sub.id)
+    if stored is not None and point is not None:
+        stored = (stored.get("points") or {}).get(point)
+    return isinstance(stored, Mapping) and stored.get("status") not in (None, "blocked")
 
 
 def _add_properties(item: pytest.Item, entry: Mapping[str, Any]) -> None:

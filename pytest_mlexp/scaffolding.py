@@ -15,11 +15,14 @@ def run_scaffold(config: pytest.Config) -> int:
     root = Path(config.rootpath)
     plan_path = root / str(config.getini("mlexp_plan") or "research/research_plan.yaml")
     handlers_dir = str(config.getini("mlexp_handlers") or "experiments")
-    tw = config.get_terminal_writer()
+    # Runs before pytest configures its terminal reporter: plain prints.
+    def line(text: str, **_: object) -> None:
+        print(text)
+
     try:
         plan = load_plan(plan_path)
     except PlanError as exc:
-        tw.line(f"mlexp: {exc.render()}", red=True)
+        line(f"mlexp: {exc.render()}", red=True)
         return int(pytest.ExitCode.USAGE_ERROR)
     index = HandlerIndex(root, handlers_dir)
     missing = []
@@ -37,14 +40,14 @@ def run_scaffold(config: pytest.Config) -> int:
                 ]
                 missing.append((sub, metrics))
     if not missing:
-        tw.line("mlexp: every sub-experiment has a handler; nothing to scaffold")
+        line("mlexp: every sub-experiment has a handler; nothing to scaffold")
         return 0
     written = scaffold(root, handlers_dir, missing)
     for path in written:
-        tw.line(
+        line(
             f"mlexp: wrote handler stubs to {path.relative_to(root) if path.is_relative_to(root) else path}"
         )
-    tw.line(
+    line(
         f"mlexp: {len(missing)} handler stubs written; fill them in, then run pytest --experiment <id> --stub"
     )
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from .model import ID_RE
@@ -282,9 +283,25 @@ def render() -> str:
     return json.dumps(plan_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
-def main() -> None:
-    sys.stdout.write(render())
+def published_path() -> Path:
+    return Path(__file__).with_name("schema") / "plan.schema.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the schema; ``--write`` updates the published file; ``--check`` fails if it drifted."""
+    args = sys.argv[1:] if argv is None else argv
+    text = render()
+    if "--write" in args:
+        published_path().write_text(text, encoding="utf-8")
+        return 0
+    if "--check" in args:
+        if published_path().read_text(encoding="utf-8") != text:
+            sys.stderr.write("plan.schema.json is out of date: run python -m pytest_mlexp.schema --write\n")
+            return 1
+        return 0
+    sys.stdout.write(text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

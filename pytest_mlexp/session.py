@@ -458,6 +458,23 @@ class MlexpSession:
         select_and_order(self, config, items)
         return res
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        # --mlexp-executor names something only once every conftest.py is loaded (executors
+        # come from hooks): a usage error now, before anything runs.  (executors/__init__.py)
+        if self.executor_override and not self.is_worker:
+            self.dispatcher.check_name(self.executor_override)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        # Dispatch ahead (SPEC section 6): start process/modal work for every item whose
+        # prerequisites are settled; items still report in order.  Not on xdist workers: each
+        # runs only the items it is sent, so it submits an item's work when the item comes up.
+        config = session.config
+        if session.testsfailed and not config.option.continue_on_collection_errors:
+            return
+        if self.selected and not self.is_worker and not config.option.collectonly and session.items:
+            self.dispatcher.start(session)
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]

@@ -25,16 +25,28 @@ RETRYABLE = frozenset({"lost_worker", "preempted"})
 
 
 def infra_outcome(
-    task: Task, reason: str, message: str, *, started_at: str | None = None, traceback: str = ""
+    task: Task,
+    reason: str,
+    message: str,
+    *,
+    started_at: str | None = None,
+    traceback: str = "",
+    duration_s: float = 0.0,
 ) -> dict[str, Any]:
-    """An outcome for work that did not finish for reasons outside the handler."""
+    """An outcome for work that did not finish for reasons outside the handler
+    (``reason`` is the error kind: timeout, lost_worker, preempted, cancelled, credentials...)."""
     return {
         "seed": task.seed,
         "status": INFRA,
-        "error": {"kind": reason, "type": reason.capitalize(), "message": message, "traceback": traceback},
+        "error": {
+            "kind": reason,
+            "type": "".join(part.capitalize() for part in reason.split("_")),  # lost_worker -> LostWorker
+            "message": message,
+            "traceback": traceback,
+        },
         "started_at": started_at or now_iso(),
         "finished_at": now_iso(),
-        "duration_s": 0.0,
+        "duration_s": round(duration_s, 4),
         "history": [],
     }
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -171,7 +172,7 @@ class ProcessExecutor(PoolExecutor):
     def run_job(self, handle: FutureHandle, attempt: int) -> dict[str, Any]:
         job = handle.job
         task = job.task
-        started = now_iso()
+        started, t0 = now_iso(), time.monotonic()
         tmp = Path(tempfile.mkdtemp(prefix="mlexp-proc-"))
         gpus = self.gpu_pool.acquire(gpus_wanted(job.resources))
         try:
@@ -206,6 +207,7 @@ class ProcessExecutor(PoolExecutor):
                     f"exceeded resources.timeout of {task.timeout:g} s; the worker was killed",
                     started_at=started,
                     traceback=_tail(log_file),
+                    duration_s=time.monotonic() - t0,
                 )
             finally:
                 with self._lock:
@@ -220,9 +222,11 @@ class ProcessExecutor(PoolExecutor):
                     f"(attempt {attempt} of {job.retries + 1}); its output ends with the lines above",
                     started_at=started,
                     traceback=_tail(log_file),
+                    duration_s=time.monotonic() - t0,
                 )
-            if outcome.get("status") != "ok" and outcome.get("error") and not outcome["error"].get("output"):
-                outcome["error"]["output"] = _tail(log_file)
+            output = _tail(log_file)
+            if outcome.get("status") != "ok" and outcome.get("error") and output.strip():
+                outcome["error"].setdefault("output", output)  # what the handler printed before failing
             return outcome
         finally:
             self.gpu_pool.release(gpus)

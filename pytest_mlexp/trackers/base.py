@@ -63,6 +63,7 @@ class Tracker(abc.ABC):
 
     def __init__(self) -> None:
         self._warnings: list[str] = []
+        self._said: set[str] = set()  # a message is reported once per process, not once per seed
         self._lock = threading.Lock()
 
     @abc.abstractmethod
@@ -79,10 +80,19 @@ class Tracker(abc.ABC):
     def teardown(self) -> None:
         """Release resources at the end of the session (in each process that started runs)."""
 
+    def worker_env(self, tracking: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Environment variables (name -> local value) a remote worker needs for ``tracking``;
+        by default those of :attr:`env_vars` that are set here."""
+        import os
+
+        env = os.environ if environ is None else environ
+        return {name: env[name] for name in self.env_vars if env.get(name)}
+
     # --- warnings: collected here, carried back in the outcome, printed once by pytest -----
     def warn(self, message: str) -> None:
         with self._lock:
-            if message not in self._warnings:
+            if message not in self._said:
+                self._said.add(message)
                 self._warnings.append(message)
 
     def drain_warnings(self) -> list[str]:

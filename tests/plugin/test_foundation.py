@@ -214,3 +214,16 @@ def test_ordinary_tests_deselected_with_experiment(project: Project) -> None:
     project.pytester.makepyfile(test_unit="def test_ok():\n    assert True\n")
     result = project.run("--experiment", "e-one", ".")
     result.assert_outcomes(passed=3, deselected=1)
+
+
+def test_scaffold_writes_stubs_for_missing_handlers_then_exits(project: Project) -> None:
+    project.plan(PLAN)
+    project.handlers("e_one", "def e1_a(runner):\n    return {'metrics': {'accuracy': 0.9}}\n")
+    result = project.run("--mlexp-scaffold")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*1 handler stubs written*"])
+    source = (project.path / "experiments" / "e_one.py").read_text()
+    assert source.count("def e1_a(") == 1 and "def e1_b(runner)" in source
+    # the stub is runnable wiring: --stub now passes e1_b (it reports no needed metric)
+    project.run("--experiment", "e1_b", "--stub").assert_outcomes(passed=2)
+    assert "nothing to scaffold" in project.run("--mlexp-scaffold").stdout.str()
