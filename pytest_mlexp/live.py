@@ -1,0 +1,207 @@
+"""The live progress line: a running sub-experiment's latest metrics and progress, on one line.
+
+Shown only on an interactive terminal (a TTY with markup), never in CI logs, and not under
+``-s``/``--capture=tee-sys`` or ``log_cli`` (the handler's own output and log lines would be
+torn by a line that rewrites itself).  It draws after whatever pytest has written on the
+current line (``research/research_plan.yaml ..``), using ANSI cursor movement so pytest's text
+and colours are left as they were, and erases itself when the seed is done.
+
+Everything goes through pytest's terminal writer (never ``sys.stdout``, which pytest captures).
+The writer keeps track of the current line's width for its ``[ 40%]`` column; our control
+characters would corrupt that estimate, so it is put back after every write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pytest
+
+    from .execution import Task
+    from .runner import MetricSink, ProgressSink
+
+__all__ = ["LiveLine", "live_line", "watching"]
+
+PLUGIN_NAME = "mlexp-live"
+MIN_INTERVAL = 0.1  # at most 10 redraws a second: a tight training loop must not pay for the terminal
+ERASE_TO_END = "\x1b[K"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        return f"{value:.4g}"
+    text = str(value)
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
+def _elapsed(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+class LiveLine:
+    """One updating line on the terminal writer ``tw`` (``enabled`` False: does nothing)."""
+
+    def __init__(
+        self,
+        tw: Any,
+        *,
+        enabled: bool,
+        clock: Callable[[], float] = time.monotonic,
+        min_interval: float = MIN_INTERVAL,
+    ) -> None:
+        self.tw = tw
+        self.enabled = enabled and hasattr(tw, "_current_line")
+        self.clock = clock
+        self.min_interval = min_interval
+        self.draws = 0
+        self._label = ""
+        self._metrics: dict[str, Any] = {}
+        self._step: int | None = None
+        self._progress: tuple[float, str | None] | None = None
+        self._started = 0.0
+        self._last_draw: float | None = None
+        self._shown = False
+        self._saved = ""  # pytest's text on the current line when we started drawing
+
+    # --- sinks --------------------------------------------------------------------------------
+    def sinks(self, task: Task) -> tuple[tuple[MetricSink, ...], tuple[ProgressSink, ...]]:
+        """Sinks for one seed (the ``execution.observers`` factory)."""
+        if not self.enabled:
+            return (), ()
+        self.start(task.label)
+        prefix = f"{task.sub_id}/"
+
+        def on_metrics(metrics: Mapping[str, Any], step: int | None) -> None:
+            self._metrics.update(
+                {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in metrics.items()}
+            )
+            self._step = step
+            self.update()
+
+        def on_progress(fraction: float, stage: str | None) -> None:
+            self._progress = (fraction, stage)
+            self.update()
+
+        return (on_metrics,), (on_progress,)
+
+    def start(self, label: str) -> None:
+        self._label = label
+        self._metrics = {}
+        self._step = None
+        self._progress = None
+        self._started = self.clock()
+        self._last_draw = None
+
+    # --- drawing ------------------------------------------------------------------------------
+    def render(self, width: int) -> str:
+        parts = [self._label]
+        if self._progress is not None:
+            fraction, stage = self._progress
+            parts.append(f"{fraction:4.0%}" + (f" {stage}" if stage else ""))
+        if self._step is not None:
+            parts.append(f"step {self._step}")
+        if self._metrics:
+            parts.append(" ".join(f"{k}={_fmt(v)}" for k, v in self._metrics.items()))
+        parts.append(_elapsed(self.clock() - self._started))
+        text = " | ".join(parts)
+        if width <= 0:
+            return ""
+        return text if len(text) <= width else text[: max(0, width - 3)] + "..."
+
+    def update(self, *, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = self.clock()
+        if not force and self._last_draw is not None and now - self._last_draw < self.min_interval:
+            return
+        self._last_draw = now
+        self._draw()
+
+    def _begin(self) -> str:
+        """Move to where our text starts: right after pytest's text on this line."""
+        if not self._shown:
+            self._saved = str(getattr(self.tw, "_current_line", ""))
+            self._shown = True
+        column = len(self._saved)
+        return "\r" + (f"\x1b[{column}C" if column else "")
+
+    def _write(self, text: str) -> None:
+        try:
+            self.tw.write(text, flush=True)
+        finally:
+            self.tw._current_line = self._saved  # our control characters are not pytest's text
+
+    def _draw(self) -> None:
+        move = self._begin()
+        room = int(getattr(self.tw, "fullwidth", 80)) - len(self._saved) - 3
+        if room < 20:
+            return  # no room after pytest's text (a long -v node id): stay quiet
+        self.draws += 1
+        self._write(move + "  " + self.render(room) + ERASE_TO_END)
+
+    def clear(self) -> None:
+        """Erase the line's text and leave the cursor where pytest expects it."""
+        if not self._shown:
+            return
+        self._write(self._begin() + ERASE_TO_END)
+        self._shown = False
+
+
+def _enabled(config: pytest.Config, tr: Any) -> bool:
+    if tr is None:
+        return False
+    isatty = getattr(tr, "isatty", False)
+    tty = bool(isatty() if callable(isatty) else isatty)
+    tw = getattr(tr, "_tw", None) or config.get_terminal_writer()
+    if not (tty and getattr(tw, "hasmarkup", False)):
+        return False
+    if getattr(config.option, "capture", "fd") in ("no", "tee-sys"):
+        return False
+    try:
+        if config.getini("log_cli"):
+            return False
+    except ValueError:
+        pass
+    return True
+
+
+def live_line(config: pytest.Config) -> LiveLine:
+    """The session's live line (registered as a plugin, so state stays off globals)."""
+    got = config.pluginmanager.get_plugin(PLUGIN_NAME)
+    if isinstance(got, LiveLine):
+        return got
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    tw = getattr(tr, "_tw", None) if tr is not None else None
+    line = LiveLine(tw if tw is not None else config.get_terminal_writer(), enabled=_enabled(config, tr))
+    config.pluginmanager.register(line, PLUGIN_NAME)
+    return line
+
+
+@contextlib.contextmanager
+def watching(config: pytest.Config) -> Iterator[LiveLine]:
+    """Show seeds that run in this process (and thread) on the live line while inside."""
+    from .execution import observers
+
+    line = live_line(config)
+    if not line.enabled:
+        yield line
+        return
+    token = observers.set(line.sinks)
+    try:
+        yield line
+    finally:
+        observers.reset(token)
+        line.clear()
