@@ -83,7 +83,7 @@ def p3_ae(runner) -> dict:
     common.close(fig)
     return {
         "finding": (
-            f"A {p['latent']}-number code reconstructs test digits with MSE {recon_mse:.4f}; "
+            f"The {p['latent']}-number code reconstructs test digits with MSE {recon_mse:.4f}; "
             f"PCA with {p['latent']} components: {pca_mse:.4f}"
         ),
         "metrics": {"recon_mse": recon_mse, "pca_recon_mse": pca_mse},

@@ -176,6 +176,8 @@ def run_seed(
     outcome["packages"] = loaded_packages()
     if runner._device is not None:
         outcome["device"] = runner._device
+    if tracked is not None:
+        tracked.close(outcome)  # never raises: failures become outcome["warnings"]
     return outcome
 
 

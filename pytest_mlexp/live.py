@@ -6,8 +6,9 @@ torn by a line that rewrites itself).  It draws after whatever pytest has writte
 current line (``research/research_plan.yaml ..``), using ANSI cursor movement so pytest's text
 and colours are left as they were, and erases itself when the seed is done.
 
-Everything goes through pytest's terminal writer (never ``sys.stdout``, which pytest captures).
-The writer keeps track of the current line's width for its ``[ 40%]`` column; our control
+Everything goes through pytest's terminal writer (never ``sys.stdout``), with pytest's capture
+suspended for the write, as pytest's own live logging does: while an item runs, file
+descriptor 1 is redirected into the item's captured output.  The writer keeps track of the current line's width for its ``[ 40%]`` column; our control
 characters would corrupt that estimate, so it is put back after every write.
 """
 
@@ -17,6 +18,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -61,8 +63,10 @@ class LiveLine:
         enabled: bool,
         clock: Callable[[], float] = time.monotonic,
         min_interval: float = MIN_INTERVAL,
+        uncaptured: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
     ) -> None:
         self.tw = tw
+        self.uncaptured = uncaptured
         self.enabled = enabled and hasattr(tw, "_current_line")
         self.clock = clock
         self.min_interval = min_interval
@@ -75,6 +79,7 @@ class LiveLine:
         self._last_draw: float | None = None
         self._shown = False
         self._saved = ""  # pytest's text on the current line when we started drawing
+        self._column = 0
 
     # --- sinks --------------------------------------------------------------------------------
     def sinks(self, task: Task) -> tuple[tuple[MetricSink, ...], tuple[ProgressSink, ...]]:
@@ -104,6 +109,7 @@ class LiveLine:
         self._progress = None
         self._started = self.clock()
         self._last_draw = None
+        self.update(force=True)  # the label at once: something is running
 
     # --- drawing ------------------------------------------------------------------------------
     def render(self, width: int) -> str:
@@ -134,19 +140,20 @@ class LiveLine:
         """Move to where our text starts: right after pytest's text on this line."""
         if not self._shown:
             self._saved = str(getattr(self.tw, "_current_line", ""))
+            self._column = max(0, int(getattr(self.tw, "width_of_current_line", len(self._saved))))
             self._shown = True
-        column = len(self._saved)
-        return "\r" + (f"\x1b[{column}C" if column else "")
+        return "\r" + (f"\x1b[{self._column}C" if self._column else "")
 
     def _write(self, text: str) -> None:
         try:
-            self.tw.write(text, flush=True)
+            with self.uncaptured():
+                self.tw.write(text, flush=True)
         finally:
             self.tw._current_line = self._saved  # our control characters are not pytest's text
 
     def _draw(self) -> None:
         move = self._begin()
-        room = int(getattr(self.tw, "fullwidth", 80)) - len(self._saved) - 3
+        room = int(getattr(self.tw, "fullwidth", 80)) - self._column - 3
         if room < 20:
             return  # no room after pytest's text (a long -v node id): stay quiet
         self.draws += 1
@@ -185,7 +192,13 @@ def live_line(config: pytest.Config) -> LiveLine:
         return got
     tr = config.pluginmanager.get_plugin("terminalreporter")
     tw = getattr(tr, "_tw", None) if tr is not None else None
-    line = LiveLine(tw if tw is not None else config.get_terminal_writer(), enabled=_enabled(config, tr))
+    capman = config.pluginmanager.get_plugin("capturemanager")
+    uncaptured = getattr(capman, "global_and_fixture_disabled", None) or contextlib.nullcontext
+    line = LiveLine(
+        tw if tw is not None else config.get_terminal_writer(),
+        enabled=_enabled(config, tr),
+        uncaptured=uncaptured,
+    )
     config.pluginmanager.register(line, PLUGIN_NAME)
     return line
 

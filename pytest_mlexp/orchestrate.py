@@ -191,7 +191,10 @@ def run_sub_item(item: SubItem) -> None:
     else:
         fixtures = {n: item.funcargs[n] for n in ref.fixture_names if n != "runner" and n in item.funcargs}
         # Built by item_tasks, which the dispatcher also uses to submit this item ahead.
-        outcomes = state.dispatcher.run(item, executor_name, item_tasks(item, ref), fixtures)
+        from .live import watching
+
+        with watching(item.config):  # the live progress line, for seeds run in this process
+            outcomes = state.dispatcher.run(item, executor_name, item_tasks(item, ref), fixtures)
     messages: list[str] = []
     entry = build_entry(
         ctx,
@@ -208,9 +211,13 @@ def run_sub_item(item: SubItem) -> None:
     # A cancelled item (Ctrl-C/SIGTERM while it ran on process/modal) never overwrites a stored
     # result (SPEC section 8): with one stored, nothing is recorded and the item just fails.
     if not (_cancelled(entry) and _has_stored_result(ctx, sub, point.key if point else None)):
-        state.attach_op(
-            item, {"op": "record", "sub": sub.id, "point": point.key if point else None, "entry": entry}
-        )
+        op: dict[str, Any] = {"op": "record", "sub": sub.id, "point": point.key if point else None}
+        op["entry"] = entry
+        # Tracker (and executor) warnings travel on the op, so the xdist controller prints them.
+        warnings = [str(w) for o in outcomes for w in o.get("warnings") or ()]
+        if warnings:
+            op["warnings"] = list(dict.fromkeys(warnings))
+        state.attach_op(item, op)
     _add_properties(item, entry)
     status = entry["status"]
     if status == "passed":
@@ -353,6 +360,8 @@ def make_task(
         upstream=upstream_for(ctx, sub),
         variant=dict(variant),
         timeout=_timeout(sub),
+        # tracker settings as plain data; the run opens where the handler runs (trackers/)
+        tracking=ctx.state.tracking.settings_for(ctx, sub, point_key, variant, seed, params),
     )
 
 

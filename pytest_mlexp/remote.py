@@ -120,7 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         blob = Path(args[i + 1]).read_bytes()
         del args[i : i + 2]
     if len(args) != 2:
-        print("usage: python -m pytest_mlexp.remote TASK.json OUTCOME.json [--fixtures FILE]", file=sys.stderr)
+        print(
+            "usage: python -m pytest_mlexp.remote TASK.json OUTCOME.json [--fixtures FILE]", file=sys.stderr
+        )
         return 2
     parent = os.environ.get("MLEXP_PARENT_PID")
     if parent and parent.isdigit():

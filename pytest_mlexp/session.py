@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
+import sys
 from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from .executors import Dispatcher
     from .handlers import HandlerIndex, HandlerRef
     from .store import ResultsStore
+    from .trackers import SessionTracking
 
 OP_KEY = "mlexp_op"  # attribute on TestReport; plain data, so it travels from xdist workers
 CACHE_RAN = "mlexp/ran_experiments"
@@ -155,6 +157,7 @@ class PlanContext:
 
     # --- results ------------------------------------------------------------------------------
     def doc(self, experiment_id: str) -> Mapping[str, Any]:
+        self._summarize_pending(experiment_id)
         doc = self.store.doc(experiment_id)
         if not self._overlay:
             return doc
@@ -167,6 +170,11 @@ class PlanContext:
         return merged
 
     def sub_entry(self, experiment_id: str, sub_id: str) -> dict[str, Any] | None:
+        if (experiment_id, sub_id) in self._dirty_sweeps:
+            self._summarize((experiment_id, sub_id))
+        return self._raw_sub_entry(experiment_id, sub_id)
+
+    def _raw_sub_entry(self, experiment_id: str, sub_id: str) -> dict[str, Any] | None:
         got = self._overlay.get((experiment_id, sub_id))
         if got is not None:
             return got
@@ -227,27 +235,40 @@ class PlanContext:
     def _apply_overlay(
         self, exp_id: str, sub: SubExperiment, point: str | None, entry: dict[str, Any]
     ) -> None:
+        key = (exp_id, sub.id)
         if point is None:
-            self._overlay[(exp_id, sub.id)] = entry
+            self._overlay[key] = entry
             return
-        current = dict(self.sub_entry(exp_id, sub.id) or {})
-        points = dict(current.get("points") or {})
-        points[point] = entry
-        current["points"] = points
+        current = self._overlay.get(key)
+        if current is None:  # first point on this worker: start from what is stored (copied once)
+            stored = self._raw_sub_entry(exp_id, sub.id) or {}
+            current = dict(stored)
+            current["points"] = dict(stored.get("points") or {})
+            self._overlay[key] = current
+        current["points"][point] = entry
+        self._dirty_sweeps.add(key)
+
+    def _summarize_pending(self, experiment_id: str) -> None:
+        for key in [k for k in self._dirty_sweeps if k[0] == experiment_id]:
+            self._summarize(key)
+
+    def _summarize(self, key: tuple[str, str]) -> None:
+        """Summarise a sweep (selected point, status, metrics) when someone reads it: once per
+        read after new points, not once per point, which would make a sweep quadratic."""
         from .verdict import summarize_sweep
 
-        current.update(summarize_sweep(sub, points, stub=self.state.stub))
-        self._overlay[(exp_id, sub.id)] = current
+        self._dirty_sweeps.discard(key)
+        exp_id, sub_id = key
+        entry = self._raw_sub_entry(exp_id, sub_id) or {}
+        summary = summarize_sweep(self.plan.sub(sub_id), entry.get("points") or {}, stub=self.state.stub)
+        if key in self._overlay:
+            self._overlay[key].update(summary)
+        else:
+            self.store.set_summary(exp_id, sub_id, summary)
 
     def summarize_sweeps(self) -> None:
-        from .verdict import summarize_sweep
-
-        for exp_id, sub_id in sorted(self._dirty_sweeps):
-            entry = self.sub_entry(exp_id, sub_id) or {}
-            points = entry.get("points") or {}
-            summary = summarize_sweep(self.plan.sub(sub_id), points, stub=self.state.stub)
-            self.store.set_summary(exp_id, sub_id, summary)
-        self._dirty_sweeps.clear()
+        for key in sorted(self._dirty_sweeps):
+            self._summarize(key)
 
 
 def _with_abs_path(plan: Any, path: Path) -> Any:
@@ -329,6 +350,7 @@ class MlexpSession:
         self._dispatcher: Dispatcher | None = None
         self._scrubber: Any = None
         self._warned: list[str] = []
+        self._tracking: SessionTracking | None = None
 
     # --- small services ---------------------------------------------------------------------
     @property
@@ -337,6 +359,15 @@ class MlexpSession:
 
     def warn(self, message: str) -> None:
         self._warned.append(message)
+
+    @property
+    def tracking(self) -> SessionTracking:
+        """W&B (or a hook's tracker): mode and project decided once, here (trackers/)."""
+        if self._tracking is None:
+            from .trackers import SessionTracking
+
+            self._tracking = SessionTracking(self.config, flag=self.wandb_mode, stub=self.stub)
+        return self._tracking
 
     @property
     def scrubber(self) -> Any:
@@ -495,15 +526,25 @@ class MlexpSession:
         ctx = self.context_for(op["plan"])
         if not self.is_worker:
             ctx.apply(op, write=True)
+            # tracker warnings from wherever the seed ran, printed once in the summary
+            for line in op.get("warnings") or ():
+                if line not in self._warned:
+                    self.warn(line)
         record_row(self, ctx, report, op)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         from .reporting import finish_session
 
-        if self.is_worker:
-            return
-        finish_session(self, session)
+        if not self.is_worker:
+            finish_session(self, session)
+        # After the results are written (teardown may wait on uploads): every process that ran
+        # seeds ends its tracker here; W&B's offline files are complete only after teardown.
+        if "pytest_mlexp.trackers" in sys.modules:
+            from .trackers import teardown_all
+
+            for line in teardown_all():
+                self.warn(line)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         from .reporting import terminal_summary
@@ -511,7 +552,9 @@ class MlexpSession:
         terminal_summary(self, terminalreporter)
 
     def pytest_report_collectionfinish(self, config: pytest.Config) -> list[str]:
-        return [f"mlexp: warning: {w}" for w in self.plan_warnings] + self.notes
+        # Deciding the tracking mode here shows its one-line notice before anything runs.
+        tracking = self.tracking.notes if self.selected and not self.is_worker else []
+        return [f"mlexp: warning: {w}" for w in self.plan_warnings] + self.notes + tracking
 
 
 def environ_flag(name: str) -> bool:

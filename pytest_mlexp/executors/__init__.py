@@ -48,12 +48,13 @@ class UnknownExecutor(LookupError):
         )
 
 
-def _xdist_share() -> tuple[int, int]:
-    """(this worker's index, number of workers); (0, 1) outside pytest-xdist."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+def _xdist_share(config: pytest.Config) -> tuple[int, int]:
+    """(this worker's index, number of workers); (0, 1) outside pytest-xdist.  Read from the
+    config, not PYTEST_XDIST_* variables, which a pytest started inside a worker inherits."""
+    info: Mapping[str, Any] = getattr(config, "workerinput", None) or {}
     try:
-        count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-        index = int(worker[2:]) if worker.startswith("gw") else 0
+        count = int(info.get("workercount", 1))
+        index = int(str(info.get("workerid", "gw0"))[2:])
     except ValueError:
         return 0, 1
     return (index, count) if count > 1 else (0, 1)
@@ -63,7 +64,7 @@ def builtin_executor(name: str, config: pytest.Config) -> Executor | None:
     """The built-in executor called ``name``, or None.  Concurrency and GPUs are split evenly
     among pytest-xdist workers so that the session as a whole keeps to the limit."""
     flag: int | None = config.getoption("mlexp_concurrency", None)
-    index, workers = _xdist_share()
+    index, workers = _xdist_share(config)
     if name == "local":
         from .local import LocalExecutor
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..execution import INFRA, Task, now_iso
+from ..execution import INFRA, Task, error_info, now_iso
 
 #: infra_error kinds that are worth another attempt (``resources.retries``); a timeout is not:
 #: the same work would overrun again.
@@ -127,7 +127,9 @@ class FutureHandle(Handle):
             if self._outcome is not None or self.cancelled:
                 return
             self.cancelled = True
-        outcome = infra_outcome(self.job.task, "cancelled", "cancelled before it finished (-x, Ctrl-C or SIGTERM)")
+        outcome = infra_outcome(
+            self.job.task, "cancelled", "cancelled before it finished (-x, Ctrl-C or SIGTERM)"
+        )
         running = self.started
         self.set_result(outcome)
         if running and self._on_cancel is not None:
@@ -150,7 +152,7 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def submit(self, job: Job) -> Handle: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: executors with nothing to release skip it
         """Cancel what is still running and release resources (called at session end)."""
 
 
@@ -224,16 +226,17 @@ class PoolExecutor(Executor):
     def _attempts(self, handle: FutureHandle) -> dict[str, Any]:
         retries = handle.job.retries
         attempt = 0
-        while True:
+        while not handle.cancelled:  # a retry never starts after a cancel
             attempt += 1
             try:
                 outcome = self.run_job(handle, attempt)
             except Exception as exc:  # a bug in an executor must not hang the item waiting on it
-                from ..execution import error_info
-
-                err = error_info("executor", exc)
-                outcome = infra_outcome(handle.job.task, "executor", f"{self.name} executor failed: {exc}")
-                outcome["error"]["traceback"] = err["traceback"]
+                outcome = infra_outcome(
+                    handle.job.task,
+                    "executor",
+                    f"{self.name} executor failed: {exc}",
+                    traceback=error_info("executor", exc)["traceback"],
+                )
             if handle.cancelled:
                 return outcome  # ignored: the handle already holds its cancelled outcome
             err = outcome.get("error") or {}
@@ -242,6 +245,7 @@ class PoolExecutor(Executor):
                 if attempt <= retries:
                     continue
             return outcome
+        return handle.result()  # cancelled between attempts: the outcome the cancel set
 
     def close(self) -> None:
         with self._cond:

@@ -86,26 +86,31 @@ def _read_toml(path: str) -> dict[str, Any]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError:
         return {}
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10: a few key = "value" lines are all we need
-        data: dict[str, Any] = {}
-        section: dict[str, Any] = data
-        for line in text.splitlines():
-            line = line.strip()
-            head = re.fullmatch(r"\[([^\]]+)\]", line)
-            if head:
-                section = data.setdefault(head.group(1).strip().strip('"'), {})
-                continue
-            kv = re.fullmatch(r"([A-Za-z0-9_]+)\s*=\s*(.+)", line)
-            if kv:
-                raw = kv.group(2).strip()
-                section[kv.group(1)] = raw.strip('"') if raw.startswith('"') else raw == "true"
-        return data
-    try:
-        return dict(tomllib.loads(text))
-    except ValueError:
-        return {}
+
+        try:
+            return dict(tomllib.loads(text))
+        except ValueError:
+            return {}
+    return _simple_toml(text)
+
+
+def _simple_toml(text: str) -> dict[str, Any]:
+    """Python 3.10 has no tomllib: ``[section]`` and ``key = "value"`` lines are all we need."""
+    data: dict[str, Any] = {}
+    section: dict[str, Any] = data
+    for raw_line in text.splitlines():
+        line = raw_line.strip()
+        head = re.fullmatch(r"\[([^\]]+)\]", line)
+        if head:
+            section = data.setdefault(head.group(1).strip().strip('"'), {})
+            continue
+        kv = re.fullmatch(r"([A-Za-z0-9_]+)\s*=\s*(.+)", line)
+        if kv:
+            value = kv.group(2).strip()
+            section[kv.group(1)] = value.strip('"') if value.startswith('"') else value == "true"
+    return data
 
 
 def modal_config_path(environ: Mapping[str, str] | None = None) -> str:
@@ -125,7 +130,9 @@ def credentials_problem(environ: Mapping[str, str] | None = None) -> str | None:
     path = modal_config_path(env)
     if not (token_id and token_secret):
         profiles = {k: v for k, v in _read_toml(path).items() if isinstance(v, dict)}
-        name = env.get("MODAL_PROFILE") or next((k for k, v in profiles.items() if v.get("active") is True), None)
+        name = env.get("MODAL_PROFILE") or next(
+            (k for k, v in profiles.items() if v.get("active") is True), None
+        )
         if name is None and len(profiles) == 1:
             name = next(iter(profiles))
         profile = profiles.get(name or "default", {})
@@ -388,7 +395,8 @@ class ModalExecutor(PoolExecutor):
         self.session_id = f"{now_iso().replace(':', '').replace('-', '')}-{uuid.uuid4().hex[:6]}"
         mb = float(str(config.getini("mlexp_max_artifact_mb") or "100"))
         self.max_artifact_bytes = int(mb * 2**20)
-        self._problem: tuple[str, str] | bool | None = False  # False: not checked yet
+        self._problem: tuple[str, str] | None = None
+        self._checked = False
         self._start_error: dict[str, Any] | None = None
         self._started = False
         self._start_lock = threading.Lock()
@@ -396,9 +404,10 @@ class ModalExecutor(PoolExecutor):
         self._calls_lock = threading.Lock()
 
     def problem(self) -> tuple[str, str] | None:
-        if self._problem is False:
+        if not self._checked:
             self._problem = self.backend.check()
-        return self._problem or None
+            self._checked = True
+        return self._problem
 
     def submit(self, job: Job) -> Handle:
         problem = self.problem()
@@ -449,6 +458,8 @@ class ModalExecutor(PoolExecutor):
             out = infra_outcome(task, "setup", f"could not start the Modal app: {failed['message']}")
             out["error"]["traceback"] = failed["traceback"]
             return out
+        if handle.cancelled:
+            return infra_outcome(task, "cancelled", "cancelled before it started", started_at=started)
         call = self.backend.spawn(handle.job, self.remote_task(task), self.settings())
         with self._calls_lock:
             self._calls[handle] = call
@@ -468,11 +479,17 @@ class ModalExecutor(PoolExecutor):
                     return infra_outcome(task, "timeout", f"{what} on Modal", started_at=started)
                 except RemotePreempted as exc:
                     return infra_outcome(
-                        task, "preempted", f"{exc} (attempt {attempt} of {handle.job.retries + 1})", started_at=started
+                        task,
+                        "preempted",
+                        f"{exc} (attempt {attempt} of {handle.job.retries + 1})",
+                        started_at=started,
                     )
                 except RemoteLost as exc:
                     return infra_outcome(
-                        task, "lost_worker", f"{exc} (attempt {attempt} of {handle.job.retries + 1})", started_at=started
+                        task,
+                        "lost_worker",
+                        f"{exc} (attempt {attempt} of {handle.job.retries + 1})",
+                        started_at=started,
                     )
                 except Exception as exc:  # raised by our remote code itself: keep the remote traceback
                     return {

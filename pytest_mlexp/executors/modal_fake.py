@@ -76,7 +76,7 @@ class FakeModalBackend:
             call.done.set()
             return call
         volume = Path(self.scratch, "volume")
-        settings = {**settings, "volume_mount": str(volume)}
+        settings = {**settings, "volume_mount": str(volume), "volume_name": None}  # no commit: no Modal
 
         def _run() -> None:
             from ..remote import modal_entry

@@ -9,6 +9,7 @@ pytest only, which then cancels workers explicitly, and a timeout kills the whol
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -243,10 +244,8 @@ class ProcessExecutor(PoolExecutor):
         if not hasattr(os, "killpg"):  # no process groups (Windows): the worker alone
             proc.kill()
             return
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
             os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def _read_outcome(path: Path) -> dict[str, Any] | None:

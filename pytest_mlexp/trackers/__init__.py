@@ -163,7 +163,9 @@ def run_summary(task: Task, outcome: Mapping[str, Any]) -> dict[str, Any]:
             summary[p + "criteria_met"] = all(v["passed"] for v in verdicts.values())
     from ..secrets import default_scrubber, secret_param_values
 
-    scrubbed: dict[str, Any] = default_scrubber().extended(secret_param_values(task.params)).scrub_obj(summary)
+    scrubbed: dict[str, Any] = (
+        default_scrubber().extended(secret_param_values(task.params)).scrub_obj(summary)
+    )
     return scrubbed
 
 

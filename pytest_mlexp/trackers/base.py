@@ -41,7 +41,7 @@ class TrackerRun(abc.ABC):
     def log(self, metrics: Mapping[str, Any], step: int | None) -> None:
         """Log already-prefixed metrics (``<sub_id>/<name>``) at ``step`` (never decreasing)."""
 
-    def progress(self, fraction: float, stage: str | None) -> None:
+    def progress(self, fraction: float, stage: str | None) -> None:  # noqa: B027 - optional
         """``runner.progress``: by default nothing (the W&B run logs ``<sub_id>/progress``)."""
 
     @abc.abstractmethod
@@ -77,10 +77,12 @@ class Tracker(abc.ABC):
         They travel to the worker, so keep them JSON-safe."""
         return settings
 
-    def teardown(self) -> None:
+    def teardown(self) -> None:  # noqa: B027 - optional
         """Release resources at the end of the session (in each process that started runs)."""
 
-    def worker_env(self, tracking: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    def worker_env(
+        self, tracking: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
         """Environment variables (name -> local value) a remote worker needs for ``tracking``;
         by default those of :attr:`env_vars` that are set here."""
         import os

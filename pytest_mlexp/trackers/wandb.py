@@ -21,6 +21,7 @@ Decisions (SPEC section 7 leaves them open):
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import re
 import shlex
@@ -53,6 +54,10 @@ INIT_TIMEOUT = 60.0
 FINISH_TIMEOUT = 120.0
 # Beyond W&B's own timeouts: our thread join is the backstop, W&B's setting should fire first.
 GRACE = 15.0
+
+
+def _backstop(timeout: float) -> float:
+    return timeout + min(GRACE, timeout / 2)
 
 # WANDB_MODE values wandb itself accepts, mapped onto ours.
 _ENV_MODES = {
@@ -162,6 +167,19 @@ def _display_path(path: Path, root: Path) -> str:
         return str(path)
 
 
+def _not_wandb(record: logging.LogRecord) -> bool:
+    return not record.name.startswith("wandb")
+
+
+def _keep_out_of_pytest_logs() -> None:
+    """pytest 9 attaches its log capture to non-propagating loggers such as W&B's, which logs at
+    DEBUG into its own ``debug.log``: the same 20 lines a run would fill the "Captured log"
+    section of every failing item.  Only pytest's handlers on that logger get the filter."""
+    for handler in logging.getLogger("wandb").handlers:
+        if type(handler).__module__.startswith("_pytest") and _not_wandb not in handler.filters:
+            handler.addFilter(_not_wandb)
+
+
 class WandbRun(TrackerRun):
     def __init__(self, tracker: WandbTracker, wandb: ModuleType, run: Any, task: Task) -> None:
         self._tracker = tracker
@@ -169,6 +187,7 @@ class WandbRun(TrackerRun):
         self._run = run
         self._task = task
         self._step = 0
+        self._logged = False
         self._log_failed = False
 
     def _log(self, data: Mapping[str, Any], step: int) -> None:
@@ -176,6 +195,7 @@ class WandbRun(TrackerRun):
             return
         try:
             self._run.log(dict(data), step=step)
+            self._logged = True
         except Exception as exc:  # stop logging this run; the result does not depend on it
             self._log_failed = True
             self._tracker.warn(
@@ -214,9 +234,11 @@ class WandbRun(TrackerRun):
     def info(self) -> dict[str, Any]:
         """Where the run is: a URL online, the offline folder and its sync command offline."""
         run = self._run
-        url = getattr(run, "url", None)
-        if url:
-            return {"url": str(url), "run_path": str(getattr(run, "path", "") or "")}
+        if self._task.tracking.get("mode") != "offline":
+            # not asked offline: W&B prints a warning when an offline run is asked its URL
+            url = getattr(run, "url", None)
+            if url:
+                return {"url": str(url), "run_path": str(getattr(run, "path", "") or "")}
         folder = None
         settings = getattr(run, "settings", None)
         if settings is not None:
@@ -234,6 +256,10 @@ class WandbRun(TrackerRun):
     ) -> dict[str, Any]:
         tracker, task = self._tracker, self._task
         try:
+            if self._logged and not self._log_failed:
+                # Commit the last history row first: committed later (by finish), it would
+                # overwrite the final metrics in the summary with the last logged values.
+                self._run.log({}, step=self._step, commit=True)
             self._run.summary.update(dict(summary))
         except Exception as exc:
             tracker.warn(f"W&B: writing the summary of {task.label} failed: {type(exc).__name__}: {exc}")
@@ -245,7 +271,7 @@ class WandbRun(TrackerRun):
             info = self.info()
         except Exception:
             info = {}
-        timeout = float(task.tracking.get("finish_timeout") or FINISH_TIMEOUT) + GRACE
+        timeout = _backstop(float(task.tracking.get("finish_timeout") or FINISH_TIMEOUT))
         try:
             call_with_timeout(lambda: self._run.finish(exit_code=1 if failed else 0), timeout, "W&B finish")
         except Exception as exc:
@@ -263,6 +289,7 @@ class WandbTracker(Tracker):
         super().__init__()
         self._wandb: ModuleType | None = None
         self._broken: str | None = None
+        self._finish_timeout = FINISH_TIMEOUT
         self._state_lock = threading.Lock()
 
     @property
@@ -297,6 +324,9 @@ class WandbTracker(Tracker):
             folder = str(path)
         init_timeout = float(t.get("init_timeout") or INIT_TIMEOUT)
         finish_timeout = float(t.get("finish_timeout") or FINISH_TIMEOUT)
+        self._finish_timeout = finish_timeout
+
+        _keep_out_of_pytest_logs()
 
         def _init() -> Any:
             wandb = self._import()
@@ -320,7 +350,7 @@ class WandbTracker(Tracker):
             )
 
         try:
-            run = call_with_timeout(_init, init_timeout + GRACE, "W&B init")
+            run = call_with_timeout(_init, _backstop(init_timeout), "W&B init")
         except ModuleNotFoundError as exc:
             self.disable(f"wandb is not installed where {task.label} runs ({exc})")
             return None
@@ -338,11 +368,13 @@ class WandbTracker(Tracker):
         if teardown is None:
             return
         try:
-            call_with_timeout(teardown, FINISH_TIMEOUT + GRACE, "W&B teardown")
+            call_with_timeout(teardown, _backstop(self._finish_timeout), "W&B teardown")
         except Exception as exc:
             self.warn(f"W&B: teardown failed ({type(exc).__name__}: {exc}); offline runs may be incomplete")
 
-    def worker_env(self, tracking: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    def worker_env(
+        self, tracking: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
         """What a remote worker needs in its environment for ``tracking`` (the local values).
 
         Online runs need the API key: from ``WANDB_API_KEY``, else from the netrc entry that
@@ -358,4 +390,3 @@ class WandbTracker(Tracker):
             if key:
                 out["WANDB_API_KEY"] = key
         return out
-

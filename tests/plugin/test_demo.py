@@ -26,7 +26,7 @@ MISSING = [m for m in ("torch", "numpy", "sklearn", "matplotlib") if importlib.u
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(bool(MISSING), reason=f"the demo needs {', '.join(MISSING)} (scripts/setup.sh installs them)"),
+    pytest.mark.skipif(bool(MISSING), reason=f"the demo needs {', '.join(MISSING)} (see scripts/setup.sh)"),
 ]
 
 
@@ -44,7 +44,8 @@ def test_demo_study_stub_runs_end_to_end(project: Project) -> None:
     research = project.path / "research"
     committed = {p: p.read_bytes() for p in research.rglob("*") if p.name in ("results.yaml", "FINDINGS.md")}
 
-    result = project.pytester.runpytest_subprocess("-p", "no:randomly", "--experiment", "all", "--stub", timeout=120)
+    args = ("-p", "no:randomly", "--experiment", "all", "--stub")
+    result = project.pytester.runpytest_subprocess(*args, timeout=120)
 
     # 8 sub-experiment items (the width sweep is 3) and 3 assessments, all green.
     result.assert_outcomes(passed=11)

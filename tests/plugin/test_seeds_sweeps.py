@@ -115,3 +115,20 @@ def test_duplicate_sweep_point_ids_are_a_collection_error(project: Project) -> N
     result = project.run("--experiment", "e-s")
     assert result.ret == 2
     result.stdout.fnmatch_lines(["*research_plan.yaml:*"])
+
+
+def test_dependent_of_a_sweep_sees_its_selected_point(project: Project) -> None:
+    project.plan(
+        PLAN.replace(
+            "    success_criteria:\n      acc: {target: 0.95",
+            "      es_after:\n        dependencies: [es_sweep]\n    success_criteria:\n      acc: {target: 0.95",
+        )
+    )
+    project.handlers(
+        "handlers",
+        HANDLERS
+        + "\ndef es_after(runner):\n    return {'metrics': {'up': runner.upstream['es_sweep']['metrics']['acc']}}\n",
+    )
+    result = project.run("--experiment", "es_sweep,es_after")
+    result.assert_outcomes(passed=5, failed=1)  # the assessment: es_seeds never ran
+    assert project.results("e-s")["sub_experiments"]["es_after"]["metrics"]["up"] == 0.65

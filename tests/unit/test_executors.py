@@ -1,0 +1,252 @@
+"""Executors below pytest: the pool, the process worker, GPU pinning, Modal definitions offline."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_mlexp.execution import Task
+from pytest_mlexp.executors import BUILTIN_EXECUTORS, UnknownExecutor
+from pytest_mlexp.executors.base import FutureHandle, Job, PoolExecutor, infra_outcome
+from pytest_mlexp.executors.modal import (
+    NotYet,
+    RemoteLost,
+    RemotePreempted,
+    RemoteTimeout,
+    credentials_problem,
+    function_options,
+    handler_package,
+    translate_modal_error,
+)
+from pytest_mlexp.executors.process import GpuPool, ProcessExecutor, gpus_wanted, visible_gpus
+from pytest_mlexp.remote import FixtureError, pack_fixtures, run_task, unpack_fixtures
+
+
+def make_task(tmp: Path, function: str, source: str, seed: int = 0, timeout: float | None = None) -> Task:
+    (tmp / "handlers_mod.py").write_text(textwrap.dedent(source), encoding="utf-8")
+    return Task(
+        experiment_id="e",
+        sub_id=function,
+        point=None,
+        seed=seed,
+        params={},
+        stub=False,
+        root=str(tmp),
+        plan_root=str(tmp),
+        module_path="handlers_mod.py",
+        module_name="mlexp_test_handlers_mod",
+        function=function,
+        artifacts_dir=str(tmp / "artifacts" / function),
+        workdir=str(tmp / "work"),
+        timeout=timeout,
+    )
+
+
+# --- the pool ----------------------------------------------------------------------------------------
+class ScriptedPool(PoolExecutor):
+    """Outcomes from a script: one status per attempt; records the order jobs start in."""
+
+    name = "scripted"
+
+    def __init__(self, script: dict[str, list[str]], concurrency: int = 1) -> None:
+        super().__init__(concurrency=concurrency)
+        self.script = script
+        self.order: list[str] = []
+        self.release = threading.Event()
+        self.killed: list[str] = []
+
+    def run_job(self, handle: FutureHandle, attempt: int) -> dict[str, Any]:
+        task = handle.job.task
+        self.order.append(task.sub_id)
+        step = self.script.get(task.sub_id, ["ok"])[attempt - 1]
+        if step == "block":
+            self.release.wait(5)
+            return {"seed": task.seed, "status": "ok", "result": {"metrics": {}}}
+        if step == "ok":
+            return {"seed": task.seed, "status": "ok", "result": {"metrics": {"attempt": attempt}}}
+        return infra_outcome(task, step, step)
+
+    def kill(self, handle: FutureHandle) -> None:
+        self.killed.append(handle.job.task.sub_id)
+        self.release.set()
+
+
+def _job(tmp: Path, sub: str, priority: int = 0, retries: int = 0) -> Job:
+    task = make_task(tmp, sub, "")
+    return Job(task, {"retries": retries} if retries else {}, priority=priority)
+
+
+def test_pool_retries_lost_workers_but_never_timeouts(tmp_path: Path) -> None:
+    pool = ScriptedPool(
+        {"a": ["lost_worker", "preempted", "ok"], "b": ["timeout", "ok"], "c": ["lost_worker"] * 2}
+    )
+    a = pool.submit(_job(tmp_path, "a", retries=2)).result(5)
+    b = pool.submit(_job(tmp_path, "b", retries=3)).result(5)
+    c = pool.submit(_job(tmp_path, "c", retries=1)).result(5)
+    pool.close()
+    assert a["status"] == "ok" and a["result"]["metrics"] == {"attempt": 3}
+    assert b["status"] == "infra_error" and b["error"]["kind"] == "timeout"
+    assert c["error"] == {**c["error"], "kind": "lost_worker", "type": "LostWorker", "attempts": 2}
+
+
+def test_pool_runs_lowest_priority_first_and_cancels_on_close(tmp_path: Path) -> None:
+    pool = ScriptedPool({"first": ["block"]}, concurrency=1)
+    first = pool.submit(_job(tmp_path, "first", priority=0))
+    while not pool.order:  # the only slot is busy from here on
+        time.sleep(0.01)
+    late = pool.submit(_job(tmp_path, "late", priority=9))
+    soon = pool.submit(_job(tmp_path, "soon", priority=1))
+    pool.release.set()
+    assert soon.result(5)["status"] == "ok" and late.result(5)["status"] == "ok"
+    assert pool.order == ["first", "soon", "late"]
+    assert first.done()
+
+    pool2 = ScriptedPool({"run": ["block"]}, concurrency=1)
+    running = pool2.submit(_job(tmp_path, "run"))
+    while not pool2.order:
+        time.sleep(0.01)
+    queued = pool2.submit(_job(tmp_path, "queued"))
+    pool2.close()
+    for handle in (running, queued):
+        out = handle.result(5)
+        assert out["status"] == "infra_error" and out["error"]["kind"] == "cancelled"
+    assert pool2.killed == ["run"]  # the running one was killed, the queued one never started
+    assert pool2.order == ["run"]
+
+
+# --- GPUs --------------------------------------------------------------------------------------------
+def test_visible_gpus_from_cuda_visible_devices() -> None:
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "0,2, 3"}) == ["0", "2", "3"]
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "-1"}) == []
+
+
+def test_gpu_pool_gives_distinct_gpus_round_robin_then_shares() -> None:
+    pool = GpuPool(["0", "1", "2"])
+    a, b, c = pool.acquire(), pool.acquire(), pool.acquire()
+    assert sorted(a + b + c) == ["0", "1", "2"]
+    pool.release(b)
+    assert pool.acquire() == b  # the free one, not a busy one
+    assert len(set(pool.acquire(2))) == 2  # oversubscribed: shared, still distinct within a worker
+    assert GpuPool([]).acquire() == []
+    assert gpus_wanted({"gpu": "A100:2"}) == 2 and gpus_wanted({"gpu": "H100"}) == 1 and gpus_wanted({}) == 1
+
+
+def test_process_workers_are_pinned_to_distinct_gpus(tmp_path: Path) -> None:
+    source = """
+    import os, time
+    def which_gpu(runner):
+        time.sleep(0.3)  # both workers are alive at once
+        return {"metrics": {"gpu": os.environ["CUDA_VISIBLE_DEVICES"]}}
+    """
+    ex = ProcessExecutor(concurrency=2, gpus=["4", "7"])
+    handles = [ex.submit(Job(make_task(tmp_path, "which_gpu", source, seed=s))) for s in (0, 1)]
+    outs = [h.result(30) for h in handles]
+    ex.close()
+    assert sorted(o["result"]["metrics"]["gpu"] for o in outs) == ["4", "7"]
+
+
+# --- the worker entry point ----------------------------------------------------------------------------
+def test_remote_main_keeps_the_protocol_clean_of_handler_output(tmp_path: Path) -> None:
+    import subprocess
+
+    source = "def chatty(runner):\n    print('{not json')\n    return {'metrics': {'x': 1}}\n"
+    task = make_task(tmp_path, "chatty", source)
+    (tmp_path / "task.json").write_text(json.dumps(task.to_dict()), encoding="utf-8")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_mlexp.remote",
+            str(tmp_path / "task.json"),
+            str(tmp_path / "out.json"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "{not json" in proc.stdout
+    outcome = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
+    assert outcome["status"] == "ok" and outcome["result"]["metrics"] == {"x": 1}
+
+
+def test_fixtures_travel_pickled_and_failures_name_the_fixture(tmp_path: Path) -> None:
+    blob = pack_fixtures({"dataset": [1, 2, 3]}, "process")
+    assert unpack_fixtures(blob) == {"dataset": [1, 2, 3]}
+    expected = r"fixture 'lock' could not be sent to the process executor.*local executor"
+    with pytest.raises(FixtureError, match=expected):
+        pack_fixtures({"lock": threading.Lock()}, "process")
+    bad = pickle.dumps({"dataset": b"not a pickle"})
+    source = "def uses(runner, dataset):\n    return {'metrics': {'n': len(dataset)}}\n"
+    task = make_task(tmp_path, "uses", source)
+    out = run_task(task.to_dict(), bad)
+    assert (
+        out["status"] == "error"
+        and out["error"]["kind"] == "fixture"
+        and "'dataset'" in out["error"]["message"]
+    )
+    assert run_task(task.to_dict(), blob)["result"]["metrics"] == {"n": 3}
+
+
+# --- Modal, offline ------------------------------------------------------------------------------------
+def test_credentials_from_env_or_the_active_profile(tmp_path: Path) -> None:
+    cfg = tmp_path / "modal.toml"
+    base = {"MODAL_CONFIG_PATH": str(cfg)}
+    problem = credentials_problem(base)
+    assert (
+        problem is not None
+        and "modal token new" in problem
+        and "MODAL_TOKEN_ID" in problem
+        and str(cfg) in problem
+    )
+    assert credentials_problem({**base, "MODAL_TOKEN_ID": "ak-1", "MODAL_TOKEN_SECRET": "as-1"}) is None
+    cfg.write_text('[other]\ntoken_id = "x"\n\n[me]\ntoken_id = "ak"\ntoken_secret = "as"\nactive = true\n')
+    assert credentials_problem(base) is None
+    assert credentials_problem({**base, "MODAL_PROFILE": "other"}) is not None  # that profile has no secret
+    assert credentials_problem({"MODAL_CONFIG_PATH": str(tmp_path / "absent.toml")}) is not None
+
+
+def test_function_options_from_resources() -> None:
+    assert function_options(
+        {"gpu": "A100-80GB", "timeout": 90.5, "memory": 4096, "cpu": 2, "retries": 3}
+    ) == {
+        "gpu": "A100-80GB",
+        "timeout": 91,
+        "memory": 4096,
+        "cpu": 2.0,
+    }
+    assert function_options({}) == {}
+
+
+def test_modal_errors_map_to_infra_kinds() -> None:
+    pytest.importorskip("modal")
+    from modal import exception as mx
+
+    assert isinstance(translate_modal_error(mx.FunctionTimeoutError("t")), RemoteTimeout)
+    assert isinstance(translate_modal_error(mx.TimeoutError()), NotYet)  # only our poll interval
+    assert isinstance(translate_modal_error(mx.InternalFailure("x")), RemotePreempted)
+    assert isinstance(translate_modal_error(mx.ExecutionError("x")), RemoteLost)
+    user = ValueError("from the handler's own code")
+    assert translate_modal_error(user) is user
+
+
+def test_handler_package_names() -> None:
+    root = Path("/proj")
+    assert handler_package(root, "experiments") == ("experiments", "experiments")
+    assert handler_package(root, "src/exps") == ("src.exps", "src/exps")
+    assert handler_package(root, "my-experiments") == (None, "my-experiments")
+
+
+def test_unknown_executor_message_lists_the_builtins() -> None:
+    text = str(UnknownExecutor("slurm"))
+    assert "'slurm'" in text and all(n in text for n in BUILTIN_EXECUTORS) and "pytest_mlexp_executor" in text
