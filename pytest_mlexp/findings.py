@@ -456,6 +456,21 @@ def _next_steps(
             f"A pivot (an experiment with `replaces: [{exp.id}]`) must beat: {need}; "
             "the criteria already met must hold too."
         )
+    for sub in exp.sub_experiments:  # sub-level criteria deserve the same advice
+        entry = entries.get(sub.id)
+        crits = entry.get("criteria") if isinstance(entry, Mapping) else None
+        for metric, c in (crits or {}).items():
+            if not isinstance(c, Mapping):
+                continue
+            if c.get("level") == "inconclusive":
+                n = c.get("seeds_needed")
+                more = f"about {n} seeds would settle it (set `seeds: {n}`)" if n else "run more seeds"
+                steps.append(f"`{sub.id}`: `{metric}` is inconclusive: {more}.")
+            elif c.get("borderline") and c.get("passed"):
+                steps.append(
+                    f"`{sub.id}`: `{metric}` passed within the borderline margin: check it by eye, "
+                    "run more seeds, or record the decision with `accepted: {reason, by, date}`."
+                )
     doubtful = [j for j in verdict.criteria if (not j.passed or j.borderline) and j.level != "accepted"]
     if doubtful:
         names = ", ".join(f"`{j.metric}`" for j in doubtful)
@@ -466,6 +481,8 @@ def _next_steps(
         )
     if verdict.passed and verdict.recommendation == "proceed" and not steps:
         steps.append("Every criterion is met: proceed to what this experiment unlocks.")
+    elif verdict.recommendation == "investigate" and not steps:
+        steps.append("Investigate what is listed under REQUIRES HUMAN REVIEW before deciding.")
     return steps
 
 

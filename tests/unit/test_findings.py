@@ -536,3 +536,63 @@ def test_project_overview_written_between_markers(tmp_path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     assert text.startswith("# Foresight — research findings\n\n" + BEGIN)
     assert END in text and "### Gates" not in text
+
+
+def test_next_steps_cover_sub_level_borderline_and_inconclusive() -> None:
+    from pytest_mlexp.findings import _next_steps
+    from pytest_mlexp.model import Experiment, Loc, SubExperiment, Verdict
+
+    loc = Loc("plan.yaml", 1)
+    sub = SubExperiment(
+        id="s1",
+        experiment_id="e",
+        handler=None,
+        params={},
+        stub_params={},
+        sweep=None,
+        select=None,
+        seeds=(0, 1),
+        seeds_given=True,
+        executor="local",
+        resources={},
+        marks=(),
+        success_criteria=(),
+        dependencies=(),
+        meta={},
+        loc=loc,
+    )
+    exp = Experiment(
+        id="e",
+        name="E",
+        phase=None,
+        sub_experiments=(sub,),
+        success_criteria=(),
+        dependencies=(),
+        replaces=(),
+        retired=False,
+        meta={},
+        loc=loc,
+    )
+    verdict = Verdict(
+        experiment_id="e",
+        status="completed",
+        criteria=(),
+        success_criteria_met=True,
+        confidence="high",
+        recommendation="investigate",
+        passed=True,
+        problems=(),
+        review=("s1: acc borderline",),
+    )
+    entries = {
+        "s1": {
+            "status": "passed",
+            "criteria": {
+                "acc": {"level": "acceptable", "passed": True, "borderline": True},
+                "f1": {"level": "inconclusive", "passed": False, "borderline": False, "seeds_needed": 9},
+            },
+        }
+    }
+    steps = _next_steps(exp, entries, verdict, ())
+    assert any("`s1`: `acc` passed within the borderline margin" in s for s in steps)
+    assert any("`s1`: `f1` is inconclusive: about 9 seeds" in s for s in steps)
