@@ -57,6 +57,14 @@ class PlanFile(pytest.File):
                 raise self.CollectError(exc.render()) from None
             state.plan_warnings.append(exc.render())
             return
+        if state.selected:
+            from .store import StoreError
+
+            try:  # a results file from a newer pytest-mlexp: refuse before anything runs
+                for exp in ctx.plan.experiments:
+                    ctx.store.doc(exp.id)
+            except StoreError as exc:
+                raise self.CollectError(str(exc)) from None
         for exp in ctx.plan.experiments:
             yield ExperimentNode.from_parent(self, name=exp.id, experiment=exp)
 

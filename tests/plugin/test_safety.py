@@ -121,3 +121,29 @@ def test_secrets_never_written_or_printed(project: Project, monkeypatch: pytest.
 
 def _folder_k(project: Project):  # type: ignore[no-untyped-def]
     return project.path / "research" / "experiments" / "e-k"
+
+
+def test_newer_schema_refused_with_clear_error_and_file_untouched(project: Project) -> None:
+    project.plan(PLAN)
+    project.handlers("handlers", HANDLERS.replace("how = os.environ.get(\"HOW\")", "how = None"))
+    folder = _folder(project)
+    folder.mkdir(parents=True)
+    (folder / "results.yaml").write_text("schema: 99\nexperiment_id: e-s\n")
+    result = project.run("--experiment", "all")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*results schema 99*upgrade pytest-mlexp*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert (folder / "results.yaml").read_text() == "schema: 99\nexperiment_id: e-s\n"
+
+
+def test_unreadable_results_moved_aside_with_warning(project: Project) -> None:
+    project.plan(PLAN)
+    project.handlers("handlers", HANDLERS.replace("how = os.environ.get(\"HOW\")", "how = None"))
+    folder = _folder(project)
+    folder.mkdir(parents=True)
+    (folder / "results.yaml").write_text("schema: 1\nsub_experiments: [unclosed\n")
+    result = project.run("--experiment", "all")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(["mlexp: warning: *results.yaml*moved it aside*"])
+    assert list(folder.glob("results.yaml.corrupt-*"))
+    assert project.results("e-s")["sub_experiments"]["s_1"]["status"] == "passed"
