@@ -271,6 +271,10 @@ class HandlerIndex:
         self._by_name: dict[str, list[Path]] | None = None  # candidate files per function name
         self._modules: dict[Path, _Module] = {}
         self._memo: dict[tuple[str, str, str | None], HandlerRef | HandlerError] = {}
+        # Many sub-experiments often share one explicit handler (or one module): its file is
+        # looked for, and its ref built, once, not once per sub-experiment.
+        self._explicit_files: dict[str, Path | None] = {}
+        self._refs: dict[tuple[Path, str], HandlerRef] = {}
 
     # -- scanning ------------------------------------------------------------------------------
 
@@ -281,6 +285,8 @@ class HandlerIndex:
             self._by_name = None
             self._modules.clear()
             self._memo.clear()
+            self._explicit_files.clear()
+            self._refs.clear()
 
     def modules(self) -> list[Path]:
         """Every ``.py`` file under the handler root, sorted."""
@@ -323,6 +329,9 @@ class HandlerIndex:
         return found, broken
 
     def _ref(self, info: _Module, d: _Def, sub_label: str) -> HandlerRef:
+        cached = self._refs.get((info.path, d.name))
+        if cached is not None and cached.source_sha256 == info.sha256:
+            return cached
         if d.is_async:
             where = f"{_display(info.path, self.root)}:{d.lineno}"
             raise HandlerUnsupported(
@@ -330,7 +339,7 @@ class HandlerIndex:
                 f"functions. Run your coroutine inside it: asyncio.run(main(runner))",
                 looked=(where,),
             )
-        return HandlerRef(
+        ref = HandlerRef(
             module_path=info.path,
             module_name=module_name_for(info.path, self.root),
             function=d.name,
@@ -340,6 +349,8 @@ class HandlerIndex:
             defaulted=d.defaulted,
             var_params=d.var_params,
         )
+        self._refs[(info.path, d.name)] = ref
+        return ref
 
     # -- lookup --------------------------------------------------------------------------------
 
@@ -481,17 +492,13 @@ class HandlerIndex:
             raise HandlerNotFound(
                 f'{label}: handler {explicit!r} must look like "package.module:function"{suggestion}'
             )
-        bases: list[Path] = []
-        for base in (self.root, self.handlers_root.parent, self.handlers_root):
-            if base not in bases:
-                bases.append(base)
-        candidates: list[Path] = []
-        for base in bases:
-            stem = base.joinpath(*parts)
-            candidates += [stem.with_name(stem.name + ".py"), stem / "__init__.py"]
-        path = next((c for c in candidates if c.is_file()), None)
+        if module in self._explicit_files:
+            path = self._explicit_files[module]
+        else:
+            found = next((c for c in self._explicit_candidates(parts) if c.is_file()), None)
+            path = self._explicit_files[module] = found
         if path is None:
-            looked = [_display(c, self.root) for c in candidates]
+            looked = [_display(c, self.root) for c in self._explicit_candidates(parts)]
             raise HandlerNotFound(
                 f"{label}: handler {explicit!r} names module {module}, but none of these files exist:\n"
                 + "\n".join(f"  - {entry}" for entry in looked)
@@ -520,6 +527,18 @@ class HandlerIndex:
                 stub=stub,
             )
         return self._ref(info, d, label)
+
+
+    def _explicit_candidates(self, parts: Sequence[str]) -> list[Path]:
+        bases: list[Path] = []
+        for base in (self.root, self.handlers_root.parent, self.handlers_root):
+            if base not in bases:
+                bases.append(base)
+        candidates: list[Path] = []
+        for base in bases:
+            stem = base.joinpath(*parts)
+            candidates += [stem.with_name(stem.name + ".py"), stem / "__init__.py"]
+        return candidates
 
 
 def _copy_error(exc: HandlerError) -> HandlerError:
@@ -575,6 +594,8 @@ def module_name_for(path: Path | str, root: Path | str) -> str:
 
 
 _IMPORT_LOCK = threading.RLock()
+# (module name, file, root) -> the module load_handler imported or checked for them
+_loaded: dict[tuple[str, str, str], types.ModuleType] = {}
 
 
 def _same_file(a: object, b: Path) -> bool:
@@ -632,6 +653,14 @@ def load_handler(ref: HandlerRef, root: Path | str) -> Callable[..., Any]:
     ``import experiments.common``.  Raises :class:`HandlerImportError` (the handler module's own
     exception, traceback included, is its ``__cause__``) or :class:`HandlerNotFound`.
     """
+    # Fast path: a module we imported for this file before, still the one in sys.modules, with
+    # the root still on sys.path (every seed of every item of a plan lands here after the first).
+    key = (ref.module_name, os.fspath(ref.module_path), os.fspath(root))
+    module = _loaded.get(key)
+    if module is not None and sys.modules.get(ref.module_name) is module and key[2] in sys.path:
+        fn = getattr(module, ref.function, None)
+        if fn is not None and callable(fn):
+            return fn  # type: ignore[no-any-return]
     root_path = _abspath(root)
     path = _abspath(ref.module_path)
     display = _display(path, root_path)
@@ -661,6 +690,8 @@ def load_handler(ref: HandlerRef, root: Path | str) -> Callable[..., Any]:
             for i in range(1, len(names)):
                 name = ".".join(names[: i + 1])
                 setattr(sys.modules[".".join(names[:i])], names[i], sys.modules[name])
+        if os.path.isabs(key[1]) and os.path.isabs(key[2]):  # relative ones depend on the cwd
+            _loaded[key] = module
     fn = getattr(module, ref.function, None)
     if fn is None or not callable(fn):
         raise HandlerNotFound(

@@ -8,8 +8,9 @@ and colours are left as they were, and erases itself when the seed is done.
 
 Everything goes through pytest's terminal writer (never ``sys.stdout``), with pytest's capture
 suspended for the write, as pytest's own live logging does: while an item runs, file
-descriptor 1 is redirected into the item's captured output.  The writer keeps track of the current line's width for its ``[ 40%]`` column; our control
-characters would corrupt that estimate, so it is put back after every write.
+descriptor 1 is redirected into the item's captured output.  The writer keeps track of the
+current line's width for its ``[ 40%]`` column; our control characters would corrupt that
+estimate, so it is put back after every write.
 """
 
 from __future__ import annotations

@@ -114,6 +114,9 @@ def build_entry(
     if tracking:
         entry["wandb"] = tracking[0] if len(tracking) == 1 else {"runs": tracking}
     entry["provenance"] = dict(provenance)
+    device = next((o["device"] for o in outcomes if o.get("device")), None)
+    if device:  # only known when the handler asked runner.device
+        entry["provenance"]["device"] = device
     packages = next((o["packages"] for o in outcomes if o.get("packages")), None)
     if packages:
         entry["provenance"]["packages"] = dict(packages)

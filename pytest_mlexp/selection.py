@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .model import Plan, PlanError
-
 if TYPE_CHECKING:
-    from .session import MlexpSession
+    from .model import Plan
+    from .session import MlexpSession, PlanContext
 
 
 class SelectionError(Exception):
@@ -46,7 +45,8 @@ def resolve(plan: Plan, values: Sequence[str]) -> Selection:
     sel = Selection()
     for value in values:
         if value == "all":
-            sel.experiments.update(e.id for e in plan.experiments if e.id not in inactive_experiments(plan))
+            inactive = inactive_experiments(plan)
+            sel.experiments.update(e.id for e in plan.experiments if e.id not in inactive)
         elif plan.has_experiment(value):
             sel.experiments.add(value)
         elif plan.has_sub(value):
@@ -104,14 +104,36 @@ def inject_plan(state: MlexpSession, session: pytest.Session, items: list[pytest
     items.extend(session.genitems(node))
 
 
-def _is_experiment_item(item: pytest.Item) -> bool:
-    from .items import AssessmentItem, SubItem
+class _Paths:
+    """Per-file lookups for a pass over many items: every item of a plan shares its file, so
+    resolving the path (a few ``lstat`` calls) and finding its context happen once per file,
+    not once per item (a 10,000-item plan made that most of the cost of ordering)."""
 
-    return isinstance(item, (SubItem, AssessmentItem))
+    def __init__(self, state: MlexpSession) -> None:
+        self.state = state
+        self._resolved: dict[Any, Path] = {}
+        self._contexts: dict[Any, PlanContext] = {}
+
+    def resolved(self, item: pytest.Item) -> Path:
+        got = self._resolved.get(item.path)
+        if got is None:
+            got = self._resolved[item.path] = Path(item.path).resolve()
+        return got
+
+    def context(self, item: pytest.Item) -> PlanContext:
+        got = self._contexts.get(item.path)
+        if got is None:
+            got = self._contexts[item.path] = self.state.context_for(item.path)
+        return got
 
 
 def select_and_order(state: MlexpSession, config: pytest.Config, items: list[pytest.Item]) -> None:
-    exp_items = [it for it in items if _is_experiment_item(it)]
+    if not state.selected and not state.collected:
+        return  # no plan was collected, so there is nothing to deselect (and nothing to import)
+    from .items import AssessmentItem, SubItem
+
+    kinds = (SubItem, AssessmentItem)
+    exp_items = [it for it in items if isinstance(it, kinds)]
     if not state.selected:
         if exp_items:
             _deselect(config, items, set(map(id, exp_items)))
@@ -120,31 +142,44 @@ def select_and_order(state: MlexpSession, config: pytest.Config, items: list[pyt
                 "--experiment <id>|all (or name the plan file, or set mlexp_select_by_default = true)"
             )
         return
+    paths = _Paths(state)
     keep: list[pytest.Item]
     if state.experiment_args:
-        keep = _filter_by_args(state, exp_items)
+        keep = _filter_by_args(state, exp_items, paths)
     else:
-        keep = [it for it in exp_items if not _inactive(state, it)]
+        inactive: dict[int, set[str]] = {}  # per plan (computed once, not once per item)
+
+        def is_inactive(item: pytest.Item) -> bool:
+            plan = paths.context(item).plan
+            ids = inactive.get(id(plan))
+            if ids is None:
+                ids = inactive[id(plan)] = inactive_experiments(plan)
+            return item.experiment_id in ids  # type: ignore[attr-defined]
+
+        keep = [it for it in exp_items if not is_inactive(it)]
     keep_ids = set(map(id, keep))
     drop = {
         id(it)
         for it in items
-        if id(it) not in keep_ids and (state.experiment_args or _is_experiment_item(it))
+        if id(it) not in keep_ids and (state.experiment_args or isinstance(it, kinds))
     }
     if drop:
         _deselect(config, items, drop)
-    _order(state, items)
+    _order(state, items, paths)
 
 
-def _inactive(state: MlexpSession, item: pytest.Item) -> bool:
-    ctx = state.context_for(item.path)
-    return item.experiment_id in inactive_experiments(ctx.plan)  # type: ignore[attr-defined]
-
-
-def _filter_by_args(state: MlexpSession, exp_items: list[pytest.Item]) -> list[pytest.Item]:
+def _filter_by_args(
+    state: MlexpSession, exp_items: list[pytest.Item], paths: _Paths | None = None
+) -> list[pytest.Item]:
     from .items import AssessmentItem, SubItem
+    from .model import PlanError
 
-    plans = {Path(it.path).resolve(): state.context_for(it.path).plan for it in exp_items}
+    paths = paths or _Paths(state)
+    plans: dict[Path, Plan] = {}
+    for it in exp_items:
+        key = paths.resolved(it)
+        if key not in plans:
+            plans[key] = paths.context(it).plan
     if not plans and state.plan_path.is_file():
         try:
             plans[state.plan_path] = state.context_for(state.plan_path).plan
@@ -171,12 +206,13 @@ def _filter_by_args(state: MlexpSession, exp_items: list[pytest.Item]) -> list[p
         )
     keep = []
     for it in exp_items:
-        sel = selections[Path(it.path).resolve()]
+        key = paths.resolved(it)
+        sel = selections[key]
         exp_id = it.experiment_id  # type: ignore[attr-defined]
         if exp_id in sel.experiments or (isinstance(it, SubItem) and it.sub.id in sel.subs):
             keep.append(it)
         elif isinstance(it, AssessmentItem):
-            plan = plans[Path(it.path).resolve()]
+            plan = plans[key]
             if any(plan.sub(s).experiment_id == exp_id for s in sel.subs):
                 keep.append(it)
     return keep
@@ -188,11 +224,11 @@ def _deselect(config: pytest.Config, items: list[pytest.Item], drop: set[int]) -
     config.hook.pytest_deselected(items=removed)
 
 
-def order_key(state: MlexpSession, item: Any) -> tuple[int, int, int, int]:
+def order_key(state: MlexpSession, item: Any, paths: _Paths | None = None) -> tuple[int, int, int, int]:
     """Plan order made topological: experiments by dependencies and gates, subs by theirs."""
     from .items import SubItem
 
-    ctx = state.context_for(item.path)
+    ctx = paths.context(item) if paths is not None else state.context_for(item.path)
     exp_rank, sub_rank = ctx.ranks()
     e = exp_rank.get(item.experiment_id, 0)
     if isinstance(item, SubItem):
@@ -200,16 +236,20 @@ def order_key(state: MlexpSession, item: Any) -> tuple[int, int, int, int]:
     return (e, 1, 0, 0)
 
 
-def _order(state: MlexpSession, items: list[pytest.Item]) -> None:
+def _order(state: MlexpSession, items: list[pytest.Item], paths: _Paths | None = None) -> None:
     """Put experiment items in dependency order in the slots experiment items occupy,
     whatever ``--ff`` or a random-order plugin did; ordinary tests keep their places."""
-    slots = [i for i, it in enumerate(items) if _is_experiment_item(it)]
+    from .items import AssessmentItem, SubItem
+
+    paths = paths or _Paths(state)
+    slots = [i for i, it in enumerate(items) if isinstance(it, (SubItem, AssessmentItem))]
     if not slots:
         return
-    plans = sorted({str(Path(items[i].path).resolve()) for i in slots})
+    plans = sorted({str(paths.resolved(items[i])) for i in slots})
+    rank = {p: i for i, p in enumerate(plans)}
     ordered = sorted(
         (items[i] for i in slots),
-        key=lambda it: (plans.index(str(Path(it.path).resolve())), *order_key(state, it)),
+        key=lambda it: (rank[str(paths.resolved(it))], *order_key(state, it, paths)),
     )
     for slot, it in zip(slots, ordered, strict=True):
         items[slot] = it

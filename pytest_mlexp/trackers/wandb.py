@@ -59,6 +59,7 @@ GRACE = 15.0
 def _backstop(timeout: float) -> float:
     return timeout + min(GRACE, timeout / 2)
 
+
 # WANDB_MODE values wandb itself accepts, mapped onto ours.
 _ENV_MODES = {
     "online": "online",

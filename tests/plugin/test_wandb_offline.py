@@ -25,7 +25,7 @@ _HEADER = 7  # ":W&B", magic 0xBEE1, version
 
 def read_records(path: Path) -> list[Any]:
     """The Records of an offline run file (LevelDB log format: 32 KiB blocks of chunks)."""
-    from wandb.proto import wandb_internal_pb2 as pb
+    from wandb.proto import wandb_internal_pb2 as pb  # generated: no type information
 
     data = path.read_bytes()
     assert data[:4] == b":W&B", f"{path} is not a W&B run file"
@@ -53,7 +53,7 @@ def read_records(path: Path) -> list[Any]:
             pending = b""
     records = []
     for raw in out:
-        rec = pb.Record()
+        rec = pb.Record()  # type: ignore[attr-defined]
         rec.ParseFromString(raw)
         records.append(rec)
     return records
@@ -106,6 +106,7 @@ experiments:
       e_a_2:
         params: {width: 1}
         sweep: {width: [8, 16]}
+        executor: process   # runs opened in worker processes, torn down there
       e_a_3:
         params: {}
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ def e_a_1(runner):
 
 
 @pytest.fixture
-def fake(project: Project, monkeypatch: pytest.MonkeyPatch) -> FakeWandb:
+def fake(project: Project, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeWandb]:
     fake = FakeWandb(project.path)
     monkeypatch.setitem(sys.modules, "wandb", fake)
     monkeypatch.delenv("WANDB_MODE", raising=False)
@@ -129,7 +130,8 @@ class FileTracker(Tracker):
 
     def start(self, task):
         with LOG.open("a") as f:
-            f.write(json.dumps(["start", task.tracking["group"], task.tracking["config"], task.tracking["uri"]]) + "\\n")
+            t = task.tracking
+            f.write(json.dumps(["start", t["group"], t["config"], t["uri"]]) + "\\n")
         return Run(task)
 
     def task_settings(self, settings):

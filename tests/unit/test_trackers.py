@@ -99,7 +99,7 @@ class FakeWandb(types.ModuleType):
         self.torn_down = 0
         self.Artifact = FakeArtifact
 
-    def Settings(self, **kwargs: Any) -> dict[str, Any]:  # noqa: N802 - mirrors wandb.Settings
+    def Settings(self, **kwargs: Any) -> dict[str, Any]:
         return kwargs
 
     def init(self, **kwargs: Any) -> FakeRun:
@@ -227,10 +227,10 @@ def test_project_slug_and_artifact_names() -> None:
 def test_call_with_timeout() -> None:
     assert call_with_timeout(lambda: 42, 1.0, "x") == 42
     with pytest.raises(KeyError):
-        call_with_timeout(lambda: {}["missing"], 1.0, "x")
+        call_with_timeout(lambda: dict[str, int]()["missing"], 1.0, "x")
     release = threading.Event()
     t0 = time.monotonic()
-    with pytest.raises(TrackerTimeout, match="hang did not return within 0.1 s"):
+    with pytest.raises(TrackerTimeout, match=r"hang did not return within 0\.1 s"):
         call_with_timeout(lambda: release.wait(30), 0.1, "hang")
     assert time.monotonic() - t0 < 2
     release.set()
@@ -493,7 +493,7 @@ def test_hook_tracker_replaces_wandb(tmp_path: Path) -> None:
     assert trackers.tracker_for(s["tracker"]) is rec  # local runs use the hook's instance
     assert not SessionTracking(_Config(hooked=rec), flag="auto", stub=True, environ={}).enabled  # type: ignore[arg-type]
     teardown_all()
-    with pytest.raises(TypeError, match="not a pytest_mlexp.trackers.base.Tracker"):
+    with pytest.raises(TypeError, match=r"not a pytest_mlexp\.trackers\.base\.Tracker"):
         SessionTracking(_Config(hooked=object()), flag="auto", stub=False, environ={})  # type: ignore[arg-type]
 
 

@@ -1,0 +1,396 @@
+"""Performance benchmark (run by hand, not a test): ``python bench/perf.py [--quick] [--reps N]``.
+
+Builds scratch projects in a temporary folder and measures pytest-mlexp against plain pytest
+*side by side in one run*: every comparison alternates the two commands, repeats them, and
+reports the ratio of the medians (the machine may be noisy; a ratio of medians measured
+together is what stays meaningful).  Every command runs in a fresh subprocess with
+``-p no:randomly`` (pytest-randomly imports numpy and reorders items) and ``WANDB_MODE=disabled``.
+
+1. start-up: ``pytest --co -q`` in a project without a plan, plugin on vs ``-p no:mlexp``
+   (budget <= 1.05); and a check that a pytest run with the plugin imports none of torch, numpy,
+   wandb, modal, pydantic, jsonschema (a conftest hook writes ``sys.modules`` at the end).
+2. per item: 1,000 trivial sub-experiments (local executor, ``--mlexp-wandb disabled``, results
+   and findings written) vs 1,000 parametrised tests: wall-time ratio (budget <= 1.3).
+3. collection: ``--experiment all --co -q`` of a 10,000-sub-experiment plan vs ``--co -q`` of
+   10,000 parametrised tests (budget <= 2).
+4. writing: time spent writing results and findings (``PlanContext.apply`` + session-end
+   ``finish_session``, timed by a conftest wrapper) for 1k, 5k and 10k sub-experiments: the cost
+   per item should stay flat (linear total).
+5. memory: peak RSS (``ru_maxrss`` of the child, from ``os.wait4``) of the 10,000-item run vs
+   10,000 plain tests (budget <= 1.5).
+
+The plans spread sub-experiments over experiments of 100 each (a realistic shape: many
+experiments, each with its own results.yaml and FINDINGS.md) and name one shared handler
+through ``defaults: {handler: ...}``; each handler returns ``{"metrics": {"x": 1.0}}``.
+Results are deleted before every timed run, so every repetition writes the same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+HEAVY = ("torch", "numpy", "wandb", "modal", "pydantic", "jsonschema")
+PER_EXPERIMENT = 100
+
+ENV = {**os.environ, "WANDB_MODE": "disabled", "PYTHONHASHSEED": "0"}
+# Byte-code caching on, as for any user (PYTHONDONTWRITEBYTECODE would make every run compile
+# every module it imports); the cache goes to the scratch folder, never into the tree.
+for _var in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX"):
+    ENV.pop(_var, None)
+# pytest-randomly imports numpy and reorders; hypothesis's plugin imports hypothesis at the end of
+# every run (~0.1 s): both are this repository's dev tools, not a user's, and they would only
+# dilute the plugin's share of the time.  pytest-xdist stays (an extra of ours).
+BASE = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:hypothesispytest"]
+
+
+# --- running one child ----------------------------------------------------------------------
+
+
+class Run:
+    def __init__(self, wall: float, maxrss_kib: int, rc: int, out: str) -> None:
+        self.wall = wall
+        self.maxrss_kib = maxrss_kib
+        self.rc = rc
+        self.out = out
+
+
+def run(cwd: Path, args: Sequence[str], *, ok: Sequence[int] = (0,), env: dict[str, str] | None = None) -> Run:
+    """One pytest subprocess: wall time and the child's own peak RSS (wait4, not RUSAGE_CHILDREN,
+    which is the maximum over every child so far)."""
+    with tempfile.TemporaryFile() as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([*BASE, *args], cwd=cwd, env=env or ENV, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read().decode("utf-8", "replace")
+    if proc.returncode not in ok:
+        sys.exit(f"pytest {' '.join(args)} in {cwd} exited {proc.returncode}:\n{text[-4000:]}")
+    return Run(wall, int(usage.ru_maxrss), proc.returncode, text)
+
+
+def side_by_side(
+    reps: int, a: Callable[[], Run], b: Callable[[], Run], *, warmup: bool = True
+) -> tuple[list[Run], list[Run]]:
+    """Alternate a and b (ABBA...), so drift in machine load hits both alike."""
+    if warmup:  # byte-compile, fill the OS cache
+        a()
+        b()
+    runs_a: list[Run] = []
+    runs_b: list[Run] = []
+    for i in range(reps):
+        if i % 2 == 0:
+            runs_a.append(a())
+            runs_b.append(b())
+        else:
+            runs_b.append(b())
+            runs_a.append(a())
+    return runs_a, runs_b
+
+
+def med(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+# --- projects -------------------------------------------------------------------------------
+
+INI = "[pytest]\n"
+
+PLAIN_TESTS = '''
+def test_one():
+    assert 1 + 1 == 2
+
+def test_two():
+    assert "a".upper() == "A"
+
+class TestThing:
+    def test_three(self):
+        assert [1, 2][0] == 1
+
+    def test_four(self):
+        assert {"a": 1}["a"] == 1
+'''
+
+# Writes the heavy modules present at the very end of the run (pytest_unconfigure runs last).
+MODULES_CONFTEST = '''
+import json, os, sys
+
+def pytest_unconfigure(config):
+    target = os.environ.get("MLEXP_BENCH_MODULES")
+    if target:
+        heavy = %r
+        with open(target, "w") as fh:
+            json.dump({
+                "heavy": sorted(m for m in sys.modules if m.split(".")[0] in heavy),
+                "mlexp": sorted(m for m in sys.modules if m.startswith("pytest_mlexp")),
+                "yaml": "yaml" in sys.modules,
+            }, fh)
+''' % (HEAVY,)
+
+# Times the writing path (results journal + session-end results.yaml/FINDINGS.md) in-process.
+TIMING_CONFTEST = '''
+import json, os, time
+
+_target = os.environ.get("MLEXP_BENCH_TIMES")
+if _target:
+    from pytest_mlexp import reporting as _reporting
+    from pytest_mlexp import session as _session
+
+    _spent = {"apply": 0.0, "finish": 0.0, "n": 0}
+    _apply = _session.PlanContext.apply
+    _finish = _reporting.finish_session
+
+    def apply(self, op, *, write):
+        t0 = time.perf_counter()
+        try:
+            return _apply(self, op, write=write)
+        finally:
+            _spent["apply"] += time.perf_counter() - t0
+            _spent["n"] += 1
+
+    def finish_session(state, session):
+        t0 = time.perf_counter()
+        try:
+            return _finish(state, session)
+        finally:
+            _spent["finish"] += time.perf_counter() - t0
+
+    _session.PlanContext.apply = apply
+    _reporting.finish_session = finish_session
+
+    def pytest_unconfigure(config):
+        with open(_target, "w") as fh:
+            json.dump(_spent, fh)
+'''
+
+HANDLER = "def trivial(runner):\n    return {'metrics': {'x': 1.0}}\n"
+
+
+def plain_project(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "pytest.ini").write_text(INI, encoding="utf-8")
+    (root / "test_plain.py").write_text(PLAIN_TESTS, encoding="utf-8")
+    (root / "conftest.py").write_text(MODULES_CONFTEST, encoding="utf-8")
+    return root
+
+
+def param_project(root: Path, n: int) -> Path:
+    root.mkdir(parents=True)
+    (root / "pytest.ini").write_text(INI, encoding="utf-8")
+    (root / "test_param.py").write_text(
+        f"import pytest\n\n@pytest.mark.parametrize('i', range({n}))\ndef test_trivial(i):\n    pass\n",
+        encoding="utf-8",
+    )
+    return root
+
+
+def plan_project(root: Path, n: int) -> Path:
+    root.mkdir(parents=True)
+    (root / "pytest.ini").write_text(INI, encoding="utf-8")
+    (root / "conftest.py").write_text(TIMING_CONFTEST + MODULES_CONFTEST.replace(
+        "def pytest_unconfigure", "def _modules_unconfigure"
+    ) + "\n_prev = globals().get('pytest_unconfigure')\n"
+        "def pytest_unconfigure(config):\n"
+        "    _modules_unconfigure(config)\n"
+        "    if _prev is not None:\n"
+        "        _prev(config)\n", encoding="utf-8")
+    (root / "experiments").mkdir()
+    (root / "experiments" / "bench.py").write_text(HANDLER, encoding="utf-8")
+    lines = [
+        "project: {name: perf, hypothesis: it scales}",
+        'defaults: {handler: "experiments.bench:trivial"}',
+        "experiments:",
+    ]
+    for e in range((n + PER_EXPERIMENT - 1) // PER_EXPERIMENT):
+        ids = ", ".join(f"s{e}_{i}" for i in range(e * PER_EXPERIMENT, min(n, (e + 1) * PER_EXPERIMENT)))
+        lines += [f"  exp{e}:", f"    sub_experiments: [{ids}]"]
+    (root / "research").mkdir()
+    (root / "research" / "research_plan.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def clean_results(root: Path) -> None:
+    shutil.rmtree(root / "research" / "experiments", ignore_errors=True)
+    (root / "research" / "FINDINGS.md").unlink(missing_ok=True)
+    shutil.rmtree(root / ".pytest_cache", ignore_errors=True)
+
+
+def run_plan(root: Path, times: Path | None = None, modules: Path | None = None) -> Run:
+    clean_results(root)
+    env = dict(ENV)
+    if times is not None:
+        env["MLEXP_BENCH_TIMES"] = str(times)
+    if modules is not None:
+        env["MLEXP_BENCH_MODULES"] = str(modules)
+    return run(root, ["-q", "--experiment", "all", "--mlexp-wandb", "disabled"], env=env)
+
+
+def run_plain(root: Path) -> Run:
+    shutil.rmtree(root / ".pytest_cache", ignore_errors=True)
+    return run(root, ["-q"])
+
+
+# --- the measurements -----------------------------------------------------------------------
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str, str, str]] = []
+
+    def add(self, what: str, mlexp: str, pytest_: str, ratio: str, budget: str) -> None:
+        self.rows.append((what, mlexp, pytest_, ratio, budget))
+        print(f"  {what}: {mlexp} vs {pytest_} -> {ratio} ({budget})", flush=True)
+
+    def render(self) -> str:
+        head = ("measurement", "pytest-mlexp", "plain pytest", "ratio", "budget")
+        widths = [max(len(r[i]) for r in [head, *self.rows]) for i in range(5)]
+        line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+        out = [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+        out += [line(r) for r in self.rows]
+        return "\n".join(out)
+
+
+def verdict(ratio: float, budget: float) -> str:
+    return f"<= {budget:g} {'ok' if ratio <= budget else 'OVER'}"
+
+
+def startup(tmp: Path, reps: int, table: Table) -> list[str]:
+    root = plain_project(tmp / "plain")
+    on, off = side_by_side(reps, lambda: run(root, ["--co", "-q"]), lambda: run(root, ["--co", "-q", "-p", "no:mlexp"]))
+    a, b = med([r.wall for r in on]), med([r.wall for r in off])
+    table.add("start-up, `--co -q`, no plan", f"{a * 1000:.0f} ms", f"{b * 1000:.0f} ms", f"{a / b:.3f}", verdict(a / b, 1.05))
+    problems: list[str] = []
+    for label, extra in (("plugin on", []), ("-p no:mlexp", ["-p", "no:mlexp"])):
+        target = tmp / f"modules-{len(extra)}.json"
+        run(root, ["-q", *extra], env={**ENV, "MLEXP_BENCH_MODULES": str(target)})
+        got = json.loads(target.read_text(encoding="utf-8"))
+        print(f"  modules at the end of a plain run ({label}): heavy={got['heavy'] or 'none'}; "
+              f"pytest_mlexp modules={len(got['mlexp'])}; yaml={got['yaml']}")
+        if got["heavy"]:
+            problems.append(f"{label}: a plain pytest run imported {', '.join(got['heavy'])}")
+    return problems
+
+
+def per_item(tmp: Path, reps: int, table: Table, n: int = 1000) -> None:
+    plan = plan_project(tmp / f"plan{n}-run", n)
+    plain = param_project(tmp / f"param{n}-run", n)
+    ml, pl = side_by_side(reps, lambda: run_plan(plan), lambda: run_plain(plain))
+    a, b = med([r.wall for r in ml]), med([r.wall for r in pl])
+    table.add(f"{n:,} items, run (wall)", f"{a:.2f} s", f"{b:.2f} s", f"{a / b:.2f}", verdict(a / b, 1.3))
+    table.add(f"{n:,} items, per item", f"{a / n * 1e3:.2f} ms", f"{b / n * 1e3:.2f} ms", f"{a / b:.2f}", "")
+    modules = tmp / "modules-run.json"
+    run_plan(plan, modules=modules)
+    heavy = json.loads(modules.read_text(encoding="utf-8"))["heavy"]
+    print(f"  heavy modules after a {n}-item run with W&B disabled: {heavy or 'none'}")
+
+
+def collection(tmp: Path, reps: int, table: Table, n: int = 10_000) -> None:
+    plan = plan_project(tmp / f"plan{n}-co", n)
+    plain = param_project(tmp / f"param{n}-co", n)
+    ml, pl = side_by_side(
+        reps,
+        lambda: run(plan, ["--experiment", "all", "--co", "-q"]),
+        lambda: run(plain, ["--co", "-q"]),
+    )
+    a, b = med([r.wall for r in ml]), med([r.wall for r in pl])
+    table.add(f"collect {n:,} items, `--co -q`", f"{a:.2f} s", f"{b:.2f} s", f"{a / b:.2f}", verdict(a / b, 2.0))
+
+
+def writing_and_memory(tmp: Path, reps: int, table: Table, sizes: Sequence[int]) -> None:
+    per: list[tuple[int, float, float]] = []
+    for n in sizes:
+        plan = plan_project(tmp / f"plan{n}-write", n)
+        times = tmp / f"times{n}.json"
+        spent: list[float] = []
+        walls: list[float] = []
+        rss: list[int] = []
+        plain_runs: list[Run] = []
+        plain = param_project(tmp / f"param{n}-write", n) if n == max(sizes) else None
+        run_plan(plan)  # warm-up
+        if plain is not None:
+            run_plain(plain)
+        for _ in range(reps):
+            r = run_plan(plan, times=times)
+            got = json.loads(times.read_text(encoding="utf-8"))
+            assert got["n"] >= n, got
+            spent.append(got["apply"] + got["finish"])
+            walls.append(r.wall)
+            rss.append(r.maxrss_kib)
+            if plain is not None:
+                plain_runs.append(run_plain(plain))
+        w = med(spent)
+        per.append((n, w, med(walls)))
+        print(f"  {n:>6,} items: writing {w:.2f} s ({w / n * 1e6:.0f} us/item), run {med(walls):.2f} s "
+              f"({med(walls) / n * 1e3:.2f} ms/item)", flush=True)
+        if plain is not None:
+            a, b = med([float(x) for x in rss]), med([float(r.maxrss_kib) for r in plain_runs])
+            table.add(f"peak RSS, {n:,} items run", f"{a / 1024:.0f} MiB", f"{b / 1024:.0f} MiB", f"{a / b:.2f}", verdict(a / b, 1.5))
+            pw = med([r.wall for r in plain_runs])
+            table.add(f"{n:,} items, run (wall)", f"{med(walls):.2f} s", f"{pw:.2f} s", f"{med(walls) / pw:.2f}", "")
+    base_n, base_w, _ = per[0]
+    for n, w, wall in per:
+        scale = (w / n) / (base_w / base_n)
+        table.add(
+            f"writing, {n:,} items",
+            f"{w:.2f} s = {w / n * 1e6:.0f} us/item",
+            "-",
+            f"{scale:.2f} (per item vs {base_n:,})",
+            "linear: ~1",
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=5, help="repetitions of each comparison (default 5)")
+    parser.add_argument("--quick", action="store_true", help="2 repetitions, smaller sizes")
+    parser.add_argument("--only", default="", help="comma list of: startup,item,collect,write")
+    parser.add_argument("--keep", default="", help="build the projects here and keep them")
+    parser.add_argument("--src", default="", help="import pytest_mlexp from this checkout (PYTHONPATH)")
+    opts = parser.parse_args()
+    if opts.src:
+        ENV["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.abspath(opts.src), ENV.get("PYTHONPATH", "")]))
+    reps = 2 if opts.quick else opts.reps
+    only = set(filter(None, opts.only.split(","))) or {"startup", "item", "collect", "write"}
+    import pytest
+
+    print(f"pytest {pytest.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+          f"{reps} repetitions, medians", flush=True)
+    table = Table()
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="mlexp-perf-") as scratch:
+        tmp = Path(opts.keep) if opts.keep else Path(scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
+        ENV["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+        probe = subprocess.run(
+            [sys.executable, "-c", "import pytest_mlexp.plugin as p; print(p.__file__)"],
+            env=ENV, cwd=tmp, capture_output=True, text=True, check=True,
+        )
+        print(f"pytest_mlexp from {Path(probe.stdout.strip()).parent}", flush=True)
+        if "startup" in only:
+            problems += startup(tmp, max(reps * 3, 6), table)
+        if "item" in only:
+            per_item(tmp, reps, table)
+        if "collect" in only:
+            collection(tmp, reps, table, 2_000 if opts.quick else 10_000)
+        if "write" in only:
+            sizes = (500, 1000, 2000) if opts.quick else (1000, 5000, 10_000)
+            writing_and_memory(tmp, max(1, reps - 2), table, sizes)
+    print()
+    print(table.render())
+    for p in problems:
+        print("PROBLEM:", p)
+
+
+if __name__ == "__main__":
+    main()

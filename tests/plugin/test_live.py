@@ -1,0 +1,212 @@
+"""The live progress line: drawn on a (fake) TTY writer, throttled, erased; absent elsewhere."""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import pytest
+
+from pytest_mlexp import live
+from pytest_mlexp.live import LiveLine
+from tests.conftest import Project
+
+PREFIX = "research/research_plan.yaml ."
+
+
+class FakeTTYWriter:
+    """What LiveLine uses of pytest's TerminalWriter, tracking the current line as it does."""
+
+    hasmarkup = True
+
+    def __init__(self, width: int = 100) -> None:
+        self.fullwidth = width
+        self._current_line = PREFIX
+        self.writes: list[str] = []
+
+    @property
+    def width_of_current_line(self) -> int:
+        return len(self._current_line)
+
+    def write(self, msg: str, *, flush: bool = False, **markup: bool) -> None:
+        self.writes.append(msg)
+        self._current_line += msg.rsplit("\n", 1)[-1]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _task(label: str = "e_1 seed 0") -> Any:
+    return types.SimpleNamespace(label=label, sub_id="e_1")
+
+
+def test_draws_after_pytest_text_throttles_and_erases() -> None:
+    tw, clock = FakeTTYWriter(), Clock()
+    line = LiveLine(tw, enabled=True, clock=clock)
+    (on_metrics,), (on_progress,) = line.sinks(_task())
+    assert len(tw.writes) == 1  # the label at once
+    move = f"\r\x1b[{len(PREFIX)}C"
+    assert tw.writes[0].startswith(move + "  e_1 seed 0 | 0s") and tw.writes[0].endswith("\x1b[K")
+    clock.now += 0.01
+    on_metrics({"e_1/loss": 0.123456, "e_1/acc": 0.9}, 3)
+    on_progress(0.5, "train")
+    assert len(tw.writes) == 1  # throttled: at most one redraw per 0.1 s
+    clock.now += 0.2
+    on_metrics({"e_1/loss": 0.1}, 4)
+    assert len(tw.writes) == 2
+    assert tw.writes[1] == move + "  e_1 seed 0 |  50% train | step 4 | loss=0.1 acc=0.9 | 0s\x1b[K"
+    assert tw._current_line == PREFIX  # pytest's width estimate is untouched
+    line.clear()
+    assert tw.writes[-1] == move + "\x1b[K" and tw._current_line == PREFIX
+    line.clear()  # nothing shown: nothing written
+    assert len(tw.writes) == 3
+
+
+def test_writes_happen_with_capture_suspended() -> None:
+    tw, suspended = FakeTTYWriter(), []
+    state = {"on": False}
+
+    class Uncaptured:
+        def __enter__(self) -> None:
+            state["on"] = True
+
+        def __exit__(self, *exc: object) -> None:
+            state["on"] = False
+
+    def write(msg: str, **kw: Any) -> None:
+        suspended.append(state["on"])
+
+    tw.write = write  # type: ignore[method-assign]
+    line = LiveLine(tw, enabled=True, uncaptured=Uncaptured)
+    line.sinks(_task())
+    line.clear()
+    assert suspended == [True, True]  # else an item's fd capture swallows the line
+
+
+def test_render_truncates_and_narrow_terminal_stays_quiet() -> None:
+    tw, clock = FakeTTYWriter(), Clock()
+    line = LiveLine(tw, enabled=True, clock=clock)
+    line.start("x")
+    line._metrics = {f"m{i}": i * 1.5 for i in range(40)}
+    text = line.render(30)
+    assert len(text) == 30 and text.endswith("...")
+    narrow = FakeTTYWriter(width=len(PREFIX) + 10)
+    LiveLine(narrow, enabled=True, clock=clock).sinks(_task())
+    assert narrow.writes == []
+
+
+def test_disabled_line_writes_nothing() -> None:
+    tw = FakeTTYWriter()
+    line = LiveLine(tw, enabled=False)
+    assert line.sinks(_task()) == ((), ())
+    line.update(force=True)
+    line.clear()
+    assert tw.writes == []
+
+
+def _tr(tty: bool, markup: bool) -> Any:
+    return types.SimpleNamespace(isatty=lambda: tty, _tw=types.SimpleNamespace(hasmarkup=markup))
+
+
+def test_enabled_only_on_a_tty_with_capture(pytester: pytest.Pytester) -> None:
+    config = pytester.parseconfigure()
+    assert live._enabled(config, _tr(True, True))
+    assert not live._enabled(config, _tr(False, False))  # CI logs
+    assert not live._enabled(config, _tr(True, False))  # --color=no
+    assert not live._enabled(pytester.parseconfigure("-s"), _tr(True, True))
+    assert not live._enabled(pytester.parseconfigure("--capture=tee-sys"), _tr(True, True))
+    assert not live._enabled(pytester.parseconfigure("-o", "log_cli=true"), _tr(True, True))
+
+
+PLAN = """
+project: {name: Demo}
+experiments:
+  exp-a:
+    sub_experiments:
+      e_a_1:
+        seeds: 2
+"""
+
+HANDLERS = """
+def e_a_1(runner):
+    for i in range(3):
+        runner.log_metrics({"loss": 1.0 / (i + 1)})
+        runner.progress((i + 1) / 3, "train")
+    return {"metrics": {"acc": 0.8}}
+"""
+
+
+def test_live_line_in_a_run(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    project.plan(PLAN)
+    project.handlers("exp_a", HANDLERS)
+    result = project.run("--experiment", "exp-a")  # pytester's output is not a TTY
+    assert result.ret == 0 and "\x1b[" not in result.stdout.str()
+    plain = next(line for line in result.stdout.lines if line.startswith("research/research_plan.yaml"))
+    monkeypatch.setattr(live, "_enabled", lambda config, tr: True)
+    result = project.run("--experiment", "exp-a")
+    out = result.stdout.str()
+    assert result.ret == 0
+    assert "e_a_1 seed 0 | 0s\x1b[K" in out and "e_a_1 seed 1" in out
+    assert out.count("\x1b[K") == 3  # each seed drawn once (the rest throttled), erased once
+    # After the line is erased, pytest's dots and its [100%] column land where they would have.
+    assert "\x1b[K" + plain[len("research/research_plan.yaml ") :] + "\n" in out
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "openpty"), reason="needs a pseudo-terminal")
+def test_live_line_on_a_real_terminal(project: Project) -> None:
+    """A real TTY, a real pytest process: what a researcher's terminal receives."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    project.plan(PLAN)
+    project.handlers(
+        "exp_a",
+        "import time\n"
+        + HANDLERS.replace("for i in range(3):", "for i in range(3):\n        time.sleep(0.12)"),
+    )
+    master, slave = os.openpty()
+    env = {**os.environ, "COLUMNS": "120", "TERM": "xterm", "WANDB_MODE": "disabled"}
+    for name in ("NO_COLOR", "PY_COLORS", "FORCE_COLOR"):
+        env.pop(name, None)
+    env.pop("PYTEST_ADDOPTS", None)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:randomly",
+            "-p",
+            "no:cacheprovider",
+            "--experiment",
+            "exp-a",
+        ],
+        cwd=project.path,
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(60) == 0
+    out = b"".join(chunks).decode(errors="replace")
+    assert "\r\x1b[28C  e_a_1 seed 0 | 0s\x1b[K" in out  # after "research/research_plan.yaml "
+    assert re.search(r"\| +\d+% train \| step \d \| loss=0\.\d+ \| \ds\x1b\[K", out)
+    assert "\r\x1b[28C\x1b[K\x1b[32m." in out  # erased before pytest writes its dots
