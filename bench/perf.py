@@ -64,7 +64,9 @@ class Run:
         self.out = out
 
 
-def run(cwd: Path, args: Sequence[str], *, ok: Sequence[int] = (0,), env: dict[str, str] | None = None) -> Run:
+def run(
+    cwd: Path, args: Sequence[str], *, ok: Sequence[int] = (0,), env: dict[str, str] | None = None
+) -> Run:
     """One pytest subprocess: wall time and the child's own peak RSS (wait4, not RUSAGE_CHILDREN,
     which is the maximum over every child so far)."""
     with tempfile.TemporaryFile() as out:
@@ -107,7 +109,7 @@ def med(values: Sequence[float]) -> float:
 
 INI = "[pytest]\n"
 
-PLAIN_TESTS = '''
+PLAIN_TESTS = """
 def test_one():
     assert 1 + 1 == 2
 
@@ -120,26 +122,26 @@ class TestThing:
 
     def test_four(self):
         assert {"a": 1}["a"] == 1
-'''
+"""
 
 # Writes the heavy modules present at the very end of the run (pytest_unconfigure runs last).
-MODULES_CONFTEST = '''
+MODULES_CONFTEST = """
 import json, os, sys
 
 def pytest_unconfigure(config):
     target = os.environ.get("MLEXP_BENCH_MODULES")
     if target:
-        heavy = %r
+        heavy = HEAVY
         with open(target, "w") as fh:
             json.dump({
                 "heavy": sorted(m for m in sys.modules if m.split(".")[0] in heavy),
                 "mlexp": sorted(m for m in sys.modules if m.startswith("pytest_mlexp")),
                 "yaml": "yaml" in sys.modules,
             }, fh)
-''' % (HEAVY,)
+""".replace("HEAVY", repr(HEAVY))
 
 # Times the writing path (results journal + session-end results.yaml/FINDINGS.md) in-process.
-TIMING_CONFTEST = '''
+TIMING_CONFTEST = """
 import json, os, time
 
 _target = os.environ.get("MLEXP_BENCH_TIMES")
@@ -172,7 +174,7 @@ if _target:
     def pytest_unconfigure(config):
         with open(_target, "w") as fh:
             json.dump(_spent, fh)
-'''
+"""
 
 HANDLER = "def trivial(runner):\n    return {'metrics': {'x': 1.0}}\n"
 
@@ -198,13 +200,16 @@ def param_project(root: Path, n: int) -> Path:
 def plan_project(root: Path, n: int) -> Path:
     root.mkdir(parents=True)
     (root / "pytest.ini").write_text(INI, encoding="utf-8")
-    (root / "conftest.py").write_text(TIMING_CONFTEST + MODULES_CONFTEST.replace(
-        "def pytest_unconfigure", "def _modules_unconfigure"
-    ) + "\n_prev = globals().get('pytest_unconfigure')\n"
+    (root / "conftest.py").write_text(
+        TIMING_CONFTEST
+        + MODULES_CONFTEST.replace("def pytest_unconfigure", "def _modules_unconfigure")
+        + "\n_prev = globals().get('pytest_unconfigure')\n"
         "def pytest_unconfigure(config):\n"
         "    _modules_unconfigure(config)\n"
         "    if _prev is not None:\n"
-        "        _prev(config)\n", encoding="utf-8")
+        "        _prev(config)\n",
+        encoding="utf-8",
+    )
     (root / "experiments").mkdir()
     (root / "experiments" / "bench.py").write_text(HANDLER, encoding="utf-8")
     lines = [
@@ -255,7 +260,7 @@ class Table:
     def render(self) -> str:
         head = ("measurement", "pytest-mlexp", "plain pytest", "ratio", "budget")
         widths = [max(len(r[i]) for r in [head, *self.rows]) for i in range(5)]
-        line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+        line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
         out = [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
         out += [line(r) for r in self.rows]
         return "\n".join(out)
@@ -267,16 +272,26 @@ def verdict(ratio: float, budget: float) -> str:
 
 def startup(tmp: Path, reps: int, table: Table) -> list[str]:
     root = plain_project(tmp / "plain")
-    on, off = side_by_side(reps, lambda: run(root, ["--co", "-q"]), lambda: run(root, ["--co", "-q", "-p", "no:mlexp"]))
+    on, off = side_by_side(
+        reps, lambda: run(root, ["--co", "-q"]), lambda: run(root, ["--co", "-q", "-p", "no:mlexp"])
+    )
     a, b = med([r.wall for r in on]), med([r.wall for r in off])
-    table.add("start-up, `--co -q`, no plan", f"{a * 1000:.0f} ms", f"{b * 1000:.0f} ms", f"{a / b:.3f}", verdict(a / b, 1.05))
+    table.add(
+        "start-up, `--co -q`, no plan",
+        f"{a * 1000:.0f} ms",
+        f"{b * 1000:.0f} ms",
+        f"{a / b:.3f}",
+        verdict(a / b, 1.05),
+    )
     problems: list[str] = []
     for label, extra in (("plugin on", []), ("-p no:mlexp", ["-p", "no:mlexp"])):
         target = tmp / f"modules-{len(extra)}.json"
         run(root, ["-q", *extra], env={**ENV, "MLEXP_BENCH_MODULES": str(target)})
         got = json.loads(target.read_text(encoding="utf-8"))
-        print(f"  modules at the end of a plain run ({label}): heavy={got['heavy'] or 'none'}; "
-              f"pytest_mlexp modules={len(got['mlexp'])}; yaml={got['yaml']}")
+        print(
+            f"  modules at the end of a plain run ({label}): heavy={got['heavy'] or 'none'}; "
+            f"pytest_mlexp modules={len(got['mlexp'])}; yaml={got['yaml']}"
+        )
         if got["heavy"]:
             problems.append(f"{label}: a plain pytest run imported {', '.join(got['heavy'])}")
     return problems
@@ -304,7 +319,9 @@ def collection(tmp: Path, reps: int, table: Table, n: int = 10_000) -> None:
         lambda: run(plain, ["--co", "-q"]),
     )
     a, b = med([r.wall for r in ml]), med([r.wall for r in pl])
-    table.add(f"collect {n:,} items, `--co -q`", f"{a:.2f} s", f"{b:.2f} s", f"{a / b:.2f}", verdict(a / b, 2.0))
+    table.add(
+        f"collect {n:,} items, `--co -q`", f"{a:.2f} s", f"{b:.2f} s", f"{a / b:.2f}", verdict(a / b, 2.0)
+    )
 
 
 def writing_and_memory(tmp: Path, reps: int, table: Table, sizes: Sequence[int]) -> None:
@@ -331,15 +348,26 @@ def writing_and_memory(tmp: Path, reps: int, table: Table, sizes: Sequence[int])
                 plain_runs.append(run_plain(plain))
         w = med(spent)
         per.append((n, w, med(walls)))
-        print(f"  {n:>6,} items: writing {w:.2f} s ({w / n * 1e6:.0f} us/item), run {med(walls):.2f} s "
-              f"({med(walls) / n * 1e3:.2f} ms/item)", flush=True)
+        print(
+            f"  {n:>6,} items: writing {w:.2f} s ({w / n * 1e6:.0f} us/item), run {med(walls):.2f} s "
+            f"({med(walls) / n * 1e3:.2f} ms/item)",
+            flush=True,
+        )
         if plain is not None:
             a, b = med([float(x) for x in rss]), med([float(r.maxrss_kib) for r in plain_runs])
-            table.add(f"peak RSS, {n:,} items run", f"{a / 1024:.0f} MiB", f"{b / 1024:.0f} MiB", f"{a / b:.2f}", verdict(a / b, 1.5))
+            table.add(
+                f"peak RSS, {n:,} items run",
+                f"{a / 1024:.0f} MiB",
+                f"{b / 1024:.0f} MiB",
+                f"{a / b:.2f}",
+                verdict(a / b, 1.5),
+            )
             pw = med([r.wall for r in plain_runs])
-            table.add(f"{n:,} items, run (wall)", f"{med(walls):.2f} s", f"{pw:.2f} s", f"{med(walls) / pw:.2f}", "")
+            table.add(
+                f"{n:,} items, run (wall)", f"{med(walls):.2f} s", f"{pw:.2f} s", f"{med(walls) / pw:.2f}", ""
+            )
     base_n, base_w, _ = per[0]
-    for n, w, wall in per:
+    for n, w, _wall in per:
         scale = (w / n) / (base_w / base_n)
         table.add(
             f"writing, {n:,} items",
@@ -359,13 +387,18 @@ def main() -> None:
     parser.add_argument("--src", default="", help="import pytest_mlexp from this checkout (PYTHONPATH)")
     opts = parser.parse_args()
     if opts.src:
-        ENV["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.abspath(opts.src), ENV.get("PYTHONPATH", "")]))
+        ENV["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [os.path.abspath(opts.src), ENV.get("PYTHONPATH", "")])
+        )
     reps = 2 if opts.quick else opts.reps
     only = set(filter(None, opts.only.split(","))) or {"startup", "item", "collect", "write"}
     import pytest
 
-    print(f"pytest {pytest.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
-          f"{reps} repetitions, medians", flush=True)
+    print(
+        f"pytest {pytest.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+        f"{reps} repetitions, medians",
+        flush=True,
+    )
     table = Table()
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="mlexp-perf-") as scratch:
@@ -374,7 +407,11 @@ def main() -> None:
         ENV["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
         probe = subprocess.run(
             [sys.executable, "-c", "import pytest_mlexp.plugin as p; print(p.__file__)"],
-            env=ENV, cwd=tmp, capture_output=True, text=True, check=True,
+            env=ENV,
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         print(f"pytest_mlexp from {Path(probe.stdout.strip()).parent}", flush=True)
         if "startup" in only:

@@ -48,7 +48,10 @@ class Task:
     upstream: dict[str, Any] = field(default_factory=dict)
     variant: dict[str, Any] = field(default_factory=dict)  # the sweep point's values
     timeout: float | None = None
-    tracking: dict[str, Any] = field(default_factory=dict)  # tracker settings (mode, project, ...)
+    tracking: dict[str, Any] = field(default_factory=dict)
+    # Where a worker process appends what the handler logs, for the live line (unique per
+    # task, so a file left by an earlier run is never mistaken for this one's).
+    progress_file: str | None = None  # tracker settings (mode, project, ...)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -509,25 +509,24 @@ class HandlerIndex:
                 stub=_stub_for(fn, sub, metric_names),
             )
         info = self._module(path)
+        d = info.defs.get(fn)
+        if d is not None:
+            return self._ref(info, d, label)
         where = _display(path, self.root)
         if info.error is not None:
             raise HandlerNotFound(
                 f"{label}: handler module {where} cannot be parsed: {info.error}", looked=[where]
             )
-        d = info.defs.get(fn)
-        if d is None:
-            stub = _stub_for(fn, sub, metric_names)
-            close = difflib.get_close_matches(fn, list(info.defs), n=3, cutoff=0.6)
-            defined = ", ".join(sorted(info.defs)) or "no functions"
-            hint = f"did you mean {' or '.join(close)}? " if close else ""
-            raise HandlerNotFound(
-                f"{label}: handler {explicit!r}: {where} has no top-level function {fn} "
-                f"(it defines: {defined}). {hint}\nPaste this into {where}:\n\n{stub}",
-                looked=[where],
-                stub=stub,
-            )
-        return self._ref(info, d, label)
-
+        stub = _stub_for(fn, sub, metric_names)
+        close = difflib.get_close_matches(fn, list(info.defs), n=3, cutoff=0.6)
+        defined = ", ".join(sorted(info.defs)) or "no functions"
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise HandlerNotFound(
+            f"{label}: handler {explicit!r}: {where} has no top-level function {fn} "
+            f"(it defines: {defined}). {hint}\nPaste this into {where}:\n\n{stub}",
+            looked=[where],
+            stub=stub,
+        )
 
     def _explicit_candidates(self, parts: Sequence[str]) -> list[Path]:
         bases: list[Path] = []

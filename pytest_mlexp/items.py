@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .model import Experiment, PlanError, SubExperiment, SweepPoint
-
 if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, TerminalRepr
 
+    from .model import Experiment, SubExperiment, SweepPoint
     from .session import MlexpSession, PlanContext
 
 
@@ -48,6 +47,8 @@ class PlanFile(pytest.File):
     """A ``research_plan.yaml``."""
 
     def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
+        from .model import PlanError
+
         state = session_of(self.config)
         state.mark_collected(self.path)  # also when broken: never collect (and report) it twice
         try:
@@ -95,6 +96,20 @@ def _placeholder(**kwargs: Any) -> None:  # pragma: no cover - never called: run
     raise AssertionError("an experiment item's callobj is never called directly")
 
 
+_SIGNATURES: dict[tuple[str, ...], inspect.Signature] = {}
+
+
+def _signature(fixtures: tuple[str, ...]) -> inspect.Signature:
+    """One (immutable) signature per set of fixture names: a sweep or a plan whose items share a
+    handler builds it once, not once per item."""
+    sig = _SIGNATURES.get(fixtures)
+    if sig is None:
+        sig = _SIGNATURES[fixtures] = inspect.Signature(
+            [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in fixtures]
+        )
+    return sig
+
+
 class SubItem(pytest.Function):
     """One sub-experiment (or one point of its sweep); all its seeds run inside it."""
 
@@ -116,9 +131,7 @@ class SubItem(pytest.Function):
         # pytest reads the fixtures an item needs from its callobj's signature: give it exactly
         # the handler's parameters (read from source, so collection never imports the handler).
         func: Any = lambda **kw: _placeholder(**kw)  # noqa: E731
-        func.__signature__ = inspect.Signature(
-            [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in fixtures]
-        )
+        func.__signature__ = _signature(tuple(fixtures))
         name = f"{sub.id}[{point.key}]" if point is not None else sub.id
         # No originalname: pytest 9.2 builds the node id from it and would drop the "[point]".
         item: SubItem = super().from_parent(parent, name=name, callobj=func)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import sys
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,7 +113,8 @@ def build_entry(
     entry["duration_s"] = round(sum(float(o.get("duration_s") or 0.0) for o in outcomes), 3)
     tracking = [o["wandb"] for o in outcomes if o.get("wandb")]
     if tracking:
-        entry["wandb"] = tracking[0] if len(tracking) == 1 else {"runs": tracking}
+        # Several seeds: the first run's link up front (what FINDINGS and JUnit show), all below.
+        entry["wandb"] = tracking[0] if len(tracking) == 1 else {**tracking[0], "runs": tracking}
     entry["provenance"] = dict(provenance)
     device = next((o["device"] for o in outcomes if o.get("device")), None)
     if device:  # only known when the handler asked runner.device
@@ -363,6 +365,7 @@ def make_task(
         upstream=upstream_for(ctx, sub),
         variant=dict(variant),
         timeout=_timeout(sub),
+        progress_file=str(workdir / f".mlexp-progress-{uuid.uuid4().hex[:12]}.jsonl"),
         # tracker settings as plain data; the run opens where the handler runs (trackers/)
         tracking=ctx.state.tracking.settings_for(ctx, sub, point_key, variant, seed, params),
     )

@@ -67,8 +67,13 @@ def _error(task: Task, kind: str, exc: BaseException, started: str) -> dict[str,
     }
 
 
-def run_task(task_data: Mapping[str, Any], fixtures_blob: bytes | None = None) -> dict[str, Any]:
-    """One seed: a Task dict (and pickled fixtures) in, a plain-data outcome out."""
+def run_task(
+    task_data: Mapping[str, Any], fixtures_blob: bytes | None = None, *, follow: bool = False
+) -> dict[str, Any]:
+    """One seed: a Task dict (and pickled fixtures) in, a plain-data outcome out.
+
+    ``follow``: also append what the handler logs to the workdir's progress file, which the
+    pytest process reads for its live line (process executor)."""
     task = Task.from_dict(task_data)
     started = now_iso()
     fixtures: dict[str, Any] = {}
@@ -83,7 +88,12 @@ def run_task(task_data: Mapping[str, Any], fixtures_blob: bytes | None = None) -
         raise
     except BaseException as exc:  # a module that calls sys.exit() on import is its error too
         return _error(task, "import", exc, started)
-    outcome = run_seed(task, handler, fixtures=fixtures)
+    sinks: tuple[Any, ...] = ()
+    if follow and task.progress_file:
+        from .progress import file_sinks
+
+        sinks = file_sinks(Path(task.progress_file))
+    outcome = run_seed(task, handler, fixtures=fixtures, metric_sinks=sinks[:1], progress_sinks=sinks[1:])
     outcome.pop("_exc", None)  # the exception object stays here; its traceback text travels
     return outcome
 
@@ -128,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if parent and parent.isdigit():
         _watch_parent(int(parent))
     task_data = json.loads(Path(args[0]).read_text(encoding="utf-8"))
-    outcome = run_task(task_data, blob)
+    outcome = run_task(task_data, blob, follow=True)
     write_outcome(Path(args[1]), outcome)
     return 0
 
@@ -162,6 +172,26 @@ def collect_artifacts(task: Task, settings: Mapping[str, Any]) -> tuple[dict[str
     return small, large
 
 
+def offline_run_files(task: Task, outcome: Mapping[str, Any]) -> dict[str, bytes]:
+    """The files of an offline W&B run written in the container (relative to the project
+    root), so they travel back with the result."""
+    info = outcome.get("wandb")
+    folder = info.get("offline_dir") if isinstance(info, Mapping) else None
+    if not folder:
+        return {}
+    root = Path(task.root)
+    base = Path(str(folder)) if Path(str(folder)).is_absolute() else root / str(folder)
+    out: dict[str, bytes] = {}
+    if base.is_dir():
+        for path in base.rglob("*"):
+            if path.is_file():
+                try:
+                    out[path.relative_to(root).as_posix()] = path.read_bytes()
+                except (OSError, ValueError):
+                    continue
+    return out
+
+
 def modal_entry(
     task_data: Mapping[str, Any], fixtures_blob: bytes | None, settings: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -171,6 +201,7 @@ def modal_entry(
     small, large = collect_artifacts(task, settings)
     outcome["artifact_files"] = small
     outcome["artifact_volume"] = large
+    outcome["wandb_files"] = offline_run_files(task, outcome)
     if large and settings.get("volume_name"):
         try:
             import modal

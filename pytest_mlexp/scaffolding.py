@@ -15,6 +15,7 @@ def run_scaffold(config: pytest.Config) -> int:
     root = Path(config.rootpath)
     plan_path = root / str(config.getini("mlexp_plan") or "research/research_plan.yaml")
     handlers_dir = str(config.getini("mlexp_handlers") or "experiments")
+
     # Runs before pytest configures its terminal reporter: plain prints.
     def line(text: str, **_: object) -> None:
         print(text)
@@ -44,9 +45,7 @@ def run_scaffold(config: pytest.Config) -> int:
         return 0
     written = scaffold(root, handlers_dir, missing)
     for path in written:
-        line(
-            f"mlexp: wrote handler stubs to {path.relative_to(root) if path.is_relative_to(root) else path}"
-        )
+        line(f"mlexp: wrote handler stubs to {path.relative_to(root) if path.is_relative_to(root) else path}")
     line(
         f"mlexp: {len(missing)} handler stubs written; fill them in, then run pytest --experiment <id> --stub"
     )

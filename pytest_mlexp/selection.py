@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +20,40 @@ class SelectionError(Exception):
     pass
 
 
-@dataclass
 class Selection:
-    experiments: set[str] = field(default_factory=set)  # every item of these
-    subs: set[str] = field(default_factory=set)  # just these subs (+ their experiment's assessment)
-    unmatched: list[str] = field(default_factory=list)
+    """What ``--experiment`` selected in one plan.
+
+    A plain class, not a dataclass: this module is imported by every pytest run (to decide
+    whether experiments are selected at all), and building a dataclass costs about a millisecond.
+    """
+
+    __slots__ = ("experiments", "subs", "unmatched")
+
+    def __init__(
+        self,
+        experiments: set[str] | None = None,
+        subs: set[str] | None = None,
+        unmatched: list[str] | None = None,
+    ) -> None:
+        self.experiments: set[str] = set() if experiments is None else experiments  # every item of these
+        self.subs: set[str] = set() if subs is None else subs  # just these (+ their assessment)
+        self.unmatched: list[str] = [] if unmatched is None else unmatched
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Selection):
+            return NotImplemented
+        return (self.experiments, self.subs, self.unmatched) == (
+            other.experiments,
+            other.subs,
+            other.unmatched,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
+
+    def __repr__(self) -> str:
+        return (
+            f"Selection(experiments={self.experiments!r}, subs={self.subs!r}, unmatched={self.unmatched!r})"
+        )
 
 
 def inactive_experiments(plan: Plan) -> set[str]:
@@ -133,7 +161,7 @@ def select_and_order(state: MlexpSession, config: pytest.Config, items: list[pyt
     from .items import AssessmentItem, SubItem
 
     kinds = (SubItem, AssessmentItem)
-    exp_items = [it for it in items if isinstance(it, kinds)]
+    exp_items: list[pytest.Item] = [it for it in items if isinstance(it, kinds)]
     if not state.selected:
         if exp_items:
             _deselect(config, items, set(map(id, exp_items)))
@@ -159,9 +187,7 @@ def select_and_order(state: MlexpSession, config: pytest.Config, items: list[pyt
         keep = [it for it in exp_items if not is_inactive(it)]
     keep_ids = set(map(id, keep))
     drop = {
-        id(it)
-        for it in items
-        if id(it) not in keep_ids and (state.experiment_args or isinstance(it, kinds))
+        id(it) for it in items if id(it) not in keep_ids and (state.experiment_args or isinstance(it, kinds))
     }
     if drop:
         _deselect(config, items, drop)

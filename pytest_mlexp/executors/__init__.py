@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..execution import ERROR, Task, now_iso
@@ -240,10 +241,42 @@ class Dispatcher:
                 for task in tasks
             ]
             handles = [ex.submit(job) for job in jobs]
-        return self._wait(item, handles)
+        return self._wait(item, handles, follow=executor != "local")
 
-    def _wait(self, item: pytest.Item, handles: Sequence[Handle]) -> list[dict[str, Any]]:
+    @staticmethod
+    def _follow(handles: Sequence[Handle]) -> None:
+        """While seeds run in worker processes, replay what they log into the live line."""
+        import time
+
+        from ..execution import observers
+        from ..progress import Follower
+
+        watch = observers.get()
+        if watch is None:
+            return  # no live line (not a terminal, or -s): just wait
+        followers: dict[int, Follower] = {}
         try:
+            while not all(h.done() for h in handles):
+                h = next(h for h in handles if not h.done())  # one seed at a time on the line
+                job = getattr(h, "job", None)
+                if job is not None and job.task.progress_file:
+                    if id(h) not in followers:
+                        metric_sinks, progress_sinks = watch(job.task)
+                        followers[id(h)] = Follower(
+                            Path(job.task.progress_file), metric_sinks, progress_sinks
+                        )
+                    followers[id(h)].poll()
+                time.sleep(0.1)
+        finally:
+            for follower in followers.values():
+                follower.close()
+
+    def _wait(
+        self, item: pytest.Item, handles: Sequence[Handle], *, follow: bool = False
+    ) -> list[dict[str, Any]]:
+        try:
+            if follow:
+                self._follow(handles)
             return [h.result() for h in handles]
         except KeyboardInterrupt as exc:
             # Ctrl-C, or SIGTERM (the plugin turns it into KeyboardInterrupt): cancel everything

@@ -233,8 +233,12 @@ def secrets_for(modal_section: Mapping[str, Any], environ: Mapping[str, str] | N
     env = os.environ if environ is None else environ
     names = _as_list(modal_section.get("secrets"))
     secrets = [modal.Secret.from_name(n) for n in names]
-    if env.get("WANDB_API_KEY") and not any("wandb" in n.lower() for n in names):
-        secrets.append(modal.Secret.from_dict({"WANDB_API_KEY": env["WANDB_API_KEY"]}))
+    from ..trackers.wandb import netrc_api_key
+
+    # The key from the environment, else the one `wandb login` stored in the netrc file.
+    key = env.get("WANDB_API_KEY") or netrc_api_key(env)
+    if key and not any("wandb" in n.lower() for n in names):
+        secrets.append(modal.Secret.from_dict({"WANDB_API_KEY": key}))
     return secrets
 
 
@@ -517,6 +521,12 @@ class ModalExecutor(PoolExecutor):
         plan_root = Path(task.plan_root)
         for rel, data in files.items():
             dest = safe_artifact_path(plan_root, rel)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+        # An offline W&B run folder comes back to the same place under the project root, so
+        # the `wandb sync` command recorded in results.yaml works here.
+        for rel, data in (outcome.pop("wandb_files", None) or {}).items():
+            dest = safe_artifact_path(Path(task.root), rel)
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
         result = outcome.get("result")

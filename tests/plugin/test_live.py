@@ -158,8 +158,10 @@ def test_live_line_in_a_run(project: Project, monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "openpty"), reason="needs a pseudo-terminal")
-def test_live_line_on_a_real_terminal(project: Project) -> None:
-    """A real TTY, a real pytest process: what a researcher's terminal receives."""
+@pytest.mark.parametrize("executor", ["local", "process"])
+def test_live_line_on_a_real_terminal(project: Project, executor: str) -> None:
+    """A real TTY, a real pytest process: what a researcher's terminal receives (for the
+    process executor the worker's logged points are followed through its progress file)."""
     import os
     import re
     import subprocess
@@ -169,7 +171,11 @@ def test_live_line_on_a_real_terminal(project: Project) -> None:
     project.handlers(
         "exp_a",
         "import time\n"
-        + HANDLERS.replace("for i in range(3):", "for i in range(3):\n        time.sleep(0.12)"),
+        # a worker process is followed by polling (every 0.1 s): give its steps time to be seen
+        + HANDLERS.replace(
+            "for i in range(3):",
+            f"for i in range(3):\n        time.sleep({0.12 if executor == 'local' else 0.4})",
+        ),
     )
     master, slave = os.openpty()
     env = {**os.environ, "COLUMNS": "120", "TERM": "xterm", "WANDB_MODE": "disabled"}
@@ -187,6 +193,8 @@ def test_live_line_on_a_real_terminal(project: Project) -> None:
             "no:cacheprovider",
             "--experiment",
             "exp-a",
+            "--mlexp-executor",
+            executor,
         ],
         cwd=project.path,
         stdin=subprocess.DEVNULL,
@@ -208,5 +216,5 @@ def test_live_line_on_a_real_terminal(project: Project) -> None:
     assert proc.wait(60) == 0
     out = b"".join(chunks).decode(errors="replace")
     assert "\r\x1b[28C  e_a_1 seed 0 | 0s\x1b[K" in out  # after "research/research_plan.yaml "
-    assert re.search(r"\| +\d+% train \| step \d \| loss=0\.\d+ \| \ds\x1b\[K", out)
+    assert re.search(r"\| +\d+% train \| step \d \| loss=0\.\d+ \| \ds\x1b\[K", out), repr(out[:3000])
     assert "\r\x1b[28C\x1b[K\x1b[32m." in out  # erased before pytest writes its dots

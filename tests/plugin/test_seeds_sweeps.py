@@ -121,13 +121,15 @@ def test_dependent_of_a_sweep_sees_its_selected_point(project: Project) -> None:
     project.plan(
         PLAN.replace(
             "    success_criteria:\n      acc: {target: 0.95",
-            "      es_after:\n        dependencies: [es_sweep]\n    success_criteria:\n      acc: {target: 0.95",
+            "      es_after:\n        dependencies: [es_sweep]\n"
+            "    success_criteria:\n      acc: {target: 0.95",
         )
     )
     project.handlers(
         "handlers",
         HANDLERS
-        + "\ndef es_after(runner):\n    return {'metrics': {'up': runner.upstream['es_sweep']['metrics']['acc']}}\n",
+        + "\ndef es_after(runner):\n"
+        + "    return {'metrics': {'up': runner.upstream['es_sweep']['metrics']['acc']}}\n",
     )
     result = project.run("--experiment", "es_sweep,es_after")
     result.assert_outcomes(passed=5, failed=1)  # the assessment: es_seeds never ran

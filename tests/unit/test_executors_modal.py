@@ -129,3 +129,45 @@ def test_live_modal_smoke(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--experiment", "all", "-p", "no:randomly", timeout=600)
     result.assert_outcomes(passed=2)
     assert (pytester.path / "research" / "artifacts" / "s1" / "hello.txt").read_text() == "hi from modal"
+
+
+def test_wandb_key_only_in_netrc_becomes_an_ephemeral_secret(tmp_path: Path) -> None:
+    from pytest_mlexp.executors.modal import secrets_for
+
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine api.wandb.ai\n  login user\n  password netrc-key-0123456789\n")
+    netrc.chmod(0o600)
+    assert len(secrets_for({"secrets": ["hf-token"]}, {"NETRC": str(netrc)})) == 2
+    assert len(secrets_for({"secrets": ["hf-token"]}, {"HOME": str(tmp_path / "nobody")})) == 1
+    # a named secret that carries the key wins: no ephemeral one
+    assert len(secrets_for({"secrets": ["wandb-key"]}, {"NETRC": str(netrc)})) == 1
+
+
+def test_offline_wandb_run_files_travel_back_relative_to_the_root(tmp_path: Path) -> None:
+    from pytest_mlexp.execution import Task
+
+    run = tmp_path / "wandb" / "offline-run-1"
+    (run / "files").mkdir(parents=True)
+    (run / "run-1.wandb").write_bytes(b"\x00records")
+    (run / "files" / "config.yaml").write_text("a: 1")
+    task = Task(
+        experiment_id="e",
+        sub_id="s",
+        point=None,
+        seed=0,
+        params={},
+        stub=False,
+        root=str(tmp_path),
+        plan_root=str(tmp_path / "research"),
+        module_path="experiments/e.py",
+        module_name="experiments.e",
+        function="s",
+        artifacts_dir=str(tmp_path / "a"),
+        workdir=str(tmp_path / "w"),
+    )
+    files = remote.offline_run_files(task, {"wandb": {"offline_dir": "wandb/offline-run-1"}})
+    assert files == {
+        "wandb/offline-run-1/run-1.wandb": b"\x00records",
+        "wandb/offline-run-1/files/config.yaml": b"a: 1",
+    }
+    assert remote.offline_run_files(task, {"wandb": {"url": "https://x"}}) == {}
