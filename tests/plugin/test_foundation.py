@@ -227,3 +227,16 @@ def test_scaffold_writes_stubs_for_missing_handlers_then_exits(project: Project)
     # the stub is runnable wiring: --stub now passes e1_b (it reports no needed metric)
     project.run("--experiment", "e1_b", "--stub").assert_outcomes(passed=2)
     assert "nothing to scaffold" in project.run("--mlexp-scaffold").stdout.str()
+
+
+def test_changed_params_move_a_stored_result_to_stale(project: Project) -> None:
+    project.plan(PLAN)
+    project.handlers("e_one", HANDLERS)
+    project.run("--experiment", "e-one").assert_outcomes(passed=3)
+    project.plan(PLAN.replace("value: 0.5", "value: 0.6"))
+    result = project.run("--experiment", "e1_a")
+    result.assert_outcomes(passed=1, failed=1)  # the assessment: e1_b's result no longer counts
+    result.stdout.fnmatch_lines(["*e1_b never ran*"])
+    doc = project.results("e-one")
+    assert "e1_b" not in doc["sub_experiments"]
+    assert doc["stale"]["e1_b"]["metrics"] == {"loss": 0.5}

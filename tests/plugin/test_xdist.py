@@ -56,8 +56,12 @@ def test_xdist_runs_components_apart_keeps_order_and_writes_once(
     project.plan(PLAN)
     project.handlers("handlers", HANDLERS)
     monkeypatch.setenv("MLEXP_TEST_LOG", str(project.path / "calls.log"))
-    result = project.pytester.runpytest_subprocess("-p", "no:randomly", "-n", "2", "--experiment", "all")
+    result = project.pytester.runpytest_subprocess(
+        "-p", "no:randomly", "-n", "2", "--experiment", "all", "--junitxml=r.xml"
+    )
     result.assert_outcomes(passed=8)
+    xml = (project.path / "r.xml").read_text()
+    assert xml.count('name="metric.m"') == 5 and xml.count('name="verdict.recommendation"') == 3
     calls = _log(project)
     order = [c[0] for c in calls]
     assert sorted(order) == ["ea_1", "ea_2", "eb_1", "ex_1", "ex_2"]  # each ran exactly once
