@@ -8,7 +8,6 @@ pytest process (with pytest fixtures); the process and Modal executors call
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 import time
@@ -234,23 +233,15 @@ def import_handler(task: Task) -> Callable[..., Any]:
     return load_handler(ref, root)
 
 
-def execute(task_data: Mapping[str, Any]) -> dict[str, Any]:
-    """The remote entry point: a Task dict in, an outcome dict out (never raises for handler errors)."""
-    task = Task.from_dict(task_data)
-    started = now_iso()
-    try:
-        handler = import_handler(task)
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:
-        return {
-            "seed": task.seed,
-            "status": ERROR,
-            "error": error_info("import", exc),
-            "started_at": started,
-            "finished_at": now_iso(),
-            "duration_s": 0.0,
-            "history": [],
-        }
-    os.environ.setdefault("MLEXP_WORKER", "1")
-    return run_seed(task, handler)
+def failed_outcome(task: Task, kind: str, exc: BaseException, started: str) -> dict[str, Any]:
+    """The outcome of a seed whose handler never ran (it could not be imported, its fixtures
+    could not be unpacked): an ``error`` with the cause's traceback."""
+    return {
+        "seed": task.seed,
+        "status": ERROR,
+        "error": error_info(kind, exc),
+        "started_at": started,
+        "finished_at": now_iso(),
+        "duration_s": 0.0,
+        "history": [],
+    }

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .execution import ERROR, Task, error_info, import_handler, now_iso, run_seed
+from .execution import Task, failed_outcome, import_handler, now_iso, run_seed
 
 
 class FixtureError(Exception):
@@ -55,18 +55,6 @@ def unpack_fixtures(blob: bytes) -> dict[str, Any]:
     return out
 
 
-def _error(task: Task, kind: str, exc: BaseException, started: str) -> dict[str, Any]:
-    return {
-        "seed": task.seed,
-        "status": ERROR,
-        "error": error_info(kind, exc),
-        "started_at": started,
-        "finished_at": now_iso(),
-        "duration_s": 0.0,
-        "history": [],
-    }
-
-
 def run_task(
     task_data: Mapping[str, Any], fixtures_blob: bytes | None = None, *, follow: bool = False
 ) -> dict[str, Any]:
@@ -81,13 +69,13 @@ def run_task(
         try:
             fixtures = unpack_fixtures(fixtures_blob)
         except FixtureError as exc:
-            return _error(task, "fixture", exc, started)
+            return failed_outcome(task, "fixture", exc, started)
     try:
         handler = import_handler(task)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # a module that calls sys.exit() on import is its error too
-        return _error(task, "import", exc, started)
+        return failed_outcome(task, "import", exc, started)
     sinks: tuple[Any, ...] = ()
     if follow and task.progress_file:
         from .progress import file_sinks

@@ -48,21 +48,13 @@ def run_local(
     progress_sinks: tuple[ProgressSink, ...] = (),
     handler: Callable[..., Any] | None = None,
 ) -> dict[str, Any]:
-    from ..execution import ERROR, error_info, now_iso
+    from ..execution import failed_outcome, now_iso
 
     started = now_iso()
     try:
         fn = handler if handler is not None else import_handler(task)
     except Exception as exc:
-        return {
-            "seed": task.seed,
-            "status": ERROR,
-            "error": error_info("import", exc),
-            "started_at": started,
-            "finished_at": now_iso(),
-            "duration_s": 0.0,
-            "history": [],
-        }
+        return failed_outcome(task, "import", exc, started)
     try:
         with alarm(task.timeout):
             return run_seed(

@@ -30,6 +30,7 @@ from pytest_mlexp.model import (
     Unlocks,
     Verdict,
 )
+from tests import factories
 
 LOC = Loc("research_plan.yaml", 1)
 
@@ -37,22 +38,14 @@ LOC = Loc("research_plan.yaml", 1)
 def make_sub(
     sub_id: str, exp_id: str = "p2", *, sweep: dict[str, tuple[Any, ...]] | None = None
 ) -> SubExperiment:
-    return SubExperiment(
-        id=sub_id,
-        experiment_id=exp_id,
-        handler=None,
-        params={},
-        stub_params={},
+    return factories.sub(
+        sub_id,
+        exp_id,
         sweep=sweep,
-        select=None,
         seeds=(0, 1, 2),
         seeds_given=True,
-        executor="local",
-        resources={},
-        marks=(),
-        success_criteria=(Criterion(metric="acc", kind="compare", op=">=", threshold=0.9),),
-        dependencies=(),
         meta={"name": f"Sub {sub_id}"},
+        success_criteria=(Criterion(metric="acc", kind="compare", op=">=", threshold=0.9),),
         loc=LOC,
     )
 
@@ -67,20 +60,11 @@ IOU = Criterion(
 
 def make_exp(exp_id: str = "p2", **kw: Any) -> Experiment:
     subs = kw.pop("subs", (make_sub("e_p2_1"), make_sub("e_p2_2", sweep={"h": (16, 32)}), make_sub("e_p2_3")))
-    base: dict[str, Any] = dict(
-        id=exp_id,
-        name="P2: Hybrid | Encoder",
-        phase=1,
-        sub_experiments=subs,
-        success_criteria=(LPIPS, IOU),
-        dependencies=(),
-        replaces=(),
-        retired=False,
-        meta={},
-        loc=LOC,
+    fields: dict[str, Any] = dict(
+        name="P2: Hybrid | Encoder", phase=1, success_criteria=(LPIPS, IOU), loc=LOC
     )
-    base.update(kw)
-    return Experiment(**base)
+    fields.update(kw)
+    return factories.experiment(exp_id, subs, **fields)
 
 
 def judgement(metric: str, value: Any, level: str, passed: bool, **kw: Any) -> Judgement:
@@ -540,39 +524,10 @@ def test_project_overview_written_between_markers(tmp_path: Path) -> None:
 
 def test_next_steps_cover_sub_level_borderline_and_inconclusive() -> None:
     from pytest_mlexp.findings import _next_steps
-    from pytest_mlexp.model import Experiment, Loc, SubExperiment, Verdict
+    from pytest_mlexp.model import Verdict
 
-    loc = Loc("plan.yaml", 1)
-    sub = SubExperiment(
-        id="s1",
-        experiment_id="e",
-        handler=None,
-        params={},
-        stub_params={},
-        sweep=None,
-        select=None,
-        seeds=(0, 1),
-        seeds_given=True,
-        executor="local",
-        resources={},
-        marks=(),
-        success_criteria=(),
-        dependencies=(),
-        meta={},
-        loc=loc,
-    )
-    exp = Experiment(
-        id="e",
-        name="E",
-        phase=None,
-        sub_experiments=(sub,),
-        success_criteria=(),
-        dependencies=(),
-        replaces=(),
-        retired=False,
-        meta={},
-        loc=loc,
-    )
+    sub = factories.sub("s1", "e", seeds=(0, 1), seeds_given=True)
+    exp = factories.experiment("e", (sub,), name="E")
     verdict = Verdict(
         experiment_id="e",
         status="completed",

@@ -25,6 +25,7 @@ from pytest_mlexp.handlers import (
     scaffold_stub,
 )
 from pytest_mlexp.model import Loc, SubExperiment
+from tests import factories
 
 
 def write(root: Path, rel: str, source: str) -> Path:
@@ -43,21 +44,12 @@ def make_sub(
     sweep: Mapping[str, tuple[Any, ...]] | None = None,
     meta: Mapping[str, Any] | None = None,
 ) -> SubExperiment:
-    return SubExperiment(
-        id=sub_id,
-        experiment_id=experiment_id,
+    return factories.sub(
+        sub_id,
+        experiment_id,
         handler=handler,
         params=dict(params or {}),
-        stub_params={},
         sweep=sweep,
-        select=None,
-        seeds=(0,),
-        seeds_given=False,
-        executor="local",
-        resources={},
-        marks=(),
-        success_criteria=(),
-        dependencies=(),
         meta=dict(meta or {}),
         loc=Loc("research/research_plan.yaml", 3),
     )

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_mlexp import store as store_mod
-from pytest_mlexp.model import Experiment, Loc, Plan, Project, SubExperiment
+from pytest_mlexp.model import Loc, Plan, Project, SubExperiment
 from pytest_mlexp.store import (
     HISTORY_LIMIT,
     SCHEMA_VERSION,
@@ -27,6 +27,7 @@ from pytest_mlexp.store import (
     dump_yaml,
     params_digest,
 )
+from tests import factories
 
 LOC = Loc("research_plan.yaml", 1)
 
@@ -34,40 +35,12 @@ LOC = Loc("research_plan.yaml", 1)
 def make_sub(
     sub_id: str, exp_id: str = "exp", *, sweep: dict[str, tuple[Any, ...]] | None = None
 ) -> SubExperiment:
-    return SubExperiment(
-        id=sub_id,
-        experiment_id=exp_id,
-        handler=None,
-        params={"lr": 0.01},
-        stub_params={},
-        sweep=sweep,
-        select=None,
-        seeds=(0,),
-        seeds_given=False,
-        executor="local",
-        resources={},
-        marks=(),
-        success_criteria=(),
-        dependencies=(),
-        meta={},
-        loc=LOC,
-    )
+    return factories.sub(sub_id, exp_id, params={"lr": 0.01}, sweep=sweep, loc=LOC)
 
 
 def make_plan(tmp_path: Path, experiments: dict[str, list[SubExperiment]]) -> Plan:
     exps = tuple(
-        Experiment(
-            id=exp_id,
-            name=f"Experiment {exp_id}",
-            phase=1,
-            sub_experiments=tuple(subs),
-            success_criteria=(),
-            dependencies=(),
-            replaces=(),
-            retired=False,
-            meta={},
-            loc=LOC,
-        )
+        factories.experiment(exp_id, subs, name=f"Experiment {exp_id}", phase=1, loc=LOC)
         for exp_id, subs in experiments.items()
     )
     root = tmp_path / "research"

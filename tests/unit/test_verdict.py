@@ -31,6 +31,7 @@ from pytest_mlexp.verdict import (
     sub_values,
     summarize_sweep,
 )
+from tests import factories
 
 LOC = Loc("research/research_plan.yaml", 1)
 
@@ -48,22 +49,15 @@ def S(
     deps: tuple[str, ...] = (),
     seeds: tuple[int, ...] = (0,),
 ) -> SubExperiment:
-    return SubExperiment(
-        id=sid,
-        experiment_id=exp,
-        handler=None,
-        params={},
-        stub_params={},
+    return factories.sub(
+        sid,
+        exp,
         sweep=sweep,
         select=select,
         seeds=seeds,
         seeds_given=len(seeds) > 1,
-        executor="local",
-        resources={},
-        marks=(),
         success_criteria=criteria,
         dependencies=deps,
-        meta={},
         loc=LOC,
     )
 
@@ -75,17 +69,8 @@ def E(
     deps: tuple[str, ...] = (),
     phase: int | None = None,
 ) -> Experiment:
-    return Experiment(
-        id=eid,
-        name=eid.upper(),
-        phase=phase,
-        sub_experiments=tuple(subs),
-        success_criteria=criteria,
-        dependencies=deps,
-        replaces=(),
-        retired=False,
-        meta={},
-        loc=LOC,
+    return factories.experiment(
+        eid, subs, name=eid.upper(), phase=phase, success_criteria=criteria, dependencies=deps, loc=LOC
     )
 
 
