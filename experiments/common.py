@@ -116,18 +116,18 @@ def train_classifier(
     model: nn.Module,
     data: dict[str, torch.Tensor],
     *,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    weight_decay: float = 0.0,
     x_key: str = "x",
     log: bool = True,
     progress: Callable[[float], None] | None = None,
 ) -> list[dict[str, float]]:
     """Adam with cross-entropy on minibatches; returns (and logs) one curve point per epoch.
 
-    ``x_key`` names the inputs in ``data`` (``x`` for pixels, ``z`` for latent codes).
+    Hyper-parameters come from the plan: ``epochs``, ``lr``, ``batch_size`` and (optional)
+    ``weight_decay`` in ``runner.params``.  ``x_key`` names the inputs in ``data`` (``x`` for
+    pixels, ``z`` for latent codes).
     """
+    epochs, lr, batch_size = runner.params["epochs"], runner.params["lr"], runner.params["batch_size"]
+    weight_decay = runner.params.get("weight_decay", 0.0)
     model.to(runner.device)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = nn.CrossEntropyLoss()

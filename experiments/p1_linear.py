@@ -36,10 +36,6 @@ def p1_logreg(runner) -> dict:
         runner,
         model,
         data,
-        epochs=runner.params["epochs"],
-        lr=runner.params["lr"],
-        batch_size=runner.params["batch_size"],
-        weight_decay=runner.params["weight_decay"],
         progress=runner.progress,
     )
     accuracy = common.accuracy(model, data["x_test"], data["y_test"])

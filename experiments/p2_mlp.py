@@ -16,10 +16,6 @@ def _train_mlp(runner, hidden: int) -> tuple[torch.nn.Module, dict, list[dict[st
         runner,
         model,
         data,
-        epochs=runner.params["epochs"],
-        lr=runner.params["lr"],
-        batch_size=runner.params["batch_size"],
-        weight_decay=runner.params["weight_decay"],
         progress=runner.progress,
     )
     return model, data, curve

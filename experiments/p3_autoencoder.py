@@ -102,9 +102,6 @@ def _probe(runner, codes: dict[str, np.ndarray], split: common.Split) -> float:
         runner,
         model,
         data,
-        epochs=runner.params["epochs"],
-        lr=runner.params["lr"],
-        batch_size=runner.params["batch_size"],
         x_key="z",
         log=False,
     )
