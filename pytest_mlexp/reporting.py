@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,24 +45,34 @@ def record_row(
         return
     sub = ctx.plan.sub(op["sub"])
     name = sub.id + (f"[{op['point']}]" if op.get("point") else "")
+    # Built in one go (a dict that grows past its first size is reallocated), with the plan
+    # path shared between rows: a 10,000-item run keeps 10,000 of these to the end.
     if kind == "blocked":
-        row: dict[str, Any] = {
+        state.records[report.nodeid] = {
             "status": "blocked",
             "reason": op.get("reason", ""),
             "metrics": {},
             "criteria": {},
+            "kind": "sub",
+            "experiment": sub.experiment_id,
+            "name": name,
+            "nodeid": report.nodeid,
+            "plan": sys.intern(op["plan"]),
         }
-    else:
-        entry = op["entry"]
-        row = {
-            "status": entry["status"],
-            "metrics": entry.get("metrics") or {},
-            "criteria": entry.get("criteria") or {},
-            "duration_s": entry.get("duration_s"),
-            "error": (entry.get("error") or {}).get("kind"),
-        }
-    row.update(kind="sub", experiment=sub.experiment_id, name=name, nodeid=report.nodeid, plan=op["plan"])
-    state.records[report.nodeid] = row
+        return
+    entry = op["entry"]
+    state.records[report.nodeid] = {
+        "status": entry["status"],
+        "metrics": entry.get("metrics") or {},
+        "criteria": entry.get("criteria") or {},
+        "duration_s": entry.get("duration_s"),
+        "error": (entry.get("error") or {}).get("kind"),
+        "kind": "sub",
+        "experiment": sub.experiment_id,
+        "name": name,
+        "nodeid": report.nodeid,
+        "plan": sys.intern(op["plan"]),
+    }
 
 
 def finish_session(state: MlexpSession, session: pytest.Session) -> None:

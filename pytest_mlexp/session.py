@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .model import PlanError, SubExperiment, SweepPoint, Verdict
-
 if TYPE_CHECKING:
     from .executors import Dispatcher
     from .handlers import HandlerIndex, HandlerRef
+    from .model import SubExperiment, SweepPoint, Verdict
     from .store import ResultsStore
     from .trackers import SessionTracking
 
@@ -35,6 +34,7 @@ class PlanContext:
 
     def __init__(self, state: MlexpSession, path: Path) -> None:
         from .handlers import HandlerIndex
+        from .model import PlanError
         from .plan import parse_plan_text
         from .store import ResultsStore, params_digest
 
@@ -300,7 +300,7 @@ def git_state(root: str) -> tuple[str | None, bool | None]:
         return None, None
 
 
-class _LazyVerdicts(Mapping[str, Verdict]):
+class _LazyVerdicts(Mapping[str, "Verdict"]):
     """Verdicts computed only for the experiments a blocker check actually looks at."""
 
     def __init__(self, ctx: PlanContext) -> None:
@@ -340,6 +340,7 @@ class MlexpSession:
         self.plan_setting: str = str(config.getini("mlexp_plan") or "research/research_plan.yaml")
         self.is_worker = hasattr(config, "workerinput")
         self.contexts: dict[Path, PlanContext] = {}
+        self._by_given: dict[Path | str, PlanContext] = {}  # context_for's memo, by the path as given
         self.collected: set[Path] = set()
         self.plan_warnings: list[str] = []
         self.notes: list[str] = []  # one-line messages shown after collection
@@ -351,6 +352,7 @@ class MlexpSession:
         self._scrubber: Any = None
         self._warned: list[str] = []
         self._tracking: SessionTracking | None = None
+        self._workdir_base: Path | None = None
 
     # --- small services ---------------------------------------------------------------------
     @property
@@ -408,23 +410,34 @@ class MlexpSession:
         return "local" if self.stub else sub.executor
 
     def workdir_for(self, sub_id: str, point: str | None, seed: int) -> Path:
-        cache = getattr(self.config, "cache", None)  # absent under -p no:cacheprovider
-        base = Path(cache.mkdir("mlexp-work")) if cache is not None else None
+        base = self._workdir_base
         if base is None:
-            import tempfile
+            cache = getattr(self.config, "cache", None)  # absent under -p no:cacheprovider
+            if cache is not None:
+                base = Path(cache.mkdir("mlexp-work"))
+            else:
+                import tempfile
 
-            base = Path(tempfile.gettempdir()) / "mlexp-work"
+                base = Path(tempfile.gettempdir()) / "mlexp-work"
+            self._workdir_base = base
         name = sub_id + (f"[{point}]" if point else "") + f"-seed{seed}"
         return base / name
 
     # --- plans ----------------------------------------------------------------------------
     def context_for(self, path: Path | str) -> PlanContext:
+        # Called several times per item with the same path object: resolving it (lstat calls)
+        # each time was a tenth of a trivial item's cost.
+        ctx = self._by_given.get(path)
+        if ctx is not None:
+            return ctx
         key = Path(path).resolve()
         ctx = self.contexts.get(key)
         if ctx is None:
             ctx = PlanContext(self, key)
             self.contexts[key] = ctx
             self._scrubber = None  # the new plan's secret params join the scrubber
+        if os.path.isabs(path):  # a relative one depends on the working directory
+            self._by_given[path] = ctx
         return ctx
 
     def mark_collected(self, path: Path) -> None:
@@ -531,6 +544,11 @@ class MlexpSession:
                 if line not in self._warned:
                     self.warn(line)
         record_row(self, ctx, report, op)
+        if not self.is_worker:
+            # Applied and summarised: the terminal reporter keeps every report to the end, and
+            # with it a second copy of every result entry (a worker's report must keep it: xdist
+            # sends it to the controller after this hook).
+            delattr(report, OP_KEY)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

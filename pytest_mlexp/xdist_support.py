@@ -15,93 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from xdist.scheduler import LoadScopeScheduling
-
-from .model import Plan
 
 if TYPE_CHECKING:
     from .session import MlexpSession
-
-
-def components(plan: Plan) -> dict[str, str]:
-    """Experiment id -> the id of its dependency component (union-find over every link)."""
-    parent = {e.id: e.id for e in plan.experiments}
-
-    def find(x: str) -> str:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    def union(a: str, b: str) -> None:
-        if a in parent and b in parent:
-            parent[find(a)] = find(b)
-
-    for exp in plan.experiments:
-        for dep in exp.dependencies:
-            union(exp.id, dep)
-        for gate in plan.gates_unlocking(exp.id):
-            for member in gate.experiments:
-                union(exp.id, member)
-        for sub in exp.sub_experiments:
-            for dep in sub.dependencies:
-                if plan.has_sub(dep):
-                    union(exp.id, plan.sub(dep).experiment_id)
-    return {e: find(e) for e in parent}
-
-
-class MlexpScheduling(LoadScopeScheduling):  # type: ignore[misc]
-    """LoadScope scheduling whose scope for experiment items is their dependency component."""
-
-    def __init__(self, config: pytest.Config, log: Any, state: MlexpSession) -> None:
-        super().__init__(config, log)
-        self._state = state
-        self._components: dict[str, dict[str, str] | None] = {}
-
-    def _component_map(self, plan_file: str) -> dict[str, str] | None:
-        if plan_file not in self._components:
-            path = Path(self._state.rootpath) / plan_file
-            found: dict[str, str] | None = None
-            if path.suffix == ".yaml" and path.is_file():
-                try:
-                    found = components(self._state.context_for(path).plan)
-                except Exception:  # a broken plan is reported by collection, not here
-                    found = None
-            self._components[plan_file] = found
-        return self._components[plan_file]
-
-    def _split_scope(self, nodeid: str) -> str:
-        parts = nodeid.split("::")
-        if len(parts) >= 3 and parts[0].endswith(".yaml"):
-            comps = self._component_map(parts[0])
-            if comps is not None and parts[1] in comps:
-                return f"{parts[0]}::component:{comps[parts[1]]}"
-        return str(super()._split_scope(nodeid))
-
-    def remove_node(self, node: Any) -> str | None:
-        """As xdist's, but the item that was running when the worker died is marked done, so
-        requeueing its unit does not run that sub-experiment a second time."""
-        workload = self.assigned_work.pop(node)
-        if not self._pending_of(workload):
-            return None
-        crashitem: str | None = None
-        for work_unit in workload.values():
-            for nodeid, completed in work_unit.items():
-                if not completed:
-                    crashitem = nodeid
-                    break
-            if crashitem is not None:
-                break
-        if crashitem is None:
-            raise RuntimeError("Unable to identify crashitem on a workload with pending items")
-        for scope, work_unit in workload.items():
-            if crashitem in work_unit:
-                work_unit[crashitem] = True
-            if not all(work_unit.values()):
-                self.workqueue[scope] = work_unit
-        for other in self.assigned_work:
-            self._reschedule(other)
-        return crashitem
 
 
 class XdistHooks:
@@ -114,6 +30,8 @@ class XdistHooks:
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
         if not self.state.selected:
             return None
+        from .xdist_scheduler import MlexpScheduling
+
         return MlexpScheduling(config, log, self.state)
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
