@@ -49,6 +49,7 @@ except ImportError:  # pragma: no cover - Windows
     _fcntl = None  # type: ignore[assignment]
 
 SCHEMA_VERSION = 1
+COMPACT_MIN = 64  # records journaled before the first rewrite of a results file
 HISTORY_LIMIT = 10
 
 # SPEC section 8 key order: the file is read by people, so it must not come out in arbitrary order.
@@ -784,7 +785,12 @@ class ResultsStore:
         self._touched[state.experiment_id] = None
         state.journal.write(line.encode("ascii"))
         state.pending += 1
-        due = state.pending >= max(1, state.entries_on_disk, state.retry_at)
+        # Geometric: rewrite once the journal holds as many records as the file has entries, so
+        # every entry is rewritten a bounded number of times (linear total cost). Never for fewer
+        # than COMPACT_MIN records: a rewrite costs milliseconds (fsync, lock, merge) and the
+        # journal already makes each record durable; the time-based refresh below keeps the file
+        # fresh for people watching a slow run.
+        due = state.pending >= max(COMPACT_MIN, state.entries_on_disk, state.retry_at)
         if not due and self.refresh_s is not None:
             due = time.monotonic() - state.last_write >= max(self.refresh_s, 20 * state.write_cost)
         if due:

@@ -416,6 +416,7 @@ def test_write_is_atomic_via_os_replace(plan: Plan, monkeypatch: pytest.MonkeyPa
 
 
 def test_failed_write_leaves_old_file_and_no_temp(plan: Plan, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_mod, "COMPACT_MIN", 1)  # rewrite as early as the geometric rule allows
     store = new_store(plan)
     store.record("exp", "s1", entry())
     store.flush()
@@ -534,6 +535,7 @@ def test_flush_without_records_writes_nothing(plan: Plan) -> None:
 def test_time_based_refresh(plan: Plan, monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [1000.0]
     monkeypatch.setattr(store_mod.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(store_mod, "COMPACT_MIN", 1)
     store = new_store(plan, refresh_s=10.0)
     store.record("exp", "s1", entry())  # empty file: written at once
     store.record("exp", "s2", entry())  # 1 entry: written
@@ -542,6 +544,16 @@ def test_time_based_refresh(plan: Plan, monkeypatch: pytest.MonkeyPatch) -> None
     clock[0] += 11
     store.record("exp", "sw", entry(), point="h_2")
     assert store.rewrites == 3
+
+
+def test_small_batches_stay_in_the_journal_until_compact_min(plan: Plan) -> None:
+    store = new_store(plan, refresh_s=None)
+    for i in range(store_mod.COMPACT_MIN - 1):
+        store.record("exp", f"s{i}", entry())
+    assert store.rewrites == 0 and not results_path(plan).exists()  # durable in the journal only
+    store.record("exp", "last", entry())
+    assert store.rewrites == 1
+    assert len(read(results_path(plan))["sub_experiments"]) == store_mod.COMPACT_MIN
 
 
 # --- YAML -------------------------------------------------------------------------------------
