@@ -125,7 +125,7 @@ def _folder_k(project: Project):  # type: ignore[no-untyped-def]
 
 def test_newer_schema_refused_with_clear_error_and_file_untouched(project: Project) -> None:
     project.plan(PLAN)
-    project.handlers("handlers", HANDLERS.replace("how = os.environ.get(\"HOW\")", "how = None"))
+    project.handlers("handlers", HANDLERS.replace('how = os.environ.get("HOW")', "how = None"))
     folder = _folder(project)
     folder.mkdir(parents=True)
     (folder / "results.yaml").write_text("schema: 99\nexperiment_id: e-s\n")
@@ -138,7 +138,7 @@ def test_newer_schema_refused_with_clear_error_and_file_untouched(project: Proje
 
 def test_unreadable_results_moved_aside_with_warning(project: Project) -> None:
     project.plan(PLAN)
-    project.handlers("handlers", HANDLERS.replace("how = os.environ.get(\"HOW\")", "how = None"))
+    project.handlers("handlers", HANDLERS.replace('how = os.environ.get("HOW")', "how = None"))
     folder = _folder(project)
     folder.mkdir(parents=True)
     (folder / "results.yaml").write_text("schema: 1\nsub_experiments: [unclosed\n")

@@ -1,0 +1,45 @@
+"""The project's own tooling holds: ruff, mypy --strict, the published plan schema, packaging."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize("args", [("ruff", "check", "."), ("ruff", "format", "--check", ".")])
+def test_ruff_clean(args: tuple[str, ...]) -> None:
+    pytest.importorskip("ruff")
+    result = _run(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict_clean() -> None:
+    pytest.importorskip("mypy")
+    result = _run("mypy")  # files and --strict come from pyproject.toml
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_published_schema_in_sync() -> None:
+    result = _run("pytest_mlexp.schema", "--check")
+    assert result.returncode == 0, result.stderr
+
+
+def test_package_ships_typing_marker_schema_and_entry_point() -> None:
+    from importlib import metadata
+
+    dist = metadata.distribution("pytest-mlexp")
+    assert any(ep.group == "pytest11" and ep.value == "pytest_mlexp.plugin" for ep in dist.entry_points)
+    package = ROOT / "pytest_mlexp"
+    assert (package / "py.typed").is_file()
+    assert (package / "schema" / "plan.schema.json").is_file()
