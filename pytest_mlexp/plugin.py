@@ -99,6 +99,9 @@ def pytest_configure(config: pytest.Config) -> None:
     _validate_ini(config)
     state = MlexpSession(config)
     config.pluginmanager.register(state, "mlexp-session")
+    from .session import EarlyOrder
+
+    config.pluginmanager.register(EarlyOrder(state), "mlexp-early-order")
     if config.pluginmanager.hasplugin("xdist") and not state.is_worker:
         from .xdist_support import XdistHooks
 

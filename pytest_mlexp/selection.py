@@ -191,7 +191,7 @@ def select_and_order(state: MlexpSession, config: pytest.Config, items: list[pyt
     }
     if drop:
         _deselect(config, items, drop)
-    _order(state, items, paths)
+    order_items(state, items, paths)
 
 
 def _filter_by_args(
@@ -262,7 +262,7 @@ def order_key(state: MlexpSession, item: Any, paths: _Paths | None = None) -> tu
     return (e, 1, 0, 0)
 
 
-def _order(state: MlexpSession, items: list[pytest.Item], paths: _Paths | None = None) -> None:
+def order_items(state: MlexpSession, items: list[pytest.Item], paths: _Paths | None = None) -> None:
     """Put experiment items in dependency order in the slots experiment items occupy,
     whatever ``--ff`` or a random-order plugin did; ordinary tests keep their places."""
     from .items import AssessmentItem, SubItem

@@ -318,6 +318,20 @@ class _LazyVerdicts(Mapping[str, "Verdict"]):
         return len(self._ctx.plan.experiments)
 
 
+class EarlyOrder:
+    """A plain ``tryfirst`` ``pytest_collection_modifyitems``: it runs after random-order
+    plugins (they shuffle in a wrapper, before its yield) and before the plain implementations,
+    among them stepwise, whose ``--sw`` cuts the item list by position.  The session's wrapper
+    orders again at the very end (after ``--ff``)."""
+
+    def __init__(self, state: MlexpSession) -> None:
+        self.state = state
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        self.state.early_order(items)
+
+
 class MlexpSession:
     """Per-run state and the hooks that need it (registered as ``mlexp-session``)."""
 
@@ -489,6 +503,13 @@ class MlexpSession:
         ]
 
     # --- hooks -------------------------------------------------------------------------------
+    def early_order(self, items: list[pytest.Item]) -> None:
+        """Dependency order before plugins that cut the list by position (``--sw``) see it."""
+        if self.selected:
+            from .selection import order_items
+
+            order_items(self, items)
+
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_collection_modifyitems(
         self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
+
 from tests.conftest import Project
 
 PLAN = """
@@ -160,3 +162,18 @@ def test_dependency_order_survives_random_order_plugin(project: Project) -> None
         lines = [line for line in result.stdout.lines if "PASSED" in line]
         names = [line.split("::")[1] for line in lines if "::" in line]
         assert names == ["e-a", "e-a", "e-b", "e-b", "e-c", "e-c"], lines
+
+
+def test_stepwise_resumes_at_the_failed_item_even_under_random_order(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _setup(project)
+    args = ("-p", "randomly", "--randomly-seed=7", "-W", "ignore::pytest.PytestAssertRewriteWarning")
+    first = project.pytester.runpytest(*args, "--experiment", "e-a", "--sw")
+    first.assert_outcomes(failed=1)  # ea_1 fails, stepwise stops there
+    monkeypatch.setenv("ACC", "0.9")
+    again = project.pytester.runpytest(*args, "--randomly-seed=3", "--experiment", "e-a", "--sw", "-v")
+    # stepwise cuts the list by position: it must see the plan's order, not the shuffled one
+    # (seed 3 shuffles the assessment first: without the early ordering only ea_1 would run)
+    again.assert_outcomes(passed=2)
+    again.stdout.fnmatch_lines(["*e-a::ea_1 PASSED*", "*e-a::assessment PASSED*"])
