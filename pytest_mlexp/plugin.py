@@ -143,6 +143,18 @@ def _sigterm_as_interrupt(config: pytest.Config) -> None:
     config.add_cleanup(_restore)
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With ``--experiment`` only experiment items run, so ordinary test modules are not even
+    imported: an experiment run never depends on the unit tests' imports (or breaks on them)."""
+    if (
+        collection_path.suffix == ".py"
+        and collection_path.name not in ("conftest.py", "__init__.py")
+        and config.getoption("mlexp_experiment")
+    ):
+        return True
+    return None
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.suffix != ".yaml":
         return None
