@@ -8,6 +8,7 @@ pytest process (with pytest fixtures); the process and Modal executors call
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import time
@@ -73,8 +74,19 @@ Observers = Callable[["Task"], tuple[tuple[MetricSink, ...], tuple[ProgressSink,
 observers: ContextVar[Observers | None] = ContextVar("mlexp_observers", default=None)
 
 
+_stamp: tuple[int, str] = (-1, "")
+
+
 def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Called a few times per seed, mostly within the same second: format each second once.
+    global _stamp
+    second = int(time.time())
+    last = _stamp
+    if last[0] == second:
+        return last[1]
+    text = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    _stamp = (second, text)
+    return text
 
 
 def error_info(kind: str, exc: BaseException, *, skip_frames: int = 0) -> dict[str, Any]:
@@ -136,9 +148,9 @@ def run_seed(
         variant=task.variant,
         seed=task.seed,
         stub=task.stub,
-        workdir=Path(task.workdir),
-        artifacts_dir=Path(task.artifacts_dir),
-        plan_root=Path(task.plan_root),
+        workdir=task.workdir,  # strs: the runner makes Paths only if the handler uses them
+        artifacts_dir=task.artifacts_dir,
+        plan_root=task.plan_root,
         upstream=task.upstream,
         metric_sinks=metric_sinks,
         progress_sinks=progress_sinks,
@@ -217,10 +229,25 @@ def loaded_packages() -> dict[str, str]:
     return out
 
 
+# (task.root, task.module_path) -> the handler file and the root as load_handler keys them
+_import_paths: dict[tuple[str, str], tuple[str, str]] = {}
+
+
 def import_handler(task: Task) -> Callable[..., Any]:
     """Import the handler under its stable module name (the same in every worker)."""
-    from .handlers import HandlerRef, load_handler
+    from .handlers import HandlerRef, load_handler, loaded_function
 
+    # Fast path: every seed after the first of a handler finds its module already imported.
+    paths = _import_paths.get((task.root, task.module_path))
+    if paths is None:
+        root = Path(task.root)
+        paths = _import_paths[(task.root, task.module_path)] = (
+            os.fspath(root / task.module_path),
+            os.fspath(root),
+        )
+    fn = loaded_function(task.module_name, paths[0], paths[1], task.function)
+    if fn is not None:
+        return fn
     root = Path(task.root)
     ref = HandlerRef(
         module_path=root / task.module_path,

@@ -644,6 +644,19 @@ def _ensure_package(name: str, folder: Path, root: Path) -> types.ModuleType:
     return module
 
 
+def loaded_function(
+    module_name: str, module_path: str, root: str, function: str
+) -> Callable[..., Any] | None:
+    """The handler when :func:`load_handler` already imported its module (still the one in
+    ``sys.modules``, its root still on ``sys.path``); None when it must go the long way."""
+    module = _loaded.get((module_name, module_path, root))
+    if module is not None and sys.modules.get(module_name) is module and root in sys.path:
+        fn = getattr(module, function, None)
+        if fn is not None and callable(fn):
+            return fn  # type: ignore[no-any-return]
+    return None
+
+
 def load_handler(ref: HandlerRef, root: Path | str) -> Callable[..., Any]:
     """Import the handler's module under ``ref.module_name`` (once) and return the function.
 
@@ -655,11 +668,9 @@ def load_handler(ref: HandlerRef, root: Path | str) -> Callable[..., Any]:
     # Fast path: a module we imported for this file before, still the one in sys.modules, with
     # the root still on sys.path (every seed of every item of a plan lands here after the first).
     key = (ref.module_name, os.fspath(ref.module_path), os.fspath(root))
-    module = _loaded.get(key)
-    if module is not None and sys.modules.get(ref.module_name) is module and key[2] in sys.path:
-        fn = getattr(module, ref.function, None)
-        if fn is not None and callable(fn):
-            return fn  # type: ignore[no-any-return]
+    fn = loaded_function(*key, ref.function)
+    if fn is not None:
+        return fn
     root_path = _abspath(root)
     path = _abspath(ref.module_path)
     display = _display(path, root_path)

@@ -7,8 +7,8 @@ owns the results files (the xdist controller, or this process), see ``session.py
 from __future__ import annotations
 
 import math
+import os
 import sys
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -321,17 +321,33 @@ def upstream_for(ctx: PlanContext, sub: SubExperiment) -> dict[str, Any]:
     return out
 
 
+_PYTHON_VERSION = ".".join(str(v) for v in sys.version_info[:3])
+
+
 def python_version() -> str:
-    return ".".join(str(v) for v in sys.version_info[:3])
+    return _PYTHON_VERSION
 
 
-def artifacts_dir(plan_root: Path, sub_id: str, point: str | None, seed: int | None, stub: bool) -> Path:
-    folder = plan_root / ("artifacts-stub" if stub else "artifacts") / sub_id
+def join_simple(base: str, *names: str) -> str:
+    """``str(Path(base, *names))`` for a ``base`` that is already a Path's text, without building
+    Paths when every name is one plain component (the common case: ids, ``seed0``).  Windows
+    always takes the Path way (drive letters make "plain" harder to tell)."""
+    if os.name == "nt":
+        return str(Path(base, *names))
+    for name in names:
+        if not name or name in (".", "..") or os.sep in name or (os.altsep and os.altsep in name):
+            return str(Path(base, *names))
+    return os.path.join(base, *names)
+
+
+def artifacts_dir(plan_root: str, sub_id: str, point: str | None, seed: int | None, stub: bool) -> str:
+    """``<plan folder>/artifacts[-stub]/<sub_id>[/<point>][/seed<k>]`` (SPEC section 4)."""
+    parts = ["artifacts-stub" if stub else "artifacts", sub_id]
     if point:
-        folder = folder / point
+        parts.append(point)
     if seed is not None:
-        folder = folder / f"seed{seed}"
-    return folder
+        parts.append(f"seed{seed}")
+    return join_simple(plan_root, *parts)
 
 
 def make_task(
@@ -345,9 +361,10 @@ def make_task(
     module_name: str,
     function: str,
     stub: bool,
-    workdir: Path,
+    workdir: Path | str,
 ) -> Task:
     multi = len(sub.seeds) > 1 and not stub
+    workdir_text = str(workdir)
     return Task(
         experiment_id=sub.experiment_id,
         sub_id=sub.id,
@@ -355,17 +372,18 @@ def make_task(
         seed=seed,
         params=dict(params),
         stub=stub,
-        root=str(ctx.root),
-        plan_root=str(ctx.plan.root),
+        root=ctx.root_text,
+        plan_root=ctx.plan_root_text,
         module_path=module_path,
         module_name=module_name,
         function=function,
-        artifacts_dir=str(artifacts_dir(ctx.plan.root, sub.id, point_key, seed if multi else None, stub)),
-        workdir=str(workdir),
-        upstream=upstream_for(ctx, sub),
+        artifacts_dir=artifacts_dir(ctx.plan_root_text, sub.id, point_key, seed if multi else None, stub),
+        workdir=workdir_text,
+        upstream=upstream_for(ctx, sub) if sub.dependencies else {},
         variant=dict(variant),
         timeout=_timeout(sub),
-        progress_file=str(workdir / f".mlexp-progress-{uuid.uuid4().hex[:12]}.jsonl"),
+        # 12 random hex digits, as uuid4().hex[:12] gave (its first 6 bytes are all random).
+        progress_file=os.path.join(workdir_text, f".mlexp-progress-{os.urandom(6).hex()}.jsonl"),
         # tracker settings as plain data; the run opens where the handler runs (trackers/)
         tracking=ctx.state.tracking.settings_for(ctx, sub, point_key, variant, seed, params),
     )

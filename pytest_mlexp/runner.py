@@ -38,17 +38,22 @@ def safe_artifact_path(folder: Path, name: str) -> Path:
 class Results:
     """``runner.results``: where artifacts go.  Paths returned are relative to the plan's folder."""
 
-    def __init__(self, folder: Path, plan_root: Path) -> None:
+    def __init__(self, folder: Path | str, plan_root: Path | str) -> None:
+        # Kept as given and made Paths on first use: most seeds save no artifact, and building
+        # the Paths up front was a measurable share of a trivial seed's cost.
         self._folder = folder
         self._plan_root = plan_root
         self.saved: list[str] = []
 
     @property
     def folder(self) -> Path:
-        return self._folder
+        folder = self._folder
+        if not isinstance(folder, Path):
+            folder = self._folder = Path(folder)
+        return folder
 
     def save_artifact(self, name: str, data: bytes | str) -> str:
-        path = safe_artifact_path(self._folder, name)
+        path = safe_artifact_path(self.folder, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(data, str):
             path.write_text(data, encoding="utf-8")
@@ -59,7 +64,7 @@ class Results:
                 f"save_artifact({name!r}, ...) takes bytes or str, not {type(data).__name__}; "
                 "for a matplotlib figure use runner.save_figure(fig, name)"
             )
-        rel = _relative(path, self._plan_root)
+        rel = _relative(path, Path(self._plan_root))
         if rel not in self.saved:
             self.saved.append(rel)
         return rel
@@ -92,9 +97,9 @@ class ExperimentRunner:
         variant: Mapping[str, Any] | None,
         seed: int,
         stub: bool,
-        workdir: Path,
-        artifacts_dir: Path,
-        plan_root: Path,
+        workdir: Path | str,
+        artifacts_dir: Path | str,
+        plan_root: Path | str,
         upstream: Mapping[str, Any] | None = None,
         metric_sinks: tuple[MetricSink, ...] = (),
         progress_sinks: tuple[ProgressSink, ...] = (),
@@ -120,8 +125,11 @@ class ExperimentRunner:
 
     @property
     def workdir(self) -> Path:
-        self._workdir.mkdir(parents=True, exist_ok=True)
-        return self._workdir
+        workdir = self._workdir
+        if not isinstance(workdir, Path):  # given as a str (see Results)
+            workdir = self._workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        return workdir
 
     @property
     def device(self) -> str:

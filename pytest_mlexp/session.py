@@ -52,6 +52,10 @@ class PlanContext:
             ) from None
         # Messages name the file as the user sees it; files are resolved from the absolute path.
         self.plan = _with_abs_path(parse_plan_text(text, shown), path)
+        # Per-session constants every task carries (computed once, not per seed).
+        self.root_text = str(self.root)
+        self.plan_root_text = str(self.plan.root)
+        self._module_paths: dict[Path, str] = {}
         self._digest = params_digest
 
         def digest_for(key: str) -> str | None:
@@ -109,10 +113,13 @@ class PlanContext:
     ) -> Any:
         from .orchestrate import make_task
 
-        try:
-            module_path = ref.module_path.relative_to(self.root).as_posix()
-        except ValueError:
-            module_path = str(ref.module_path)
+        module_path = self._module_paths.get(ref.module_path)
+        if module_path is None:
+            try:
+                module_path = ref.module_path.relative_to(self.root).as_posix()
+            except ValueError:
+                module_path = str(ref.module_path)
+            self._module_paths[ref.module_path] = module_path
         return make_task(
             self,
             sub,
@@ -124,13 +131,13 @@ class PlanContext:
             ref.module_name,
             ref.function,
             self.state.stub,
-            self.state.workdir_for(sub.id, point.key if point else None, seed),
+            self.state.workdir_text(sub.id, point.key if point else None, seed),
         )
 
     def provenance(self, sub: SubExperiment, params: Mapping[str, Any]) -> dict[str, Any]:
         from .orchestrate import python_version
 
-        commit, dirty = git_state(str(self.root))
+        commit, dirty = git_state(self.root_text)
         try:
             handler_sha = self.handler(sub).source_sha256
         except LookupError:
@@ -367,6 +374,7 @@ class MlexpSession:
         self._warned: list[str] = []
         self._tracking: SessionTracking | None = None
         self._workdir_base: Path | None = None
+        self._workdir_text: str | None = None
 
     # --- small services ---------------------------------------------------------------------
     @property
@@ -436,6 +444,16 @@ class MlexpSession:
             self._workdir_base = base
         name = sub_id + (f"[{point}]" if point else "") + f"-seed{seed}"
         return base / name
+
+    def workdir_text(self, sub_id: str, point: str | None, seed: int) -> str:
+        """``str(workdir_for(...))``, without building Paths for plain names."""
+        from .orchestrate import join_simple
+
+        base = self._workdir_text
+        if base is None:
+            self.workdir_for(sub_id, point, seed)  # settles the base folder
+            base = self._workdir_text = str(self._workdir_base)
+        return join_simple(base, sub_id + (f"[{point}]" if point else "") + f"-seed{seed}")
 
     # --- plans ----------------------------------------------------------------------------
     def context_for(self, path: Path | str) -> PlanContext:
@@ -552,11 +570,11 @@ class MlexpSession:
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        op = getattr(report, OP_KEY, None)
+        if op is None:  # setup and teardown reports, and every non-plan test
+            return
         from .reporting import record_row
 
-        op = getattr(report, OP_KEY, None)
-        if op is None:
-            return
         ctx = self.context_for(op["plan"])
         if not self.is_worker:
             ctx.apply(op, write=True)

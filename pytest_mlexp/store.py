@@ -216,9 +216,18 @@ def _emit_literal(pad: str, head: str, text: str, out: list[str]) -> None:
 
 def _emit_map(data: Mapping[Any, Any], indent: int, out: list[str]) -> None:
     pad = " " * indent
+    known = _STRING_CACHE
     for key, value in data.items():
-        head = f"{pad}{_key(key)}:"
-        if isinstance(value, dict):
+        # Most keys repeat and are cached already (short, so within _MAX_KEY): skip _key's calls.
+        text = known.get(key) if key.__class__ is str else None
+        head = f"{pad}{text if text is not None else _key(key)}:"
+        kind = value.__class__
+        if kind is str and "\n" not in value:  # the common scalars first, as _scalar emits them
+            text = known.get(value)
+            out.append(f"{head} {text if text is not None else _string(value)}\n")
+        elif kind is float:
+            out.append(f"{head} {_float(value)}\n")
+        elif isinstance(value, dict):
             if value:
                 out.append(head + "\n")
                 _emit_map(value, indent + 2, out)

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..execution import Task, import_handler, run_seed
 from ..runner import MetricSink, ProgressSink
-from .base import Executor, FutureHandle, Handle, Job, infra_outcome
+from .base import DoneHandle, Executor, Handle, Job, infra_outcome
 
 
 class SeedTimeout(BaseException):
@@ -72,6 +72,4 @@ class LocalExecutor(Executor):
     supports_fixtures = True
 
     def submit(self, job: Job) -> Handle:
-        handle = FutureHandle(job)
-        handle.set_result(run_local(job.task, job.fixtures))
-        return handle
+        return DoneHandle(job, run_local(job.task, job.fixtures))

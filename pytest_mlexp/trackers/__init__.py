@@ -275,8 +275,6 @@ class SessionTracking:
         stub: bool,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        from .wandb import resolve_mode
-
         self.config = config
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
         self.notes: list[str] = []  # one-line messages for the terminal (before items run)
@@ -295,6 +293,11 @@ class SessionTracking:
                 self.tracker = hooked
                 register(hooked)
             return
+        if flag == "disabled":  # resolve_mode's answer, without importing the W&B module
+            self.mode = "disabled"
+            return
+        from .wandb import resolve_mode
+
         self.mode, notice = resolve_mode(flag, stub=stub, environ=self.environ)
         if self.mode == "disabled":
             return
