@@ -110,7 +110,9 @@ def initially_selected(config: pytest.Config, state: MlexpSession) -> bool:
         return True
     if config.getoption("lf", False) or config.getoption("failedfirst", False):
         cache = getattr(config, "cache", None)
-        if cache is not None and cache.get("mlexp/ran_experiments", False):
+        from .reporting import CACHE_RAN
+
+        if cache is not None and cache.get(CACHE_RAN, False):
             return True
     invocation_dir = Path(config.invocation_params.dir)
     for arg in config.args:

@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from .trackers import SessionTracking
 
 OP_KEY = "mlexp_op"  # attribute on TestReport; plain data, so it travels from xdist workers
-CACHE_RAN = "mlexp/ran_experiments"
-CACHE_LF = "mlexp/lastfailed"
 
 
 class PlanContext:
@@ -612,7 +610,3 @@ class MlexpSession:
         # Deciding the tracking mode here shows its one-line notice before anything runs.
         tracking = self.tracking.notes if self.selected and not self.is_worker else []
         return [f"mlexp: warning: {w}" for w in self.plan_warnings] + self.notes + tracking
-
-
-def environ_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")

@@ -38,9 +38,12 @@ class Project:
             "-p", "no:randomly", "-W", "ignore::pytest.PytestAssertRewriteWarning", *args
         )
 
+    def experiment_dir(self, experiment_id: str) -> Path:
+        return self.path / "research" / "experiments" / experiment_id
+
     def results(self, experiment_id: str, stub: bool = False) -> dict[str, Any]:
         name = "results.stub.yaml" if stub else "results.yaml"
-        path = self.path / "research" / "experiments" / experiment_id / name
+        path = self.experiment_dir(experiment_id) / name
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         assert isinstance(data, dict)
         return data
@@ -48,9 +51,7 @@ class Project:
     def findings(self, experiment_id: str | None = None) -> str:
         if experiment_id is None:
             return (self.path / "research" / "FINDINGS.md").read_text(encoding="utf-8")
-        return (self.path / "research" / "experiments" / experiment_id / "FINDINGS.md").read_text(
-            encoding="utf-8"
-        )
+        return (self.experiment_dir(experiment_id) / "FINDINGS.md").read_text(encoding="utf-8")
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import Project
@@ -35,10 +37,6 @@ def s_3(runner):
 """
 
 
-def _folder(project: Project):  # type: ignore[no-untyped-def]
-    return project.path / "research" / "experiments" / "e-s"
-
-
 @pytest.mark.parametrize("how", ["term", "int"])
 def test_interrupt_keeps_finished_results_and_leaves_no_temp_files(
     project: Project, monkeypatch: pytest.MonkeyPatch, how: str
@@ -57,7 +55,9 @@ def test_interrupt_keeps_finished_results_and_leaves_no_temp_files(
     assert result.ret == 2  # interrupted
     doc = project.results("e-s")
     assert {k: v["status"] for k, v in doc["sub_experiments"].items()} == {"s_1": "passed", "s_2": "passed"}
-    leftovers = [p.name for p in _folder(project).iterdir() if p.name.endswith((".tmp", ".journal"))]
+    leftovers = [
+        p.name for p in project.experiment_dir("e-s").iterdir() if p.name.endswith((".tmp", ".journal"))
+    ]
     assert leftovers == []
     assert "s_1" in project.findings("e-s")
 
@@ -68,12 +68,12 @@ def test_hard_crash_loses_nothing_finished(project: Project, monkeypatch: pytest
     monkeypatch.setenv("HOW", "kill")
     project.pytester.runpytest_subprocess("-p", "no:randomly", "--experiment", "all")
     # the process died without any session-end code; the journal holds what finished
-    assert list(_folder(project).glob(".results*.journal"))
+    assert list(project.experiment_dir("e-s").glob(".results*.journal"))
     monkeypatch.setenv("HOW", "")
     project.run("--experiment", "s_4").assert_outcomes(passed=1, failed=1)
     doc = project.results("e-s")
     assert set(doc["sub_experiments"]) == {"s_1", "s_2", "s_4"}
-    assert not list(_folder(project).glob(".results*.journal"))
+    assert not list(project.experiment_dir("e-s").glob(".results*.journal"))
 
 
 SECRET_PLAN = """
@@ -105,8 +105,8 @@ def test_secrets_never_written_or_printed(project: Project, monkeypatch: pytest.
     result.assert_outcomes(failed=2)
     written = {
         "terminal": result.stdout.str() + result.stderr.str(),
-        "results": (_folder_k(project) / "results.yaml").read_text(),
-        "findings": (_folder_k(project) / "FINDINGS.md").read_text() + project.findings(),
+        "results": (project.experiment_dir("e-k") / "results.yaml").read_text(),
+        "findings": (project.experiment_dir("e-k") / "FINDINGS.md").read_text() + project.findings(),
         "junit": (project.path / "r.xml").read_text(),
     }
     for where, text in written.items():
@@ -119,16 +119,18 @@ def test_secrets_never_written_or_printed(project: Project, monkeypatch: pytest.
     assert "***" in doc["sub_experiments"]["k_1"]["error"]["traceback"]
 
 
-def _folder_k(project: Project):  # type: ignore[no-untyped-def]
-    return project.path / "research" / "experiments" / "e-k"
+def _with_results_file(project: Project, text: str) -> Path:
+    """A project whose e-s results.yaml holds ``text`` before the run."""
+    project.plan(PLAN)
+    project.handlers("handlers", HANDLERS.replace('how = os.environ.get("HOW")', "how = None"))
+    folder = project.experiment_dir("e-s")
+    folder.mkdir(parents=True)
+    (folder / "results.yaml").write_text(text)
+    return folder
 
 
 def test_newer_schema_refused_with_clear_error_and_file_untouched(project: Project) -> None:
-    project.plan(PLAN)
-    project.handlers("handlers", HANDLERS.replace('how = os.environ.get("HOW")', "how = None"))
-    folder = _folder(project)
-    folder.mkdir(parents=True)
-    (folder / "results.yaml").write_text("schema: 99\nexperiment_id: e-s\n")
+    folder = _with_results_file(project, "schema: 99\nexperiment_id: e-s\n")
     result = project.run("--experiment", "all")
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*results schema 99*upgrade pytest-mlexp*"])
@@ -137,11 +139,7 @@ def test_newer_schema_refused_with_clear_error_and_file_untouched(project: Proje
 
 
 def test_unreadable_results_moved_aside_with_warning(project: Project) -> None:
-    project.plan(PLAN)
-    project.handlers("handlers", HANDLERS.replace('how = os.environ.get("HOW")', "how = None"))
-    folder = _folder(project)
-    folder.mkdir(parents=True)
-    (folder / "results.yaml").write_text("schema: 1\nsub_experiments: [unclosed\n")
+    folder = _with_results_file(project, "schema: 1\nsub_experiments: [unclosed\n")
     result = project.run("--experiment", "all")
     result.assert_outcomes(passed=5)
     result.stdout.fnmatch_lines(["mlexp: warning: *results.yaml*moved it aside*"])
