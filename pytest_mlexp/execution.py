@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .normalize import ResultError, normalize_result
 from .runner import ExperimentRunner, MetricSink, ProgressSink
 
 # Outcome statuses of one seed.  "failed" (criteria) is decided later, by the judge.
@@ -125,8 +126,6 @@ def run_seed(
     ``error`` when not, plus ``history``, ``started_at``, ``finished_at``, ``duration_s``,
     ``device`` and ``seed``.
     """
-    from .normalize import ResultError, normalize_result
-
     # Tracking (W&B, or a hook's tracker) opens here, where the handler runs, from the plain
     # settings in task.tracking: the same in the pytest process, a worker or a Modal container.
     tracked = None

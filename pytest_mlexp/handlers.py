@@ -275,6 +275,9 @@ class HandlerIndex:
         # looked for, and its ref built, once, not once per sub-experiment.
         self._explicit_files: dict[str, Path | None] = {}
         self._refs: dict[tuple[Path, str], HandlerRef] = {}
+        # An explicit handler that was found is the same ref for every sub naming it: a sweep or a
+        # plan-wide ``defaults: {handler: ...}`` looks it up once, not once per sub-experiment.
+        self._explicit_hits: dict[str, HandlerRef] = {}
 
     # -- scanning ------------------------------------------------------------------------------
 
@@ -287,6 +290,7 @@ class HandlerIndex:
             self._memo.clear()
             self._explicit_files.clear()
             self._refs.clear()
+            self._explicit_hits.clear()
 
     def modules(self) -> list[Path]:
         """Every ``.py`` file under the handler root, sorted."""
@@ -370,6 +374,10 @@ class HandlerIndex:
         :class:`HandlerAmbiguous`.  Results are memoised: sweeps look the same handler up
         once per point.
         """
+        if explicit:
+            found = self._explicit_hits.get(explicit)
+            if found is not None:
+                return found
         key = (experiment_id, sub_id, explicit)
         with self._lock:
             hit = self._memo.get(key)
@@ -382,6 +390,9 @@ class HandlerIndex:
                     )
                 except HandlerError as exc:
                     hit = exc
+                else:
+                    if explicit:
+                        self._explicit_hits[explicit] = hit
                 self._memo[key] = hit
         if isinstance(hit, HandlerError):
             # a fresh copy each time: raising the same instance would grow its traceback

@@ -35,11 +35,18 @@ class MlexpFailure(Exception):
         self.message = message
 
 
-def session_of(config: pytest.Config) -> MlexpSession:
-    from .session import MlexpSession
+_SESSION_KEY = pytest.StashKey["MlexpSession"]()
 
-    state = config.pluginmanager.get_plugin("mlexp-session")
-    assert isinstance(state, MlexpSession)
+
+def session_of(config: pytest.Config) -> MlexpSession:
+    # A few calls per item: the stash is one dict lookup, the plugin manager an import and a check.
+    state = config.stash.get(_SESSION_KEY, None)
+    if state is None:
+        from .session import MlexpSession
+
+        found = config.pluginmanager.get_plugin("mlexp-session")
+        assert isinstance(found, MlexpSession)
+        state = config.stash[_SESSION_KEY] = found
     return state
 
 
@@ -74,6 +81,9 @@ class ExperimentNode(pytest.Collector):
     def __init__(self, *, experiment: Experiment, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.experiment = experiment
+        # The fixture closure of this node's items, per set of requested fixture names (see
+        # SubItem.build): every item under one node with the same names has the same closure.
+        self.fixtureinfos: dict[tuple[str, ...], Any] = {}
 
     def collect(self) -> Iterator[pytest.Item]:
         state = session_of(self.config)
@@ -139,10 +149,18 @@ class SubItem(pytest.Function):
     ) -> SubItem:
         # pytest reads the fixtures an item needs from its callobj's signature: give it exactly
         # the handler's parameters (read from source, so collection never imports the handler).
-        func = _callobj(tuple(ctx.fixture_names(sub)))
+        names = tuple(ctx.fixture_names(sub))
+        func = _callobj(names)
         name = f"{sub.id}[{point.key}]" if point is not None else sub.id
+        # Computing the fixture closure was half the cost of building an item.  It depends on the
+        # names asked for, the node's place (conftest visibility, autouse) and the item's own
+        # marks at construction, which our items do not have yet (plan marks are added below):
+        # so it is shared, as pytest shares one across the items of a parametrised test.
+        info = parent.fixtureinfos.get(names)
         # No originalname: pytest 9.2 builds the node id from it and would drop the "[point]".
-        item: SubItem = super().from_parent(parent, name=name, callobj=func)
+        item: SubItem = super().from_parent(parent, name=name, callobj=func, fixtureinfo=info)
+        if info is None:
+            parent.fixtureinfos[names] = getattr(item, "_fixtureinfo", None)
         item.sub = sub
         item.point = point
         item.point_index = index

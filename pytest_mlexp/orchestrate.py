@@ -17,10 +17,16 @@ import pytest
 
 from .execution import ERROR, INFRA, OK, Task
 from .items import AssessmentItem, MlexpFailure, SubItem, session_of
+from .live import watching
 from .model import SubExperiment
+from .secrets import redact_params
+from .session import git_state
+from .store import params_digest
+from .verdict import judge_sub
 
 if TYPE_CHECKING:
     from .handlers import HandlerRef
+    from .model import SweepPoint
     from .session import PlanContext
 
 
@@ -90,9 +96,6 @@ def build_entry(
     The messages of unmet criteria are appended to ``messages`` (for the failure report)."""
     if messages is None:
         messages = []
-    from .secrets import redact_params
-    from .verdict import judge_sub
-
     metrics, per_seed = aggregate_seeds(outcomes)
     first_ok = next((o for o in outcomes if o.get("status") == OK), None)
     failed_out = next((o for o in outcomes if o.get("status") != OK), None)
@@ -134,8 +137,8 @@ def build_entry(
         judged = judge_sub(sub, entry, stub=stub)
         entry["criteria"] = {j.metric: j.to_dict() for j in judged}
         messages.extend(j.message for j in judged if not j.passed)
-        missing = [m for m in needed_metrics(ctx, sub) if m not in metrics]
-        if stub and missing:
+        missing = [m for m in needed_metrics(ctx, sub) if m not in metrics] if stub else []
+        if missing:
             entry["status"] = ERROR
             entry["error"] = {
                 "kind": "wiring",
@@ -176,7 +179,7 @@ def run_sub_item(item: SubItem) -> None:
     params = sub.resolved_params(stub, point)
     executor_name = state.executor_for(sub)
     seeds = sub.seeds[:1] if stub else sub.seeds
-    provenance = ctx.provenance(sub, params)
+    prov = provenance(ctx, sub, params)
     try:
         ref = ctx.handler(sub)
     except LookupError as exc:  # HandlerNotFound / HandlerAmbiguous
@@ -194,12 +197,12 @@ def run_sub_item(item: SubItem) -> None:
             for s in seeds[:1]
         ]
     else:
-        fixtures = {n: item.funcargs[n] for n in ref.fixture_names if n != "runner" and n in item.funcargs}
-        # Built by item_tasks, which the dispatcher also uses to submit this item ahead.
-        from .live import watching
-
+        funcargs = item.funcargs
+        fixtures = {n: funcargs[n] for n in ref.fixture_names if n != "runner" and n in funcargs}
+        # The same tasks item_tasks builds when the dispatcher submits this item ahead.
+        tasks = [build_task(ctx, sub, point, seed, params, ref) for seed in seeds]
         with watching(item.config):  # the live progress line, for seeds run in this process
-            outcomes = state.dispatcher.run(item, executor_name, item_tasks(item, ref), fixtures)
+            outcomes = state.dispatcher.run(item, executor_name, tasks, fixtures)
     messages: list[str] = []
     entry = build_entry(
         ctx,
@@ -209,7 +212,7 @@ def run_sub_item(item: SubItem) -> None:
         outcomes=outcomes,
         executor=executor_name,
         stub=stub,
-        provenance=provenance,
+        provenance=prov,
         messages=messages,
     )
     entry = state.scrub_obj(entry)  # tracebacks and findings may quote a secret
@@ -240,7 +243,7 @@ def item_tasks(item: SubItem, ref: HandlerRef) -> list[Task]:
     ctx = state.context_for(item.path)
     params = item.sub.resolved_params(state.stub, item.point)
     seeds = item.sub.seeds[:1] if state.stub else item.sub.seeds
-    return [ctx.task(item.sub, item.point, seed, params, ref) for seed in seeds]
+    return [build_task(ctx, item.sub, item.point, seed, params, ref) for seed in seeds]
 
 
 def _cancelled(entry: Mapping[str, Any]) -> bool:
@@ -324,10 +327,6 @@ def upstream_for(ctx: PlanContext, sub: SubExperiment) -> dict[str, Any]:
 _PYTHON_VERSION = ".".join(str(v) for v in sys.version_info[:3])
 
 
-def python_version() -> str:
-    return _PYTHON_VERSION
-
-
 def join_simple(base: str, *names: str) -> str:
     """``str(Path(base, *names))`` for a ``base`` that is already a Path's text, without building
     Paths when every name is one plain component (the common case: ids, ``seed0``).  Windows
@@ -348,6 +347,58 @@ def artifacts_dir(plan_root: str, sub_id: str, point: str | None, seed: int | No
     if seed is not None:
         parts.append(f"seed{seed}")
     return join_simple(plan_root, *parts)
+
+
+def provenance(ctx: PlanContext, sub: SubExperiment, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``provenance:`` of a result: git state, handler source digest, params digest, Python."""
+    base = ctx.provenance_base.get(sub.id)
+    if base is None:  # all but the params digest is the same for every item of a sub, all session
+        commit, dirty = git_state(ctx.root_text)
+        try:
+            handler_sha = ctx.handler(sub).source_sha256
+        except LookupError:
+            handler_sha = None
+        base = ctx.provenance_base[sub.id] = {
+            "git_commit": commit,
+            "git_dirty": dirty,
+            "handler_sha256": handler_sha,
+        }
+    out = dict(base)
+    out["params_sha256"] = params_digest(params)
+    out["python"] = _PYTHON_VERSION
+    return out
+
+
+def build_task(
+    ctx: PlanContext,
+    sub: SubExperiment,
+    point: SweepPoint | None,
+    seed: int,
+    params: Mapping[str, Any],
+    ref: HandlerRef,
+) -> Task:
+    """One seed's task, with the handler's file relative to the project root."""
+    module_path = ctx.module_paths.get(ref.module_path)
+    if module_path is None:
+        try:
+            module_path = ref.module_path.relative_to(ctx.root).as_posix()
+        except ValueError:
+            module_path = str(ref.module_path)
+        ctx.module_paths[ref.module_path] = module_path
+    point_key = point.key if point else None
+    return make_task(
+        ctx,
+        sub,
+        point_key,
+        point.values if point else {},
+        seed,
+        params,
+        module_path,
+        ref.module_name,
+        ref.function,
+        ctx.state.stub,
+        ctx.state.workdir_text(sub.id, point_key, seed),
+    )
 
 
 def make_task(

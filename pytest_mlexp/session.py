@@ -20,7 +20,7 @@ import pytest
 if TYPE_CHECKING:
     from .executors import Dispatcher
     from .handlers import HandlerIndex, HandlerRef
-    from .model import SubExperiment, SweepPoint, Verdict
+    from .model import SubExperiment, Verdict
     from .store import ResultsStore
     from .trackers import SessionTracking
 
@@ -53,8 +53,10 @@ class PlanContext:
         # Per-session constants every task carries (computed once, not per seed).
         self.root_text = str(self.root)
         self.plan_root_text = str(self.plan.root)
-        self._module_paths: dict[Path, str] = {}
-        self._digest = params_digest
+        # Per-session caches of orchestrate.py (task and provenance building), per handler file
+        # and per sub-experiment: they do not change while the session runs.
+        self.module_paths: dict[Path, str] = {}
+        self.provenance_base: dict[str, dict[str, Any]] = {}
 
         def digest_for(key: str) -> str | None:
             sub_id, _, point = key.partition("[")
@@ -100,53 +102,6 @@ class PlanContext:
         except LookupError:
             return []
         return [p for p in ref.fixture_names if p != "runner"]
-
-    def task(
-        self,
-        sub: SubExperiment,
-        point: SweepPoint | None,
-        seed: int,
-        params: Mapping[str, Any],
-        ref: HandlerRef,
-    ) -> Any:
-        from .orchestrate import make_task
-
-        module_path = self._module_paths.get(ref.module_path)
-        if module_path is None:
-            try:
-                module_path = ref.module_path.relative_to(self.root).as_posix()
-            except ValueError:
-                module_path = str(ref.module_path)
-            self._module_paths[ref.module_path] = module_path
-        return make_task(
-            self,
-            sub,
-            point.key if point else None,
-            point.values if point else {},
-            seed,
-            params,
-            module_path,
-            ref.module_name,
-            ref.function,
-            self.state.stub,
-            self.state.workdir_text(sub.id, point.key if point else None, seed),
-        )
-
-    def provenance(self, sub: SubExperiment, params: Mapping[str, Any]) -> dict[str, Any]:
-        from .orchestrate import python_version
-
-        commit, dirty = git_state(self.root_text)
-        try:
-            handler_sha = self.handler(sub).source_sha256
-        except LookupError:
-            handler_sha = None
-        return {
-            "git_commit": commit,
-            "git_dirty": dirty,
-            "handler_sha256": handler_sha,
-            "params_sha256": self._digest(params),
-            "python": python_version(),
-        }
 
     def ranks(self) -> tuple[dict[str, int], dict[str, int]]:
         """Positions of experiments and subs in dependency order (computed once)."""

@@ -49,7 +49,11 @@ except ImportError:  # pragma: no cover - Windows
     _fcntl = None  # type: ignore[assignment]
 
 SCHEMA_VERSION = 1
-COMPACT_MIN = 64  # records journaled before the first rewrite of a results file
+# Records journaled before the first count-based rewrite of a results file.  The journal already
+# makes every record durable, and the time-based refresh (refresh_s) keeps the file fresh for a
+# person watching a slow run; a rewrite mid-run of a fast one (milliseconds: emit, fsync, lock)
+# only bounds how long the journal grows relative to the file, so it can wait for many records.
+COMPACT_MIN = 1024
 HISTORY_LIMIT = 10
 
 # SPEC section 8 key order: the file is read by people, so it must not come out in arbitrary order.
@@ -95,9 +99,15 @@ class StoreError(Exception):
     """A results file this version of pytest-mlexp must not touch (a newer schema)."""
 
 
+# Encoders built once: ``json.dumps`` with any keyword builds a new encoder on every call, which
+# was a fifth of the cost of recording a small entry.
+_DIGEST_JSON = json.JSONEncoder(sort_keys=True, default=repr, separators=(",", ":"), ensure_ascii=False)
+_QUOTE_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
 def params_digest(params: Mapping[str, Any]) -> str:
     """sha256 of the params as canonical JSON: equal params give equal digests across runs."""
-    text = json.dumps(params, sort_keys=True, default=repr, separators=(",", ":"), ensure_ascii=False)
+    text = _DIGEST_JSON.encode(params)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -131,7 +141,7 @@ def _escape_nonprint(match: re.Match[str]) -> str:
 
 def _quote(text: str) -> str:
     # JSON's escapes (\" \\ \n \t \uXXXX ...) are all valid YAML double-quoted escapes.
-    quoted = json.dumps(text, ensure_ascii=False)
+    quoted = _QUOTE_JSON.encode(text)
     if _NONPRINT_RE.search(quoted):
         quoted = _NONPRINT_RE.sub(_escape_nonprint, quoted)
     return quoted
@@ -313,8 +323,11 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
+_JOURNAL_JSON = json.JSONEncoder(default=_json_default)
+
+
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, default=_json_default)
+    return _JOURNAL_JSON.encode(obj)
 
 
 def _shared_strings(obj: dict[str, Any]) -> dict[str, Any]:
@@ -329,8 +342,13 @@ def _shared_strings(obj: dict[str, Any]) -> dict[str, Any]:
     return {intern(k): intern(v) if v.__class__ is str and len(v) <= 80 else v for k, v in obj.items()}
 
 
+_JOURNAL_DECODER = json.JSONDecoder(object_hook=_shared_strings)
+
+
 def _loads(text: str | bytes) -> Any:
-    return json.loads(text, object_hook=_shared_strings)
+    # Journal lines are ASCII (the encoder escapes the rest); a torn line that is not even UTF-8
+    # raises UnicodeDecodeError, a ValueError like any other unreadable line.
+    return _JOURNAL_DECODER.decode(text.decode("utf-8") if isinstance(text, bytes) else text)
 
 
 def _fix_seed_keys(entry: dict[str, Any]) -> None:
@@ -796,9 +814,8 @@ class ResultsStore:
         state.pending += 1
         # Geometric: rewrite once the journal holds as many records as the file has entries, so
         # every entry is rewritten a bounded number of times (linear total cost). Never for fewer
-        # than COMPACT_MIN records: a rewrite costs milliseconds (fsync, lock, merge) and the
-        # journal already makes each record durable; the time-based refresh below keeps the file
-        # fresh for people watching a slow run.
+        # than COMPACT_MIN records (see there); the time-based refresh below keeps the file fresh
+        # for people watching a slow run.
         due = state.pending >= max(COMPACT_MIN, state.entries_on_disk, state.retry_at)
         if not due and self.refresh_s is not None:
             due = time.monotonic() - state.last_write >= max(self.refresh_s, 20 * state.write_cost)
