@@ -211,13 +211,13 @@ _versions: dict[str, str | None] = {}
 
 def loaded_packages() -> dict[str, str]:
     """Versions of the well-known ML packages this process has imported (never imports them)."""
-    from importlib import metadata
-
     out: dict[str, str] = {}
     for module, dist in _TRACKED.items():
         if module not in sys.modules:
             continue
         if dist not in _versions:
+            from importlib import metadata
+
             try:
                 _versions[dist] = metadata.version(dist)
             except metadata.PackageNotFoundError:

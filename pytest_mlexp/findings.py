@@ -65,7 +65,10 @@ def fmt_value(value: Any) -> str:
 
 def cell(text: Any) -> str:
     """A Markdown table cell: one line, ``|`` escaped."""
-    return " ".join(str(text).split("\n")).replace("\r", "").replace("|", "\\|")
+    body = str(text)
+    if "\n" not in body and "\r" not in body and "|" not in body:
+        return body  # most cells: a number, an id, a short status
+    return " ".join(body.split("\n")).replace("\r", "").replace("|", "\\|")
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:

@@ -130,7 +130,7 @@ class SubItem(pytest.Function):
 
     # Slots, not instance-dict entries: a pytest Function's ``__dict__`` is already at the size
     # where a few more keys reallocate it (~0.8 KB per item in a 10,000-point sweep).
-    # ``_mlexp_op`` is the result op ``session.attach_op`` hands to the report hook.
+    # ``_mlexp_op``: on an xdist worker, the result op ``session.attach_op`` hands to OpCarrier.
     __slots__ = ("_mlexp_op", "experiment_id", "point", "point_index", "sub")
 
     sub: SubExperiment

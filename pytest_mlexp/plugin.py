@@ -102,6 +102,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from .session import EarlyOrder
 
     config.pluginmanager.register(EarlyOrder(state), "mlexp-early-order")
+    if state.is_worker:
+        from .session import OpCarrier
+
+        config.pluginmanager.register(OpCarrier(), "mlexp-op-carrier")
     if config.pluginmanager.hasplugin("xdist") and not state.is_worker:
         from .xdist_support import XdistHooks
 

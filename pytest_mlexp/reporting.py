@@ -91,8 +91,13 @@ def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
     from .verdict import blockers, gate_status
 
     plan = ctx.plan
+    # Rows name their plan as str(item.path), the absolute path the context was opened from:
+    # compare text first, and build a Path only for a row that names the plan differently.
+    mine = str(plan.path)
     touched = {
-        row["experiment"] for row in state.records.values() if Path(row.get("plan", plan.path)) == plan.path
+        row["experiment"]
+        for row in state.records.values()
+        if row.get("plan", mine) == mine or Path(row["plan"]) == plan.path
     }
     touched |= {e.id for e in plan.experiments if e.id in set(ctx.store.touched())}
     if not touched:
@@ -200,13 +205,16 @@ def terminal_summary(state: MlexpSession, tr: Any) -> None:
     for row in state.records.values():
         by_exp.setdefault(row["experiment"], []).append(row)
     for exp_id, rows in by_exp.items():
-        tr.write_line(f"{exp_id}")
+        lines = [exp_id]
         for row in rows:
             if row["kind"] != "sub":
                 continue
             status = row["status"]
             counts[status] = counts.get(status, 0) + 1
-            tr.write_line(f"  {row['name']:<32} {status:<11} {_row_detail(row)}"[:200])
+            lines.append(f"  {row['name']:<32} {status:<11} {_row_detail(row)}"[:200])
+        # One write per experiment: a 10,000-point sweep is 10,000 lines.
+        tr.ensure_newline()
+        tr.write("\n".join(lines) + "\n")
     infra = counts.get("infra_error", 0)
     errors = counts.get("error", 0) + infra
     tr.write_line(

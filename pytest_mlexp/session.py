@@ -78,6 +78,7 @@ class PlanContext:
         self.handlers: HandlerIndex = HandlerIndex(self.root, state.handlers_dir)
         self._refs: dict[str, Any] = {}
         self._ranks: tuple[dict[str, int], dict[str, int]] | None = None
+        self._has_prereqs: dict[str, bool] = {}
         self._verdicts: dict[str, Verdict] = {}
         # On an xdist worker nothing is written: results of this worker's items overlay the store.
         self._overlay: dict[tuple[str, str], dict[str, Any]] = {}
@@ -102,6 +103,13 @@ class PlanContext:
         except LookupError:
             return []
         return [p for p in ref.fixture_names if p != "runner"]
+
+    def has_prerequisites(self, experiment_id: str) -> bool:
+        """Whether any dependency or gate can block the experiment (asked once per item)."""
+        known = self._has_prereqs.get(experiment_id)
+        if known is None:
+            known = self._has_prereqs[experiment_id] = bool(self.plan.prerequisites(experiment_id))
+        return known
 
     def ranks(self) -> tuple[dict[str, int], dict[str, int]]:
         """Positions of experiments and subs in dependency order (computed once)."""
@@ -292,6 +300,22 @@ class EarlyOrder:
         self.state.early_order(items)
 
 
+class OpCarrier:
+    """On an xdist worker: moves an item's op onto its report, which xdist sends to the
+    controller (registered only on workers; see ``plugin.py``)."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, Any, Any]:
+        report = yield
+        op = getattr(item, "_mlexp_op", None)
+        if op is not None and (call.when == "call" or (call.when == "setup" and report.skipped)):
+            setattr(report, OP_KEY, op)
+            delattr(item, "_mlexp_op")
+        return report
+
+
 class MlexpSession:
     """Per-run state and the hooks that need it (registered as ``mlexp-session``)."""
 
@@ -320,6 +344,7 @@ class MlexpSession:
         self.notes: list[str] = []  # one-line messages shown after collection
         self.notes_end: list[str] = []  # shown at the end of the experiment summary
         self.records: dict[str, dict[str, Any]] = {}  # nodeid -> summary row, in run order
+        self._ops: dict[str, dict[str, Any]] = {}  # nodeid -> result op awaiting its report
         self.selected = initially_selected(config, self)
         self._marks: set[str] = set()
         self._dispatcher: Dispatcher | None = None
@@ -433,14 +458,16 @@ class MlexpSession:
 
     # --- blocking ---------------------------------------------------------------------------
     def blocked_reason(self, item: pytest.Item) -> str | None:
+        if self.stub:
+            return None  # --stub reports gates without enforcing them
         from .items import SubItem
         from .verdict import blockers, sub_blockers
 
-        if self.stub:
-            return None  # --stub reports gates without enforcing them
         ctx = self.context_for(item.path)
         exp_id: str = item.experiment_id  # type: ignore[attr-defined]
-        reasons = blockers(ctx.plan, exp_id, _LazyVerdicts(ctx))
+        reasons: list[str] = []
+        if ctx.has_prerequisites(exp_id):
+            reasons = blockers(ctx.plan, exp_id, _LazyVerdicts(ctx))
         if not reasons and isinstance(item, SubItem) and item.sub.dependencies:
             entries = {
                 d: ctx.sub_entry(ctx.plan.sub(d).experiment_id, d) or {}
@@ -462,9 +489,14 @@ class MlexpSession:
 
     def attach_op(self, item: pytest.Item, op: dict[str, Any]) -> None:
         op["plan"] = str(item.path)
-        setattr(item, "_mlexp_op", op)  # noqa: B010 - picked up by pytest_runtest_makereport
         if self.is_worker:
+            # The op must ride on the report to the controller: OpCarrier puts it there.
+            setattr(item, "_mlexp_op", op)  # noqa: B010
             self.context_for(item.path).apply(op, write=False)
+        else:
+            # Picked up by pytest_runtest_logreport, by node id: no makereport wrapper around
+            # every report of every item (three per item) just to carry it.
+            self._ops[item.nodeid] = op
 
     def wiring_failures(self, experiment_id: str) -> list[str]:
         return [
@@ -511,20 +543,13 @@ class MlexpSession:
         if self.selected and not self.is_worker and not config.option.collectonly and session.items:
             self.dispatcher.start(session)
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, Any, Any]:
-        report = yield
-        op = getattr(item, "_mlexp_op", None)
-        if op is not None and (call.when == "call" or (call.when == "setup" and report.skipped)):
-            setattr(report, OP_KEY, op)
-            delattr(item, "_mlexp_op")
-        return report
-
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # The report of the phase that produced the op: the call, or a setup that skipped (a
+        # blocked item).  From an xdist worker (or a crashed one) it arrives on the report.
         op = getattr(report, OP_KEY, None)
-        if op is None:  # setup and teardown reports, and every non-plan test
+        if op is None and self._ops and (report.when == "call" or report.skipped):
+            op = self._ops.pop(report.nodeid, None)
+        if op is None:  # the other reports, and every non-plan test
             return
         from .reporting import record_row
 
@@ -536,7 +561,7 @@ class MlexpSession:
                 if line not in self._warned:
                     self.warn(line)
         record_row(self, ctx, report, op)
-        if not self.is_worker:
+        if not self.is_worker and OP_KEY in report.__dict__:
             # Applied and summarised: the terminal reporter keeps every report to the end, and
             # with it a second copy of every result entry (a worker's report must keep it: xdist
             # sends it to the controller after this hook).

@@ -138,6 +138,55 @@ def test_handlers_get_other_fixtures(project: Project) -> None:
     assert project.results("e-one")["sub_experiments"]["e1_a"]["metrics"]["accuracy"] == 0.99
 
 
+def test_items_of_one_experiment_each_get_their_own_fixtures(project: Project) -> None:
+    # Items under one experiment share a fixture closure per set of requested names (built
+    # once, as for a parametrised test): a sweep and plain subs asking for different fixtures,
+    # and an autouse fixture every one of them must see.
+    project.plan(
+        """
+project: {name: Toy, hypothesis: "fixtures"}
+experiments:
+  e-fix:
+    sub_experiments:
+      f_data: {}
+      f_sweep: {sweep: {k: [1, 2, 3]}}
+      f_both: {}
+      f_none: {}
+"""
+    )
+    project.pytester.makeconftest(
+        "import pytest\n"
+        "SEEN = []\n"
+        "@pytest.fixture(autouse=True)\n"
+        "def watch(request):\n"
+        "    SEEN.append(request.node.name)\n"
+        "@pytest.fixture\n"
+        "def dataset():\n"
+        "    return [1.0, 2.0]\n"
+        "@pytest.fixture\n"
+        "def scale():\n"
+        "    return 10.0\n"
+        "def pytest_sessionfinish(session):\n"
+        "    print('SEEN', sorted(SEEN))\n"
+    )
+    project.handlers(
+        "e_fix",
+        "def f_data(runner, dataset):\n    return {'metrics': {'x': sum(dataset)}}\n"
+        "def f_sweep(runner, dataset):\n    return {'metrics': {'x': runner.params['k'] * len(dataset)}}\n"
+        "def f_both(runner, dataset, scale):\n    return {'metrics': {'x': scale * max(dataset)}}\n"
+        "def f_none(runner):\n    return {'metrics': {'x': -1.0}}\n",
+    )
+    result = project.run("--experiment", "e-fix", "-s")
+    result.assert_outcomes(passed=7)
+    seen = "SEEN ['f_both', 'f_data', 'f_none', 'f_sweep[k_1]', 'f_sweep[k_2]', 'f_sweep[k_3]']"
+    assert seen in result.stdout.str()
+    subs = project.results("e-fix")["sub_experiments"]
+    assert subs["f_data"]["metrics"] == {"x": 3.0}
+    assert [subs["f_sweep"]["points"][f"k_{k}"]["metrics"]["x"] for k in (1, 2, 3)] == [2, 4, 6]
+    assert subs["f_both"]["metrics"] == {"x": 20.0}
+    assert subs["f_none"]["metrics"] == {"x": -1.0}
+
+
 def test_experiment_selection_by_prefix_sub_id_and_errors(project: Project) -> None:
     project.plan(PLAN)
     project.handlers("e_one", HANDLERS)
