@@ -8,6 +8,7 @@ pytest process (with pytest fixtures); the process and Modal executors call
 
 from __future__ import annotations
 
+import importlib
 import os
 import random
 import sys
@@ -18,6 +19,7 @@ from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from .normalize import ResultError, normalize_result
@@ -49,10 +51,11 @@ class Task:
     upstream: dict[str, Any] = field(default_factory=dict)
     variant: dict[str, Any] = field(default_factory=dict)  # the sweep point's values
     timeout: float | None = None
-    tracking: dict[str, Any] = field(default_factory=dict)
+    tracking: dict[str, Any] = field(default_factory=dict)  # tracker settings (mode, project, ...)
     # Where a worker process appends what the handler logs, for the live line (unique per
-    # task, so a file left by an earlier run is never mistaken for this one's).
-    progress_file: str | None = None  # tracker settings (mode, project, ...)
+    # task, so a file left by an earlier run is never mistaken for this one's); None when the
+    # seed runs in the pytest process, whose live line watches it directly.
+    progress_file: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -232,10 +235,19 @@ def loaded_packages() -> dict[str, str]:
 _import_paths: dict[tuple[str, str], tuple[str, str]] = {}
 
 
+def _handlers() -> ModuleType:
+    # Imported on first use (it brings the plan model); then the module in sys.modules, without
+    # an import statement per seed (a relative import costs a module-spec lookup each time).
+    # See items._orchestrate for why not ``from . import handlers``.
+    return sys.modules.get(_HANDLERS) or importlib.import_module(_HANDLERS)
+
+
+_HANDLERS = f"{__package__}.handlers"
+
+
 def import_handler(task: Task) -> Callable[..., Any]:
     """Import the handler under its stable module name (the same in every worker)."""
-    from .handlers import HandlerRef, load_handler, loaded_function
-
+    handlers = _handlers()
     # Fast path: every seed after the first of a handler finds its module already imported.
     paths = _import_paths.get((task.root, task.module_path))
     if paths is None:
@@ -244,11 +256,13 @@ def import_handler(task: Task) -> Callable[..., Any]:
             os.fspath(root / task.module_path),
             os.fspath(root),
         )
-    fn = loaded_function(task.module_name, paths[0], paths[1], task.function)
+    fn: Callable[..., Any] | None = handlers.loaded_function(
+        task.module_name, paths[0], paths[1], task.function
+    )
     if fn is not None:
         return fn
     root = Path(task.root)
-    ref = HandlerRef(
+    ref = handlers.HandlerRef(
         module_path=root / task.module_path,
         module_name=task.module_name,
         function=task.function,
@@ -256,7 +270,8 @@ def import_handler(task: Task) -> Callable[..., Any]:
         lineno=0,
         source_sha256="",
     )
-    return load_handler(ref, root)
+    loaded: Callable[..., Any] = handlers.load_handler(ref, root)
+    return loaded
 
 
 def failed_outcome(task: Task, kind: str, exc: BaseException, started: str) -> dict[str, Any]:

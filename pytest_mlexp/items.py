@@ -6,8 +6,11 @@ results logic live in pure modules.
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import sys
 from collections.abc import Iterator
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -25,6 +28,17 @@ def skip_blocked(reason: str) -> None:
         raise pytest.skip.Exception(reason, _use_item_location=True)
     except TypeError:  # a pytest without the keyword
         pytest.skip(reason)
+
+
+def _orchestrate() -> ModuleType:
+    # Not at import (plain pytest runs never load it), and not an import statement per item
+    # (a relative import costs a module-spec lookup each time): the module in sys.modules.  Not
+    # ``from . import orchestrate`` either: that returns the package attribute, which is stale
+    # once a harness (pytester) has swapped sys.modules between in-process runs.
+    return sys.modules.get(_ORCHESTRATE) or importlib.import_module(_ORCHESTRATE)
+
+
+_ORCHESTRATE = f"{__package__}.orchestrate"
 
 
 class MlexpFailure(Exception):
@@ -175,9 +189,7 @@ class SubItem(pytest.Function):
         return self.path
 
     def runtest(self) -> None:
-        from .orchestrate import run_sub_item
-
-        run_sub_item(self)
+        _orchestrate().run_sub_item(self)
 
     def setup(self) -> None:
         state = session_of(self.config)

@@ -207,12 +207,12 @@ def live_line(config: pytest.Config) -> LiveLine:
 @contextlib.contextmanager
 def watching(config: pytest.Config) -> Iterator[LiveLine]:
     """Show seeds that run in this process (and thread) on the live line while inside."""
-    from .execution import observers
-
     line = live_line(config)
     if not line.enabled:
         yield line
         return
+    from .execution import observers
+
     token = observers.set(line.sinks)
     try:
         yield line

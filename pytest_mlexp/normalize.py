@@ -223,8 +223,9 @@ def normalize_result(returned: Any, handler: str | None = None) -> dict[str, Any
     if not isinstance(returned, Mapping):
         raise _returned_error(who, returned)
 
-    shown = _short_repr(returned)
     bad_keys = [k for k in returned if k not in ALLOWED_KEYS]
+    # The repr is for the messages below only: a large metrics dict is costly to show.
+    shown = _short_repr(returned) if bad_keys or "metrics" not in returned else ""
     if "metrics" not in returned:
         if not bad_keys:
             reason = "has no 'metrics'"

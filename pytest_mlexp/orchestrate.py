@@ -10,7 +10,6 @@ import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -20,7 +19,7 @@ from .items import AssessmentItem, MlexpFailure, SubItem, session_of
 from .live import watching
 from .model import SubExperiment
 from .secrets import redact_params
-from .session import git_state
+from .session import git_state, join_simple
 from .store import params_digest
 from .verdict import judge_sub
 
@@ -200,7 +199,9 @@ def run_sub_item(item: SubItem) -> None:
         funcargs = item.funcargs
         fixtures = {n: funcargs[n] for n in ref.fixture_names if n != "runner" and n in funcargs}
         # The same tasks item_tasks builds when the dispatcher submits this item ahead.
-        tasks = [build_task(ctx, sub, point, seed, params, ref) for seed in seeds]
+        # (The local executor runs seeds in this process: the live line watches them directly.)
+        local = executor_name == "local"
+        tasks = [build_task(ctx, sub, point, seed, params, ref, progress=not local) for seed in seeds]
         with watching(item.config):  # the live progress line, for seeds run in this process
             outcomes = state.dispatcher.run(item, executor_name, tasks, fixtures)
     messages: list[str] = []
@@ -327,18 +328,6 @@ def upstream_for(ctx: PlanContext, sub: SubExperiment) -> dict[str, Any]:
 _PYTHON_VERSION = ".".join(str(v) for v in sys.version_info[:3])
 
 
-def join_simple(base: str, *names: str) -> str:
-    """``str(Path(base, *names))`` for a ``base`` that is already a Path's text, without building
-    Paths when every name is one plain component (the common case: ids, ``seed0``).  Windows
-    always takes the Path way (drive letters make "plain" harder to tell)."""
-    if os.name == "nt":
-        return str(Path(base, *names))
-    for name in names:
-        if not name or name in (".", "..") or os.sep in name or (os.altsep and os.altsep in name):
-            return str(Path(base, *names))
-    return os.path.join(base, *names)
-
-
 def artifacts_dir(plan_root: str, sub_id: str, point: str | None, seed: int | None, stub: bool) -> str:
     """``<plan folder>/artifacts[-stub]/<sub_id>[/<point>][/seed<k>]`` (SPEC section 4)."""
     parts = ["artifacts-stub" if stub else "artifacts", sub_id]
@@ -376,46 +365,24 @@ def build_task(
     seed: int,
     params: Mapping[str, Any],
     ref: HandlerRef,
+    *,
+    progress: bool = True,
 ) -> Task:
-    """One seed's task, with the handler's file relative to the project root."""
+    """One seed's task, as plain data for whichever executor runs it.  ``progress``: give it a
+    file to append what the handler logs to, for the live line (a seed run in another process)."""
     module_path = ctx.module_paths.get(ref.module_path)
-    if module_path is None:
+    if module_path is None:  # the handler's file, relative to the project root
         try:
             module_path = ref.module_path.relative_to(ctx.root).as_posix()
         except ValueError:
             module_path = str(ref.module_path)
         ctx.module_paths[ref.module_path] = module_path
+    state = ctx.state
+    stub = state.stub
     point_key = point.key if point else None
-    return make_task(
-        ctx,
-        sub,
-        point_key,
-        point.values if point else {},
-        seed,
-        params,
-        module_path,
-        ref.module_name,
-        ref.function,
-        ctx.state.stub,
-        ctx.state.workdir_text(sub.id, point_key, seed),
-    )
-
-
-def make_task(
-    ctx: PlanContext,
-    sub: SubExperiment,
-    point_key: str | None,
-    variant: Mapping[str, Any],
-    seed: int,
-    params: Mapping[str, Any],
-    module_path: str,
-    module_name: str,
-    function: str,
-    stub: bool,
-    workdir: Path | str,
-) -> Task:
+    variant = point.values if point else {}
+    workdir = state.workdir_text(sub.id, point_key, seed)
     multi = len(sub.seeds) > 1 and not stub
-    workdir_text = str(workdir)
     return Task(
         experiment_id=sub.experiment_id,
         sub_id=sub.id,
@@ -426,17 +393,19 @@ def make_task(
         root=ctx.root_text,
         plan_root=ctx.plan_root_text,
         module_path=module_path,
-        module_name=module_name,
-        function=function,
+        module_name=ref.module_name,
+        function=ref.function,
         artifacts_dir=artifacts_dir(ctx.plan_root_text, sub.id, point_key, seed if multi else None, stub),
-        workdir=workdir_text,
+        workdir=workdir,
         upstream=upstream_for(ctx, sub) if sub.dependencies else {},
         variant=dict(variant),
         timeout=_timeout(sub),
         # 12 random hex digits, as uuid4().hex[:12] gave (its first 6 bytes are all random).
-        progress_file=os.path.join(workdir_text, f".mlexp-progress-{os.urandom(6).hex()}.jsonl"),
+        progress_file=(
+            os.path.join(workdir, f".mlexp-progress-{os.urandom(6).hex()}.jsonl") if progress else None
+        ),
         # tracker settings as plain data; the run opens where the handler runs (trackers/)
-        tracking=ctx.state.tracking.settings_for(ctx, sub, point_key, variant, seed, params),
+        tracking=state.tracking.settings_for(ctx, sub, point_key, variant, seed, params),
     )
 
 

@@ -252,15 +252,13 @@ def _deselect(config: pytest.Config, items: list[pytest.Item], drop: set[int]) -
     config.hook.pytest_deselected(items=removed)
 
 
-def order_key(state: MlexpSession, item: Any, paths: _Paths | None = None) -> tuple[int, int, int, int]:
+def order_key(item: Any, paths: _Paths) -> tuple[int, int, int, int]:
     """Plan order made topological: experiments by dependencies and gates, subs by theirs."""
-    from .items import SubItem
-
-    ctx = paths.context(item) if paths is not None else state.context_for(item.path)
-    exp_rank, sub_rank = ctx.ranks()
+    exp_rank, sub_rank = paths.context(item).ranks()
     e = exp_rank.get(item.experiment_id, 0)
-    if isinstance(item, SubItem):
-        return (e, 0, sub_rank.get(item.sub.id, 0), item.point_index)
+    sub = getattr(item, "sub", None)  # a SubItem (an assessment has none)
+    if sub is not None:
+        return (e, 0, sub_rank.get(sub.id, 0), item.point_index)
     return (e, 1, 0, 0)
 
 
@@ -277,7 +275,7 @@ def order_items(state: MlexpSession, items: list[pytest.Item], paths: _Paths | N
     rank = {p: i for i, p in enumerate(plans)}
     ordered = sorted(
         (items[i] for i in slots),
-        key=lambda it: (rank[str(paths.resolved(it))], *order_key(state, it, paths)),
+        key=lambda it: (rank[str(paths.resolved(it))], *order_key(it, paths)),
     )
     for slot, it in zip(slots, ordered, strict=True):
         items[slot] = it

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .reporting import record_row
+
 if TYPE_CHECKING:
     from .executors import Dispatcher
     from .handlers import HandlerIndex, HandlerRef
@@ -246,6 +248,18 @@ def _with_abs_path(plan: Any, path: Path) -> Any:
     return dataclasses.replace(plan, path=path.resolve())
 
 
+def join_simple(base: str, *names: str) -> str:
+    """``str(Path(base, *names))`` for a ``base`` that is already a Path's text, without building
+    Paths when every name is one plain component (the common case: ids, ``seed0``).  Windows
+    always takes the Path way (drive letters make "plain" harder to tell)."""
+    if os.name == "nt":
+        return str(Path(base, *names))
+    for name in names:
+        if not name or name in (".", "..") or os.sep in name or (os.altsep and os.altsep in name):
+            return str(Path(base, *names))
+    return os.path.join(base, *names)
+
+
 @functools.lru_cache(maxsize=8)
 def git_state(root: str) -> tuple[str | None, bool | None]:
     """The commit and dirtiness of the project, asked once per session (provenance)."""
@@ -425,8 +439,6 @@ class MlexpSession:
 
     def workdir_text(self, sub_id: str, point: str | None, seed: int) -> str:
         """``str(workdir_for(...))``, without building Paths for plain names."""
-        from .orchestrate import join_simple
-
         base = self._workdir_text
         if base is None:
             self.workdir_for(sub_id, point, seed)  # settles the base folder
@@ -460,21 +472,24 @@ class MlexpSession:
     def blocked_reason(self, item: pytest.Item) -> str | None:
         if self.stub:
             return None  # --stub reports gates without enforcing them
-        from .items import SubItem
-        from .verdict import blockers, sub_blockers
-
         ctx = self.context_for(item.path)
         exp_id: str = item.experiment_id  # type: ignore[attr-defined]
+        sub: SubExperiment | None = getattr(item, "sub", None)  # a SubItem's (not an assessment's)
         reasons: list[str] = []
+        # Most items have neither: no import, no verdicts (this runs before every item).
         if ctx.has_prerequisites(exp_id):
+            from .verdict import blockers
+
             reasons = blockers(ctx.plan, exp_id, _LazyVerdicts(ctx))
-        if not reasons and isinstance(item, SubItem) and item.sub.dependencies:
+        if not reasons and sub is not None and sub.dependencies:
+            from .verdict import sub_blockers
+
             entries = {
                 d: ctx.sub_entry(ctx.plan.sub(d).experiment_id, d) or {}
-                for d in item.sub.dependencies
+                for d in sub.dependencies
                 if ctx.plan.has_sub(d)
             }
-            reasons = sub_blockers(ctx.plan, item.sub, entries)
+            reasons = sub_blockers(ctx.plan, sub, entries)
         return "; ".join(reasons) if reasons else None
 
     def on_blocked(self, item: pytest.Item, reason: str) -> None:
@@ -551,8 +566,6 @@ class MlexpSession:
             op = self._ops.pop(report.nodeid, None)
         if op is None:  # the other reports, and every non-plan test
             return
-        from .reporting import record_row
-
         ctx = self.context_for(op["plan"])
         if not self.is_worker:
             ctx.apply(op, write=True)

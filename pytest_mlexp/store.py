@@ -753,20 +753,17 @@ class ResultsStore:
         state = self._state(experiment_id)
         body = dict(entry)
         body.pop("history", None)
-        # One JSON encoding serves both the journal and a plain, private copy of the entry, so the
-        # in-memory view is exactly what a replay would rebuild.
-        text = _dumps(body)
-        new: dict[str, Any] = _loads(text)
-        _fix_seed_keys(new)
         hist = _history(self._stored(experiment_id, sub_id, point))
+        # One JSON encoding is the journal line, and decoding it gives the plain, private copy of
+        # the entry: the in-memory view is exactly what a replay of the line rebuilds.
+        text = _dumps({"op": "r", "sub": sub_id, "point": point, "history": hist, "entry": body})
+        op = _loads(text)
+        new: dict[str, Any] = op["entry"]
+        _fix_seed_keys(new)
         if hist:
-            new["history"] = hist
+            new["history"] = op["history"]
         self._place(state, sub_id, point, new)
-        line = (
-            f'{{"op":"r","sub":{_dumps(sub_id)},"point":{_dumps(point)},'
-            f'"history":{_dumps(hist)},"entry":{text}}}\n'
-        )
-        self._journal(state, line)
+        self._journal(state, text + "\n")
 
     def record_blocked(
         self, experiment_id: str, sub_id: str, reason: str, *, point: str | None = None

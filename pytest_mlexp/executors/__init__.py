@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..execution import ERROR, Task, now_iso
 from .base import RETRYABLE, Executor, FutureHandle, Handle, Job, PoolExecutor, infra_outcome
+from .local import LocalExecutor, run_local
 
 if TYPE_CHECKING:
     import pytest
@@ -67,8 +68,6 @@ def builtin_executor(name: str, config: pytest.Config) -> Executor | None:
     flag: int | None = config.getoption("mlexp_concurrency", None)
     index, workers = _xdist_share(config)
     if name == "local":
-        from .local import LocalExecutor
-
         return LocalExecutor()
     if name == "process":
         from .process import ProcessExecutor, visible_gpus
@@ -226,6 +225,10 @@ class Dispatcher:
         except UnknownExecutor as exc:
             return [_error_outcome(t.seed, "executor", exc) for t in tasks[:1]]
         handles = self._ahead.pop(item.nodeid, None)
+        if handles is None and ex.__class__ is LocalExecutor:
+            # The built-in local executor runs each seed inside submit() anyway: the same calls,
+            # without a Job and a handle per seed.
+            return [run_local(task, fixtures) for task in tasks]
         if handles is None:
             resources: Mapping[str, Any] = getattr(getattr(item, "sub", None), "resources", {}) or {}
             blob = None
