@@ -187,9 +187,23 @@ def plain_project(root: Path) -> Path:
     return root
 
 
+# Both sides of a comparison get the same conftest.py (the timing hooks only act when their
+# variable is set): pytest loading a conftest is the harness's cost, not the plugin's.
+BENCH_CONFTEST = (
+    TIMING_CONFTEST
+    + MODULES_CONFTEST.replace("def pytest_unconfigure", "def _modules_unconfigure")
+    + "\n_prev = globals().get('pytest_unconfigure')\n"
+    "def pytest_unconfigure(config):\n"
+    "    _modules_unconfigure(config)\n"
+    "    if _prev is not None:\n"
+    "        _prev(config)\n"
+)
+
+
 def param_project(root: Path, n: int) -> Path:
     root.mkdir(parents=True)
     (root / "pytest.ini").write_text(INI, encoding="utf-8")
+    (root / "conftest.py").write_text(BENCH_CONFTEST, encoding="utf-8")
     (root / "test_param.py").write_text(
         f"import pytest\n\n@pytest.mark.parametrize('i', range({n}))\ndef test_trivial(i):\n    pass\n",
         encoding="utf-8",
@@ -200,16 +214,7 @@ def param_project(root: Path, n: int) -> Path:
 def plan_project(root: Path, n: int) -> Path:
     root.mkdir(parents=True)
     (root / "pytest.ini").write_text(INI, encoding="utf-8")
-    (root / "conftest.py").write_text(
-        TIMING_CONFTEST
-        + MODULES_CONFTEST.replace("def pytest_unconfigure", "def _modules_unconfigure")
-        + "\n_prev = globals().get('pytest_unconfigure')\n"
-        "def pytest_unconfigure(config):\n"
-        "    _modules_unconfigure(config)\n"
-        "    if _prev is not None:\n"
-        "        _prev(config)\n",
-        encoding="utf-8",
-    )
+    (root / "conftest.py").write_text(BENCH_CONFTEST, encoding="utf-8")
     (root / "experiments").mkdir()
     (root / "experiments" / "bench.py").write_text(HANDLER, encoding="utf-8")
     lines = [

@@ -32,7 +32,7 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -243,7 +243,7 @@ def _emit_map(data: Mapping[Any, Any], indent: int, out: list[str]) -> None:
                 _emit_map(value, indent + 2, out)
             else:
                 out.append(head + " {}\n")
-        elif isinstance(value, list):
+        elif isinstance(value, (list, tuple)):  # a tuple: as JSON (and the journal) has it
             if value:
                 out.append(head + "\n")
                 # Block sequences sit at their key's indent, as PyYAML writes them.
@@ -256,10 +256,10 @@ def _emit_map(data: Mapping[Any, Any], indent: int, out: list[str]) -> None:
             out.append(f"{head} {_scalar(value)}\n")
 
 
-def _emit_seq(data: list[Any], indent: int, out: list[str]) -> None:
+def _emit_seq(data: Sequence[Any], indent: int, out: list[str]) -> None:
     pad = " " * indent
     for value in data:
-        if isinstance(value, (dict, list)) and value:
+        if isinstance(value, (dict, list, tuple)) and value:
             inner: list[str] = []
             if isinstance(value, dict):
                 _emit_map(value, indent + 2, inner)
@@ -270,7 +270,7 @@ def _emit_seq(data: list[Any], indent: int, out: list[str]) -> None:
             out.extend(inner[1:])
         elif isinstance(value, dict):
             out.append(f"{pad}- {{}}\n")
-        elif isinstance(value, list):
+        elif isinstance(value, (list, tuple)):
             out.append(f"{pad}- []\n")
         else:
             out.append(f"{pad}- {_scalar(value)}\n")
@@ -324,6 +324,9 @@ def _json_default(obj: Any) -> Any:
 
 
 _JOURNAL_JSON = json.JSONEncoder(default=_json_default)
+# Without a default: refuses anything that is not JSON's own (dict, list, tuple, str, int, float,
+# bool, None), which is how record() tells an entry it can keep as it is.
+_PLAIN_JSON = json.JSONEncoder()
 
 
 def _dumps(obj: Any) -> str:
@@ -751,17 +754,22 @@ class ResultsStore:
     ) -> None:
         """Store one finished sub-experiment (or sweep point) and make it durable before returning."""
         state = self._state(experiment_id)
-        body = dict(entry)
-        body.pop("history", None)
+        new = dict(entry)  # the store's own top level; nested values are never changed in place
+        new.pop("history", None)
         hist = _history(self._stored(experiment_id, sub_id, point))
-        # One JSON encoding is the journal line, and decoding it gives the plain, private copy of
-        # the entry: the in-memory view is exactly what a replay of the line rebuilds.
-        text = _dumps({"op": "r", "sub": sub_id, "point": point, "history": hist, "entry": body})
-        op = _loads(text)
-        new: dict[str, Any] = op["entry"]
+        op = {"op": "r", "sub": sub_id, "point": point, "history": hist, "entry": new}
+        try:
+            # Entries are plain data (results are normalised to it): the view keeps the entry
+            # itself, and its JSON is the journal line.  Decoding the line again for a private
+            # copy was the largest part of recording an item.
+            text = _PLAIN_JSON.encode(op)
+        except (TypeError, ValueError):
+            # Something else (a Path, a numpy scalar, a cycle): keep what a replay will rebuild.
+            text = _dumps(op)
+            new = _loads(text)["entry"]
         _fix_seed_keys(new)
         if hist:
-            new["history"] = op["history"]
+            new["history"] = hist
         self._place(state, sub_id, point, new)
         self._journal(state, text + "\n")
 

@@ -594,8 +594,27 @@ def test_non_plain_values_still_write(plan: Plan) -> None:
     e["artifacts"] = [Path("artifacts/s1/a.png")]
     store = new_store(plan)
     store.record("exp", "s1", e)
+    # Not JSON's own: the view holds what the journal replays (the path as text), not the Path.
+    assert store.doc("exp")["sub_experiments"]["s1"]["artifacts"] == ["artifacts/s1/a.png"]
     store.flush()
     assert read(results_path(plan))["sub_experiments"]["s1"]["artifacts"] == ["artifacts/s1/a.png"]
+
+
+def test_plain_entries_are_kept_as_given_and_replay_alike(plan: Plan) -> None:
+    e = entry()
+    e["params"] = {"shape": (2, 3), "layers": [{"width": 8}]}
+    e["per_seed"] = {0: {"acc": 0.5}, 1: {"acc": 0.7}}
+    store = new_store(plan)
+    store.record("exp", "s1", e)
+    kept = store.doc("exp")["sub_experiments"]["s1"]
+    assert kept["metrics"] is e["metrics"]  # no decoded copy of plain data
+    assert kept is not e  # but the store's own top level
+    # A worker's read-only view replays the live journal in memory.
+    replayed = new_store(plan, readonly=True).doc("exp")["sub_experiments"]["s1"]
+    assert replayed == {**kept, "params": {"shape": [2, 3], "layers": [{"width": 8}]}}
+    assert list(replayed["per_seed"]) == [0, 1]
+    store.flush()
+    assert read(results_path(plan))["sub_experiments"]["s1"]["params"]["shape"] == [2, 3]
 
 
 def test_dump_yaml_falls_back_for_foreign_types() -> None:
