@@ -42,6 +42,9 @@ def aggregate_seeds(
     for out in outcomes:
         if out.get("status") == OK:
             per_seed[int(out["seed"])] = dict(out["result"]["metrics"])
+    if len(per_seed) == 1:  # one seed (the common case): its values, numbers as floats
+        (only,) = per_seed.values()
+        return {k: float(v) if _is_number(v) else v for k, v in only.items()}, per_seed
     names: list[str] = []
     for metrics in per_seed.values():
         names.extend(n for n in metrics if n not in names)

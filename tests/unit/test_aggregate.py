@@ -1,0 +1,33 @@
+"""Seeds folded into one entry's metrics (orchestrate.aggregate_seeds)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pytest_mlexp.orchestrate import aggregate_seeds
+
+
+def ok(seed: int, **metrics: Any) -> dict[str, Any]:
+    return {"seed": seed, "status": "ok", "result": {"metrics": metrics}}
+
+
+def test_one_seed_gives_its_values_with_numbers_as_floats() -> None:
+    agg, per_seed = aggregate_seeds([ok(3, acc=1, loss=0.5, flag=True, note="n", missing=None)])
+    assert agg == {"acc": 1.0, "loss": 0.5, "flag": True, "note": "n", "missing": None}
+    assert type(agg["acc"]) is float and agg["flag"] is True
+    assert per_seed == {3: {"acc": 1, "loss": 0.5, "flag": True, "note": "n", "missing": None}}
+
+
+def test_seeds_average_numbers_and_keep_the_first_of_anything_else() -> None:
+    outcomes = [
+        ok(0, acc=0.5, note="a", mixed=1.0),
+        {"seed": 1, "status": "error", "error": {}},
+        ok(2, acc=0.75, note="b", mixed="x", late=2),
+    ]
+    agg, per_seed = aggregate_seeds(outcomes)
+    assert agg == {"acc": 0.625, "note": "a", "mixed": 1.0, "late": 2.0}
+    assert list(per_seed) == [0, 2]
+
+
+def test_no_successful_seed_gives_nothing() -> None:
+    assert aggregate_seeds([{"seed": 0, "status": "error"}]) == ({}, {})
