@@ -41,6 +41,16 @@ def _orchestrate() -> ModuleType:
 _ORCHESTRATE = f"{__package__}.orchestrate"
 
 
+def skip_if_blocked(item: pytest.Item) -> None:
+    """Skip an experiment item whose gate, dependency or sub-dependency holds it back (the
+    reason is recorded as the item's result)."""
+    state = session_of(item.config)
+    reason = state.blocked_reason(item)
+    if reason is not None:
+        state.on_blocked(item, reason)
+        skip_blocked(reason)
+
+
 class MlexpFailure(Exception):
     """An item failed for a reason we can say in a few lines (criteria, wiring, verdict)."""
 
@@ -192,11 +202,7 @@ class SubItem(pytest.Function):
         _orchestrate().run_sub_item(self)
 
     def setup(self) -> None:
-        state = session_of(self.config)
-        reason = state.blocked_reason(self)
-        if reason is not None:
-            state.on_blocked(self, reason)
-            skip_blocked(reason)
+        skip_if_blocked(self)
         super().setup()
 
     def repr_failure(self, excinfo: ExceptionInfo[BaseException]) -> str | TerminalRepr:  # type: ignore[override]
@@ -217,16 +223,10 @@ class AssessmentItem(pytest.Item):
         self.experiment_id = experiment.id
 
     def setup(self) -> None:
-        state = session_of(self.config)
-        reason = state.blocked_reason(self)
-        if reason is not None:
-            state.on_blocked(self, reason)
-            skip_blocked(reason)
+        skip_if_blocked(self)
 
     def runtest(self) -> None:
-        from .orchestrate import run_assessment
-
-        run_assessment(self)
+        _orchestrate().run_assessment(self)
 
     def repr_failure(self, excinfo: ExceptionInfo[BaseException], style: Any = None) -> str | TerminalRepr:
         if isinstance(excinfo.value, MlexpFailure):

@@ -404,6 +404,17 @@ def _stat_sig(path: Path) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def _points_in(subs: dict[str, Any], sub_id: str) -> dict[str, Any]:
+    """A sweep's ``points:`` mapping in ``subs``, made (with its holder) where missing."""
+    holder = subs.get(sub_id)
+    if not isinstance(holder, dict):
+        holder = subs[sub_id] = {}
+    points = holder.get("points")
+    if not isinstance(points, dict):
+        points = holder["points"] = {}
+    return points
+
+
 def _empty_doc(experiment_id: str) -> dict[str, Any]:
     return {"schema": SCHEMA_VERSION, "experiment_id": experiment_id, "sub_experiments": {}, "stale": {}}
 
@@ -717,13 +728,7 @@ class ResultsStore:
             subs[sub_id] = entry
             state.subs.add(sub_id)
         else:
-            holder = subs.get(sub_id)
-            if not isinstance(holder, dict):
-                holder = subs[sub_id] = {}
-            points = holder.get("points")
-            if not isinstance(points, dict):
-                points = holder["points"] = {}
-            points[point] = entry
+            _points_in(subs, sub_id)[point] = entry
             state.points.add((sub_id, point))
 
     def _summary(self, state: _State, sub_id: str, fields: Mapping[str, Any]) -> None:
@@ -903,13 +908,7 @@ class ResultsStore:
         for sub_id, point in state.points:
             if sub_id in state.subs:
                 continue
-            holder = subs.get(sub_id)
-            if not isinstance(holder, dict):
-                holder = subs[sub_id] = {}
-            points = holder.get("points")
-            if not isinstance(points, dict):
-                points = holder["points"] = {}
-            points[point] = my_subs[sub_id]["points"][point]
+            _points_in(subs, sub_id)[point] = my_subs[sub_id]["points"][point]
         for sub_id, keys in state.summary.items():
             if sub_id in state.subs:
                 continue
