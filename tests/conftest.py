@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,19 @@ import pytest
 import yaml
 
 pytest_plugins = ["pytester"]
+
+# A memory address in a test id ("<object object at 0x7f...>", from a parametrize value's repr)
+# differs between processes: pytest-xdist then aborts, its workers having collected different ids.
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    unstable = [item.nodeid for item in items if _ADDRESS.search(item.nodeid)]
+    if unstable:
+        raise pytest.UsageError(
+            "test ids must be the same in every process (pytest -n 2), these hold a memory "
+            "address; give their parametrize an explicit id:\n  " + "\n  ".join(unstable)
+        )
 
 
 class Project:

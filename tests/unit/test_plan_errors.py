@@ -195,6 +195,7 @@ def test_did_you_mean_success_criteria() -> None:
         ("modal:\n  secret: [wandb]\n", 2, "unknown key 'secret' in modal", "did you mean secrets?"),
         ("project:\n  nmae: x\n", 2, "unknown key 'nmae' in project", "did you mean name?"),
     ],
+    ids=["experiment", "seed", "parmas", "unlock", "gpus", "secret", "nmae"],  # the misspelt key
 )
 def test_did_you_mean_at_every_level(text: str, line: int, message: str, fix: str) -> None:
     check(text, line, message, fix)

@@ -66,6 +66,7 @@ def test_fixture_plans_validate(name: str) -> None:
         "modal:\n  python: 3.11\n",
         "experiments: [e1]\n",
     ],
+    ids=lambda text: text.strip().splitlines()[-1].strip(),  # the offending line
 )
 def test_obviously_wrong_plans_fail(text: str) -> None:
     assert list(validator().iter_errors(data(text))) != []
