@@ -140,6 +140,23 @@ def e_a_1(runner):
     return {"metrics": {"acc": 0.8}}
 """
 
+PROCESS_HANDLERS = """
+import time
+from pathlib import Path
+
+def e_a_1(runner):
+    deadline = time.monotonic() + 60  # a hang guard
+    for i in range(3):
+        runner.log_metrics({"loss": 1.0 / (i + 1)}, step=i)
+        runner.progress((i + 1) / 3, "train")
+        while i == 1 and not Path(SEEN).exists():  # step 1: loss=0.5 (the test's pattern)
+            assert time.monotonic() < deadline, "the live line never showed a step"
+            time.sleep(0.02)
+            runner.log_metrics({"loss": 0.5}, step=1)
+            runner.progress(2 / 3, "train")
+    return {"metrics": {"acc": 0.8}}
+"""
+
 
 def test_live_line_in_a_run(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     project.plan(PLAN)
@@ -148,6 +165,15 @@ def test_live_line_in_a_run(project: Project, monkeypatch: pytest.MonkeyPatch) -
     assert result.ret == 0 and "\x1b[" not in result.stdout.str()
     plain = next(line for line in result.stdout.lines if line.startswith("research/research_plan.yaml"))
     monkeypatch.setattr(live, "_enabled", lambda config, tr: True)
+
+    class Throttled(live.LiveLine):
+        """A throttle interval no run reaches: what is throttled does not depend on the
+        machine's speed (with 0.1 s, a stall between two steps would let one more draw in)."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, "min_interval": 3600.0})
+
+    monkeypatch.setattr(live, "LiveLine", Throttled)
     result = project.run("--experiment", "exp-a")
     out = result.stdout.str()
     assert result.ret == 0
@@ -167,16 +193,21 @@ def test_live_line_on_a_real_terminal(project: Project, executor: str) -> None:
     import subprocess
     import sys
 
+    seen = project.path / "seen"  # the test saw a step on the terminal
+    step_drawn = re.compile(r"\| +\d+% train \| step \d \| loss=0\.\d+ \| \ds\x1b\[K")
     project.plan(PLAN)
-    project.handlers(
-        "exp_a",
-        "import time\n"
-        # a worker process is followed by polling (every 0.1 s): give its steps time to be seen
-        + HANDLERS.replace(
-            "for i in range(3):",
-            f"for i in range(3):\n        time.sleep({0.12 if executor == 'local' else 0.4})",
-        ),
-    )
+    if executor == "local":
+        # In-process seeds are drawn as they log, at most every 0.1 s (live.MIN_INTERVAL): a
+        # pause longer than that between steps lets a step be drawn. Not a race: a sleep never
+        # ends early, and nothing here waits for another process.
+        handlers = "import time\n" + HANDLERS.replace(
+            "for i in range(3):", "for i in range(3):\n        time.sleep(0.12)"
+        )
+    else:
+        # A worker's points are replayed by a poller (every 0.1 s, one redraw per poll): seed 0
+        # keeps logging its second step until the test has seen it drawn, then goes on.
+        handlers = PROCESS_HANDLERS.replace("SEEN", repr(str(seen)))
+    project.handlers("exp_a", handlers)
     master, slave = os.openpty()
     env = {**os.environ, "COLUMNS": "120", "TERM": "xterm", "WANDB_MODE": "disabled"}
     for name in ("NO_COLOR", "PY_COLORS", "FORCE_COLOR"):
@@ -212,9 +243,11 @@ def test_live_line_on_a_real_terminal(project: Project, executor: str) -> None:
         if not data:
             break
         chunks.append(data)
+        if not seen.exists() and step_drawn.search(b"".join(chunks).decode(errors="replace")):
+            seen.write_text("")
     os.close(master)
     assert proc.wait(60) == 0
     out = b"".join(chunks).decode(errors="replace")
     assert "\r\x1b[28C  e_a_1 seed 0 | 0s\x1b[K" in out  # after "research/research_plan.yaml "
-    assert re.search(r"\| +\d+% train \| step \d \| loss=0\.\d+ \| \ds\x1b\[K", out), repr(out[:3000])
+    assert step_drawn.search(out), repr(out[:3000])
     assert "\r\x1b[28C\x1b[K\x1b[32m." in out  # erased before pytest writes its dots

@@ -27,18 +27,31 @@ from pathlib import Path
 def _mark(runner):
     log = Path(os.environ["MLEXP_TEST_LOG"])
     with log.open("a") as fh:
-        fh.write(f"{runner.sub_experiment_id} {os.environ.get('PYTEST_XDIST_WORKER')} {time.time()}\\n")
+        fh.write(f"{runner.sub_experiment_id} {os.environ.get('PYTEST_XDIST_WORKER')}\\n")
+
+def _meet(me, other):
+    # With MLEXP_TEST_MEET set, ea_1 and ex_1 wait for each other: both workers run (and send
+    # results to the one writer) at the same time, or neither passes. 60 s is a hang guard.
+    if not os.environ.get("MLEXP_TEST_MEET"):
+        return
+    meet = Path(os.environ["MLEXP_TEST_MEET"])
+    (meet / me).write_text("")
+    deadline = time.monotonic() + 60
+    while not (meet / other).exists():
+        assert time.monotonic() < deadline, f"{me} and {other} never ran at the same time"
+        time.sleep(0.01)
 
 def ea_1(runner):
-    _mark(runner); time.sleep(0.3); return {"metrics": {"m": 1.0}}
+    _mark(runner); _meet("ea_1", "ex_1"); return {"metrics": {"m": 1.0}}
 def ea_2(runner):
-    _mark(runner); time.sleep(0.3); return {"metrics": {"m": 2.0}}
+    _mark(runner); return {"metrics": {"m": 2.0}}
 def eb_1(runner):
     _mark(runner); return {"metrics": {"m": 3.0}}
 def ex_1(runner):
     _mark(runner)
     if os.environ.get("CRASH"):
         os._exit(3)
+    _meet("ex_1", "ea_1")
     return {"metrics": {"m": 4.0}}
 def ex_2(runner):
     _mark(runner); return {"metrics": {"m": 5.0}}
@@ -56,6 +69,8 @@ def test_xdist_runs_components_apart_keeps_order_and_writes_once(
     project.plan(PLAN)
     project.handlers("handlers", HANDLERS)
     monkeypatch.setenv("MLEXP_TEST_LOG", str(project.path / "calls.log"))
+    (project.path / "meet").mkdir()
+    monkeypatch.setenv("MLEXP_TEST_MEET", str(project.path / "meet"))
     result = project.pytester.runpytest_subprocess(
         "-p", "no:randomly", "-n", "2", "--experiment", "all", "--junitxml=r.xml"
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pytest
@@ -633,17 +632,6 @@ def test_sentence_names_the_source() -> None:
     c = P(TIER_LO, "lpips", exp=True)
     j = dataclasses.replace(judge(c, [0.162]), source="e_p2_3")
     assert sentence(j, c).startswith("LPIPS of 0.162 (from e_p2_3) is below")
-
-
-def test_judge_is_cheap() -> None:
-    import time
-
-    c = P({**TIER_HI, "borderline": 0.01})
-    start = time.perf_counter()
-    for i in range(5000):
-        judge(c, [0.5 + (i % 100) / 200])
-    assert time.perf_counter() - start < 1.0  # about 10 µs each; generous for slow CI
-    assert math.isfinite(start)
 
 
 def test_judged_value_matches_judge() -> None:

@@ -7,7 +7,6 @@ import pickle
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +60,7 @@ class ScriptedPool(PoolExecutor):
         self.script = script
         self.order: list[str] = []
         self.release = threading.Event()
+        self.blocked = threading.Event()  # a "block" step is running: the slot is busy
         self.killed: list[str] = []
 
     def run_job(self, handle: FutureHandle, attempt: int) -> dict[str, Any]:
@@ -68,7 +68,8 @@ class ScriptedPool(PoolExecutor):
         self.order.append(task.sub_id)
         step = self.script.get(task.sub_id, ["ok"])[attempt - 1]
         if step == "block":
-            self.release.wait(5)
+            self.blocked.set()
+            self.release.wait(30)  # a hang guard: the test or kill() releases it
             return {"seed": task.seed, "status": "ok", "result": {"metrics": {}}}
         if step == "ok":
             return {"seed": task.seed, "status": "ok", "result": {"metrics": {"attempt": attempt}}}
@@ -88,9 +89,9 @@ def test_pool_retries_lost_workers_but_never_timeouts(tmp_path: Path) -> None:
     pool = ScriptedPool(
         {"a": ["lost_worker", "preempted", "ok"], "b": ["timeout", "ok"], "c": ["lost_worker"] * 2}
     )
-    a = pool.submit(_job(tmp_path, "a", retries=2)).result(5)
-    b = pool.submit(_job(tmp_path, "b", retries=3)).result(5)
-    c = pool.submit(_job(tmp_path, "c", retries=1)).result(5)
+    a = pool.submit(_job(tmp_path, "a", retries=2)).result(30)
+    b = pool.submit(_job(tmp_path, "b", retries=3)).result(30)
+    c = pool.submit(_job(tmp_path, "c", retries=1)).result(30)
     pool.close()
     assert a["status"] == "ok" and a["result"]["metrics"] == {"attempt": 3}
     assert b["status"] == "infra_error" and b["error"]["kind"] == "timeout"
@@ -100,23 +101,21 @@ def test_pool_retries_lost_workers_but_never_timeouts(tmp_path: Path) -> None:
 def test_pool_runs_lowest_priority_first_and_cancels_on_close(tmp_path: Path) -> None:
     pool = ScriptedPool({"first": ["block"]}, concurrency=1)
     first = pool.submit(_job(tmp_path, "first", priority=0))
-    while not pool.order:  # the only slot is busy from here on
-        time.sleep(0.01)
+    assert pool.blocked.wait(30)  # the only slot is busy from here on
     late = pool.submit(_job(tmp_path, "late", priority=9))
     soon = pool.submit(_job(tmp_path, "soon", priority=1))
     pool.release.set()
-    assert soon.result(5)["status"] == "ok" and late.result(5)["status"] == "ok"
+    assert soon.result(30)["status"] == "ok" and late.result(30)["status"] == "ok"
     assert pool.order == ["first", "soon", "late"]
     assert first.done()
 
     pool2 = ScriptedPool({"run": ["block"]}, concurrency=1)
     running = pool2.submit(_job(tmp_path, "run"))
-    while not pool2.order:
-        time.sleep(0.01)
+    assert pool2.blocked.wait(30)
     queued = pool2.submit(_job(tmp_path, "queued"))
     pool2.close()
     for handle in (running, queued):
-        out = handle.result(5)
+        out = handle.result(30)
         assert out["status"] == "infra_error" and out["error"]["kind"] == "cancelled"
     assert pool2.killed == ["run"]  # the running one was killed, the queued one never started
     assert pool2.order == ["run"]
@@ -141,12 +140,21 @@ def test_gpu_pool_gives_distinct_gpus_round_robin_then_shares() -> None:
 
 
 def test_process_workers_are_pinned_to_distinct_gpus(tmp_path: Path) -> None:
-    source = """
+    # Both workers hold their GPU at once: each marks its start, then waits for the other's
+    # mark (a barrier across processes; 60 s is only a hang guard).
+    source = f"""
     import os, time
+    from pathlib import Path
     def which_gpu(runner):
-        time.sleep(0.3)  # both workers are alive at once
-        return {"metrics": {"gpu": os.environ["CUDA_VISIBLE_DEVICES"]}}
+        marks = Path({str(tmp_path / "marks")!r})
+        (marks / f"seed{{runner.seed}}").write_text("")
+        deadline = time.monotonic() + 60
+        while len(list(marks.iterdir())) < 2:
+            assert time.monotonic() < deadline, "the two workers never ran at the same time"
+            time.sleep(0.01)
+        return {{"metrics": {{"gpu": os.environ["CUDA_VISIBLE_DEVICES"]}}}}
     """
+    (tmp_path / "marks").mkdir()
     ex = ProcessExecutor(concurrency=2, gpus=["4", "7"])
     handles = [ex.submit(Job(make_task(tmp_path, "which_gpu", source, seed=s))) for s in (0, 1)]
     outs = [h.result(30) for h in handles]
