@@ -156,7 +156,8 @@ def main() -> None:
         ratio = a / b
         ok = ratio <= budget
         over |= not ok
-        print(f"  {what}: {a * 1e3:.1f} ms vs {b * 1e3:.1f} ms -> {ratio:.2f} (<= {budget:g} {'ok' if ok else 'OVER'})")
+        mark = "ok" if ok else "OVER"
+        print(f"  {what}: {a * 1e3:.1f} ms vs {b * 1e3:.1f} ms -> {ratio:.2f} (<= {budget:g} {mark})")
     sys.exit(1 if over else 0)
 
 

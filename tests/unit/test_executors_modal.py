@@ -1,13 +1,20 @@
-"""The real Modal definitions, built offline from a plan's ``modal:`` section and inspected.
+"""The Modal definitions we build from a plan's ``modal:`` section, checked offline.
 
-Modal has no offline server, but images and functions are plain objects until an app runs.
-Reading their build steps needs Modal's private attributes (named here, in one helper), so a
-Modal upgrade that moves them fails these tests loudly rather than silently.
+Modal has no offline server, and an image or a function shows nothing of its build steps or
+options through Modal's public API.  So the definitions are built against ``FakeModal``, which
+stands in for the ``modal`` module and records every call our code makes, in order; each
+recorded call is then bound to the signature of the real Modal method it stands for (public
+API, ``inspect.signature``), so a Modal release that renames a parameter fails here.  One more
+test builds the same definitions with the real Modal and checks their public types.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
+import sys
+import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +22,16 @@ import pytest
 
 modal = pytest.importorskip("modal")
 
-from modal._utils.async_utils import synchronizer  # noqa: E402
-
 from pytest_mlexp import remote  # noqa: E402
 from pytest_mlexp.executors.modal import (  # noqa: E402
     ARTIFACTS_MOUNT,
+    ARTIFACTS_VOLUME,
+    CONTAINER_ROOT,
     MAX_TIMEOUT_S,
     build_image,
     function_options,
     register_function,
+    secrets_for,
 )
 
 SECTION = {
@@ -35,68 +43,196 @@ SECTION = {
     "volumes": {"/cache": "model-cache"},
 }
 
-
-def image_steps(image: Any) -> list[tuple[str, Any]]:
-    """("docker", commands) per build step and ("mount", entries) per added local source, in order."""
-    steps: list[tuple[str, Any]] = []
-    im = synchronizer._translate_in(image)
-    while im is not None:
-        load = im._load
-        cells = dict(
-            zip(load.__code__.co_freevars, [c.cell_contents for c in load.__closure__ or ()], strict=True)
-        )
-        if "mount" in cells:
-            steps.append(("mount", list(cells["mount"]._entries)))
-            im = cells["base_image"]
-            continue
-        dockerfile = cells.get("dockerfile_function")
-        steps.append(("docker", dockerfile("2025.06").commands if dockerfile else None))
-        im = next(iter((cells.get("base_images") or {}).values()), None)
-    return steps[::-1]
+Call = tuple[str, str, tuple[Any, ...], dict[str, Any]]  # (Modal class, method, args, kwargs)
 
 
-def test_image_from_the_plan_section_with_sources_last(tmp_path: Path) -> None:
+class FakeModal(types.ModuleType):
+    """The slice of ``modal`` our definitions use; every object is a plain record to compare."""
+
+    IMAGE_METHODS = ("apt_install", "pip_install", "env", "add_local_python_source", "add_local_dir")
+
+    def __init__(self) -> None:
+        super().__init__("modal")
+        self.calls: list[Call] = []
+        fake = self
+
+        def record(owner: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            fake.calls.append((owner, method, args, kwargs))
+
+        class Image:
+            def __init__(self, steps: tuple[tuple[str, tuple[Any, ...], dict[str, Any]], ...]) -> None:
+                self.steps = steps
+
+            @staticmethod
+            def debian_slim(*args: Any, **kwargs: Any) -> Image:
+                record("Image", "debian_slim", args, kwargs)
+                return Image((("debian_slim", args, kwargs),))
+
+            def __getattr__(self, name: str) -> Callable[..., Image]:
+                if name not in FakeModal.IMAGE_METHODS:
+                    raise AttributeError(name)
+
+                def step(*args: Any, **kwargs: Any) -> Image:
+                    record("Image", name, args, kwargs)
+                    return Image((*self.steps, (name, args, kwargs)))
+
+                return step
+
+        class Secret:
+            @staticmethod
+            def from_name(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
+                record("Secret", "from_name", args, kwargs)
+                return ("secret", args, kwargs)
+
+            @staticmethod
+            def from_dict(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
+                record("Secret", "from_dict", args, kwargs)
+                return ("secret-dict", args, kwargs)
+
+        class Volume:
+            @staticmethod
+            def from_name(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
+                record("Volume", "from_name", args, kwargs)
+                return ("volume", args, kwargs)
+
+        class Function:
+            def __init__(self, raw: Any, definition: dict[str, Any], options: dict[str, Any]) -> None:
+                self.raw, self.definition, self.options = raw, definition, options
+
+            def with_options(self, **kwargs: Any) -> Function:
+                record("Function", "with_options", (), kwargs)
+                return Function(self.raw, self.definition, kwargs)
+
+        class App:
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                record("App", "__init__", args, kwargs)
+
+            def function(self, *args: Any, **kwargs: Any) -> Callable[[Any], Function]:
+                record("App", "function", args, kwargs)
+                return lambda raw: Function(raw, kwargs, {})
+
+        self.Image, self.Secret, self.Volume, self.Function, self.App = Image, Secret, Volume, Function, App
+
+    def check_signatures(self, real: types.ModuleType) -> None:
+        """Every call we made binds to the real Modal method's signature (TypeError if not)."""
+        assert self.calls, "nothing was recorded"
+        for owner_name, method, args, kwargs in self.calls:
+            owner = getattr(real, owner_name)
+            signature = inspect.signature(getattr(owner, method))
+            static = isinstance(inspect.getattr_static(owner, method), staticmethod)
+            try:
+                signature.bind(*args, **kwargs) if static else signature.bind(None, *args, **kwargs)
+            except TypeError as exc:
+                raise AssertionError(
+                    f"modal.{owner_name}.{method}{signature} rejects {args} {kwargs}: {exc}"
+                ) from None
+
+
+@pytest.fixture
+def fake_modal(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeModal]:
+    fake = FakeModal()
+    monkeypatch.setitem(sys.modules, "modal", fake)  # our code imports modal where it needs it
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", "/nonexistent")  # no netrc: no W&B key unless a test sets one
+    monkeypatch.delenv("NETRC", raising=False)
+    yield fake
+
+
+def steps(image: Any) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+    return list(image.steps)
+
+
+def test_image_from_the_plan_section_with_sources_last(tmp_path: Path, fake_modal: FakeModal) -> None:
     (tmp_path / "experiments").mkdir()
-    steps = image_steps(build_image(SECTION, root=tmp_path, handlers_dir="experiments"))
-    docker = [" ".join(cmds) for kind, cmds in steps if kind == "docker"]
-    assert "python:3.11" in docker[0]
-    assert any("apt-get install -y git" in d for d in docker)
-    assert any("pip install" in d and "torch==2.5.1" in d and "numpy" in d for d in docker)
-    assert any("ENV HF_HOME=/cache/hf" in d for d in docker)
-    mounts = [entries for kind, entries in steps if kind == "mount"]
-    assert [kind for kind, _ in steps[-2:]] == ["mount", "mount"]  # the sources are the last steps
-    assert [getattr(e, "module_name", None) for m in mounts for e in m] == ["experiments", "pytest_mlexp"]
+    image = build_image(SECTION, root=tmp_path, handlers_dir="experiments")
+    assert steps(image) == [
+        ("debian_slim", (), {"python_version": "3.11"}),
+        ("apt_install", ("git",), {}),
+        ("pip_install", ("torch==2.5.1", "numpy"), {}),
+        ("env", ({"HF_HOME": "/cache/hf"},), {}),
+        # the sources are the last steps: a handler edit does not rebuild the layers above
+        ("add_local_python_source", ("experiments",), {}),
+        ("add_local_python_source", ("pytest_mlexp",), {}),
+    ]
+    fake_modal.check_signatures(modal)
 
 
-def test_hook_image_gets_the_sources_added(tmp_path: Path) -> None:
+def test_image_defaults_to_the_local_python_and_skips_empty_steps(
+    tmp_path: Path, fake_modal: FakeModal
+) -> None:
+    image = build_image({}, root=tmp_path, handlers_dir="experiments")  # no handler folder yet
+    local = "{}.{}".format(*sys.version_info[:2])
+    assert steps(image) == [
+        ("debian_slim", (), {"python_version": local}),
+        ("add_local_python_source", ("pytest_mlexp",), {}),
+    ]
+    fake_modal.check_signatures(modal)
+
+
+def test_hook_image_gets_the_sources_added(tmp_path: Path, fake_modal: FakeModal) -> None:
     (tmp_path / "my-exps").mkdir()
-    base = modal.Image.debian_slim(python_version="3.12").pip_install("jax")
-    steps = image_steps(build_image({}, root=tmp_path, handlers_dir="my-exps", base=base))
-    docker = " ".join(" ".join(c) for k, c in steps if k == "docker")
-    assert "python:3.12" in docker and "jax" in docker
-    dir_entry, pkg_entry = steps[-2][1][0], steps[-1][1][0]
-    assert str(dir_entry.remote_path) == "/root/my-exps"  # not importable by name: added as files
-    assert pkg_entry.module_name == "pytest_mlexp"
+    base = fake_modal.Image.debian_slim(python_version="3.12").pip_install("jax")
+    image = build_image(SECTION, root=tmp_path, handlers_dir="my-exps", base=base)
+    assert steps(image) == [
+        ("debian_slim", (), {"python_version": "3.12"}),  # the hook's image, not the section's
+        ("pip_install", ("jax",), {}),
+        # not importable by name: the folder is added as files where the container looks
+        ("add_local_dir", (str(tmp_path / "my-exps"),), {"remote_path": f"{CONTAINER_ROOT}/my-exps"}),
+        ("add_local_python_source", ("pytest_mlexp",), {}),
+    ]
+    fake_modal.check_signatures(modal)
 
 
-def test_function_definition_and_resource_shapes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_function_definition_and_resource_shapes(
+    tmp_path: Path, fake_modal: FakeModal, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WANDB_API_KEY", "local-key")
     (tmp_path / "experiments").mkdir()
-    app = modal.App("mlexp-test")
+    app = fake_modal.App("mlexp-test")
     image = build_image(SECTION, root=tmp_path, handlers_dir="experiments")
     fn = register_function(app, image, SECTION, "mlexp-run-0")
-    inner = synchronizer._translate_in(fn)
-    assert inner._raw_f is remote.modal_entry  # the container imports pytest_mlexp.remote
-    spec = inner._spec
-    assert set(spec.volumes) == {"/cache", ARTIFACTS_MOUNT}
-    assert len(spec.secrets) == 2  # hf-token by name, and the local W&B key as an ephemeral secret
-    variant = synchronizer._translate_in(
-        fn.with_options(**function_options({"gpu": "H100:2", "timeout": 600, "memory": 8192}))
-    )
-    opts = variant._options
-    assert opts.resources.gpu_config.gpu_type == "H100" and opts.resources.gpu_config.count == 2
-    assert opts.resources.memory_mb == 8192 and opts.timeout_secs == 600
-    assert MAX_TIMEOUT_S == 86400
+    assert fn.raw is remote.modal_entry  # the container imports pytest_mlexp.remote
+    assert fn.definition == {
+        "image": image,
+        "secrets": [
+            ("secret", ("hf-token",), {}),
+            ("secret-dict", ({"WANDB_API_KEY": "local-key"},), {}),  # the local W&B key, ephemeral
+        ],
+        "volumes": {
+            "/cache": ("volume", ("model-cache",), {"create_if_missing": True}),
+            ARTIFACTS_MOUNT: ("volume", (ARTIFACTS_VOLUME,), {"create_if_missing": True}),
+        },
+        "timeout": MAX_TIMEOUT_S,  # per call, with_options narrows it
+        "name": "mlexp-run-0",
+        "serialized": False,
+        "include_source": False,
+    }
+    variant = fn.with_options(**function_options({"gpu": "H100:2", "timeout": 600, "memory": 8192}))
+    assert variant.options == {"gpu": "H100:2", "timeout": 600, "memory": 8192}
+    assert function_options({"timeout": 10**9}) == {"timeout": MAX_TIMEOUT_S} and MAX_TIMEOUT_S == 86400
+    fake_modal.check_signatures(modal)
+
+
+def test_signature_check_catches_a_call_modal_would_reject(fake_modal: FakeModal) -> None:
+    fake_modal.Image.debian_slim(python="3.11")  # Modal's parameter is python_version
+    with pytest.raises(AssertionError, match=r"modal\.Image\.debian_slim.*rejects"):
+        fake_modal.check_signatures(modal)
+
+
+def test_the_real_modal_accepts_the_definitions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same definitions built with Modal itself (offline: nothing is sent until an app runs)."""
+    monkeypatch.setenv("WANDB_API_KEY", "local-key")
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "my-exps").mkdir()
+    image = build_image(SECTION, root=tmp_path, handlers_dir="experiments")
+    assert isinstance(image, modal.Image)
+    hook = build_image({}, root=tmp_path, handlers_dir="my-exps", base=modal.Image.debian_slim())
+    assert isinstance(hook, modal.Image)
+    fn = register_function(modal.App("mlexp-test"), image, SECTION, "mlexp-run-0")
+    assert isinstance(fn, modal.Function)
+    variant = fn.with_options(**function_options({"gpu": "H100:2", "timeout": 600, "memory": 8192}))
+    assert isinstance(variant, modal.Function)
+    assert len(secrets_for(SECTION)) == 2 and all(isinstance(s, modal.Secret) for s in secrets_for(SECTION))
 
 
 @pytest.mark.live
@@ -132,8 +268,6 @@ def test_live_modal_smoke(pytester: pytest.Pytester) -> None:
 
 
 def test_wandb_key_only_in_netrc_becomes_an_ephemeral_secret(tmp_path: Path) -> None:
-    from pytest_mlexp.executors.modal import secrets_for
-
     netrc = tmp_path / ".netrc"
     netrc.write_text("machine api.wandb.ai\n  login user\n  password netrc-key-0123456789\n")
     netrc.chmod(0o600)
