@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .execution import Task
     from .runner import MetricSink, ProgressSink
 
-__all__ = ["LiveLine", "live_line", "watching"]
+__all__ = ["LiveLine", "eta_seconds", "live_line", "watching"]
 
 PLUGIN_NAME = "mlexp-live"
 MIN_INTERVAL = 0.1  # at most 10 redraws a second: a tight training loop must not pay for the terminal
@@ -52,6 +52,18 @@ def _elapsed(seconds: float) -> str:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def eta_seconds(elapsed: float, fraction: float) -> float | None:
+    """Seconds left if the rest goes at the pace so far: ``elapsed * (1 - fraction) / fraction``.
+
+    None when there is nothing to go on (no progress yet, a clock that did not move) or nothing
+    left (done).  A straight-line estimate: the handler's own ``fraction`` is the best measure
+    of work done that the plugin has, and it is what a researcher reads the line against.
+    """
+    if not (0.0 < fraction < 1.0) or not elapsed > 0.0 or not math.isfinite(elapsed):
+        return None
+    return elapsed * (1.0 - fraction) / fraction
 
 
 class LiveLine:
@@ -115,14 +127,18 @@ class LiveLine:
     # --- drawing ------------------------------------------------------------------------------
     def render(self, width: int) -> str:
         parts = [self._label]
+        elapsed = self.clock() - self._started
         if self._progress is not None:
             fraction, stage = self._progress
             parts.append(f"{fraction:4.0%}" + (f" {stage}" if stage else ""))
+            eta = eta_seconds(elapsed, fraction)
+            if eta is not None:  # next to the fraction: a narrow terminal cuts the metrics first
+                parts.append(f"ETA {_elapsed(eta)}")
         if self._step is not None:
             parts.append(f"step {self._step}")
         if self._metrics:
             parts.append(" ".join(f"{k}={_fmt(v)}" for k, v in self._metrics.items()))
-        parts.append(_elapsed(self.clock() - self._started))
+        parts.append(_elapsed(elapsed))
         text = " | ".join(parts)
         if width <= 0:
             return ""

@@ -59,12 +59,49 @@ def test_draws_after_pytest_text_throttles_and_erases() -> None:
     clock.now += 0.2
     on_metrics({"e_1/loss": 0.1}, 4)
     assert len(tw.writes) == 2
-    assert tw.writes[1] == move + "  e_1 seed 0 |  50% train | step 4 | loss=0.1 acc=0.9 | 0s\x1b[K"
+    assert tw.writes[1] == move + "  e_1 seed 0 |  50% train | ETA 0s | step 4 | loss=0.1 acc=0.9 | 0s\x1b[K"
     assert tw._current_line == PREFIX  # pytest's width estimate is untouched
     line.clear()
     assert tw.writes[-1] == move + "\x1b[K" and tw._current_line == PREFIX
     line.clear()  # nothing shown: nothing written
     assert len(tw.writes) == 3
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "fraction", "expected"),
+    [
+        (30.0, 0.25, 90.0),  # a quarter done in 30 s: three more quarters at that pace
+        (10.0, 0.5, 10.0),
+        (1.0, 0.001, 999.0),
+        (5.0, 0.0, None),  # no progress yet: nothing to go on
+        (5.0, 1.0, None),  # done: nothing left
+        (0.0, 0.5, None),  # a clock that did not move
+        (float("nan"), 0.5, None),
+    ],
+)
+def test_eta_is_elapsed_over_fraction(elapsed: float, fraction: float, expected: float | None) -> None:
+    got = live.eta_seconds(elapsed, fraction)
+    assert got == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_line_shows_eta_once_progress_is_reported() -> None:
+    tw, clock = FakeTTYWriter(width=200), Clock()
+    line = LiveLine(tw, enabled=True, clock=clock, min_interval=0.0)
+    (on_metrics,), (on_progress,) = line.sinks(_task())
+    clock.now += 12.0
+    on_metrics({"e_1/loss": 0.5}, 1)
+    assert "ETA" not in tw.writes[-1]  # metrics alone say nothing about how far along it is
+    clock.now += 18.0
+    on_progress(0.25, None)  # 30 s for a quarter: 90 s to go
+    assert "|  25% | ETA 1m30s | step 1 | loss=0.5 | 30s\x1b[K" in tw.writes[-1]
+    clock.now += 3570.0
+    on_progress(0.5, "eval")  # one hour for half: an hour to go
+    assert "|  50% eval | ETA 1h00m |" in tw.writes[-1]
+    clock.now += 1.0
+    on_progress(1.0, "eval")
+    assert "ETA" not in tw.writes[-1] and "| 100% eval |" in tw.writes[-1]
+    line.start("e_1 seed 1")  # the next seed starts its own estimate
+    assert "ETA" not in tw.writes[-1]
 
 
 def test_writes_happen_with_capture_suspended() -> None:
@@ -194,7 +231,8 @@ def test_live_line_on_a_real_terminal(project: Project, executor: str) -> None:
     import sys
 
     seen = project.path / "seen"  # the test saw a step on the terminal
-    step_drawn = re.compile(r"\| +\d+% train \| step \d \| loss=0\.\d+ \| \ds\x1b\[K")
+    # progress reported: the line carries an ETA next to the fraction
+    step_drawn = re.compile(r"\| +\d+% train \| ETA \d+s \| step \d \| loss=0\.\d+ \| \ds\x1b\[K")
     project.plan(PLAN)
     if executor == "local":
         # In-process seeds are drawn as they log, at most every 0.1 s (live.MIN_INTERVAL): a
