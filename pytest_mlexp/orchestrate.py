@@ -282,6 +282,8 @@ def _add_properties(item: pytest.Item, entry: Mapping[str, Any]) -> None:
     wandb = entry.get("wandb") or {}
     if isinstance(wandb, Mapping) and wandb.get("url"):
         props.append(("wandb.url", wandb["url"]))
+    for path in entry.get("artifacts") or ():  # relative to the plan's folder (pytest-html shows figures)
+        props.append(("mlexp.artifact", path))
 
 
 def run_assessment(item: AssessmentItem) -> None:
@@ -300,6 +302,8 @@ def run_assessment(item: AssessmentItem) -> None:
         props.append((f"criterion.{j.metric}", f"{j.level} ({'passed' if j.passed else 'not passed'})"))
         if j.value is not None:
             props.append((f"metric.{j.metric}", j.value))
+    for problem in verdict.problems:
+        props.append(("verdict.problem", state.scrub(problem)))
     if state.stub:
         broken = state.wiring_failures(exp.id)
         if broken:

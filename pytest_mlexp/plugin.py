@@ -110,6 +110,10 @@ def pytest_configure(config: pytest.Config) -> None:
         from .xdist_support import XdistHooks
 
         config.pluginmanager.register(XdistHooks(state), "mlexp-xdist")
+    if config.pluginmanager.hasplugin("html") and getattr(config.option, "htmlpath", None):
+        from .html_report import register_if_active  # pytest-html writing a report: our rows
+
+        register_if_active(config)
     if state.selected:
         from .reporting import configure_lastfailed
 
