@@ -76,6 +76,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="write handler stubs for sub-experiments that have none, then exit.",
     )
+    group.addoption(
+        "--mlexp-init",
+        action="store_true",
+        dest="mlexp_init",
+        default=False,
+        help="write a starter study (plan, handlers, pytest.ini, .gitignore) into the rootdir, "
+        "never overwriting a file, then exit.",
+    )
     parser.addini(
         "mlexp_plan", "path of the research plan, relative to rootdir", default="research/research_plan.yaml"
     )
@@ -178,6 +186,10 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if config.getoption("mlexp_init"):
+        from .starter import run_init
+
+        return run_init(config)
     if not config.getoption("mlexp_scaffold"):
         return None
     from .scaffolding import run_scaffold
