@@ -7,7 +7,6 @@ and diffs in version control show real changes only.
 
 from __future__ import annotations
 
-import math
 import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any, TypeGuard
 
 from .atomic import atomic_write_bytes
 from .model import Accepted, Criterion, Experiment, Gate, Judgement, Plan, Stats, SubExperiment, Verdict
+from .textutil import fmt_number as fmt_value  # the one number formatter (re-exported name)
 
 BEGIN = "<!-- mlexp:begin -->"
 END = "<!-- mlexp:end -->"
@@ -45,28 +45,6 @@ def _is_map(value: Any) -> TypeGuard[Mapping[Any, Any]]:
 
 
 # --- small formatting helpers -----------------------------------------------------------------
-
-
-def fmt_value(value: Any) -> str:
-    """A value for people: numbers to 4 significant digits, None as a dash."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        if value == 0:
-            return "0"
-        text = f"{value:.4g}"
-        if "e+" in text and abs(value) < 1e15:
-            text = f"{value:.0f}"
-        return text
-    return str(value)
 
 
 def cell(text: Any) -> str:

@@ -15,7 +15,6 @@ same file the same module name.
 from __future__ import annotations
 
 import ast
-import difflib
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_mlexp.model import SubExperiment
+from pytest_mlexp.textutil import suggestions
 
 __all__ = [
     "HandlerAmbiguous",
@@ -476,7 +476,7 @@ class HandlerIndex:
         ]
 
     def _did_you_mean(self, fn: str) -> list[str]:
-        names = difflib.get_close_matches(fn, list(self._name_index()), n=3, cutoff=0.75)
+        names = suggestions(fn, self._name_index(), limit=3)
         hits: list[str] = []
         for name in names:
             for info, d in self._confirmed(name)[0]:
@@ -529,7 +529,7 @@ class HandlerIndex:
                 f"{label}: handler module {where} cannot be parsed: {info.error}", looked=[where]
             )
         stub = _stub_for(fn, sub, metric_names)
-        close = difflib.get_close_matches(fn, list(info.defs), n=3, cutoff=0.6)
+        close = suggestions(fn, info.defs, limit=3)
         defined = ", ".join(sorted(info.defs)) or "no functions"
         hint = f"did you mean {' or '.join(close)}? " if close else ""
         raise HandlerNotFound(

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
+from .textutil import fmt_number
+
 if TYPE_CHECKING:
     import pytest
 
@@ -36,11 +38,7 @@ ERASE_TO_END = "\x1b[K"
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return str(value)
-        return f"{value:.4g}"
-    text = str(value)
+    text = fmt_number(value)
     return text if len(text) <= 24 else text[:21] + "..."
 
 

@@ -120,6 +120,11 @@ class SubExperiment:
     dependencies: tuple[str, ...]  # other sub-experiment ids
     meta: Mapping[str, Any]  # annotation keys, kept verbatim
     loc: Loc
+    # Sub-experiments this one waits for without listing them under ``dependencies``: the ones
+    # its criteria compare against (``accuracy: "> p1_logreg:accuracy"``).  They order, dispatch
+    # and take part in the cycle check exactly like ``dependencies`` (see ``graph.py``); only
+    # ``dependencies`` block (``verdict.sub_blockers``).
+    implicit_dependencies: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:

@@ -12,13 +12,14 @@ already in ``sys.modules``.
 
 from __future__ import annotations
 
-import difflib
 import math
 import numbers
 import os
 import sys
 from collections.abc import Mapping
 from typing import Any
+
+from .textutil import closest
 
 __all__ = ["ALLOWED_KEYS", "ResultError", "normalize_result", "normalize_value"]
 
@@ -242,8 +243,8 @@ def normalize_result(returned: Any, handler: str | None = None) -> dict[str, Any
     if bad_keys:
         named = []
         for k in bad_keys:
-            close = difflib.get_close_matches(str(k), ALLOWED_KEYS, n=1, cutoff=0.7)
-            named.append(f"{k!r} (did you mean {close[0]!r}?)" if close else repr(k))
+            close = closest(str(k), ALLOWED_KEYS) if isinstance(k, str) else None
+            named.append(f"{k!r} (did you mean {close!r}?)" if close else repr(k))
         raise ResultError(
             f"{who} returned unknown key(s) {', '.join(named)} ({shown}); the allowed keys "
             f"are 'metrics' (required), 'finding' and 'artifacts'. Put extra numbers under 'metrics' and "

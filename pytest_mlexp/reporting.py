@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,21 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .textutil import fmt_number
+
 if TYPE_CHECKING:
     from .session import MlexpSession, PlanContext
 
 CACHE_RAN = "mlexp/ran_experiments"
 CACHE_LF = "mlexp/lastfailed"
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return str(value)
-        return f"{value:.4g}"
-    return str(value)
 
 
 def record_row(
@@ -254,7 +245,7 @@ def _row_detail(row: Mapping[str, Any]) -> str:
     parts = []
     criteria = row.get("criteria") or {}
     for name, value in list((row.get("metrics") or {}).items())[:4]:
-        text = f"{name}={_fmt(value)}"
+        text = f"{name}={fmt_number(value)}"
         c = criteria.get(name)
         if c:
             text += f" ({c.get('rule')}: {c.get('level')})"

@@ -228,8 +228,14 @@ def _filter_by_args(
             f"(looked for {state.plan_path}; set the ini option mlexp_plan)"
         )
     if unmatched:
+        from .textutil import closest
+
+        ids = [e.id for plan in plans.values() for e in plan.experiments]
+        ids += [s.id for plan in plans.values() for e in plan.experiments for s in e.sub_experiments]
+        guesses = [g for g in (closest(v, ids, short=4) for v in unmatched) if g is not None]
+        hint = f" (did you mean {' or '.join(dict.fromkeys(guesses))}?)" if guesses else ""
         raise pytest.UsageError(
-            f"--experiment {', '.join(unmatched)} matches no experiment or sub-experiment; "
+            f"--experiment {', '.join(unmatched)} matches no experiment or sub-experiment{hint}; "
             f"candidates: {candidates(plans.values())}"
         )
     keep = []

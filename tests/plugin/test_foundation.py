@@ -196,6 +196,9 @@ def test_experiment_selection_by_prefix_sub_id_and_errors(project: Project) -> N
     result = project.run("--experiment", "nope")
     assert result.ret == 4
     result.stderr.fnmatch_lines(["*--experiment nope matches no experiment*candidates: e-one*"])
+    result = project.run("--experiment", "e1_bb")  # a typo of a sub-experiment id
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*--experiment e1_bb matches no experiment*(did you mean e1_b?)*"])
 
 
 def test_results_merge_across_runs_and_findings_text_preserved(project: Project) -> None:

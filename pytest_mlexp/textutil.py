@@ -1,0 +1,87 @@
+"""Text for people, one way each: "did you mean" suggestions and numbers.
+
+Pure and standard library only: plan parsing, criteria, handler lookup, result checking, the
+terminal summary, the live line and FINDINGS.md all use these, so a typo is caught (or not) by
+the same rule everywhere and a number reads the same in every report.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["closest", "distance", "fmt_number", "suggestions"]
+
+
+def distance(a: str, b: str) -> int:
+    """Optimal-string-alignment distance (Levenshtein plus adjacent transpositions: ``widht``
+    is one edit from ``width``)."""
+    if a == b:
+        return 0
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[len(b)]
+
+
+def suggestions(word: str, candidates: Iterable[str], *, limit: int = 1, short: int = 6) -> list[str]:
+    """The candidates ``word`` is probably a typo of, closest first (ties keep candidate order).
+
+    A candidate qualifies within distance 2 of ``word``, or 1 when it is shorter than ``short``
+    characters (a short word is two edits from too many others); case is ignored.  An exact
+    match is not a suggestion.  At most ``limit`` are returned.
+    """
+    lowered = word.lower()
+    scored: list[tuple[int, int, str]] = []
+    seen: set[str] = set()
+    for index, cand in enumerate(candidates):
+        if cand in seen or cand == word:
+            continue
+        seen.add(cand)
+        allowed = 2 if len(cand) >= short else 1
+        if abs(len(cand) - len(word)) > allowed:
+            continue
+        d = distance(lowered, cand.lower())
+        if d <= allowed:
+            scored.append((d, index, cand))
+    scored.sort()
+    return [cand for _, _, cand in scored[: max(0, limit)]]
+
+
+def closest(word: str, candidates: Iterable[str], *, short: int = 6) -> str | None:
+    """The one candidate ``word`` is most probably a typo of (see :func:`suggestions`), or None."""
+    found = suggestions(word, candidates, limit=1, short=short)
+    return found[0] if found else None
+
+
+def fmt_number(value: Any) -> str:
+    """A value for people: numbers to 4 significant digits (``0.912``, ``1.23e-05``, ``12346``),
+    ``NaN``/``inf``, booleans as ``true``/``false``, None as a dash, anything else as ``str``."""
+    if value is None:
+        return "—"
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if not isinstance(value, (float, numbers.Real)):
+        return str(value)
+    x = float(value)
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x == 0:
+        return "0"
+    text = f"{x:.4g}"
+    if "e+" in text and abs(x) < 1e15:  # 12345.6 reads better as 12346 than as 1.235e+04
+        text = f"{x:.0f}"
+    return text
