@@ -1,9 +1,10 @@
 """Running one seed of one sub-experiment: plain data in, plain data out.
 
 This is the code every executor ends in: the local executor calls :func:`run_seed` in the
-pytest process (with pytest fixtures); the process and Modal executors call
-:func:`execute` (``python -m pytest_mlexp.remote``, or the Modal function) with a
-:class:`Task` dict and get an outcome dict back.  Standard library only.
+pytest process (with pytest fixtures); the process and Modal executors run
+``pytest_mlexp.remote.run_task`` (``python -m pytest_mlexp.remote``, or the Modal function) with a
+:class:`Task` dict and get the :class:`~pytest_mlexp.records.SeedOutcome` back as plain data.
+Standard library only.
 """
 
 from __future__ import annotations
@@ -13,22 +14,18 @@ import os
 import random
 import sys
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from .normalize import ResultError, normalize_result
+from .records import ERROR, INFRA, OK, ErrorInfo, SeedOutcome, SeedResult, error_info, now_iso
 from .runner import ExperimentRunner, MetricSink, ProgressSink
 
-# Outcome statuses of one seed.  "failed" (criteria) is decided later, by the judge.
-OK = "ok"
-ERROR = "error"
-INFRA = "infra_error"
+__all__ = ["ERROR", "INFRA", "OK", "Task", "error_info", "import_handler", "now_iso", "run_seed"]
 
 
 @dataclass
@@ -78,31 +75,6 @@ Observers = Callable[["Task"], tuple[tuple[MetricSink, ...], tuple[ProgressSink,
 observers: ContextVar[Observers | None] = ContextVar("mlexp_observers", default=None)
 
 
-_stamp: tuple[int, str] = (-1, "")
-
-
-def now_iso() -> str:
-    # Called a few times per seed, mostly within the same second: format each second once.
-    global _stamp
-    second = int(time.time())
-    last = _stamp
-    if last[0] == second:
-        return last[1]
-    text = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    _stamp = (second, text)
-    return text
-
-
-def error_info(kind: str, exc: BaseException, *, skip_frames: int = 0) -> dict[str, Any]:
-    """The ``error:`` block of a result; the traceback starts in the handler, not in us."""
-    tb = exc.__traceback__
-    for _ in range(skip_frames):
-        if tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-    text = "".join(traceback.format_exception(type(exc), exc, tb))
-    return {"kind": kind, "type": type(exc).__name__, "message": str(exc), "traceback": text}
-
-
 def seed_everything(seed: int) -> None:
     """Seed random, and numpy/torch only when the handler already imported them."""
     random.seed(seed)
@@ -122,13 +94,9 @@ def run_seed(
     metric_sinks: tuple[MetricSink, ...] = (),
     progress_sinks: tuple[ProgressSink, ...] = (),
     on_runner: Callable[[ExperimentRunner], None] | None = None,
-) -> dict[str, Any]:
-    """Run the handler once and return the outcome as plain data.
-
-    The outcome: ``status`` (ok / error), ``result`` ({metrics, finding, artifacts}) when ok,
-    ``error`` when not, plus ``history``, ``started_at``, ``finished_at``, ``duration_s``,
-    ``device`` and ``seed``.
-    """
+) -> SeedOutcome:
+    """Run the handler once and return its outcome: ``ok`` with the normalised result, or
+    ``error`` with the traceback (the handler raised, or returned something invalid)."""
     # Tracking (W&B, or a hook's tracker) opens here, where the handler runs, from the plain
     # settings in task.tracking: the same in the pytest process, a worker or a Modal container.
     tracked = None
@@ -159,41 +127,51 @@ def run_seed(
     )
     if on_runner is not None:
         on_runner(runner)
-    outcome: dict[str, Any] = {"seed": task.seed, "started_at": now_iso()}
+    started = now_iso()
     t0 = time.perf_counter()
     kwargs = dict(fixtures or {})
     kwargs["runner"] = runner
+    result: SeedResult | None = None
+    error: ErrorInfo | None = None
+    exc_kept: BaseException | None = None
     try:
         seed_everything(task.seed)
         returned = handler(**kwargs)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # a handler's SystemExit is its error too, not ours
-        outcome.update(status=ERROR, error=error_info("handler", exc, skip_frames=1))
-        outcome["_exc"] = exc  # in-process only (for --pdb); dropped before anything is sent
+        error = error_info("handler", exc, skip_frames=1)
+        exc_kept = exc  # in-process only (for --pdb); never sent anywhere
     else:
         try:
-            result = normalize_result(returned)
+            normalized = normalize_result(returned)
         except ResultError as exc:
-            outcome.update(
-                status=ERROR,
-                error={"kind": "invalid_result", "type": "ResultError", "message": str(exc), "traceback": ""},
-            )
+            error = {"kind": "invalid_result", "type": "ResultError", "message": str(exc), "traceback": ""}
         else:
-            artifacts = list(result.get("artifacts") or [])
+            artifacts = list(normalized.get("artifacts") or [])
             for path in runner.results.saved:
                 if path not in artifacts:
                     artifacts.append(path)
-            result["artifacts"] = artifacts
-            outcome.update(status=OK, result=result)
-    outcome["duration_s"] = round(time.perf_counter() - t0, 4)
-    outcome["finished_at"] = now_iso()
-    outcome["history"] = runner.history
-    outcome["packages"] = loaded_packages()
-    if runner._device is not None:
-        outcome["device"] = runner._device
+            result = {
+                "metrics": normalized["metrics"],
+                "finding": normalized.get("finding"),
+                "artifacts": artifacts,
+            }
+    outcome = SeedOutcome(
+        seed=task.seed,
+        status=ERROR if error is not None else OK,
+        result=result,
+        error=error,
+        started_at=started,
+        finished_at=now_iso(),
+        duration_s=round(time.perf_counter() - t0, 4),
+        history=runner.history,
+        packages=loaded_packages(),
+        device=runner._device,
+        exc=exc_kept,
+    )
     if tracked is not None:
-        tracked.close(outcome)  # never raises: failures become outcome["warnings"]
+        outcome = tracked.close(outcome)  # never raises: failures become outcome warnings
     return outcome
 
 
@@ -272,17 +250,3 @@ def import_handler(task: Task) -> Callable[..., Any]:
     )
     loaded: Callable[..., Any] = handlers.load_handler(ref, root)
     return loaded
-
-
-def failed_outcome(task: Task, kind: str, exc: BaseException, started: str) -> dict[str, Any]:
-    """The outcome of a seed whose handler never ran (it could not be imported, its fixtures
-    could not be unpacked): an ``error`` with the cause's traceback."""
-    return {
-        "seed": task.seed,
-        "status": ERROR,
-        "error": error_info(kind, exc),
-        "started_at": started,
-        "finished_at": now_iso(),
-        "duration_s": 0.0,
-        "history": [],
-    }

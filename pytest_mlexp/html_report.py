@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .session import MlexpSession, session_of
+from .textutil import fmt_number
 
 __all__ = ["FIGURE_TYPES", "MAX_FIGURE_BYTES", "HtmlRows", "ItemView", "register_if_active"]
 
@@ -102,12 +104,6 @@ def parse_properties(props: Iterable[tuple[str, Any]]) -> ItemView | None:
     return view
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float) and math.isfinite(value):
-        return f"{value:.4g}"
-    return str(value)
-
-
 def summary_cell(view: ItemView, scrub: Scrub) -> str:
     """The one-line summary shown in the row itself (the block below it is collapsed for passes)."""
     if view.kind == "assessment":
@@ -117,7 +113,7 @@ def summary_cell(view: ItemView, scrub: Scrub) -> str:
     else:
         levels = {c.metric: c.level for c in view.criteria}
         parts = [
-            f"{name}={_fmt(value)}" + (f" ({levels[name]})" if name in levels else "")
+            f"{name}={fmt_number(value)}" + (f" ({levels[name]})" if name in levels else "")
             for name, value in list(view.metrics.items())[:4]
         ]
         if len(view.metrics) > 4:
@@ -175,7 +171,7 @@ def render_block(view: ItemView, scrub: Scrub) -> str:
 
 def _metric_rows(view: ItemView) -> list[tuple[str, str, Criterion | None]]:
     by_metric = {c.metric: c for c in view.criteria}
-    rows = [(name, _fmt(value), by_metric.get(name)) for name, value in view.metrics.items()]
+    rows = [(name, fmt_number(value), by_metric.get(name)) for name, value in view.metrics.items()]
     # a criterion whose metric never arrived still gets its row (its level says "missing")
     rows += [(c.metric, "—", c) for c in view.criteria if c.metric not in view.metrics]
     return rows
@@ -222,11 +218,10 @@ class HtmlRows:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.column = bool(getattr(_session(config), "selected", False))
+        self.column = _session(config).selected
 
     def scrub(self, text: str) -> str:
-        state = _session(self.config)
-        return str(state.scrub(text)) if state is not None else text
+        return _session(self.config).scrub(text)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         # pytest-html collects a test's extras when its teardown report arrives: the call report
@@ -266,8 +261,8 @@ class HtmlRows:
             data[:] = [self.scrub(line) for line in data]
 
 
-def _session(config: pytest.Config) -> Any:
-    return config.pluginmanager.get_plugin("mlexp-session")
+def _session(config: pytest.Config) -> MlexpSession:
+    return session_of(config)
 
 
 def register_if_active(config: pytest.Config) -> None:

@@ -1,6 +1,7 @@
 """The pytest nodes of a plan: file -> experiment -> sub-experiment items + one assessment.
 
-Thin glue: what an item does when it runs lives in ``orchestrate.py``; the plan, criteria and
+Thin glue: what an item does when it runs lives in ``orchestrate.py`` (loaded when the first
+item runs, so collecting a plan does not import the run machinery); the plan, criteria and
 results logic live in pure modules.
 """
 
@@ -15,11 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .records import ResultOp
+from .session import session_of
+
 if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, TerminalRepr
 
     from .model import Experiment, SubExperiment, SweepPoint
-    from .session import MlexpSession, PlanContext
+    from .session import PlanContext
 
 
 def skip_blocked(reason: str) -> None:
@@ -31,10 +35,12 @@ def skip_blocked(reason: str) -> None:
 
 
 def _orchestrate() -> ModuleType:
-    # Not at import (plain pytest runs never load it), and not an import statement per item
-    # (a relative import costs a module-spec lookup each time): the module in sys.modules.  Not
-    # ``from . import orchestrate`` either: that returns the package attribute, which is stale
-    # once a harness (pytester) has swapped sys.modules between in-process runs.
+    # Not at import: collecting a plan (``--co``) need not load the run machinery (executors,
+    # verdicts, the live line: ~25 ms).  Not an import statement per item either (a relative
+    # import costs a module-spec lookup each time): the module in sys.modules.  Not
+    # ``from . import orchestrate``: that returns the package attribute, which is stale once a
+    # harness (pytester) has swapped sys.modules between in-process runs.  A one-way edge
+    # (orchestrate never imports this module; tests/unit/test_import_graph.py checks it).
     return sys.modules.get(_ORCHESTRATE) or importlib.import_module(_ORCHESTRATE)
 
 
@@ -46,32 +52,23 @@ def skip_if_blocked(item: pytest.Item) -> None:
     reason is recorded as the item's result)."""
     state = session_of(item.config)
     reason = state.blocked_reason(item)
-    if reason is not None:
-        state.on_blocked(item, reason)
-        skip_blocked(reason)
+    if reason is None:
+        return
+    plan = str(item.path)
+    exp_id: str = item.experiment_id  # type: ignore[attr-defined]
+    if isinstance(item, SubItem):
+        point = item.point.key if item.point else None
+        op = ResultOp.blocked(plan, exp_id, item.sub.id, point, reason)
+    else:
+        op = ResultOp.assessment_blocked(plan, exp_id, reason)
+    state.attach_op(item, op)
+    skip_blocked(reason)
 
 
-class MlexpFailure(Exception):
-    """An item failed for a reason we can say in a few lines (criteria, wiring, verdict)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-_SESSION_KEY = pytest.StashKey["MlexpSession"]()
-
-
-def session_of(config: pytest.Config) -> MlexpSession:
-    # A few calls per item: the stash is one dict lookup, the plugin manager an import and a check.
-    state = config.stash.get(_SESSION_KEY, None)
-    if state is None:
-        from .session import MlexpSession
-
-        found = config.pluginmanager.get_plugin("mlexp-session")
-        assert isinstance(found, MlexpSession)
-        state = config.stash[_SESSION_KEY] = found
-    return state
+def _is_failure(excinfo: ExceptionInfo[BaseException]) -> bool:
+    """An ``orchestrate.MlexpFailure``: a failure we can say in a few lines, without a traceback."""
+    module = sys.modules.get(_ORCHESTRATE)
+    return module is not None and isinstance(excinfo.value, module.MlexpFailure)
 
 
 class PlanFile(pytest.File):
@@ -94,7 +91,7 @@ class PlanFile(pytest.File):
 
             try:  # a results file from a newer pytest-mlexp: refuse before anything runs
                 for exp in ctx.plan.experiments:
-                    ctx.store.doc(exp.id)
+                    ctx.results.store.doc(exp.id)
             except StoreError as exc:
                 raise self.CollectError(str(exc)) from None
         for exp in ctx.plan.experiments:
@@ -110,10 +107,14 @@ class ExperimentNode(pytest.Collector):
         self.fixtureinfos: dict[tuple[str, ...], Any] = {}
 
     def collect(self) -> Iterator[pytest.Item]:
+        from .graph import graph_of
+
         state = session_of(self.config)
         ctx = state.context_for(self.path)
         exp = self.experiment
-        for sub in ctx.plan.sub_order(exp):
+        plan = ctx.plan
+        for sub_id in graph_of(plan).sub_order(exp.id):
+            sub = plan.sub(sub_id)
             points = sub.points()
             if points:
                 for index, point in enumerate(points):
@@ -189,9 +190,11 @@ class SubItem(pytest.Function):
         item.point = point
         item.point_index = index
         item.experiment_id = sub.experiment_id
-        for mark in sub.marks:
-            ctx.state.register_mark(mark)
-            item.add_marker(mark)
+        if sub.marks:
+            state = session_of(parent.config)
+            for mark in sub.marks:
+                state.register_mark(mark)
+                item.add_marker(mark)
         return item
 
     @property
@@ -206,8 +209,8 @@ class SubItem(pytest.Function):
         super().setup()
 
     def repr_failure(self, excinfo: ExceptionInfo[BaseException]) -> str | TerminalRepr:  # type: ignore[override]
-        if isinstance(excinfo.value, MlexpFailure):
-            return excinfo.value.message
+        if _is_failure(excinfo):
+            return str(excinfo.value)
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
@@ -229,8 +232,8 @@ class AssessmentItem(pytest.Item):
         _orchestrate().run_assessment(self)
 
     def repr_failure(self, excinfo: ExceptionInfo[BaseException], style: Any = None) -> str | TerminalRepr:
-        if isinstance(excinfo.value, MlexpFailure):
-            return excinfo.value.message
+        if _is_failure(excinfo):
+            return str(excinfo.value)
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Any, int | None, str]:

@@ -269,47 +269,7 @@ class Plan:
         gates = [Prerequisite("gate", gate_id=g.id) for g in self.gates_unlocking(experiment_id)]
         return tuple(deps + gates)
 
-    def experiment_order(self) -> tuple[Experiment, ...]:
-        """Experiments in a topological order of dependencies and gates, stable in plan order."""
-        pending = list(self.experiments)
-        done: set[str] = set()
-        out: list[Experiment] = []
-        while pending:
-            for exp in pending:
-                needs = set(exp.dependencies)
-                for sub in exp.sub_experiments:  # sub-level dependencies may cross experiments
-                    needs.update(
-                        self._sub_index[d].experiment_id for d in sub.dependencies if d in self._sub_index
-                    )
-                for gate in self.gates_unlocking(exp.id):
-                    needs.update(e for e in gate.experiments if e != exp.id)
-                if needs <= done | {exp.id}:
-                    out.append(exp)
-                    done.add(exp.id)
-                    pending.remove(exp)
-                    break
-            else:  # a cycle: plan.py rejects these, so this only guards direct construction
-                out.extend(pending)
-                break
-        return tuple(out)
-
-    def sub_order(self, exp: Experiment) -> tuple[SubExperiment, ...]:
-        """An experiment's sub-experiments with sub-level dependencies first, else plan order."""
-        pending = list(exp.sub_experiments)
-        done: set[str] = set()
-        out: list[SubExperiment] = []
-        own = {s.id for s in exp.sub_experiments}
-        while pending:
-            for sub in pending:
-                if {d for d in sub.dependencies if d in own} <= done:
-                    out.append(sub)
-                    done.add(sub.id)
-                    pending.remove(sub)
-                    break
-            else:
-                out.extend(pending)
-                break
-        return tuple(out)
+    # What waits for what (run order, cycles, xdist components, dispatch): graph.py.
 
 
 # --- judged results -------------------------------------------------------------------------

@@ -1,32 +1,37 @@
 """What an experiment item does when it runs: tasks out, outcomes in, one result entry.
 
-The entry is not written here: it travels on the test report (an ``op``) to the process that
-owns the results files (the xdist controller, or this process), see ``session.py``.
+The entry is not written here: it travels as a :class:`~pytest_mlexp.records.ResultOp` to the
+process that owns the results files (the xdist controller, or this process), see ``session.py``
+and ``hooks.py``.  Items (``items.py``) call :func:`run_sub_item` and :func:`run_assessment`.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
-from .execution import ERROR, INFRA, OK, Task
-from .items import AssessmentItem, MlexpFailure, SubItem, session_of
+from .dispatch import dispatcher_of
 from .live import watching
-from .model import SubExperiment
+from .records import ERROR, INFRA, ResultEntry, ResultOp, SeedOutcome, new_entry
 from .secrets import redact_params
-from .session import git_state, join_simple
-from .store import params_digest
+from .session import session_of
+from .tasks import provenance, seed_tasks
 from .verdict import judge_sub
 
 if TYPE_CHECKING:
-    from .handlers import HandlerRef
-    from .model import SweepPoint
+    import pytest
+
+    from .model import SubExperiment
     from .session import PlanContext
+
+
+class MlexpFailure(Exception):
+    """An item failed for a reason we can say in a few lines (criteria, wiring, verdict)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 def _is_number(v: Any) -> bool:
@@ -34,14 +39,14 @@ def _is_number(v: Any) -> bool:
 
 
 def aggregate_seeds(
-    outcomes: Sequence[Mapping[str, Any]],
+    outcomes: Sequence[SeedOutcome],
 ) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
     """Per-seed metrics of the seeds that produced a result, and their mean (numbers only;
     other values are information and are taken from the first seed that reported them)."""
     per_seed: dict[int, dict[str, Any]] = {}
     for out in outcomes:
-        if out.get("status") == OK:
-            per_seed[int(out["seed"])] = dict(out["result"]["metrics"])
+        if out.result is not None and out.ok:
+            per_seed[out.seed] = dict(out.result["metrics"])
     if len(per_seed) == 1:  # one seed (the common case): its values, numbers as floats
         (only,) = per_seed.values()
         return {k: float(v) if _is_number(v) else v for k, v in only.items()}, per_seed
@@ -87,27 +92,27 @@ def build_entry(
     *,
     point_key: str | None,
     params: Mapping[str, Any],
-    outcomes: Sequence[Mapping[str, Any]],
+    outcomes: Sequence[SeedOutcome],
     executor: str,
     stub: bool,
     provenance: Mapping[str, Any],
     messages: list[str] | None = None,
-) -> dict[str, Any]:
+) -> ResultEntry:
     """One results.yaml entry (SPEC section 8) from the outcomes of the item's seeds.
 
     The messages of unmet criteria are appended to ``messages`` (for the failure report)."""
     if messages is None:
         messages = []
     metrics, per_seed = aggregate_seeds(outcomes)
-    first_ok = next((o for o in outcomes if o.get("status") == OK), None)
-    failed_out = next((o for o in outcomes if o.get("status") != OK), None)
+    first_ok = next((o for o in outcomes if o.ok), None)
+    failed_out = next((o for o in outcomes if not o.ok), None)
     artifacts: list[str] = []
     for out in outcomes:
-        for path in (out.get("result") or {}).get("artifacts") or []:
+        for path in out.result["artifacts"] if out.result is not None else ():
             if path not in artifacts:
                 artifacts.append(path)
-    entry: dict[str, Any] = {"status": "passed"}
-    entry["finding"] = (first_ok or {}).get("result", {}).get("finding") if first_ok else None
+    entry = new_entry("passed")
+    entry["finding"] = first_ok.result["finding"] if first_ok is not None and first_ok.result else None
     entry["metrics"] = metrics
     if sub.seeds_given and not stub:
         entry["per_seed"] = per_seed
@@ -115,25 +120,25 @@ def build_entry(
     entry["params"] = redact_params(dict(params))
     entry["artifacts"] = artifacts
     entry["executor"] = executor
-    entry["duration_s"] = round(sum(float(o.get("duration_s") or 0.0) for o in outcomes), 3)
-    tracking = [o["wandb"] for o in outcomes if o.get("wandb")]
+    entry["duration_s"] = round(sum(o.duration_s for o in outcomes), 3)
+    tracking = [dict(o.tracking) for o in outcomes if o.tracking]
     if tracking:
         # Several seeds: the first run's link up front (what FINDINGS and JUnit show), all below.
         entry["wandb"] = tracking[0] if len(tracking) == 1 else {**tracking[0], "runs": tracking}
-    entry["provenance"] = dict(provenance)
-    device = next((o["device"] for o in outcomes if o.get("device")), None)
+    prov = entry["provenance"] = dict(provenance)
+    device = next((o.device for o in outcomes if o.device), None)
     if device:  # only known when the handler asked runner.device
-        entry["provenance"]["device"] = device
-    packages = next((o["packages"] for o in outcomes if o.get("packages")), None)
+        prov["device"] = device
+    packages = next((o.packages for o in outcomes if o.packages), None)
     if packages:
-        entry["provenance"]["packages"] = dict(packages)
-    entry["started_at"] = min((o.get("started_at") or "") for o in outcomes) if outcomes else None
-    entry["finished_at"] = max((o.get("finished_at") or "") for o in outcomes) if outcomes else None
+        prov["packages"] = dict(packages)
+    entry["started_at"] = min(o.started_at for o in outcomes) if outcomes else None
+    entry["finished_at"] = max(o.finished_at for o in outcomes) if outcomes else None
     if failed_out is not None:
-        entry["status"] = INFRA if any(o.get("status") == INFRA for o in outcomes) else ERROR
-        error = dict(failed_out.get("error") or {})
-        error["seed"] = failed_out.get("seed")
-        entry["error"] = error
+        entry["status"] = INFRA if any(o.status == INFRA for o in outcomes) else ERROR
+        error = dict(failed_out.error or {})
+        error["seed"] = failed_out.seed
+        entry["error"] = error  # type: ignore[typeddict-item]
         return entry
     if point_key is None:
         judged = judge_sub(sub, entry, stub=stub)
@@ -153,9 +158,10 @@ def build_entry(
     return entry
 
 
-def failure_message(item: SubItem, entry: Mapping[str, Any], messages: Sequence[str] = ()) -> str:
+def failure_message(item: pytest.Item, entry: ResultEntry, messages: Sequence[str] = ()) -> str:
     from .hints import hint_for
 
+    sub: SubExperiment = item.sub  # type: ignore[attr-defined]
     status = entry["status"]
     if status in (ERROR, INFRA):
         err = entry.get("error") or {}
@@ -163,7 +169,7 @@ def failure_message(item: SubItem, entry: Mapping[str, Any], messages: Sequence[
         if err.get("traceback"):
             lines.append(str(err["traceback"]).rstrip())
         head = f"{item.name}: {status} ({err.get('kind', 'handler')})"
-        if err.get("seed") is not None and len(item.sub.seeds) > 1:
+        if err.get("seed") is not None and len(sub.seeds) > 1:
             head += f" in seed {err['seed']}"
         lines.append(f"{head}: {err.get('type', 'Error')}: {err.get('message', '')}")
         hint = hint_for(str(err.get("type", "")), str(err.get("message", "")))
@@ -173,45 +179,35 @@ def failure_message(item: SubItem, entry: Mapping[str, Any], messages: Sequence[
     return "\n".join(messages) or f"{item.name}: {status}"
 
 
-def run_sub_item(item: SubItem) -> None:
+def run_sub_item(item: pytest.Item) -> None:
+    """Run a sub-experiment item's seeds, judge them, hand the entry on; fail if not passed."""
     state = session_of(item.config)
     ctx = state.context_for(item.path)
-    sub, point = item.sub, item.point
+    sub: SubExperiment = item.sub  # type: ignore[attr-defined]
+    point = item.point  # type: ignore[attr-defined]
+    point_key = point.key if point else None
     stub = state.stub
     params = sub.resolved_params(stub, point)
     executor_name = state.executor_for(sub)
-    seeds = sub.seeds[:1] if stub else sub.seeds
     prov = provenance(ctx, sub, params)
     try:
         ref = ctx.handler(sub)
     except LookupError as exc:  # HandlerNotFound / HandlerAmbiguous
-        outcomes: list[dict[str, Any]] = [
-            {
-                "seed": s,
-                "status": ERROR,
-                "error": {
-                    "kind": "handler",
-                    "type": type(exc).__name__,
-                    "message": str(exc),
-                    "traceback": "",
-                },
-            }
-            for s in seeds[:1]
-        ]
+        seed = sub.seeds[0] if sub.seeds else 0
+        outcomes = [SeedOutcome.failure(seed, "handler", exc, traceback="")]
     else:
-        funcargs = item.funcargs
+        funcargs = item.funcargs  # type: ignore[attr-defined]
         fixtures = {n: funcargs[n] for n in ref.fixture_names if n != "runner" and n in funcargs}
-        # The same tasks item_tasks builds when the dispatcher submits this item ahead.
+        # The same tasks the dispatcher builds when it submits this item ahead.
         # (The local executor runs seeds in this process: the live line watches them directly.)
-        local = executor_name == "local"
-        tasks = [build_task(ctx, sub, point, seed, params, ref, progress=not local) for seed in seeds]
+        tasks = seed_tasks(state, ctx, sub, point, params, ref, progress=executor_name != "local")
         with watching(item.config):  # the live progress line, for seeds run in this process
-            outcomes = state.dispatcher.run(item, executor_name, tasks, fixtures)
+            outcomes = dispatcher_of(state).run(item, executor_name, tasks, fixtures)
     messages: list[str] = []
     entry = build_entry(
         ctx,
         sub,
-        point_key=point.key if point else None,
+        point_key=point_key,
         params=params,
         outcomes=outcomes,
         executor=executor_name,
@@ -222,46 +218,27 @@ def run_sub_item(item: SubItem) -> None:
     entry = state.scrub_obj(entry)  # tracebacks and findings may quote a secret
     # A cancelled item (Ctrl-C/SIGTERM while it ran on process/modal) never overwrites a stored
     # result (SPEC section 8): with one stored, nothing is recorded and the item just fails.
-    if not (_cancelled(entry) and _has_stored_result(ctx, sub, point.key if point else None)):
-        op: dict[str, Any] = {"op": "record", "sub": sub.id, "point": point.key if point else None}
-        op["entry"] = entry
+    if not (_cancelled(entry) and ctx.results.has_result(sub.id, point_key)):
         # Tracker (and executor) warnings travel on the op, so the xdist controller prints them.
-        warnings = [str(w) for o in outcomes for w in o.get("warnings") or ()]
-        if warnings:
-            op["warnings"] = list(dict.fromkeys(warnings))
+        warnings = [str(w) for o in outcomes for w in o.warnings]
+        op = ResultOp.record(str(item.path), sub.experiment_id, sub.id, point_key, entry, warnings)
         state.attach_op(item, op)
     _add_properties(item, entry)
     status = entry["status"]
     if status == "passed":
         return
     if status == ERROR and item.config.option.usepdb:
-        original = next((o.get("_exc") for o in outcomes if o.get("_exc") is not None), None)
-        if isinstance(original, BaseException):
+        original = next((o.exc for o in outcomes if o.exc is not None), None)
+        if original is not None:
             raise original  # --pdb: post-mortem in the handler's own frame
     raise MlexpFailure(state.scrub(failure_message(item, entry, messages)))
 
 
-def item_tasks(item: SubItem, ref: HandlerRef) -> list[Task]:
-    """The item's tasks, one per seed (the first seed only under --stub)."""
-    state = session_of(item.config)
-    ctx = state.context_for(item.path)
-    params = item.sub.resolved_params(state.stub, item.point)
-    seeds = item.sub.seeds[:1] if state.stub else item.sub.seeds
-    return [build_task(ctx, item.sub, item.point, seed, params, ref) for seed in seeds]
-
-
-def _cancelled(entry: Mapping[str, Any]) -> bool:
+def _cancelled(entry: ResultEntry) -> bool:
     return entry.get("status") == INFRA and (entry.get("error") or {}).get("kind") == "cancelled"
 
 
-def _has_stored_result(ctx: PlanContext, sub: SubExperiment, point: str | None) -> bool:
-    stored = ctx.sub_entry(sub.experiment_id, sub.id)
-    if stored is not None and point is not None:
-        stored = (stored.get("points") or {}).get(point)
-    return isinstance(stored, Mapping) and stored.get("status") not in (None, "blocked")
-
-
-def _add_properties(item: pytest.Item, entry: Mapping[str, Any]) -> None:
+def _add_properties(item: pytest.Item, entry: ResultEntry) -> None:
     """JUnit properties: metrics, criteria verdicts, finding, status, W&B URL (also under xdist)."""
     props = item.user_properties
     props.append(("mlexp.status", entry.get("status")))
@@ -286,13 +263,14 @@ def _add_properties(item: pytest.Item, entry: Mapping[str, Any]) -> None:
         props.append(("mlexp.artifact", path))
 
 
-def run_assessment(item: AssessmentItem) -> None:
+def run_assessment(item: pytest.Item) -> None:
+    """Assert an experiment's verdict (SPEC section 5); its header goes to results.yaml."""
     state = session_of(item.config)
     ctx = state.context_for(item.path)
-    exp = ctx.plan.experiment(item.experiment_id)
-    verdict = ctx.verdict(exp.id)
-    header = ctx.experiment_header(exp.id, verdict)
-    state.attach_op(item, {"op": "experiment", "experiment": exp.id, "fields": header})
+    exp = ctx.plan.experiment(item.experiment_id)  # type: ignore[attr-defined]
+    verdict = ctx.results.verdict(exp.id)
+    header = ctx.results.experiment_header(exp.id)
+    state.attach_op(item, ResultOp.header(str(item.path), exp.id, header))
     props = item.user_properties
     props.append(("mlexp.status", verdict.status))
     props.append(("verdict.success_criteria_met", verdict.success_criteria_met))
@@ -313,109 +291,3 @@ def run_assessment(item: AssessmentItem) -> None:
         lines = [f"{exp.id}: {verdict.recommendation} ({verdict.status}, confidence {verdict.confidence})"]
         lines += [f"  {p}" for p in verdict.problems]
         raise MlexpFailure(state.scrub("\n".join(lines)))
-
-
-def upstream_for(ctx: PlanContext, sub: SubExperiment) -> dict[str, Any]:
-    """``runner.upstream``: the stored results of the sub-experiments this one depends on."""
-    out: dict[str, Any] = {}
-    for dep in sub.dependencies:
-        if not ctx.plan.has_sub(dep):
-            continue
-        dep_sub = ctx.plan.sub(dep)
-        entry = ctx.sub_entry(dep_sub.experiment_id, dep) or {}
-        out[dep] = {
-            "status": entry.get("status"),
-            "metrics": dict(entry.get("metrics") or {}),
-            "finding": entry.get("finding"),
-            "artifacts": [str(ctx.plan.root / a) for a in entry.get("artifacts") or []],
-        }
-    return out
-
-
-_PYTHON_VERSION = ".".join(str(v) for v in sys.version_info[:3])
-
-
-def artifacts_dir(plan_root: str, sub_id: str, point: str | None, seed: int | None, stub: bool) -> str:
-    """``<plan folder>/artifacts[-stub]/<sub_id>[/<point>][/seed<k>]`` (SPEC section 4)."""
-    parts = ["artifacts-stub" if stub else "artifacts", sub_id]
-    if point:
-        parts.append(point)
-    if seed is not None:
-        parts.append(f"seed{seed}")
-    return join_simple(plan_root, *parts)
-
-
-def provenance(ctx: PlanContext, sub: SubExperiment, params: Mapping[str, Any]) -> dict[str, Any]:
-    """``provenance:`` of a result: git state, handler source digest, params digest, Python."""
-    base = ctx.provenance_base.get(sub.id)
-    if base is None:  # all but the params digest is the same for every item of a sub, all session
-        commit, dirty = git_state(ctx.root_text)
-        try:
-            handler_sha = ctx.handler(sub).source_sha256
-        except LookupError:
-            handler_sha = None
-        base = ctx.provenance_base[sub.id] = {
-            "git_commit": commit,
-            "git_dirty": dirty,
-            "handler_sha256": handler_sha,
-        }
-    out = dict(base)
-    out["params_sha256"] = params_digest(params)
-    out["python"] = _PYTHON_VERSION
-    return out
-
-
-def build_task(
-    ctx: PlanContext,
-    sub: SubExperiment,
-    point: SweepPoint | None,
-    seed: int,
-    params: Mapping[str, Any],
-    ref: HandlerRef,
-    *,
-    progress: bool = True,
-) -> Task:
-    """One seed's task, as plain data for whichever executor runs it.  ``progress``: give it a
-    file to append what the handler logs to, for the live line (a seed run in another process)."""
-    module_path = ctx.module_paths.get(ref.module_path)
-    if module_path is None:  # the handler's file, relative to the project root
-        try:
-            module_path = ref.module_path.relative_to(ctx.root).as_posix()
-        except ValueError:
-            module_path = str(ref.module_path)
-        ctx.module_paths[ref.module_path] = module_path
-    state = ctx.state
-    stub = state.stub
-    point_key = point.key if point else None
-    variant = point.values if point else {}
-    workdir = state.workdir_text(sub.id, point_key, seed)
-    multi = len(sub.seeds) > 1 and not stub
-    return Task(
-        experiment_id=sub.experiment_id,
-        sub_id=sub.id,
-        point=point_key,
-        seed=seed,
-        params=dict(params),
-        stub=stub,
-        root=ctx.root_text,
-        plan_root=ctx.plan_root_text,
-        module_path=module_path,
-        module_name=ref.module_name,
-        function=ref.function,
-        artifacts_dir=artifacts_dir(ctx.plan_root_text, sub.id, point_key, seed if multi else None, stub),
-        workdir=workdir,
-        upstream=upstream_for(ctx, sub) if sub.dependencies else {},
-        variant=dict(variant),
-        timeout=_timeout(sub),
-        # 12 random hex digits, as uuid4().hex[:12] gave (its first 6 bytes are all random).
-        progress_file=(
-            os.path.join(workdir, f".mlexp-progress-{os.urandom(6).hex()}.jsonl") if progress else None
-        ),
-        # tracker settings as plain data; the run opens where the handler runs (trackers/)
-        tracking=state.tracking.settings_for(ctx, sub, point_key, variant, seed, params),
-    )
-
-
-def _timeout(sub: SubExperiment) -> float | None:
-    value: Any = sub.resources.get("timeout")
-    return float(value) if _is_number(value) else None

@@ -11,7 +11,6 @@ The key tables below are also what ``schema.py`` turns into the published JSON S
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .graph import PrerequisiteGraph
 from .model import (
     ID_RE,
     Accepted,
@@ -670,8 +670,7 @@ def _build(ctx: _Ctx) -> Plan:
 
     gates = _parse_gates(ctx, top, known.get("gates"), experiments)
     _check_references(ctx, experiments, exp_refs, subs)
-    _check_sub_cycles(ctx, subs)
-    _check_experiment_cycles(ctx, experiments, exp_refs, subs, gates)
+    _check_cycles(ctx, experiments, exp_refs, subs, gates)
 
     return Plan(
         path=Path(os.path.abspath(ctx.file)),
@@ -1038,105 +1037,16 @@ def _check_references(
                 )
 
 
-Edge = tuple[int, str]  # (line, why)
-
-
-def _find_cycle(nodes: Iterable[str], edges: dict[str, dict[str, Edge]]) -> list[str] | None:
-    """The first cycle met by a depth-first walk in plan order, as [a, b, ..., a]; linear time."""
-    state: dict[str, int] = {}  # 1 on the stack, 2 done
-    for root in nodes:
-        if root in state:
-            continue
-        # successors reversed so that pop() visits them in plan order
-        stack: list[tuple[str, list[str]]] = [(root, list(reversed(edges.get(root, {}))))]
-        path = [root]
-        state[root] = 1
-        while stack:
-            node, todo = stack[-1]
-            if todo:
-                nxt = todo.pop()
-                st = state.get(nxt)
-                if st == 1:
-                    return [*path[path.index(nxt) :], nxt]
-                if st is None:
-                    state[nxt] = 1
-                    path.append(nxt)
-                    stack.append((nxt, list(reversed(edges.get(nxt, {})))))
-            else:
-                state[node] = 2
-                stack.pop()
-                path.pop()
-    return None
-
-
-def _raise_cycle(ctx: _Ctx, kind: str, cycle: list[str], edges: dict[str, dict[str, Edge]]) -> None:
-    first_line = edges[cycle[0]][cycle[1]][0]
-    why = "; ".join(edges[a][b][1] for a, b in itertools.pairwise(cycle))
-    raise ctx.err(
-        first_line,
-        f"dependency cycle among {kind}: {' -> '.join(cycle)}",
-        f"remove one of these links: {why}",
-    )
-
-
-def _check_sub_cycles(ctx: _Ctx, subs: dict[str, _SubRef]) -> None:
-    edges: dict[str, dict[str, Edge]] = {}
-    for sid, ref in subs.items():
-        for dep, line in ref.deps:
-            edges.setdefault(sid, {}).setdefault(dep, (line, f"{sid} depends on {dep} (line {line})"))
-    if not edges:
-        return
-    cycle = _find_cycle(subs, edges)
-    if cycle is not None:
-        _raise_cycle(ctx, "sub-experiments", cycle, edges)
-
-
-def _check_experiment_cycles(
+def _check_cycles(
     ctx: _Ctx,
     experiments: list[Experiment],
     exp_refs: dict[str, _ExpRef],
     subs: dict[str, _SubRef],
     gates: list[Gate],
 ) -> None:
-    edges: dict[str, dict[str, Edge]] = {}
-
-    def add(a: str, b: str, line: int, why: str) -> None:
-        edges.setdefault(a, {}).setdefault(b, (line, why))
-
-    by_phase: dict[int, list[str]] = {}
-    for exp in experiments:
-        if exp.phase is not None:
-            by_phase.setdefault(exp.phase, []).append(exp.id)
-        for dep, line in exp_refs[exp.id].deps:
-            add(exp.id, dep, line, f"{exp.id} depends on {dep} (line {line})")
-        for sub in exp.sub_experiments:
-            for dep, line in subs[sub.id].deps:
-                other = subs[dep].experiment_id
-                if other != exp.id:
-                    add(
-                        exp.id,
-                        other,
-                        line,
-                        f"{exp.id} waits for {other}: {sub.id} depends on {dep} (line {line})",
-                    )
-    for gate in gates:
-        u = gate.unlocks
-        targets: tuple[str, ...] = ()
-        if u.kind == "ids":
-            targets = u.ids
-        elif u.kind == "phase" and u.phase is not None:
-            targets = tuple(by_phase.get(u.phase, ()))
-        for target in targets:
-            for member in gate.experiments:
-                if member != target:
-                    add(
-                        target,
-                        member,
-                        gate.loc.line,
-                        f"gate {gate.id} (line {gate.loc.line}) unlocks {target} and waits for {member}",
-                    )
-    if not edges:
-        return
-    cycle = _find_cycle((e.id for e in experiments), edges)
+    """No cycle in the prerequisite graph that also orders and dispatches the run (graph.py)."""
+    lines = {("experiment", e.id, dep): line for e in experiments for dep, line in exp_refs[e.id].deps}
+    lines.update({("sub", sid, dep): line for sid, ref in subs.items() for dep, line in ref.deps})
+    cycle = PrerequisiteGraph(experiments, gates, lines).cycle()
     if cycle is not None:
-        _raise_cycle(ctx, "experiments", cycle, edges)
+        raise ctx.err(cycle.line, cycle.message, cycle.fix)

@@ -102,17 +102,14 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from .hooks import EarlyOrder, OpCarrier, SessionHooks
     from .session import MlexpSession
 
     _validate_ini(config)
     state = MlexpSession(config)
-    config.pluginmanager.register(state, "mlexp-session")
-    from .session import EarlyOrder
-
+    config.pluginmanager.register(SessionHooks(state), "mlexp-session")
     config.pluginmanager.register(EarlyOrder(state), "mlexp-early-order")
     if state.is_worker:
-        from .session import OpCarrier
-
         config.pluginmanager.register(OpCarrier(), "mlexp-op-carrier")
     if config.pluginmanager.hasplugin("xdist") and not state.is_worker:
         from .xdist_support import XdistHooks
@@ -174,8 +171,12 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.suffix != ".yaml":
         return None
-    state = parent.config.pluginmanager.get_plugin("mlexp-session")
-    if state is None or not state.is_plan_file(file_path):
+    if not parent.config.pluginmanager.has_plugin("mlexp-session"):
+        return None  # the plugin is loaded but not configured (never happens in a normal run)
+    from .session import session_of
+
+    state = session_of(parent.config)
+    if not state.is_plan_file(file_path):
         return None
     if Path(file_path).resolve() in state.collected:
         return None

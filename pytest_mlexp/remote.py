@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .execution import Task, failed_outcome, import_handler, now_iso, run_seed
+from .execution import Task, import_handler, run_seed
+from .records import SeedOutcome, now_iso
 
 
 class FixtureError(Exception):
@@ -58,32 +59,35 @@ def unpack_fixtures(blob: bytes) -> dict[str, Any]:
 def run_task(
     task_data: Mapping[str, Any], fixtures_blob: bytes | None = None, *, follow: bool = False
 ) -> dict[str, Any]:
-    """One seed: a Task dict (and pickled fixtures) in, a plain-data outcome out.
+    """One seed: a Task dict (and pickled fixtures) in, the outcome as plain data out
+    (``SeedOutcome.to_dict()``; handler errors included, with their traceback).
 
     ``follow``: also append what the handler logs to the workdir's progress file, which the
     pytest process reads for its live line (process executor)."""
-    task = Task.from_dict(task_data)
+    return run_outcome(Task.from_dict(task_data), fixtures_blob, follow=follow).to_dict()
+
+
+def run_outcome(task: Task, fixtures_blob: bytes | None = None, *, follow: bool = False) -> SeedOutcome:
+    """:func:`run_task`, as the typed record."""
     started = now_iso()
     fixtures: dict[str, Any] = {}
     if fixtures_blob:
         try:
             fixtures = unpack_fixtures(fixtures_blob)
         except FixtureError as exc:
-            return failed_outcome(task, "fixture", exc, started)
+            return SeedOutcome.failure(task.seed, "fixture", exc, started_at=started)
     try:
         handler = import_handler(task)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # a module that calls sys.exit() on import is its error too
-        return failed_outcome(task, "import", exc, started)
+        return SeedOutcome.failure(task.seed, "import", exc, started_at=started)
     sinks: tuple[Any, ...] = ()
     if follow and task.progress_file:
         from .progress import file_sinks
 
         sinks = file_sinks(Path(task.progress_file))
-    outcome = run_seed(task, handler, fixtures=fixtures, metric_sinks=sinks[:1], progress_sinks=sinks[1:])
-    outcome.pop("_exc", None)  # the exception object stays here; its traceback text travels
-    return outcome
+    return run_seed(task, handler, fixtures=fixtures, metric_sinks=sinks[:1], progress_sinks=sinks[1:])
 
 
 def _jsonable(value: Any) -> Any:
@@ -162,7 +166,7 @@ def collect_artifacts(task: Task, settings: Mapping[str, Any]) -> tuple[dict[str
 
 def offline_run_files(task: Task, outcome: Mapping[str, Any]) -> dict[str, bytes]:
     """The files of an offline W&B run written in the container (relative to the project
-    root), so they travel back with the result."""
+    root), so they travel back with the result (``outcome``: as plain data)."""
     info = outcome.get("wandb")
     folder = info.get("offline_dir") if isinstance(info, Mapping) else None
     if not folder:
@@ -183,21 +187,24 @@ def offline_run_files(task: Task, outcome: Mapping[str, Any]) -> dict[str, bytes
 def modal_entry(
     task_data: Mapping[str, Any], fixtures_blob: bytes | None, settings: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The Modal function's body (registered at run time by the modal executor)."""
+    """The Modal function's body (registered at run time by the modal executor): the outcome as
+    plain data, plus the files that travel back with it (``artifact_files``, ``artifact_volume``,
+    ``wandb_files``; the executor takes them out before reading the outcome)."""
     task = Task.from_dict(task_data)
-    outcome = run_task(task_data, fixtures_blob)
+    outcome = run_outcome(task, fixtures_blob)
     small, large = collect_artifacts(task, settings)
-    outcome["artifact_files"] = small
-    outcome["artifact_volume"] = large
-    outcome["wandb_files"] = offline_run_files(task, outcome)
     if large and settings.get("volume_name"):
         try:
             import modal
 
             modal.Volume.from_name(str(settings["volume_name"])).commit()
         except Exception as exc:  # the files are still committed when the container stops
-            outcome.setdefault("warnings", []).append(f"volume commit failed: {exc}")
-    return outcome
+            outcome = outcome.with_warnings([f"volume commit failed: {exc}"])
+    data = outcome.to_dict()
+    data["artifact_files"] = small
+    data["artifact_volume"] = large
+    data["wandb_files"] = offline_run_files(task, data)
+    return data
 
 
 if __name__ == "__main__":

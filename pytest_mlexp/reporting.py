@@ -9,24 +9,23 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .session import CACHE_LF, CACHE_RAN
 from .textutil import fmt_number
 
 if TYPE_CHECKING:
+    from .records import ResultOp
     from .session import MlexpSession, PlanContext
 
-CACHE_RAN = "mlexp/ran_experiments"
-CACHE_LF = "mlexp/lastfailed"
+__all__ = ["configure_lastfailed", "finish_session", "record_row", "terminal_summary"]
 
 
-def record_row(
-    state: MlexpSession, ctx: PlanContext, report: pytest.TestReport, op: Mapping[str, Any]
-) -> None:
+def record_row(state: MlexpSession, ctx: PlanContext, report: pytest.TestReport, op: ResultOp) -> None:
     """Remember what an item did, for the summary, --lf and the stub assessment."""
-    kind = op["op"]
+    kind = op.kind
     if kind in ("experiment", "experiment_blocked"):
         state.records[report.nodeid] = {
             "kind": "assessment",
-            "experiment": op["experiment"],
+            "experiment": op.experiment,
             "name": "assessment",
             "status": "blocked"
             if kind == "experiment_blocked"
@@ -34,35 +33,35 @@ def record_row(
             "nodeid": report.nodeid,
         }
         return
-    sub = ctx.plan.sub(op["sub"])
-    name = sub.id + (f"[{op['point']}]" if op.get("point") else "")
+    sub_id = str(op.sub)
+    name = sub_id + (f"[{op.point}]" if op.point else "")
     # Built in one go (a dict that grows past its first size is reallocated), with the plan
     # path shared between rows: a 10,000-item run keeps 10,000 of these to the end.
     if kind == "blocked":
         state.records[report.nodeid] = {
             "status": "blocked",
-            "reason": op.get("reason", ""),
+            "reason": op.reason or "",
             "metrics": {},
             "criteria": {},
             "kind": "sub",
-            "experiment": sub.experiment_id,
+            "experiment": op.experiment,
             "name": name,
             "nodeid": report.nodeid,
-            "plan": sys.intern(op["plan"]),
+            "plan": sys.intern(op.plan),
         }
         return
-    entry = op["entry"]
+    entry = op.entry or {}
     state.records[report.nodeid] = {
-        "status": entry["status"],
+        "status": entry.get("status"),
         "metrics": entry.get("metrics") or {},
         "criteria": entry.get("criteria") or {},
         "duration_s": entry.get("duration_s"),
         "error": (entry.get("error") or {}).get("kind"),
         "kind": "sub",
-        "experiment": sub.experiment_id,
+        "experiment": op.experiment,
         "name": name,
         "nodeid": report.nodeid,
-        "plan": sys.intern(op["plan"]),
+        "plan": sys.intern(op.plan),
     }
 
 
@@ -73,8 +72,8 @@ def finish_session(state: MlexpSession, session: pytest.Session) -> None:
             _write_outputs(state, ctx)
         _fail_if_all_blocked(state, session)
     _update_lastfailed(state, ran)
-    if state._dispatcher is not None:
-        state._dispatcher.close()
+    if state.dispatcher is not None:
+        state.dispatcher.close()
 
 
 def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
@@ -90,18 +89,19 @@ def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
         for row in state.records.values()
         if row.get("plan", mine) == mine or Path(row["plan"]) == plan.path
     }
-    touched |= {e.id for e in plan.experiments if e.id in set(ctx.store.touched())}
+    results = ctx.results
+    touched |= {e.id for e in plan.experiments if e.id in set(results.store.touched())}
     if not touched:
         return
-    ctx.summarize_sweeps()
-    verdicts = {e.id: ctx.verdict(e.id) for e in plan.experiments}
+    results.summarize_sweeps()
+    verdicts = {e.id: results.verdict(e.id) for e in plan.experiments}
     for exp_id in touched:
-        ctx.store.set_experiment(exp_id, ctx.experiment_header(exp_id, verdicts[exp_id]))
-    ctx.store.flush()
+        results.store.set_experiment(exp_id, results.experiment_header(exp_id))
+    results.store.flush()
     if state.stub:
         return  # stub runs never touch results.yaml or FINDINGS.md
     scrub = state.scrub
-    docs = {e.id: ctx.doc(e.id) for e in plan.experiments}
+    docs = {e.id: results.doc(e.id) for e in plan.experiments}
     for exp in plan.experiments:
         if exp.id not in touched:
             continue
@@ -184,7 +184,7 @@ def configure_lastfailed(config: pytest.Config) -> None:
 
 
 def terminal_summary(state: MlexpSession, tr: Any) -> None:
-    for line in state._warned:
+    for line in state.warned:
         tr.write_line(f"mlexp: warning: {state.scrub(line)}", yellow=True)
     if not state.records:
         for line in state.notes_end:
@@ -217,7 +217,7 @@ def terminal_summary(state: MlexpSession, tr: Any) -> None:
         for exp_id in by_exp:
             if not ctx.plan.has_experiment(exp_id):
                 continue
-            v = ctx.verdict(exp_id)
+            v = ctx.results.verdict(exp_id)
             met = sum(1 for j in v.criteria if j.passed)
             tr.write_line(
                 f"verdict {exp_id}: {v.recommendation} ({v.status}; {met}/{len(v.criteria)} criteria met; "
@@ -232,7 +232,7 @@ def terminal_summary(state: MlexpSession, tr: Any) -> None:
 def _stub_gates(ctx: PlanContext, tr: Any) -> None:
     from .verdict import gate_status
 
-    verdicts = {e.id: ctx.verdict(e.id) for e in ctx.plan.experiments}
+    verdicts = {e.id: ctx.results.verdict(e.id) for e in ctx.plan.experiments}
     for gate in ctx.plan.gates:
         passed, reason = gate_status(ctx.plan, gate, verdicts)
         state = "wiring ok" if passed else f"wiring broken: {reason}"

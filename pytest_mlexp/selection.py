@@ -1,6 +1,7 @@
 """Which experiment items run, and in what order (SPEC section 5).
 
-``resolve`` is pure; the rest is collection glue called from ``session.py``.
+``resolve`` is pure; the rest is collection glue called from ``hooks.py``.  The order is the
+plan's prerequisite graph (``graph.py``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ class SelectionError(Exception):
 class Selection:
     """What ``--experiment`` selected in one plan.
 
-    A plain class, not a dataclass: this module is imported by every pytest run (to decide
-    whether experiments are selected at all), and building a dataclass costs about a millisecond.
+    A plain class, not a dataclass: building a dataclass costs about a millisecond at import,
+    and this module is imported by every run that collects a plan.
     """
 
     __slots__ = ("experiments", "subs", "unmatched")
@@ -102,27 +103,6 @@ def candidates(plans: Iterable[Plan]) -> str:
     return ", ".join(ids) if ids else "(no experiments found)"
 
 
-def initially_selected(config: pytest.Config, state: MlexpSession) -> bool:
-    """Whether this session runs experiment items at all (experiments are opt-in)."""
-    if state.experiment_args:
-        return True
-    if config.getini("mlexp_select_by_default"):
-        return True
-    if config.getoption("lf", False) or config.getoption("failedfirst", False):
-        cache = getattr(config, "cache", None)
-        from .reporting import CACHE_RAN
-
-        if cache is not None and cache.get(CACHE_RAN, False):
-            return True
-    invocation_dir = Path(config.invocation_params.dir)
-    for arg in config.args:
-        path = Path(arg.split("::")[0])
-        path = path if path.is_absolute() else invocation_dir / path
-        if path.name == "research_plan.yaml" or path.resolve() == state.plan_path:
-            return True
-    return False
-
-
 def inject_plan(state: MlexpSession, session: pytest.Session, items: list[pytest.Item]) -> None:
     """Collect the configured plan even when it lies outside testpaths or the given paths."""
     from .items import PlanFile
@@ -143,6 +123,7 @@ class _Paths:
         self.state = state
         self._resolved: dict[Any, Path] = {}
         self._contexts: dict[Any, PlanContext] = {}
+        self._ranks: dict[Any, tuple[dict[str, int], dict[str, int]]] = {}
 
     def resolved(self, item: pytest.Item) -> Path:
         got = self._resolved.get(item.path)
@@ -154,6 +135,15 @@ class _Paths:
         got = self._contexts.get(item.path)
         if got is None:
             got = self._contexts[item.path] = self.state.context_for(item.path)
+        return got
+
+    def ranks(self, item: pytest.Item) -> tuple[dict[str, int], dict[str, int]]:
+        """Positions of experiments and sub-experiments in the plan's run order (graph.py)."""
+        got = self._ranks.get(item.path)
+        if got is None:
+            from .graph import graph_of
+
+            got = self._ranks[item.path] = graph_of(self.context(item).plan).ranks()
         return got
 
 
@@ -260,7 +250,7 @@ def _deselect(config: pytest.Config, items: list[pytest.Item], drop: set[int]) -
 
 def order_key(item: Any, paths: _Paths) -> tuple[int, int, int, int]:
     """Plan order made topological: experiments by dependencies and gates, subs by theirs."""
-    exp_rank, sub_rank = paths.context(item).ranks()
+    exp_rank, sub_rank = paths.ranks(item)
     e = exp_rank.get(item.experiment_id, 0)
     sub = getattr(item, "sub", None)  # a SubItem (an assessment has none)
     if sub is not None:

@@ -9,36 +9,17 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from xdist.scheduler import LoadScopeScheduling
 
+from .graph import graph_of
+
 if TYPE_CHECKING:
     from .model import Plan
     from .session import MlexpSession
 
 
 def components(plan: Plan) -> dict[str, str]:
-    """Experiment id -> the id of its dependency component (union-find over every link)."""
-    parent = {e.id: e.id for e in plan.experiments}
-
-    def find(x: str) -> str:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    def union(a: str, b: str) -> None:
-        if a in parent and b in parent:
-            parent[find(a)] = find(b)
-
-    for exp in plan.experiments:
-        for dep in exp.dependencies:
-            union(exp.id, dep)
-        for gate in plan.gates_unlocking(exp.id):
-            for member in gate.experiments:
-                union(exp.id, member)
-        for sub in exp.sub_experiments:
-            for dep in sub.dependencies:
-                if plan.has_sub(dep):
-                    union(exp.id, plan.sub(dep).experiment_id)
-    return {e: find(e) for e in parent}
+    """Experiment id -> the id of its dependency component: experiments linked in any way by
+    the plan's prerequisite graph (``graph.py``) run on one worker, in order."""
+    return graph_of(plan).components()
 
 
 class MlexpScheduling(LoadScopeScheduling):  # type: ignore[misc]

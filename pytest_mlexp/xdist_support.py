@@ -36,7 +36,7 @@ class XdistHooks:
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
         """A worker died while running an experiment item: record ``infra_error`` (lost worker)."""
-        from .execution import now_iso
+        from .records import ResultOp, new_entry, now_iso
         from .session import OP_KEY
 
         parts = crashitem.split("::")
@@ -51,18 +51,13 @@ class XdistHooks:
         if not ctx.plan.has_sub(sub_id):
             return
         message = f"the xdist worker died while running {crashitem}; not re-run (it may have done GPU work)"
-        entry = {
-            "status": "infra_error",
-            "metrics": {},
-            "error": {"kind": "lost_worker", "type": "WorkerCrash", "message": message, "traceback": ""},
-            "finished_at": now_iso(),
-        }
-        op = {
-            "op": "record",
-            "sub": sub_id,
-            "point": point.rstrip("]") or None,
-            "entry": entry,
-            "plan": str(path),
-        }
-        setattr(report, OP_KEY, op)
+        entry = new_entry(
+            "infra_error",
+            metrics={},
+            error={"kind": "lost_worker", "type": "WorkerCrash", "message": message, "traceback": ""},
+            finished_at=now_iso(),
+        )
+        experiment = ctx.plan.sub(sub_id).experiment_id
+        op = ResultOp.record(str(path), experiment, sub_id, point.rstrip("]") or None, entry)
+        setattr(report, OP_KEY, op.to_dict())
         report.longrepr = message

@@ -1,40 +1,44 @@
-"""Executors, their registry, and the dispatcher that hands items' seeds to them (SPEC section 6).
+"""Executors: the protocol (``base.py``), the built-ins and their registry.
 
-Items always report in plan order; the dispatcher only decides *when work starts*.  At the
-start of the run loop it submits, for the concurrent executors (process, modal, a plugin's),
-every selected item whose prerequisites are settled and whose handler needs only ``runner``;
-an item whose prerequisites run in this session is submitted as soon as the last of them has
-reported.  When pytest reaches an item, the item waits for its handles (or submits now).
+An executor runs the seeds of an item somewhere and hands back one
+:class:`~pytest_mlexp.records.SeedOutcome` per seed.  Nothing here knows the pytest session: the
+session's dispatcher (``dispatch.py``) asks for an executor by name and binds it to an
+:class:`~pytest_mlexp.executors.base.ExecutorContext`.  This package imports nothing above
+``execution`` (the seed runner and the records).
 """
 
 from __future__ import annotations
 
-import heapq
 import os
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..execution import ERROR, Task, now_iso
-from .base import RETRYABLE, Executor, FutureHandle, Handle, Job, PoolExecutor, infra_outcome
-from .local import LocalExecutor, run_local
+from .base import (
+    RETRYABLE,
+    Executor,
+    ExecutorContext,
+    FutureHandle,
+    Handle,
+    Job,
+    PoolExecutor,
+    infra_outcome,
+)
+from .local import LocalExecutor
 
 if TYPE_CHECKING:
     import pytest
 
-    from ..items import SubItem
-    from ..session import MlexpSession
-
 __all__ = [
     "BUILTIN_EXECUTORS",
     "RETRYABLE",
-    "Dispatcher",
     "Executor",
+    "ExecutorContext",
     "FutureHandle",
     "Handle",
     "Job",
     "PoolExecutor",
     "UnknownExecutor",
+    "builtin_executor",
     "infra_outcome",
 ]
 
@@ -83,225 +87,3 @@ def builtin_executor(name: str, config: pytest.Config) -> Executor | None:
         total = flag or DEFAULT_MODAL_CONCURRENCY
         return ModalExecutor(config, concurrency=max(1, total // workers))
     return None
-
-
-def _error_outcome(seed: int, kind: str, exc: BaseException) -> dict[str, Any]:
-    now = now_iso()
-    return {
-        "seed": seed,
-        "status": ERROR,
-        "error": {"kind": kind, "type": type(exc).__name__, "message": str(exc), "traceback": ""},
-        "started_at": now,
-        "finished_at": now,
-        "duration_s": 0.0,
-        "history": [],
-    }
-
-
-class Dispatcher:
-    """Owns the session's executor instances and the work submitted ahead."""
-
-    def __init__(self, state: MlexpSession) -> None:
-        self.state = state
-        self.config = state.config
-        self._executors: dict[str, Executor] = {}
-        self._ahead: dict[str, list[Handle]] = {}  # nodeid -> handles submitted ahead
-        self._position: dict[str, int] = {}  # nodeid -> index in the session's items
-        self._waiting: list[tuple[int, int, SubItem]] = []  # (ready at position, position, item)
-        self._stopped = False
-        self._session: pytest.Session | None = None
-
-    # --- registry -------------------------------------------------------------------------------
-    def executor(self, name: str) -> Executor:
-        """The session's executor called ``name``: a plugin's hook first (so a conftest.py can
-        replace a built-in, e.g. modal with a fake backend), then the built-ins."""
-        ex = self._executors.get(name)
-        if ex is None:
-            found = self.config.hook.pytest_mlexp_executor(name=name, config=self.config)
-            if found is None:
-                found = builtin_executor(name, self.config)
-            if found is None:
-                raise UnknownExecutor(name)
-            if not isinstance(found, Executor):
-                raise TypeError(
-                    f"pytest_mlexp_executor returned {type(found).__name__} for {name!r}; "
-                    "it must return a pytest_mlexp.executors.Executor"
-                )
-            ex = self._executors[name] = found
-        return ex
-
-    def check_name(self, name: str) -> None:
-        """A usage error for an executor name that nothing provides (``--mlexp-executor``)."""
-        import pytest
-
-        try:
-            self.executor(name)
-        except UnknownExecutor as exc:
-            raise pytest.UsageError(f"--mlexp-executor: {exc}") from None
-
-    # --- dispatch ahead ---------------------------------------------------------------------------
-    def start(self, session: pytest.Session) -> None:
-        """Submit ahead what can start now; remember what waits for a prerequisite in this run."""
-        from ..items import SubItem
-
-        self._session = session
-        subs = [(i, it) for i, it in enumerate(session.items) if isinstance(it, SubItem)]
-        self._position = {it.nodeid: i for i, it in subs}
-        by_exp: dict[tuple[str, str], list[int]] = {}
-        by_sub: dict[tuple[str, str], list[int]] = {}
-        for i, it in subs:
-            plan = str(it.path)
-            by_exp.setdefault((plan, it.experiment_id), []).append(i)
-            by_sub.setdefault((plan, it.sub.id), []).append(i)
-        for i, item in subs:
-            if self._executor_ahead(item) is None:
-                continue
-            ready = 1 + max(self._prerequisite_positions(item, by_exp, by_sub), default=-1)
-            heapq.heappush(self._waiting, (ready, i, item))
-        self.advance(0)
-
-    def _prerequisite_positions(
-        self,
-        item: SubItem,
-        by_exp: Mapping[tuple[str, str], list[int]],
-        by_sub: Mapping[tuple[str, str], list[int]],
-    ) -> list[int]:
-        """Positions of this session's items whose results can unblock (or block) ``item``."""
-        plan = self.state.context_for(item.path).plan
-        key = str(item.path)
-        exps = set(plan.experiment(item.experiment_id).dependencies)
-        for gate in plan.gates_unlocking(item.experiment_id):
-            exps.update(e for e in gate.experiments if e != item.experiment_id)
-        out = [p for e in exps for p in by_exp.get((key, e), ())]
-        out += [p for d in item.sub.dependencies for p in by_sub.get((key, d), ())]
-        return out
-
-    def _executor_ahead(self, item: SubItem) -> Executor | None:
-        """The item's executor when its work may start before pytest reaches it."""
-        try:
-            ex = self.executor(self.state.executor_for(item.sub))
-            ctx = self.state.context_for(item.path)
-            ref = ctx.handler(item.sub)
-        except LookupError:  # unknown executor, missing handler: the item reports it
-            return None
-        if not ex.concurrent or any(n != "runner" for n in ref.fixture_names):
-            return None
-        return ex
-
-    def advance(self, position: int) -> None:
-        """Items before ``position`` have reported: submit what waited on them and is unblocked."""
-        session = self._session
-        while self._waiting and self._waiting[0][0] <= position:
-            _, pos, item = heapq.heappop(self._waiting)
-            if self._stopped or (session is not None and session.shouldstop):
-                self._waiting.clear()
-                return
-            if pos < position or item.nodeid in self._ahead:
-                continue  # already running or reported: it submits (or submitted) its own work
-            if self.state.blocked_reason(item) is not None:
-                continue  # its setup skips it
-            self._submit_ahead(item, pos)
-
-    def _submit_ahead(self, item: SubItem, position: int) -> None:
-        from ..orchestrate import item_tasks
-
-        ex = self._executor_ahead(item)
-        if ex is None:
-            return
-        ref = self.state.context_for(item.path).handler(item.sub)
-        jobs = [Job(task, item.sub.resources, priority=position) for task in item_tasks(item, ref)]
-        self._ahead[item.nodeid] = [ex.submit(job) for job in jobs]
-
-    # --- running an item ------------------------------------------------------------------------
-    def run(
-        self, item: pytest.Item, executor: str, tasks: Sequence[Task], fixtures: Mapping[str, Any]
-    ) -> list[dict[str, Any]]:
-        """The outcomes of the item's seeds, in seed order (waits for work submitted ahead)."""
-        position = self._position.get(item.nodeid)
-        if position is not None and not item.session.shouldstop:
-            self.advance(position)
-        try:
-            ex = self.executor(executor)
-        except UnknownExecutor as exc:
-            return [_error_outcome(t.seed, "executor", exc) for t in tasks[:1]]
-        handles = self._ahead.pop(item.nodeid, None)
-        if handles is None and ex.__class__ is LocalExecutor:
-            # The built-in local executor runs each seed inside submit() anyway: the same calls,
-            # without a Job and a handle per seed.
-            return [run_local(task, fixtures) for task in tasks]
-        if handles is None:
-            resources: Mapping[str, Any] = getattr(getattr(item, "sub", None), "resources", {}) or {}
-            blob = None
-            if fixtures and not ex.supports_fixtures:
-                from ..remote import FixtureError, pack_fixtures
-
-                try:
-                    blob = pack_fixtures(fixtures, executor)
-                except FixtureError as exc:
-                    return [_error_outcome(t.seed, "fixture", exc) for t in tasks[:1]]
-            jobs = [
-                Job(task, resources, fixtures=fixtures, fixtures_blob=blob, priority=position or 0)
-                for task in tasks
-            ]
-            handles = [ex.submit(job) for job in jobs]
-        return self._wait(item, handles, follow=executor != "local")
-
-    @staticmethod
-    def _follow(handles: Sequence[Handle]) -> None:
-        """While seeds run in worker processes, replay what they log into the live line."""
-        import time
-
-        from ..execution import observers
-        from ..progress import Follower
-
-        watch = observers.get()
-        if watch is None:
-            return  # no live line (not a terminal, or -s): just wait
-        followers: dict[int, Follower] = {}
-        try:
-            while not all(h.done() for h in handles):
-                h = next(h for h in handles if not h.done())  # one seed at a time on the line
-                job = getattr(h, "job", None)
-                if job is not None and job.task.progress_file:
-                    if id(h) not in followers:
-                        metric_sinks, progress_sinks = watch(job.task)
-                        followers[id(h)] = Follower(
-                            Path(job.task.progress_file), metric_sinks, progress_sinks
-                        )
-                    followers[id(h)].poll()
-                time.sleep(0.1)
-        finally:
-            for follower in followers.values():
-                follower.close()
-
-    def _wait(
-        self, item: pytest.Item, handles: Sequence[Handle], *, follow: bool = False
-    ) -> list[dict[str, Any]]:
-        try:
-            if follow:
-                self._follow(handles)
-            return [h.result() for h in handles]
-        except KeyboardInterrupt as exc:
-            # Ctrl-C, or SIGTERM (the plugin turns it into KeyboardInterrupt): cancel everything
-            # in flight and end the session as interrupted after this item, which reports its
-            # seeds as infra_error "cancelled" (those that finished keep their results).
-            reason = str(exc) or "Ctrl-C"
-            self.cancel_all()
-            item.session.shouldstop = f"interrupted ({reason}): work in flight was cancelled"
-            return [h.result() for h in handles]
-
-    def cancel_all(self) -> None:
-        """Stop new submissions and cancel everything queued or running."""
-        self._stopped = True
-        self._waiting.clear()
-        for handles in self._ahead.values():
-            for h in handles:
-                h.cancel()
-        for ex in self._executors.values():
-            ex.close()
-
-    def close(self) -> None:
-        """Session end: whatever is still queued or running is cancelled (processes killed,
-        Modal calls cancelled, the Modal app stopped)."""
-        self.cancel_all()
-        self._ahead.clear()

@@ -2,8 +2,8 @@
 
 A third-party executor subclasses :class:`Executor` (or :class:`PoolExecutor`, which brings a
 bounded, prioritised queue with retries and cancellation) and is returned by a
-``pytest_mlexp_executor(name, config)`` hook implementation (see ``hookspecs.py`` and
-docs/executors.md).  Standard library only: this module is imported whenever experiments run.
+``pytest_mlexp_executor(name, config)`` hook implementation (see ``hookspecs.py`` and the README,
+"Your own executor").  Standard library only: this module is imported whenever experiments run.
 """
 
 from __future__ import annotations
@@ -13,11 +13,16 @@ import heapq
 import itertools
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ..execution import INFRA, Task, error_info, now_iso
+from ..records import INFRA, SeedOutcome, as_outcome, error_info
+
+if TYPE_CHECKING:
+    from ..execution import Task
+    from ..model import Plan
 
 #: infra_error kinds that are worth another attempt (``resources.retries``); a timeout is not:
 #: the same work would overrun again.
@@ -32,23 +37,31 @@ def infra_outcome(
     started_at: str | None = None,
     traceback: str = "",
     duration_s: float = 0.0,
-) -> dict[str, Any]:
+) -> SeedOutcome:
     """An outcome for work that did not finish for reasons outside the handler
-    (``reason`` is the error kind: timeout, lost_worker, preempted, cancelled, credentials...)."""
-    return {
-        "seed": task.seed,
-        "status": INFRA,
-        "error": {
-            "kind": reason,
-            "type": "".join(part.capitalize() for part in reason.split("_")),  # lost_worker -> LostWorker
-            "message": message,
-            "traceback": traceback,
-        },
-        "started_at": started_at or now_iso(),
-        "finished_at": now_iso(),
-        "duration_s": round(duration_s, 4),
-        "history": [],
-    }
+    (``reason`` is the error kind: timeout, lost_worker, preempted, cancelled, credentials...;
+    the error type is made from it: lost_worker -> LostWorker)."""
+    return SeedOutcome.failure(
+        task.seed,
+        reason,
+        message,
+        infra=True,
+        started_at=started_at,
+        traceback=traceback,
+        duration_s=duration_s,
+    )
+
+
+@dataclass(frozen=True)
+class ExecutorContext:
+    """What an executor may know of the session it serves (it never sees the session itself).
+
+    ``plans()`` returns the plans loaded so far; collection loads them all before anything runs.
+    """
+
+    root: Path  # the project root (pytest's rootdir)
+    handlers_dir: str  # the handler folder, relative to root (ini ``mlexp_handlers``)
+    plans: Callable[[], Sequence[Plan]] = tuple
 
 
 @dataclass
@@ -74,11 +87,12 @@ class Job:
 
 
 class Handle(abc.ABC):
-    """A submitted job.  ``result()`` blocks and returns the outcome dict; it never raises for
-    handler or infrastructure errors (those are outcomes), only for bugs."""
+    """A submitted job.  ``result()`` blocks and returns the seed's
+    :class:`~pytest_mlexp.records.SeedOutcome`; it never raises for handler or infrastructure
+    errors (those are outcomes), only for bugs."""
 
     @abc.abstractmethod
-    def result(self, timeout: float | None = None) -> dict[str, Any]:
+    def result(self, timeout: float | None = None) -> SeedOutcome:
         """The outcome; with ``timeout``, raises :class:`TimeoutError` if not done by then."""
 
     @abc.abstractmethod
@@ -95,13 +109,13 @@ class FutureHandle(Handle):
     def __init__(self, job: Job, on_cancel: Any = None) -> None:
         self.job = job
         self._event = threading.Event()
-        self._outcome: dict[str, Any] | None = None
+        self._outcome: SeedOutcome | None = None
         self._lock = threading.Lock()
         self.cancelled = False
         self.started = False
         self._on_cancel = on_cancel  # called (once) with this handle when cancelled while running
 
-    def set_result(self, outcome: dict[str, Any]) -> bool:
+    def set_result(self, outcome: SeedOutcome) -> bool:
         """Complete the handle; False when it was already complete (e.g. cancelled)."""
         with self._lock:
             if self._outcome is not None:
@@ -110,7 +124,7 @@ class FutureHandle(Handle):
         self._event.set()
         return True
 
-    def result(self, timeout: float | None = None) -> dict[str, Any]:
+    def result(self, timeout: float | None = None) -> SeedOutcome:
         # Waiting in slices keeps the main thread responsive to Ctrl-C on every platform.
         end = None if timeout is None else time.monotonic() + timeout
         while not self._event.wait(0.25 if end is None else max(0.0, min(0.25, end - time.monotonic()))):
@@ -145,11 +159,11 @@ class DoneHandle(Handle):
     cancelled = False
     started = True
 
-    def __init__(self, job: Job, outcome: dict[str, Any]) -> None:
+    def __init__(self, job: Job, outcome: SeedOutcome) -> None:
         self.job = job
         self._outcome = outcome
 
-    def result(self, timeout: float | None = None) -> dict[str, Any]:
+    def result(self, timeout: float | None = None) -> SeedOutcome:
         return self._outcome
 
     def done(self) -> bool:
@@ -171,6 +185,12 @@ class Executor(abc.ABC):
     def __init__(self, *, concurrency: int | None = None, options: Mapping[str, Any] | None = None) -> None:
         self.concurrency = concurrency
         self.options = dict(options or {})
+        self.context: ExecutorContext | None = None
+
+    def bind(self, context: ExecutorContext) -> None:
+        """Called once by the session, before the first job, with what the executor may know
+        of the session (the project root, the handler folder, the plans)."""
+        self.context = context
 
     @abc.abstractmethod
     def submit(self, job: Job) -> Handle: ...
@@ -200,8 +220,9 @@ class PoolExecutor(Executor):
 
     # --- what a subclass provides ---------------------------------------------------------------
     @abc.abstractmethod
-    def run_job(self, handle: FutureHandle, attempt: int) -> dict[str, Any]:
-        """Run one attempt of ``handle.job`` to its end and return the outcome."""
+    def run_job(self, handle: FutureHandle, attempt: int) -> SeedOutcome | Mapping[str, Any]:
+        """Run one attempt of ``handle.job`` to its end and return the outcome (a
+        :class:`SeedOutcome`, or a mapping in its ``to_dict()`` shape, e.g. a worker's JSON)."""
 
     def kill(self, handle: FutureHandle) -> None:
         """Stop ``handle``'s running attempt (called from another thread on cancel/close)."""
@@ -246,25 +267,26 @@ class PoolExecutor(Executor):
                 with self._cond:
                     self._running.discard(handle)
 
-    def _attempts(self, handle: FutureHandle) -> dict[str, Any]:
+    def _attempts(self, handle: FutureHandle) -> SeedOutcome:
+        task = handle.job.task
         retries = handle.job.retries
         attempt = 0
         while not handle.cancelled:  # a retry never starts after a cancel
             attempt += 1
             try:
-                outcome = self.run_job(handle, attempt)
+                outcome = as_outcome(self.run_job(handle, attempt), task.seed, f"{self.name} executor")
             except Exception as exc:  # a bug in an executor must not hang the item waiting on it
                 outcome = infra_outcome(
-                    handle.job.task,
+                    task,
                     "executor",
                     f"{self.name} executor failed: {exc}",
                     traceback=error_info("executor", exc)["traceback"],
                 )
             if handle.cancelled:
                 return outcome  # ignored: the handle already holds its cancelled outcome
-            err = outcome.get("error") or {}
-            if outcome.get("status") == INFRA and err.get("kind") in RETRYABLE:
-                err["attempts"] = attempt
+            error = outcome.error
+            if outcome.status == INFRA and error is not None and error.get("kind") in RETRYABLE:
+                outcome = outcome.with_error(attempts=attempt)
                 if attempt <= retries:
                     continue
             return outcome

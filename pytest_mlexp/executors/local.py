@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from ..execution import Task, failed_outcome, import_handler, now_iso, run_seed
+from ..execution import Task, import_handler, run_seed
+from ..records import SeedOutcome, now_iso
 from ..runner import MetricSink, ProgressSink
 from .base import DoneHandle, Executor, Handle, Job, infra_outcome
 
@@ -47,12 +48,12 @@ def run_local(
     metric_sinks: tuple[MetricSink, ...] = (),
     progress_sinks: tuple[ProgressSink, ...] = (),
     handler: Callable[..., Any] | None = None,
-) -> dict[str, Any]:
+) -> SeedOutcome:
     started = now_iso()
     try:
         fn = handler if handler is not None else import_handler(task)
     except Exception as exc:
-        return failed_outcome(task, "import", exc, started)
+        return SeedOutcome.failure(task.seed, "import", exc, started_at=started)
     if not task.timeout:  # the common case: no alarm to arm and disarm around the handler
         return run_seed(task, fn, fixtures=fixtures, metric_sinks=metric_sinks, progress_sinks=progress_sinks)
     try:

@@ -21,8 +21,9 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..execution import ERROR, Task, error_info, now_iso
-from .base import FutureHandle, Handle, Job, PoolExecutor, infra_outcome
+from ..execution import Task
+from ..records import ErrorInfo, SeedOutcome, error_info, now_iso
+from .base import ExecutorContext, FutureHandle, Handle, Job, PoolExecutor, infra_outcome
 
 if TYPE_CHECKING:
     import pytest
@@ -296,6 +297,7 @@ class RealModalBackend:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self.context: ExecutorContext | None = None  # bound by ModalExecutor.bind
         self.app: Any = None
         self._functions: dict[str, Any] = {}  # plan folder -> modal.Function
         self._variants: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
@@ -314,21 +316,25 @@ class RealModalBackend:
         """The app and its functions, defined but not started (inspectable offline)."""
         import modal
 
-        from ..items import session_of
-
-        state = session_of(self.config)
-        root = state.rootpath
+        context = self.context
+        if context is None:  # used without a session (a script): the config's own settings
+            context = ExecutorContext(
+                root=Path(self.config.rootpath),
+                handlers_dir=str(self.config.getini("mlexp_handlers") or "experiments"),
+            )
+        root = context.root
+        plans = list(context.plans())
         if str(root) not in sys.path:
             # add_local_python_source finds the handler package by import name when it uploads
             sys.path.insert(0, str(root))
         hook_image = self.config.hook.pytest_mlexp_modal_image(config=self.config)
-        project = next(iter(state.contexts.values())).plan.project.name if state.contexts else "project"
+        project = plans[0].project.name if plans else "project"
         slug = re.sub(r"[^a-z0-9-]+", "-", project.lower()).strip("-") or "project"
         app = modal.App(f"mlexp-{slug}")
-        for i, ctx in enumerate(state.contexts.values()):
-            section = ctx.plan.modal
-            image = build_image(section, root=root, handlers_dir=state.handlers_dir, base=hook_image)
-            self._functions[str(ctx.plan.root)] = register_function(app, image, section, f"mlexp-run-{i}")
+        for i, plan in enumerate(plans):
+            section = plan.modal
+            image = build_image(section, root=root, handlers_dir=context.handlers_dir, base=hook_image)
+            self._functions[str(plan.root)] = register_function(app, image, section, f"mlexp-run-{i}")
         self.app = app
         return app
 
@@ -401,11 +407,16 @@ class ModalExecutor(PoolExecutor):
         self.max_artifact_bytes = int(mb * 2**20)
         self._problem: tuple[str, str] | None = None
         self._checked = False
-        self._start_error: dict[str, Any] | None = None
+        self._start_error: ErrorInfo | None = None
         self._started = False
         self._start_lock = threading.Lock()
         self._calls: dict[FutureHandle, Any] = {}
         self._calls_lock = threading.Lock()
+
+    def bind(self, context: ExecutorContext) -> None:
+        super().bind(context)
+        if isinstance(self.backend, RealModalBackend):
+            self.backend.context = context  # the plans its images and functions are built from
 
     def problem(self) -> tuple[str, str] | None:
         if not self._checked:
@@ -421,7 +432,7 @@ class ModalExecutor(PoolExecutor):
         handle.set_result(infra_outcome(job.task, problem[0], problem[1]))
         return handle
 
-    def _ensure_started(self) -> dict[str, Any] | None:
+    def _ensure_started(self) -> ErrorInfo | None:
         with self._start_lock:
             if not self._started and self._start_error is None:
                 try:
@@ -454,14 +465,17 @@ class ModalExecutor(PoolExecutor):
             "volume_prefix": self.session_id,
         }
 
-    def run_job(self, handle: FutureHandle, attempt: int) -> dict[str, Any]:
+    def run_job(self, handle: FutureHandle, attempt: int) -> SeedOutcome:
         task = handle.job.task
         started = now_iso()
         failed = self._ensure_started()
         if failed is not None:
-            out = infra_outcome(task, "setup", f"could not start the Modal app: {failed['message']}")
-            out["error"]["traceback"] = failed["traceback"]
-            return out
+            return infra_outcome(
+                task,
+                "setup",
+                f"could not start the Modal app: {failed.get('message', '')}",
+                traceback=failed.get("traceback", ""),
+            )
         if handle.cancelled:
             return infra_outcome(task, "cancelled", "cancelled before it started", started_at=started)
         call = self.backend.spawn(handle.job, self.remote_task(task), self.settings())
@@ -472,7 +486,7 @@ class ModalExecutor(PoolExecutor):
                 self.backend.cancel(call)
             while True:
                 try:
-                    outcome = self.backend.get(call, self.poll_s)
+                    data = self.backend.get(call, self.poll_s)
                     break
                 except NotYet:
                     if handle.cancelled:
@@ -496,47 +510,42 @@ class ModalExecutor(PoolExecutor):
                         started_at=started,
                     )
                 except Exception as exc:  # raised by our remote code itself: keep the remote traceback
-                    return {
-                        "seed": task.seed,
-                        "status": ERROR,
-                        "error": error_info("remote", exc),
-                        "started_at": started,
-                        "finished_at": now_iso(),
-                        "duration_s": 0.0,
-                        "history": [],
-                    }
+                    return SeedOutcome.failure(task.seed, "remote", exc, started_at=started)
         finally:
             with self._calls_lock:
                 self._calls.pop(handle, None)
-        self.bring_back(task, outcome)
-        return outcome
+        return self.bring_back(task, data)
 
-    def bring_back(self, task: Task, outcome: dict[str, Any]) -> None:
-        """Write returned artifact bytes into ``task.artifacts_dir``'s plan folder; record the
-        ones left on the volume by their volume path."""
+    def bring_back(self, task: Task, data: dict[str, Any]) -> SeedOutcome:
+        """The outcome of a call's return value: returned artifact bytes are written into
+        ``task.artifacts_dir``'s plan folder, and the ones left on the volume are recorded by
+        their volume path."""
         from ..runner import safe_artifact_path
 
-        files = outcome.pop("artifact_files", None) or {}
-        large = outcome.pop("artifact_volume", None) or {}
+        files = data.pop("artifact_files", None) or {}
+        large = data.pop("artifact_volume", None) or {}
         plan_root = Path(task.plan_root)
-        for rel, data in files.items():
+        for rel, blob in files.items():
             dest = safe_artifact_path(plan_root, rel)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(data)
+            dest.write_bytes(blob)
         # An offline W&B run folder comes back to the same place under the project root, so
         # the `wandb sync` command recorded in results.yaml works here.
-        for rel, data in (outcome.pop("wandb_files", None) or {}).items():
+        for rel, blob in (data.pop("wandb_files", None) or {}).items():
             dest = safe_artifact_path(Path(task.root), rel)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(data)
-        result = outcome.get("result")
-        if not large or not isinstance(result, dict):
-            return
-        renamed = {
-            rel: f"modal-volume://{ARTIFACTS_VOLUME}/{where}" if where else f"(not kept: {rel})"
-            for rel, where in large.items()
-        }
-        result["artifacts"] = [renamed.get(a, a) for a in result.get("artifacts") or []]
+            dest.write_bytes(blob)
+        result = data.get("result")
+        if large and isinstance(result, dict):
+            renamed = {
+                rel: f"modal-volume://{ARTIFACTS_VOLUME}/{where}" if where else f"(not kept: {rel})"
+                for rel, where in large.items()
+            }
+            data["result"] = {
+                **result,
+                "artifacts": [renamed.get(a, a) for a in result.get("artifacts") or []],
+            }
+        return SeedOutcome.from_dict(data)
 
     def kill(self, handle: FutureHandle) -> None:
         with self._calls_lock:

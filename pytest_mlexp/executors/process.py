@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..execution import now_iso
+from ..records import OutcomeError, SeedOutcome, now_iso
 from .base import FutureHandle, PoolExecutor, infra_outcome
 
 #: characters of worker output kept in an error message
@@ -170,7 +170,7 @@ class ProcessExecutor(PoolExecutor):
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         return env
 
-    def run_job(self, handle: FutureHandle, attempt: int) -> dict[str, Any]:
+    def run_job(self, handle: FutureHandle, attempt: int) -> SeedOutcome:
         job = handle.job
         task = job.task
         started, t0 = now_iso(), time.monotonic()
@@ -226,8 +226,13 @@ class ProcessExecutor(PoolExecutor):
                     duration_s=time.monotonic() - t0,
                 )
             output = _tail(log_file)
-            if outcome.get("status") != "ok" and outcome.get("error") and output.strip():
-                outcome["error"].setdefault("output", output)  # what the handler printed before failing
+            if (
+                not outcome.ok
+                and outcome.error is not None
+                and output.strip()
+                and "output" not in outcome.error
+            ):
+                outcome = outcome.with_error(output=output)  # what the handler printed before failing
             return outcome
         finally:
             self.gpu_pool.release(gpus)
@@ -248,9 +253,9 @@ class ProcessExecutor(PoolExecutor):
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _read_outcome(path: Path) -> dict[str, Any] | None:
+def _read_outcome(path: Path) -> SeedOutcome | None:
+    """The worker's outcome; None when it wrote none (or not one: it died mid-way)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return SeedOutcome.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, OutcomeError):
         return None
-    return data if isinstance(data, dict) and "status" in data else None

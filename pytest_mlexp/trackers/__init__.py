@@ -28,9 +28,9 @@ if TYPE_CHECKING:
     import pytest
 
     from ..execution import Task
-    from ..model import Criterion, SubExperiment
+    from ..model import Criterion, Plan, SubExperiment
+    from ..records import SeedOutcome
     from ..runner import MetricSink, ProgressSink
-    from ..session import PlanContext
 
 __all__ = [
     "SessionTracking",
@@ -142,21 +142,20 @@ def _verdicts(task: Task, metrics: Mapping[str, Any]) -> dict[str, dict[str, Any
     return out
 
 
-def run_summary(task: Task, outcome: Mapping[str, Any]) -> dict[str, Any]:
+def run_summary(task: Task, outcome: SeedOutcome) -> dict[str, Any]:
     """The run's summary: final metrics, the criteria verdicts, status, finding, error."""
     p = f"{task.sub_id}/"
-    result = outcome.get("result") or {}
-    metrics = dict(result.get("metrics") or {})
+    result = outcome.result
+    metrics = dict(result["metrics"]) if result is not None else {}
     summary: dict[str, Any] = {p + k: v for k, v in metrics.items()}
-    summary[p + "status"] = outcome.get("status")
-    if result.get("finding"):
+    summary[p + "status"] = outcome.status
+    if result is not None and result.get("finding"):
         summary[p + "finding"] = result["finding"]
-    if outcome.get("error"):
-        err = outcome["error"]
+    if outcome.error:
+        err = outcome.error
         summary[p + "error"] = f"{err.get('type', 'Error')}: {err.get('message', '')}"[:1000]
-    if outcome.get("duration_s") is not None:
-        summary[p + "duration_s"] = outcome["duration_s"]
-    if outcome.get("status") == "ok":
+    summary[p + "duration_s"] = outcome.duration_s
+    if outcome.ok:
         verdicts = _verdicts(task, metrics)
         if verdicts:
             summary[p + "criteria"] = verdicts
@@ -219,18 +218,20 @@ class TrackedRun:
         except Exception as exc:
             self._failed("logging progress", exc)
 
-    def close(self, outcome: dict[str, Any]) -> None:
-        """Finish the run: summary, artifacts, and its location into ``outcome["wandb"]``."""
+    def close(self, outcome: SeedOutcome) -> SeedOutcome:
+        """Finish the run (summary, artifacts); the outcome with the run's location
+        (``tracking``, stored as ``wandb:``) and any warnings."""
         task = self.task
+        tracking: dict[str, Any] | None = None
         if self.run is not None:
             run, self.run = self.run, None
             try:
                 summary = run_summary(task, outcome)
-                result = outcome.get("result") or {}
-                artifacts = [Path(task.plan_root) / a for a in result.get("artifacts") or ()]
-                info = run.finish(summary, artifacts=artifacts, failed=outcome.get("status") != "ok")
+                result = outcome.result
+                artifacts = [Path(task.plan_root) / a for a in (result["artifacts"] if result else ())]
+                info = run.finish(summary, artifacts=artifacts, failed=not outcome.ok)
                 if info:
-                    outcome["wandb"] = dict(info)
+                    tracking = dict(info)
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:
@@ -241,13 +242,17 @@ class TrackedRun:
             self.warnings.extend(teardown_all())
         elif self.tracker is not None:
             self.warnings.extend(self.tracker.drain_warnings())
+        warnings: list[str] = []
         if self.warnings:
             from ..secrets import default_scrubber
 
             scrub = default_scrubber()
-            seen = outcome.setdefault("warnings", [])
-            seen.extend(scrub.scrub(w) for w in self.warnings if scrub.scrub(w) not in seen)
+            warnings = [scrub.scrub(w) for w in self.warnings]
             self.warnings = []
+        if tracking is None and not warnings:
+            return outcome
+        out = outcome.replace(tracking=tracking) if tracking is not None else outcome
+        return out.with_warnings(warnings)
 
 
 # --- the pytest process ----------------------------------------------------------------------
@@ -322,12 +327,11 @@ class SessionTracking:
     def enabled(self) -> bool:
         return self.tracker is not None
 
-    def project(self, ctx: PlanContext) -> str:
+    def project(self, plan: Plan, root: str) -> str:
         """``project.wandb_project``, else ini ``mlexp_wandb_project``, else ``WANDB_PROJECT``,
         else the plan's project name (or the rootdir's name) slugified."""
         from .wandb import project_slug
 
-        plan = ctx.plan
         for value in (
             plan.project.wandb_project,
             str(self.config.getini("mlexp_wandb_project") or ""),
@@ -335,23 +339,24 @@ class SessionTracking:
         ):
             if value and value.strip():
                 return value.strip()
-        return project_slug(plan.project.name) or project_slug(Path(ctx.root).name) or "mlexp"
+        return project_slug(plan.project.name) or project_slug(Path(root).name) or "mlexp"
 
-    def folder(self, ctx: PlanContext) -> str | None:
+    def folder(self, plan: Plan, root: str) -> str | None:
         """Where W&B writes (it adds ``wandb/``): the project root (the plan folder's parent),
         relative to the rootdir so remote workers resolve it against their copy; None when
         ``WANDB_DIR`` is set (W&B then uses it)."""
         if self.environ.get("WANDB_DIR"):
             return None
-        project_root = Path(ctx.plan.root).parent
+        project_root = Path(plan.root).parent
         try:
-            return project_root.resolve().relative_to(Path(ctx.root).resolve()).as_posix()
+            return project_root.resolve().relative_to(Path(root).resolve()).as_posix()
         except ValueError:
             return str(project_root)
 
     def settings_for(
         self,
-        ctx: PlanContext,
+        plan: Plan,
+        root: str,
         sub: SubExperiment,
         point_key: str | None,
         variant: Mapping[str, Any],
@@ -364,7 +369,7 @@ class SessionTracking:
         from ..criteria import rule_text
         from ..secrets import default_scrubber, redact_params, secret_param_values
 
-        exp = ctx.plan.experiment(sub.experiment_id)
+        exp = plan.experiment(sub.experiment_id)
         config: dict[str, Any] = redact_params(dict(params))
         extra: dict[str, Any] = {
             "seed": seed,
@@ -382,9 +387,9 @@ class SessionTracking:
         settings: dict[str, Any] = {
             "tracker": self.tracker.import_path(),
             "mode": self.mode,
-            "project": self.project(ctx),
+            "project": self.project(plan, root),
             "entity": self.environ.get("WANDB_ENTITY") or None,
-            "dir": self.folder(ctx),
+            "dir": self.folder(plan, root),
             "group": sub.experiment_id,
             "job_type": sub.id,
             "name": f"{sub.id}[{point_key}]-seed{seed}" if point_key else f"{sub.id}-seed{seed}",

@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_mlexp.orchestrate import aggregate_seeds
+from pytest_mlexp.records import SeedOutcome
 
 
-def ok(seed: int, **metrics: Any) -> dict[str, Any]:
-    return {"seed": seed, "status": "ok", "result": {"metrics": metrics}}
+def ok(seed: int, **metrics: Any) -> SeedOutcome:
+    return SeedOutcome(seed, "ok", result={"metrics": metrics, "finding": None, "artifacts": []})
+
+
+def error(seed: int) -> SeedOutcome:
+    return SeedOutcome.failure(seed, "handler", "boom")
 
 
 def test_one_seed_gives_its_values_with_numbers_as_floats() -> None:
@@ -21,7 +26,7 @@ def test_one_seed_gives_its_values_with_numbers_as_floats() -> None:
 def test_seeds_average_numbers_and_keep_the_first_of_anything_else() -> None:
     outcomes = [
         ok(0, acc=0.5, note="a", mixed=1.0),
-        {"seed": 1, "status": "error", "error": {}},
+        error(1),
         ok(2, acc=0.75, note="b", mixed="x", late=2),
     ]
     agg, per_seed = aggregate_seeds(outcomes)
@@ -30,4 +35,4 @@ def test_seeds_average_numbers_and_keep_the_first_of_anything_else() -> None:
 
 
 def test_no_successful_seed_gives_nothing() -> None:
-    assert aggregate_seeds([{"seed": 0, "status": "error"}]) == ({}, {})
+    assert aggregate_seeds([error(0)]) == ({}, {})

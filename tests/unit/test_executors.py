@@ -93,9 +93,10 @@ def test_pool_retries_lost_workers_but_never_timeouts(tmp_path: Path) -> None:
     b = pool.submit(_job(tmp_path, "b", retries=3)).result(30)
     c = pool.submit(_job(tmp_path, "c", retries=1)).result(30)
     pool.close()
-    assert a["status"] == "ok" and a["result"]["metrics"] == {"attempt": 3}
-    assert b["status"] == "infra_error" and b["error"]["kind"] == "timeout"
-    assert c["error"] == {**c["error"], "kind": "lost_worker", "type": "LostWorker", "attempts": 2}
+    assert a.status == "ok" and a.result is not None and a.result["metrics"] == {"attempt": 3}
+    assert b.status == "infra_error" and b.error is not None and b.error["kind"] == "timeout"
+    assert c.error is not None
+    assert c.error == {**c.error, "kind": "lost_worker", "type": "LostWorker", "attempts": 2}
 
 
 def test_pool_runs_lowest_priority_first_and_cancels_on_close(tmp_path: Path) -> None:
@@ -105,7 +106,7 @@ def test_pool_runs_lowest_priority_first_and_cancels_on_close(tmp_path: Path) ->
     late = pool.submit(_job(tmp_path, "late", priority=9))
     soon = pool.submit(_job(tmp_path, "soon", priority=1))
     pool.release.set()
-    assert soon.result(30)["status"] == "ok" and late.result(30)["status"] == "ok"
+    assert soon.result(30).status == "ok" and late.result(30).status == "ok"
     assert pool.order == ["first", "soon", "late"]
     assert first.done()
 
@@ -116,7 +117,7 @@ def test_pool_runs_lowest_priority_first_and_cancels_on_close(tmp_path: Path) ->
     pool2.close()
     for handle in (running, queued):
         out = handle.result(30)
-        assert out["status"] == "infra_error" and out["error"]["kind"] == "cancelled"
+        assert out.status == "infra_error" and out.error is not None and out.error["kind"] == "cancelled"
     assert pool2.killed == ["run"]  # the running one was killed, the queued one never started
     assert pool2.order == ["run"]
 
@@ -159,7 +160,7 @@ def test_process_workers_are_pinned_to_distinct_gpus(tmp_path: Path) -> None:
     handles = [ex.submit(Job(make_task(tmp_path, "which_gpu", source, seed=s))) for s in (0, 1)]
     outs = [h.result(30) for h in handles]
     ex.close()
-    assert sorted(o["result"]["metrics"]["gpu"] for o in outs) == ["4", "7"]
+    assert sorted(o.result["metrics"]["gpu"] for o in outs if o.result is not None) == ["4", "7"]
 
 
 # --- the worker entry point ----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pytest_mlexp import trackers
 from pytest_mlexp.execution import Task, run_seed
 from pytest_mlexp.model import Accepted
 from pytest_mlexp.plan import parse_plan_text
+from pytest_mlexp.records import SeedOutcome
 from pytest_mlexp.trackers import (
     SessionTracking,
     TrackedRun,
@@ -351,9 +352,9 @@ def test_run_seed_tracks_and_scrubs(fake_wandb: FakeWandb, tmp_path: Path) -> No
     crit = parse_criterion("acc", ">= 0.9", loc=None, experiment_level=False)
     task = make_task(tmp_path, criteria=[criterion_to_data(crit)])
     outcome = run_seed(task, _handler)
-    assert outcome["status"] == "ok" and outcome["result"]["metrics"] == {"acc": 0.8}
-    assert outcome["wandb"]["offline_dir"].startswith("wandb/")
-    assert "warnings" not in outcome
+    assert outcome.status == "ok" and outcome.result is not None and outcome.result["metrics"] == {"acc": 0.8}
+    assert outcome.tracking is not None and outcome.tracking["offline_dir"].startswith("wandb/")
+    assert outcome.warnings == ()
     summary = fake_wandb.runs[0].summary
     assert summary["sub/acc"] == 0.8 and summary["sub/status"] == "ok"
     assert summary["sub/finding"] == "used ***"  # a secret param never reaches W&B
@@ -365,17 +366,17 @@ def test_run_seed_keeps_the_result_when_wandb_hangs(fake_wandb: FakeWandb, tmp_p
     fake_wandb.hang_init = True
     outcome = run_seed(make_task(tmp_path, init_timeout=0.1), _handler)
     assert fake_wandb.abandoned() and fake_wandb.init_calls == 1  # the seed did not wait for W&B
-    assert outcome["status"] == "ok" and outcome["result"]["metrics"] == {"acc": 0.8}
-    assert "wandb" not in outcome
-    (warning,) = outcome["warnings"]
+    assert outcome.status == "ok" and outcome.result is not None and outcome.result["metrics"] == {"acc": 0.8}
+    assert outcome.tracking is None
+    (warning,) = outcome.warnings
     assert warning.startswith("W&B: starting the run of sub seed 0 failed")
 
 
 def test_log_failure_is_one_warning(fake_wandb: FakeWandb, tmp_path: Path) -> None:
     fake_wandb.log_raises = True
     outcome = run_seed(make_task(tmp_path), _handler)
-    assert outcome["status"] == "ok"
-    assert [w for w in outcome["warnings"] if "logging" in w] == [outcome["warnings"][0]]
+    assert outcome.status == "ok"
+    assert [w for w in outcome.warnings if "logging" in w] == [outcome.warnings[0]]
 
 
 def test_worker_tears_down_after_each_seed(
@@ -388,8 +389,8 @@ def test_worker_tears_down_after_each_seed(
 
 def test_unknown_tracker_path_is_a_warning(tmp_path: Path) -> None:
     outcome = run_seed(make_task(tmp_path, tracker="no_such_module_x:Tracker"), _handler)
-    assert outcome["status"] == "ok"
-    assert "no run for sub seed 0" in outcome["warnings"][0]
+    assert outcome.status == "ok"
+    assert "no run for sub seed 0" in outcome.warnings[0]
 
 
 def test_criterion_round_trip() -> None:
@@ -434,7 +435,9 @@ def _ctx(tmp_path: Path, text: str = PLAN) -> Any:
 
 def _settings(tracking: SessionTracking, ctx: Any, seed: int = 0, point: str | None = None) -> dict[str, Any]:
     sub = ctx.plan.sub("e_p2_1")
-    return tracking.settings_for(ctx, sub, point, {}, seed, sub.resolved_params(False, None))
+    return tracking.settings_for(
+        ctx.plan, str(ctx.root), sub, point, {}, seed, sub.resolved_params(False, None)
+    )
 
 
 def test_session_settings(tmp_path: Path) -> None:
@@ -531,6 +534,5 @@ def test_worker_env(tmp_path: Path) -> None:
 def test_tracked_run_without_settings_tracker_never_raises(tmp_path: Path) -> None:
     tracked = TrackedRun(make_task(tmp_path, tracker="pytest_mlexp.trackers:SessionTracking"))
     assert tracked.run is None and tracked.metric_sinks == ()
-    outcome: dict[str, Any] = {"status": "ok"}
-    tracked.close(outcome)
-    assert "no run for" in outcome["warnings"][0]
+    outcome = tracked.close(SeedOutcome(0, "ok", result={"metrics": {}, "finding": None, "artifacts": []}))
+    assert "no run for" in outcome.warnings[0]

@@ -1,0 +1,174 @@
+"""The pytest hooks that act on the session: ordering, dispatch, results, the summary.
+
+``plugin.py`` registers these objects in ``pytest_configure``; each hands the work to the module
+that owns it (``selection``, ``dispatch``, ``results`` through the session's plan contexts,
+``reporting``).  Every pytest run imports this module, so it imports nothing beyond pytest and
+the standard library at import time: the rest loads when a plan is collected or run.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .session import OP_KEY
+
+if TYPE_CHECKING:
+    from .records import ResultOp
+    from .session import MlexpSession
+
+__all__ = ["EarlyOrder", "OpCarrier", "SessionHooks"]
+
+
+class EarlyOrder:
+    """A plain ``tryfirst`` ``pytest_collection_modifyitems``: it runs after random-order
+    plugins (they shuffle in a wrapper, before its yield) and before the plain implementations,
+    among them stepwise, whose ``--sw`` cuts the item list by position.  The session's wrapper
+    orders again at the very end (after ``--ff``)."""
+
+    def __init__(self, state: MlexpSession) -> None:
+        self.state = state
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        # Dependency order before plugins that cut the list by position (``--sw``) see it.
+        if self.state.selected:
+            from .selection import order_items
+
+            order_items(self.state, items)
+
+
+class OpCarrier:
+    """On an xdist worker: moves an item's op onto its report, as plain data, which xdist sends
+    to the controller (registered only on workers; see ``plugin.py``)."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, Any, Any]:
+        report = yield
+        op: ResultOp | None = getattr(item, "_mlexp_op", None)
+        if op is not None and (call.when == "call" or (call.when == "setup" and report.skipped)):
+            setattr(report, OP_KEY, op.to_dict())
+            delattr(item, "_mlexp_op")
+        return report
+
+
+class SessionHooks:
+    """The hooks that need the session's state (registered as ``mlexp-session``)."""
+
+    def __init__(self, state: MlexpSession) -> None:
+        self.state = state
+        self._record_row: Callable[..., None] | None = None
+        self._op_from_dict: Callable[[Any], ResultOp] | None = None
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_collection_modifyitems(
+        self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+    ) -> Generator[None, None, None]:
+        state = self.state
+        if state.selected:
+            from .selection import inject_plan
+
+            inject_plan(state, session, items)
+        # Wrapping the cache plugin's --lf/--ff wrapper: we run after it reordered/filtered.
+        res = yield
+        if state.selected or state.collected:
+            from .selection import select_and_order
+
+            select_and_order(state, config, items)
+        return res
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        # --mlexp-executor names something only once every conftest.py is loaded (executors
+        # come from hooks): a usage error now, before anything runs.
+        state = self.state
+        if state.executor_override and not state.is_worker:
+            from .dispatch import dispatcher_of
+
+            dispatcher_of(state).check_name(state.executor_override)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        # Dispatch ahead (SPEC section 6): start process/modal work for every item whose
+        # prerequisites are settled; items still report in order.  Not on xdist workers: each
+        # runs only the items it is sent, so it submits an item's work when the item comes up.
+        state = self.state
+        config = session.config
+        if session.testsfailed and not config.option.continue_on_collection_errors:
+            return
+        if state.selected and not state.is_worker and not config.option.collectonly and session.items:
+            from .dispatch import dispatcher_of
+            from .items import SubItem
+
+            subs = [(i, it) for i, it in enumerate(session.items) if isinstance(it, SubItem)]
+            dispatcher_of(state).start(session, subs)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # The report of the phase that produced the op: the call, or a setup that skipped (a
+        # blocked item).  From an xdist worker (or a crashed one) it arrives on the report.
+        state = self.state
+        raw = getattr(report, OP_KEY, None)
+        op: ResultOp | None
+        if raw is not None:
+            op = self._from_dict(raw)
+        elif state.ops and (report.when == "call" or report.skipped):
+            op = state.ops.pop(report.nodeid, None)
+        else:
+            op = None
+        if op is None:  # the other reports, and every non-plan test
+            return
+        ctx = state.context_for(op.plan)
+        if not state.is_worker:
+            ctx.results.apply(op)
+            # tracker warnings from wherever the seed ran, printed once in the summary
+            for line in op.warnings:
+                state.warn(line)
+        record = self._record_row
+        if record is None:
+            from .reporting import record_row
+
+            record = self._record_row = record_row
+        record(state, ctx, report, op)
+        if raw is not None and not state.is_worker:
+            # Applied and summarised: the terminal reporter keeps every report to the end, and
+            # with it a second copy of every result entry (a worker's report must keep it: xdist
+            # sends it to the controller after this hook).
+            delattr(report, OP_KEY)
+
+    def _from_dict(self, raw: Any) -> ResultOp:
+        convert = self._op_from_dict
+        if convert is None:
+            from .records import ResultOp
+
+            convert = self._op_from_dict = ResultOp.from_dict
+        return convert(raw)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        state = self.state
+        if not state.is_worker:
+            from .reporting import finish_session
+
+            finish_session(state, session)
+        # After the results are written (teardown may wait on uploads): every process that ran
+        # seeds ends its tracker here; W&B's offline files are complete only after teardown.
+        if "pytest_mlexp.trackers" in sys.modules:
+            from .trackers import teardown_all
+
+            for line in teardown_all():
+                state.warn(line)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        from .reporting import terminal_summary
+
+        terminal_summary(self.state, terminalreporter)
+
+    def pytest_report_collectionfinish(self, config: pytest.Config) -> list[str]:
+        # Deciding the tracking mode here shows its one-line notice before anything runs.
+        state = self.state
+        tracking = state.tracking.notes if state.selected and not state.is_worker else []
+        return [f"mlexp: warning: {w}" for w in state.plan_warnings] + state.notes + tracking

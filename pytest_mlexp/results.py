@@ -1,0 +1,280 @@
+"""What a session knows of one plan's results: the store, this process's overlay, sweep
+summaries and verdicts.  No pytest in here.
+
+Everything that reads results during a run asks this view: the blocker check before an item,
+``runner.upstream``, a criterion that compares against another sub-experiment's stored values
+(:meth:`ResultsView.seed_values`), the assessment's verdict, the findings at the end.  Whatever
+changes results comes in as a :class:`~pytest_mlexp.records.ResultOp` through :meth:`apply`:
+
+* in the process that owns the files (the only one, or the xdist controller) it goes to the
+  store, which journals it and rewrites results.yaml;
+* on an xdist worker the store is read-only: the op is laid over it in memory (the overlay), so
+  the worker's later items see its earlier results exactly as they would without xdist.
+
+Sweeps are summarised (selected point, status, metrics) when someone reads them, once per read
+after new points, never once per point (that would make a sweep quadratic).  Verdicts are cached
+per experiment and recomputed after a result of theirs (or of a sub-experiment their criteria
+compare against) arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .graph import graph_of
+from .records import ResultEntry, ResultOp, entry_from_dict, now_iso
+from .verdict import (
+    blockers,
+    experiment_verdict,
+    select_point,
+    sub_blockers,
+    summarize_sweep,
+)
+
+if TYPE_CHECKING:
+    from .model import Plan, SubExperiment, Verdict
+    from .store import ResultsStore
+
+__all__ = ["ResultsView"]
+
+_RAN = ("passed", "failed")
+
+
+class ResultsView:
+    """One plan's results as this process sees them (see the module docstring)."""
+
+    def __init__(self, plan: Plan, store: ResultsStore, *, stub: bool) -> None:
+        self.plan = plan
+        self.store = store
+        self.stub = stub
+        self._verdicts: dict[str, Verdict] = {}
+        self._has_prereqs: dict[str, bool] = {}
+        # On an xdist worker nothing is written: results of this worker's items overlay the store.
+        self._overlay: dict[tuple[str, str], ResultEntry] = {}
+        self._dirty_sweeps: set[tuple[str, str]] = set()
+        # experiment -> experiments whose sub-experiments wait for one of its sub-experiments
+        # (their verdicts may read its values: a criterion that compares against it)
+        self._readers: dict[str, set[str]] | None = None
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def doc(self, experiment_id: str) -> Mapping[str, Any]:
+        """The experiment's merged results document (do not change it)."""
+        self._summarize_pending(experiment_id)
+        doc = self.store.doc(experiment_id)
+        if not self._overlay:
+            return doc
+        merged = dict(doc)
+        subs = dict(merged.get("sub_experiments") or {})
+        for (exp_id, sub_id), entry in self._overlay.items():
+            if exp_id == experiment_id:
+                subs[sub_id] = entry
+        merged["sub_experiments"] = subs
+        return merged
+
+    def entry(self, sub_id: str, point: str | None = None) -> ResultEntry | None:
+        """The stored entry of a sub-experiment (a sweep: with its summary), or of one point."""
+        if not self.plan.has_sub(sub_id):
+            return None
+        key = (self.plan.sub(sub_id).experiment_id, sub_id)
+        if key in self._dirty_sweeps:
+            self._summarize(key)
+        entry = self._raw_entry(*key)
+        if point is not None and entry is not None:
+            points = entry.get("points")
+            return entry_from_dict(points.get(point)) if isinstance(points, dict) else None
+        return entry
+
+    def _raw_entry(self, experiment_id: str, sub_id: str) -> ResultEntry | None:
+        got = self._overlay.get((experiment_id, sub_id))
+        if got is not None:
+            return got
+        return entry_from_dict((self.store.doc(experiment_id).get("sub_experiments") or {}).get(sub_id))
+
+    def has_result(self, sub_id: str, point: str | None = None) -> bool:
+        """Whether a result (anything but nothing or ``blocked``) is stored for it."""
+        entry = self.entry(sub_id, point)
+        return entry is not None and entry.get("status") not in (None, "blocked")
+
+    def seed_values(self, sub_id: str, metric: str) -> dict[int, Any] | None:
+        """The stored per-seed values of ``metric`` of sub-experiment ``sub_id``: ``{seed:
+        value}`` (None for a seed that did not report it), from its selected point when it is a
+        sweep.  None when it has no result to read (never ran, blocked, errored, or a sweep
+        with no point to select).  A run of one seed without ``per_seed`` is keyed by the
+        sub-experiment's first seed."""
+        if not self.plan.has_sub(sub_id):
+            return None
+        sub = self.plan.sub(sub_id)
+        entry = self.entry(sub_id)
+        if entry is None:
+            return None
+        points = entry.get("points")
+        if isinstance(points, dict) and points:
+            selected = select_point(sub, points)
+            entry = entry_from_dict(points.get(selected)) if selected is not None else None
+            if entry is None:
+                return None
+        if entry.get("status") not in _RAN:
+            return None
+        per_seed = entry.get("per_seed")
+        if isinstance(per_seed, Mapping) and per_seed:
+            return {
+                int(seed): (values.get(metric) if isinstance(values, Mapping) else None)
+                for seed, values in per_seed.items()
+            }
+        metrics = entry.get("metrics")
+        return {
+            sub.seeds[0] if sub.seeds else 0: metrics.get(metric) if isinstance(metrics, Mapping) else None
+        }
+
+    def upstream(self, sub: SubExperiment) -> dict[str, Any]:
+        """``runner.upstream``: the stored results of the sub-experiments ``sub`` depends on."""
+        out: dict[str, Any] = {}
+        for dep in sub.dependencies:
+            if not self.plan.has_sub(dep):
+                continue
+            entry = self.entry(dep) or {}
+            out[dep] = {
+                "status": entry.get("status"),
+                "metrics": dict(entry.get("metrics") or {}),
+                "finding": entry.get("finding"),
+                "artifacts": [str(self.plan.root / a) for a in entry.get("artifacts") or []],
+            }
+        return out
+
+    def verdict(self, experiment_id: str) -> Verdict:
+        cached = self._verdicts.get(experiment_id)
+        if cached is None:
+            exp = self.plan.experiment(experiment_id)
+            cached = experiment_verdict(self.plan, exp, self.doc(experiment_id), stub=self.stub)
+            self._verdicts[experiment_id] = cached
+        return cached
+
+    def verdicts(self) -> Mapping[str, Verdict]:
+        """Every experiment's verdict, each computed when first looked at."""
+        return _LazyVerdicts(self)
+
+    def experiment_header(self, experiment_id: str) -> dict[str, Any]:
+        """The header fields results.yaml keeps for the experiment's verdict."""
+        verdict = self.verdict(experiment_id)
+        return {
+            "name": self.plan.experiment(experiment_id).name,
+            "status": verdict.status,
+            "success_criteria_met": verdict.success_criteria_met,
+            "confidence": verdict.confidence,
+            "recommendation": verdict.recommendation,
+            "updated_at": now_iso(),
+            "criteria": {j.metric: j.to_dict() for j in verdict.criteria},
+        }
+
+    def blocked_reason(self, experiment_id: str, sub: SubExperiment | None = None) -> str | None:
+        """Why the experiment (or its sub-experiment ``sub``) may not run now, or None: an
+        unpassed dependency or gate, or a sub-level dependency that did not pass."""
+        reasons: list[str] = []
+        # Asked before every item: most have neither (no verdicts computed for them).
+        has = self._has_prereqs.get(experiment_id)
+        if has is None:
+            has = self._has_prereqs[experiment_id] = bool(self.plan.prerequisites(experiment_id))
+        if has:
+            reasons = blockers(self.plan, experiment_id, self.verdicts())
+        if not reasons and sub is not None and sub.dependencies:
+            entries = {d: self.entry(d) or {} for d in sub.dependencies if self.plan.has_sub(d)}
+            reasons = sub_blockers(self.plan, sub, entries)
+        return "; ".join(reasons) if reasons else None
+
+    # --- changing -----------------------------------------------------------------------------
+
+    def apply(self, op: ResultOp) -> None:
+        """Apply one item's op: to the store (the owner of the files) or to the overlay (a
+        worker: ``store.readonly``)."""
+        kind = op.kind
+        if kind == "experiment_blocked":
+            return
+        write = not self.store.readonly
+        if kind == "experiment":
+            if write and op.fields is not None:
+                self.store.set_experiment(op.experiment, dict(op.fields))
+            return
+        sub_id = op.sub
+        if sub_id is None or not self.plan.has_sub(sub_id):
+            return
+        exp_id = self.plan.sub(sub_id).experiment_id
+        self._forget_verdicts(exp_id)
+        point = op.point
+        if kind == "blocked":
+            if write:
+                self.store.record_blocked(exp_id, sub_id, op.reason or "", point=point)
+            return
+        entry = op.entry if op.entry is not None else {}
+        if not write:
+            self._apply_overlay(exp_id, sub_id, point, dict(entry))  # type: ignore[arg-type]
+            return
+        self.store.record(exp_id, sub_id, entry, point=point)
+        if point is not None:
+            # Summarising scans every point: once per sweep at the end keeps a sweep linear.
+            # Verdicts do not need it (they re-select the point from the stored points).
+            self._dirty_sweeps.add((exp_id, sub_id))
+
+    def _forget_verdicts(self, experiment_id: str) -> None:
+        self._verdicts.pop(experiment_id, None)
+        if self._readers is None:
+            graph = graph_of(self.plan)
+            readers: dict[str, set[str]] = {}
+            for waiter, links in graph.experiment_links.items():
+                for target, link in links.items():
+                    if link.kind == "sub" and target != waiter:
+                        readers.setdefault(target, set()).add(waiter)
+            self._readers = readers
+        for other in self._readers.get(experiment_id, ()):
+            self._verdicts.pop(other, None)
+
+    def _apply_overlay(self, exp_id: str, sub_id: str, point: str | None, entry: ResultEntry) -> None:
+        key = (exp_id, sub_id)
+        if point is None:
+            self._overlay[key] = entry
+            return
+        current = self._overlay.get(key)
+        if current is None:  # first point on this worker: start from what is stored (copied once)
+            stored: ResultEntry = self._raw_entry(exp_id, sub_id) or {}
+            current = self._overlay[key] = {**stored, "points": dict(stored.get("points") or {})}
+        current.setdefault("points", {})[point] = entry
+        self._dirty_sweeps.add(key)
+
+    def _summarize_pending(self, experiment_id: str) -> None:
+        for key in [k for k in self._dirty_sweeps if k[0] == experiment_id]:
+            self._summarize(key)
+
+    def _summarize(self, key: tuple[str, str]) -> None:
+        """Summarise a sweep (selected point, status, metrics) when someone reads it."""
+        self._dirty_sweeps.discard(key)
+        exp_id, sub_id = key
+        entry = self._raw_entry(exp_id, sub_id) or {}
+        summary = summarize_sweep(self.plan.sub(sub_id), entry.get("points") or {}, stub=self.stub)
+        if key in self._overlay:
+            self._overlay[key].update(summary)  # type: ignore[typeddict-item]
+        else:
+            self.store.set_summary(exp_id, sub_id, summary)
+
+    def summarize_sweeps(self) -> None:
+        """Summarise every sweep with new points (session end, before the files are written)."""
+        for key in sorted(self._dirty_sweeps):
+            self._summarize(key)
+
+
+class _LazyVerdicts(Mapping[str, "Verdict"]):
+    """Verdicts computed only for the experiments a blocker check actually looks at."""
+
+    def __init__(self, view: ResultsView) -> None:
+        self._view = view
+
+    def __getitem__(self, key: str) -> Verdict:
+        if not self._view.plan.has_experiment(key):
+            raise KeyError(key)
+        return self._view.verdict(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(e.id for e in self._view.plan.experiments)
+
+    def __len__(self) -> int:
+        return len(self._view.plan.experiments)

@@ -1,0 +1,246 @@
+"""The package's import graph, read from the source with ``ast``, has no cycle and keeps its layers.
+
+Every way one module of ``pytest_mlexp`` can reach another at run time counts: ``import`` and
+``from ... import`` statements at module level *and inside functions*, and string lookups
+(``importlib.import_module("...")``, ``sys.modules["..."]`` / ``sys.modules.get("...")``, with a
+literal or a ``f"{__package__}.name"`` name).  Imports under ``if TYPE_CHECKING:`` do not run,
+so they do not count.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PACKAGE = "pytest_mlexp"
+ROOT = Path(__file__).resolve().parents[2] / PACKAGE
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _walk_runtime(node: ast.AST) -> Iterator[ast.AST]:
+    """Every node that can run: skips the bodies of ``if TYPE_CHECKING:``."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.If) and _is_type_checking(child.test):
+            for other in child.orelse:
+                yield other
+                yield from _walk_runtime(other)
+            continue
+        yield child
+        yield from _walk_runtime(child)
+
+
+def _string_target(node: ast.expr, package: str) -> str | None:
+    """The module a string names: a literal, or ``f"{__package__}.rest"`` (``package`` filled in)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        text = ""
+        for part in node.values:
+            if isinstance(part, ast.Constant) and isinstance(part.value, str):
+                text += part.value
+            elif (
+                isinstance(part, ast.FormattedValue)
+                and isinstance(part.value, ast.Name)
+                and part.value.id == "__package__"
+            ):
+                text += package
+            else:
+                return None
+        return text
+    return None
+
+
+def _constants(tree: ast.Module, package: str) -> dict[str, str]:
+    """Module-level ``NAME = "<string>"`` assignments (a string lookup may go through one)."""
+    out: dict[str, str] = {}
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+            target = _string_target(stmt.value, package)
+            if target is not None:
+                out[stmt.targets[0].id] = target
+    return out
+
+
+def _is_sys_modules(node: ast.expr) -> bool:
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == "modules"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "sys"
+    )
+
+
+def imports_of(name: str, path: Path, known: set[str]) -> dict[str, int]:
+    """The package modules ``name`` imports at run time, with the line of the first import."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    consts = _constants(tree, package)
+    found: dict[str, int] = {}
+
+    def add(target: str | None, line: int) -> None:
+        # ``from .x import y`` may name a module (x.y) or an attribute of x: take the longest known.
+        while target and target not in known:
+            target = target.rpartition(".")[0]
+        if target and target != name and target != PACKAGE:
+            found.setdefault(target, line)
+        elif target == PACKAGE and name != PACKAGE:
+            found.setdefault(PACKAGE, line)
+
+    def string_arg(node: ast.expr) -> str | None:
+        if isinstance(node, ast.Name) and node.id in consts:
+            return consts[node.id]
+        return _string_target(node, package)
+
+    for node in _walk_runtime(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                add(alias.name, node.lineno)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                if node.level > 1:
+                    base = base[: len(base) - (node.level - 1)]
+                mod = ".".join([*base, node.module] if node.module else base)
+            else:
+                mod = node.module or ""
+            for alias in node.names:
+                add(f"{mod}.{alias.name}", node.lineno)
+        elif isinstance(node, ast.Call):
+            func = node.func
+            is_import_module = (isinstance(func, ast.Attribute) and func.attr == "import_module") or (
+                isinstance(func, ast.Name) and func.id == "import_module"
+            )
+            is_modules_get = (
+                isinstance(func, ast.Attribute) and func.attr == "get" and _is_sys_modules(func.value)
+            )
+            if (is_import_module or is_modules_get) and node.args:
+                add(string_arg(node.args[0]), node.lineno)
+        elif isinstance(node, ast.Subscript) and _is_sys_modules(node.value):
+            add(string_arg(node.slice), node.lineno)
+    return {t: line for t, line in found.items() if t.startswith(PACKAGE)}
+
+
+def import_graph() -> dict[str, dict[str, int]]:
+    mods = _modules()
+    known = set(mods)
+    return {name: imports_of(name, path, known) for name, path in mods.items()}
+
+
+def find_cycle(graph: dict[str, dict[str, int]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, {})):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        state[node] = 2
+        path.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def _describe(cycle: list[str], graph: dict[str, dict[str, int]]) -> str:
+    steps = [f"{a} -> {b} (line {graph[a][b]})" for a, b in itertools.pairwise(cycle)]
+    return "import cycle: " + " -> ".join(cycle) + "\n  " + "\n  ".join(steps)
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    graph = import_graph()
+    cycle = find_cycle(graph)
+    assert cycle is None, _describe(cycle, graph)
+
+
+def test_the_checker_sees_function_level_and_string_imports(tmp_path: Path) -> None:
+    # The checker itself: a cycle hidden in a function, behind TYPE_CHECKING, or in a string.
+    pkg = tmp_path / PACKAGE
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from . import c\n"
+        "def f():\n    from .b import thing\n"
+    )
+    (pkg / "b.py").write_text(
+        "import importlib, sys\n"
+        "_C = f'{__package__}.c'\n"
+        "def g():\n    return sys.modules.get(_C) or importlib.import_module(_C)\n"
+    )
+    (pkg / "c.py").write_text("import pytest_mlexp.a as a\n")
+    (pkg / "d.py").write_text("import sys\nx = sys.modules['pytest_mlexp.a']\n")
+    known = {"pytest_mlexp", "pytest_mlexp.a", "pytest_mlexp.b", "pytest_mlexp.c", "pytest_mlexp.d"}
+    graph = {
+        name: imports_of(name, pkg / (name.rpartition(".")[2] + ".py"), known)
+        for name in sorted(known - {"pytest_mlexp"})
+    }
+    assert graph["pytest_mlexp.a"] == {"pytest_mlexp.b": 5}  # not c: TYPE_CHECKING only
+    assert set(graph["pytest_mlexp.b"]) == {"pytest_mlexp.c"}
+    assert set(graph["pytest_mlexp.d"]) == {"pytest_mlexp.a"}
+    cycle = find_cycle(graph)
+    assert cycle == ["pytest_mlexp.a", "pytest_mlexp.b", "pytest_mlexp.c", "pytest_mlexp.a"]
+    assert "pytest_mlexp.b -> pytest_mlexp.c (line 4)" in _describe(cycle, graph)
+
+
+# The layers, lowest first: a module may import modules of its own layer or below, never above.
+# (Cycles within a layer are caught by the test above.)
+LAYERS: list[tuple[str, tuple[str, ...]]] = []
+
+
+def _layer_of(module: str) -> int | None:
+    short = module.removeprefix(PACKAGE + ".")
+    for index, (_, members) in enumerate(LAYERS):
+        for member in members:
+            if short == member or (member.endswith(".*") and short.startswith(member[:-2])):
+                return index
+    return None
+
+
+@pytest.mark.skipif(not LAYERS, reason="layers not declared yet")
+def test_imports_only_go_down_the_layers() -> None:
+    graph = import_graph()
+    problems = []
+    for module, targets in graph.items():
+        mine = _layer_of(module)
+        if mine is None:
+            problems.append(f"{module} is in no layer")
+            continue
+        for target, line in targets.items():
+            theirs = _layer_of(target)
+            if theirs is not None and theirs > mine:
+                problems.append(
+                    f"{module} (layer {LAYERS[mine][0]}) imports {target} (layer {LAYERS[theirs][0]}) "
+                    f"at line {line}"
+                )
+    assert not problems, "\n".join(problems)
