@@ -13,7 +13,7 @@ together is what stays meaningful).  Every command runs in a fresh subprocess wi
    and findings written) vs 1,000 parametrised tests: wall-time ratio (budget <= 1.3).
 3. collection: ``--experiment all --co -q`` of a 10,000-sub-experiment plan vs ``--co -q`` of
    10,000 parametrised tests (budget <= 2).
-4. writing: time spent writing results and findings (``PlanContext.apply`` + session-end
+4. writing: time spent writing results and findings (``ResultsView.apply`` + session-end
    ``finish_session``, timed by a conftest wrapper) for 1k, 5k and 10k sub-experiments: the cost
    per item should stay flat (linear total).
 5. memory: peak RSS (``ru_maxrss`` of the child, from ``os.wait4``) of the 10,000-item run vs
@@ -147,16 +147,20 @@ import json, os, time
 _target = os.environ.get("MLEXP_BENCH_TIMES")
 if _target:
     from pytest_mlexp import reporting as _reporting
-    from pytest_mlexp import session as _session
+
+    try:  # where results are applied: the results view (older trees: the plan context)
+        from pytest_mlexp.results import ResultsView as _Applier
+    except ImportError:
+        from pytest_mlexp.session import PlanContext as _Applier
 
     _spent = {"apply": 0.0, "finish": 0.0, "n": 0}
-    _apply = _session.PlanContext.apply
+    _apply = _Applier.apply
     _finish = _reporting.finish_session
 
-    def apply(self, op, *, write):
+    def apply(self, op, **kw):
         t0 = time.perf_counter()
         try:
-            return _apply(self, op, write=write)
+            return _apply(self, op, **kw)
         finally:
             _spent["apply"] += time.perf_counter() - t0
             _spent["n"] += 1
@@ -168,7 +172,7 @@ if _target:
         finally:
             _spent["finish"] += time.perf_counter() - t0
 
-    _session.PlanContext.apply = apply
+    _Applier.apply = apply
     _reporting.finish_session = finish_session
 
     def pytest_unconfigure(config):

@@ -9,7 +9,6 @@ Standard library only.
 
 from __future__ import annotations
 
-import importlib
 import os
 import random
 import sys
@@ -18,9 +17,9 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+from .handler_modules import HandlerRef, load_handler, loaded_function
 from .normalize import ResultError, normalize_result
 from .records import ERROR, INFRA, OK, ErrorInfo, SeedOutcome, SeedResult, error_info, now_iso
 from .runner import ExperimentRunner, MetricSink, ProgressSink
@@ -213,19 +212,8 @@ def loaded_packages() -> dict[str, str]:
 _import_paths: dict[tuple[str, str], tuple[str, str]] = {}
 
 
-def _handlers() -> ModuleType:
-    # Imported on first use (it brings the plan model); then the module in sys.modules, without
-    # an import statement per seed (a relative import costs a module-spec lookup each time).
-    # See items._orchestrate for why not ``from . import handlers``.
-    return sys.modules.get(_HANDLERS) or importlib.import_module(_HANDLERS)
-
-
-_HANDLERS = f"{__package__}.handlers"
-
-
 def import_handler(task: Task) -> Callable[..., Any]:
     """Import the handler under its stable module name (the same in every worker)."""
-    handlers = _handlers()
     # Fast path: every seed after the first of a handler finds its module already imported.
     paths = _import_paths.get((task.root, task.module_path))
     if paths is None:
@@ -234,13 +222,11 @@ def import_handler(task: Task) -> Callable[..., Any]:
             os.fspath(root / task.module_path),
             os.fspath(root),
         )
-    fn: Callable[..., Any] | None = handlers.loaded_function(
-        task.module_name, paths[0], paths[1], task.function
-    )
+    fn: Callable[..., Any] | None = loaded_function(task.module_name, paths[0], paths[1], task.function)
     if fn is not None:
         return fn
     root = Path(task.root)
-    ref = handlers.HandlerRef(
+    ref = HandlerRef(
         module_path=root / task.module_path,
         module_name=task.module_name,
         function=task.function,
@@ -248,5 +234,5 @@ def import_handler(task: Task) -> Callable[..., Any]:
         lineno=0,
         source_sha256="",
     )
-    loaded: Callable[..., Any] = handlers.load_handler(ref, root)
+    loaded: Callable[..., Any] = load_handler(ref, root)
     return loaded

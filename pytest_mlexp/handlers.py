@@ -1,4 +1,4 @@
-"""Finding handler functions by reading source, and importing them at run time.
+"""Finding handler functions by reading source (never importing them), and their stubs.
 
 Collection never imports a handler module: handler modules import torch (seconds), may touch a
 GPU, and may fail to import on the machine that only schedules the work.  So discovery reads the
@@ -7,30 +7,37 @@ given name, and only those files are parsed with ``ast`` (each at most once) to 
 read its parameters.  Parsing every module of a large tree would cost seconds per session; the
 scan costs milliseconds.
 
-At run time :func:`load_handler` imports the module under a name derived from its path relative
-to the project root, so the pytest process, a worker process and a remote container all give the
-same file the same module name.
+At run time ``handler_modules.load_handler`` imports the module under a name derived from its
+path relative to the project root (re-exported here).  A missing handler's message carries a
+ready-to-paste stub (:func:`scaffold_stub`); ``scaffolding.py`` writes such stubs into files.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.machinery
-import importlib.util
 import json
-import keyword
 import os
 import re
-import sys
 import textwrap
 import threading
-import types
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_mlexp.handler_modules import (
+    HandlerError,
+    HandlerImportError,
+    HandlerNotFound,
+    HandlerRef,
+    abspath,
+    display_path,
+    is_valid_name,
+    load_handler,
+    loaded_function,
+    module_name_for,
+)
 from pytest_mlexp.model import SubExperiment
 from pytest_mlexp.textutil import suggestions
 
@@ -43,47 +50,23 @@ __all__ = [
     "HandlerRef",
     "HandlerUnsupported",
     "convention_file",
+    "defined_functions",
     "handler_name_for",
     "load_handler",
+    "loaded_function",
     "module_name_for",
-    "scaffold",
     "scaffold_stub",
+    "stub_source",
 ]
 
 # Folder names never searched for handlers: caches, virtual environments and vendored trees hold
 # thousands of modules that are not the project's and would only produce false "ambiguous" matches.
 _SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "venv", "wandb"})
 
-# Prefix for module names whose path has a segment that is not a Python identifier.
-_MANGLED_PREFIX = "mlexp_handlers"
-
 # A superset of the top-level ``def``s of a file: a top-level statement always starts in column 0
 # (a form feed is the only character allowed before it), so every top-level function matches.
 # False positives (a ``def`` at column 0 inside a string) are weeded out by the ``ast`` check.
 _DEF_RE = re.compile(rb"^(?:\xef\xbb\xbf)?\f*(?:async[ \t\f]+)?def[ \t\f]+([A-Za-z_][A-Za-z0-9_]*)", re.M)
-
-
-class HandlerError(LookupError):
-    """Base class of the lookup problems (not found, ambiguous, unsupported); ``str()`` is the message.
-
-    A ``LookupError``, so callers may catch either.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class HandlerNotFound(HandlerError):
-    """No handler: the message says where we looked; ``stub`` is a ready-to-paste function."""
-
-    def __init__(self, message: str, *, looked: Sequence[str] = (), stub: str = "") -> None:
-        super().__init__(message)
-        self.looked = tuple(looked)
-        self.stub = stub
 
 
 class HandlerUnsupported(HandlerNotFound):
@@ -100,50 +83,6 @@ class HandlerAmbiguous(HandlerError):
     def __init__(self, message: str, *, paths: Sequence[Path] = ()) -> None:
         super().__init__(message)
         self.paths = tuple(paths)
-
-
-class HandlerImportError(ImportError):
-    """Importing a handler module failed at run time; the original exception is ``__cause__``.
-
-    The message reads ``importing handler module <file> (as <name>) failed: <Type>: <message>``;
-    :func:`pytest_mlexp.hints.hint_for` looks through it to the original type.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
-
-
-@dataclass(frozen=True)
-class HandlerRef:
-    """A handler found in the source, without importing it.
-
-    ``params`` are the parameter names in order (positional-only, positional, keyword-only);
-    ``defaulted`` those of them that have a default (pytest does not request a fixture for
-    them); ``var_params`` the ``*args`` / ``**kwargs`` parameters, as written (``("*args",)``).
-    """
-
-    module_path: Path
-    module_name: str
-    function: str
-    params: tuple[str, ...]
-    lineno: int
-    source_sha256: str
-    defaulted: tuple[str, ...] = ()
-    var_params: tuple[str, ...] = ()
-
-    @property
-    def fixture_names(self) -> tuple[str, ...]:
-        """The parameters pytest should supply: every named parameter without a default."""
-        return tuple(p for p in self.params if p not in self.defaulted)
-
-    @property
-    def qualname(self) -> str:
-        """``module.name:function``, the form an explicit ``handler:`` takes."""
-        return f"{self.module_name}:{self.function}"
 
 
 @dataclass(frozen=True)
@@ -167,22 +106,6 @@ class _Module:
 def handler_name_for(an_id: str) -> str:
     """The conventional function name for an id: ``-`` and ``.`` become ``_``."""
     return an_id.replace("-", "_").replace(".", "_")
-
-
-def _is_valid_name(name: str) -> bool:
-    return name.isidentifier() and not keyword.iskeyword(name)
-
-
-def _abspath(path: Path | str) -> Path:
-    # abspath, not resolve(): a symlinked project must keep the paths the user sees and types.
-    return Path(os.path.abspath(path))
-
-
-def _display(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def _parse_module(path: Path) -> _Module:
@@ -263,9 +186,9 @@ class HandlerIndex:
     """
 
     def __init__(self, root: Path | str, handlers_dir: str | os.PathLike[str] = "experiments") -> None:
-        self.root = _abspath(root)
+        self.root = abspath(root)
         self.handlers_dir = os.fspath(handlers_dir)
-        self.handlers_root = _abspath(self.root / self.handlers_dir)
+        self.handlers_root = abspath(self.root / self.handlers_dir)
         self._lock = threading.RLock()
         self._files: list[Path] | None = None
         self._by_name: dict[str, list[Path]] | None = None  # candidate files per function name
@@ -337,7 +260,7 @@ class HandlerIndex:
         if cached is not None and cached.source_sha256 == info.sha256:
             return cached
         if d.is_async:
-            where = f"{_display(info.path, self.root)}:{d.lineno}"
+            where = f"{display_path(info.path, self.root)}:{d.lineno}"
             raise HandlerUnsupported(
                 f"{sub_label}: handler {d.name} at {where} is an 'async def'; handlers must be plain "
                 f"functions. Run your coroutine inside it: asyncio.run(main(runner))",
@@ -408,7 +331,7 @@ class HandlerIndex:
     ) -> HandlerRef:
         label = f"sub-experiment {sub_id!r} (experiment {experiment_id!r})"
         fn = handler_name_for(sub_id)
-        if not _is_valid_name(fn):
+        if not is_valid_name(fn):
             raise HandlerNotFound(
                 f"no handler for {label}: its id maps to {fn!r}, which is not a valid Python function "
                 f"name, so no handler can be found by convention.\n"
@@ -422,14 +345,16 @@ class HandlerIndex:
         stages: list[tuple[str, list[tuple[_Module, _Def]]]] = [
             ("in the experiment's folder", [m for m in found if pkg_dir in m[0].path.parents]),
             ("in the experiment's module", [m for m in found if m[0].path == mod_file]),
-            (f"under {_display(self.handlers_root, self.root)}/", found),
+            (f"under {display_path(self.handlers_root, self.root)}/", found),
         ]
         for where, matches in stages:
             if len(matches) == 1:
                 info, d = matches[0]
                 return self._ref(info, d, label)
             if len(matches) > 1:
-                places = "\n".join(f"  - {_display(info.path, self.root)}:{d.lineno}" for info, d in matches)
+                places = "\n".join(
+                    f"  - {display_path(info.path, self.root)}:{d.lineno}" for info, d in matches
+                )
                 raise HandlerAmbiguous(
                     f"{label}: {len(matches)} functions named {fn} {where}:\n{places}\n"
                     f"fix: rename or remove all but one, or name the one to use in the plan with "
@@ -438,9 +363,9 @@ class HandlerIndex:
                 )
 
         looked = [
-            _display(pkg_dir, self.root) + "/ " + self._describe_dir(pkg_dir, fn),
-            _display(mod_file, self.root) + " " + self._describe_file(mod_file, fn),
-            f"every other module under {_display(self.handlers_root, self.root)}/ "
+            display_path(pkg_dir, self.root) + "/ " + self._describe_dir(pkg_dir, fn),
+            display_path(mod_file, self.root) + " " + self._describe_file(mod_file, fn),
+            f"every other module under {display_path(self.handlers_root, self.root)}/ "
             + (f"({len(self.modules())} modules)" if self.handlers_root.is_dir() else "(no such folder)"),
         ]
         lines = [f"no handler found for {label}: looked for a top-level function {fn}() in"]
@@ -448,7 +373,7 @@ class HandlerIndex:
         lines += self._broken_lines(broken, fn)
         lines += self._did_you_mean(fn)
         stub = _stub_for(fn, sub, metric_names)
-        target = _display(convention_file(self.handlers_root, experiment_id), self.root)
+        target = display_path(convention_file(self.handlers_root, experiment_id), self.root)
         lines.append(
             f"Paste this into {target}, or run `pytest --mlexp-scaffold` to write stubs for every "
             f"missing handler:\n\n{stub}"
@@ -471,7 +396,7 @@ class HandlerIndex:
 
     def _broken_lines(self, broken: Iterable[_Module], fn: str) -> list[str]:
         return [
-            f"note: {_display(m.path, self.root)} seems to define {fn} but cannot be parsed: {m.error}"
+            f"note: {display_path(m.path, self.root)} seems to define {fn} but cannot be parsed: {m.error}"
             for m in broken
         ]
 
@@ -480,7 +405,7 @@ class HandlerIndex:
         hits: list[str] = []
         for name in names:
             for info, d in self._confirmed(name)[0]:
-                hits.append(f"{name}() in {_display(info.path, self.root)}:{d.lineno}")
+                hits.append(f"{name}() in {display_path(info.path, self.root)}:{d.lineno}")
         return [f"did you mean {' or '.join(hits)}?"] if hits else []
 
     def _find_explicit(
@@ -495,7 +420,7 @@ class HandlerIndex:
         module, sep, fn = explicit.strip().partition(":")
         module, fn = module.strip(), fn.strip()
         parts = module.split(".")
-        if not sep or not _is_valid_name(fn) or not all(_is_valid_name(p) for p in parts):
+        if not sep or not is_valid_name(fn) or not all(is_valid_name(p) for p in parts):
             suggestion = ""
             if module.endswith(".py") or "/" in module or "\\" in module:
                 dotted = module.removesuffix(".py").replace("\\", "/").strip("/").replace("/", ".")
@@ -509,7 +434,7 @@ class HandlerIndex:
             found = next((c for c in self._explicit_candidates(parts) if c.is_file()), None)
             path = self._explicit_files[module] = found
         if path is None:
-            looked = [_display(c, self.root) for c in self._explicit_candidates(parts)]
+            looked = [display_path(c, self.root) for c in self._explicit_candidates(parts)]
             raise HandlerNotFound(
                 f"{label}: handler {explicit!r} names module {module}, but none of these files exist:\n"
                 + "\n".join(f"  - {entry}" for entry in looked)
@@ -523,7 +448,7 @@ class HandlerIndex:
         d = info.defs.get(fn)
         if d is not None:
             return self._ref(info, d, label)
-        where = _display(path, self.root)
+        where = display_path(path, self.root)
         if info.error is not None:
             raise HandlerNotFound(
                 f"{label}: handler module {where} cannot be parsed: {info.error}", looked=[where]
@@ -563,166 +488,7 @@ def _dotted_display(handlers_dir: str) -> str:
     return ".".join(p for p in Path(handlers_dir).parts if p not in ("", ".", "/"))
 
 
-# -- stable module names and run-time import --------------------------------------------------
-
-
-def _mangle(segment: str) -> str:
-    if _is_valid_name(segment):
-        return segment
-    cleaned = re.sub(r"[^0-9A-Za-z_]", "_", segment)
-    if not cleaned or cleaned[0].isdigit():
-        cleaned = "_" + cleaned
-    # the digest keeps distinct folders distinct ("a-b" and "a.b" would both clean to "a_b")
-    return f"{cleaned}_{hashlib.sha256(segment.encode()).hexdigest()[:6]}"
-
-
-def module_name_for(path: Path | str, root: Path | str) -> str:
-    """A dotted module name for a handler file, the same on every machine that has the project.
-
-    ``experiments/p2_hybrid/train.py`` -> ``experiments.p2_hybrid.train``; a package's
-    ``__init__.py`` is named after its folder.  When a segment is not an identifier
-    (``p2-hybrid/``) each such segment is mangled with a short digest and the name is prefixed
-    with ``mlexp_handlers.`` so it cannot shadow a real package.  A file outside the root gets a
-    name keyed on its folder: stable on this machine only (there is nothing portable to derive).
-    """
-    path, root = _abspath(path), _abspath(root)
-    try:
-        parts = list(path.relative_to(root).parts)
-    except ValueError:
-        digest = hashlib.sha256(str(path.parent).encode()).hexdigest()[:10]
-        parts = [f"_ext_{digest}", path.name]
-        prefix = True
-    else:
-        prefix = False
-    last = parts[-1]
-    parts[-1] = last[:-3] if last.endswith(".py") else last
-    if parts[-1] == "__init__" and len(parts) > 1:
-        parts.pop()
-    if not prefix and all(_is_valid_name(p) for p in parts):
-        return ".".join(parts)
-    return ".".join([_MANGLED_PREFIX, *(_mangle(p) for p in parts)])
-
-
-_IMPORT_LOCK = threading.RLock()
-# (module name, file, root) -> the module load_handler imported or checked for them
-_loaded: dict[tuple[str, str, str], types.ModuleType] = {}
-
-
-def _same_file(a: object, b: Path) -> bool:
-    return isinstance(a, str) and os.path.normcase(os.path.abspath(a)) == os.path.normcase(str(b))
-
-
-def _exec(name: str, path: Path, is_package: bool, display: str) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        name, path, submodule_search_locations=[str(path.parent)] if is_package else None
-    )
-    if spec is None or spec.loader is None:
-        raise HandlerImportError(f"cannot import {display}: no loader for {path.suffix or 'this'} files")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # before exec: the module may import itself, or a sibling that does
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        sys.modules.pop(name, None)
-        raise HandlerImportError(
-            f"importing handler module {display} (as {name}) failed: {type(exc).__name__}: {exc}"
-        ) from exc
-    return module
-
-
-def _ensure_package(name: str, folder: Path, root: Path) -> types.ModuleType:
-    existing = sys.modules.get(name)
-    if existing is not None and name == _MANGLED_PREFIX:
-        return existing  # our own umbrella for mangled names: it has no folder of its own to check
-    if existing is not None:
-        search = [os.path.abspath(p) for p in getattr(existing, "__path__", None) or ()]
-        if str(folder) in search:
-            return existing
-        where = getattr(existing, "__file__", None) or search or "a built-in module"
-        raise HandlerImportError(
-            f"cannot import handlers from {_display(folder, root)}/: the module name {name!r} is already "
-            f"taken by {where}. Rename the folder so it does not shadow that module."
-        )
-    init = folder / "__init__.py"
-    if init.is_file():
-        # a regular package: run its __init__ exactly as ``import`` would, so relative imports work
-        return _exec(name, init, True, _display(init, root))
-    # a folder without __init__.py is a namespace package, as for a plain ``import``
-    spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
-    spec.submodule_search_locations = [str(folder)]
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    return module
-
-
-def loaded_function(
-    module_name: str, module_path: str, root: str, function: str
-) -> Callable[..., Any] | None:
-    """The handler when :func:`load_handler` already imported its module (still the one in
-    ``sys.modules``, its root still on ``sys.path``); None when it must go the long way."""
-    module = _loaded.get((module_name, module_path, root))
-    if module is not None and sys.modules.get(module_name) is module and root in sys.path:
-        fn = getattr(module, function, None)
-        if fn is not None and callable(fn):
-            return fn  # type: ignore[no-any-return]
-    return None
-
-
-def load_handler(ref: HandlerRef, root: Path | str) -> Callable[..., Any]:
-    """Import the handler's module under ``ref.module_name`` (once) and return the function.
-
-    Parent packages are imported (or created as namespace packages) along the way, so imports
-    inside a handler package work; ``root`` is put on ``sys.path`` (if absent) so handlers can
-    ``import experiments.common``.  Raises :class:`HandlerImportError` (the handler module's own
-    exception, traceback included, is its ``__cause__``) or :class:`HandlerNotFound`.
-    """
-    # Fast path: a module we imported for this file before, still the one in sys.modules, with
-    # the root still on sys.path (every seed of every item of a plan lands here after the first).
-    key = (ref.module_name, os.fspath(ref.module_path), os.fspath(root))
-    fn = loaded_function(*key, ref.function)
-    if fn is not None:
-        return fn
-    root_path = _abspath(root)
-    path = _abspath(ref.module_path)
-    display = _display(path, root_path)
-    with _IMPORT_LOCK:
-        if not any(os.path.abspath(p or os.curdir) == str(root_path) for p in sys.path):
-            # prepended, like pytest's own rootdir handling: the project's modules win
-            sys.path.insert(0, str(root_path))
-        module = sys.modules.get(ref.module_name)
-        if module is not None and not _same_file(getattr(module, "__file__", None), path):
-            raise HandlerImportError(
-                f"cannot import handler module {display}: the module name {ref.module_name!r} is already "
-                f"taken by {getattr(module, '__file__', None) or 'a built-in module'}"
-            )
-        if module is None:
-            names = ref.module_name.split(".")
-            is_package = path.name == "__init__.py"
-            # folder of each parent package, from the innermost outwards
-            folder = path.parent.parent if is_package else path.parent
-            parents: list[tuple[str, Path]] = []
-            for i in range(len(names) - 1, 0, -1):
-                parents.append((".".join(names[:i]), folder))
-                folder = folder.parent
-            for pname, pfolder in reversed(parents):
-                _ensure_package(pname, pfolder, root_path)
-            module = _exec(ref.module_name, path, is_package, display)
-            # bind each child on its parent, as the import system does, so ``experiments.p2`` resolves
-            for i in range(1, len(names)):
-                name = ".".join(names[: i + 1])
-                setattr(sys.modules[".".join(names[:i])], names[i], sys.modules[name])
-        if os.path.isabs(key[1]) and os.path.isabs(key[2]):  # relative ones depend on the cwd
-            _loaded[key] = module
-    fn = getattr(module, ref.function, None)
-    if fn is None or not callable(fn):
-        raise HandlerNotFound(
-            f"{display} was imported but has no callable {ref.function}"
-            + " (it is defined in the source: is it deleted or rebound at import time?)"
-        )
-    return fn  # type: ignore[no-any-return]
-
-
-# -- stubs and scaffolding --------------------------------------------------------------------
+# -- stubs ------------------------------------------------------------------------------------
 
 
 def _docstring(text: str, indent: str) -> str:
@@ -746,6 +512,11 @@ def _params_comment(params: Mapping[str, Any]) -> str:
     if len(text) > 70:
         text = text[:66].rstrip(", ") + ", ...}"
     return text
+
+
+def stub_source(function: str, sub: SubExperiment | None, metric_names: Sequence[str]) -> str:
+    """A handler function named ``function`` for ``sub`` that reports ``metric_names`` (as NaN)."""
+    return _stub_for(function, sub, metric_names)
 
 
 def _stub_for(function: str, sub: SubExperiment | None, metric_names: Sequence[str]) -> str:
@@ -799,75 +570,13 @@ def convention_file(handlers_root: Path, experiment_id: str) -> Path:
     return folder / "handlers.py" if folder.is_dir() else handlers_root / f"{name}.py"
 
 
-def _explicit_target(root: Path, handler: str) -> tuple[Path, str] | None:
-    module, _, fn = handler.strip().partition(":")
-    parts = module.strip().split(".")
-    fn = fn.strip()
-    if not _is_valid_name(fn) or not all(_is_valid_name(p) for p in parts):
-        return None
-    return root.joinpath(*parts[:-1], parts[-1] + ".py"), fn
-
-
-def scaffold(
-    root: Path | str,
-    handlers_dir: str | os.PathLike[str],
-    entries: Iterable[tuple[SubExperiment, Sequence[str]]],
-) -> list[Path]:
-    """Write a stub for every sub-experiment in ``entries`` that has no handler; return the files.
-
-    By convention a stub goes into ``<handlers_dir>/<experiment id mapped>.py``, or into
-    ``handlers.py`` inside the experiment's folder when it has one; a sub-experiment that names
-    ``handler: "pkg.mod:fn"`` gets it in ``<root>/pkg/mod.py``.  Existing files are appended to,
-    never rewritten: a function that already exists is never replaced, and ambiguous or
-    unsupported handlers (which exist) are left for the user to sort out.
-    """
-    index = HandlerIndex(root, handlers_dir)
-    planned: dict[Path, list[tuple[str, str, str]]] = {}  # file -> [(function, stub, experiment id)]
-    for sub, metric_names in entries:
-        try:
-            index.find_for(sub, metric_names)
-            continue
-        except (HandlerAmbiguous, HandlerUnsupported):
-            continue
-        except HandlerNotFound:
-            pass
-        if sub.handler:
-            target = _explicit_target(index.root, sub.handler)
-            if target is None:
-                continue  # a malformed handler: string: the item reports how to fix it
-            path, fn = target
-        else:
-            fn = handler_name_for(sub.id)
-            if not _is_valid_name(fn):
-                continue  # cannot be found by convention; the item says to name it explicitly
-            path = convention_file(index.handlers_root, sub.experiment_id)
-        planned.setdefault(path, []).append((fn, _stub_for(fn, sub, metric_names), sub.experiment_id))
-
-    written: list[Path] = []
-    for path, stubs in planned.items():
-        existing = path.read_text(encoding="utf-8") if path.is_file() else None
-        present = set(_parse_module(path).defs) if existing is not None else set()
-        if existing is not None:
-            # a file that does not parse still must not get a second copy of a function
-            present |= {m.decode("ascii") for m in _DEF_RE.findall(existing.encode("utf-8"))}
-        new = [(fn, stub) for fn, stub, _ in stubs if fn not in present]
-        new = list({fn: (fn, stub) for fn, stub in new}.values())  # one stub per function
-        if not new:
-            continue
-        if existing is None:
-            exp_ids = sorted({e for _, _, e in stubs})
-            text = (
-                f'"""Handlers for experiment {", ".join(exp_ids)}.\n\n'
-                f"Written by pytest --mlexp-scaffold: fill in each function; see the plan for params\n"
-                f'and success criteria."""\n'
-            )
-        else:
-            text = existing
-        for _, stub in new:
-            text = text.rstrip("\n") + "\n\n\n" + stub if text.strip() else stub
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.mlexp-tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)  # all or nothing: never a half-written handler module
-        written.append(path)
-    return written
+def defined_functions(path: Path) -> set[str]:
+    """Top-level function names a file defines, also when it does not parse (then read from
+    ``def`` lines): a scaffold must never add a second copy of one."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return set()
+    names = set(_parse_module(path).defs)
+    names |= {m.decode("ascii") for m in _DEF_RE.findall(data)}
+    return names

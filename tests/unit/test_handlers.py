@@ -21,10 +21,10 @@ from pytest_mlexp.handlers import (
     handler_name_for,
     load_handler,
     module_name_for,
-    scaffold,
     scaffold_stub,
 )
 from pytest_mlexp.model import Loc, SubExperiment
+from pytest_mlexp.scaffolding import scaffold
 from tests import factories
 
 

@@ -14,8 +14,6 @@ import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 PACKAGE = "pytest_mlexp"
 ROOT = Path(__file__).resolve().parents[2] / PACKAGE
 
@@ -90,10 +88,24 @@ def _is_sys_modules(node: ast.expr) -> bool:
     )
 
 
+def _from_module(node: ast.ImportFrom, package: str) -> str:
+    """The absolute module of ``from <module> import ...`` written in ``package``."""
+    if not node.level:
+        return node.module or ""
+    base = package.split(".")
+    if node.level > 1:
+        base = base[: len(base) - (node.level - 1)]
+    return ".".join([*base, node.module] if node.module else base)
+
+
+def _package_of(name: str, path: Path) -> str:
+    return name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+
 def imports_of(name: str, path: Path, known: set[str]) -> dict[str, int]:
     """The package modules ``name`` imports at run time, with the line of the first import."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    package = _package_of(name, path)
     consts = _constants(tree, package)
     found: dict[str, int] = {}
 
@@ -116,13 +128,7 @@ def imports_of(name: str, path: Path, known: set[str]) -> dict[str, int]:
             for alias in node.names:
                 add(alias.name, node.lineno)
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                if node.level > 1:
-                    base = base[: len(base) - (node.level - 1)]
-                mod = ".".join([*base, node.module] if node.module else base)
-            else:
-                mod = node.module or ""
+            mod = _from_module(node, package)
             for alias in node.names:
                 add(f"{mod}.{alias.name}", node.lineno)
         elif isinstance(node, ast.Call):
@@ -214,27 +220,84 @@ def test_the_checker_sees_function_level_and_string_imports(tmp_path: Path) -> N
 
 
 # The layers, lowest first: a module may import modules of its own layer or below, never above.
-# (Cycles within a layer are caught by the test above.)
-LAYERS: list[tuple[str, tuple[str, ...]]] = []
+# (Cycles within a layer are caught by the test above.)  The README's "Architecture" table
+# shows the same layers.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    (
+        "base",  # standard library (and PyYAML) only: data types, text, files, secrets
+        (
+            "textutil",
+            "model",
+            "records",
+            "atomic",
+            "hints",
+            "secrets",
+            "normalize",
+            "stats",
+            "yamlload",
+            "yamlwrite",
+            "journal",
+            "hookspecs",
+        ),
+    ),
+    (
+        "core",  # pure logic on the plan and stored results: no pytest, no I/O but the store's
+        ("graph", "criteria", "plan", "schema", "verdict", "findings", "resultsdoc", "store", "results"),
+    ),
+    (
+        "execution",  # what runs where the seed runs (a worker, a container)
+        (
+            "runner",
+            "progress",
+            "trackers.*",
+            "trackers",
+            "handler_modules",
+            "handlers",
+            "execution",
+            "remote",
+        ),
+    ),
+    ("executors", ("executors.*", "executors")),
+    (
+        "glue",  # pytest: the session, its items and hooks
+        (
+            "live",
+            "session",
+            "tasks",
+            "dispatch",
+            "orchestrate",
+            "items",
+            "selection",
+            "reporting",
+            "scaffolding",
+            "starter",
+            "html_report",
+            "xdist_scheduler",
+            "xdist_support",
+            "hooks",
+            "plugin",
+        ),
+    ),
+    ("api", ("pytest_mlexp",)),  # the package's lazy public names
+]
 
 
 def _layer_of(module: str) -> int | None:
-    short = module.removeprefix(PACKAGE + ".")
+    short = module.removeprefix(PACKAGE + ".") if module != PACKAGE else PACKAGE
     for index, (_, members) in enumerate(LAYERS):
         for member in members:
-            if short == member or (member.endswith(".*") and short.startswith(member[:-2])):
+            if short == member or (member.endswith(".*") and short.startswith(member[:-1])):
                 return index
     return None
 
 
-@pytest.mark.skipif(not LAYERS, reason="layers not declared yet")
 def test_imports_only_go_down_the_layers() -> None:
     graph = import_graph()
     problems = []
     for module, targets in graph.items():
         mine = _layer_of(module)
         if mine is None:
-            problems.append(f"{module} is in no layer")
+            problems.append(f"{module} is in no layer: add it to LAYERS (and the README's table)")
             continue
         for target, line in targets.items():
             theirs = _layer_of(target)
@@ -244,3 +307,23 @@ def test_imports_only_go_down_the_layers() -> None:
                     f"at line {line}"
                 )
     assert not problems, "\n".join(problems)
+
+
+def test_executors_and_trackers_never_see_the_session() -> None:
+    # They get narrow objects (ExecutorContext; a plan and a root), never the session: nothing
+    # in them names a glue module, not even for a type.
+    glue = {f"{PACKAGE}.{m}" for m in LAYERS[4][1]}
+    for name, path in _modules().items():
+        if not name.startswith((f"{PACKAGE}.executors", f"{PACKAGE}.trackers")):
+            continue
+        text = path.read_text(encoding="utf-8")
+        package = _package_of(name, path)
+        named = set()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom):
+                mod = _from_module(node, package)
+                named |= {mod, *(f"{mod}.{alias.name}" for alias in node.names)}
+            elif isinstance(node, ast.Import):
+                named |= {alias.name for alias in node.names}
+        assert not (named & glue), f"{name} names {sorted(named & glue)}"
+        assert "session_of" not in text, name

@@ -1,0 +1,163 @@
+"""The shape of a results.yaml document (SPEC section 8): key order, sweep points, history.
+
+Pure functions on plain data: the store (``store.py``) keeps documents in this shape and writes
+them in :func:`canonical` order, because the file is read by people.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .model import Plan
+
+__all__ = [
+    "ENTRY_ORDER",
+    "HEADER_ORDER",
+    "HISTORY_LIMIT",
+    "PROTECTED_KEYS",
+    "SCHEMA_VERSION",
+    "canonical",
+    "count_entries",
+    "empty_doc",
+    "history_after",
+    "points_in",
+]
+
+SCHEMA_VERSION = 1
+HISTORY_LIMIT = 10
+
+# SPEC section 8 key order: the file is read by people, so it must not come out in arbitrary order.
+HEADER_ORDER = (
+    "schema",
+    "experiment_id",
+    "name",
+    "status",
+    "success_criteria_met",
+    "confidence",
+    "recommendation",
+    "updated_at",
+    "criteria",
+)
+ENTRY_ORDER = (
+    "status",
+    "selected",
+    "finding",
+    "blocked_reason",
+    "metrics",
+    "per_seed",
+    "stats",
+    "criteria",
+    "points",
+    "params",
+    "artifacts",
+    "executor",
+    "duration_s",
+    "wandb",
+    "provenance",
+    "error",
+    "started_at",
+    "finished_at",
+)
+# Keys a header may not set: they are the store's own bookkeeping.
+PROTECTED_KEYS = frozenset({"schema", "experiment_id", "sub_experiments", "stale"})
+
+
+def history_after(prev: Any) -> list[dict[str, Any]]:
+    """The new entry's history: the replaced attempt first, then its own history, bounded."""
+    if not isinstance(prev, dict) or prev.get("status") == "blocked" or "status" not in prev:
+        # A blocked placeholder is not an attempt; keep what it carried over, if anything.
+        older = prev.get("history") if isinstance(prev, dict) else None
+        return list(older[:HISTORY_LIMIT]) if isinstance(older, list) else []
+    item = {
+        "finished_at": prev.get("finished_at"),
+        "status": prev.get("status"),
+        "metrics": prev.get("metrics", {}),
+    }
+    older = prev.get("history")
+    rest = older[: HISTORY_LIMIT - 1] if isinstance(older, list) else []
+    return [item, *rest]
+
+
+def count_entries(doc: Mapping[str, Any]) -> int:
+    subs = doc.get("sub_experiments")
+    if not isinstance(subs, dict):
+        return 0
+    total = 0
+    for entry in subs.values():
+        total += 1
+        points = entry.get("points") if isinstance(entry, dict) else None
+        if isinstance(points, dict):
+            total += len(points)
+    return total
+
+
+def points_in(subs: dict[str, Any], sub_id: str) -> dict[str, Any]:
+    """A sweep's ``points:`` mapping in ``subs``, made (with its holder) where missing."""
+    holder = subs.get(sub_id)
+    if not isinstance(holder, dict):
+        holder = subs[sub_id] = {}
+    points = holder.get("points")
+    if not isinstance(points, dict):
+        points = holder["points"] = {}
+    return points
+
+
+def empty_doc(experiment_id: str) -> dict[str, Any]:
+    return {"schema": SCHEMA_VERSION, "experiment_id": experiment_id, "sub_experiments": {}, "stale": {}}
+
+
+def canonical(
+    doc: Mapping[str, Any], experiment_id: str, plan: Plan, points_of: Callable[[str], tuple[str, ...]]
+) -> dict[str, Any]:
+    """The document in SPEC order: header, sub-experiments in plan order, stale."""
+    out: dict[str, Any] = {"schema": SCHEMA_VERSION, "experiment_id": experiment_id}
+    name = doc.get("name")
+    if name is None and plan.has_experiment(experiment_id):
+        name = plan.experiment(experiment_id).name
+    if name is not None:
+        out["name"] = name
+    for key in HEADER_ORDER[3:]:
+        if key in doc:
+            out[key] = doc[key]
+    for key, value in doc.items():
+        if key not in out and key not in ("sub_experiments", "stale"):
+            out[key] = value
+    subs: dict[str, Any] = doc["sub_experiments"]
+    ordered: dict[str, Any] = {}
+    if plan.has_experiment(experiment_id):
+        for sub in plan.experiment(experiment_id).sub_experiments:
+            if sub.id in subs:
+                entry = subs[sub.id]
+                ordered[sub.id] = ordered_entry(entry, points_of(sub.id) if sub.sweep else ())
+    for sub_id, entry in subs.items():
+        if sub_id not in ordered:
+            ordered[sub_id] = ordered_entry(entry, ())
+    out["sub_experiments"] = ordered
+    out["stale"] = doc.get("stale", {})
+    return out
+
+
+def ordered_entry(entry: Any, points_order: tuple[str, ...]) -> Any:
+    if not isinstance(entry, dict):
+        return entry
+    out: dict[str, Any] = {}
+    for key in ENTRY_ORDER:
+        if key in entry:
+            out[key] = entry[key]
+    for key, value in entry.items():
+        if key not in out and key != "history":
+            out[key] = value
+    if "history" in entry:
+        out["history"] = entry["history"]
+    points = out.get("points")
+    if isinstance(points, dict):
+        ordered: dict[str, Any] = {}
+        for key in points_order:
+            if key in points:
+                ordered[key] = ordered_entry(points[key], ())
+        for key, value in points.items():
+            if key not in ordered:
+                ordered[key] = ordered_entry(value, ())
+        out["points"] = ordered
+    return out

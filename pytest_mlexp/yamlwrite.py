@@ -1,0 +1,197 @@
+"""YAML out, for results.yaml: a small, fast emitter for the plain data results hold.
+
+PyYAML's emitter costs ~250 µs per entry even with libyaml (its representer is pure Python),
+which would dominate a 10,000-point sweep; :func:`dump_yaml` writes block-style YAML for plain
+data (dicts, lists, tuples, strings, numbers, booleans, None), readable and loadable by any YAML
+1.1/1.2 safe loader (checked against PyYAML's loader by the tests), and falls back to PyYAML for
+anything else (a hand-edited file may hold dates or sets).  Its counterpart for plans, with line
+marks, is ``yamlload.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+__all__ = ["dump_yaml"]
+
+_YAML_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_QUOTE_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
+class _Unsupported(Exception):
+    """A value the fast emitter does not handle; ``dump_yaml`` then falls back to PyYAML."""
+
+
+# Conservative plain scalars: start with a letter or ``_`` and contain no ``:`` or ``#``, so no
+# YAML indicator or comment can be formed; every other string is double-quoted.
+_PLAIN_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_./+@()%,'=\- ]*")
+_RESERVED = frozenset({"y", "n", "yes", "no", "true", "false", "on", "off", "null"})
+# Characters YAML does not allow raw (or treats as line breaks) even inside double quotes.
+_NONPRINT_RE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
+# Characters that rule out a literal block scalar (``|``): controls other than tab and newline.
+_NO_LITERAL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
+_MAX_KEY = 1000  # YAML implicit keys are limited to 1024 characters
+
+
+def _escape_nonprint(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def _quote(text: str) -> str:
+    # JSON's escapes (\" \\ \n \t \uXXXX ...) are all valid YAML double-quoted escapes.
+    quoted = _QUOTE_JSON.encode(text)
+    if _NONPRINT_RE.search(quoted):
+        quoted = _NONPRINT_RE.sub(_escape_nonprint, quoted)
+    return quoted
+
+
+# Keys and short values (statuses, metric names, executors) repeat in every entry.
+_STRING_CACHE: dict[str, str] = {}
+
+
+def _string(text: str) -> str:
+    cached = _STRING_CACHE.get(text)
+    if cached is not None:
+        return cached
+    if _PLAIN_RE.fullmatch(text) and text[-1] != " " and text.lower() not in _RESERVED:
+        out = text
+    else:
+        out = _quote(text)
+    if len(text) <= 64:
+        if len(_STRING_CACHE) > 50_000:
+            _STRING_CACHE.clear()
+        _STRING_CACHE[text] = out
+    return out
+
+
+def _float(value: float) -> str:
+    if math.isnan(value):
+        return ".nan"
+    if math.isinf(value):
+        return ".inf" if value > 0 else "-.inf"
+    text = repr(value)
+    if "." not in text and "e" in text:
+        # YAML 1.1 loaders read "1e-05" as a string; "1.0e-05" is a float (PyYAML does the same).
+        text = text.replace("e", ".0e", 1)
+    return text
+
+
+def _scalar(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        return _string(value)
+    if kind is float:
+        return _float(value)
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, float):
+        return _float(value)
+    raise _Unsupported(kind.__name__)
+
+
+def _key(key: Any) -> str:
+    text = _scalar(key)
+    if len(text) > _MAX_KEY:
+        raise _Unsupported("long key")
+    return text
+
+
+def _literal_ok(text: str) -> bool:
+    return "\n" in text and not _NO_LITERAL_RE.search(text)
+
+
+def _emit_literal(pad: str, head: str, text: str, out: list[str]) -> None:
+    # An explicit indentation indicator ("2") makes leading spaces and blank first lines safe;
+    # "+" keeps every trailing newline, "-" strips the one the block itself ends with.
+    if text.endswith("\n"):
+        out.append(f"{head} |2+\n")
+        lines = text.split("\n")[:-1]
+    else:
+        out.append(f"{head} |2-\n")
+        lines = text.split("\n")
+    inner = pad + "  "
+    for line in lines:
+        out.append(f"{inner}{line}\n" if line else "\n")
+
+
+def _emit_map(data: Mapping[Any, Any], indent: int, out: list[str]) -> None:
+    pad = " " * indent
+    known = _STRING_CACHE
+    for key, value in data.items():
+        # Most keys repeat and are cached already (short, so within _MAX_KEY): skip _key's calls.
+        text = known.get(key) if key.__class__ is str else None
+        head = f"{pad}{text if text is not None else _key(key)}:"
+        kind = value.__class__
+        if kind is str and "\n" not in value:  # the common scalars first, as _scalar emits them
+            text = known.get(value)
+            out.append(f"{head} {text if text is not None else _string(value)}\n")
+        elif kind is float:
+            out.append(f"{head} {_float(value)}\n")
+        elif isinstance(value, dict):
+            if value:
+                out.append(head + "\n")
+                _emit_map(value, indent + 2, out)
+            else:
+                out.append(head + " {}\n")
+        elif isinstance(value, (list, tuple)):  # a tuple: as JSON (and the journal) has it
+            if value:
+                out.append(head + "\n")
+                # Block sequences sit at their key's indent, as PyYAML writes them.
+                _emit_seq(value, indent, out)
+            else:
+                out.append(head + " []\n")
+        elif isinstance(value, str) and _literal_ok(value):
+            _emit_literal(pad, head, value, out)
+        else:
+            out.append(f"{head} {_scalar(value)}\n")
+
+
+def _emit_seq(data: Sequence[Any], indent: int, out: list[str]) -> None:
+    pad = " " * indent
+    for value in data:
+        if isinstance(value, (dict, list, tuple)) and value:
+            inner: list[str] = []
+            if isinstance(value, dict):
+                _emit_map(value, indent + 2, inner)
+            else:
+                _emit_seq(value, indent + 2, inner)
+            # The first line goes on the dash line ("- key: value"); the rest keep their indent.
+            out.append(f"{pad}- {inner[0][indent + 2 :]}")
+            out.extend(inner[1:])
+        elif isinstance(value, dict):
+            out.append(f"{pad}- {{}}\n")
+        elif isinstance(value, (list, tuple)):
+            out.append(f"{pad}- []\n")
+        else:
+            out.append(f"{pad}- {_scalar(value)}\n")
+
+
+def dump_yaml(data: Mapping[str, Any]) -> str:
+    """Block-style YAML for plain data, readable and loadable by any YAML 1.1/1.2 safe loader."""
+    if not data:
+        return "{}\n"
+    out: list[str] = []
+    try:
+        _emit_map(data, 0, out)
+    except _Unsupported:
+        # Values we did not produce ourselves (a hand-edited file may hold dates or sets).
+        text: str = yaml.dump(
+            dict(data), Dumper=_YAML_DUMPER, sort_keys=False, allow_unicode=True, width=1 << 30
+        )
+        return text
+    return "".join(out)
