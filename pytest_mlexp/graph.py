@@ -101,7 +101,12 @@ class PrerequisiteGraph:
         self.sub_links: dict[str, dict[str, Link]] = {s: {} for s in exp_of}
 
         def add(table: dict[str, dict[str, Link]], link: Link) -> None:
-            table.setdefault(link.waiter, {}).setdefault(link.target, link)
+            # The first link between two nodes is kept, except that a link that blocks (a
+            # dependency, a gate) replaces one that only orders (a sub-level link).
+            links = table.setdefault(link.waiter, {})
+            known = links.get(link.target)
+            if known is None or (known.kind == "sub" and link.kind != "sub"):
+                links[link.target] = link
 
         by_phase: dict[int, list[str]] = {}
         for exp in experiments:

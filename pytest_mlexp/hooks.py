@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .session import OP_KEY
+from .session import CACHE_LF, OP_KEY
 
 if TYPE_CHECKING:
     from .records import ResultOp
@@ -150,7 +150,7 @@ class SessionHooks:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         state = self.state
-        if not state.is_worker:
+        if not state.is_worker and (state.records or state.dispatcher is not None or _lf_sets(state)):
             from .reporting import finish_session
 
             finish_session(state, session)
@@ -163,12 +163,21 @@ class SessionHooks:
                 state.warn(line)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        state = self.state
+        if not (state.records or state.warned or state.notes_end):
+            return  # a run without experiments: nothing to say (and nothing more to import)
         from .reporting import terminal_summary
 
-        terminal_summary(self.state, terminalreporter)
+        terminal_summary(state, terminalreporter)
 
     def pytest_report_collectionfinish(self, config: pytest.Config) -> list[str]:
         # Deciding the tracking mode here shows its one-line notice before anything runs.
         state = self.state
         tracking = state.tracking.notes if state.selected and not state.is_worker else []
         return [f"mlexp: warning: {w}" for w in state.plan_warnings] + state.notes + tracking
+
+
+def _lf_sets(state: MlexpSession) -> bool:
+    """Whether an earlier session left experiment --lf sets that this one must keep in step."""
+    cache = getattr(state.config, "cache", None)  # absent under -p no:cacheprovider
+    return cache is not None and cache.get(CACHE_LF, None) is not None

@@ -220,11 +220,14 @@ class ResultsView:
         self._verdicts.pop(experiment_id, None)
         if self._readers is None:
             graph = graph_of(self.plan)
+            plan = self.plan
             readers: dict[str, set[str]] = {}
-            for waiter, links in graph.experiment_links.items():
-                for target, link in links.items():
-                    if link.kind == "sub" and target != waiter:
-                        readers.setdefault(target, set()).add(waiter)
+            for exp in plan.experiments:
+                for sub in exp.sub_experiments:
+                    for dep in graph.sub_prerequisites(sub.id):
+                        source = plan.sub(dep).experiment_id
+                        if source != exp.id:
+                            readers.setdefault(source, set()).add(exp.id)
             self._readers = readers
         for other in self._readers.get(experiment_id, ()):
             self._verdicts.pop(other, None)
@@ -252,7 +255,7 @@ class ResultsView:
         entry = self._raw_entry(exp_id, sub_id) or {}
         summary = summarize_sweep(self.plan.sub(sub_id), entry.get("points") or {}, stub=self.stub)
         if key in self._overlay:
-            self._overlay[key].update(summary)  # type: ignore[typeddict-item]
+            self._overlay[key].update(summary)
         else:
             self.store.set_summary(exp_id, sub_id, summary)
 

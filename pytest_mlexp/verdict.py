@@ -40,6 +40,7 @@ from typing import Any, Literal, cast
 
 from pytest_mlexp.criteria import judge, judged_value
 from pytest_mlexp.model import Criterion, Experiment, Gate, Judgement, Plan, SubExperiment, Verdict
+from pytest_mlexp.records import ResultEntry, new_entry
 
 __all__ = [
     "blockers",
@@ -209,7 +210,9 @@ def _sweep(
     return ("passed" if all(j.passed for j in judgements) else "failed"), selected, judgements, ""
 
 
-def summarize_sweep(sub: SubExperiment, points: Mapping[str, Any], *, stub: bool = False) -> dict[str, Any]:
+def summarize_sweep(
+    sub: SubExperiment, points: Mapping[str, ResultEntry], *, stub: bool = False
+) -> ResultEntry:
     """The summary fields of a sweep's sub-experiment entry (``points`` themselves are not copied).
 
     Keys: ``status``, ``selected``, ``metrics``, ``criteria`` and, where the selected point has
@@ -217,7 +220,7 @@ def summarize_sweep(sub: SubExperiment, points: Mapping[str, Any], *, stub: bool
     because of errors.
     """
     status, selected, judgements, message = _sweep(sub, points, stub)
-    out: dict[str, Any] = {"status": status, "selected": selected, "metrics": {}}
+    out = new_entry(status, selected=selected, metrics={})
     if selected is not None:
         point = cast(Mapping[str, Any], points[selected])
         out["metrics"] = dict(_mapping(point.get("metrics")) or {})
