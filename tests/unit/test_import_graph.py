@@ -282,12 +282,22 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
+# Within the glue layer the order is strict too: a module imports only those listed before it.
+ORDERED = {"glue"}
+
+
 def _layer_of(module: str) -> int | None:
+    place = _place_of(module)
+    return None if place is None else place[0]
+
+
+def _place_of(module: str) -> tuple[int, int] | None:
+    """(layer, position within an ordered layer, else 0)."""
     short = module.removeprefix(PACKAGE + ".") if module != PACKAGE else PACKAGE
-    for index, (_, members) in enumerate(LAYERS):
-        for member in members:
+    for index, (layer, members) in enumerate(LAYERS):
+        for position, member in enumerate(members):
             if short == member or (member.endswith(".*") and short.startswith(member[:-1])):
-                return index
+                return index, position if layer in ORDERED else 0
     return None
 
 
@@ -300,11 +310,12 @@ def test_imports_only_go_down_the_layers() -> None:
             problems.append(f"{module} is in no layer: add it to LAYERS (and the README's table)")
             continue
         for target, line in targets.items():
-            theirs = _layer_of(target)
-            if theirs is not None and theirs > mine:
+            theirs = _place_of(target)
+            here = _place_of(module)
+            if theirs is not None and here is not None and theirs > here:
                 problems.append(
-                    f"{module} (layer {LAYERS[mine][0]}) imports {target} (layer {LAYERS[theirs][0]}) "
-                    f"at line {line}"
+                    f"{module} (layer {LAYERS[mine][0]}) imports {target} (layer {LAYERS[theirs[0]][0]}"
+                    f"{', listed after it' if theirs[0] == mine else ''}) at line {line}"
                 )
     assert not problems, "\n".join(problems)
 
