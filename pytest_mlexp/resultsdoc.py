@@ -24,7 +24,9 @@ __all__ = [
     "points_in",
 ]
 
-SCHEMA_VERSION = 1
+# 2 (wave 2): verdicts, tracking, fingerprints, outdated and imported results add fields; a
+# schema-1 file is read as it is and written back as schema 2 on its next write.
+SCHEMA_VERSION = 2
 HISTORY_LIMIT = 10
 
 # SPEC section 8 key order: the file is read by people, so it must not come out in arbitrary order.

@@ -56,7 +56,7 @@ def test_experiment_run_writes_results_and_findings(project: Project) -> None:
         ]
     )
     doc = project.results("e-one")
-    assert doc["schema"] == 1
+    assert doc["schema"] == 2
     assert doc["sub_experiments"]["e1_a"]["metrics"] == {"accuracy": 0.9}
     assert doc["sub_experiments"]["e1_a"]["status"] == "passed"
     assert doc["sub_experiments"]["e1_a"]["finding"] == "a works"

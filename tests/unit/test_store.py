@@ -213,6 +213,24 @@ def test_corrupt_file_is_moved_aside_with_a_warning(plan: Plan, content: str) ->
     assert read(path)["sub_experiments"]["s1"]["status"] == "passed"
 
 
+def test_schema_1_file_is_read_and_upgraded_on_its_next_write(plan: Plan) -> None:
+    path = results_path(plan)
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        "schema: 1\nexperiment_id: exp\nsub_experiments:\n  s2:\n    status: passed\n"
+        "    metrics: {acc: 0.5}\nstale: {}\n",
+        encoding="utf-8",
+    )
+    store = new_store(plan)
+    assert store.doc("exp")["sub_experiments"]["s2"]["metrics"] == {"acc": 0.5}
+    store.record("exp", "s1", entry())
+    store.flush()
+    doc = read(path)
+    assert doc["schema"] == SCHEMA_VERSION == 2
+    assert doc["sub_experiments"]["s2"]["metrics"] == {"acc": 0.5}  # kept through the upgrade
+    assert doc["sub_experiments"]["s1"]["status"] == "passed"
+
+
 def test_newer_schema_is_refused_and_left_untouched(plan: Plan) -> None:
     path = results_path(plan)
     path.parent.mkdir(parents=True)
