@@ -61,12 +61,10 @@ def p2_mlp(runner) -> dict:
         artifacts.append(runner.save_figure(fig, "learning_curve.png"))
         common.close(fig)
 
-    gain = accuracy - linear["accuracy"]
+    # The comparison with logistic regression is the plan's criterion (accuracy: "> p1_logreg:
+    # accuracy"), paired seed by seed with P1's stored results: nothing to compute here.
     return {
-        "finding": (
-            f"MLP with {hidden} hidden units, seed {runner.seed}: {accuracy:.1%} test accuracy, "
-            f"{gain * 100:+.1f} points over logistic regression ({linear['accuracy']:.1%})"
-        ),
-        "metrics": {"accuracy": accuracy, "gain_over_linear": gain},
+        "finding": f"MLP with {hidden} hidden units, seed {runner.seed}: {accuracy:.1%} test accuracy",
+        "metrics": {"accuracy": accuracy},
         "artifacts": artifacts,
     }

@@ -132,9 +132,6 @@ def p3_probe(runner) -> dict:
             f"A linear probe reads {probe_accuracy:.1%} of test digits from the {latent}-number autoencoder "
             f"code, against {pca_probe_accuracy:.1%} from {latent} PCA components"
         ),
-        "metrics": {
-            "probe_accuracy": probe_accuracy,
-            "pca_probe_accuracy": pca_probe_accuracy,
-            "gain_over_pca": probe_accuracy - pca_probe_accuracy,
-        },
+        # Whether the code beats PCA is the plan's criterion (probe_accuracy: "> :pca_probe_accuracy").
+        "metrics": {"probe_accuracy": probe_accuracy, "pca_probe_accuracy": pca_probe_accuracy},
     }

@@ -13,7 +13,18 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from .atomic import atomic_write_bytes
-from .model import Accepted, Criterion, Experiment, Gate, Judgement, Plan, Stats, SubExperiment, Verdict
+from .model import (
+    Accepted,
+    Contrast,
+    Criterion,
+    Experiment,
+    Gate,
+    Judgement,
+    Plan,
+    Stats,
+    SubExperiment,
+    Verdict,
+)
 from .textutil import fmt_number as fmt_value  # the one number formatter (re-exported name)
 
 BEGIN = "<!-- mlexp:begin -->"
@@ -119,6 +130,7 @@ def judgement_from_dict(metric: str, data: Mapping[str, Any]) -> Judgement:
         source=data.get("from"),
         note=data.get("note"),
         accepted=accepted,
+        contrast=Contrast.from_dict(data.get("compared")),
     )
 
 
@@ -134,12 +146,12 @@ def _result(j: Judgement) -> str:
     return f"❌ {j.level}"
 
 
-def _default_sentence(j: Judgement, c: Criterion) -> str:
+def _default_sentence(j: Judgement, c: Criterion | None) -> str:
     """Used when criteria.sentence is unavailable: the judgement's own words."""
     if j.message:
         return j.message
     value = fmt_value(j.value) if j.value is not None else (j.reason or "not measured")
-    return f"{c.metric} = {value}: {j.level} (needs {j.rule})."
+    return f"{j.metric} = {value}: {j.level} (needs {j.rule})."
 
 
 def _sentence_fn(sentence: SentenceFn | None) -> SentenceFn:
@@ -154,7 +166,7 @@ def _sentence_fn(sentence: SentenceFn | None) -> SentenceFn:
 
 def _say(j: Judgement, c: Criterion | None, sentence: SentenceFn) -> str:
     if c is None:  # a stored judgement whose criterion is no longer in the plan
-        text = _default_sentence(j, Criterion(metric=j.metric, kind="compare"))
+        text = _default_sentence(j, None)
     else:
         try:
             text = sentence(j, c)
@@ -168,8 +180,9 @@ def _say(j: Judgement, c: Criterion | None, sentence: SentenceFn) -> str:
 def _tiers(c: Criterion | None, rule: str) -> tuple[str, str, str]:
     if c is None:
         return (rule or "—", "—", "—")
-    if c.kind == "tiered":
-        return (fmt_value(c.target), fmt_value(c.acceptable), fmt_value(c.failure))
+    tiers = c.form.tiers()
+    if tiers is not None:
+        return (fmt_value(tiers[0]), fmt_value(tiers[1]), fmt_value(tiers[2]))
     return (rule or "—", "—", "—")
 
 

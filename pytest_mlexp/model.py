@@ -11,7 +11,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+if TYPE_CHECKING:
+    from .criteria.forms import Form
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -58,34 +61,68 @@ class Accepted:
 
 @dataclass(frozen=True)
 class Criterion:
-    """One success criterion, parsed (see ``criteria.parse_criterion``).
+    """One success criterion, parsed (see ``criteria.parse_criterion``): a form and shared options.
 
-    ``kind`` is ``tiered`` (target/acceptable/failure), or ``compare`` (an operator and a
-    threshold; ``in`` uses ``low``/``high``).  ``{min: x}`` is ``compare >= x``; ``{max: x}`` is
-    ``compare <= x``.
+    ``form`` is one of the classes in ``criteria/forms.py`` (tiered, comparison, range) or
+    ``criteria/contrast.py`` (a comparison with another measurement, SPEC section 3a); it decides
+    what passes, the levels, margins and words.  The options here apply to every form.
     """
 
     metric: str
-    kind: Literal["tiered", "compare"]
-    # tiered
-    target: float | None = None
-    acceptable: float | None = None
-    failure: float | None = None
-    direction: Direction | None = None
-    # compare
-    op: Literal["<", "<=", ">", ">=", "==", "!=", "in"] | None = None
-    threshold: float | None = None
-    low: float | None = None
-    high: float | None = None
-    # common
+    form: Form
     note: str | None = None
-    borderline: float | None = None  # explicit absolute margin; None means the default rule
+    borderline: float | None = None  # explicit absolute margin; None means the form's default
     aggregate: Aggregate = "mean"
     confidence: float | None = None
     from_: str | None = None  # experiment level only: the sub-experiment that supplies the value
     accepted: Accepted | None = None
     raw: Any = None  # the spec as written, for display
     loc: Loc | None = None
+
+    # Read-only views of the form's parts (None where the form has no such part): what
+    # ``{min: 0.9}`` became, say, is ``op == ">="`` and ``threshold == 0.9``.
+    @property
+    def kind(self) -> Literal["tiered", "compare", "metric"]:
+        return self.form.kind
+
+    @property
+    def op(self) -> Literal["<", "<=", ">", ">=", "==", "!=", "in"] | None:
+        return cast('Literal["<", "<=", ">", ">=", "==", "!=", "in"] | None', getattr(self.form, "op", None))
+
+    @property
+    def threshold(self) -> float | None:
+        return cast("float | None", getattr(self.form, "threshold", None))
+
+    @property
+    def low(self) -> float | None:
+        return cast("float | None", getattr(self.form, "low", None))
+
+    @property
+    def high(self) -> float | None:
+        return cast("float | None", getattr(self.form, "high", None))
+
+    @property
+    def target(self) -> float | None:
+        return cast("float | None", getattr(self.form, "target", None))
+
+    @property
+    def acceptable(self) -> float | None:
+        return cast("float | None", getattr(self.form, "acceptable", None))
+
+    @property
+    def failure(self) -> float | None:
+        return cast("float | None", getattr(self.form, "failure", None))
+
+    @property
+    def direction(self) -> Direction | None:
+        return cast("Direction | None", getattr(self.form, "direction", None))
+
+    @property
+    def compares_with(self) -> str | None:
+        """The other sub-experiment a comparison of two measurements names (None: none, or the
+        same sub-experiment's other metric)."""
+        ref = self.form.references()
+        return ref[0] if ref is not None else None
 
 
 @dataclass(frozen=True)
@@ -121,9 +158,11 @@ class SubExperiment:
     meta: Mapping[str, Any]  # annotation keys, kept verbatim
     loc: Loc
     # Sub-experiments this one waits for without listing them under ``dependencies``: the ones
-    # its criteria compare against (``accuracy: "> p1_logreg:accuracy"``).  They order, dispatch
-    # and take part in the cycle check exactly like ``dependencies`` (see ``graph.py``); only
-    # ``dependencies`` block (``verdict.sub_blockers``).
+    # its criteria compare against (``accuracy: "> p1_logreg:accuracy"``, SPEC section 3a).
+    # They order, dispatch and take part in the cycle check exactly like ``dependencies`` (see
+    # ``graph.py``), but block only when the other side has no result to compare with (it
+    # errored, was blocked or never ran), not when it missed its own criteria
+    # (``verdict.sub_blockers``).
     implicit_dependencies: tuple[str, ...] = ()
 
     @property
@@ -303,6 +342,68 @@ class Stats:
         return out
 
 
+Pairing = Literal["paired", "welch", "constant", "single"]
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """How a criterion that compares two measurements was judged (SPEC section 3a).
+
+    ``difference`` is what the criterion's operator is applied to (against 0): the aggregate of
+    the per-seed differences when ``paired`` (or ``constant``: one side is a single value), the
+    difference of the two sides' aggregates otherwise.  ``ci`` is the interval of the mean
+    difference at ``confidence`` (the criterion's, else 95%), or None with too few values.
+    """
+
+    other: str  # the right side as written: "p1_logreg:accuracy" or ":baseline_acc"
+    other_value: float | None  # the other side's aggregate
+    difference: float | None
+    pairing: Pairing
+    n: int  # values on this side (pairs when paired)
+    n_other: int  # values on the other side
+    ci: tuple[float, float] | None = None
+    confidence: float = 0.95
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "other": self.other,
+            "other_value": self.other_value,
+            "difference": self.difference,
+            "pairing": self.pairing,
+            "n": self.n,
+            "n_other": self.n_other,
+        }
+        if self.ci is not None:
+            out["ci"] = [self.ci[0], self.ci[1]]
+            out["confidence"] = self.confidence
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Contrast | None:
+        """The inverse of ``to_dict``; None for anything that is not one (an edited file)."""
+        if not isinstance(data, Mapping):
+            return None
+        try:
+            ci = data.get("ci")
+            pairing = data.get("pairing")
+            return cls(
+                other=str(data["other"]),
+                other_value=_float_or_none(data.get("other_value")),
+                difference=_float_or_none(data.get("difference")),
+                pairing=pairing if pairing in ("paired", "welch", "constant", "single") else "single",
+                n=int(data.get("n", 1)),
+                n_other=int(data.get("n_other", 1)),
+                ci=(float(ci[0]), float(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 else None,
+                confidence=float(data.get("confidence", 0.95)),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None or isinstance(value, bool) else float(value)
+
+
 @dataclass(frozen=True)
 class Judgement:
     """A criterion judged against a value (or the per-seed values)."""
@@ -322,6 +423,7 @@ class Judgement:
     source: str | None = None  # experiment level: the sub-experiment that supplied the value
     note: str | None = None
     accepted: Accepted | None = None
+    contrast: Contrast | None = None  # a comparison of two measurements: the other side
 
     @property
     def needs_review(self) -> bool:
@@ -341,6 +443,8 @@ class Judgement:
             out["seeds_needed"] = self.seeds_needed
         if self.note:
             out["note"] = self.note
+        if self.contrast is not None:
+            out["compared"] = self.contrast.to_dict()
         if self.accepted is not None:
             out["accepted"] = {
                 "reason": self.accepted.reason,

@@ -17,7 +17,7 @@ from .records import ERROR, INFRA, ResultEntry, ResultOp, SeedOutcome, new_entry
 from .secrets import redact_params
 from .session import session_of
 from .tasks import provenance, seed_tasks
-from .verdict import judge_sub
+from .verdict import judge_sub, lookup_for
 
 if TYPE_CHECKING:
     import pytest
@@ -79,11 +79,13 @@ def seed_stats(per_seed: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def needed_metrics(ctx: PlanContext, sub: SubExperiment) -> list[str]:
-    """Metrics the wiring check requires: the sub's criteria and experiment criteria ``from`` it."""
-    names = [c.metric for c in sub.success_criteria]
+    """Metrics the wiring check requires: the sub's criteria (both metrics of a comparison within
+    it), experiment criteria ``from`` it, and what other sub-experiments' criteria compare with."""
+    names = [m for c in sub.success_criteria for m in c.form.own_metrics(c.metric)]
     exp = ctx.plan.experiment(sub.experiment_id)
-    names += [c.metric for c in exp.success_criteria if c.from_ == sub.id and c.metric not in names]
-    return names
+    names += [m for c in exp.success_criteria if c.from_ == sub.id for m in c.form.own_metrics(c.metric)]
+    names += ctx.compared_metrics.get(sub.id, ())
+    return list(dict.fromkeys(names))
 
 
 def build_entry(
@@ -141,7 +143,8 @@ def build_entry(
         entry["error"] = error  # type: ignore[typeddict-item]
         return entry
     if point_key is None:
-        judged = judge_sub(sub, entry, stub=stub)
+        lookup = lookup_for(ctx.plan, ctx.entry_of) if sub.implicit_dependencies else None
+        judged = judge_sub(sub, entry, stub=stub, lookup=lookup)
         entry["criteria"] = {j.metric: j.to_dict() for j in judged}
         messages.extend(j.message for j in judged if not j.passed)
         missing = [m for m in needed_metrics(ctx, sub) if m not in metrics] if stub else []

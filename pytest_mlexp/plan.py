@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -591,6 +591,7 @@ class _SubRef:
     experiment_id: str
     line: int
     deps: list[tuple[str, int]]
+    compares: list[tuple[str, int]] = field(default_factory=list)  # criteria naming another sub
 
 
 @dataclass
@@ -670,6 +671,7 @@ def _build(ctx: _Ctx) -> Plan:
 
     gates = _parse_gates(ctx, top, known.get("gates"), experiments)
     _check_references(ctx, experiments, exp_refs, subs)
+    experiments = _criterion_references(ctx, experiments, subs)
     _check_cycles(ctx, experiments, exp_refs, subs, gates)
 
     return Plan(
@@ -1037,6 +1039,22 @@ def _check_references(
                 )
 
 
+def _criterion_references(
+    ctx: _Ctx, experiments: list[Experiment], subs: dict[str, _SubRef]
+) -> list[Experiment]:
+    """Criteria that compare with another sub-experiment (SPEC section 3a): checked against the
+    plan's ids, and made implicit dependencies (``SubExperiment.implicit_dependencies``)."""
+    from .criteria import CriterionError, resolve_references
+
+    try:
+        resolved, gained = resolve_references(experiments, subs)
+    except CriterionError as exc:
+        raise ctx.err(exc.loc.line if exc.loc is not None else 1, exc.message, exc.fix) from None
+    for sub_id, refs in gained.items():
+        subs[sub_id].compares = refs
+    return resolved
+
+
 def _check_cycles(
     ctx: _Ctx,
     experiments: list[Experiment],
@@ -1046,7 +1064,9 @@ def _check_cycles(
 ) -> None:
     """No cycle in the prerequisite graph that also orders and dispatches the run (graph.py)."""
     lines = {("experiment", e.id, dep): line for e in experiments for dep, line in exp_refs[e.id].deps}
-    lines.update({("sub", sid, dep): line for sid, ref in subs.items() for dep, line in ref.deps})
+    lines.update(
+        {("sub", sid, dep): line for sid, ref in subs.items() for dep, line in (*ref.compares, *ref.deps)}
+    )
     cycle = PrerequisiteGraph(experiments, gates, lines).cycle()
     if cycle is not None:
         raise ctx.err(cycle.line, cycle.message, cycle.fix)

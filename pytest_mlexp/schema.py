@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .criteria import criterion_schema
 from .model import ID_RE
 from .plan import HANDLER_RE, KNOWN_KEYS, MARK_RE, NOT_INHERITED_KEYS
 
@@ -33,7 +34,6 @@ def _nullable(schema: Schema) -> Schema:
 _ID: Schema = {"type": "string", "pattern": ID_RE.pattern}
 _ID_LIST: Schema = _nullable({"anyOf": [_ID, {"type": "array", "items": _ID}]})
 _TEXT: Schema = {"type": ["string", "number", "boolean", "null"]}
-_NUMBER: Schema = {"type": "number"}
 _STRINGS: Schema = _nullable({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})
 _PHASE: Schema = {"anyOf": [{"type": "integer"}, {"type": "string", "pattern": r"(?i)^\s*(phase\s*)?[0-9]+"}]}
 _SCALAR: Schema = {"type": ["string", "number", "boolean", "null"]}
@@ -44,47 +44,8 @@ _ACCEPTED_FIELDS: dict[str, Schema] = {
     "date": _TEXT,
 }
 
-_COMPARISON = (
-    r"^\s*((<=|>=|==|!=|<|>|≤|≥|≠)\s*[-+]?([0-9][0-9_]*(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?"
-    r"|in\s*[\[(].*,.*[\])])\s*$"
-)
-
-# SPEC section 3: criteria.py owns the parsing; this says what an editor should suggest.
-_CRITERION: Schema = {
-    "anyOf": [
-        {
-            "type": "string",
-            "pattern": _COMPARISON,
-            "description": 'a comparison: "< 0.35", ">= 0.6", "== 1", "!= 0", "in [0.2, 0.4]"',
-        },
-        {
-            "type": "object",
-            "properties": {
-                "target": _NUMBER,
-                "acceptable": _NUMBER,
-                "failure": _NUMBER,
-                "direction": {"enum": ["higher", "lower"]},
-                "min": _NUMBER,
-                "max": _NUMBER,
-                "rule": {"type": "string", "pattern": _COMPARISON},
-                "note": {"type": "string"},
-                "borderline": {"type": "number", "minimum": 0},
-                "aggregate": {"enum": ["mean", "median", "min", "max", "all"]},
-                "confidence": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-                "from": _ID,
-                "accepted": {"$ref": "#/$defs/accepted"},
-            },
-            "anyOf": [
-                {"required": ["target"]},
-                {"required": ["acceptable"]},
-                {"required": ["min"]},
-                {"required": ["max"]},
-                {"required": ["rule"]},
-            ],
-            "additionalProperties": True,
-        },
-    ]
-}
+# SPEC section 3: each criterion form supplies its own fragment (criteria/forms.py, contrast.py).
+_CRITERION: Schema = criterion_schema("#/$defs/accepted")
 
 _INHERITABLE: dict[str, Schema] = {
     "handler": _nullable(

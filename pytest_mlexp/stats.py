@@ -23,7 +23,9 @@ __all__ = [
     "describe",
     "seeds_phrase",
     "seeds_to_settle",
+    "seeds_to_settle_welch",
     "t_quantile",
+    "welch_interval",
 ]
 
 #: ``seeds_to_settle`` does not look further than this; it answers ``SEEDS_CAP + 1`` beyond it.
@@ -90,15 +92,16 @@ def _t_pdf(t: float, df: float) -> float:
 
 
 @lru_cache(maxsize=4096)
-def t_quantile(p: float, df: int) -> float:
-    """The ``p`` quantile of Student's t distribution with ``df`` degrees of freedom.
+def t_quantile(p: float, df: float) -> float:
+    """The ``p`` quantile of Student's t distribution with ``df`` degrees of freedom (``df`` >= 1
+    need not be whole: Welch's interval has fractional degrees of freedom).
 
     Cached: verdicts ask for the same few quantiles over and over.
     """
     if not 0.0 < p < 1.0:
         raise ValueError(f"p must lie strictly between 0 and 1, got {p!r}")
-    if isinstance(df, bool) or df < 1:
-        raise ValueError(f"df must be a positive integer, got {df!r}")
+    if isinstance(df, bool) or not df >= 1:
+        raise ValueError(f"df must be at least 1, got {df!r}")
     if p == 0.5:
         return 0.0
     if p < 0.5:
@@ -212,6 +215,70 @@ def seeds_to_settle(values: Sequence[float], threshold: float, confidence: float
     if not settles(SEEDS_CAP):
         return SEEDS_CAP + 1
     lo, hi = 2, SEEDS_CAP  # settles(hi) holds; find the smallest such n
+    if settles(lo):
+        return lo
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if settles(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _welch_df(va: float, vb: float, na: float, nb: float) -> float:
+    """Welch-Satterthwaite degrees of freedom of ``va + vb`` (each a variance of a mean)."""
+    return (va + vb) ** 2 / (va * va / (na - 1) + vb * vb / (nb - 1))
+
+
+def welch_interval(
+    a: Sequence[float], b: Sequence[float], confidence: float
+) -> tuple[float, tuple[float, float], float]:
+    """``mean(a) - mean(b)``, Welch's ``confidence`` interval of it, and its degrees of freedom.
+
+    For two independent samples of at least 2 values each, variances not assumed equal (the
+    interval ``scipy.stats.ttest_ind(a, b, equal_var=False).confidence_interval`` gives).  With
+    no spread on either side the interval is the difference itself (and ``df`` is inf).
+    """
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("welch_interval() needs at least 2 values on each side")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence!r}")
+    ma, sa = _mean_std(a)
+    mb, sb = _mean_std(b)
+    va, vb = sa * sa / len(a), sb * sb / len(b)
+    diff = ma - mb
+    if va + vb == 0.0:
+        return diff, (diff, diff), math.inf
+    df = _welch_df(va, vb, len(a), len(b))
+    half = t_quantile((1.0 + confidence) / 2.0, df) * math.sqrt(va + vb)
+    return diff, (diff - half, diff + half), df
+
+
+def seeds_to_settle_welch(
+    a: Sequence[float], b: Sequence[float], threshold: float, confidence: float
+) -> int | None:
+    """``seeds_to_settle`` for Welch's interval: about how many seeds *on each side* would make
+    the interval of ``mean(a) - mean(b)`` exclude ``threshold``, assuming both means and stds
+    stay as observed.  None when it cannot be estimated; ``SEEDS_CAP + 1``: more than SEEDS_CAP.
+    """
+    if len(a) < 2 or len(b) < 2:
+        return None
+    ma, sa = _mean_std(a)
+    mb, sb = _mean_std(b)
+    var = sa * sa + sb * sb
+    gap = abs(ma - mb - threshold)
+    if var == 0.0 or gap == 0.0:
+        return None
+    p = (1.0 + confidence) / 2.0
+
+    def settles(n: int) -> bool:
+        va, vb = sa * sa / n, sb * sb / n
+        return t_quantile(p, _welch_df(va, vb, n, n)) * math.sqrt(var / n) < gap
+
+    if not settles(SEEDS_CAP):
+        return SEEDS_CAP + 1
+    lo, hi = 2, SEEDS_CAP
     if settles(lo):
         return lo
     while hi - lo > 1:

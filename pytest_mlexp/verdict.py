@@ -38,20 +38,27 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from pytest_mlexp.criteria import judge, judged_value
+from pytest_mlexp.criteria import Lookup, Measurements, judge_measured, judged_value, point_value
 from pytest_mlexp.model import Criterion, Experiment, Gate, Judgement, Plan, SubExperiment, Verdict
 from pytest_mlexp.records import ResultEntry, new_entry
 
 __all__ = [
+    "EntryOf",
     "blockers",
     "experiment_verdict",
     "gate_status",
     "judge_sub",
+    "lookup_for",
+    "measurements",
     "select_point",
     "sub_blockers",
     "sub_values",
     "summarize_sweep",
 ]
+
+#: The stored results entry of any sub-experiment of the plan, by id (None: none stored).  What
+#: criteria that compare with another sub-experiment (SPEC section 3a) need from the results.
+EntryOf = Callable[[str], "Mapping[str, Any] | None"]
 
 _ERRORED = ("error", "infra_error")
 _RAN = ("passed", "failed")
@@ -72,12 +79,14 @@ def _raw_values(entry: Mapping[str, Any], metric: str) -> list[Any]:
     return [metrics.get(metric)]
 
 
-def _value_entry(sub: SubExperiment, entry: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def _value_entry(
+    sub: SubExperiment, entry: Mapping[str, Any], lookup: Lookup | None = None
+) -> Mapping[str, Any] | None:
     """The entry that holds a sub-experiment's values: for a sweep, its selected point."""
     points = _mapping(entry.get("points"))
     if not points:
         return entry
-    selected = select_point(sub, points)
+    selected = select_point(sub, points, lookup)
     return _mapping(points.get(selected)) if selected is not None else None
 
 
@@ -96,36 +105,39 @@ def _reported(entry: Mapping[str, Any] | None, metric: str) -> bool:
     return entry is not None and any(v is not None for v in _raw_values(entry, metric))
 
 
-def judge_sub(sub: SubExperiment, entry: Mapping[str, Any], *, stub: bool = False) -> tuple[Judgement, ...]:
-    """The sub-experiment's own criteria judged on its stored values (a sweep: the selected point)."""
-    values_entry = _value_entry(sub, entry)
-    return tuple(
-        judge(c, [None] if values_entry is None else _raw_values(values_entry, c.metric), stub=stub)
-        for c in sub.success_criteria
-    )
+def measurements(sub: SubExperiment, entry: Any) -> Measurements | None:
+    """What a stored entry measured, as criteria read it (a sweep: its selected point); None when
+    there is nothing to read (never ran, blocked, errored)."""
+    entry = _mapping(entry)
+    if entry is None:
+        return None
+    if _mapping(entry.get("points")):
+        values = _value_entry(sub, entry)
+        return Measurements.of_entry(values) if values is not None else None
+    return Measurements.of_entry(entry) if entry.get("status") in _RAN else None
+
+
+def lookup_for(plan: Plan, entry_of: EntryOf) -> Lookup:
+    """Other sub-experiments' measurements, from their stored entries (``entry_of``)."""
+
+    def lookup(sub_id: str) -> Measurements | None:
+        return measurements(plan.sub(sub_id), entry_of(sub_id)) if plan.has_sub(sub_id) else None
+
+    return lookup
+
+
+def judge_sub(
+    sub: SubExperiment, entry: Mapping[str, Any], *, stub: bool = False, lookup: Lookup | None = None
+) -> tuple[Judgement, ...]:
+    """The sub-experiment's own criteria judged on its stored values (a sweep: the selected point).
+
+    ``lookup``: other sub-experiments' measurements, for criteria that compare with them."""
+    values_entry = _value_entry(sub, entry, lookup)
+    measured = Measurements.of_entry(values_entry) if values_entry is not None else None
+    return tuple(judge_measured(c, measured, lookup=lookup, stub=stub) for c in sub.success_criteria)
 
 
 # --- sweeps -----------------------------------------------------------------------------------
-
-
-def _score_fn(c: Criterion) -> Callable[[float], float]:
-    """Bigger is better: how a criterion ranks the points of a sweep."""
-    if c.kind == "tiered":
-        return (lambda v: v) if c.direction == "higher" else (lambda v: -v)
-    if c.op in (">", ">="):
-        return lambda v: v
-    if c.op in ("<", "<="):
-        return lambda v: -v
-    if c.op == "in":
-        middle = (cast(float, c.low) + cast(float, c.high)) / 2.0
-        return lambda v: -abs(v - middle)
-    t = cast(float, c.threshold)
-    return (lambda v: -abs(v - t)) if c.op == "==" else (lambda v: abs(v - t))
-
-
-def _point_value(c: Criterion | None, entry: Mapping[str, Any], metric: str) -> float | None:
-    """A point's value of ``metric``: the criterion's aggregate when there is one, else the mean."""
-    return judged_value(c, _raw_values(entry, metric))
 
 
 # Plan order of a sweep's point keys, per sub-experiment object: a 10,000-point sweep takes
@@ -157,21 +169,27 @@ def _ordered_points(sub: SubExperiment, points: Mapping[str, Any]) -> list[tuple
     return out
 
 
-def select_point(sub: SubExperiment, points: Mapping[str, Any]) -> str | None:
-    """The key of the point that represents a sweep (see the module docstring); None if none can."""
+def select_point(sub: SubExperiment, points: Mapping[str, Any], lookup: Lookup | None = None) -> str | None:
+    """The key of the point that represents a sweep (see the module docstring); None if none can.
+
+    The criteria's forms rank the points (``Form.point_value`` and ``Form.score``)."""
     usable = _ordered_points(sub, points)
     if not usable:
         return None
     if sub.select is not None:
         metric = sub.select.metric
-        crit = next((c for c in sub.success_criteria if c.metric == metric), None)
+        # The metric's own criterion aggregates it (one comparing two measurements aggregates
+        # their differences, not the metric: the mean then).
+        crit = next(
+            (c for c in sub.success_criteria if c.metric == metric and c.form.aggregates_metric), None
+        )
         sign = 1.0 if sub.select.mode == "max" else -1.0
-        scored = [(k, _point_value(crit, e, metric)) for k, e in usable]
+        scored = [(k, judged_value(crit, _raw_values(e, metric))) for k, e in usable]
         return _best([(k, None if v is None else sign * v) for k, v in scored])
     for crit in sub.success_criteria:
-        scored = [(k, _point_value(crit, e, crit.metric)) for k, e in usable]
+        scored = [(k, point_value(crit, Measurements.of_entry(e))) for k, e in usable]
         if any(v is not None for _, v in scored):
-            score = _score_fn(crit)
+            score = crit.form.score
             return _best([(k, None if v is None else score(v)) for k, v in scored])
     if sub.success_criteria:
         return None  # points ran but none reported a criterion's metric
@@ -187,7 +205,7 @@ def _best(scored: Sequence[tuple[str, float | None]]) -> str | None:
 
 
 def _sweep(
-    sub: SubExperiment, points: Mapping[str, Any], stub: bool
+    sub: SubExperiment, points: Mapping[str, Any], stub: bool, lookup: Lookup | None = None
 ) -> tuple[str, str | None, tuple[Judgement, ...], str]:
     """(status, selected, judgements on the selected point, error message)."""
     statuses = {k: (_mapping(e) or {}).get("status") for k, e in points.items()}
@@ -196,7 +214,7 @@ def _sweep(
         return "blocked", None, (), ""
     if statuses and all(s == "skipped" for s in statuses.values()):
         return "skipped", None, (), ""
-    selected = select_point(sub, points)
+    selected = select_point(sub, points, lookup)
     kind = "infra_error" if errored and all(statuses[k] == "infra_error" for k in errored) else "error"
     message = f"{len(errored)} of {len(points)} points errored: {', '.join(errored)}" if errored else ""
     if selected is None:
@@ -204,14 +222,18 @@ def _sweep(
             metric = sub.select.metric if sub.select else ", ".join(c.metric for c in sub.success_criteria)
             message = f"no point of the sweep reported {metric or 'a result'}"
         return kind, None, (), message
-    judgements = judge_sub(sub, cast(Mapping[str, Any], points[selected]), stub=stub)
+    judgements = judge_sub(sub, cast(Mapping[str, Any], points[selected]), stub=stub, lookup=lookup)
     if errored:
         return kind, selected, judgements, message
     return ("passed" if all(j.passed for j in judgements) else "failed"), selected, judgements, ""
 
 
 def summarize_sweep(
-    sub: SubExperiment, points: Mapping[str, ResultEntry], *, stub: bool = False
+    sub: SubExperiment,
+    points: Mapping[str, ResultEntry],
+    *,
+    stub: bool = False,
+    lookup: Lookup | None = None,
 ) -> ResultEntry:
     """The summary fields of a sweep's sub-experiment entry (``points`` themselves are not copied).
 
@@ -219,7 +241,7 @@ def summarize_sweep(
     them, ``per_seed``, ``stats``, ``finding``; ``error`` ({kind: sweep, message}) when not passed
     because of errors.
     """
-    status, selected, judgements, message = _sweep(sub, points, stub)
+    status, selected, judgements, message = _sweep(sub, points, stub, lookup)
     out = new_entry(status, selected=selected, metrics={})
     if selected is not None:
         point = cast(Mapping[str, Any], points[selected])
@@ -255,7 +277,7 @@ def _error_detail(entry: Mapping[str, Any]) -> str:
     return f"{kind}: {first}" if kind and first else str(kind or first)
 
 
-def _sub_state(sub: SubExperiment, entry: Any, stub: bool) -> _SubState:
+def _sub_state(sub: SubExperiment, entry: Any, stub: bool, lookup: Lookup | None) -> _SubState:
     entry = _mapping(entry)
     if entry is None:
         return _SubState(sub, "not_run", (), None, "")
@@ -265,7 +287,7 @@ def _sub_state(sub: SubExperiment, entry: Any, stub: bool) -> _SubState:
         return _SubState(sub, "blocked", (), None, str(detail or ""))
     points = _mapping(entry.get("points"))
     if points:
-        status, selected, judgements, message = _sweep(sub, points, stub)
+        status, selected, judgements, message = _sweep(sub, points, stub, lookup)
         values = _mapping(points.get(selected)) if selected is not None else None
         status = "not_run" if status == "skipped" else status
         return _SubState(sub, status, judgements, values, message)
@@ -273,45 +295,46 @@ def _sub_state(sub: SubExperiment, entry: Any, stub: bool) -> _SubState:
         return _SubState(sub, str(stored), (), entry, _error_detail(entry))
     if stored not in _RAN:  # skipped, cancelled, unknown: counts as never run
         return _SubState(sub, "not_run", (), None, "")
-    judgements = judge_sub(sub, entry, stub=stub)
+    judgements = judge_sub(sub, entry, stub=stub, lookup=lookup)
     # Re-judged against the current criteria; a stored "failed" without criteria stays failed.
     failed = any(not j.passed for j in judgements) or (stored == "failed" and not sub.success_criteria)
     return _SubState(sub, "failed" if failed else "passed", judgements, entry, "")
 
 
 def _judge_experiment_criterion(
-    c: Criterion, states: Sequence[_SubState], doc_subs: Mapping[str, Any], stub: bool
+    c: Criterion, states: Sequence[_SubState], doc_subs: Mapping[str, Any], stub: bool, lookup: Lookup
 ) -> tuple[Judgement, bool]:
     """(judgement with ``source``, whether its source has run)."""
     if c.from_ is not None:
         state = next((s for s in states if s.sub.id == c.from_), None)
         if state is not None:
             ran = state.status not in ("not_run", "blocked")
-            values = _raw_values(state.values_entry, c.metric) if state.values_entry is not None else [None]
+            values_entry = state.values_entry
         else:  # a sub of another experiment: read what this document holds of it
             entry = _mapping(doc_subs.get(c.from_))
             ran = entry is not None and entry.get("status") not in ("blocked", "skipped", None)
-            values = [None]
             if entry is not None:
                 points = _mapping(entry.get("points"))
                 if points and entry.get("selected") in points:
                     entry = _mapping(points[entry["selected"]])
-                values = _raw_values(entry, c.metric) if entry is not None else [None]
-        j = dataclasses.replace(judge(c, values, stub=stub), source=c.from_)
+            values_entry = entry
+        measured = Measurements.of_entry(values_entry) if values_entry is not None else None
+        j = dataclasses.replace(judge_measured(c, measured, lookup=lookup, stub=stub), source=c.from_)
         if j.level == "missing" and not ran:
             j = dataclasses.replace(
                 j,
                 reason=f"{c.from_} has not run",
                 message=f"{c.metric}: not reported ({c.from_} has not run)",
             )
-        elif j.value is None and j.reason:
+        elif j.value is None and j.reason and j.reason.startswith("metric "):  # the source's own
             j = dataclasses.replace(j, reason=f"{j.reason} by {c.from_}")
         return j, ran
     for state in reversed(states):  # the last sub-experiment in plan order that reported it
         if state.status not in ("not_run", "blocked") and _reported(state.values_entry, c.metric):
-            values = _raw_values(cast(Mapping[str, Any], state.values_entry), c.metric)
-            return dataclasses.replace(judge(c, values, stub=stub), source=state.sub.id), True
-    j = judge(c, [None], stub=stub)
+            measured = Measurements.of_entry(cast(Mapping[str, Any], state.values_entry))
+            j = judge_measured(c, measured, lookup=lookup, stub=stub)
+            return dataclasses.replace(j, source=state.sub.id), True
+    j = judge_measured(c, None, lookup=lookup, stub=stub)
     everything_ran = all(s.status not in ("not_run", "blocked") for s in states)
     if j.level == "missing":
         j = dataclasses.replace(
@@ -372,11 +395,23 @@ def _status(
     return "partial"
 
 
-def experiment_verdict(plan: Plan, exp: Experiment, doc: Mapping[str, Any], *, stub: bool = False) -> Verdict:
-    """An experiment's verdict from the plan and its merged results document (SPEC sections 5, 8)."""
+def experiment_verdict(
+    plan: Plan, exp: Experiment, doc: Mapping[str, Any], *, stub: bool = False, entries: EntryOf | None = None
+) -> Verdict:
+    """An experiment's verdict from the plan and its merged results document (SPEC sections 5, 8).
+
+    ``entries``: stored entries of sub-experiments outside this document, for criteria that
+    compare with them (SPEC section 3a); without it only this document is read."""
     doc_subs = _mapping(doc.get("sub_experiments")) or {}
-    states = [_sub_state(sub, doc_subs.get(sub.id), stub) for sub in exp.sub_experiments]
-    judged = [_judge_experiment_criterion(c, states, doc_subs, stub) for c in exp.success_criteria]
+
+    def entry_of(sub_id: str) -> Mapping[str, Any] | None:
+        if sub_id in doc_subs or entries is None:
+            return _mapping(doc_subs.get(sub_id))
+        return entries(sub_id)
+
+    lookup = lookup_for(plan, entry_of)
+    states = [_sub_state(sub, doc_subs.get(sub.id), stub, lookup) for sub in exp.sub_experiments]
+    judged = [_judge_experiment_criterion(c, states, doc_subs, stub, lookup) for c in exp.success_criteria]
     criteria = tuple(j for j, _ in judged)
     status = _status(states)
     success_met = all(j.passed for j in criteria)
@@ -522,11 +557,22 @@ _SUB_WORDS = {
 
 
 def sub_blockers(plan: Plan, sub: SubExperiment, entries_by_sub: Mapping[str, Any]) -> list[str]:
-    """Why a sub-experiment is blocked by its sub-level dependencies (their stored status)."""
+    """Why a sub-experiment is blocked by its sub-level dependencies (their stored status).
+
+    A sub-experiment its criteria compare with (``implicit_dependencies``) blocks only when it
+    has no result to compare with: it errored, is blocked or never ran; not when it missed its
+    own criteria (SPEC section 3a)."""
     out: list[str] = []
     for dep in sub.dependencies:
         entry = _mapping(entries_by_sub.get(dep))
         status = entry.get("status") if entry is not None else None
         if status != "passed":
             out.append(f"depends on {dep}, {_SUB_WORDS.get(str(status), 'which has not run')}")
+    for dep in sub.implicit_dependencies:
+        if dep in sub.dependencies:
+            continue
+        entry = _mapping(entries_by_sub.get(dep))
+        status = entry.get("status") if entry is not None else None
+        if status not in _RAN:
+            out.append(f"compares with {dep}, {_SUB_WORDS.get(str(status), 'which has not run')}")
     return out

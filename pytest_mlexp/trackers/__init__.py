@@ -14,7 +14,6 @@ Standard library only at import: workers import this before the handler.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import os
 import threading
@@ -108,30 +107,28 @@ def worker_env(tracking: Mapping[str, Any], environ: Mapping[str, str] | None = 
 
 
 def criterion_to_data(c: Criterion) -> dict[str, Any]:
-    data = dataclasses.asdict(c)
-    data.pop("raw", None)  # as written in YAML: display only
-    data.pop("loc", None)
-    return data
+    from ..criteria import criterion_to_data as to_data
+
+    return to_data(c)
 
 
 def criterion_from_data(data: Mapping[str, Any]) -> Criterion:
-    from ..model import Accepted, Criterion
+    from ..criteria import criterion_from_data as from_data
 
-    fields = {f.name for f in dataclasses.fields(Criterion)}
-    values = {k: v for k, v in data.items() if k in fields}
-    accepted = values.pop("accepted", None)
-    return Criterion(**values, accepted=Accepted(**accepted) if accepted else None)
+    return from_data(data)
 
 
 def _verdicts(task: Task, metrics: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """This seed's values judged by the sub-experiment's criteria (the item's verdict, over all
     seeds, is in results.yaml; a run only ever sees its own seed)."""
-    from ..criteria import judge
+    from ..criteria import Measurements, judge_measured
 
     out: dict[str, dict[str, Any]] = {}
     for data in task.tracking.get("criteria") or ():
         c = criterion_from_data(data)
-        j = judge(c, [metrics.get(c.metric)], stub=task.stub)
+        if c.compares_with is not None:
+            continue  # the other sub-experiment's values are not here: judged in results.yaml only
+        j = judge_measured(c, Measurements({}, metrics), stub=task.stub)
         out[c.metric] = {
             "value": j.value,
             "rule": j.rule,

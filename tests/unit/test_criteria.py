@@ -140,7 +140,7 @@ def test_comparison_strings(text: str, op: str, threshold: float) -> None:
 def test_in_range() -> None:
     c = P("in [0.2, 0.4]")
     assert (c.op, c.low, c.high, c.threshold) == ("in", 0.2, 0.4, None)
-    assert P("IN (1e-3,2)").high == 2.0
+    assert P("IN [1e-3,2]").high == 2.0
     assert "low end above its high end" in err("in [0.4, 0.2]").message
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from pytest_mlexp.criteria import parse_criterion
 from pytest_mlexp.findings import (
     BEGIN,
     END,
@@ -45,16 +46,22 @@ def make_sub(
         seeds=(0, 1, 2),
         seeds_given=True,
         meta={"name": f"Sub {sub_id}"},
-        success_criteria=(Criterion(metric="acc", kind="compare", op=">=", threshold=0.9),),
+        success_criteria=(parse_criterion("acc", ">= 0.9", loc=None, experiment_level=False),),
         loc=LOC,
     )
 
 
-LPIPS = Criterion(
-    metric="lpips", kind="tiered", target=0.25, acceptable=0.35, failure=0.45, direction="lower"
+LPIPS = parse_criterion(
+    "lpips",
+    {"target": 0.25, "acceptable": 0.35, "failure": 0.45, "direction": "lower"},
+    loc=None,
+    experiment_level=True,
 )
-IOU = Criterion(
-    metric="spatial_iou", kind="tiered", target=0.7, acceptable=0.6, failure=0.5, direction="higher"
+IOU = parse_criterion(
+    "spatial_iou",
+    {"target": 0.7, "acceptable": 0.6, "failure": 0.5, "direction": "higher"},
+    loc=None,
+    experiment_level=True,
 )
 
 
