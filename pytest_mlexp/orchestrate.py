@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .criteria import metrics_compared_with
 from .dispatch import dispatcher_of
 from .live import watching
 from .records import ERROR, INFRA, ResultEntry, ResultOp, SeedOutcome, new_entry
@@ -84,7 +85,7 @@ def needed_metrics(ctx: PlanContext, sub: SubExperiment) -> list[str]:
     names = [m for c in sub.success_criteria for m in c.form.own_metrics(c.metric)]
     exp = ctx.plan.experiment(sub.experiment_id)
     names += [m for c in exp.success_criteria if c.from_ == sub.id for m in c.form.own_metrics(c.metric)]
-    names += ctx.compared_metrics.get(sub.id, ())
+    names += metrics_compared_with(ctx.plan).get(sub.id, ())
     return list(dict.fromkeys(names))
 
 
@@ -143,7 +144,7 @@ def build_entry(
         entry["error"] = error  # type: ignore[typeddict-item]
         return entry
     if point_key is None:
-        lookup = lookup_for(ctx.plan, ctx.entry_of) if sub.implicit_dependencies else None
+        lookup = lookup_for(ctx.plan, ctx.results.entry) if sub.implicit_dependencies else None
         judged = judge_sub(sub, entry, stub=stub, lookup=lookup)
         entry["criteria"] = {j.metric: j.to_dict() for j in judged}
         messages.extend(j.message for j in judged if not j.passed)

@@ -3,7 +3,8 @@ summaries and verdicts.  No pytest in here.
 
 Everything that reads results during a run asks this view: the blocker check before an item,
 ``runner.upstream``, a criterion that compares against another sub-experiment's stored values
-(:meth:`ResultsView.seed_values`), the assessment's verdict, the findings at the end.  Whatever
+(:meth:`ResultsView.entry`, read through ``verdict.lookup_for``), the assessment's verdict, the
+findings at the end.  Whatever
 changes results comes in as a :class:`~pytest_mlexp.records.ResultOp` through :meth:`apply`:
 
 * in the process that owns the files (the only one, or the xdist controller) it goes to the
@@ -27,6 +28,7 @@ from .records import ResultEntry, ResultOp, entry_from_dict, now_iso
 from .verdict import (
     blockers,
     experiment_verdict,
+    lookup_for,
     select_point,
     sub_blockers,
     summarize_sweep,
@@ -147,7 +149,9 @@ class ResultsView:
         cached = self._verdicts.get(experiment_id)
         if cached is None:
             exp = self.plan.experiment(experiment_id)
-            cached = experiment_verdict(self.plan, exp, self.doc(experiment_id), stub=self.stub)
+            cached = experiment_verdict(
+                self.plan, exp, self.doc(experiment_id), stub=self.stub, entries=self.entry
+            )
             self._verdicts[experiment_id] = cached
         return cached
 
@@ -170,7 +174,8 @@ class ResultsView:
 
     def blocked_reason(self, experiment_id: str, sub: SubExperiment | None = None) -> str | None:
         """Why the experiment (or its sub-experiment ``sub``) may not run now, or None: an
-        unpassed dependency or gate, or a sub-level dependency that did not pass."""
+        unpassed dependency or gate, a sub-level dependency that did not pass, or a
+        sub-experiment its criteria compare with that has no result (``verdict.sub_blockers``)."""
         reasons: list[str] = []
         # Asked before every item: most have neither (no verdicts computed for them).
         has = self._has_prereqs.get(experiment_id)
@@ -178,8 +183,9 @@ class ResultsView:
             has = self._has_prereqs[experiment_id] = bool(self.plan.prerequisites(experiment_id))
         if has:
             reasons = blockers(self.plan, experiment_id, self.verdicts())
-        if not reasons and sub is not None and sub.dependencies:
-            entries = {d: self.entry(d) or {} for d in sub.dependencies if self.plan.has_sub(d)}
+        if not reasons and sub is not None and (sub.dependencies or sub.implicit_dependencies):
+            named = (*sub.dependencies, *sub.implicit_dependencies)
+            entries = {d: self.entry(d) or {} for d in named if self.plan.has_sub(d)}
             reasons = sub_blockers(self.plan, sub, entries)
         return "; ".join(reasons) if reasons else None
 
@@ -253,7 +259,9 @@ class ResultsView:
         self._dirty_sweeps.discard(key)
         exp_id, sub_id = key
         entry = self._raw_entry(exp_id, sub_id) or {}
-        summary = summarize_sweep(self.plan.sub(sub_id), entry.get("points") or {}, stub=self.stub)
+        sub = self.plan.sub(sub_id)
+        lookup = lookup_for(self.plan, self.entry) if sub.implicit_dependencies else None
+        summary = summarize_sweep(sub, entry.get("points") or {}, stub=self.stub, lookup=lookup)
         if key in self._overlay:
             self._overlay[key].update(summary)
         else:

@@ -41,6 +41,7 @@ from pytest_mlexp.criteria.parse import (
     criterion_from_data,
     criterion_schema,
     criterion_to_data,
+    metrics_compared_with,
     parse_criterion,
     resolve_references,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "judge_measured",
     "judge_stub",
     "judged_value",
+    "metrics_compared_with",
     "parse_criterion",
     "point_value",
     "resolve_references",

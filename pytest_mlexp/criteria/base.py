@@ -1,6 +1,7 @@
 """What every criterion form shares: the parse error, reading numbers, and showing them.
 
-The bottom of the criteria package: it imports nothing else from it.
+The bottom of the criteria package: it imports nothing else from it.  Suggestions and numbers
+for people follow the package's one rule each (``textutil``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import numbers
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
+
+from pytest_mlexp.textutil import closest, fmt_number
 
 if TYPE_CHECKING:
     from pytest_mlexp.model import Loc
@@ -37,27 +40,11 @@ class CriterionError(ValueError):
         super().__init__(f"{text}\n  fix: {fix}" if fix else text)
 
 
-def _edit_distance(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
 def near_miss(key: str, known: Sequence[str], *, short: int = 5) -> str | None:
-    """The known word ``key`` is probably a typo of, if any: within edit distance 2 (1 for known
-    words shorter than ``short``, so ``mean`` is not taken for ``min``)."""
-    low = key.lower()
-    best: tuple[int, str] | None = None
-    for cand in known:
-        dist = _edit_distance(low, cand.lower())
-        limit = 1 if len(cand) < short else 2
-        if dist <= limit and (best is None or dist < best[0]):
-            best = (dist, cand)
-    return best[1] if best else None
+    """The known word ``key`` is probably a typo of, if any (the package's one did-you-mean
+    rule, ``textutil.closest``): within 2 edits, 1 for known words shorter than ``short`` (so
+    ``mean`` is not taken for ``min``)."""
+    return closest(key, known, short=short)
 
 
 def is_number(value: Any) -> bool:
@@ -100,21 +87,9 @@ def number(metric: str, key: str, value: Any) -> float:
 # --- showing numbers ----------------------------------------------------------------------------
 
 
-def fmt(x: Any) -> str:
-    """A measured number for people: up to 4 significant digits (``0.912``, ``1.23e-05``, ``12346``)."""
-    if isinstance(x, bool) or not isinstance(x, numbers.Real):
-        return repr(x)
-    if isinstance(x, int):
-        return str(x)
-    x = float(x)
-    if not math.isfinite(x):
-        return "NaN" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-    if x == 0:
-        return "0"
-    text = f"{x:.4g}"
-    if "e+" in text and abs(x) < 1e15:  # 12345.6 reads better as 12346 than as 1.235e+04
-        text = f"{x:.0f}"
-    return text
+#: A measured number for people (the package's one number formatter): up to 4 significant
+#: digits (``0.912``, ``1.23e-05``, ``12346``).
+fmt = fmt_number
 
 
 def exact(x: float | None) -> str:

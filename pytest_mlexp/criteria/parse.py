@@ -25,13 +25,14 @@ from typing import Any, cast
 from pytest_mlexp.criteria.base import EXAMPLES, NUM, NUM_RE, CriterionError, is_number, near_miss, number
 from pytest_mlexp.criteria.contrast import MetricComparison
 from pytest_mlexp.criteria.forms import Comparison, Form, Range, Schema, Tiered
-from pytest_mlexp.model import ID_RE, Accepted, Aggregate, Criterion, Experiment, Loc, SubExperiment
+from pytest_mlexp.model import ID_RE, Accepted, Aggregate, Criterion, Experiment, Loc, Plan, SubExperiment
 
 __all__ = [
     "FORMS",
     "criterion_from_data",
     "criterion_schema",
     "criterion_to_data",
+    "metrics_compared_with",
     "parse_criterion",
     "resolve_references",
 ]
@@ -298,6 +299,28 @@ def resolve_references(
                 new_subs[i] = dataclasses.replace(s, implicit_dependencies=tuple(d for d, _ in gained[s.id]))
         out.append(dataclasses.replace(exp, sub_experiments=tuple(new_subs), success_criteria=new_crits))
     return out, gained
+
+
+_COMPARED: dict[int, tuple[Plan, dict[str, tuple[str, ...]]]] = {}
+
+
+def metrics_compared_with(plan: Plan) -> Mapping[str, tuple[str, ...]]:
+    """Sub-experiment id -> the metrics of it that criteria elsewhere compare with (the stub's
+    wiring check asks it for them).  Computed once per plan object (a plan is frozen)."""
+    hit = _COMPARED.get(id(plan))
+    if hit is not None and hit[0] is plan:
+        return hit[1]
+    found: dict[str, list[str]] = {}
+    for exp in plan.experiments:
+        for c in (*exp.success_criteria, *(c for sub in exp.sub_experiments for c in sub.success_criteria)):
+            ref = c.form.references()
+            if ref is not None and ref[1] not in found.setdefault(ref[0], []):
+                found[ref[0]].append(ref[1])
+    out = {sub_id: tuple(metrics) for sub_id, metrics in found.items()}
+    if len(_COMPARED) >= 32:
+        _COMPARED.clear()
+    _COMPARED[id(plan)] = (plan, out)
+    return out
 
 
 # --- plain data (criteria travel to worker processes) and schema ---------------------------------

@@ -19,6 +19,7 @@ from pytest_mlexp.criteria import (
     rule_text,
     sentence,
 )
+from pytest_mlexp.graph import graph_of
 from pytest_mlexp.model import Criterion, Loc, PlanError
 from pytest_mlexp.plan import parse_plan_text
 from pytest_mlexp.verdict import experiment_verdict, sub_blockers
@@ -349,7 +350,9 @@ def test_named_sub_experiments_become_implicit_dependencies_that_order() -> None
     assert b.implicit_dependencies == ("a_lin",) and b.dependencies == ()
     gain = b.success_criteria[1]
     assert gain.compares_with is None and rule_text(gain) == ">= :base"  # its own id: this sub
-    assert [e.id for e in plan.experiment_order()] == ["e-a", "e-b"]
+    graph = graph_of(plan)
+    assert graph.experiment_order() == ("e-a", "e-b")
+    assert graph.sub_prerequisites("b_mlp") == ("a_lin",)
     assert plan.sub("a_lin").implicit_dependencies == ()
 
 
@@ -370,7 +373,7 @@ def test_comparisons_take_part_in_the_cycle_check() -> None:
     with pytest.raises(PlanError) as info:
         parse_plan_text(text, "plan.yaml")
     assert "dependency cycle among sub-experiments: b_mlp -> a_lin -> a_two -> b_mlp" in info.value.message
-    assert "b_mlp's criterion compares with a_lin (line 7)" in info.value.fix
+    assert "b_mlp compares with a_lin (line 7)" in info.value.fix
 
 
 def test_experiment_level_comparison_with_another_sub_needs_from_and_orders_it() -> None:
@@ -387,7 +390,7 @@ def test_experiment_level_comparison_with_another_sub_needs_from_and_orders_it()
         "plan.yaml",
     )
     assert plan.sub("a_lin").implicit_dependencies == ("a_log",)
-    assert [s.id for s in plan.sub_order(plan.experiment("e-a"))] == ["a_log", "a_lin"]
+    assert graph_of(plan).sub_order("e-a") == ("a_log", "a_lin")
 
 
 def test_a_metric_compared_with_itself_is_refused() -> None:
@@ -441,11 +444,8 @@ def test_verdict_reads_the_other_experiments_results_and_rejudges_them() -> None
     assert alone.criteria[0].reason == "a_lin has no result to compare with"
 
 
-def test_xdist_components_and_dispatch_learn_implicit_dependencies() -> None:
-    pytest.importorskip("xdist")
-    from pytest_mlexp.xdist_scheduler import components
-
-    comps = components(parse_plan_text(PLAN, "plan.yaml"))
+def test_xdist_components_learn_implicit_dependencies() -> None:
+    comps = graph_of(parse_plan_text(PLAN, "plan.yaml")).components()
     assert comps["e-a"] == comps["e-b"]
 
 

@@ -242,7 +242,18 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     (
         "core",  # pure logic on the plan and stored results: no pytest, no I/O but the store's
-        ("graph", "criteria", "plan", "schema", "verdict", "findings", "resultsdoc", "store", "results"),
+        (
+            "graph",
+            "criteria.*",
+            "criteria",
+            "plan",
+            "schema",
+            "verdict",
+            "findings",
+            "resultsdoc",
+            "store",
+            "results",
+        ),
     ),
     (
         "execution",  # what runs where the seed runs (a worker, a container)
