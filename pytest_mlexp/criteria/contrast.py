@@ -230,6 +230,9 @@ class MetricComparison(Form):
 
 @dataclass(frozen=True)
 class _Pair:
+    """Both sides read and paired: the per-value differences (paired, constant, single), or the
+    two samples (Welch); ``judgement`` judges them."""
+
     c: Criterion
     pairing: Pairing
     left: list[float]
