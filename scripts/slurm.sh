@@ -72,7 +72,10 @@ live_pid() {
   pid="$(tr -dc '0-9' <"$file")"
   [ -n "$pid" ] || return 0
   comm="$(cat "/proc/$pid/comm" 2>/dev/null || true)"
-  [ "$comm" = "$name" ] && echo "$pid"
+  [ "$comm" = "$name" ] || return 0
+  # A killed daemon stays a zombie until it is reaped: that is not running.
+  [ "$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null)" = Z ] && return 0
+  echo "$pid"
   return 0
 }
 
@@ -171,15 +174,20 @@ ensure_hostname_resolves() {
   fi
 }
 
-ensure_client_conf_link() {
-  if [ -L "$CLIENT_CONF" ] && [ "$(readlink "$CLIENT_CONF")" = "$ETC/slurm.conf" ]; then
-    return 0
-  fi
+our_client_conf() { [ -L "$CLIENT_CONF" ] && [ "$(readlink "$CLIENT_CONF")" = "$ETC/slurm.conf" ]; }
+
+check_client_conf() {
+  our_client_conf && return 0
   if [ -e "$CLIENT_CONF" ] || [ -L "$CLIENT_CONF" ]; then
     die "$CLIENT_CONF exists and is not this script's symlink to $ETC/slurm.conf.
-This looks like another Slurm set-up on this machine: move that file away if it is a leftover,
-or do not use this script here."
+Another Slurm set-up on this machine, or this script run before with another MLEXP_SLURM_DIR
+(then run 'down' with that MLEXP_SLURM_DIR). Move that file away if it is a leftover."
   fi
+}
+
+ensure_client_conf_link() {
+  our_client_conf && return 0
+  check_client_conf
   mkdir -p "$(dirname "$CLIENT_CONF")"
   ln -s "$ETC/slurm.conf" "$CLIENT_CONF"
 }
@@ -203,6 +211,19 @@ db_password() {
     (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$f")
   fi
   cat "$f"
+}
+
+# The state folder may come from a machine with another hostname (a copied disk, a renamed
+# machine): slurmctld's saved node and job state would name a node that no longer exists.
+forget_state_of_another_host() {
+  local host
+  host="$(short_host)"
+  if [ -s "$ETC/host" ] && [ "$(cat "$ETC/host")" != "$host" ]; then
+    say "the state in $STATE was made on host '$(cat "$ETC/host")': starting the queue afresh"
+    rm -rf "${SPOOL:?}/ctld" "${SPOOL:?}/d"
+    mkdir -p "$SPOOL/ctld" "$SPOOL/d"
+  fi
+  echo "$host" >"$ETC/host"
 }
 
 write_configs() {
@@ -262,11 +283,16 @@ JobCompType=jobcomp/none
 SchedulerType=sched/backfill
 SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
 ReturnToService=2
-KillWait=10
+KillWait=5
 InactiveLimit=0
 MinJobAge=300
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus $geometry RealMemory=$mem State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+# A job in 'urgent' cancels (PREEMPTED) jobs of 'debug' when it needs their CPUs: how the
+# executor's tests see a real preemption.
+PreemptType=preempt/partition_prio
+PreemptMode=CANCEL
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=urgent Nodes=ALL MaxTime=INFINITE State=UP PriorityTier=2
 EOF
   mv "$ETC/slurm.conf.new" "$ETC/slurm.conf"
   chmod 644 "$ETC/slurm.conf"
@@ -445,14 +471,21 @@ cmd_up() {
   exec 9>"$STATE/lock"
   flock 9
   local t0=$SECONDS
-  if all_running && [ -L "$CLIENT_CONF" ]; then
+  if all_running && our_client_conf; then
     wait_ready
     say "already up ($STATE)"
     return 0
   fi
+  check_client_conf
+  # Every port we will need, before starting anything.
+  running mariadbd || need_port 3306 mariadbd
+  running slurmdbd || need_port 6819 slurmdbd
+  running slurmctld || need_port 6817 slurmctld
+  running slurmd || need_port 6818 slurmd
   install_packages
   ensure_hostname_resolves
   make_dirs
+  forget_state_of_another_host
   write_configs
   ensure_client_conf_link
   start_munged
@@ -469,25 +502,34 @@ cmd_up() {
 # ---------------------------------------------------------------------------------------------
 # Stopping
 
-stop_daemon() {
-  local name="$1" pid
-  pid="$(live_pid "$(pid_file "$name")" "$name")"
-  if [ -z "$pid" ]; then
+# stop_daemons NAME... : SIGTERM to each of ours that runs, wait for all (10 s), then SIGKILL.
+stop_daemons() {
+  local name pid pids=() names=()
+  for name in "$@"; do
+    pid="$(live_pid "$(pid_file "$name")" "$name")"
     rm -f "$(pid_file "$name")"
-    return 0
-  fi
-  kill -TERM "$pid" 2>/dev/null || true
-  local end=$((SECONDS + 10))
+    [ -n "$pid" ] || continue
+    kill -TERM "$pid" 2>/dev/null || true
+    pids+=("$pid")
+    names+=("$name")
+  done
+  [ "${#pids[@]}" -gt 0 ] || return 0
+  local end=$((SECONDS + 10)) i alive
   while [ "$SECONDS" -lt "$end" ]; do
-    [ -d "/proc/$pid" ] || break
+    alive=0
+    for pid in "${pids[@]}"; do [ -d "/proc/$pid" ] && alive=1; done
+    [ "$alive" = 1 ] || break
     sleep 0.1
   done
-  if [ -d "/proc/$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]; then
-    say "$name ($pid) did not stop within 10 s: killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$(pid_file "$name")"
-  say "stopped $name ($pid)"
+  for i in "${!pids[@]}"; do
+    pid="${pids[$i]}"
+    name="${names[$i]}"
+    if [ -d "/proc/$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]; then
+      say "$name ($pid) did not stop within 10 s: killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    say "stopped $name ($pid)"
+  done
 }
 
 cmd_down() {
@@ -513,11 +555,12 @@ cmd_down() {
       done
     fi
   fi
-  local d
-  for d in slurmd slurmctld slurmdbd mariadbd munged; do stop_daemon "$d"; done
-  if [ -L "$CLIENT_CONF" ] && [ "$(readlink "$CLIENT_CONF")" = "$ETC/slurm.conf" ]; then
-    rm -f "$CLIENT_CONF"
-  fi
+  # slurmctld hands its last job records to slurmdbd, which writes them to mariadbd; the Slurm
+  # daemons need munged. So: slurmd and slurmctld, then slurmdbd, then mariadbd and munged.
+  stop_daemons slurmd slurmctld
+  stop_daemons slurmdbd
+  stop_daemons mariadbd munged
+  if our_client_conf; then rm -f "$CLIENT_CONF"; fi
   if grep -qF "$HOSTS_MARK" /etc/hosts 2>/dev/null; then
     # Rewrite in place (/etc/hosts may be a bind mount that cannot be replaced).
     local kept
