@@ -29,6 +29,8 @@ pytestmark = [
 
 # How long a finished job may stay in squeue (COMPLETING) before the test calls it left behind.
 SQUEUE_DRAIN_S = 60
+# How long accounting may lag behind the jobs' own results.
+SACCT_LAG_S = 30
 
 
 def _seed_job(seed: int) -> dict[str, Any]:
@@ -51,6 +53,17 @@ def _our_jobs_in_squeue(array_job_id: str) -> list[str]:
         ["squeue", "-h", "-o", "%F %i %T"], capture_output=True, text=True, check=True, timeout=30
     ).stdout
     return [line for line in out.splitlines() if line.split()[0] == array_job_id]
+
+
+def _sacct_states(job_id: str) -> dict[str, str]:
+    out = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", job_id],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    return dict(line.split("|", 1) for line in out.splitlines() if "|" in line)
 
 
 def _wait_until_gone(array_job_id: str) -> list[str]:
@@ -100,16 +113,16 @@ def test_seeds_run_as_one_job_array_and_come_back(executor: Any, submitit_folder
     assert sorted(r["array_task_id"] for r in results) == ["0", "1", "2"]
     assert [job.job_id for job in jobs] == [f"{array_id}_{i}" for i in range(len(seeds))]
 
-    # Accounting knows the tasks (submitit reads states through sacct).
-    sacct = subprocess.run(
-        ["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", array_id],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout
-    states = dict(line.split("|", 1) for line in sacct.splitlines())
-    assert {states.get(f"{array_id}_{i}") for i in range(len(seeds))} == {"COMPLETED"}, sacct
+    # Accounting knows each task (submitit reads states through sacct). For a few seconds after
+    # the results exist, sacct may still show the array as one line "<A>|COMPLETED" (or PENDING)
+    # before the per-task records arrive: wait for those.
+    task_ids = [f"{array_id}_{i}" for i in range(len(seeds))]
+    states = _sacct_states(array_id)
+    deadline = time.monotonic() + SACCT_LAG_S
+    while any(states.get(t) != "COMPLETED" for t in task_ids) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        states = _sacct_states(array_id)
+    assert [states.get(t) for t in task_ids] == ["COMPLETED"] * len(seeds), states
 
     assert _wait_until_gone(array_id) == []
     # submitit kept the owner-only folder as it found it.
