@@ -21,10 +21,15 @@
 #   - a line for the short hostname in /etc/hosts, only when the hostname did not resolve.
 # So `down` followed by `rm -rf "$MLEXP_SLURM_DIR"` leaves the machine as it was, Debian's
 # packages aside. Ports 6817 (slurmctld), 6818 (slurmd), 6819 (slurmdbd) and 3306 (mariadbd)
-# must be free.
+# must be free. MLEXP_SLURM_DIR must be an absolute path whose parent folders every user may
+# enter (munged and mariadbd run as their own users; jobs run as the submitting user).
 set -euo pipefail
 
 STATE="${MLEXP_SLURM_DIR:-/var/tmp/mlexp-slurm}"
+case "$STATE" in
+  /*) ;;
+  *) echo "slurm.sh: error: MLEXP_SLURM_DIR must be an absolute path (got '$STATE')" >&2; exit 2 ;;
+esac
 CLUSTER="mlexp"
 PACKAGES=(slurmctld slurmd slurm-client munge slurmdbd mariadb-server)
 CLIENT_CONF=/etc/slurm/slurm.conf
