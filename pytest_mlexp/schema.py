@@ -1,4 +1,4 @@
-"""The JSON Schema (draft 2020-12) of a plan file, generated from ``plan.py``'s key tables.
+"""The JSON Schema (draft 2020-12) of a plan file, generated from the key tables of ``plan/keys.py``.
 
 Editors use it to validate plans as they are typed.  Every level's properties come from
 ``plan.KNOWN_KEYS``; a key there without a schema fragment here (or the reverse) fails

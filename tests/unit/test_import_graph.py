@@ -246,6 +246,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "graph",
             "criteria.*",
             "criteria",
+            "plan.*",
             "plan",
             "schema",
             "verdict",

@@ -1,0 +1,146 @@
+"""The plan's key tables (the JSON Schema is generated from these) and near-miss detection.
+
+Unknown keys are annotations (kept in ``meta``) unless they are a near miss of a key that means
+something at that level: a silently ignored ``sucess_criteria`` would make an experiment pass
+with no criteria at all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+# --- key tables (the schema is generated from these) ------------------------------------------
+
+INHERITABLE_KEYS: tuple[str, ...] = (
+    "handler",
+    "params",
+    "stub_params",
+    "sweep",
+    "select",
+    "seeds",
+    "executor",
+    "resources",
+    "marks",
+)
+INHERITABLE_SET = frozenset(INHERITABLE_KEYS)
+NOT_INHERITED_KEYS: tuple[str, ...] = ("success_criteria", "dependencies", "accepted")
+TOP_KEYS: tuple[str, ...] = ("project", "defaults", "modal", "experiments", "gates")
+PROJECT_KEYS: tuple[str, ...] = ("name", "hypothesis", "wandb_project")
+EXPERIMENT_KEYS: tuple[str, ...] = (
+    "name",
+    "phase",
+    "sub_experiments",
+    "success_criteria",
+    "dependencies",
+    "replaces",
+    "retired",
+    "accepted",
+    *INHERITABLE_KEYS,
+)
+SUB_EXPERIMENT_KEYS: tuple[str, ...] = (
+    "name",
+    "success_criteria",
+    "dependencies",
+    "accepted",
+    *INHERITABLE_KEYS,
+)
+GATE_KEYS: tuple[str, ...] = ("name", "experiments", "unlocks", "accepted")
+RESOURCES_KEYS: tuple[str, ...] = ("gpu", "timeout", "memory", "cpu", "retries")
+SELECT_KEYS: tuple[str, ...] = ("metric", "mode")
+MODAL_KEYS: tuple[str, ...] = ("python", "pip", "apt", "env", "secrets", "volumes")
+ACCEPTED_KEYS: tuple[str, ...] = ("reason", "by", "date")
+UNLOCKS_KEYS: tuple[str, ...] = ("phase",)
+
+KNOWN_KEYS: dict[str, tuple[str, ...]] = {
+    "plan": TOP_KEYS,
+    "project": PROJECT_KEYS,
+    # success_criteria/dependencies/accepted are recognised under defaults only to say they are wrong
+    "defaults": INHERITABLE_KEYS + NOT_INHERITED_KEYS,
+    "experiment": EXPERIMENT_KEYS,
+    "sub_experiment": SUB_EXPERIMENT_KEYS,
+    "gate": GATE_KEYS,
+    "resources": RESOURCES_KEYS,
+    "select": SELECT_KEYS,
+    "modal": MODAL_KEYS,
+    "accepted": ACCEPTED_KEYS,
+    "unlocks": UNLOCKS_KEYS,
+}
+
+KNOWN_SETS = {level: frozenset(keys) for level, keys in KNOWN_KEYS.items()}
+
+# Words research teams use as annotations.  They are never near-miss errors even when they sit
+# within the edit distance of a known key (``model`` vs ``modal``, ``notes``...).
+COMMON_ANNOTATIONS: frozenset[str] = frozenset(
+    {
+        "type", "status", "outcome", "achieved", "description", "note", "notes", "rationale",
+        "proposal", "architecture", "future_study", "owner", "author", "authors", "tags", "links",
+        "link", "model", "models", "dataset", "datasets", "date", "version", "reason", "summary",
+        "title", "comment", "comments", "todo", "results", "findings", "priority", "references",
+        "goal", "goals", "metrics", "ideas", "hypothesis",
+    }
+)  # fmt: skip
+
+ANNOTATION_KEYS: dict[str, frozenset[str]] = {
+    "plan": COMMON_ANNOTATIONS | {"archived", "links", "last_updated", "future_research"},
+    "project": COMMON_ANNOTATIONS,
+    "defaults": COMMON_ANNOTATIONS,
+    "experiment": COMMON_ANNOTATIONS,
+    "sub_experiment": COMMON_ANNOTATIONS,
+    "gate": COMMON_ANNOTATIONS,
+    "resources": COMMON_ANNOTATIONS,
+    "select": frozenset(),
+    "modal": COMMON_ANNOTATIONS | {"app", "app_name", "image"},
+    "accepted": COMMON_ANNOTATIONS,
+    "unlocks": COMMON_ANNOTATIONS,
+}
+
+HANDLER_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+MARK_RE = re.compile(r"^[A-Za-z_]\w*$")
+
+
+# --- edit distance ----------------------------------------------------------------------------
+
+
+def _distance(a: str, b: str) -> int:
+    """Optimal-string-alignment (restricted Damerau-Levenshtein) distance."""
+    if a == b:
+        return 0
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[len(b)]
+
+
+def _closest(word: str, candidates: Iterable[str], short: int = 6) -> str | None:
+    """The candidate within distance 2 of ``word`` (1 for candidates shorter than ``short``)."""
+    best: tuple[int, str] | None = None
+    lowered = word.lower()
+    for cand in candidates:
+        limit = 2 if len(cand) >= short else 1
+        if abs(len(cand) - len(word)) > limit:
+            continue
+        d = _distance(lowered, cand.lower())
+        if d <= limit and (best is None or d < best[0]):
+            best = (d, cand)
+    return best[1] if best is not None else None
+
+
+def near_miss(key: Any, level: str) -> str | None:
+    """The known key of ``level`` that an unknown ``key`` was probably meant to be, if any."""
+    if not isinstance(key, str) or key in ANNOTATION_KEYS[level]:
+        return None
+    return _closest(key, KNOWN_KEYS[level])
+
+
+def closest_id(word: str, ids: Iterable[str]) -> str | None:
+    # ids are long and similar (e_p2_1, e_p2_2): a distance of 2 only suggests, never decides
+    return _closest(word, ids, short=4)

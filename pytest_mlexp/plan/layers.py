@@ -1,0 +1,237 @@
+"""The inheritable settings (SPEC section 2): each level's layer, merging layers (innermost
+wins; ``params``, ``stub_params`` and ``resources`` merge key by key; marks accumulate), and the
+parsers of ``sweep``, ``select``, ``seeds``, ``resources`` and ``marks``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..model import Select
+from .context import UNSET, Ctx, type_name
+from .keys import HANDLER_RE, INHERITABLE_KEYS, MARK_RE
+
+INHERITABLE_SET = frozenset(INHERITABLE_KEYS)
+_SCALARS = (str, int, float, bool, type(None))
+
+
+@dataclass
+class Layer:
+    """The inheritable settings one level wrote; ``UNSET`` where it wrote nothing."""
+
+    handler: Any = UNSET
+    params: dict[Any, Any] | None = None
+    stub_params: dict[Any, Any] | None = None
+    sweep: Any = UNSET  # dict[str, tuple[Any, ...]] | None
+    sweep_line: int = 0
+    select: Any = UNSET  # Select | None
+    seeds: Any = UNSET  # tuple[int, ...] | None
+    executor: Any = UNSET  # str | None
+    resources: dict[Any, Any] | None = None
+    marks: tuple[str, ...] = ()
+
+
+def _deep_merge(base: Mapping[Any, Any], over: Mapping[Any, Any]) -> dict[Any, Any]:
+    """Key by key, recursively into mappings; anything else (lists included) is replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        old = out.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            out[key] = _deep_merge(old, value)
+        else:
+            out[key] = value
+    return out
+
+
+def merge_layers(outer: Layer, inner: Layer) -> Layer:
+    def pick(a: Any, b: Any) -> Any:
+        return a if b is UNSET else b
+
+    def merged(a: dict[Any, Any] | None, b: dict[Any, Any] | None) -> dict[Any, Any] | None:
+        if a is None or b is None:
+            return b if a is None else a
+        return _deep_merge(a, b)
+
+    marks = outer.marks + tuple(m for m in inner.marks if m not in outer.marks)
+    return Layer(
+        handler=pick(outer.handler, inner.handler),
+        params=merged(outer.params, inner.params),
+        stub_params=merged(outer.stub_params, inner.stub_params),
+        sweep=pick(outer.sweep, inner.sweep),
+        sweep_line=outer.sweep_line if inner.sweep is UNSET else inner.sweep_line,
+        select=pick(outer.select, inner.select),
+        seeds=pick(outer.seeds, inner.seeds),
+        executor=pick(outer.executor, inner.executor),
+        resources=merged(outer.resources, inner.resources),
+        marks=marks,
+    )
+
+
+def parse_layer(ctx: Ctx, owner: dict[Any, Any], known: dict[str, Any], where: str) -> Layer:
+    layer = Layer()
+    for key, raw in known.items():
+        if key not in INHERITABLE_SET:
+            continue
+        line = ctx.kline(owner, key)
+        if key == "handler":
+            if raw is not None and not (isinstance(raw, str) and HANDLER_RE.fullmatch(raw)):
+                raise ctx.err(
+                    line,
+                    f"handler of {where} must look like 'package.module:function', not {type_name(raw)}",
+                    "write handler: experiments.my_module:my_function (or leave it out to find it by name)",
+                )
+            layer.handler = raw
+        elif key in ("params", "stub_params"):
+            if raw is not None and not isinstance(raw, dict):
+                raise ctx.err(
+                    line,
+                    f"{key} of {where} must be a mapping, not {type_name(raw)}",
+                    f"write {key}: {{name: value}}",
+                )
+            setattr(layer, key, raw)
+        elif key == "sweep":
+            layer.sweep = _parse_sweep(ctx, raw, line, where)
+            layer.sweep_line = line
+        elif key == "select":
+            layer.select = _parse_select(ctx, raw, line, where)
+        elif key == "seeds":
+            layer.seeds = _parse_seeds(ctx, raw, line, where)
+        elif key == "executor":
+            if raw is not None and not (isinstance(raw, str) and raw.strip()):
+                raise ctx.err(
+                    line,
+                    f"executor of {where} must be a name, not {type_name(raw)}",
+                    "write executor: local",
+                )
+            layer.executor = raw
+        elif key == "resources":
+            layer.resources = _parse_resources(ctx, raw, line, where)
+        elif key == "marks":
+            layer.marks = _parse_marks(ctx, raw, line, where)
+    return layer
+
+
+def _parse_sweep(ctx: Ctx, raw: Any, line: int, where: str) -> dict[str, tuple[Any, ...]] | None:
+    fix = "write sweep: {param: [value, value, ...]}"
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not raw:
+        raise ctx.err(line, f"sweep of {where} must be a mapping of param -> list of values", fix)
+    out: dict[str, tuple[Any, ...]] = {}
+    for param, values in raw.items():
+        pline = ctx.kline(raw, param)
+        if not isinstance(param, str):
+            raise ctx.err(pline, f"sweep param {param!r} of {where} must be a string", "quote the param name")
+        if not isinstance(values, list) or not values:
+            raise ctx.err(
+                pline,
+                f"sweep param {param!r} of {where} must be a non-empty list, not {type_name(values)}",
+                fix,
+            )
+        for index, value in enumerate(values):
+            if not isinstance(value, _SCALARS):
+                raise ctx.err(
+                    ctx.doc.item_line(values, index, pline),
+                    f"sweep value of {param!r} in {where} must be a scalar, not {type_name(value)}",
+                    "sweep over plain values; put structured settings in params",
+                )
+        out[param] = tuple(values)
+    return out
+
+
+def _parse_select(ctx: Ctx, raw: Any, line: int, where: str) -> Select | None:
+    fix = "write select: {metric: accuracy, mode: max}"
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ctx.err(line, f"select of {where} must be a mapping, not {type_name(raw)}", fix)
+    known, extra = ctx.split(raw, "select", f"select of {where}")
+    if extra:
+        key = next(iter(extra))
+        raise ctx.err(ctx.kline(raw, key), f"unknown key {key!r} in select of {where}", fix)
+    metric = known.get("metric")
+    if not isinstance(metric, str) or not metric:
+        raise ctx.err(line, f"select of {where} needs a metric name", fix)
+    mode = known.get("mode", "max")
+    if mode is None:
+        mode = "max"
+    if mode not in ("max", "min"):
+        raise ctx.err(ctx.kline(raw, "mode"), f"select mode of {where} must be max or min, not {mode!r}", fix)
+    return Select(metric=metric, mode=mode)
+
+
+def _parse_seeds(ctx: Ctx, raw: Any, line: int, where: str) -> tuple[int, ...] | None:
+    fix = "write seeds: 3 (seeds 0, 1, 2) or seeds: [0, 1, 2]"
+    if raw is None:
+        return None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        if raw < 1:
+            raise ctx.err(line, f"seeds of {where} must be at least 1, not {raw}", fix)
+        return tuple(range(raw))
+    if isinstance(raw, list) and raw:
+        seen: set[int] = set()
+        for index, seed in enumerate(raw):
+            item_line = ctx.doc.item_line(raw, index, line)
+            if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+                raise ctx.err(item_line, f"seed {seed!r} of {where} must be a non-negative integer", fix)
+            if seed in seen:
+                raise ctx.err(
+                    item_line,
+                    f"seed {seed} of {where} is listed twice",
+                    "list each seed once, or write seeds: 3 for seeds 0, 1, 2",
+                )
+            seen.add(seed)
+        return tuple(raw)
+    raise ctx.err(
+        line, f"seeds of {where} must be a positive integer or a list of integers, not {type_name(raw)}", fix
+    )
+
+
+def _parse_resources(ctx: Ctx, raw: Any, line: int, where: str) -> dict[Any, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ctx.err(
+            line,
+            f"resources of {where} must be a mapping, not {type_name(raw)}",
+            'write resources: {gpu: "A100"}',
+        )
+    known, _ = ctx.split(raw, "resources", f"resources of {where}")
+    for key, value in known.items():
+        kline = ctx.kline(raw, key)
+        if value is None:
+            continue
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if key == "gpu" and not isinstance(value, str):
+            raise ctx.err(
+                kline, f"resources.gpu of {where} must be a string like 'A100-80GB' or 'H100:2'", "quote it"
+            )
+        if key in ("timeout", "cpu") and not (number and value > 0):
+            raise ctx.err(kline, f"resources.{key} of {where} must be a positive number", f"write {key}: 2")
+        if key == "memory" and not (number and value > 0):
+            raise ctx.err(
+                kline, f"resources.memory of {where} must be a positive number of MiB", "write memory: 8192"
+            )
+        if key == "retries" and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            raise ctx.err(
+                kline, f"resources.retries of {where} must be a whole number >= 0", "write retries: 1"
+            )
+    return raw
+
+
+def _parse_marks(ctx: Ctx, raw: Any, line: int, where: str) -> tuple[str, ...]:
+    fix = "write marks: [slow, gpu]"
+    if raw is None:
+        return ()
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list):
+        raise ctx.err(line, f"marks of {where} must be a list of mark names, not {type_name(raw)}", fix)
+    out: list[str] = []
+    for index, mark in enumerate(items):
+        item_line = ctx.doc.item_line(items, index, line)
+        if not isinstance(mark, str) or not MARK_RE.fullmatch(mark):
+            raise ctx.err(item_line, f"mark {mark!r} of {where} must be a plain name like slow", fix)
+        if mark not in out:
+            out.append(mark)
+    return tuple(out)
