@@ -9,7 +9,16 @@ expecting YAML 1.2 and a typo'd duplicate key costs a day, so this loader:
 - constructs only plain data (str, int, float, bool, None, dict, list): any other tag, including
   ``!!python/...`` and custom ``!tags``, is refused before anything is built,
 - records line numbers in a side table keyed by ``id()`` of each constructed dict and list, so
-  the data itself stays plain (it is stored in the model, dumped to results.yaml, compared).
+  the data itself stays plain (it is stored in the model, dumped to results.yaml, compared),
+- bounds what a hostile or mistaken file can cost (SPEC section 14): the text and its expansion
+  through aliases are limited to ``MAX_EXPANDED`` characters, nesting (aliases included) to
+  ``MAX_DEPTH`` levels, an alias may not repeat a mapping or list that contains it, integers to
+  ``MAX_INT_DIGITS`` digits, and a plain scalar may not start with a space-like character that
+  YAML reads as text (a non-breaking space used as indentation).
+
+An alias shares the anchored object instead of copying it, so a "billion laughs" plan costs
+nothing to load: the limits are checked from sizes recorded per anchor, before anything that
+walks the data (a params digest, an error message, a deep merge) could pay for the expansion.
 
 It builds the data straight from the parser's events (libyaml's where PyYAML was built with it)
 instead of going through PyYAML's composer and constructor: PyYAML's node graph and its
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,9 +51,42 @@ try:
 except ImportError:  # pragma: no cover - PyYAML built without libyaml
     from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
-__all__ = ["Doc", "YamlError", "load_yaml"]
+__all__ = ["MAX_DEPTH", "MAX_EXPANDED", "MAX_INT_DIGITS", "Doc", "YamlError", "load_yaml", "shown"]
 
 _T = "tag:yaml.org,2002:"
+
+MAX_EXPANDED = 10 * 1024 * 1024  # characters of text, counting each alias as the text it repeats
+MAX_DEPTH = 100  # levels of mappings and lists, counting those an alias brings in
+# Python refuses to convert longer integers to text (sys.int_max_str_digits): a plan holding one
+# would fail in every message, digest and results file that shows it.
+MAX_INT_DIGITS = 4300
+_INT_BITS = 14284  # 2**14284 < 10**4300: larger hex/octal integers have more than 4,300 digits
+# Characters that look like indentation but that YAML reads as text: a plain scalar starting with
+# one is almost always an editor's non-breaking space, which would silently turn an experiment
+# into a top-level annotation key.
+_SPACE_LIKE = frozenset(
+    "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u200b\u202f\u205f\u3000\ufeff"
+)
+
+# Messages quote values the plan holds (a 10 MB string, a list of a million items, a 4,300-digit
+# number): reprlib cuts each part, so a message stays one short line and costs nothing to build.
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 60
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = 6
+_REPR.maxdict = 4
+_REPR.maxlevel = 2
+
+
+def _cut(name: str) -> str:
+    """An anchor name as written, cut to a few dozen characters."""
+    return name if len(name) <= 60 else name[:57] + "..."
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut to a few dozen characters, for messages."""
+    text = _REPR.repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 class YamlError(Exception):
@@ -112,18 +155,33 @@ _MISS: Any = object()
 _MERGE_KEY: Any = object()  # stands for a plain ``<<`` key while its mapping is built
 
 
-def _core(value: str) -> Any:
+def _big_int(digits: int, line: int) -> YamlError:
+    return YamlError(
+        line,
+        f"an integer of {digits:,} digits: plans allow at most {MAX_INT_DIGITS:,} "
+        "(Python refuses to print a longer one)",
+        "quote it if it is text, or write it as a float (1.5e300)",
+    )
+
+
+def _core(value: str, line: int) -> Any:
     """A plain scalar by the YAML 1.2 core schema: null, bool, int, float, else the string."""
     if _NULL_RE.match(value):
         return None
     if _BOOL_RE.match(value):
         return value[0] in "tT"
     if _INT_RE.match(value):
+        if len(value) > MAX_INT_DIGITS:  # int() itself raises ValueError past Python's limit
+            digits = len(value.lstrip("+-"))
+            if digits > MAX_INT_DIGITS:
+                raise _big_int(digits, line)
         return int(value)
-    if _OCT_RE.match(value):
-        return int(value[2:], 8)
-    if _HEX_RE.match(value):
-        return int(value[2:], 16)
+    if _OCT_RE.match(value) or _HEX_RE.match(value):
+        # powers of two have no conversion limit: the number is fine, printing it is not
+        number = int(value[2:], 8 if value[1] == "o" else 16)
+        if number.bit_length() > _INT_BITS:
+            raise _big_int(int(number.bit_length() * math.log10(2)) + 1, line)
+        return number
     if _FLOAT_RE.match(value):
         return float(value)
     if _INF_RE.match(value):
@@ -142,7 +200,6 @@ def _tagged(tag: str, value: str, line: int) -> Any:
     short = _short_tag(tag)
     if tag == _T + "str":
         return value
-    result = _core(value)
     expected: dict[str, tuple[type, ...]] = {
         _T + "null": (type(None),),
         _T + "bool": (bool,),
@@ -151,17 +208,23 @@ def _tagged(tag: str, value: str, line: int) -> Any:
     }
     if tag not in expected:
         raise _refuse(short, line)
+    result = _core(value, line)
     if tag == _T + "float" and isinstance(result, int) and not isinstance(result, bool):
-        return float(result)
+        try:
+            return float(result)
+        except OverflowError:  # past 1.8e308, as float("1e400") is: infinite
+            return -math.inf if result < 0 else math.inf
     if type(result) not in expected[tag]:
-        raise YamlError(line, f"{value!r} is not a valid {short}", f"remove the {short} tag or fix the value")
+        raise YamlError(
+            line, f"{shown(value)} is not a valid {short}", f"remove the {short} tag or fix the value"
+        )
     return result
 
 
 def _refuse(tag: str, line: int) -> YamlError:
     return YamlError(
         line,
-        f"tag {tag!r} is not allowed: a plan holds plain data; "
+        f"tag {shown(tag)} is not allowed: a plan holds plain data; "
         "tags that construct objects are never executed",
         "remove the tag (quote the value if it should be a string)",
     )
@@ -170,7 +233,7 @@ def _refuse(tag: str, line: int) -> YamlError:
 class _Frame:
     """A mapping or list under construction."""
 
-    __slots__ = ("data", "is_map", "key", "key_line", "lines", "merges")
+    __slots__ = ("anchored", "data", "is_map", "key", "key_line", "lines", "merges")
 
     def __init__(self, data: Any, is_map: bool) -> None:
         self.data = data
@@ -179,6 +242,9 @@ class _Frame:
         self.key_line = 0
         self.lines: Any = {} if is_map else []
         self.merges: list[dict[Any, Any]] = []
+        # for an anchored container only: (anchor, start index, alias characters and deepest
+        # level met before it), so that its expanded size and height are known when it ends
+        self.anchored: tuple[str, int, int, int] | None = None
 
 
 def _events(text: str) -> Any:
@@ -187,11 +253,35 @@ def _events(text: str) -> Any:
     return _BaseLoader(text)
 
 
-def _build(parser: Any) -> Doc:
+def _too_big(line: int, what: str) -> YamlError:
+    return YamlError(
+        line,
+        f"{what} makes the plan larger than {MAX_EXPANDED // (1024 * 1024)} MB "
+        "(each alias counts as the text it repeats)",
+        "write fewer aliases of large anchors, or move bulk data into a file the handler reads",
+    )
+
+
+def _too_deep(line: int, what: str) -> YamlError:
+    return YamlError(
+        line,
+        f"{what} nests the plan deeper than {MAX_DEPTH} levels of mappings and lists",
+        "flatten the structure (aliases count with the levels they bring in)",
+    )
+
+
+def _build(parser: Any, size: int) -> Doc:
     maps: dict[int, MapLines] = {}
     seqs: dict[int, SeqLines] = {}
     pins: list[Any] = []
     anchors: dict[str, Any] = {}
+    # per anchor: (characters it expands to, levels it spans); None while its container is open
+    spans: dict[str, tuple[int, int] | None] = {}
+    extra = 0  # characters the aliases met so far add to the text
+    # The deepest level met so far (in the innermost open anchored container: see _Frame), aliases
+    # included: a container's level is checked only when it is deeper than any met before.
+    deepest = 0
+    max_depth = MAX_DEPTH
     plain: dict[str, Any] = {}  # plain scalars repeat (keys above all): resolve each text once
     stack: list[_Frame] = []
     root: Any = None
@@ -215,7 +305,7 @@ def _build(parser: Any) -> Doc:
             if value in top.lines:
                 first = top.lines[value][0]
                 raise YamlError(
-                    line, f"duplicate key {value!r} (first at line {first})", "remove one of them"
+                    line, f"duplicate key {shown(value)} (first at line {first})", "remove one of them"
                 )
             top.key = value
             top.key_line = line
@@ -242,7 +332,14 @@ def _build(parser: Any) -> Doc:
             if tag is None and event.implicit[0]:
                 value = plain.get(text, _MISS)
                 if value is _MISS:
-                    value = plain[text] = _core(text)
+                    if text and text[0] in _SPACE_LIKE:
+                        raise YamlError(
+                            line,
+                            f"{shown(text)} starts with U+{ord(text[0]):04X}, a space-like character "
+                            "that YAML reads as text, not as indentation",
+                            "replace it with ordinary spaces (or quote the value if it is text)",
+                        )
+                    value = plain[text] = _core(text, line)
                 if text == "<<" and stack and stack[-1].is_map and stack[-1].key is _MISS:
                     value = _MERGE_KEY
             elif tag is None or tag == "!":
@@ -251,6 +348,7 @@ def _build(parser: Any) -> Doc:
                 value = _tagged(tag, text, line)
             if event.anchor is not None:
                 anchors[event.anchor] = value
+                spans[event.anchor] = (len(text), 0)
             if value is _MERGE_KEY:
                 stack[-1].key = _MERGE_KEY
             else:
@@ -261,12 +359,20 @@ def _build(parser: Any) -> Doc:
             tag = event.tag
             if tag is not None and tag != "!" and tag != _T + ("map" if is_map else "seq"):
                 raise _refuse(_short_tag(tag), line)
+            depth = len(stack) + 1
+            if depth > deepest:
+                if depth > max_depth:
+                    raise _too_deep(line, "this mapping" if is_map else "this list")
+                deepest = depth
             container: Any = {} if is_map else []
             pins.append(container)
-            if event.anchor is not None:
-                anchors[event.anchor] = container
             add(container, line)
             frame = _Frame(container, is_map)
+            if event.anchor is not None:
+                anchors[event.anchor] = container
+                spans[event.anchor] = None  # an alias of it before its end refers to itself
+                frame.anchored = (event.anchor, event.start_mark.index, extra, deepest)
+                deepest = depth  # from here on: the deepest level inside this container
             stack.append(frame)
             if is_map:
                 maps[id(container)] = (line, frame.lines)
@@ -276,13 +382,34 @@ def _build(parser: Any) -> Doc:
             frame = stack.pop()
             if frame.merges:
                 _apply_merges(frame, maps)
+            if frame.anchored is not None:
+                name, start, extra_before, deepest_before = frame.anchored
+                if anchors.get(name) is frame.data:
+                    depth = len(stack) + 1
+                    chars = event.end_mark.index - start + extra - extra_before
+                    spans[name] = (chars, deepest - depth + 1)
+                deepest = max(deepest, deepest_before)
         elif cls is AliasEvent:
             line = event.start_mark.line + 1
-            if event.anchor not in anchors:
+            name = event.anchor
+            if name not in anchors:
+                raise YamlError(line, f"unknown alias *{_cut(name)}", f"define &{_cut(name)} before using it")
+            span = spans[name]
+            if span is None:
                 raise YamlError(
-                    line, f"unknown alias *{event.anchor}", f"define &{event.anchor} before using it"
+                    line,
+                    f"alias *{_cut(name)} refers to a mapping or list that contains it",
+                    "an alias may only repeat a mapping or list that ends before it",
                 )
-            add(anchors[event.anchor], line)
+            chars, height = span
+            extra += chars
+            if size + extra > MAX_EXPANDED:
+                raise _too_big(line, f"alias *{_cut(name)}")
+            if len(stack) + height > deepest:
+                if len(stack) + height > max_depth:
+                    raise _too_deep(line, f"alias *{_cut(name)}")
+                deepest = len(stack) + height
+            add(anchors[name], line)
         elif cls is DocumentStartEvent:
             docs += 1
             if docs > 1:
@@ -317,9 +444,16 @@ def _apply_merges(frame: _Frame, maps: dict[int, MapLines]) -> None:
 
 def load_yaml(text: str) -> Doc:
     """Parse one YAML document; raises ``YamlError`` for anything malformed or disallowed."""
+    if len(text) > MAX_EXPANDED:
+        raise YamlError(
+            1,
+            f"the plan is {len(text) / (1024 * 1024):.1f} MB of text: plans are limited to "
+            f"{MAX_EXPANDED // (1024 * 1024)} MB",
+            "move bulk data into a file the handler reads, or split the plan",
+        )
     parser = _events(text)
     try:
-        return _build(parser)
+        return _build(parser, len(text))
     except YamlError:
         raise
     except yaml.MarkedYAMLError as exc:

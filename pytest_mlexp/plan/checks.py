@@ -9,6 +9,7 @@ from ..graph import PrerequisiteGraph
 from ..model import Experiment, Gate, PlanError
 from .context import Ctx
 from .keys import closest_id
+from .limits import shown
 
 
 @dataclass
@@ -68,7 +69,11 @@ def check_references(
             if crit.from_ is not None and crit.from_ not in subs:
                 line = ref.from_lines.get(crit.metric, ref.line)
                 raise unknown_ref(
-                    ctx, line, crit.from_, f"sub-experiment {crit.from_!r} in from of {crit.metric!r}", subs
+                    ctx,
+                    line,
+                    crit.from_,
+                    f"sub-experiment {shown(crit.from_)} in from of {shown(crit.metric)}",
+                    subs,
                 )
 
 

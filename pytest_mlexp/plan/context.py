@@ -10,8 +10,10 @@ from typing import Any
 from ..model import ID_RE, Accepted, Loc, PlanError
 from ..yamlload import Doc
 from .keys import KNOWN_SETS, near_miss
+from .limits import MAX_ID_LENGTH, shown
 
 PHASE_VALUE = re.compile(r"^\s*(?:phase\s*)?(\d+)\b", re.IGNORECASE)
+_MESSAGE_CHARS = 300
 ID_RULE = "ids are letters, digits, '_', '.' and '-', starting with a letter or digit"
 
 UNSET: Any = object()
@@ -26,6 +28,12 @@ class Ctx:
         return Loc(self.file, line)
 
     def err(self, line: int, message: str, fix: str) -> PlanError:
+        # Values quoted in messages are cut where they are quoted (``shown``); this is the net
+        # for text built elsewhere (a criterion's parser), so a message always stays short.
+        if len(message) > _MESSAGE_CHARS:
+            message = message[: _MESSAGE_CHARS - 3] + "..."
+        if len(fix) > _MESSAGE_CHARS:
+            fix = fix[: _MESSAGE_CHARS - 3] + "..."
         return PlanError(self.loc(line), message, fix)
 
     def split(
@@ -45,7 +53,7 @@ class Ctx:
             if guess is not None:
                 raise self.err(
                     self.doc.key_line(mapping, key),
-                    f"unknown key {key!r} in {where}",
+                    f"unknown key {shown(key)} in {where}",
                     f"did you mean {guess}?",
                 )
             meta[key] = value
@@ -66,9 +74,9 @@ def type_name(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, (int, float)):
-        return f"the number {value!r}"
+        return f"the number {shown(value)}"
     if isinstance(value, str):
-        return f"the string {value!r}"
+        return f"the string {shown(value)}"
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
@@ -79,8 +87,15 @@ def type_name(value: Any) -> str:
 def check_id(ctx: Ctx, value: Any, line: int, what: str) -> str:
     if not isinstance(value, str):
         raise ctx.err(line, f"{what} id must be a string, not {type_name(value)}", "quote the id")
+    if len(value) > MAX_ID_LENGTH:
+        raise ctx.err(
+            line,
+            f"{what} id {shown(value)} is {len(value):,} characters long: ids are at most "
+            f"{MAX_ID_LENGTH} (they name folders and files)",
+            f"shorten it to {MAX_ID_LENGTH} characters or fewer",
+        )
     if not ID_RE.fullmatch(value):  # fullmatch: "$" alone lets a trailing newline through
-        raise ctx.err(line, f"invalid {what} id {value!r}: {ID_RULE}", f"rename {value!r}")
+        raise ctx.err(line, f"invalid {what} id {shown(value)}: {ID_RULE}", f"rename {shown(value)}")
     return value
 
 

@@ -9,6 +9,7 @@ from ..model import ID_RE, Experiment, Gate, Unlocks
 from .checks import unknown_ref
 from .context import Ctx, as_text, check_id, id_list, parse_accepted, parse_phase, type_name
 from .keys import closest_id
+from .limits import shown
 
 _PHASE_IN_TEXT = re.compile(r"\bphase\s*(\d+)", re.IGNORECASE)
 
@@ -84,7 +85,9 @@ def _parse_unlocks(ctx: Ctx, spec: dict[Any, Any], where: str, exp_ids: list[str
             # one id-like word close to an experiment id is a typo, not free text: as text it
             # would silently unlock nothing
             raise ctx.err(
-                line, f"unlocks of {where} names an unknown experiment {text!r}", f"did you mean {guess}?"
+                line,
+                f"unlocks of {where} names an unknown experiment {shown(text)}",
+                f"did you mean {guess}?",
             )
         return Unlocks(kind="text", text=raw)
     if isinstance(raw, list):

@@ -4,6 +4,7 @@ parsers of ``sweep``, ``select``, ``seeds``, ``resources`` and ``marks``."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from ..model import Select
 from .context import UNSET, Ctx, type_name
 from .keys import HANDLER_RE, INHERITABLE_KEYS, MARK_RE
+from .limits import COUNTED, MAX_SEED_VALUE, MAX_SEEDS, MAX_SWEEP_POINTS, MAX_TIMEOUT, count, shown
 
 INHERITABLE_SET = frozenset(INHERITABLE_KEYS)
 _SCALARS = (str, int, float, bool, type(None))
@@ -122,21 +124,35 @@ def _parse_sweep(ctx: Ctx, raw: Any, line: int, where: str) -> dict[str, tuple[A
     for param, values in raw.items():
         pline = ctx.kline(raw, param)
         if not isinstance(param, str):
-            raise ctx.err(pline, f"sweep param {param!r} of {where} must be a string", "quote the param name")
+            raise ctx.err(
+                pline, f"sweep param {shown(param)} of {where} must be a string", "quote the param name"
+            )
         if not isinstance(values, list) or not values:
             raise ctx.err(
                 pline,
-                f"sweep param {param!r} of {where} must be a non-empty list, not {type_name(values)}",
+                f"sweep param {shown(param)} of {where} must be a non-empty list, not {type_name(values)}",
                 fix,
             )
         for index, value in enumerate(values):
             if not isinstance(value, _SCALARS):
                 raise ctx.err(
                     ctx.doc.item_line(values, index, pline),
-                    f"sweep value of {param!r} in {where} must be a scalar, not {type_name(value)}",
+                    f"sweep value of {shown(param)} in {where} must be a scalar, not {type_name(value)}",
                     "sweep over plain values; put structured settings in params",
                 )
         out[param] = tuple(values)
+    points = 1
+    for values in out.values():
+        points *= len(values)
+        if points > COUNTED:  # a thousand params of a thousand values: stop multiplying
+            break
+    if points > MAX_SWEEP_POINTS:
+        raise ctx.err(
+            line,
+            f"sweep of {where} has {count(points)} points: at most {MAX_SWEEP_POINTS:,} "
+            "(each point is a test item)",
+            "sweep fewer values, or split the sweep over several sub-experiments",
+        )
     return out
 
 
@@ -149,7 +165,7 @@ def _parse_select(ctx: Ctx, raw: Any, line: int, where: str) -> Select | None:
     known, extra = ctx.split(raw, "select", f"select of {where}")
     if extra:
         key = next(iter(extra))
-        raise ctx.err(ctx.kline(raw, key), f"unknown key {key!r} in select of {where}", fix)
+        raise ctx.err(ctx.kline(raw, key), f"unknown key {shown(key)} in select of {where}", fix)
     metric = known.get("metric")
     if not isinstance(metric, str) or not metric:
         raise ctx.err(line, f"select of {where} needs a metric name", fix)
@@ -157,7 +173,9 @@ def _parse_select(ctx: Ctx, raw: Any, line: int, where: str) -> Select | None:
     if mode is None:
         mode = "max"
     if mode not in ("max", "min"):
-        raise ctx.err(ctx.kline(raw, "mode"), f"select mode of {where} must be max or min, not {mode!r}", fix)
+        raise ctx.err(
+            ctx.kline(raw, "mode"), f"select mode of {where} must be max or min, not {shown(mode)}", fix
+        )
     return Select(metric=metric, mode=mode)
 
 
@@ -167,14 +185,35 @@ def _parse_seeds(ctx: Ctx, raw: Any, line: int, where: str) -> tuple[int, ...] |
         return None
     if isinstance(raw, int) and not isinstance(raw, bool):
         if raw < 1:
-            raise ctx.err(line, f"seeds of {where} must be at least 1, not {raw}", fix)
+            raise ctx.err(line, f"seeds of {where} must be at least 1, not {shown(raw)}", fix)
+        if raw > MAX_SEEDS:
+            raise ctx.err(
+                line,
+                f"seeds of {where} asks for {count(raw)} seeds: at most {MAX_SEEDS:,} "
+                "(they all run inside one item)",
+                "ask for fewer seeds",
+            )
         return tuple(range(raw))
     if isinstance(raw, list) and raw:
+        if len(raw) > MAX_SEEDS:
+            raise ctx.err(
+                line,
+                f"seeds of {where} lists {len(raw):,} seeds: at most {MAX_SEEDS:,} "
+                "(they all run inside one item)",
+                "list fewer seeds",
+            )
         seen: set[int] = set()
         for index, seed in enumerate(raw):
             item_line = ctx.doc.item_line(raw, index, line)
             if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-                raise ctx.err(item_line, f"seed {seed!r} of {where} must be a non-negative integer", fix)
+                raise ctx.err(item_line, f"seed {shown(seed)} of {where} must be a non-negative integer", fix)
+            if seed > MAX_SEED_VALUE:
+                raise ctx.err(
+                    item_line,
+                    f"seed {shown(seed)} of {where} is too large: a seed names a folder and is "
+                    "handed to torch.manual_seed",
+                    f"use seeds from 0 to at most {MAX_SEED_VALUE}",
+                )
             if seed in seen:
                 raise ctx.err(
                     item_line,
@@ -202,13 +241,21 @@ def _parse_resources(ctx: Ctx, raw: Any, line: int, where: str) -> dict[Any, Any
         kline = ctx.kline(raw, key)
         if value is None:
             continue
-        number = isinstance(value, int | float) and not isinstance(value, bool)
+        # .inf is no limit at all (leave the key out); .nan compares false with everything
+        number = isinstance(value, int | float) and not isinstance(value, bool) and abs(value) != math.inf
         if key == "gpu" and not isinstance(value, str):
             raise ctx.err(
                 kline, f"resources.gpu of {where} must be a string like 'A100-80GB' or 'H100:2'", "quote it"
             )
         if key in ("timeout", "cpu") and not (number and value > 0):
             raise ctx.err(kline, f"resources.{key} of {where} must be a positive number", f"write {key}: 2")
+        if key == "timeout" and value > MAX_TIMEOUT:
+            raise ctx.err(
+                kline,
+                f"resources.timeout of {where} is {shown(value)} s: at most {MAX_TIMEOUT:,} s "
+                "(about three years)",
+                "leave timeout out for no limit",
+            )
         if key == "memory" and not (number and value > 0):
             raise ctx.err(
                 kline, f"resources.memory of {where} must be a positive number of MiB", "write memory: 8192"
@@ -231,7 +278,7 @@ def _parse_marks(ctx: Ctx, raw: Any, line: int, where: str) -> tuple[str, ...]:
     for index, mark in enumerate(items):
         item_line = ctx.doc.item_line(items, index, line)
         if not isinstance(mark, str) or not MARK_RE.fullmatch(mark):
-            raise ctx.err(item_line, f"mark {mark!r} of {where} must be a plain name like slow", fix)
+            raise ctx.err(item_line, f"mark {shown(mark)} of {where} must be a plain name like slow", fix)
         if mark not in out:
             out.append(mark)
     return tuple(out)

@@ -17,6 +17,7 @@ from .context import UNSET, Ctx, as_text, check_id, id_list, parse_accepted, par
 from .gates import parse_gates
 from .keys import NOT_INHERITED_KEYS
 from .layers import Layer, merge_layers, parse_layer
+from .limits import MAX_ID_LENGTH, shown
 
 
 def load_plan(path: str | os.PathLike[str]) -> Plan:
@@ -43,13 +44,9 @@ def parse_plan_text(text: str, path: str) -> Plan:
         doc = load_yaml(text)
     except YamlError as exc:
         raise PlanError(Loc(path, exc.line), exc.message, exc.fix) from None
-    ctx = Ctx(path, doc)
-    try:
-        return _build(ctx)
-    except RecursionError:
-        raise ctx.err(
-            1, "the plan nests too deeply (or refers to itself through an alias)", "simplify it"
-        ) from None
+    # yamlload bounds nesting to MAX_DEPTH levels and refuses self-referring aliases, so nothing
+    # below recurses deeply enough to need a RecursionError guard
+    return _build(Ctx(path, doc))
 
 
 def _build(ctx: Ctx) -> Plan:
@@ -310,11 +307,19 @@ def _parse_sub(
 def _check_points(ctx: Ctx, sub: SubExperiment, line: int) -> None:
     seen: dict[str, dict[str, Any]] = {}
     for point in sub.points():
+        if len(point.key) > MAX_ID_LENGTH:
+            raise ctx.err(
+                line,
+                f"sweep of sub-experiment {sub.id!r} gives a point an id of {len(point.key):,} "
+                f"characters ({shown(point.key)}): ids are at most {MAX_ID_LENGTH} "
+                "(they name items and folders)",
+                "use shorter param names or values (a point's id is name_value-name_value...)",
+            )
         if point.key in seen:
             raise ctx.err(
                 line,
                 f"sweep of sub-experiment {sub.id!r} gives two points the same id [{point.key}] "
-                f"({seen[point.key]} and {dict(point.values)})",
+                f"({shown(seen[point.key])} and {shown(dict(point.values))})",
                 "make the swept values distinct once characters other than letters, digits, '_' and '.' "
                 "become '_'",
             )
@@ -346,7 +351,7 @@ def _parse_criteria(
         mline = ctx.kline(raw, metric)
         if not isinstance(metric, str) or not metric:
             raise ctx.err(
-                mline, f"metric name {metric!r} in {where} must be a string", "quote the metric name"
+                mline, f"metric name {shown(metric)} in {where} must be a string", "quote the metric name"
             )
         try:
             crit = parse_criterion(metric, spec, loc=ctx.loc(mline), experiment_level=experiment_level)
