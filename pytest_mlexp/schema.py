@@ -20,6 +20,7 @@ from typing import Any
 from .criteria import criterion_schema
 from .model import ID_RE
 from .plan import HANDLER_RE, KNOWN_KEYS, MARK_RE, NOT_INHERITED_KEYS
+from .plan.limits import MAX_ID_LENGTH, MAX_SEED_VALUE, MAX_SEEDS, MAX_TIMEOUT
 
 __all__ = ["plan_schema", "render"]
 
@@ -31,7 +32,7 @@ def _nullable(schema: Schema) -> Schema:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
-_ID: Schema = {"type": "string", "pattern": ID_RE.pattern}
+_ID: Schema = {"type": "string", "pattern": ID_RE.pattern, "maxLength": MAX_ID_LENGTH}
 _ID_LIST: Schema = _nullable({"anyOf": [_ID, {"type": "array", "items": _ID}]})
 _TEXT: Schema = {"type": ["string", "number", "boolean", "null"]}
 _STRINGS: Schema = _nullable({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})
@@ -65,12 +66,13 @@ _INHERITABLE: dict[str, Schema] = {
     "seeds": _nullable(
         {
             "anyOf": [
-                {"type": "integer", "minimum": 1},
+                {"type": "integer", "minimum": 1, "maximum": MAX_SEEDS},
                 {
                     "type": "array",
                     "minItems": 1,
+                    "maxItems": MAX_SEEDS,
                     "uniqueItems": True,
-                    "items": {"type": "integer", "minimum": 0},
+                    "items": {"type": "integer", "minimum": 0, "maximum": MAX_SEED_VALUE},
                 },
             ],
             "description": "N (seeds 0..N-1) or a list of seeds",
@@ -166,7 +168,9 @@ _FRAGMENTS: dict[str, dict[str, Schema]] = {
     },
     "resources": {
         "gpu": _nullable({"type": "string", "description": 'Modal GPU string: "A100-80GB", "H100:2"'}),
-        "timeout": _nullable({"type": "number", "exclusiveMinimum": 0, "description": "seconds"}),
+        "timeout": _nullable(
+            {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT, "description": "seconds"}
+        ),
         "memory": _nullable({"type": "number", "exclusiveMinimum": 0, "description": "MiB"}),
         "cpu": _nullable({"type": "number", "exclusiveMinimum": 0}),
         "retries": _nullable({"type": "integer", "minimum": 0}),

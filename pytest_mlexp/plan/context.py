@@ -4,7 +4,7 @@ every level of a plan shares: ids, id lists, text, ``accepted`` and ``phase``.""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..model import ID_RE, Accepted, Loc, PlanError
@@ -23,6 +23,8 @@ UNSET: Any = object()
 class Ctx:
     file: str
     doc: Doc
+    # ids of the params mappings and lists already checked (aliases share them)
+    walked: set[int] = field(default_factory=set)
 
     def loc(self, line: int) -> Loc:
         return Loc(self.file, line)

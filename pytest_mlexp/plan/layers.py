@@ -91,6 +91,8 @@ def parse_layer(ctx: Ctx, owner: dict[Any, Any], known: dict[str, Any], where: s
                     f"{key} of {where} must be a mapping, not {type_name(raw)}",
                     f"write {key}: {{name: value}}",
                 )
+            if raw:
+                _check_param_names(ctx, raw, f"{key} of {where}")
             setattr(layer, key, raw)
         elif key == "sweep":
             layer.sweep = _parse_sweep(ctx, raw, line, where)
@@ -112,6 +114,30 @@ def parse_layer(ctx: Ctx, owner: dict[Any, Any], known: dict[str, Any], where: s
         elif key == "marks":
             layer.marks = _parse_marks(ctx, raw, line, where)
     return layer
+
+
+def _check_param_names(ctx: Ctx, params: dict[Any, Any], where: str) -> None:
+    """Every mapping key inside params is a string.  Params are digested as JSON with sorted keys
+    and written to results.yaml: ``{1: a, b: c}`` cannot be sorted, and ``1`` would come back as
+    ``"1"``.  Shared (aliased) mappings are walked once."""
+    stack: list[Any] = [params]
+    while stack:
+        node = stack.pop()
+        if id(node) in ctx.walked:
+            continue
+        ctx.walked.add(id(node))
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if not isinstance(key, str):
+                    raise ctx.err(
+                        ctx.kline(node, key),
+                        f"{where}: the name {shown(key)} must be a string, not {type_name(key)}",
+                        f"quote it: '{shown(key)}': ...",
+                    )
+                if isinstance(value, dict | list):
+                    stack.append(value)
+        else:
+            stack.extend(item for item in node if isinstance(item, dict | list))
 
 
 def _parse_sweep(ctx: Ctx, raw: Any, line: int, where: str) -> dict[str, tuple[Any, ...]] | None:
