@@ -267,12 +267,15 @@ Mutation = Callable[[st.DrawFn, dict[Any, Any]], None]
 
 def set_value(draw: st.DrawFn, plan: dict[Any, Any]) -> None:
     container, key = draw(st.sampled_from(_slots(plan)))
-    container[key] = draw(
-        st.one_of(
-            st.sampled_from(SPECIAL_VALUES),
-            st.text(st.characters(exclude_categories=("Cs",)), max_size=12),
-            st.integers(-(2**70), 2**70),
-            st.floats(),
+    # a copy: the pool's mappings and lists must not carry one case's mutations into the next
+    container[key] = copy.deepcopy(
+        draw(
+            st.one_of(
+                st.sampled_from(SPECIAL_VALUES),
+                st.text(st.characters(exclude_categories=("Cs",)), max_size=12),
+                st.integers(-(2**70), 2**70),
+                st.floats(),
+            )
         )
     )
 

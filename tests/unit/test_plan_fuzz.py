@@ -83,21 +83,10 @@ def outcome(load: Any, *args: Any) -> Plan | PlanError:
     return plan
 
 
-def test_every_base_plan_loads() -> None:
-    # the fuzzers start from valid plans: a broken base would only ever test one error
-    for base in BASES:
-        assert isinstance(outcome(parse_plan_text, emit(base), FILE), Plan), emit(base)
-
-
 @fuzz(1500)
 @given(text=plan_texts(BASES))
 def _fuzz_text(text: str) -> None:
     outcome(parse_plan_text, text, FILE)
-
-
-def test_mutated_plans_load_or_fail_with_a_short_plan_error() -> None:
-    with hang_guard():
-        _fuzz_text()
 
 
 @fuzz(300)
@@ -118,6 +107,16 @@ def _fuzz_file(data: bytes) -> None:
         os.unlink(name)
 
 
-def test_mutated_plan_files_load_or_fail_with_a_short_plan_error() -> None:
-    with hang_guard():
-        _fuzz_file()
+class TestLoaderFuzz:
+    def test_every_base_plan_loads(self) -> None:
+        # the fuzzers start from valid plans: a broken base would only ever test one error
+        for base in BASES:
+            assert isinstance(outcome(parse_plan_text, emit(base), FILE), Plan), emit(base)
+
+    def test_mutated_plans_load_or_fail_with_a_short_plan_error(self) -> None:
+        with hang_guard():
+            _fuzz_text()
+
+    def test_mutated_plan_files_load_or_fail_with_a_short_plan_error(self) -> None:
+        with hang_guard():
+            _fuzz_file()

@@ -296,24 +296,46 @@ class TestResources:
         check(HEAD + f"        resources: {{{key}: .inf}}\n", 5, f"resources.{key} of sub-experiment 's1'")
 
 
-def test_a_criterion_number_too_large_for_a_float() -> None:
-    # found by the fuzz test: an OverflowError from the criterion parser, an INTERNALERROR in pytest
-    text = HEAD + "        success_criteria:\n          acc: {target: " + "9" * 400 + ", failure: 0.1}\n"
-    check(text, 6, "criterion 'acc' of sub-experiment 's1' holds a number too large for a float", "1.8e308")
+class TestFoundByFuzzing:
+    """Plans that loaded, then broke the plugin: found by tests/unit/test_plan_fuzz.py."""
+
+    def test_a_criterion_number_too_large_for_a_float(self) -> None:
+        # found by the fuzz test: an OverflowError from the criterion parser, an INTERNALERROR in pytest
+        text = HEAD + "        success_criteria:\n          acc: {target: " + "9" * 400 + ", failure: 0.1}\n"
+        check(
+            text, 6, "criterion 'acc' of sub-experiment 's1' holds a number too large for a float", "1.8e308"
+        )
+
+    def test_param_names_are_strings_at_every_depth(self) -> None:
+        # found by the fuzz test: {1: a, b: c} cannot be sorted for the params digest (TypeError)
+        check(
+            HEAD + "        params: {1: 0.9, b: 2}\n",
+            5,
+            "params of sub-experiment 's1': the name 1 must be a string",
+        )
+        check(
+            "defaults:\n  stub_params:\n    opt:\n      layers: {true: 64}\n" + HEAD,
+            4,
+            "stub_params of defaults: the name True must be a string",
+            "quote it",
+        )
+        plan = parse_plan_text(HEAD + "        params: {opt: {'1': 64, b: [{c: 1}]}}\n", FILE)
+        assert plan.experiments[0].sub_experiments[0].params == {"opt": {"1": 64, "b": [{"c": 1}]}}
 
 
-def test_param_names_are_strings_at_every_depth() -> None:
-    # found by the fuzz test: {1: a, b: c} cannot be sorted for the params digest (TypeError)
-    check(
-        HEAD + "        params: {1: 0.9, b: 2}\n",
-        5,
-        "params of sub-experiment 's1': the name 1 must be a string",
-    )
-    check(
-        "defaults:\n  stub_params:\n    opt:\n      layers: {true: 64}\n" + HEAD,
-        4,
-        "stub_params of defaults: the name True must be a string",
-        "quote it",
-    )
-    plan = parse_plan_text(HEAD + "        params: {opt: {'1': 64, b: [{c: 1}]}}\n", FILE)
-    assert plan.experiments[0].sub_experiments[0].params == {"opt": {"1": 64, "b": [{"c": 1}]}}
+class TestSchema:
+    def test_the_json_schema_carries_the_limits(self) -> None:
+        # editors flag what the loader refuses, before a run
+        jsonschema = pytest.importorskip("jsonschema")
+        from pytest_mlexp.schema import plan_schema
+
+        validator = jsonschema.Draft202012Validator(plan_schema())
+
+        def plan(exp_id: str = "e1", **sub: object) -> dict[str, object]:
+            return {"experiments": {exp_id: {"sub_experiments": {"s1": sub}}}}
+
+        assert validator.is_valid(plan("e" * 100, seeds=10_000, resources={"timeout": 604_800}))
+        assert not validator.is_valid(plan("e" * 101))
+        assert not validator.is_valid(plan(seeds=10_001))
+        assert not validator.is_valid(plan(seeds=[0, 2**64]))
+        assert not validator.is_valid(plan(resources={"timeout": 1e9}))
