@@ -20,6 +20,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 
+from pytest_mlexp.graph import graph_of
 from pytest_mlexp.model import Plan, PlanError
 from pytest_mlexp.plan import load_plan, parse_plan_text
 from pytest_mlexp.store import dump_yaml, load_yaml, params_digest
@@ -55,9 +56,15 @@ def hang_guard(seconds: int = 600) -> Iterator[None]:
 
 def use(plan: Plan) -> None:
     """What the plugin does with a loaded plan before (and while) running it, short of handlers."""
+    graph = graph_of(plan)  # run order, xdist components, dispatch ahead
+    graph.ranks()
+    graph.components()
     for exp in plan.experiments:
         plan.prerequisites(exp.id)
-        for sub in plan.sub_order(exp):
+        graph.blocking_experiments(exp.id)
+        for sub_id in graph.sub_order(exp.id):
+            sub = plan.sub(sub_id)
+            graph.sub_prerequisites(sub_id)
             points = sub.points()
             for point in (None, *points[:20]):
                 for stub in (False, True):
