@@ -129,9 +129,11 @@ E2E_PLAN: dict[str, Any] = {
     "gates": {"g1": {"experiments": ["e-one"], "unlocks": {"phase": 2}}},
 }
 
-# handlers for E2E_PLAN's sub-experiments, found by convention (experiments/<experiment>.py)
+# handlers for E2E_PLAN's sub-experiments, found by convention (experiments/<experiment>.py);
+# they read params the mutations may have removed or changed without failing over it
 E2E_HANDLERS = {
-    "e_one": "def s_a(runner):\n    return {'metrics': {'accuracy': runner.params['value']}}\n\n"
+    "e_one": "def s_a(runner):\n    value = runner.params.get('value')\n"
+    "    return {'metrics': {'accuracy': value if isinstance(value, float) else 0.9}}\n\n"
     "def s_b(runner):\n    return {'metrics': {'accuracy': 0.9}}\n",
     "e_two": "def s_c(runner):\n    return {'metrics': {'accuracy': 0.75}}\n",
 }
