@@ -4,9 +4,11 @@ and every user mistake is a ``PlanError`` naming the file, the line and the fix.
 One concern per module, each importing only those above it in this list:
 
 - ``keys``: the key tables of each level (the JSON Schema is generated from them), near misses;
+- ``limits``: every limit on what a plan may ask for (ids, seeds, sweeps, timeouts, and the
+  YAML-level ones of ``yamlload.py``), in one place;
 - ``context``: the parsing context and the small shared value parsers (ids, text, phase);
 - ``layers``: inheritable settings and how levels merge; sweeps, seeds, resources, marks;
-- ``checks``: references across the plan and dependency cycles;
+- ``checks``: references across the plan, criterion references, and the cycle check;
 - ``gates``: gates and what they unlock;
 - ``load``: the file, the document, project, defaults, experiments and sub-experiments.
 
