@@ -25,6 +25,7 @@ from .model import (
     SubExperiment,
     Verdict,
 )
+from .safetext import clean_text
 from .textutil import fmt_number as fmt_value  # the one number formatter (re-exported name)
 
 BEGIN = "<!-- mlexp:begin -->"
@@ -650,6 +651,7 @@ def _find_block(text: str) -> tuple[int, int] | None:
 
 def update_findings_file(path: Path, block: str, *, title: str) -> None:
     """Put ``block`` between the markers in ``path``, keeping every other byte as it was."""
+    block, title = clean_text(block), clean_text(title)  # always valid UTF-8 (see safetext)
     try:
         data: bytes | None = path.read_bytes()
     except FileNotFoundError:

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from .safetext import clean_text, finite_or_nan
 from .textutil import closest
 
 __all__ = ["ALLOWED_KEYS", "ResultError", "normalize_result", "normalize_value"]
@@ -127,13 +128,16 @@ def _torch_value(name: str, value: Any) -> Any:
 
 def _generic_value(name: str, value: Any) -> Any:
     if isinstance(value, bool):
-        return value
+        return bool(value)
     if isinstance(value, int):
-        return int(value)  # IntEnum and friends: keep the number, drop the type
+        return finite_or_nan(int(value))  # IntEnum and friends: keep the number, drop the type
     if isinstance(value, str):
-        return str(value)
+        return clean_text(str(value))
     if isinstance(value, numbers.Real):  # float subclasses, Fraction, numpy-like scalars
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # a Fraction or Decimal beyond any float: not a number
+            return math.nan
     shape = getattr(value, "shape", None)
     if shape is not None and callable(getattr(value, "item", None)):
         # jax, cupy, mlx and other array libraries follow numpy's protocol
@@ -177,8 +181,12 @@ def normalize_value(name: str, v: Any) -> Any:
     """
     t = type(v)
     # the hot path: plain Python values, checked by exact type before anything else
-    if t is float or t is int or t is bool or t is str or v is None:
+    if t is float or t is bool or v is None:
         return v
+    if t is int:
+        return finite_or_nan(v)
+    if t is str:
+        return clean_text(v)
     module = t.__module__
     if module == "numpy" or module.startswith("numpy."):
         return _numpy_value(name, v)
@@ -266,8 +274,14 @@ def normalize_result(returned: Any, handler: str | None = None) -> dict[str, Any
                 f"{who} returned a metric named {key!r}: metric names must be non-empty strings", returned
             )
         t = type(value)
-        if t is float or t is int or t is bool or t is str or value is None:  # inlined hot path
+        if t is float or t is bool or value is None:  # inlined hot path
             metrics[key] = value
+            continue
+        if t is int:  # an int too large for any float (10**400) is not a number
+            metrics[key] = value if value.bit_length() < 1024 else finite_or_nan(value)
+            continue
+        if t is str:  # lone surrogates (os.fsdecode of a latin-1 name) as text UTF-8 can hold
+            metrics[key] = clean_text(value)
             continue
         try:
             metrics[key] = normalize_value(key, value)
@@ -275,7 +289,9 @@ def normalize_result(returned: Any, handler: str | None = None) -> dict[str, Any
             raise ResultError(f"{who} returned an invalid metric: {exc}", returned) from None
 
     finding = returned.get("finding")
-    if finding is not None and not isinstance(finding, str):
+    if isinstance(finding, str):
+        finding = clean_text(str(finding))
+    elif finding is not None:
         raise ResultError(
             f"{who} returned 'finding' as a {_type_name(finding)} ({_short_repr(finding, 120)}): it must be "
             f"a string (one sentence on what the run showed)",

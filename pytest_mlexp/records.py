@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Final, Literal, TypedDict
 
+from .safetext import clean_text
+
 __all__ = [
     "ERROR",
     "INFRA",
@@ -91,8 +93,12 @@ def error_info(kind: str, exc: BaseException, *, skip_frames: int = 0) -> ErrorI
     for _ in range(skip_frames):
         if tb is not None and tb.tb_next is not None:
             tb = tb.tb_next
-    text = "".join(_traceback.format_exception(type(exc), exc, tb))
-    return {"kind": kind, "type": type(exc).__name__, "message": str(exc), "traceback": text}
+    text = clean_text("".join(_traceback.format_exception(type(exc), exc, tb)))
+    try:
+        message = clean_text(str(exc))
+    except Exception as broken:  # an exception whose __str__ raises is still the handler's error
+        message = f"<str() of the exception failed: {type(broken).__name__}>"
+    return {"kind": kind, "type": type(exc).__name__, "message": message, "traceback": text}
 
 
 class SeedResult(TypedDict):
@@ -155,9 +161,14 @@ class SeedOutcome:
         if isinstance(cause, BaseException):
             error = error_info(kind, cause)
             if traceback is not None:
-                error["traceback"] = traceback
+                error["traceback"] = clean_text(traceback)
         else:
-            error = {"kind": kind, "type": "", "message": cause, "traceback": traceback or ""}
+            error = {
+                "kind": kind,
+                "type": "",
+                "message": clean_text(cause),
+                "traceback": clean_text(traceback or ""),
+            }
         if type_name is not None:
             error["type"] = type_name
         elif not error["type"]:  # lost_worker -> LostWorker

@@ -26,6 +26,7 @@ import gc
 import hashlib
 import json
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -49,6 +50,7 @@ from .resultsdoc import (
     history_after,
     points_in,
 )
+from .safetext import clean_obj, clean_text, storable
 from .yamlwrite import dump_yaml
 
 if TYPE_CHECKING:
@@ -78,6 +80,7 @@ except ImportError:  # pragma: no cover - Windows
     _fcntl = None  # type: ignore[assignment]
 
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_UNREADABLE: Any = object()
 
 
 class StoreError(Exception):
@@ -111,6 +114,33 @@ def load_yaml(data: bytes | str) -> Any:
     finally:
         if enabled:
             gc.enable()
+
+
+# A JSON escape of a lone surrogate (what ensure_ascii writes for "\udce9").
+_SURROGATE_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\ud[89a-f][0-9a-f]{2}")
+# The same escape in a YAML file an earlier version wrote (libyaml refuses to read it).
+_YAML_SURROGATE_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u(d[89a-f][0-9a-f]{2})", re.IGNORECASE)
+
+
+def _journal_text(fields: Mapping[str, Any]) -> str:
+    """A summary's or header's fields as journal JSON, written whatever they hold."""
+    try:
+        text = dumps(dict(fields))
+    except (TypeError, ValueError, RecursionError):
+        text = dumps(storable(dict(fields)))
+    if "\\ud" in text and _SURROGATE_ESCAPE.search(text):
+        text = dumps(clean_obj(json.loads(text)))
+    return text
+
+
+def _repair_surrogate_escapes(data: bytes) -> bytes:
+    """``"\\udce9"`` escapes in a results file as the text safetext writes for them."""
+
+    def shown(match: re.Match[bytes]) -> bytes:
+        char = chr(int(match.group(2), 16))
+        return match.group(1) + clean_text(char).replace("\\", "\\\\").encode("utf-8")
+
+    return _YAML_SURROGATE_ESCAPE.sub(shown, data)
 
 
 def _stat_sig(path: Path) -> tuple[int, int, int] | None:
@@ -219,8 +249,15 @@ class ResultsStore:
         try:
             raw = load_yaml(data)
         except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
-            self._set_aside(path, f"cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0]})")
-            return empty_doc(experiment_id), None
+            raw = _UNREADABLE
+            if b"\\u" in data or b"\\U" in data:
+                # Written by an earlier version with "\udce9" escapes (a lone surrogate):
+                # every entry is still there, only those escapes need reading differently.
+                with contextlib.suppress(yaml.YAMLError, UnicodeDecodeError, ValueError):
+                    raw = load_yaml(_repair_surrogate_escapes(data))
+            if raw is _UNREADABLE:
+                self._set_aside(path, f"cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0]})")
+                return empty_doc(experiment_id), None
         if raw is None:  # an empty file holds nothing worth keeping
             return empty_doc(experiment_id), sig
         if not isinstance(raw, dict):
@@ -468,9 +505,21 @@ class ResultsStore:
             # copy was the largest part of recording an item.
             text = PLAIN_JSON.encode(op)
         except (TypeError, ValueError):
-            # Something else (a Path, a numpy scalar, a cycle): keep what a replay will rebuild.
-            text = dumps(op)
+            # Something else (a Path, a numpy scalar, a cycle, an int too long for text): keep
+            # what a replay will rebuild; a value that cannot be written at all becomes text
+            # that says so, and only that value is lost, never the entry or another one.
+            try:
+                text = dumps(op)
+            except (TypeError, ValueError, RecursionError):
+                op["entry"] = storable(new)
+                text = dumps(op)
             new = loads(text)["entry"]
+        if "\\ud" in text and _SURROGATE_ESCAPE.search(text):
+            # A lone surrogate (os.fsdecode of a latin-1 file name) cannot be written as UTF-8:
+            # stored the one way safetext shows it, in the journal and the view alike.
+            new = clean_obj(new)
+            op["entry"] = new
+            text = PLAIN_JSON.encode(op)
         fix_seed_keys(new)
         if hist:
             new["history"] = hist
@@ -496,7 +545,7 @@ class ResultsStore:
     def set_summary(self, experiment_id: str, sub_id: str, fields: Mapping[str, Any]) -> None:
         """Set a sweep's summary fields (selected, status, metrics, criteria, finding...)."""
         state = self._state(experiment_id)
-        text = dumps(dict(fields))
+        text = _journal_text(fields)
         plain: dict[str, Any] = loads(text)
         fix_seed_keys(plain)
         self._summary(state, sub_id, plain)
@@ -505,7 +554,7 @@ class ResultsStore:
     def set_experiment(self, experiment_id: str, fields: Mapping[str, Any]) -> None:
         """Set the experiment header (name, status, success_criteria_met, confidence, ...)."""
         state = self._state(experiment_id)
-        text = dumps(dict(fields))
+        text = _journal_text(fields)
         self._header(state, json.loads(text))
         self._journal(state, f'{{"op":"e","fields":{text}}}\n')
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from .safetext import clean_obj, clean_text
+
 __all__ = ["dump_yaml"]
 
 _YAML_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -40,7 +42,12 @@ _MAX_KEY = 1000  # YAML implicit keys are limited to 1024 characters
 
 
 def _escape_nonprint(match: re.Match[str]) -> str:
-    code = ord(match.group())
+    char = match.group()
+    code = ord(char)
+    if 0xD800 <= code <= 0xDFFF:
+        # libyaml refuses "\udce9" (a lone surrogate is not a character): written as text, the
+        # one way safetext shows it everywhere ("\ufffd" and the byte, "\\xe9" once unquoted).
+        return clean_text(char).replace("\\", "\\\\")
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
@@ -191,7 +198,7 @@ def dump_yaml(data: Mapping[str, Any]) -> str:
     except _Unsupported:
         # Values we did not produce ourselves (a hand-edited file may hold dates or sets).
         text: str = yaml.dump(
-            dict(data), Dumper=_YAML_DUMPER, sort_keys=False, allow_unicode=True, width=1 << 30
+            clean_obj(dict(data)), Dumper=_YAML_DUMPER, sort_keys=False, allow_unicode=True, width=1 << 30
         )
         return text
     return "".join(out)

@@ -227,6 +227,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "base",  # standard library (and PyYAML) only: data types, text, files, secrets
         (
             "textutil",
+            "safetext",
             "model",
             "records",
             "atomic",
