@@ -9,16 +9,102 @@ from __future__ import annotations
 import io
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
-from types import MappingProxyType
 from typing import Any
 
-__all__ = ["ArtifactError", "ExperimentRunner", "Results"]
+__all__ = ["ArtifactError", "ExperimentRunner", "FrozenDict", "FrozenList", "Results", "freeze"]
 
 # (sub_id, metrics with their prefix already applied, step) -> None; set by trackers / live line
 MetricSink = Callable[[Mapping[str, Any], "int | None"], None]
 ProgressSink = Callable[[float, "str | None"], None]
+
+
+def _refusal(what: str) -> str:
+    return (
+        f"{what} is read-only (the plan's values, the same for every seed and sub-experiment): "
+        f"copy it first, e.g. params = copy.deepcopy(dict({what})), or dict({what}) for a "
+        "shallow copy of the top level"
+    )
+
+
+class FrozenDict(dict[str, Any]):
+    """A dict that refuses changes, at every depth (``runner.params``, ``runner.variant``,
+    ``runner.upstream``).  A real dict otherwise: ``isinstance(p, dict)``, ``json.dumps``,
+    ``dict(p)``, ``{**p}`` all work; ``copy.deepcopy`` and pickling give plain, changeable
+    dicts and lists."""
+
+    __slots__ = ("_what",)
+
+    def __init__(self, data: Mapping[str, Any], what: str) -> None:
+        super().__init__(data)
+        self._what = what
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(_refusal(self._what))
+
+    __setitem__ = __delitem__ = _refuse
+    clear = pop = popitem = setdefault = update = __ior__ = _refuse
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        import copy
+
+        return {copy.deepcopy(k, memo): copy.deepcopy(v, memo) for k, v in self.items()}
+
+    def __reduce__(self) -> Any:
+        return (dict, (_thawed(self),))
+
+
+class FrozenList(list[Any]):
+    """A list that refuses changes (see :class:`FrozenDict`); ``a + [x]`` gives a new plain list."""
+
+    __slots__ = ("_what",)
+
+    def __init__(self, data: Iterable[Any], what: str) -> None:
+        super().__init__(data)
+        self._what = what
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(_refusal(self._what))
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
+
+    def __copy__(self) -> list[Any]:
+        return list(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
+        import copy
+
+        return [copy.deepcopy(v, memo) for v in self]
+
+    def __reduce__(self) -> Any:
+        return (list, (_thawed(self),))
+
+
+def freeze(value: Any, what: str) -> Any:
+    """``value`` with every dict and list in it made read-only (copies: the caller's objects,
+    the plan's own, are never handed out)."""
+    if isinstance(value, Mapping):
+        return FrozenDict({k: freeze(v, what) for k, v in value.items()}, what)
+    if isinstance(value, list):
+        return FrozenList((freeze(v, what) for v in value), what)
+    if isinstance(value, tuple):
+        return tuple(freeze(v, what) for v in value)
+    return value
+
+
+def _thawed(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thawed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_thawed(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_thawed(v) for v in value)
+    return value
 
 
 class ArtifactError(ValueError):
@@ -107,11 +193,13 @@ class ExperimentRunner:
     ) -> None:
         self.experiment_id = experiment_id
         self.sub_experiment_id = sub_experiment_id
-        self.params: Mapping[str, Any] = MappingProxyType(dict(params))
-        self.variant: Mapping[str, Any] = MappingProxyType(dict(variant or {}))
+        # Read-only at every depth, and copies: a handler's change can never reach the plan,
+        # another seed or another sub-experiment (under local they share one process).
+        self.params: Mapping[str, Any] = freeze(params, "runner.params")
+        self.variant: Mapping[str, Any] = freeze(variant or {}, "runner.variant")
         self.seed = seed
         self.stub = stub
-        self.upstream: Mapping[str, Any] = MappingProxyType(dict(upstream or {}))
+        self.upstream: Mapping[str, Any] = freeze(upstream or {}, "runner.upstream")
         self.results = Results(artifacts_dir, plan_root)
         self._workdir = workdir
         self._device = device
