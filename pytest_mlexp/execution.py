@@ -24,7 +24,43 @@ from .normalize import ResultError, normalize_result
 from .records import ERROR, INFRA, OK, ErrorInfo, SeedOutcome, SeedResult, error_info, now_iso
 from .runner import ExperimentRunner, MetricSink, ProgressSink
 
-__all__ = ["ERROR", "INFRA", "OK", "Task", "error_info", "import_handler", "now_iso", "run_seed"]
+__all__ = [
+    "ERROR",
+    "INFRA",
+    "OK",
+    "HandlerExited",
+    "SeedInterrupt",
+    "SeedTimeout",
+    "Task",
+    "error_info",
+    "import_handler",
+    "now_iso",
+    "run_seed",
+]
+
+# os._exit as it was when this module was imported: what a forked child leaves with, even
+# while the local executor has patched os._exit around a handler.
+_REAL_EXIT = os._exit
+
+
+class SeedInterrupt(BaseException):
+    """Raised into a running handler by whoever runs it, to stop it for a reason that is not
+    the handler's error (BaseException: a handler's ``except Exception`` must not swallow it).
+    The seed's outcome is an ``infra_error`` of kind :attr:`kind`."""
+
+    kind = "interrupted"
+
+
+class SeedTimeout(SeedInterrupt):
+    """The seed's time ran out (``resources.timeout``, or the item's ``timeout`` mark)."""
+
+    kind = "timeout"
+
+
+class HandlerExited(SeedInterrupt):
+    """The handler called ``os._exit`` in the pytest process (local executor)."""
+
+    kind = "lost_worker"
 
 
 @dataclass
@@ -133,11 +169,23 @@ def run_seed(
     result: SeedResult | None = None
     error: ErrorInfo | None = None
     exc_kept: BaseException | None = None
+    infra = False
+    pid = os.getpid()
     try:
         seed_everything(task.seed)
-        returned = handler(**kwargs)
+        try:
+            returned = handler(**kwargs)
+        finally:
+            if os.getpid() != pid:
+                # A child the handler forked, returning (or raising) into our code: it must
+                # never go on to record results or run the rest of the session.
+                _REAL_EXIT(0)
     except KeyboardInterrupt:
         raise
+    except SeedInterrupt as exc:  # stopped by the executor: a timeout, an os._exit caught
+        error = error_info(exc.kind, exc, skip_frames=1)
+        error["type"] = "".join(part.capitalize() for part in exc.kind.split("_"))
+        infra = True
     except BaseException as exc:  # a handler's SystemExit is its error too, not ours
         error = error_info("handler", exc, skip_frames=1)
         exc_kept = exc  # in-process only (for --pdb); never sent anywhere
@@ -158,7 +206,7 @@ def run_seed(
             }
     outcome = SeedOutcome(
         seed=task.seed,
-        status=ERROR if error is not None else OK,
+        status=(INFRA if infra else ERROR) if error is not None else OK,
         result=result,
         error=error,
         started_at=started,
