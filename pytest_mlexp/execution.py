@@ -22,7 +22,7 @@ from typing import Any
 from .handler_modules import HandlerRef, load_handler, loaded_function
 from .normalize import ResultError, normalize_result
 from .records import ERROR, INFRA, OK, ErrorInfo, SeedOutcome, SeedResult, error_info, now_iso
-from .runner import ExperimentRunner, MetricSink, ProgressSink
+from .runner import ExperimentRunner, MetricSink, ProgressSink, inside
 
 __all__ = [
     "ERROR",
@@ -196,9 +196,23 @@ def run_seed(
             error = {"kind": "invalid_result", "type": "ResultError", "message": str(exc), "traceback": ""}
         else:
             artifacts = list(normalized.get("artifacts") or [])
+            outside = _outside_artifacts(task, artifacts, runner.results.saved)
+            if outside:
+                error = {
+                    "kind": "invalid_result",
+                    "type": "ResultError",
+                    "message": (
+                        f"the handler returned artifact {outside[0]!r}, outside the artifacts folder "
+                        f"{_artifacts_root(task)}: it was not recorded or uploaded; save files with "
+                        "runner.results.save_artifact(name, data) and return the path it gives"
+                    ),
+                    "traceback": "",
+                }
+                artifacts = []
             for path in runner.results.saved:
                 if path not in artifacts:
                     artifacts.append(path)
+        if error is None:
             result = {
                 "metrics": normalized["metrics"],
                 "finding": normalized.get("finding"),
@@ -220,6 +234,31 @@ def run_seed(
     if tracked is not None:
         outcome = tracked.close(outcome)  # never raises: failures become outcome warnings
     return outcome
+
+
+def _artifacts_root(task: Task) -> Path:
+    """The plan's artifacts folder (``artifacts/`` or ``artifacts-stub/``): returned paths must be
+    inside it (another sub-experiment's file may be returned, a file elsewhere may not)."""
+    return Path(task.plan_root) / ("artifacts-stub" if task.stub else "artifacts")
+
+
+def _outside_artifacts(task: Task, returned: list[str], saved: list[str]) -> list[str]:
+    """Returned artifact paths that lead (through ``..`` or a symlink) out of the artifacts
+    folder; paths ``save_artifact`` gave are inside by construction and not checked again."""
+    if not returned:
+        return []
+    roots = (_artifacts_root(task), Path(task.artifacts_dir))
+    plan_root = Path(task.plan_root)
+    out = []
+    for text in returned:
+        if text in saved:
+            continue
+        path = Path(text)
+        if not path.is_absolute():
+            path = plan_root / path
+        if not any(inside(path, root) for root in roots):
+            out.append(text)
+    return out
 
 
 # Distributions worth recording in provenance when the handler has imported them.

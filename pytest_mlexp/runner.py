@@ -13,7 +13,16 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-__all__ = ["ArtifactError", "ExperimentRunner", "FrozenDict", "FrozenList", "Results", "freeze"]
+__all__ = [
+    "ArtifactError",
+    "ExperimentRunner",
+    "FrozenDict",
+    "FrozenList",
+    "Results",
+    "freeze",
+    "inside",
+    "safe_artifact_path",
+]
 
 # (sub_id, metrics with their prefix already applied, step) -> None; set by trackers / live line
 MetricSink = Callable[[Mapping[str, Any], "int | None"], None]
@@ -112,13 +121,46 @@ class ArtifactError(ValueError):
 
 
 def safe_artifact_path(folder: Path, name: str) -> Path:
-    """``folder / name``, refusing absolute names and names that climb out with ``..``."""
+    """``folder / name``, refusing absolute names, names that climb out with ``..`` and names
+    that are the folder itself (``.``)."""
     if not name or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         raise ArtifactError(f"artifact name {name!r} must be a relative file name, e.g. 'confusion.png'")
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if any(p == ".." for p in parts):
         raise ArtifactError(f"artifact name {name!r} may not contain '..': it must stay inside {folder}")
+    if not parts:
+        raise ArtifactError(
+            f"artifact name {name!r} is the artifacts folder itself: name a file, e.g. 'plot.png'"
+        )
     return folder.joinpath(*parts)
+
+
+def inside(path: Path, folder: Path) -> bool:
+    """Whether ``path``, with every symlink on the way resolved, is ``folder`` or below it."""
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _resolved_inside(folder: Path, path: Path, name: str) -> Path:
+    """``path`` resolved, refused when a symlink (the file itself or a folder on the way) leads
+    out of ``folder`` or it resolves to the folder itself."""
+    base = folder.resolve()
+    target = path.resolve()
+    if target == base:
+        raise ArtifactError(
+            f"artifact name {name!r} is the artifacts folder itself: name a file, e.g. 'plot.png'"
+        )
+    try:
+        target.relative_to(base)
+    except ValueError:
+        raise ArtifactError(
+            f"artifact name {name!r} leads to {target}, outside the artifacts folder {folder} (through a "
+            "symlink): nothing was written; save under another name"
+        ) from None
+    return target
 
 
 class Results:
@@ -139,8 +181,14 @@ class Results:
         return folder
 
     def save_artifact(self, name: str, data: bytes | str) -> str:
-        path = safe_artifact_path(self.folder, name)
+        folder = self.folder
+        path = safe_artifact_path(folder, name)
+        folder.mkdir(parents=True, exist_ok=True)
+        # Checked before any folder on the way is made (a symlinked one could lead anywhere),
+        # and written to the resolved path, so no symlink is followed out of the folder.
+        _resolved_inside(folder, path, name)
         path.parent.mkdir(parents=True, exist_ok=True)
+        path = _resolved_inside(folder, path, name)
         if isinstance(data, str):
             path.write_text(data, encoding="utf-8")
         elif isinstance(data, (bytes, bytearray, memoryview)):
