@@ -1,10 +1,12 @@
-"""Write a file so that readers see either the old content or the new, never a half-written one."""
+"""Write a file so that readers see either the old content or the new, never a half-written one;
+clean up after writers that died mid-way; find out whether a folder can be written at all."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 
@@ -16,6 +18,8 @@ def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
     leave an empty file where the old one was (the rename alone only orders the metadata).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path not in _cleaned:
+        remove_stale_temps(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "wb") as handle:
@@ -29,6 +33,58 @@ def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+# Files whose folder this process already cleaned of dead writers' temp files.
+_cleaned: set[Path] = set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0  # someone else's process (alive), or a number no process can have
+    return True
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Remove ``.<name>.<pid>.<hex>.tmp`` files next to ``path`` left by a writer that died
+    mid-rewrite (killed between creating the temp file and renaming it).  A live process's
+    temp file, or this process's, is left alone: it may be being written right now."""
+    _cleaned.add(path)
+    prefix = f".{path.name}."
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return
+    mine = os.getpid()
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid, _, token = name[len(prefix) : -len(".tmp")].partition(".")
+        if not (pid.isdigit() and token) or int(pid) == mine or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(path.parent / name)
+
+
+def writable_problem(folder: Path) -> str | None:
+    """Why files cannot be written in ``folder`` (made if missing), or None when they can.
+
+    Tried for real (a file made and removed): permission bits say nothing for root, and a
+    read-only mount or a full file system only shows when writing."""
+    if folder.exists() and not folder.is_dir():
+        return "it is a file, not a folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".mlexp-write-check.", dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def atomic_write_text(path: Path, text: str, *, fsync: bool = True) -> None:

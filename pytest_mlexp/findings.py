@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from .atomic import atomic_write_bytes
+from .atomic import atomic_write_bytes, remove_stale_temps
 from .model import (
     Accepted,
     Contrast,
@@ -652,6 +652,7 @@ def _find_block(text: str) -> tuple[int, int] | None:
 def update_findings_file(path: Path, block: str, *, title: str) -> None:
     """Put ``block`` between the markers in ``path``, keeping every other byte as it was."""
     block, title = clean_text(block), clean_text(title)  # always valid UTF-8 (see safetext)
+    remove_stale_temps(path)  # even when nothing changes: a killed rewrite's temp file goes
     try:
         data: bytes | None = path.read_bytes()
     except FileNotFoundError:

@@ -82,6 +82,15 @@ class SessionHooks:
             select_and_order(state, config, items)
         return res
 
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        state = self.state
+        state.session = session
+        if state.selected and not state.is_worker and getattr(session.config.option, "numprocesses", None):
+            # The xdist controller collects nothing: check the plan's folders it knows of.
+            from .reporting import check_results_folders
+
+            check_results_folders(state, [])
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         # --mlexp-executor names something only once every conftest.py is loaded (executors
         # come from hooks): a usage error now, before anything runs.
@@ -90,6 +99,11 @@ class SessionHooks:
             from .dispatch import dispatcher_of
 
             dispatcher_of(state).check_name(state.executor_override)
+        if state.selected and not state.is_worker and not session.config.option.collectonly:
+            # A folder results cannot be written to: a usage error now, not after the first item.
+            from .reporting import check_results_folders
+
+            check_results_folders(state, session.items)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
@@ -123,7 +137,10 @@ class SessionHooks:
             return
         ctx = state.context_for(op.plan)
         if not state.is_worker:
-            ctx.results.apply(op)
+            try:
+                ctx.results.apply(op)
+            except OSError as exc:  # a full disk, a read-only folder (store.ResultsWriteError)
+                state.results_not_written(exc)
             # tracker warnings from wherever the seed ran, printed once in the summary
             for line in op.warnings:
                 state.warn(line)
@@ -161,6 +178,8 @@ class SessionHooks:
 
             for line in teardown_all():
                 state.warn(line)
+        if state.write_error is not None:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # never 0 after a lost write
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         state = self.state

@@ -16,7 +16,13 @@ if TYPE_CHECKING:
     from .records import ResultOp
     from .session import MlexpSession, PlanContext
 
-__all__ = ["configure_lastfailed", "finish_session", "record_row", "terminal_summary"]
+__all__ = [
+    "check_results_folders",
+    "configure_lastfailed",
+    "finish_session",
+    "record_row",
+    "terminal_summary",
+]
 
 
 def record_row(state: MlexpSession, ctx: PlanContext, report: pytest.TestReport, op: ResultOp) -> None:
@@ -65,11 +71,59 @@ def record_row(state: MlexpSession, ctx: PlanContext, report: pytest.TestReport,
     }
 
 
+def check_results_folders(state: MlexpSession, items: list[pytest.Item]) -> None:
+    """A usage error naming every results folder the run would write but cannot (a read-only
+    mount, a file in the folder's place, a full disk), before the first item runs.
+
+    ``items``: the session's items (their plans and experiments); empty on the xdist
+    controller, which collects nothing: then the configured plan's folder and its experiments."""
+    from .atomic import writable_problem
+
+    folders: dict[Path, None] = {}
+    if items:
+        from .items import AssessmentItem, SubItem
+
+        for item in items:
+            if isinstance(item, (SubItem, AssessmentItem)):
+                root = state.context_for(item.path).plan.root
+                if not state.stub:
+                    folders[root] = None  # FINDINGS.md
+                folders[root / "experiments" / item.experiment_id] = None
+    else:
+        root = state.plan_path.parent
+        if not root.is_dir():
+            return
+        experiments = root / "experiments"
+        folders[root] = None
+        folders[experiments] = None
+        if experiments.is_dir():
+            folders.update(dict.fromkeys(p for p in experiments.iterdir() if p.is_dir()))
+    problems = []
+    for folder in folders:
+        why = writable_problem(folder)
+        if why is not None:
+            try:
+                shown = folder.relative_to(state.rootpath).as_posix()
+            except ValueError:
+                shown = str(folder)
+            problems.append(
+                f"mlexp: the results folder {shown} cannot be written ({why}); nothing was run. "
+                "Make it writable (a read-only mount? a full disk? a file in its place?) and run again"
+            )
+    if problems:
+        raise pytest.UsageError("\n".join(problems))
+
+
 def finish_session(state: MlexpSession, session: pytest.Session) -> None:
     ran = bool(state.records)
     if ran:
         for ctx in state.contexts.values():
-            _write_outputs(state, ctx)
+            try:
+                _write_outputs(state, ctx)
+            except OSError as exc:  # a full disk, a read-only folder: one line, exit 1
+                state.results_not_written(exc)
+            finally:
+                ctx.results.store.release()
         _fail_if_all_blocked(state, session)
     _update_lastfailed(state, ran)
     if state.dispatcher is not None:
@@ -93,11 +147,20 @@ def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
     touched |= {e.id for e in plan.experiments if e.id in set(results.store.touched())}
     if not touched:
         return
-    results.summarize_sweeps()
-    verdicts = {e.id: results.verdict(e.id) for e in plan.experiments}
-    for exp_id in touched:
-        results.store.set_experiment(exp_id, results.experiment_header(exp_id))
-    results.store.flush()
+    try:
+        results.summarize_sweeps()
+        verdicts = {e.id: results.verdict(e.id) for e in plan.experiments}
+        for exp_id in touched:
+            results.store.set_experiment(exp_id, results.experiment_header(exp_id))
+    except OSError as exc:
+        # The journal cannot take the summaries (a full disk): they are in the view still, and
+        # flushing may yet write results.yaml; either way the session says so and exits 1.
+        state.results_not_written(exc)
+        verdicts = {e.id: results.verdict(e.id) for e in plan.experiments}
+    try:
+        results.store.flush()
+    finally:
+        results.store.release()
     if state.stub:
         return  # stub runs never touch results.yaml or FINDINGS.md
     scrub = state.scrub

@@ -179,6 +179,10 @@ class MlexpSession:
         self.records: dict[str, dict[str, Any]] = {}  # nodeid -> summary row, in run order
         self.ops: dict[str, ResultOp] = {}  # nodeid -> result op awaiting its report
         self.warned: list[str] = []
+        # The first results write that failed (a full disk, a read-only folder): one error line,
+        # the session stops after the item, and it exits 1 (reporting.py, hooks.py).
+        self.write_error: str | None = None
+        self.session: pytest.Session | None = None
         # Set by dispatch.dispatcher_of when experiments first run; closed at session end.
         self.dispatcher: Dispatcher | None = None
         self.selected = initially_selected(config, self)
@@ -192,6 +196,26 @@ class MlexpSession:
     @property
     def plan_path(self) -> Path:
         return (self.rootpath / self.plan_setting).resolve()
+
+    def results_not_written(self, exc: BaseException) -> None:
+        """A results file or journal could not be written: say it once, stop after this item.
+
+        What was journaled before is kept (the next session replays it); nothing more is run,
+        since its results could not be kept either."""
+        if self.write_error is None:
+            filename = getattr(exc, "filename", None)
+            if getattr(exc, "path", None) is not None or not filename:  # store.ResultsWriteError
+                text = str(exc)
+            else:
+                text = f"cannot write {filename} ({getattr(exc, 'strerror', None) or exc})"
+            self.write_error = (
+                f"mlexp: error: {text}; the session stopped here. Results journaled before are kept "
+                "and read back by the next session: free space (or make the folder writable) and run again"
+            )
+            self.notes_end.append(self.write_error)
+        session = self.session
+        if session is not None and not session.shouldfail:
+            session.shouldfail = "mlexp: results could not be written"
 
     def warn(self, message: str) -> None:
         """A warning for the end of the summary (each shown once)."""

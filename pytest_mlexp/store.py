@@ -22,6 +22,7 @@ Design, in short:
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import hashlib
 import json
@@ -61,6 +62,7 @@ __all__ = [
     "HISTORY_LIMIT",
     "SCHEMA_VERSION",
     "ResultsStore",
+    "ResultsWriteError",
     "StoreError",
     "dump_yaml",
     "load_yaml",
@@ -85,6 +87,20 @@ _UNREADABLE: Any = object()
 
 class StoreError(Exception):
     """A results file this version of pytest-mlexp must not touch (a newer schema)."""
+
+
+class ResultsWriteError(OSError):
+    """A result could not be made durable (a full disk, a read-only folder): the journal could not
+    be opened or written.  Nothing torn is left behind; what was journaled before is kept.  An
+    ``OSError`` (with the cause's errno), so the glue catches it without importing this module."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.path = path
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return f"cannot write results to {self.path.parent} ({self.strerror})"
 
 
 # Encoders built once: ``json.dumps`` with any keyword builds a new encoder on every call, which
@@ -162,6 +178,7 @@ class _State:
     entries_on_disk: int
     journal: IO[bytes] | None = None
     journal_path: Path | None = None
+    journal_size: int = 0  # bytes of whole lines in the journal
     pending: int = 0  # journal lines since the last rewrite
     retry_at: int = 0  # after a failed rewrite: pending count at which to try again
     last_write: float = field(default_factory=time.monotonic)
@@ -243,8 +260,8 @@ class ResultsStore:
     def _read(self, path: Path, experiment_id: str) -> tuple[dict[str, Any], tuple[int, int, int] | None]:
         try:
             data = path.read_bytes()
-        except FileNotFoundError:
-            return empty_doc(experiment_id), None
+        except (FileNotFoundError, NotADirectoryError):  # (a file where the folder should be:
+            return empty_doc(experiment_id), None  # the writability check before the run says so)
         sig = _stat_sig(path)
         try:
             raw = load_yaml(data)
@@ -559,16 +576,21 @@ class ResultsStore:
         self._journal(state, f'{{"op":"e","fields":{text}}}\n')
 
     def _journal(self, state: _State, line: str) -> None:
+        journal_path = state.path.with_name(f"{self._journal_prefix}{self._token}.journal")
         if state.journal is None:
-            state.path.parent.mkdir(parents=True, exist_ok=True)
-            state.journal_path = state.path.with_name(f"{self._journal_prefix}{self._token}.journal")
-            # Unbuffered: each record is one write(2), on disk (in the page cache) when we return.
-            state.journal = open(state.journal_path, "ab", buffering=0)  # noqa: SIM115
+            try:
+                state.path.parent.mkdir(parents=True, exist_ok=True)
+                # Unbuffered: each record is one write(2), on disk (in the page cache) when we return.
+                state.journal = open(journal_path, "ab", buffering=0)  # noqa: SIM115
+            except OSError as exc:
+                raise ResultsWriteError(journal_path, exc) from exc
+            state.journal_path = journal_path
+            state.journal_size = 0
             if _fcntl is not None:
                 # Held for the session: other sessions see the journal as alive and leave it alone.
                 _fcntl.flock(state.journal.fileno(), _fcntl.LOCK_EX | _fcntl.LOCK_NB)
         self._touched[state.experiment_id] = None
-        state.journal.write(line.encode("ascii"))
+        self._append(state, line.encode("ascii"))
         state.pending += 1
         # Geometric: rewrite once the journal holds as many records as the file has entries, so
         # every entry is rewritten a bounded number of times (linear total cost). Never for fewer
@@ -589,6 +611,26 @@ class ResultsStore:
                     f"{state.path}: could not rewrite ({exc}); results are kept in {state.journal_path}"
                 )
 
+    def _append(self, state: _State, data: bytes) -> None:
+        """Append one whole line to the journal, or nothing: a full disk may take half a line
+        (a short write, or an error after part of it); that part is cut off again, so the next
+        line never lands after a torn one and every line a replay reads is whole."""
+        handle = state.journal
+        assert handle is not None
+        start = state.journal_size
+        view = memoryview(data)
+        try:
+            while view:
+                written = handle.write(view)
+                if not written:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                view = view[written:]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                handle.truncate(start)
+            raise ResultsWriteError(state.journal_path or state.path, exc) from exc
+        state.journal_size = start + len(data)
+
     def _compact(self, state: _State) -> None:
         """Rewrite results.yaml with everything journaled, then empty the journal."""
         self._write(state)
@@ -596,6 +638,7 @@ class ResultsStore:
             # Only after the new results.yaml is in place: a crash in between replays the journal
             # again, which is harmless (set semantics).
             state.journal.truncate(0)
+            state.journal_size = 0
         state.pending = 0
         state.retry_at = 0
 
@@ -690,7 +733,7 @@ class ResultsStore:
                 if state.pending:
                     self._compact(state)
             except (OSError, StoreError, yaml.YAMLError) as exc:
-                first = first or exc
+                first = first or exc  # its journal stays for the next session (see release)
                 continue
             if state.journal is not None:
                 state.journal.close()  # releases the flock
@@ -700,6 +743,16 @@ class ResultsStore:
                         state.journal_path.unlink()
         if first is not None:
             raise first
+
+    def release(self) -> None:
+        """Close this session's journals that ``flush`` could not fold in (they stay on disk, and
+        their locks are released, for the next session to replay).  Nothing to do after a
+        successful ``flush``."""
+        for state in self._states.values():
+            if state.journal is not None:
+                with contextlib.suppress(OSError):
+                    state.journal.close()
+                state.journal = None
 
     def __del__(self) -> None:
         # A store dropped without flush (a crashed glue, a test) leaves its journals for the next
