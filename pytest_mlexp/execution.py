@@ -71,7 +71,7 @@ class Task:
     sub_id: str
     point: str | None
     seed: int
-    params: dict[str, Any]
+    params: dict[str, Any] = field(repr=False)  # never in a repr (--showlocals, a log): secrets
     stub: bool
     root: str  # the project root: handler modules are imported relative to it
     plan_root: str  # the plan's folder: artifact paths are relative to it
@@ -83,7 +83,9 @@ class Task:
     upstream: dict[str, Any] = field(default_factory=dict)
     variant: dict[str, Any] = field(default_factory=dict)  # the sweep point's values
     timeout: float | None = None
-    tracking: dict[str, Any] = field(default_factory=dict)  # tracker settings (mode, project, ...)
+    tracking: dict[str, Any] = field(
+        default_factory=dict, repr=False
+    )  # tracker settings (mode, project, ...)
     # Where a worker process appends what the handler logs, for the live line (unique per
     # task, so a file left by an earlier run is never mistaken for this one's); None when the
     # seed runs in the pytest process, whose live line watches it directly.

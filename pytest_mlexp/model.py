@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 if TYPE_CHECKING:
     from .criteria.forms import Form
 
+from .secrets import is_secret_key
+
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 Direction = Literal["higher", "lower"]
@@ -185,9 +187,12 @@ class SubExperiment:
             return ()
         keys = list(self.sweep)
         out = []
-        for combo in itertools.product(*(self.sweep[k] for k in keys)):
-            values = dict(zip(keys, combo, strict=True))
-            out.append(SweepPoint(point_key(values), values))
+        for combo in itertools.product(*(enumerate(self.sweep[k]) for k in keys)):
+            values = {k: value for k, (_, value) in zip(keys, combo, strict=True)}
+            # A secret-named param's value never goes into the key (node ids, the cache, file
+            # and run names): its position does (``api_token_0``).
+            shown = {k: (i if is_secret_key(k) else value) for k, (i, value) in zip(keys, combo, strict=True)}
+            out.append(SweepPoint(point_key(shown), values))
         return tuple(out)
 
 
@@ -197,7 +202,8 @@ def _id_piece(value: Any) -> str:
 
 
 def point_key(values: Mapping[str, Any]) -> str:
-    """``{hidden: 32, lr: 0.01}`` -> ``hidden_32-lr_0.01`` (``=`` is not allowed in ``-k``)."""
+    """``{hidden: 32, lr: 0.01}`` -> ``hidden_32-lr_0.01`` (``=`` is not allowed in ``-k``).
+    (``SubExperiment.points`` passes a secret-named param's index, not its value.)"""
     return "-".join(f"{_id_piece(k)}_{_id_piece(v)}" for k, v in values.items())
 
 

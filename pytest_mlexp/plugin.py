@@ -121,9 +121,12 @@ def pytest_configure(config: pytest.Config) -> None:
         register_if_active(config)
     if state.selected:
         from .reporting import configure_lastfailed
+        from .scrubreports import ReportScrubber
 
         configure_lastfailed(config)
         _sigterm_as_interrupt(config)
+        # What pytest shows of an experiment item (captured output, logs, locals): scrubbed.
+        config.pluginmanager.register(ReportScrubber(state), "mlexp-report-scrubber")
 
 
 def _validate_ini(config: pytest.Config) -> None:

@@ -305,8 +305,14 @@ class ExperimentRunner:
     def __repr__(self) -> str:
         return (
             f"ExperimentRunner({self.experiment_id}::{self.sub_experiment_id}, seed={self.seed}, "
-            f"stub={self.stub}, params={dict(self.params)!r})"
+            f"stub={self.stub}, params={_redacted(self.params)!r})"
         )
+
+
+def _redacted(params: Mapping[str, Any]) -> dict[str, Any]:
+    from .secrets import redact_params  # only when shown (a traceback's locals, a log line)
+
+    return redact_params(params)
 
 
 def detect_device() -> str:

@@ -242,6 +242,8 @@ class MlexpSession:
                 for exp in ctx.plan.experiments:
                     for sub in exp.sub_experiments:
                         values += secret_param_values(sub.params) + secret_param_values(sub.stub_params)
+                        if sub.sweep:  # the swept values of a secret-named param
+                            values += secret_param_values({k: list(v) for k, v in sub.sweep.items()})
             self._scrubber = Scrubber(values)
         return self._scrubber
 

@@ -282,6 +282,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "items",
             "selection",
             "reporting",
+            "scrubreports",
             "scaffolding",
             "starter",
             "html_report",
