@@ -7,7 +7,14 @@ import contextlib
 import os
 import secrets
 import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+try:  # POSIX only
+    import fcntl as _fcntl
+except ImportError:  # pragma: no cover - Windows
+    _fcntl = None  # type: ignore[assignment]
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
@@ -85,6 +92,35 @@ def writable_problem(folder: Path) -> str | None:
     except OSError as exc:
         return exc.strerror or str(exc)
     return None
+
+
+@contextlib.contextmanager
+def locked(
+    lock_path: Path, *, timeout_s: float = 30.0, warn: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """An exclusive advisory lock on ``lock_path`` (made if missing) for the ``with`` block.
+
+    Never hangs a session on a stuck lock: after ``timeout_s`` it says so (``warn``) and goes
+    on without it (writes stay atomic; a merge may miss another session's newest changes)."""
+    if _fcntl is None:  # pragma: no cover - no advisory locks here; sessions must not overlap
+        yield
+        return
+    handle = open(lock_path, "a+b")  # noqa: SIM115
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                _fcntl.flock(handle.fileno(), _fcntl.LOCK_EX | _fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() >= deadline:
+                    if warn is not None:
+                        warn(f"{lock_path}: still locked after {timeout_s:g} s; writing without it")
+                    break
+                time.sleep(0.05)
+        yield
+    finally:
+        handle.close()  # closing releases the flock
 
 
 def atomic_write_text(path: Path, text: str, *, fsync: bool = True) -> None:

@@ -635,18 +635,58 @@ def render_project(
 # --- the file ---------------------------------------------------------------------------------
 
 
+def _fenced_spans(text: str) -> list[tuple[int, int]]:
+    """Where the fenced code blocks are (CommonMark: a run of 3+ backticks or tildes indented
+    at most 3 spaces opens one; a run of the same character, at least as long, alone on its
+    line, closes it; an unclosed one runs to the end).  Markers in there are a researcher's
+    example, not the generated block."""
+    if "```" not in text and "~~~" not in text:
+        return []
+    spans: list[tuple[int, int]] = []
+    fence: tuple[str, int, int] | None = None  # (character, length, start)
+    pos = 0
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\r\n")
+        stripped = body.lstrip(" ")
+        if len(body) - len(stripped) <= 3 and stripped[:1] in ("`", "~"):
+            char = stripped[0]
+            run = len(stripped) - len(stripped.lstrip(char))
+            rest = stripped[run:]
+            if run >= 3:
+                if fence is None:
+                    if not (char == "`" and "`" in rest):  # a backtick fence's info has no backtick
+                        fence = (char, run, pos)
+                elif char == fence[0] and run >= fence[1] and not rest.strip():
+                    spans.append((fence[2], pos + len(line)))
+                    fence = None
+        pos += len(line)
+    if fence is not None:
+        spans.append((fence[2], len(text)))
+    return spans
+
+
 def _find_block(text: str) -> tuple[int, int] | None:
     """The span of the generated block: the first END that has a BEGIN before it, and the
-    nearest such BEGIN, so a stray marker the researcher left elsewhere never eats their text."""
+    nearest such BEGIN, so a stray marker the researcher left elsewhere never eats their text.
+    Markers inside fenced code blocks are text (an example in the notes), never the block."""
+    spans = _fenced_spans(text)
+
+    def fenced(at: int) -> bool:
+        return any(start <= at < stop for start, stop in spans)
+
     search = 0
     while True:
         end = text.find(END, search)
         if end < 0:
             return None
+        search = end + len(END)
+        if fenced(end):
+            continue
         begin = text.rfind(BEGIN, 0, end)
+        while begin >= 0 and fenced(begin):
+            begin = text.rfind(BEGIN, 0, begin)
         if begin >= 0:
             return begin, end + len(END)
-        search = end + len(END)
 
 
 def update_findings_file(path: Path, block: str, *, title: str) -> None:

@@ -131,6 +131,7 @@ def finish_session(state: MlexpSession, session: pytest.Session) -> None:
 
 
 def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
+    from .atomic import locked
     from .findings import render_experiment, render_project, update_findings_file
     from .verdict import blockers, gate_status
 
@@ -173,9 +174,20 @@ def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
         )
         path = plan.root / "experiments" / exp.id / "FINDINGS.md"
         update_findings_file(path, block, title=f"{exp.name} — findings")
-    gates = [(g, *gate_status(plan, g, verdicts)) for g in plan.gates]
-    project = render_project(plan, docs, verdicts, gates, scrub=scrub)
-    update_findings_file(plan.root / "FINDINGS.md", project, title=f"{plan.project.name} — research findings")
+    overview = plan.root / "FINDINGS.md"
+    # Another session may have written other experiments since this one read them: under a lock
+    # (two sessions never render the overview at once), every experiment this session did not
+    # write is read again, so the overview written last shows every session's results.
+    with locked(plan.root / ".FINDINGS.md.lock", warn=state.warn):
+        written = set(results.store.touched())
+        others = [e.id for e in plan.experiments if e.id not in written]
+        if others:
+            results.reload(others)
+            verdicts = {e.id: results.verdict(e.id) for e in plan.experiments}
+            docs = {e.id: results.doc(e.id) for e in plan.experiments}
+        gates = [(g, *gate_status(plan, g, verdicts)) for g in plan.gates]
+        project = render_project(plan, docs, verdicts, gates, scrub=scrub)
+        update_findings_file(overview, project, title=f"{plan.project.name} — research findings")
 
 
 def _fail_if_all_blocked(state: MlexpSession, session: pytest.Session) -> None:

@@ -222,6 +222,14 @@ class ResultsView:
             # Verdicts do not need it (they re-select the point from the stored points).
             self._dirty_sweeps.add((exp_id, sub_id))
 
+    def reload(self, experiment_ids: list[str]) -> None:
+        """Read these experiments' stored results from disk again (another session may have
+        written them); verdicts are computed afresh.  Experiments this session changed keep
+        their view (see ``ResultsStore.reload``)."""
+        for experiment_id in experiment_ids:
+            self.store.reload(experiment_id)
+        self._verdicts.clear()
+
     def _forget_verdicts(self, experiment_id: str) -> None:
         self._verdicts.pop(experiment_id, None)
         if self._readers is None:

@@ -32,6 +32,7 @@ GITIGNORE_LINES = (
     "results*.yaml.lock",
     ".results*.tmp",
     ".FINDINGS.md.*.tmp",
+    ".FINDINGS.md.lock",
 )
 GITIGNORE_HEADER = "# pytest-mlexp: generated files that are not results"
 

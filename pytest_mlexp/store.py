@@ -30,7 +30,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,7 +38,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import yaml
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, locked
 from .journal import PLAIN_JSON, dumps, fix_seed_keys, loads
 from .model import Plan
 from .resultsdoc import (
@@ -642,32 +642,8 @@ class ResultsStore:
         state.pending = 0
         state.retry_at = 0
 
-    @contextlib.contextmanager
-    def _lock(self, path: Path) -> Iterator[None]:
-        if _fcntl is None:  # pragma: no cover - no advisory locks; sessions must not overlap
-            yield
-            return
-        lock_path = path.with_name(path.name + ".lock")
-        handle = open(lock_path, "a+b")  # noqa: SIM115
-        try:
-            deadline = time.monotonic() + self.lock_timeout_s
-            locked = False
-            while True:
-                try:
-                    _fcntl.flock(handle.fileno(), _fcntl.LOCK_EX | _fcntl.LOCK_NB)
-                    locked = True
-                    break
-                except OSError:
-                    if time.monotonic() >= deadline:
-                        break
-                    time.sleep(0.05)
-            if not locked:
-                # Never hang a session on a stuck lock: writing is still atomic, a merge may miss
-                # the other session's newest entries until its own next write.
-                self.warn(f"{lock_path}: still locked after {self.lock_timeout_s:g} s; writing without it")
-            yield
-        finally:
-            handle.close()  # closing releases the flock
+    def _lock(self, path: Path) -> contextlib.AbstractContextManager[None]:
+        return locked(path.with_name(path.name + ".lock"), timeout_s=self.lock_timeout_s, warn=self.warn)
 
     def _write(self, state: _State) -> None:
         started = time.monotonic()
@@ -743,6 +719,14 @@ class ResultsStore:
                         state.journal_path.unlink()
         if first is not None:
             raise first
+
+    def reload(self, experiment_id: str) -> None:
+        """Read an experiment's results from disk again when next asked, unless this session
+        changed them (another session may have written it meanwhile: research/FINDINGS.md shows
+        every experiment as stored when it is written)."""
+        state = self._states.get(experiment_id)
+        if state is not None and state.journal is None and not state.pending:
+            del self._states[experiment_id]
 
     def release(self) -> None:
         """Close this session's journals that ``flush`` could not fold in (they stay on disk, and

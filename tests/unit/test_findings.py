@@ -558,3 +558,99 @@ def test_next_steps_cover_sub_level_borderline_and_inconclusive() -> None:
     steps = _next_steps(exp, entries, verdict, ())
     assert any("`s1`: `acc` passed within the borderline margin" in s for s in steps)
     assert any("`s1`: `f1` is inconclusive: about 9 seeds" in s for s in steps)
+
+
+# --- markers inside fenced code blocks are text ---------------------------------------------------
+
+REAL = f"{BEGIN}\nold\n{END}"
+EXAMPLE = f"{BEGIN}\nan example a researcher pasted\n{END}"
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (f"# Notes\n\n```markdown\n{EXAMPLE}\n```\n\n", "\n"),  # an example above the real block
+        ("# Notes\n\n", f"\n\n```\n{EXAMPLE}\n```\n"),  # ...and below it
+        (f"~~~\n{EXAMPLE}\n~~~\n\n", "\n"),  # tildes
+        (f"````md\n```\n{EXAMPLE}\n```\n````\n\n", "\n"),  # a longer fence holding a shorter one
+        (f"   ```\n{EXAMPLE}\n   ```\n\n", "\n"),  # indented up to 3 spaces
+        (f"~~~~~\n{EXAMPLE}\n~~~\nstill code: {END}\n~~~~~~\n\n", "\n"),  # closed only by >= 5 tildes
+        (f"```\r\n{EXAMPLE}\r\n```\r\n\r\n".replace("\n", "\r\n").replace("\r\r", "\r"), "\r\n"),  # CRLF
+        (f"> quoted\n\n```python\nx = '{BEGIN}'\n```\n", "\n```\nunclosed fence: {END}\n"),
+    ],
+    ids=["above", "below", "tildes", "long-fence", "indented", "tilde-lengths", "crlf", "unclosed"],
+)
+def test_markers_inside_fenced_code_are_text(tmp_path: Path, before: str, after: str) -> None:
+    path = tmp_path / "FINDINGS.md"
+    newline = "\r\n" if "\r\n" in before else "\n"
+    path.write_bytes((before + REAL.replace("\n", newline) + after).encode())
+    update_findings_file(path, "new\n", title="T")
+    generated = f"{BEGIN}{newline}new{newline}{END}"
+    assert path.read_bytes() == (before + generated + after).encode()
+
+
+def test_only_fenced_markers_means_no_block_yet(tmp_path: Path) -> None:
+    path = tmp_path / "FINDINGS.md"
+    text = f"# Notes\n\n```\n{EXAMPLE}\n```\n"
+    path.write_text(text, encoding="utf-8")
+    update_findings_file(path, "gen", title="T")
+    assert path.read_text(encoding="utf-8") == f"{text}\n{BEGIN}\ngen\n{END}\n"
+    update_findings_file(path, "gen 2", title="T")  # found again next time: not appended twice
+    assert path.read_text(encoding="utf-8") == f"{text}\n{BEGIN}\ngen 2\n{END}\n"
+
+
+def test_a_four_space_indented_fence_is_not_a_fence(tmp_path: Path) -> None:
+    """(CommonMark: four spaces make an indented code line, not a fence that hides markers.)"""
+    path = tmp_path / "FINDINGS.md"
+    path.write_text(f"    ```\n{REAL}\n    ```\n", encoding="utf-8")
+    update_findings_file(path, "new", title="T")
+    assert path.read_text(encoding="utf-8") == f"    ```\n{BEGIN}\nnew\n{END}\n    ```\n"
+
+
+def _odd_layouts() -> list[tuple[str, bytes]]:
+    r, b, e = REAL.encode(), BEGIN.encode(), END.encode()
+    return [
+        ("crlf", b"# T\r\n\r\n" + REAL.replace("\n", "\r\n").encode() + b"\r\nnotes\r\n"),
+        ("bom", b"\xef\xbb\xbf# T\n\n" + r + b"\nnotes\n"),
+        ("bom-crlf", b"\xef\xbb\xbf# T\r\n" + REAL.replace("\n", "\r\n").encode() + b"\r\n"),
+        ("no-markers", b"# Only notes\n\nsome text\n"),
+        ("no-trailing-newline", b"# T\n\nnotes without newline"),
+        ("empty", b""),
+        ("only-begin", b"notes " + b + b" and more\n"),
+        ("only-end", b"notes " + e + b" and more\n"),
+        ("reversed", b"a " + e + b"\nmiddle\n" + b + b" z\n"),
+        ("duplicated", r + b"\nbetween\n" + r + b"\nafter\n"),
+        ("nested-begin", b + b"\n" + r + b"\ntail\n"),
+        ("mid-line", b"text " + b + b"old" + e + b" text\n"),
+        ("mixed-newlines", b"a\r\nb\n" + r + b"\nc\r\n"),
+        ("latin1-bytes", b"caf\xe9 notes\n" + r + b"\n\xff\xfe\n"),
+        ("tabs-and-spaces", b"\t# T  \n  \n" + r + b"\n\t \n"),
+        ("unicode-separators", "a\u2028b\u0085c\n".encode() + r + b"\n"),
+        ("large", (b"line of researcher text\n" * 100_000) + r + b"\n" + b"tail\n" * 1000),
+    ]
+
+
+@pytest.mark.parametrize(("name", "data"), _odd_layouts(), ids=[n for n, _ in _odd_layouts()])
+def test_odd_layouts_keep_every_byte_outside_the_block(tmp_path: Path, name: str, data: bytes) -> None:
+    path = tmp_path / "FINDINGS.md"
+    path.write_bytes(data)
+    update_findings_file(path, "new\n", title="T")
+    once = path.read_bytes()
+    begin, end = once.rfind(BEGIN.encode()), once.rfind(END.encode())
+    # The block's own markers: the first whole block of the file, or the one appended.
+    text = data.decode("utf-8", "surrogateescape")
+    from pytest_mlexp.findings import _find_block
+
+    span = _find_block(text)
+    if span is None:
+        assert once.startswith(data)  # appended after every byte that was there
+    else:
+        head = text[: span[0]].encode("utf-8", "surrogateescape")
+        tail = text[span[1] :].encode("utf-8", "surrogateescape")
+        assert once.startswith(head) and once.endswith(tail)
+        assert (
+            once[len(head) : len(once) - len(tail)].replace(b"\r\n", b"\n") == f"{BEGIN}\nnew\n{END}".encode()
+        )
+    assert begin >= 0 and end > begin
+    update_findings_file(path, "new\n", title="T")
+    assert path.read_bytes() == once  # stable: the same block is found again
