@@ -13,12 +13,13 @@ verdicts can block the item's experiment, and the sub-experiments its own waits 
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .executors import UnknownExecutor, builtin_executor
-from .executors.base import Executor, ExecutorContext, Handle, Job
+from .executors.base import Executor, ExecutorContext, Handle, Job, infra_outcome
 from .executors.local import LocalExecutor, run_local
 from .graph import graph_of
 from .records import SeedOutcome, as_outcome
@@ -168,10 +169,13 @@ class Dispatcher:
         except UnknownExecutor as exc:
             return [SeedOutcome.failure(t.seed, "executor", exc, traceback="") for t in tasks[:1]]
         handles = self._ahead.pop(item.nodeid, None)
+        deadline = self.state.deadlines.get(item.nodeid)  # a timeout mark (neighbours.py)
         if handles is None and ex.__class__ is LocalExecutor:
             # The built-in local executor runs each seed inside submit() anyway: the same calls,
             # without a Job and a handle per seed.
-            return [run_local(task, fixtures) for task in tasks]
+            if deadline is None:
+                return [run_local(task, fixtures) for task in tasks]
+            return self._local_until(tasks, fixtures, deadline)
         if handles is None:
             resources: Mapping[str, Any] = getattr(getattr(item, "sub", None), "resources", {}) or {}
             blob = None
@@ -187,13 +191,48 @@ class Dispatcher:
                 for task in tasks
             ]
             handles = [ex.submit(job) for job in jobs]
-        return self._wait(item, handles, tasks, follow=executor != "local")
+        return self._wait(item, handles, tasks, follow=executor != "local", deadline=deadline)
 
     @staticmethod
-    def _follow(handles: Sequence[Handle]) -> None:
-        """While seeds run in worker processes, replay what they log into the live line."""
-        import time
+    def _local_until(
+        tasks: Sequence[Task], fixtures: Mapping[str, Any], deadline: tuple[float, str]
+    ) -> list[SeedOutcome]:
+        """Seeds in this process until the item's deadline: the seed running when it passes is
+        stopped (infra_error, timeout) and no further seed runs."""
+        out = []
+        for task in tasks:
+            outcome = run_local(task, fixtures, deadline=deadline[0], deadline_text=deadline[1])
+            out.append(outcome)
+            if time.monotonic() >= deadline[0] and not outcome.ok:
+                break
+        return out
 
+    @staticmethod
+    def _results(
+        handles: Sequence[Handle], tasks: Sequence[Task], deadline: tuple[float, str] | None
+    ) -> list[Any]:
+        """Every handle's outcome; past the item's deadline, what has not finished is cancelled
+        (workers killed) and recorded as an infra_error (timeout)."""
+        if deadline is None:
+            return [h.result() for h in handles]
+        out: list[Any] = []
+        for index, handle in enumerate(handles):
+            try:
+                out.append(handle.result(timeout=max(0.0, deadline[0] - time.monotonic())))
+            except TimeoutError:
+                for other in handles[index:]:
+                    other.cancel()
+                for other, task in zip(handles[index:], tasks[index:], strict=False):
+                    got = as_outcome(other.result(), task.seed, "executor")
+                    if not got.ok and (got.error or {}).get("kind") == "cancelled":
+                        got = infra_outcome(task, "timeout", deadline[1])
+                    out.append(got)
+                break
+        return out
+
+    @staticmethod
+    def _follow(handles: Sequence[Handle], until: float | None = None) -> None:
+        """While seeds run in worker processes, replay what they log into the live line."""
         from .execution import observers
         from .progress import Follower
 
@@ -202,7 +241,7 @@ class Dispatcher:
             return  # no live line (not a terminal, or -s): just wait
         followers: dict[int, Follower] = {}
         try:
-            while not all(h.done() for h in handles):
+            while not all(h.done() for h in handles) and (until is None or time.monotonic() < until):
                 h = next(h for h in handles if not h.done())  # one seed at a time on the line
                 job = getattr(h, "job", None)
                 if job is not None and job.task.progress_file:
@@ -218,12 +257,18 @@ class Dispatcher:
                 follower.close()
 
     def _wait(
-        self, item: pytest.Item, handles: Sequence[Handle], tasks: Sequence[Task], *, follow: bool = False
+        self,
+        item: pytest.Item,
+        handles: Sequence[Handle],
+        tasks: Sequence[Task],
+        *,
+        follow: bool = False,
+        deadline: tuple[float, str] | None = None,
     ) -> list[SeedOutcome]:
         try:
             if follow:
-                self._follow(handles)
-            raw = [h.result() for h in handles]
+                self._follow(handles, None if deadline is None else deadline[0])
+            raw = self._results(handles, tasks, deadline)
         except KeyboardInterrupt as exc:
             # Ctrl-C, or SIGTERM (the plugin turns it into KeyboardInterrupt): cancel everything
             # in flight and end the session as interrupted after this item, which reports its

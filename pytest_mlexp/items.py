@@ -191,10 +191,13 @@ class SubItem(pytest.Function):
         item.point_index = index
         item.experiment_id = sub.experiment_id
         if sub.marks:
+            from .model import parse_mark
+
             state = session_of(parent.config)
-            for mark in sub.marks:
-                state.register_mark(mark)
-                item.add_marker(mark)
+            for text in sub.marks:
+                name, args, kwargs = parse_mark(text)  # checked when the plan was read
+                state.register_mark(name)
+                item.add_marker(getattr(pytest.mark, name)(*args, **kwargs) if args or kwargs else name)
         return item
 
     @property

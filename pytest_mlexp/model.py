@@ -196,6 +196,30 @@ class SubExperiment:
         return tuple(out)
 
 
+def parse_mark(text: str) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    """A plan's mark as pytest gets it: ``slow`` -> ``("slow", (), {})``, ``timeout(60)`` ->
+    ``("timeout", (60,), {})``, ``timeout(60, method="thread")`` with keywords; arguments are
+    Python literals only.  Raises ValueError for anything else."""
+    import ast
+
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        raise ValueError(f"mark {text!r} is not a name or a call like timeout(60)") from None
+    if isinstance(node, ast.Name):
+        return node.id, (), {}
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+        raise ValueError(f"mark {text!r} is not a name or a call like timeout(60)")
+    try:
+        args = tuple(ast.literal_eval(a) for a in node.args)
+        kwargs = {str(k.arg): ast.literal_eval(k.value) for k in node.keywords if k.arg is not None}
+    except ValueError:
+        raise ValueError(f"the arguments of mark {text!r} must be numbers, strings or booleans") from None
+    if len(kwargs) != len(node.keywords):
+        raise ValueError(f"mark {text!r} may not use **")
+    return node.func.id, args, kwargs
+
+
 def _id_piece(value: Any) -> str:
     text = repr(value) if isinstance(value, float) else str(value)
     return re.sub(r"[^A-Za-z0-9_.]", "_", text)

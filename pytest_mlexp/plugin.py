@@ -122,11 +122,18 @@ def pytest_configure(config: pytest.Config) -> None:
     if state.selected:
         from .reporting import configure_lastfailed
         from .scrubreports import ReportScrubber
+        from .secrets import default_scrubber
+
+        default_scrubber(refresh=True)  # this session's credentials (trackers scrub with it)
 
         configure_lastfailed(config)
         _sigterm_as_interrupt(config)
         # What pytest shows of an experiment item (captured output, logs, locals): scrubbed.
         config.pluginmanager.register(ReportScrubber(state), "mlexp-report-scrubber")
+        if config.pluginmanager.hasplugin("rerunfailures") or config.pluginmanager.hasplugin("timeout"):
+            from .neighbours import register  # experiment items never re-run nor timed out by them
+
+            register(config, state)
 
 
 def _validate_ini(config: pytest.Config) -> None:

@@ -182,6 +182,8 @@ class MlexpSession:
         # The first results write that failed (a full disk, a read-only folder): one error line,
         # the session stops after the item, and it exits 1 (reporting.py, hooks.py).
         self.write_error: str | None = None
+        # nodeid -> (time.monotonic() deadline, what it was): an item's timeout mark (neighbours.py)
+        self.deadlines: dict[str, tuple[float, str]] = {}
         self.session: pytest.Session | None = None
         # Set by dispatch.dispatcher_of when experiments first run; closed at session end.
         self.dispatcher: Dispatcher | None = None

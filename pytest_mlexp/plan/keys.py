@@ -97,7 +97,7 @@ ANNOTATION_KEYS: dict[str, frozenset[str]] = {
 }
 
 HANDLER_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
-MARK_RE = re.compile(r"^[A-Za-z_]\w*$")
+MARK_RE = re.compile(r"^[A-Za-z_]\w*(\(.*\))?$")  # a name, or a call: timeout(3600)
 
 
 # --- edit distance ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..model import Select
+from ..model import Select, parse_mark
 from .context import UNSET, Ctx, type_name
 from .keys import HANDLER_RE, INHERITABLE_KEYS, MARK_RE
 from .limits import COUNTED, MAX_SEED_VALUE, MAX_SEEDS, MAX_SWEEP_POINTS, MAX_TIMEOUT, count, shown
@@ -293,8 +293,16 @@ def _parse_resources(ctx: Ctx, raw: Any, line: int, where: str) -> dict[Any, Any
     return raw
 
 
+def _mark_parses(mark: str) -> bool:
+    try:
+        parse_mark(mark)
+    except ValueError:
+        return False
+    return True
+
+
 def _parse_marks(ctx: Ctx, raw: Any, line: int, where: str) -> tuple[str, ...]:
-    fix = "write marks: [slow, gpu]"
+    fix = 'write marks: [slow, gpu] (a mark with arguments is a call: "timeout(3600)")'
     if raw is None:
         return ()
     items = [raw] if isinstance(raw, str) else raw
@@ -303,7 +311,7 @@ def _parse_marks(ctx: Ctx, raw: Any, line: int, where: str) -> tuple[str, ...]:
     out: list[str] = []
     for index, mark in enumerate(items):
         item_line = ctx.doc.item_line(items, index, line)
-        if not isinstance(mark, str) or not MARK_RE.fullmatch(mark):
+        if not isinstance(mark, str) or not MARK_RE.fullmatch(mark) or not _mark_parses(mark):
             raise ctx.err(item_line, f"mark {shown(mark)} of {where} must be a plain name like slow", fix)
         if mark not in out:
             out.append(mark)

@@ -283,6 +283,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "selection",
             "reporting",
             "scrubreports",
+            "neighbours",
             "scaffolding",
             "starter",
             "html_report",

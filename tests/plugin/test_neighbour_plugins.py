@@ -1,0 +1,205 @@
+"""pytest-rerunfailures and pytest-timeout, the real plugins, next to experiment items (issue 20,
+SPEC section 13 "Plugins that re-run or time out tests")."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import Project
+
+pytest.importorskip("pytest_rerunfailures")
+pytest.importorskip("pytest_timeout")
+
+TRACKER = """
+import json
+from pathlib import Path
+
+from pytest_mlexp.trackers.base import Tracker, TrackerRun
+
+LOG = Path(__file__).parent / "runs.log"
+
+
+class Run(TrackerRun):
+    def __init__(self, task):
+        self.task = task
+
+    def log(self, metrics, step):
+        pass
+
+    def finish(self, summary, *, artifacts=(), failed=False):
+        with LOG.open("a") as f:
+            f.write(json.dumps([self.task.sub_id, self.task.seed]) + "\\n")
+        return None
+
+
+class Runs(Tracker):
+    name = "runs"
+
+    def start(self, task):
+        return Run(task)
+
+
+def pytest_mlexp_tracker(config):
+    return Runs()
+"""
+
+RERUN_PLAN = """
+project: {name: Reruns, hypothesis: "h"}
+experiments:
+  e-r:
+    sub_experiments:
+      r_fail:
+        success_criteria: {acc: ">= 0.9"}
+      r_error: {}
+"""
+
+RERUN_HANDLERS = """
+def r_fail(runner):
+    return {"metrics": {"acc": 0.5}}
+
+def r_error(runner):
+    raise RuntimeError("nondeterministic GPU trouble")
+"""
+
+FLAKY_TEST = """
+from pathlib import Path
+
+def test_flaky(tmp_path_factory):
+    marker = Path(__file__).with_name("flaky.count")
+    count = int(marker.read_text()) if marker.exists() else 0
+    marker.write_text(str(count + 1))
+    assert count >= 1  # fails the first time: pytest-rerunfailures re-runs it
+"""
+
+
+def test_reruns_never_re_run_an_experiment(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    project.plan(RERUN_PLAN)
+    project.handlers("handlers", RERUN_HANDLERS)
+    project.pytester.makeconftest(TRACKER)
+    project.pytester.makepyfile(test_unit=FLAKY_TEST)
+    monkeypatch.setenv("WANDB_MODE", "offline")  # the hook's tracker counts runs
+    result = project.run("research/research_plan.yaml", "test_unit.py", "--reruns", "2")
+    out = result.stdout.str()
+    # the unit test was re-run (the plugin is active), the experiments were not
+    assert "1 rerun" in out
+    assert result.parseoutcomes() == {"passed": 1, "failed": 3, "rerun": 1}
+    runs = [tuple(json.loads(line)) for line in (project.path / "runs.log").read_text().splitlines()]
+    assert sorted(runs) == [("r_error", 0), ("r_fail", 0)]  # one tracker run each, not three
+    assert len([line for line in result.outlines if "--reruns 2 applies to unit tests only" in line]) == 1
+    subs = project.results("e-r")["sub_experiments"]
+    assert subs["r_fail"]["status"] == "failed" and "history" not in subs["r_fail"]
+    assert subs["r_error"]["status"] == "error" and "history" not in subs["r_error"]
+
+
+TIMEOUT_PLAN = """
+project: {name: Timeouts, hypothesis: "h"}
+experiments:
+  e-t:
+    executor: EXECUTOR
+    sub_experiments:
+      t_before: {}
+      t_slow:
+        seeds: [0, 1, 2]
+        marks: ["timeout(2)"]
+      t_after: {}
+"""
+
+TIMEOUT_HANDLERS = """
+import os, time
+
+def _note(runner):
+    with open(os.environ["CALLS"], "a") as fh:
+        fh.write(f"{runner.sub_experiment_id}:{runner.seed}\\n")
+
+def t_before(runner):
+    _note(runner)
+    return {"metrics": {"m": 1.0}}
+
+def t_slow(runner):
+    _note(runner)
+    if runner.seed == 1:
+        time.sleep(300)  # stopped by the timeout mark long before this ends
+    return {"metrics": {"m": 2.0}}
+
+def t_after(runner):
+    _note(runner)
+    return {"metrics": {"m": 3.0}}
+"""
+
+
+@pytest.mark.parametrize("executor", ["local", "process"])
+def test_a_timeout_mark_from_the_plan_is_an_infra_error_that_keeps_the_other_results(
+    project: Project, monkeypatch: pytest.MonkeyPatch, executor: str
+) -> None:
+    project.plan(TIMEOUT_PLAN.replace("EXECUTOR", executor))
+    project.handlers("handlers", TIMEOUT_HANDLERS)
+    calls = project.path / "calls.txt"
+    monkeypatch.setenv("CALLS", str(calls))
+    result = project.pytester.runpytest_subprocess(
+        "-p", "no:randomly", "--experiment", "all", "--mlexp-concurrency", "1"
+    )
+    out = result.stdout.str()
+    assert "INTERNALERROR" not in out and "pytest_timeout" not in out
+    subs = project.results("e-t")["sub_experiments"]
+    slow = subs["t_slow"]
+    assert slow["status"] == "infra_error"
+    assert slow["error"]["kind"] == "timeout"
+    assert "timeout mark" in slow["error"]["message"]
+    assert slow["error"]["seed"] == 1
+    assert subs["t_before"]["status"] == subs["t_after"]["status"] == "passed"
+    # seed 2 never ran; the others each once
+    assert sorted(calls.read_text().split()) == ["t_after:0", "t_before:0", "t_slow:0", "t_slow:1"]
+    result.stdout.fnmatch_lines(["*t_slow*infra_error*timeout*"])
+
+
+UNIT_TIMEOUT_PLAN = """
+project: {name: UnitTimeout, hypothesis: "h"}
+experiments:
+  e-u:
+    sub_experiments:
+      u_1: {}
+"""
+
+UNIT_TIMEOUT_HANDLERS = """
+import time
+
+def u_1(runner):
+    time.sleep(0.5)  # longer than the unit tests' timeout, which is not meant for it
+    return {"metrics": {"m": 1.0}}
+"""
+
+UNIT_TESTS = """
+import time
+
+def test_fast_unit():
+    pass
+
+def test_slow_unit():
+    if SLOW:
+        time.sleep(5)  # stopped by the ini timeout: pytest-timeout is active for unit tests
+"""
+
+
+@pytest.mark.parametrize("method", ["signal", "thread"])
+def test_an_ini_timeout_for_unit_tests_does_not_touch_experiment_items(project: Project, method: str) -> None:
+    project.plan(UNIT_TIMEOUT_PLAN)
+    project.handlers("handlers", UNIT_TIMEOUT_HANDLERS)
+    (project.path / "pytest.ini").write_text(f"[pytest]\ntimeout = 0.1\ntimeout_method = {method}\n")
+    # (the thread method ends the whole session when a unit test overruns: no slow one then)
+    project.pytester.makepyfile(test_unit=UNIT_TESTS.replace("SLOW", str(method == "signal")))
+    result = project.pytester.runpytest_subprocess(
+        "-p", "no:randomly", "research/research_plan.yaml", "test_unit.py"
+    )
+    subs = project.results("e-u")["sub_experiments"]
+    assert subs["u_1"]["status"] == "passed"
+    lines = [
+        line for line in result.outlines if "pytest-timeout's timeout (0.1 s) applies to unit tests" in line
+    ]
+    assert len(lines) == 1
+    if method == "signal":
+        result.assert_outcomes(passed=3, failed=1)
+        assert "Timeout (>0.1s) from pytest-timeout" in result.stdout.str()
+    else:
+        result.assert_outcomes(passed=4)
