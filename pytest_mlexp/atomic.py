@@ -78,15 +78,20 @@ def remove_stale_temps(path: Path) -> None:
 
 
 def writable_problem(folder: Path) -> str | None:
-    """Why files cannot be written in ``folder`` (made if missing), or None when they can.
+    """Why files cannot be written in ``folder``, or None when they can.
 
-    Tried for real (a file made and removed): permission bits say nothing for root, and a
-    read-only mount or a full file system only shows when writing."""
-    if folder.exists() and not folder.is_dir():
-        return "it is a file, not a folder"
+    Tried for real (a file made and removed: permission bits say nothing for root, and a
+    read-only mount only shows when writing), in the folder or, while it does not exist yet, in
+    the nearest folder above it that does (where it would be made): nothing is left behind."""
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            return "no folder above it exists"
+        probe = probe.parent
+    if not probe.is_dir():
+        return "a file is in the way" if probe != folder else "it is a file, not a folder"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".mlexp-write-check.", dir=folder)
+        fd, name = tempfile.mkstemp(prefix=".mlexp-write-check.", dir=probe)
         os.close(fd)
         os.unlink(name)
     except OSError as exc:

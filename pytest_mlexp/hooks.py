@@ -99,7 +99,13 @@ class SessionHooks:
             from .dispatch import dispatcher_of
 
             dispatcher_of(state).check_name(state.executor_override)
-        if state.selected and not state.is_worker and not session.config.option.collectonly:
+        config = session.config
+        if (
+            state.selected
+            and not state.is_worker
+            and not config.option.collectonly
+            and not (session.testsfailed and not config.option.continue_on_collection_errors)
+        ):
             # A folder results cannot be written to: a usage error now, not after the first item.
             from .reporting import check_results_folders
 
