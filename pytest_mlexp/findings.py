@@ -23,10 +23,13 @@ from .model import (
     Plan,
     Stats,
     SubExperiment,
+    SubState,
     Verdict,
 )
 from .safetext import clean_text
+from .subjudge import judge_stored, point_status
 from .textutil import fmt_number as fmt_value  # the one number formatter (re-exported name)
+from .verdictwords import blocked_line, recommendation_text, verdict_word
 
 BEGIN = "<!-- mlexp:begin -->"
 END = "<!-- mlexp:end -->"
@@ -138,6 +141,10 @@ def judgement_from_dict(metric: str, data: Mapping[str, Any]) -> Judgement:
 def _result(j: Judgement) -> str:
     if j.level == "accepted":
         return "✅ accepted (review)"
+    if j.recorded is not None and j.passed:
+        return f"📝 {j.level} (recorded, review)"
+    if j.recorded is not None:
+        return f"❌ {j.level} (recorded)"
     if j.level == "inconclusive":
         return "⚠️ inconclusive"
     if j.passed and j.borderline:
@@ -190,14 +197,17 @@ def _tiers(c: Criterion | None, rule: str) -> tuple[str, str, str]:
 def _value_text(j: Judgement) -> str:
     text = fmt_value(j.value) if j.value is not None else f"— ({j.reason or 'missing'})"
     if j.stats is not None and j.stats.n > 1:
-        text += f" ± {fmt_value(j.stats.std)} (n={j.stats.n})"
+        # the spread of the seeds, not an interval: say so (an interval reads "95% CI")
+        text += f" (std {fmt_value(j.stats.std)}, n={j.stats.n})"
+    if j.recorded is not None:
+        text += f", {j.recorded}"
     if j.source:
         text += f" from {j.source}"
     return text
 
 
 def _stats_line(metric: str, stats: Stats) -> str:
-    text = f"`{metric}`: {fmt_value(stats.mean)} ± {fmt_value(stats.std)} (n={stats.n}"
+    text = f"`{metric}`: {fmt_value(stats.mean)} (std {fmt_value(stats.std)}, n={stats.n}"
     if stats.ci95 is not None:
         text += f", 95% CI [{fmt_value(stats.ci95[0])}, {fmt_value(stats.ci95[1])}]"
     return text + ")"
@@ -210,34 +220,64 @@ def _criterion_for(criteria: Sequence[Criterion], metric: str) -> Criterion | No
 # --- one experiment ---------------------------------------------------------------------------
 
 
+def _blocker_text(b: Any) -> str:
+    return str(getattr(b, "text", b))
+
+
+def _states(
+    exp: Experiment, entries: Mapping[str, Any], stale: Mapping[str, Any], verdict: Verdict
+) -> list[SubState]:
+    """Each sub-experiment as the verdict judged it (a verdict built without them, in a unit
+    test, gets them judged here from the stored entries)."""
+    out = []
+    for sub in exp.sub_experiments:
+        state = verdict.sub_state(sub.id)
+        if state is None:
+            state = judge_stored(None, sub, entries.get(sub.id), stale=stale.get(sub.id))
+        out.append(state)
+    return out
+
+
 def render_experiment(
     exp: Experiment,
     doc: Mapping[str, Any],
     verdict: Verdict,
     *,
-    blockers: Sequence[str] = (),
+    blockers: Sequence[Any] = (),
     sentence: SentenceFn | None = None,
     scrub: ScrubFn = _identity,
     findings_dir: str | None = None,
+    plan: Plan | None = None,
 ) -> str:
     """The generated block (without the markers) of ``experiments/<id>/FINDINGS.md``.
 
-    ``findings_dir`` is the FINDINGS.md folder relative to the plan folder (artifact paths in
-    results.yaml are relative to the plan folder); default ``experiments/<id>``.
+    Every judgement in it comes from ``verdict`` (computed from the current plan), never from
+    what results.yaml stored beside the measurements.  ``blockers``: why the experiment is
+    blocked now (``verdict.Blocker`` or plain lines).  ``findings_dir`` is the FINDINGS.md folder
+    relative to the plan folder (artifact paths in results.yaml are relative to the plan
+    folder); default ``experiments/<id>``.  ``plan``: to judge each sweep point's wiring now.
     """
     say = _sentence_fn(sentence)
     where = findings_dir if findings_dir is not None else f"experiments/{exp.id}"
     subs_doc = doc.get("sub_experiments")
     entries: Mapping[str, Any] = subs_doc if _is_map(subs_doc) else {}
+    stale_doc = doc.get("stale")
+    stale: Mapping[str, Any] = stale_doc if _is_map(stale_doc) else {}
+    states = _states(exp, entries, stale, verdict)
     judged = list(verdict.criteria)
     met = sum(1 for j in judged if j.passed)
+    block_lines = [_blocker_text(b) for b in blockers]
     out: list[str] = [_NOTICE, f"## Results: {exp.name} (`{exp.id}`)", ""]
 
+    shown_verdict = blocked_line(verdict, []) if block_lines else verdict_word(verdict)
     status_line = (
-        f"**Status:** {verdict.status} · **Recommendation:** {verdict.recommendation} · "
-        f"**Confidence:** {verdict.confidence} · **Criteria met:** {met}/{len(judged)}"
+        f"**Verdict:** {shown_verdict} · **Recommendation:** {recommendation_text(verdict)} · "
+        f"**Status:** {verdict.status} · **Confidence:** {verdict.confidence} · "
+        f"**Criteria met:** {met}/{len(judged)}"
     )
     out.append(status_line)
+    if verdict.plan_status is not None:
+        out += ["", f"The plan says: {verdict.plan_status.text} (line {verdict.plan_status.loc.line})."]
     if doc.get("updated_at"):
         out += ["", f"Last updated: {doc['updated_at']}"]
     if exp.retired:
@@ -247,20 +287,25 @@ def render_experiment(
     # Summary: what ran, whether it worked, and why not.
     out += ["### Summary", ""]
     counts: dict[str, int] = {}
-    for sub in exp.sub_experiments:
-        entry = entries.get(sub.id)
-        status = str(entry.get("status", "not run")) if _is_map(entry) else "not run"
+    for state in states:
+        status = "stale" if state.stale is not None else state.status.replace("not_run", "not run")
         counts[status] = counts.get(status, 0) + 1
     ran = ", ".join(f"{n} {status}" for status, n in counts.items())
     out.append(f"{len(exp.sub_experiments)} sub-experiment(s): {ran}.")
-    if verdict.passed:
+    if verdict.verdict == "passed":
         out.append("Every sub-experiment passed and every success criterion is met.")
+    elif verdict.message:
+        out.append(f"{verdict.message[0].upper()}{verdict.message[1:]}.")
+    if verdict.recommendation == "investigate" and verdict.reasons:
+        out += ["", "Why investigate:", ""]
+        out += [f"- {r}" for r in verdict.reasons]
     if verdict.problems:
-        out += ["", "Why it does not pass yet:", ""]
+        heading = "Why it does not pass yet:" if not verdict.passed else "What the original criteria lack:"
+        out += ["", heading, ""]
         out += [f"- {p}" for p in verdict.problems]
-    if blockers:
+    if block_lines:
         out += ["", "**Blocked by:**", ""]
-        out += [f"- {b}" for b in blockers]
+        out += [f"- {b}" for b in block_lines]
     out.append("")
 
     # Key metrics: the experiment-level criteria.
@@ -277,20 +322,23 @@ def render_experiment(
             out.append(f"- {_say(j, _criterion_for(exp.success_criteria, j.metric), say)}")
         out.append("")
 
+    if exp.pivots:
+        out += _pivots_section(exp, verdict, say)
+
     if verdict.review:
         out += ["### ⚠️ REQUIRES HUMAN REVIEW", ""]
         out += [f"- {line}" for line in verdict.review]
         out.append("")
 
-    steps = _next_steps(exp, entries, verdict, blockers)
+    steps = _next_steps(exp, entries, verdict, blockers, states)
     if steps:
         out += ["### Next steps", ""]
         out += [f"- {s}" for s in steps]
         out.append("")
 
     out += ["### Sub-experiments", ""]
-    for sub in exp.sub_experiments:
-        out += _render_sub(sub, entries.get(sub.id), say, where)
+    for state in states:
+        out += _render_sub(state, entries.get(state.sub.id), stale, say, where, plan)
 
     prov = _provenance_rows(exp, entries)
     if prov:
@@ -300,25 +348,131 @@ def render_experiment(
     return scrub("\n".join(out).rstrip("\n") + "\n")
 
 
-def _render_sub(sub: SubExperiment, entry: Any, say: SentenceFn, where: str) -> list[str]:
+def _pivots_section(exp: Experiment, verdict: Verdict, say: SentenceFn) -> list[str]:
+    """Original and pivot criteria side by side: how many pivots, which passed."""
+    n = len(exp.pivots)
+    passed = [pv.pivot.key for pv in verdict.pivots if pv.met]
+    out = ["### Pivots", ""]
+    sentence = f"This experiment has {n} pivot{'s' if n != 1 else ''}"
+    if verdict.pivot is not None:
+        sentence += f"; the verdict passes through `{verdict.pivot}`."
+    elif passed:
+        sentence += f"; met: {', '.join(f'`{k}`' for k in passed)}."
+    else:
+        sentence += "; none is met."
+    out += [sentence, ""]
+    metrics: list[str] = [j.metric for j in verdict.criteria]
+    for pv in verdict.pivots:
+        metrics += [j.metric for j in pv.criteria if j.metric not in metrics]
+    columns = ["Criterion", "Original", *(f"{pv.pivot.name} (`{pv.pivot.key}`)" for pv in verdict.pivots)]
+
+    def cell_of(judgements: Sequence[Judgement], metric: str) -> str:
+        j = next((x for x in judgements if x.metric == metric), None)
+        return "—" if j is None else f"{_value_text(j)}: {_result(j)}"
+
+    rows = [
+        [f"`{m}`", cell_of(verdict.criteria, m), *(cell_of(pv.criteria, m) for pv in verdict.pivots)]
+        for m in metrics
+    ]
+    status_row = [
+        "**met**",
+        "✅" if all(j.passed for j in verdict.criteria) and verdict.criteria else "❌",
+        *(("✅" + (" (accepted)" if pv.pivot.accepted else "")) if pv.met else "❌" for pv in verdict.pivots),
+    ]
+    out += _table(columns, [*rows, status_row])
+    out.append("")
+    for pv in verdict.pivots:
+        subs = ", ".join(f"`{s}`" for s in pv.pivot.sub_ids) or "none"
+        out.append(f"- `{pv.pivot.key}` ({pv.pivot.name}): sub-experiments {subs}.")
+        for j in pv.criteria:
+            c = _criterion_for(pv.pivot.success_criteria, j.metric)
+            out.append(f"  - {_say(j, c, say)}")
+        if pv.pivot.accepted is not None:
+            acc = pv.pivot.accepted
+            out.append(f"  - accepted{_who(acc)}: {acc.reason}")
+    out.append("")
+    return out
+
+
+def _who(acc: Accepted) -> str:
+    return "".join((f" by {acc.by}" if acc.by else "", f" on {acc.date}" if acc.date else ""))
+
+
+def _render_sub(
+    state: SubState,
+    entry: Any,
+    stale: Mapping[str, Any],
+    say: SentenceFn,
+    where: str,
+    plan: Plan | None = None,
+) -> list[str]:
+    sub = state.sub
     out: list[str] = []
-    if not _is_map(entry):
-        return [f"#### `{sub.id}`: not run", "", "No result recorded yet.", ""]
-    status = entry.get("status", "not run")
-    title = f"#### `{sub.id}`: {status}"
-    if sub.name != sub.id:
-        title += f" ({sub.name})"
-    out += [title, ""]
+    name = f" ({sub.name})" if sub.name != sub.id else ""
+    pivot = f" — pivot `{sub.pivot}`" if sub.pivot else ""
+    if not _is_map(entry) or not entry:
+        old = stale.get(sub.id)
+        if state.stale is not None and _is_map(old):
+            out += [f"#### `{sub.id}`: stale{name}{pivot}", ""]
+            out += [
+                f"Its stored result no longer stands for the plan ({state.stale}): it counts as never run.",
+                "",
+            ]
+            out += _entry_body(sub, old, where, "Stale result")
+            out += [f"Re-run it: `pytest --experiment {sub.id}`.", ""]
+        else:
+            out += [f"#### `{sub.id}`: not run{name}{pivot}", "", "No result recorded yet.", ""]
+        out += _judgement_lines(state, say)
+        return out
+    out += [f"#### `{sub.id}`: {_state_word(state)}{name}{pivot}", ""]
+    if sub.accepted is not None and state.status != "passed":
+        out += [f"**Accepted{_who(sub.accepted)}:** {sub.accepted.reason} (counts as passed).", ""]
     if entry.get("finding"):
         out += [f"**Finding:** {entry['finding']}", ""]
-    if entry.get("blocked_reason"):
-        out += [f"**Blocked:** {entry['blocked_reason']}", ""]
-    error = entry.get("error")
-    if _is_map(error):
-        kind = f" ({error['kind']})" if error.get("kind") else ""
-        message = _first_line(error.get("message"))
-        summary = f"{error.get('type', 'Error')}: {message}"
-        out += [f"**Error{kind}:** {code(summary)}", ""]
+    if state.status == "blocked" and (entry.get("blocked_reason") or state.detail):
+        out += [f"**Blocked:** {entry.get('blocked_reason') or state.detail}", ""]
+    if state.wiring:
+        out += [f"**Wiring error:** {state.detail}", ""]
+    else:
+        error = entry.get("error")
+        if _is_map(error) and state.status in ("error", "infra_error"):
+            kind = f" ({error['kind']})" if error.get("kind") else ""
+            message = _first_line(error.get("message"))
+            summary = f"{error.get('type', 'Error')}: {message}"
+            out += [f"**Error{kind}:** {code(summary)}", ""]
+    points = entry.get("points")
+    if _is_map(points) and points:
+        out += _judgement_lines(state, say)
+        out += _points_table(sub, points, state.selected, stale, plan)
+        out += _entry_body(
+            sub, {k: v for k, v in entry.items() if k not in ("metrics", "stats")}, where, None
+        )
+        return out
+    out += _entry_body(sub, entry, where, None)
+    out += _judgement_lines(state, say)
+    return out
+
+
+def _state_word(state: SubState) -> str:
+    if state.wiring:
+        return "error (wiring)"
+    return state.status.replace("not_run", "not run")
+
+
+def _judgement_lines(state: SubState, say: SentenceFn) -> list[str]:
+    if not state.judgements:
+        return []
+    out = []
+    for j in state.judgements:
+        c = _criterion_for(state.sub.success_criteria, j.metric)
+        out.append(f"- {_result(j)}: {_say(j, c, say)}")
+    out.append("")
+    return out
+
+
+def _entry_body(sub: SubExperiment, entry: Mapping[str, Any], where: str, label: str | None) -> list[str]:
+    """What ran and what it measured: facts, metrics with seed statistics, artifacts, links."""
+    out: list[str] = []
     facts = []
     if entry.get("executor"):
         facts.append(f"executor `{entry['executor']}`")
@@ -328,7 +482,7 @@ def _render_sub(sub: SubExperiment, entry: Any, say: SentenceFn, where: str) -> 
     if entry.get("finished_at"):
         facts.append(f"finished {entry['finished_at']}")
     if facts:
-        out += ["Ran: " + ", ".join(facts) + ".", ""]
+        out += [f"{label or 'Ran'}: " + ", ".join(facts) + ".", ""]
 
     metrics = entry.get("metrics")
     stats = entry.get("stats") if _is_map(entry.get("stats")) else {}
@@ -338,27 +492,15 @@ def _render_sub(sub: SubExperiment, entry: Any, say: SentenceFn, where: str) -> 
             s = _stats_from(stats.get(name)) if _is_map(stats) else None
             spread = "—"
             if s is not None:
-                spread = f"± {fmt_value(s.std)} (n={s.n})"
+                spread = f"std {fmt_value(s.std)}, n={s.n}"
                 if s.ci95 is not None:
                     spread += f", 95% CI [{fmt_value(s.ci95[0])}, {fmt_value(s.ci95[1])}]"
             rows.append([f"`{name}`", fmt_value(value), spread])
         out += _table(["Metric", "Value", "Seeds"], rows)
         out.append("")
-    criteria = entry.get("criteria")
-    if _is_map(criteria) and criteria:
-        for metric, data in criteria.items():
-            if _is_map(data):
-                j = judgement_from_dict(str(metric), data)
-                c = _criterion_for(sub.success_criteria, str(metric))
-                out.append(f"- {_result(j)}: {_say(j, c, say)}")
-        out.append("")
-
-    points = entry.get("points")
-    if _is_map(points) and points:
-        out += _points_table(sub, points, entry.get("selected"))
 
     artifacts = entry.get("artifacts")
-    if isinstance(artifacts, list) and artifacts:
+    if isinstance(artifacts, list) and artifacts and label is None:
         out += ["Artifacts:", ""]
         for art in artifacts:
             path = str(art.get("path", "")) if _is_map(art) else str(art)
@@ -372,7 +514,7 @@ def _render_sub(sub: SubExperiment, entry: Any, say: SentenceFn, where: str) -> 
                 out.append(f"- [{name}]({target})")
             out.append("")
     wandb = entry.get("wandb")
-    if _is_map(wandb):
+    if _is_map(wandb) and label is None:
         if wandb.get("url"):
             out += [f"W&B run: [{wandb.get('run_path') or wandb['url']}]({wandb['url']})", ""]
         elif wandb.get("offline_dir"):
@@ -381,26 +523,71 @@ def _render_sub(sub: SubExperiment, entry: Any, say: SentenceFn, where: str) -> 
     return out
 
 
-def _points_table(sub: SubExperiment, points: Mapping[str, Any], selected: Any) -> list[str]:
+def _points_table(
+    sub: SubExperiment,
+    points: Mapping[str, Any],
+    selected: Any,
+    stale: Mapping[str, Any] | None = None,
+    plan: Plan | None = None,
+) -> list[str]:
+    """Every point of the sweep: the plan's points in order (stored ones judged, new ones "not
+    run"), then stored points no longer in the plan and stale ones with their reason."""
+    stale = stale or {}
     names: list[str] = []
     for point in points.values():
         reported = point.get("metrics") if _is_map(point) else None
         if _is_map(reported):
             names += [str(n) for n in reported if str(n) not in names]
     names = names[:MAX_POINT_METRICS]
-    keys = list(points)
+    plan_keys = [p.key for p in sub.points()]
+    keys = plan_keys + [k for k in points if k not in plan_keys]
+    prefix = f"{sub.id}["
+    stale_keys = [
+        k[len(prefix) : -1] for k in stale if isinstance(k, str) and k.startswith(prefix) and k.endswith("]")
+    ]
+    stale_keys = [k for k in stale_keys if k not in points and k not in plan_keys]
+
+    def stale_row(key: str, label: str) -> list[str]:
+        raw = stale.get(f"{prefix}{key}]") if stale else None
+        entry: Mapping[str, Any] = raw if _is_map(raw) else {}
+        found = entry.get("metrics")
+        metrics: Mapping[str, Any] = found if _is_map(found) else {}
+        why = entry.get("stale_reason") or entry.get("reason") or "its params changed"
+        return [label, f"stale ({why})", *(fmt_value(metrics.get(n)) for n in names)]
+
     shown = keys[:MAX_POINT_ROWS]
     if isinstance(selected, str) and selected in points and selected not in shown:
         shown.append(selected)
     rows = []
     for key in shown:
-        raw = points[key]
+        raw = points.get(key)
         entry: Mapping[str, Any] = raw if _is_map(raw) else {}
         found = entry.get("metrics")
         metrics: Mapping[str, Any] = found if _is_map(found) else {}
         mark = f"**{key}** (selected)" if key == selected else key
-        rows.append([mark, entry.get("status", "not run"), *(fmt_value(metrics.get(n)) for n in names)])
-    out = [f"Sweep ({len(points)} point(s)):", ""]
+        if not entry and f"{prefix}{key}]" in stale:
+            rows.append(stale_row(key, mark))
+            continue
+        if not entry:
+            status = "not run"
+        else:
+            status, why = point_status(plan, sub, entry)
+            if why or (
+                plan is None and _is_map(entry.get("error")) and entry["error"].get("kind") == "wiring"
+            ):
+                status = "error (wiring)"
+            status = status or "not run"
+        if key not in plan_keys:
+            status += " (not in the plan)"
+        rows.append([mark, status, *(fmt_value(metrics.get(n)) for n in names)])
+    for key in stale_keys[: max(0, MAX_POINT_ROWS - len(rows))]:
+        rows.append(stale_row(key, f"{key} (not in the plan)"))
+    total = len(keys)
+    ran = sum(1 for k in keys if _is_map(points.get(k)))
+    head = f"Sweep ({total} point(s)"
+    if ran < total:
+        head += f", {total - ran} not run yet"
+    out = [head + "):", ""]
     out += _table(["Point", "Status", *(f"`{n}`" for n in names)], rows)
     if len(keys) > len(shown):
         out.append(f"\n… and {len(keys) - len(shown)} more point(s) in results.yaml.")
@@ -409,37 +596,63 @@ def _points_table(sub: SubExperiment, points: Mapping[str, Any], selected: Any) 
 
 
 def _next_steps(
-    exp: Experiment, entries: Mapping[str, Any], verdict: Verdict, blockers: Sequence[str]
+    exp: Experiment,
+    entries: Mapping[str, Any],
+    verdict: Verdict,
+    blockers: Sequence[Any],
+    states: Sequence[SubState] | None = None,
 ) -> list[str]:
+    if states is None:
+        states = _states(exp, entries, {}, verdict)
     steps: list[str] = []
-    if blockers:
+    for b in blockers:
+        kind, ident = getattr(b, "kind", None), getattr(b, "id", None)
+        if kind == "dependency":
+            steps.append(
+                f"Unblock it: make `{ident}` pass, or, if the team decided to go on without it, record "
+                f"that decision on the experiment `{ident}` in the plan: "
+                '`accepted: {reason: "...", by: "<name>", date: "YYYY-MM-DD"}` (a dependency opens on its '
+                f"verdict; a gate's `accepted` would not help). Then run `pytest --experiment {exp.id}`."
+            )
+        elif kind == "gate":
+            steps.append(
+                f"Unblock it: make the experiments of gate `{ident}` pass, or record the decision on the "
+                f"gate `{ident}` in the plan: "
+                '`accepted: {reason: "...", by: "<name>", date: "YYYY-MM-DD"}`. '
+                f"Then run `pytest --experiment {exp.id}`."
+            )
+    if blockers and not any(getattr(b, "kind", None) for b in blockers):
         steps.append(
             "Unblock it: make the prerequisites above pass (or record `accepted: {reason, by, date}` "
-            "on the gate in the plan), then run `pytest --experiment " + exp.id + "`."
+            "where the plan names them), then run `pytest --experiment " + exp.id + "`."
         )
-    errored = [
-        s.id
-        for s in exp.sub_experiments
-        if _is_map(entries.get(s.id)) and entries[s.id].get("status") in ("error", "infra_error")
-    ]
-    failed = [
-        s.id
-        for s in exp.sub_experiments
-        if _is_map(entries.get(s.id)) and entries[s.id].get("status") == "failed"
-    ]
-    never = [s.id for s in exp.sub_experiments if not _is_map(entries.get(s.id))]
+    errored = [s.sub.id for s in states if s.status in ("error", "infra_error")]
+    failed = [s.sub.id for s in states if s.status == "failed" and not s.counts_as_passed]
+    never = [s.sub.id for s in states if s.status == "not_run" and s.stale is None and not s.recorded_only]
+    stale_ids = [s.sub.id for s in states if s.stale is not None]
     if errored:
         cmd = (
             f"pytest --experiment {errored[0]}" if len(errored) == 1 else f"pytest --experiment {exp.id} --lf"
         )
         steps.append(f"Fix and re-run what errored ({', '.join(errored)}): `{cmd}`.")
-    if failed:
+    if failed and not verdict.passed:
         steps.append(
             f"Re-run the sub-experiments that missed their criteria ({', '.join(failed)}) "
             f"after a change: `pytest --experiment {exp.id} --lf`."
         )
+    if stale_ids and not blockers:
+        steps.append(
+            f"Re-run what the plan changed under ({', '.join(stale_ids)}): `pytest --experiment {exp.id}`."
+        )
     if never and not blockers:
         steps.append(f"Run what never ran ({', '.join(never)}): `pytest --experiment {exp.id}`.")
+    recorded = [j.metric for j in verdict.criteria if j.recorded is not None]
+    if recorded:
+        steps.append(
+            f"{', '.join(f'`{m}`' for m in recorded)} "
+            f"{'is' if len(recorded) == 1 else 'are'} recorded in the plan, not measured: a run that "
+            "reports them replaces the recorded values."
+        )
     for j in verdict.criteria:
         if j.level == "inconclusive":
             where = f" on `{j.source}`" if j.source else ""
@@ -454,32 +667,32 @@ def _next_steps(
     if verdict.recommendation == "pivot" and unmet:
         need = "; ".join(f"`{j.metric}` {j.rule} (now {fmt_value(j.value)})" for j in unmet)
         steps.append(
-            f"A pivot (an experiment with `replaces: [{exp.id}]`) must beat: {need}; "
-            "the criteria already met must hold too."
+            f"A pivot (a pivot block under `{exp.id}` with its own sub-experiments and criteria, or an "
+            f"experiment with `replaces: [{exp.id}]`) must beat: {need}; the criteria already met must "
+            "hold too."
         )
-    for sub in exp.sub_experiments:  # sub-level criteria deserve the same advice
-        entry = entries.get(sub.id)
-        crits = entry.get("criteria") if _is_map(entry) else None
-        for metric, c in (crits or {}).items():
-            if not _is_map(c):
-                continue
-            if c.get("level") == "inconclusive":
-                n = c.get("seeds_needed")
+    for state in states:  # sub-level criteria deserve the same advice
+        for j in state.judgements:
+            if j.level == "inconclusive":
+                n = j.seeds_needed
                 more = f"about {n} seeds would settle it (set `seeds: {n}`)" if n else "run more seeds"
-                steps.append(f"`{sub.id}`: `{metric}` is inconclusive: {more}.")
-            elif c.get("borderline") and c.get("passed"):
+                steps.append(f"`{state.sub.id}`: `{j.metric}` is inconclusive: {more}.")
+            elif j.borderline and j.passed:
                 steps.append(
-                    f"`{sub.id}`: `{metric}` passed within the borderline margin: check it by eye, "
+                    f"`{state.sub.id}`: `{j.metric}` passed within the borderline margin: check it by eye, "
                     "run more seeds, or record the decision with `accepted: {reason, by, date}`."
                 )
     doubtful = [j for j in verdict.criteria if (not j.passed or j.borderline) and j.level != "accepted"]
-    if doubtful:
+    if doubtful and verdict.verdict not in ("accepted", "passed_with_pivot"):
         names = ", ".join(f"`{j.metric}`" for j in doubtful)
         steps.append(
             f"If the team decides to accept {names} as it stands, record it under that criterion in "
             'the plan: `accepted: {reason: "...", by: "<name>", date: "YYYY-MM-DD"}`; '
-            "it then counts as passed and stays listed for review."
+            "it then counts as passed and stays listed for review. To accept the experiment as a "
+            "whole (its dependents then run), put `accepted:` on the experiment."
         )
+    if verdict.plan_disagrees:
+        steps.append(f"The plan's status disagrees with the verdict: {verdict.plan_disagrees}.")
     if verdict.passed and verdict.recommendation == "proceed" and not steps:
         steps.append("Every criterion is met: proceed to what this experiment unlocks.")
     elif verdict.recommendation == "investigate" and not steps:
@@ -523,6 +736,28 @@ def _unlocks_text(gate: Gate) -> str:
     if u.kind == "phase":
         return u.text or f"phase {u.phase}"
     return u.text
+
+
+def _phase(exp: Experiment) -> str:
+    return "—" if exp.phase is None else str(exp.phase)
+
+
+def _verdict_mark(v: Verdict) -> str:
+    mark = "✅" if v.passed else ("·" if v.verdict == "not_run" else "❌")
+    return f"{mark} {verdict_word(v)}"
+
+
+def _key_numbers(v: Verdict) -> str:
+    """Each deciding criterion's value and level: ``accuracy 0.973 (target)``."""
+    judged = list(v.criteria)
+    if v.pivot is not None:
+        judged += [j for pv in v.pivots if pv.pivot.key == v.pivot for j in pv.criteria]
+    parts = []
+    for j in judged:
+        value = fmt_value(j.value) if j.value is not None else "—"
+        mark = ", recorded" if j.recorded is not None else ""
+        parts.append(f"{j.metric} {value} ({j.level}{mark})")
+    return "; ".join(parts) or "—"
 
 
 def _criteria_met(verdict: Verdict | None) -> str:
@@ -582,8 +817,11 @@ def render_project(
         out += _table(["Gate", "Experiments", "Status", "Unlocks"], rows)
         out.append("")
 
+    from .verdict import blockers as blockers_of
+
     out += ["### Experiments", ""]
     rows = []
+    unmet: list[str] = []
     for exp in plan.experiments:
         v = verdicts.get(exp.id)
         doc = docs.get(exp.id)
@@ -593,28 +831,51 @@ def render_project(
             name += " (retired)"
         if exp.id in replaced_by:
             name += f" (replaced by `{replaced_by[exp.id]}`)"
-        status: str
-        rec: str
-        if v is not None:
-            status, rec = v.status, v.recommendation
-        else:
+        if v is None:
             stored = doc.get("status") if _is_map(doc) else None
-            status, rec = str(stored or "not_started"), "—"
+            rows.append(
+                [link, name, _phase(exp), "—", str(stored or "not_started"), "—", "—", "—", _last_run(doc)]
+            )
+            continue
+        blocking = blockers_of(plan, exp.id, verdicts)
+        shown = ("⛔ " + blocked_line(v, [])) if blocking else _verdict_mark(v)
         rows.append(
             [
                 link,
                 name,
-                "—" if exp.phase is None else str(exp.phase),
-                status,
+                _phase(exp),
+                shown,
+                v.status,
                 _criteria_met(v),
-                rec,
+                _key_numbers(v),
+                recommendation_text(v),
                 _last_run(doc),
             ]
         )
+        if not v.passed:
+            why = list(v.problems[:3]) or [f"its verdict is {v.verdict}"]
+            more = f" (and {len(v.problems) - 3} more)" if len(v.problems) > 3 else ""
+            head = f"- `{exp.id}` ({v.verdict}{', blocked' if blocking else ''}): "
+            unmet.append(head + "; ".join(why) + more)
     out += _table(
-        ["Experiment", "Name", "Phase", "Status", "Criteria met", "Recommendation", "Last run"], rows
+        [
+            "Experiment",
+            "Name",
+            "Phase",
+            "Verdict",
+            "Status",
+            "Criteria met",
+            "Key numbers",
+            "Recommendation",
+            "Last run",
+        ],
+        rows,
     )
     out.append("")
+    if unmet:
+        out += ["### Why the others do not pass yet", ""]
+        out += unmet
+        out.append("")
 
     review = [
         (exp.id, line)

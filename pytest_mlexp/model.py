@@ -62,6 +62,28 @@ class Accepted:
 
 
 @dataclass(frozen=True)
+class Achieved:
+    """A measurement recorded by hand in the plan (``achieved:``, SPEC section 10): used for a
+    criterion that no measured result supplies, shown as "recorded in the plan (line N), not
+    measured", and always listed for review."""
+
+    value: float
+    loc: Loc
+    where: str  # "criterion", "sub-experiment e_1", "pivot pivot_e3", "experiment"
+
+    def __str__(self) -> str:
+        return f"recorded in the plan (line {self.loc.line}), not measured"
+
+
+@dataclass(frozen=True)
+class PlanStatus:
+    """The plan's own ``status:`` annotation of an experiment (shown, compared, never decisive)."""
+
+    text: str
+    loc: Loc
+
+
+@dataclass(frozen=True)
 class Criterion:
     """One success criterion, parsed (see ``criteria.parse_criterion``): a form and shared options.
 
@@ -80,6 +102,7 @@ class Criterion:
     accepted: Accepted | None = None
     raw: Any = None  # the spec as written, for display
     loc: Loc | None = None
+    achieved: Achieved | None = None  # ``achieved:`` written on the criterion itself
 
     # Read-only views of the form's parts (None where the form has no such part): what
     # ``{min: 0.9}`` became, say, is ``op == ">="`` and ``threshold == 0.9``.
@@ -131,6 +154,7 @@ class Criterion:
 class Select:
     metric: str
     mode: Literal["max", "min"]
+    loc: Loc | None = None  # where ``select:`` was written (a wiring error names the line)
 
 
 @dataclass(frozen=True)
@@ -166,6 +190,12 @@ class SubExperiment:
     # errored, was blocked or never ran), not when it missed its own criteria
     # (``verdict.sub_blockers``).
     implicit_dependencies: tuple[str, ...] = ()
+    # SPEC section 10: a human decision (counts as passed for sub-level dependencies and the
+    # assessment), measurements recorded by hand (metric -> value), and the pivot block of its
+    # experiment it belongs to (None: the main list).
+    accepted: Accepted | None = None
+    achieved: Mapping[str, Achieved] = field(default_factory=dict)
+    pivot: str | None = None
 
     @property
     def name(self) -> str:
@@ -232,17 +262,45 @@ def point_key(values: Mapping[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
+class Pivot:
+    """A pivot block of an experiment (SPEC section 10): its own sub-experiments and criteria.
+
+    Its criteria read only its own sub-experiments; when the original criteria are not all met
+    and every criterion of one pivot is (or the pivot is ``accepted``), the experiment's verdict
+    is ``passed_with_pivot``.
+    """
+
+    key: str  # the block's key in the plan (``pivot_e3_8``)
+    name: str
+    rationale: str
+    sub_ids: tuple[str, ...]
+    success_criteria: tuple[Criterion, ...]
+    achieved: Mapping[str, Achieved]
+    accepted: Accepted | None
+    loc: Loc
+
+
+@dataclass(frozen=True)
 class Experiment:
     id: str
     name: str
     phase: int | None
-    sub_experiments: tuple[SubExperiment, ...]
+    sub_experiments: tuple[SubExperiment, ...]  # main list first, then pivot-only ones
     success_criteria: tuple[Criterion, ...]
     dependencies: tuple[str, ...]  # other experiment ids
     replaces: tuple[str, ...]
     retired: bool
     meta: Mapping[str, Any]
     loc: Loc
+    # SPEC section 10: a human decision (verdict ``accepted``), measurements recorded by hand,
+    # pivot blocks, and the plan's own ``status`` (shown; a disagreement is listed for review).
+    accepted: Accepted | None = None
+    achieved: Mapping[str, Achieved] = field(default_factory=dict)
+    pivots: tuple[Pivot, ...] = ()
+    plan_status: PlanStatus | None = None
+
+    def pivot(self, key: str) -> Pivot:
+        return next(p for p in self.pivots if p.key == key)
 
 
 @dataclass(frozen=True)
@@ -352,6 +410,7 @@ Level = Literal[
     "fail",  # comparison criterion not met
     "inconclusive",  # confidence interval straddles the threshold, or fewer than 2 seeds
     "missing",  # metric missing, NaN, infinite or not a number (see ``reason``)
+    "unmeasured",  # experiment level: no sub-experiment reported it and nothing was recorded
     "accepted",  # a human accepted it (counts as passed, always listed for review)
 ]
 
@@ -454,10 +513,11 @@ class Judgement:
     note: str | None = None
     accepted: Accepted | None = None
     contrast: Contrast | None = None  # a comparison of two measurements: the other side
+    recorded: Achieved | None = None  # judged on a value recorded in the plan, not measured
 
     @property
     def needs_review(self) -> bool:
-        return self.borderline or self.level in ("inconclusive", "accepted")
+        return self.borderline or self.level in ("inconclusive", "accepted") or self.recorded is not None
 
     def to_dict(self) -> dict[str, Any]:
         """The shape stored under ``criteria:`` in results.yaml (SPEC section 8)."""
@@ -475,6 +535,8 @@ class Judgement:
             out["note"] = self.note
         if self.contrast is not None:
             out["compared"] = self.contrast.to_dict()
+        if self.recorded is not None:
+            out["recorded"] = f"{self.recorded.loc}"
         if self.accepted is not None:
             out["accepted"] = {
                 "reason": self.accepted.reason,
@@ -484,16 +546,96 @@ class Judgement:
         return out
 
 
+#: An experiment's verdict (SPEC "Verdicts, once and for all"), in precedence order.
+VerdictName = Literal["passed", "passed_with_pivot", "accepted", "recorded", "failed", "not_run"]
+VERDICTS: tuple[VerdictName, ...] = (
+    "passed",
+    "passed_with_pivot",
+    "accepted",
+    "recorded",
+    "failed",
+    "not_run",
+)
+#: The verdicts that open gates and dependencies (and pass the assessment).
+OPENING: frozenset[str] = frozenset(("passed", "passed_with_pivot", "accepted", "recorded"))
+
+SubStatus = Literal["passed", "failed", "error", "infra_error", "blocked", "not_run"]
+
+
+@dataclass(frozen=True)
+class SubState:
+    """A sub-experiment judged from the current plan and its stored result (never from the
+    status or criteria stored beside it): what every report shows of it."""
+
+    sub: SubExperiment
+    status: SubStatus
+    judgements: tuple[Judgement, ...]  # its own criteria (a sweep: on the selected point)
+    values_entry: Mapping[str, Any] | None  # where its values are (a sweep: the selected point)
+    detail: str = ""  # why it errored, is blocked, or what its wiring lacks
+    selected: str | None = None  # a sweep: the point that represents it
+    measured: bool = False  # a measured result stands behind it (it ran to values)
+    wiring: bool = False  # ``error`` because a metric the plan needs was not reported (SPEC 5a)
+    stale: str | None = None  # its stored result went stale (why): it counts as never run
+
+    @property
+    def counts_as_passed(self) -> bool:
+        """Passed, or ``accepted`` in the plan (for sub-level dependencies and the assessment)."""
+        return self.status == "passed" or self.sub.accepted is not None
+
+    @property
+    def recorded_only(self) -> bool:
+        """Never measured, and every criterion it has is met by values recorded in the plan (or
+        it has none): it does not count as "never ran" for the ``recorded`` verdict."""
+        return (
+            not self.measured
+            and self.status in ("not_run", "blocked")
+            and all(j.passed and j.recorded is not None for j in self.judgements)
+            and (bool(self.judgements) or not self.sub.success_criteria)
+        )
+
+
+@dataclass(frozen=True)
+class PivotVerdict:
+    """A pivot block judged: its criteria read only its own sub-experiments."""
+
+    pivot: Pivot
+    criteria: tuple[Judgement, ...]
+    met: bool  # every criterion met (measured or recorded), or the pivot is ``accepted``
+    problems: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """An experiment's verdict: a pure function of the plan and the merged results."""
+    """An experiment's verdict: a pure function of the plan and the merged results.
+
+    ``verdict`` is the table's word; ``passed`` is whether it opens gates and dependencies (and
+    whether the assessment passes): true for ``passed``, ``passed_with_pivot``, ``accepted`` and
+    ``recorded``.  ``criteria`` are the original experiment-level criteria; ``pivots`` each pivot
+    block judged on its own.
+    """
 
     experiment_id: str
     status: Literal["completed", "failed", "partial", "blocked", "not_started"]
     criteria: tuple[Judgement, ...]
     success_criteria_met: bool
     confidence: Literal["high", "medium", "low"]
-    recommendation: Literal["proceed", "investigate", "pivot"]
-    passed: bool  # the assessment would pass: every sub passed and every criterion met
+    recommendation: Literal["proceed", "investigate", "pivot"] | None  # None: not run
+    passed: bool  # opens gates: the assessment would pass
     problems: tuple[str, ...]  # one line each: why it does not pass (the assessment's message)
     review: tuple[str, ...]  # one line each: what requires human review
+    verdict: VerdictName = "failed"
+    reasons: tuple[str, ...] = ()  # why the recommendation is ``investigate``
+    subs: tuple[SubState, ...] = ()
+    pivots: tuple[PivotVerdict, ...] = ()
+    pivot: str | None = None  # ``passed_with_pivot``: the pivot that passed
+    message: str = ""  # the assessment's line when it passes other than plainly
+    plan_status: PlanStatus | None = None
+    plan_disagrees: str | None = None  # the plan's status against the verdict, with the line
+    last_run: str | None = None  # the newest ``finished_at`` of its results
+
+    @property
+    def opens_gates(self) -> bool:
+        return self.passed
+
+    def sub_state(self, sub_id: str) -> SubState | None:
+        return next((s for s in self.subs if s.sub.id == sub_id), None)

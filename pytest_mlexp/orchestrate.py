@@ -11,14 +11,13 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .criteria import metrics_compared_with
 from .dispatch import dispatcher_of
 from .live import watching
 from .records import ERROR, INFRA, ResultEntry, ResultOp, SeedOutcome, new_entry
 from .secrets import redact_params
 from .session import session_of
+from .subjudge import judge_result, lookup_for, point_status
 from .tasks import provenance, seed_tasks
-from .verdict import judge_sub, lookup_for
 
 if TYPE_CHECKING:
     import pytest
@@ -79,14 +78,22 @@ def seed_stats(per_seed: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def needed_metrics(ctx: PlanContext, sub: SubExperiment) -> list[str]:
-    """Metrics the wiring check requires: the sub's criteria (both metrics of a comparison within
-    it), experiment criteria ``from`` it, and what other sub-experiments' criteria compare with."""
-    names = [m for c in sub.success_criteria for m in c.form.own_metrics(c.metric)]
-    exp = ctx.plan.experiment(sub.experiment_id)
-    names += [m for c in exp.success_criteria if c.from_ == sub.id for m in c.form.own_metrics(c.metric)]
-    names += metrics_compared_with(ctx.plan).get(sub.id, ())
-    return list(dict.fromkeys(names))
+def _finding(outcomes: Sequence[SeedOutcome]) -> str | None:
+    """The finding of an item: the handler's text; with several seeds that said different
+    things, the first one's, labelled with its seed (the metrics beside it are the aggregate)."""
+    ok = [o for o in outcomes if o.ok and o.result is not None]
+    said = [(o.seed, o.result["finding"]) for o in ok if o.result is not None and o.result.get("finding")]
+    if not said:
+        return None
+    if len(ok) == 1 or (len(said) == len(ok) and len({text for _, text in said}) == 1):
+        return said[0][1]
+    seed, text = said[0]
+    return f"seed {seed} (of {len(ok)} seeds): {text}"
+
+
+def wiring_block(message: str) -> dict[str, Any]:
+    """The ``error:`` of a wiring error (SPEC section 5a)."""
+    return {"kind": "wiring", "type": "MissingMetric", "message": message, "traceback": ""}
 
 
 def build_entry(
@@ -107,7 +114,6 @@ def build_entry(
     if messages is None:
         messages = []
     metrics, per_seed = aggregate_seeds(outcomes)
-    first_ok = next((o for o in outcomes if o.ok), None)
     failed_out = next((o for o in outcomes if not o.ok), None)
     artifacts: list[str] = []
     for out in outcomes:
@@ -115,7 +121,7 @@ def build_entry(
             if path not in artifacts:
                 artifacts.append(path)
     entry = new_entry("passed")
-    entry["finding"] = first_ok.result["finding"] if first_ok is not None and first_ok.result else None
+    entry["finding"] = _finding(outcomes)
     entry["metrics"] = metrics
     if sub.seeds_given and not stub:
         entry["per_seed"] = per_seed
@@ -143,22 +149,24 @@ def build_entry(
         error["seed"] = failed_out.seed
         entry["error"] = error  # type: ignore[typeddict-item]
         return entry
+    # Judged from the current plan the way every later report judges it (subjudge.py): the
+    # wiring (SPEC 5a: a metric the plan needs and the handler did not report is an error,
+    # under --stub and in a real run alike), then the criteria.
     if point_key is None:
         lookup = lookup_for(ctx.plan, ctx.results.entry) if sub.implicit_dependencies else None
-        judged = judge_sub(sub, entry, stub=stub, lookup=lookup)
-        entry["criteria"] = {j.metric: j.to_dict() for j in judged}
-        messages.extend(j.message for j in judged if not j.passed)
-        missing = [m for m in needed_metrics(ctx, sub) if m not in metrics] if stub else []
-        if missing:
+        state = judge_result(ctx.plan, sub, entry, stub=stub, lookup=lookup)
+        entry["criteria"] = {j.metric: j.to_dict() for j in state.judgements}
+        if state.wiring:
             entry["status"] = ERROR
-            entry["error"] = {
-                "kind": "wiring",
-                "type": "MissingMetric",
-                "message": f"handler did not report {', '.join(missing)} (needed by the plan's criteria)",
-                "traceback": "",
-            }
-        elif not all(j.passed for j in judged):
+            entry["error"] = wiring_block(state.detail)  # type: ignore[typeddict-item]
+        elif state.status == "failed":
             entry["status"] = "failed"
+            messages.extend(j.message for j in state.judgements if not j.passed)
+    else:
+        _, why = point_status(ctx.plan, sub, entry)
+        if why:
+            entry["status"] = ERROR
+            entry["error"] = wiring_block(why)  # type: ignore[typeddict-item]
     return entry
 
 
@@ -268,7 +276,10 @@ def _add_properties(item: pytest.Item, entry: ResultEntry) -> None:
 
 
 def run_assessment(item: pytest.Item) -> None:
-    """Assert an experiment's verdict (SPEC section 5); its header goes to results.yaml."""
+    """Assert an experiment's verdict (SPEC "Verdicts, once and for all"); its header goes to
+    results.yaml, and its sub-experiments' stored results are re-judged there too."""
+    from .verdictwords import verdict_line
+
     state = session_of(item.config)
     ctx = state.context_for(item.path)
     exp = ctx.plan.experiment(item.experiment_id)  # type: ignore[attr-defined]
@@ -277,13 +288,32 @@ def run_assessment(item: pytest.Item) -> None:
     state.attach_op(item, ResultOp.header(str(item.path), exp.id, header))
     props = item.user_properties
     props.append(("mlexp.status", verdict.status))
+    props.append(("verdict.verdict", verdict.verdict))
+    props.append(("verdict.opens_gates", verdict.opens_gates))
     props.append(("verdict.success_criteria_met", verdict.success_criteria_met))
     props.append(("verdict.confidence", verdict.confidence))
-    props.append(("verdict.recommendation", verdict.recommendation))
+    props.append(("verdict.recommendation", verdict.recommendation or "—"))
+    if verdict.pivot is not None:
+        props.append(("verdict.pivot", verdict.pivot))
+    if verdict.message:
+        props.append(("verdict.message", state.scrub(verdict.message)))
+    for reason in verdict.reasons:
+        props.append(("verdict.reason", state.scrub(reason)))
     for j in verdict.criteria:
         props.append((f"criterion.{j.metric}", f"{j.level} ({'passed' if j.passed else 'not passed'})"))
         if j.value is not None:
             props.append((f"metric.{j.metric}", j.value))
+    for pv in verdict.pivots:
+        for j in pv.criteria:
+            props.append(
+                (
+                    f"criterion.{pv.pivot.key}.{j.metric}",
+                    f"{j.level} ({'passed' if j.passed else 'not passed'})",
+                )
+            )
+    for sub_state in verdict.subs:
+        if sub_state.selected is not None:  # the point that represents a sweep (known once all ran)
+            props.append((f"selected.{sub_state.sub.id}", f"{sub_state.sub.id}[{sub_state.selected}]"))
     for problem in verdict.problems:
         props.append(("verdict.problem", state.scrub(problem)))
     if state.stub:
@@ -292,6 +322,6 @@ def run_assessment(item: pytest.Item) -> None:
             raise MlexpFailure(f"{exp.id}: wiring check failed in {', '.join(broken)}")
         return
     if not verdict.passed:
-        lines = [f"{exp.id}: {verdict.recommendation} ({verdict.status}, confidence {verdict.confidence})"]
+        lines = [f"{exp.id}: {verdict_line(verdict)}"]
         lines += [f"  {p}" for p in verdict.problems]
         raise MlexpFailure(state.scrub("\n".join(lines)))

@@ -37,6 +37,7 @@ def record_row(state: MlexpSession, ctx: PlanContext, report: pytest.TestReport,
             if kind == "experiment_blocked"
             else ("passed" if report.passed else "failed"),
             "nodeid": report.nodeid,
+            "plan": sys.intern(op.plan),
         }
         return
     sub_id = str(op.sub)
@@ -133,7 +134,7 @@ def finish_session(state: MlexpSession, session: pytest.Session) -> None:
 def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
     from .atomic import locked
     from .findings import render_experiment, render_project, update_findings_file
-    from .verdict import blockers, gate_status
+    from .verdict import blocker_details, gate_status
 
     plan = ctx.plan
     # Rows name their plan as str(item.path), the absolute path the context was opened from:
@@ -170,7 +171,12 @@ def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
         if exp.id not in touched:
             continue
         block = render_experiment(
-            exp, docs[exp.id], verdicts[exp.id], blockers=blockers(plan, exp.id, verdicts), scrub=scrub
+            exp,
+            docs[exp.id],
+            verdicts[exp.id],
+            blockers=blocker_details(plan, exp.id, verdicts),
+            scrub=scrub,
+            plan=plan,
         )
         path = plan.root / "experiments" / exp.id / "FINDINGS.md"
         update_findings_file(path, block, title=f"{exp.name} — findings")
@@ -213,8 +219,18 @@ def _update_lastfailed(state: MlexpSession, ran: bool) -> None:
     mode = "stub" if state.stub else "real"
     sets: dict[str, list[str]] = cache.get(CACHE_LF, {"real": [], "stub": []})
     current = set(sets.get(mode, []))
+    opening = _opening_experiments(state)
     for nodeid, row in state.records.items():
-        if row["status"] in ("failed", "error", "infra_error", "blocked"):
+        # An experiment whose verdict opens gates (passed, with a pivot, accepted, recorded)
+        # never puts its items into the last-failed set: re-running it would change nothing.
+        if (
+            row["status"] in ("failed", "error", "infra_error", "blocked")
+            and (
+                row.get("plan"),
+                row["experiment"],
+            )
+            not in opening
+        ):
             current.add(nodeid)
         else:
             current.discard(nodeid)
@@ -227,6 +243,20 @@ def _update_lastfailed(state: MlexpSession, ran: bool) -> None:
     cache.set("cache/lastfailed", lastfailed)
     if ran:
         cache.set(CACHE_RAN, True)
+
+
+def _opening_experiments(state: MlexpSession) -> set[tuple[str | None, str]]:
+    """(plan as the rows name it, experiment) of every experiment of this session whose verdict
+    opens gates."""
+    out: set[tuple[str | None, str]] = set()
+    for row in state.records.values():
+        key = (row.get("plan"), row["experiment"])
+        if key in out or row.get("plan") is None:
+            continue
+        ctx = state.context_for(row["plan"])
+        if ctx.plan.has_experiment(row["experiment"]) and ctx.results.verdict(row["experiment"]).passed:
+            out.add(key)
+    return out
 
 
 def configure_lastfailed(config: pytest.Config) -> None:
@@ -258,6 +288,24 @@ def configure_lastfailed(config: pytest.Config) -> None:
         lf._last_failed_paths = lf.get_last_failed_paths()
 
 
+def _width(tr: Any) -> int:
+    width = getattr(getattr(tr, "_tw", None), "fullwidth", 0)
+    return width if isinstance(width, int) and width >= 60 else 100
+
+
+def _wrapped(head: str, text: str, width: int) -> str:
+    """``head`` then ``text``, wrapped under itself: long reasons are kept whole, never cut."""
+    if len(head) + len(text) <= width:
+        return head + text
+    import textwrap
+
+    indent = " " * min(len(head), width // 2)
+    lines = textwrap.wrap(
+        text, width=width, initial_indent=head, subsequent_indent=indent, break_on_hyphens=False
+    )
+    return "\n".join(lines) or head
+
+
 def terminal_summary(state: MlexpSession, tr: Any) -> None:
     for line in state.warned:
         tr.write_line(f"mlexp: warning: {state.scrub(line)}", yellow=True)
@@ -266,52 +314,127 @@ def terminal_summary(state: MlexpSession, tr: Any) -> None:
             tr.write_line(line, red=True)
         return
     tr.write_sep("=", "experiment summary")
+    width = _width(tr)
     counts = {"passed": 0, "failed": 0, "error": 0, "infra_error": 0, "blocked": 0}
     by_exp: dict[str, list[dict[str, Any]]] = {}
     for row in state.records.values():
         by_exp.setdefault(row["experiment"], []).append(row)
+    contexts = {exp_id: _context_of(state, rows) for exp_id, rows in by_exp.items()}
+    assessed_only = 0
     for exp_id, rows in by_exp.items():
+        ctx = contexts[exp_id]
+        subs = [row for row in rows if row["kind"] == "sub"]
         lines = [exp_id]
-        for row in rows:
-            if row["kind"] != "sub":
-                continue
+        selected = _selected_points(ctx, subs)
+        for row in subs:
             status = row["status"]
             counts[status] = counts.get(status, 0) + 1
-            lines.append(f"  {row['name']:<32} {status:<11} {_row_detail(row)}"[:200])
+            detail = _row_detail(row)
+            if row["name"] in selected:
+                detail += "  [selected]"
+            lines.append(_wrapped(f"  {row['name']:<32} {status:<11} ", detail, width))
+        if not subs and ctx is not None:
+            # Only the assessment ran: show what it judged (stored results, current plan).
+            assessed_only += 1
+            lines[0] += "  (assessment only: stored results judged by the current plan)"
+            lines += _stored_rows(ctx, exp_id, width)
         # One write per experiment: a 10,000-point sweep is 10,000 lines.
         tr.ensure_newline()
         tr.write("\n".join(lines) + "\n")
     infra = counts.get("infra_error", 0)
     errors = counts.get("error", 0) + infra
-    tr.write_line(
+    line = (
         f"Completed: {counts['passed']} | Failed: {counts['failed']} | "
-        f"Errors: {errors} (infra {infra}) | Blocked: {counts['blocked']}",
-        bold=True,
+        f"Errors: {errors} (infra {infra}) | Blocked: {counts['blocked']}"
     )
-    for ctx in state.contexts.values():
-        for exp_id in by_exp:
-            if not ctx.plan.has_experiment(exp_id):
-                continue
-            v = ctx.results.verdict(exp_id)
-            met = sum(1 for j in v.criteria if j.passed)
-            tr.write_line(
-                f"verdict {exp_id}: {v.recommendation} ({v.status}; {met}/{len(v.criteria)} criteria met; "
-                f"confidence {v.confidence})" + (" [stub: thresholds not enforced]" if state.stub else "")
-            )
-        if state.stub:
-            _stub_gates(ctx, tr)
+    if assessed_only and not any(row["kind"] == "sub" for row in state.records.values()):
+        line += f" (no sub-experiment ran: {assessed_only} assessment(s) judged stored results)"
+    tr.write_line(line, bold=True)
+    for exp_id in by_exp:
+        ctx = contexts[exp_id]
+        if ctx is not None:
+            tr.write_line(_wrapped(f"verdict {exp_id}: ", _verdict_text(state, ctx, exp_id), width))
+    if state.stub:
+        for ctx in state.contexts.values():
+            _stub_gates(state, ctx, tr, set(by_exp))
     for line in state.notes_end:
         tr.write_line(line, red=True)
 
 
-def _stub_gates(ctx: PlanContext, tr: Any) -> None:
-    from .verdict import gate_status
+def _context_of(state: MlexpSession, rows: list[dict[str, Any]]) -> PlanContext | None:
+    exp_id = rows[0]["experiment"]
+    for row in rows:
+        if row.get("plan"):
+            return state.context_for(row["plan"])
+    for ctx in state.contexts.values():
+        if ctx.plan.has_experiment(exp_id):
+            return ctx
+    return None
 
-    verdicts = {e.id: ctx.results.verdict(e.id) for e in ctx.plan.experiments}
+
+def _verdict_text(state: MlexpSession, ctx: PlanContext, exp_id: str) -> str:
+    from .verdict import blockers
+    from .verdictwords import blocked_line, verdict_line
+
+    verdict = ctx.results.verdict(exp_id)
+    if not state.stub:
+        blocking = blockers(ctx.plan, exp_id, ctx.results.verdicts())
+        if blocking:
+            return state.scrub(blocked_line(verdict, blocking))
+    return state.scrub(verdict_line(verdict, stub=state.stub))
+
+
+def _selected_points(ctx: PlanContext | None, rows: list[dict[str, Any]]) -> set[str]:
+    """Row names (``sub[point]``) of the points that represent their sweeps."""
+    if ctx is None:
+        return set()
+    out: set[str] = set()
+    for sub_id in {row["name"].partition("[")[0] for row in rows if "[" in row["name"]}:
+        if ctx.plan.has_sub(sub_id):
+            selected = ctx.results.sub_state(sub_id).selected
+            if selected is not None:
+                out.add(f"{sub_id}[{selected}]")
+    return out
+
+
+def _stored_rows(ctx: PlanContext, exp_id: str, width: int) -> list[str]:
+    from .verdictwords import day
+
+    lines = []
+    for sub_state in ctx.results.verdict(exp_id).subs:
+        values = sub_state.values_entry or {}
+        criteria = {j.metric: {"rule": j.rule, "level": j.level} for j in sub_state.judgements}
+        row = {"status": sub_state.status, "metrics": values.get("metrics") or {}, "criteria": criteria}
+        detail = _row_detail(row) if sub_state.status not in ("not_run", "blocked") else sub_state.detail
+        if sub_state.selected is not None:
+            detail += f"  [selected {sub_state.selected}]"
+        finished = values.get("finished_at")
+        if finished:
+            detail += f"  stored {day(str(finished))}"
+        name = sub_state.sub.id
+        lines.append(_wrapped(f"  {name:<32} {sub_state.status:<11} ", detail, width))
+    return lines
+
+
+def _stub_gates(state: MlexpSession, ctx: PlanContext, tr: Any, ran: set[str]) -> None:
+    """Under --stub each gate says whether the wiring of its experiments that ran is sound:
+    ``wiring ok``, ``wiring broken: <why>`` or ``not in this run``."""
     for gate in ctx.plan.gates:
-        passed, reason = gate_status(ctx.plan, gate, verdicts)
-        state = "wiring ok" if passed else f"wiring broken: {reason}"
-        tr.write_line(f"gate {gate.id} ({gate.name}): not enforced under --stub; {state}")
+        members = [e for e in gate.experiments if e in ran]
+        if not members:
+            status = "not in this run"
+        else:
+            broken = [
+                f"{e}: {', '.join(state.wiring_failures(e))}" for e in members if state.wiring_failures(e)
+            ]
+            if broken:
+                status = "wiring broken: " + "; ".join(broken)
+            else:
+                status = "wiring ok"
+                left = [e for e in gate.experiments if e not in ran]
+                if left:
+                    status += f" ({', '.join(left)} not in this run)"
+        tr.write_line(f"gate {gate.id} ({gate.name}): not enforced under --stub; {status}")
 
 
 def _row_detail(row: Mapping[str, Any]) -> str:

@@ -25,17 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 from .graph import graph_of
 from .records import ResultEntry, ResultOp, entry_from_dict, now_iso
-from .verdict import (
-    blockers,
-    experiment_verdict,
-    lookup_for,
-    select_point,
-    sub_blockers,
-    summarize_sweep,
-)
+from .subjudge import judge_stored, lookup_for, point_status, select_point, summarize_sweep
+from .verdict import blockers, experiment_verdict, sub_blockers
 
 if TYPE_CHECKING:
-    from .model import Plan, SubExperiment, Verdict
+    from .model import Plan, SubExperiment, SubState, Verdict
     from .store import ResultsStore
 
 __all__ = ["ResultsView"]
@@ -51,6 +45,7 @@ class ResultsView:
         self.store = store
         self.stub = stub
         self._verdicts: dict[str, Verdict] = {}
+        self._states: dict[str, SubState] = {}  # sub id -> judged now (blocker checks, upstream)
         self._has_prereqs: dict[str, bool] = {}
         # On an xdist worker nothing is written: results of this worker's items overlay the store.
         self._overlay: dict[tuple[str, str], ResultEntry] = {}
@@ -58,6 +53,7 @@ class ResultsView:
         # experiment -> experiments whose sub-experiments wait for one of its sub-experiments
         # (their verdicts may read its values: a criterion that compares against it)
         self._readers: dict[str, set[str]] | None = None
+        store.judge = self.judge_doc
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -130,19 +126,43 @@ class ResultsView:
             sub.seeds[0] if sub.seeds else 0: metrics.get(metric) if isinstance(metrics, Mapping) else None
         }
 
+    def sub_state(self, sub_id: str) -> SubState:
+        """A sub-experiment judged now, from the current plan and its stored result (cached until
+        a result of its experiment arrives)."""
+        state = self._states.get(sub_id)
+        if state is None:
+            sub = self.plan.sub(sub_id)
+            stale = (self.store.doc(sub.experiment_id).get("stale") or {}).get(sub_id)
+            lookup = lookup_for(self.plan, self.entry) if sub.implicit_dependencies else None
+            state = judge_stored(
+                self.plan, sub, self.entry(sub_id), stub=self.stub, lookup=lookup, stale=stale
+            )
+            self._states[sub_id] = state
+        return state
+
     def upstream(self, sub: SubExperiment) -> dict[str, Any]:
-        """``runner.upstream``: the stored results of the sub-experiments ``sub`` depends on."""
+        """``runner.upstream``: what the sub-experiments ``sub`` depends on stored, judged now:
+        ``status``, ``metrics`` (a sweep: its selected point's), ``per_seed`` and ``stats``
+        (with seeds: a paired comparison inside a handler needs them), ``finding``, absolute
+        ``artifacts`` paths."""
         out: dict[str, Any] = {}
         for dep in sub.dependencies:
             if not self.plan.has_sub(dep):
                 continue
             entry = self.entry(dep) or {}
+            state = self.sub_state(dep)
+            values = state.values_entry or entry
+            artifacts = values.get("artifacts") or entry.get("artifacts") or []
             out[dep] = {
-                "status": entry.get("status"),
-                "metrics": dict(entry.get("metrics") or {}),
-                "finding": entry.get("finding"),
-                "artifacts": [str(self.plan.root / a) for a in entry.get("artifacts") or []],
+                "status": state.status,
+                "metrics": dict(values.get("metrics") or {}),
+                "per_seed": {k: dict(v) for k, v in (values.get("per_seed") or {}).items()},
+                "stats": {k: dict(v) for k, v in (values.get("stats") or {}).items()},
+                "finding": values.get("finding"),
+                "artifacts": [str(self.plan.root / a) for a in artifacts],
             }
+            if state.selected is not None:
+                out[dep]["selected"] = state.selected
         return out
 
     def verdict(self, experiment_id: str) -> Verdict:
@@ -165,12 +185,62 @@ class ResultsView:
         return {
             "name": self.plan.experiment(experiment_id).name,
             "status": verdict.status,
+            "verdict": verdict.verdict,
+            "opens_gates": verdict.opens_gates,
             "success_criteria_met": verdict.success_criteria_met,
             "confidence": verdict.confidence,
             "recommendation": verdict.recommendation,
+            # every header key is always written, so a later verdict leaves none of an earlier one
+            "recommendation_reasons": list(verdict.reasons),
+            "pivot": verdict.pivot,
             "updated_at": now_iso(),
             "criteria": {j.metric: j.to_dict() for j in verdict.criteria},
+            "pivots": {
+                pv.pivot.key: {"met": pv.met, "criteria": {j.metric: j.to_dict() for j in pv.criteria}}
+                for pv in verdict.pivots
+            },
         }
+
+    def judge_doc(self, experiment_id: str, doc: dict[str, Any]) -> dict[str, Any]:
+        """``doc`` with every stored sub-experiment's judgement made again from the current plan
+        (status where criteria decide it, criteria, wiring errors, a sweep's summary and its
+        points' wiring): what results.yaml holds when it is next written.  Measurements are
+        never changed.  The store calls it on every write (``ResultsStore.judge``)."""
+        if not self.plan.has_experiment(experiment_id):
+            return doc
+        subs = doc.get("sub_experiments")
+        if not isinstance(subs, dict):
+            return doc
+        plan = self.plan
+        own = subs
+
+        def entry_of(sub_id: str) -> Any:
+            return own.get(sub_id) if sub_id in own else self.entry(sub_id)
+
+        lookup = lookup_for(plan, entry_of)
+        out = dict(subs)
+        for sub in plan.experiment(experiment_id).sub_experiments:
+            entry = subs.get(sub.id)
+            if not isinstance(entry, dict):
+                continue
+            points = entry.get("points")
+            if isinstance(points, dict) and points:
+                out[sub.id] = _rejudged_sweep(plan, sub, entry, points, self.stub, lookup)
+                continue
+            state = judge_stored(plan, sub, entry, stub=self.stub, lookup=lookup)
+            if state.status not in ("passed", "failed", "error") or not state.measured:
+                continue
+            if state.status == "error" and not state.wiring:
+                continue  # a handler's error: a fact, not a judgement
+            new = dict(entry)
+            new["status"] = state.status
+            new["criteria"] = {j.metric: j.to_dict() for j in state.judgements}
+            if state.wiring:
+                new["error"] = _wiring_block(state.detail)
+            elif _is_wiring_entry(entry):
+                new.pop("error", None)
+            out[sub.id] = new
+        return {**doc, "sub_experiments": out}
 
     def blocked_reason(self, experiment_id: str, sub: SubExperiment | None = None) -> str | None:
         """Why the experiment (or its sub-experiment ``sub``) may not run now, or None: an
@@ -185,8 +255,8 @@ class ResultsView:
             reasons = blockers(self.plan, experiment_id, self.verdicts())
         if not reasons and sub is not None and (sub.dependencies or sub.implicit_dependencies):
             named = (*sub.dependencies, *sub.implicit_dependencies)
-            entries = {d: self.entry(d) or {} for d in named if self.plan.has_sub(d)}
-            reasons = sub_blockers(self.plan, sub, entries)
+            states = {d: self.sub_state(d) for d in named if self.plan.has_sub(d)}
+            reasons = sub_blockers(self.plan, sub, states)
         return "; ".join(reasons) if reasons else None
 
     # --- changing -----------------------------------------------------------------------------
@@ -229,9 +299,13 @@ class ResultsView:
         for experiment_id in experiment_ids:
             self.store.reload(experiment_id)
         self._verdicts.clear()
+        self._states.clear()
 
     def _forget_verdicts(self, experiment_id: str) -> None:
         self._verdicts.pop(experiment_id, None)
+        if self._states:
+            # judged sub-experiments of this experiment, and of those that compare with it
+            self._states.clear()
         if self._readers is None:
             graph = graph_of(self.plan)
             plan = self.plan
@@ -269,7 +343,9 @@ class ResultsView:
         entry = self._raw_entry(exp_id, sub_id) or {}
         sub = self.plan.sub(sub_id)
         lookup = lookup_for(self.plan, self.entry) if sub.implicit_dependencies else None
-        summary = summarize_sweep(sub, entry.get("points") or {}, stub=self.stub, lookup=lookup)
+        summary = summarize_sweep(
+            sub, entry.get("points") or {}, stub=self.stub, lookup=lookup, plan=self.plan
+        )
         if key in self._overlay:
             self._overlay[key].update(summary)
         else:
@@ -297,3 +373,44 @@ class _LazyVerdicts(Mapping[str, "Verdict"]):
 
     def __len__(self) -> int:
         return len(self._view.plan.experiments)
+
+
+def _wiring_block(message: str) -> dict[str, Any]:
+    return {"kind": "wiring", "type": "MissingMetric", "message": message, "traceback": ""}
+
+
+def _is_wiring_entry(entry: Any) -> bool:
+    err = entry.get("error") if isinstance(entry, dict) else None
+    return isinstance(err, dict) and err.get("kind") == "wiring"
+
+
+def _rejudged_sweep(
+    plan: Plan, sub: SubExperiment, entry: dict[str, Any], points: dict[str, Any], stub: bool, lookup: Any
+) -> dict[str, Any]:
+    """A sweep's entry with each point's wiring and the summary judged again."""
+    new_points: dict[str, Any] = {}
+    for key, point in points.items():
+        if not isinstance(point, dict) or point.get("status") not in ("passed", "failed", "error"):
+            new_points[key] = point
+            continue
+        status, why = point_status(plan, sub, point)
+        if status == point.get("status") and (bool(why) == _is_wiring_entry(point)):
+            new_points[key] = point
+            continue
+        fixed = dict(point)
+        if why:
+            fixed["status"] = "error"
+            fixed["error"] = _wiring_block(why)
+        elif _is_wiring_entry(point):
+            fixed["status"] = status
+            fixed.pop("error", None)
+        new_points[key] = fixed
+    summary = summarize_sweep(sub, new_points, stub=stub, lookup=lookup, plan=plan)
+    out = dict(entry)
+    for key, value in summary.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    out["points"] = new_points
+    return out

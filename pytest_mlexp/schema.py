@@ -92,6 +92,24 @@ _INHERITABLE: dict[str, Schema] = {
 
 _CRITERIA: Schema = _nullable({"type": "object", "additionalProperties": {"$ref": "#/$defs/criterion"}})
 _ACCEPTED: Schema = _nullable({"$ref": "#/$defs/accepted"})
+# SPEC section 10: measurements recorded by hand; entries that are not numbers are notes.
+_ACHIEVED: Schema = {
+    "description": "metric -> value recorded by hand, used for a criterion no measured result supplies "
+    "(listed for review); entries that are not numbers are notes",
+    "anyOf": [{"type": "object"}, {"type": ["string", "number", "boolean", "null", "array"]}],
+}
+_SUB_EXPERIMENTS: Schema = _nullable(
+    {
+        "anyOf": [
+            {"type": "array", "items": _ID},
+            {
+                "type": "object",
+                "propertyNames": _ID,
+                "additionalProperties": _nullable({"$ref": "#/$defs/sub_experiment"}),
+            },
+        ]
+    }
+)
 
 _FRAGMENTS: dict[str, dict[str, Schema]] = {
     "plan": {
@@ -122,29 +140,30 @@ _FRAGMENTS: dict[str, dict[str, Schema]] = {
     "experiment": {
         "name": _TEXT,
         "phase": _nullable(_PHASE),
-        "sub_experiments": _nullable(
-            {
-                "anyOf": [
-                    {"type": "array", "items": _ID},
-                    {
-                        "type": "object",
-                        "propertyNames": _ID,
-                        "additionalProperties": _nullable({"$ref": "#/$defs/sub_experiment"}),
-                    },
-                ]
-            }
-        ),
+        "sub_experiments": _SUB_EXPERIMENTS,
         "success_criteria": _CRITERIA,
         "dependencies": _ID_LIST,
         "replaces": _ID_LIST,
         "retired": _nullable({"type": "boolean"}),
         "accepted": _ACCEPTED,
+        "achieved": _ACHIEVED,
         **_INHERITABLE,
     },
     "sub_experiment": {
         "name": _TEXT,
         "success_criteria": _CRITERIA,
         "dependencies": _ID_LIST,
+        "accepted": _ACCEPTED,
+        "achieved": _ACHIEVED,
+        **_INHERITABLE,
+    },
+    "pivot": {
+        "name": _TEXT,
+        "type": _TEXT,
+        "rationale": _TEXT,
+        "sub_experiments": _SUB_EXPERIMENTS,
+        "success_criteria": _CRITERIA,
+        "achieved": _ACHIEVED,
         "accepted": _ACCEPTED,
         **_INHERITABLE,
     },
@@ -197,6 +216,8 @@ _TITLES = {
     "defaults": "settings inherited by every sub-experiment",
     "experiment": "an experiment",
     "sub_experiment": "a sub-experiment",
+    "pivot": "a pivot block (a key starting with pivot, or type: pivot): its own sub-experiments "
+    "and criteria; met when the original criteria are not -> verdict passed_with_pivot",
     "gate": "a gate",
     "resources": "resources of a sub-experiment",
     "select": "which sweep point represents the sweep",
@@ -223,6 +244,9 @@ def _level(level: str) -> Schema:
     }
     if level in _REQUIRED:
         out["required"] = _REQUIRED[level]
+    if level == "experiment":  # pivot blocks, by key (``type: pivot`` cannot be told apart here)
+        pivot = {"anyOf": [{"$ref": "#/$defs/pivot"}, {"not": {"type": "object"}}]}
+        out["patternProperties"] = {"^[Pp][Ii][Vv][Oo][Tt]": pivot}
     return out
 
 

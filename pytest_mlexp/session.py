@@ -335,8 +335,11 @@ class MlexpSession:
             self.ops[item.nodeid] = op
 
     def wiring_failures(self, experiment_id: str) -> list[str]:
+        """Items of this run of the experiment that failed the stub's wiring check."""
         return [
             row["name"]
             for row in self.records.values()
-            if row["experiment"] == experiment_id and row["kind"] == "sub" and row["status"] == "error"
+            if row["experiment"] == experiment_id
+            and row["kind"] == "sub"
+            and row["status"] in ("failed", "error", "infra_error")
         ]

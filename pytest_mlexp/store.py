@@ -227,6 +227,9 @@ class ResultsStore:
         self._touched: dict[str, None] = {}  # insertion-ordered set
         self._point_keys: dict[str, tuple[str, ...]] = {}
         self.rewrites = 0  # number of results-file rewrites, for tests of the linear-cost rule
+        # Set by the results view: the document with its judgements made again from the current
+        # plan (results.yaml stores measurements; what is said of them is re-judged at every write).
+        self.judge: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None
 
     def _points_of(self, sub_id: str) -> tuple[str, ...]:
         """A sweep's point keys in plan order (the plan is frozen, so computed once)."""
@@ -490,7 +493,11 @@ class ResultsStore:
         if not isinstance(holder, dict):
             holder = subs[sub_id] = {}
         for key, value in fields.items():
-            if key != "points":
+            if key == "points":
+                continue
+            if value is None:  # a summary key with nothing to say now (an error that is gone)
+                holder.pop(key, None)
+            else:
                 holder[key] = value
         state.summary.setdefault(sub_id, set()).update(k for k in fields if k != "points")
 
@@ -685,14 +692,24 @@ class ResultsStore:
             for key in keys:
                 if key in my_subs.get(sub_id, {}):
                     holder[key] = my_subs[sub_id][key]
+                else:
+                    holder.pop(key, None)
         stale = dict(mine.get("stale", {}))
         stale.update(disk["stale"])
         disk["stale"] = stale
         return disk
 
     def _canonical(self, state: _State) -> dict[str, Any]:
-        """The document in SPEC order: header, sub-experiments in plan order, stale."""
-        return canonical(state.doc, state.experiment_id, self.plan, self._points_of)
+        """The document in SPEC order (header, sub-experiments in plan order, stale), judged again
+        from the current plan (``judge``); a judge that fails costs the judgement, never the write."""
+        doc = state.doc
+        if self.judge is not None:
+            try:
+                doc = self.judge(state.experiment_id, doc)
+            except Exception as exc:
+                self.warn(f"{state.path}: written without re-judging ({type(exc).__name__}: {exc})")
+                doc = state.doc
+        return canonical(doc, state.experiment_id, self.plan, self._points_of)
 
     # -- session end ---------------------------------------------------------------------------
 

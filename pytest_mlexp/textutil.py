@@ -12,7 +12,7 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["closest", "distance", "fmt_number", "suggestions"]
+__all__ = ["closest", "closest_metric", "distance", "fmt_number", "suggestions"]
 
 
 def distance(a: str, b: str) -> int:
@@ -61,6 +61,30 @@ def closest(word: str, candidates: Iterable[str], *, short: int = 6) -> str | No
     """The one candidate ``word`` is most probably a typo of (see :func:`suggestions`), or None."""
     found = suggestions(word, candidates, limit=1, short=short)
     return found[0] if found else None
+
+
+def closest_metric(word: str, candidates: Iterable[str]) -> str | None:
+    """The reported metric ``word`` was probably meant to be: :func:`closest`, else the one
+    candidate that abbreviates to it or that it abbreviates (``acc`` -> ``accuracy``,
+    ``val_acc`` -> ``val_accuracy``): metric names are shortened far more often than mistyped.
+    """
+    names = list(dict.fromkeys(candidates))
+    found = closest(word, names)
+    if found is not None:
+        return found
+    lowered = word.lower()
+    if len(lowered) < 3:
+        return None
+
+    def abbreviates(short: str, long: str) -> bool:
+        # each "_"-separated piece of the short name starts the matching piece of the long one
+        a, b = short.split("_"), long.split("_")
+        return len(a) == len(b) and all(x and y.startswith(x) for x, y in zip(a, b, strict=True))
+
+    matches = [
+        n for n in names if n != word and (abbreviates(lowered, n.lower()) or abbreviates(n.lower(), lowered))
+    ]
+    return matches[0] if len(matches) == 1 else None
 
 
 def fmt_number(value: Any) -> str:

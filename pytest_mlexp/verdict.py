@@ -1,34 +1,57 @@
-"""Verdicts, sweep selection, gates and blocking: pure functions of the plan and stored results.
+"""Verdicts, gates and blocking: pure functions of the plan and stored results.
 
-Results are plain dicts in the SPEC section 8 ``results.yaml`` shape.  Everything is recomputed
-from stored metrics (sub-experiment statuses ``passed``/``failed`` are re-judged against the
-current criteria), so editing a criterion re-judges old results without re-running anything.
+Results are plain dicts in the SPEC section 8 ``results.yaml`` shape.  Every sub-experiment is
+judged afresh from the current plan (``subjudge.py``), so editing a criterion re-judges old
+results without re-running anything.
+
+An experiment's verdict is one of, in this precedence (SPEC "Verdicts, once and for all"):
+
+==================== ==========================================================================
+``passed``            every sub-experiment passed (or is ``accepted``) and every criterion is met
+                      by measured values
+``passed_with_pivot`` the original criteria are not all met, but every criterion of one pivot
+                      block is (measured or recorded), or the pivot is ``accepted``
+``accepted``          ``accepted:`` on the experiment
+``recorded``          every criterion met, at least one only by a value ``achieved`` records
+                      where nothing was measured; a sub-experiment with no measured result does
+                      not count as "never ran" for it
+``failed``            anything else that ran (or was recorded)
+``not_run``           nothing measured, nothing recorded
+==================== ==========================================================================
+
+The first four open gates and dependencies and pass the assessment (``Verdict.passed``);
+``blocked`` is a running state shown beside the verdict, never one.
 
 Decisions the SPEC leaves open (also in the README):
 
-- Sweeps: the selected point is recomputed from the stored points (``select_point``).  A sweep's
-  sub-level status is ``error`` (or ``infra_error``) when any point errored, else the selected
-  point judged by the sub's criteria (``passed``/``failed``); ``error`` when no point can be
-  selected; ``blocked``/``skipped`` when every point was.  Points that never ran are ignored.
-- Default selection: the first criterion (plan order) that some usable point reports; higher /
-  ``>`` / ``>=`` pick the max, lower / ``<`` / ``<=`` the min, ``in`` the point closest to the
-  middle of the range, ``==`` the closest to the value, ``!=`` the farthest from it.  The value
-  compared is the criterion's aggregate over seeds (``all``: the worst seed).  With no criteria
-  and no ``select``: the first usable point.  Ties go to the first point in plan order.
-- Confidence counts the experiment-level criteria that were measured (level not ``missing``;
-  ``accepted`` counts as measured).  An experiment without experiment-level criteria counts its
-  sub-experiments that ran to a result instead.  An inconclusive criterion anywhere in the
-  experiment (experiment or sub level) lowers it one step.
-- Recommendation: SPEC section 5, plus: an unmeasured experiment-level criterion (missing, NaN,
-  not a number) is ``investigate`` (it is neither a miss nor a pass).
-- An experiment with no sub-experiments is ``not_started`` and does not pass its verdict (a
-  placeholder must not open a gate; record ``accepted`` on the gate instead).
+- The original criteria read only the main list's sub-experiments that belong to no pivot (an
+  explicit ``from`` is followed wherever it points); a pivot's criteria only its own.  A pivot
+  without criteria counts as met only when it is ``accepted``.  The ``passed`` verdict asks the
+  main list's sub-experiments to pass; a pivot's sub-experiments do not hold the original back.
+- A criterion-level ``accepted`` counts as met by a measured value (§3: "counts as passed"),
+  and is listed for review; it does not make the verdict ``accepted``.
+- Confidence counts the deciding criteria (the original's, or the passing pivot's) that were
+  *measured* (not ``missing``/``unmeasured``, not recorded; ``accepted`` counts).  An experiment
+  without experiment-level criteria counts its sub-experiments that ran to a result instead.
+  An inconclusive criterion anywhere in the experiment lowers it one step; a ``recorded``
+  verdict is always ``low``.
+- Recommendation: ``passed_with_pivot`` and ``recorded`` -> ``proceed``; ``not_run`` -> none;
+  otherwise SPEC section 5 on the original part (``investigate`` on any error, inconclusive,
+  borderline, unmeasured criterion or low confidence, else ``pivot`` on any unmet criterion or
+  failed sub-experiment, else ``proceed``), with the reasons for ``investigate`` spelled out.
+- An experiment with no sub-experiments is ``not_run`` unless ``achieved`` or ``accepted``
+  says otherwise (a placeholder must not open a gate by itself).
+- The plan's ``status`` is compared by meaning, not by spelling (``status_disagreement``):
+  ``passed``, ``validated``, ``accepted``, ``recorded``, ``passed_with_pivot``, ``success``...
+  say it opens; ``failed``, ``rejected``, ``abandoned`` say it does not; ``not_started``,
+  ``planned``, ``todo`` say nothing ran; ``completed`` says something ran.  Other words
+  (``pivoted``, ``in_progress``, ``deferred``) are shown but never compared.
 - Under ``stub`` (a wiring run): thresholds are not enforced; the verdict passes unless a
-  sub-experiment failed its wiring check (stored ``failed``, ``error`` or ``infra_error``, or it
-  does not report a metric its criteria need), or an experiment-level criterion's metric is not
-  reported once its source has run.  Confidence is always ``low`` (a wiring run measures
-  nothing), the recommendation is ``investigate`` when it does not pass and ``proceed`` otherwise,
-  and nothing is listed for review.
+  sub-experiment failed its wiring check (stored ``failed``, ``error`` or ``infra_error``, or a
+  metric its plan needs is not reported), or an experiment-level criterion's metric is not
+  reported once its source has run.  Confidence is always ``low``, the recommendation is
+  ``investigate`` when it does not pass and ``proceed`` otherwise, and nothing is listed for
+  review.
 """
 
 from __future__ import annotations
@@ -38,12 +61,41 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from pytest_mlexp.criteria import Lookup, Measurements, judge_measured, judged_value, point_value
-from pytest_mlexp.model import Criterion, Experiment, Gate, Judgement, Plan, SubExperiment, Verdict
-from pytest_mlexp.records import ResultEntry, new_entry
+from .criteria import Lookup, Measurements, judge_measured
+from .model import (
+    OPENING,
+    Accepted,
+    Achieved,
+    Criterion,
+    Experiment,
+    Gate,
+    Judgement,
+    Pivot,
+    PivotVerdict,
+    Plan,
+    PlanStatus,
+    SubExperiment,
+    SubState,
+    Verdict,
+    VerdictName,
+)
+from .subjudge import (
+    judge_recorded,
+    judge_stored,
+    judge_sub,
+    lookup_for,
+    measurements,
+    select_point,
+    sub_values,
+    summarize_sweep,
+    unmeasured,
+)
+from .textutil import closest_metric
 
 __all__ = [
+    "Blocker",
     "EntryOf",
+    "blocker_details",
     "blockers",
     "experiment_verdict",
     "gate_status",
@@ -51,6 +103,7 @@ __all__ = [
     "lookup_for",
     "measurements",
     "select_point",
+    "status_disagreement",
     "sub_blockers",
     "sub_values",
     "summarize_sweep",
@@ -63,253 +116,79 @@ EntryOf = Callable[[str], "Mapping[str, Any] | None"]
 _ERRORED = ("error", "infra_error")
 _RAN = ("passed", "failed")
 _UNMET = ("miss", "failure", "fail")
+_UNMEASURED = ("missing", "unmeasured")
 
 
 def _mapping(value: Any) -> Mapping[str, Any] | None:
     return value if isinstance(value, Mapping) else None
 
 
-def _raw_values(entry: Mapping[str, Any], metric: str) -> list[Any]:
-    per_seed = _mapping(entry.get("per_seed"))
-    if per_seed:
-        vals = [s.get(metric) if isinstance(s, Mapping) else None for s in per_seed.values()]
-        if any(v is not None for v in vals):
-            return vals
-    metrics = _mapping(entry.get("metrics")) or {}
-    return [metrics.get(metric)]
+def _who(acc: Accepted) -> str:
+    return "".join((f" by {acc.by}" if acc.by else "", f" on {acc.date}" if acc.date else ""))
 
 
-def _value_entry(
-    sub: SubExperiment, entry: Mapping[str, Any], lookup: Lookup | None = None
-) -> Mapping[str, Any] | None:
-    """The entry that holds a sub-experiment's values: for a sweep, its selected point."""
-    points = _mapping(entry.get("points"))
-    if not points:
-        return entry
-    selected = select_point(sub, points, lookup)
-    return _mapping(points.get(selected)) if selected is not None else None
+# --- experiment-level criteria -------------------------------------------------------------------
 
 
-def sub_values(sub: SubExperiment, entry: Mapping[str, Any] | None, metric: str) -> list[Any]:
-    """The per-seed values of ``metric`` (``per_seed`` when stored, else ``[metrics[metric]]``).
-
-    A sweep entry (with ``points``) gives its selected point's values.  Missing: ``[None]``.
-    """
-    if entry is None:
-        return [None]
-    values_entry = _value_entry(sub, entry)
-    return [None] if values_entry is None else _raw_values(values_entry, metric)
+def _supplied(values: Sequence[Any]) -> bool:
+    return any(v is not None for v in values)
 
 
-def _reported(entry: Mapping[str, Any] | None, metric: str) -> bool:
-    return entry is not None and any(v is not None for v in _raw_values(entry, metric))
-
-
-def measurements(sub: SubExperiment, entry: Any) -> Measurements | None:
-    """What a stored entry measured, as criteria read it (a sweep: its selected point); None when
-    there is nothing to read (never ran, blocked, errored)."""
-    entry = _mapping(entry)
-    if entry is None:
-        return None
-    if _mapping(entry.get("points")):
-        values = _value_entry(sub, entry)
-        return Measurements.of_entry(values) if values is not None else None
-    return Measurements.of_entry(entry) if entry.get("status") in _RAN else None
-
-
-def lookup_for(plan: Plan, entry_of: EntryOf) -> Lookup:
-    """Other sub-experiments' measurements, from their stored entries (``entry_of``)."""
-
-    def lookup(sub_id: str) -> Measurements | None:
-        return measurements(plan.sub(sub_id), entry_of(sub_id)) if plan.has_sub(sub_id) else None
-
-    return lookup
-
-
-def judge_sub(
-    sub: SubExperiment, entry: Mapping[str, Any], *, stub: bool = False, lookup: Lookup | None = None
-) -> tuple[Judgement, ...]:
-    """The sub-experiment's own criteria judged on its stored values (a sweep: the selected point).
-
-    ``lookup``: other sub-experiments' measurements, for criteria that compare with them."""
-    values_entry = _value_entry(sub, entry, lookup)
-    measured = Measurements.of_entry(values_entry) if values_entry is not None else None
-    return tuple(judge_measured(c, measured, lookup=lookup, stub=stub) for c in sub.success_criteria)
-
-
-# --- sweeps -----------------------------------------------------------------------------------
-
-
-# Plan order of a sweep's point keys, per sub-experiment object: a 10,000-point sweep takes
-# ~20 ms to expand, and sweeps are summarised often.  Keyed by id() (SubExperiment holds dicts,
-# so it is not hashable); the object is kept alongside so a recycled id cannot match.
-_ORDER_CACHE: dict[int, tuple[SubExperiment, dict[str, int]]] = {}
-
-
-def _plan_order(sub: SubExperiment) -> dict[str, int]:
-    hit = _ORDER_CACHE.get(id(sub))
-    if hit is not None and hit[0] is sub:
-        return hit[1]
-    order = {p.key: i for i, p in enumerate(sub.points())}
-    if len(_ORDER_CACHE) >= 64:
-        _ORDER_CACHE.clear()
-    _ORDER_CACHE[id(sub)] = (sub, order)
-    return order
-
-
-def _ordered_points(sub: SubExperiment, points: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
-    order = _plan_order(sub)
-    unknown = len(order)  # points no longer in the plan go last, in the mapping's order
-    keys = sorted(points, key=lambda k: order.get(k, unknown))
-    out = []
-    for key in keys:
-        entry = _mapping(points[key])
-        if entry is not None and entry.get("status") not in _ERRORED:
-            out.append((key, entry))
+def _names(states: Sequence[SubState]) -> list[str]:
+    out: list[str] = []
+    for s in states:
+        if s.measured and s.values_entry is not None:
+            out += [n for n in Measurements.of_entry(s.values_entry).names() if n not in out]
     return out
 
 
-def select_point(sub: SubExperiment, points: Mapping[str, Any], lookup: Lookup | None = None) -> str | None:
-    """The key of the point that represents a sweep (see the module docstring); None if none can.
-
-    The criteria's forms rank the points (``Form.point_value`` and ``Form.score``)."""
-    usable = _ordered_points(sub, points)
-    if not usable:
-        return None
-    if sub.select is not None:
-        metric = sub.select.metric
-        # The metric's own criterion aggregates it (one comparing two measurements aggregates
-        # their differences, not the metric: the mean then).
-        crit = next(
-            (c for c in sub.success_criteria if c.metric == metric and c.form.aggregates_metric), None
-        )
-        sign = 1.0 if sub.select.mode == "max" else -1.0
-        scored = [(k, judged_value(crit, _raw_values(e, metric))) for k, e in usable]
-        return _best([(k, None if v is None else sign * v) for k, v in scored])
-    for crit in sub.success_criteria:
-        scored = [(k, point_value(crit, Measurements.of_entry(e))) for k, e in usable]
-        if any(v is not None for _, v in scored):
-            score = crit.form.score
-            return _best([(k, None if v is None else score(v)) for k, v in scored])
-    if sub.success_criteria:
-        return None  # points ran but none reported a criterion's metric
-    return usable[0][0]
+def _did_you_mean(metric: str, names: Sequence[str]) -> str:
+    guess = closest_metric(metric, names)
+    shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+    if guess is not None:
+        return f"; did you mean {guess!r}? (reported: {shown})"
+    return f" (reported: {shown})" if names else ""
 
 
-def _best(scored: Sequence[tuple[str, float | None]]) -> str | None:
-    best: tuple[str, float] | None = None
-    for key, score in scored:
-        if score is not None and (best is None or score > best[1]):  # strict: ties keep plan order
-            best = (key, score)
-    return best[0] if best else None
+def _achieved_for(
+    c: Criterion, source: SubState | None, states: Sequence[SubState], outer: Sequence[Mapping[str, Achieved]]
+) -> Achieved | None:
+    """The value ``achieved`` records for an experiment-level (or pivot) criterion, innermost
+    first: the criterion, its source sub-experiment (``from``, else the last in plan order that
+    records it), the pivot, the experiment."""
+    if c.achieved is not None:
+        return c.achieved
+    if source is not None:
+        found = source.sub.achieved.get(c.metric)
+        if found is not None:
+            return found
+    elif c.from_ is None:
+        for state in reversed(states):
+            found = state.sub.achieved.get(c.metric)
+            if found is not None:
+                return found
+    for level in outer:
+        found = level.get(c.metric)
+        if found is not None:
+            return found
+    return None
 
 
-def _sweep(
-    sub: SubExperiment, points: Mapping[str, Any], stub: bool, lookup: Lookup | None = None
-) -> tuple[str, str | None, tuple[Judgement, ...], str]:
-    """(status, selected, judgements on the selected point, error message)."""
-    statuses = {k: (_mapping(e) or {}).get("status") for k, e in points.items()}
-    errored = [k for k, s in statuses.items() if s in _ERRORED]
-    if statuses and all(s == "blocked" for s in statuses.values()):
-        return "blocked", None, (), ""
-    if statuses and all(s == "skipped" for s in statuses.values()):
-        return "skipped", None, (), ""
-    selected = select_point(sub, points, lookup)
-    kind = "infra_error" if errored and all(statuses[k] == "infra_error" for k in errored) else "error"
-    message = f"{len(errored)} of {len(points)} points errored: {', '.join(errored)}" if errored else ""
-    if selected is None:
-        if not message:
-            metric = sub.select.metric if sub.select else ", ".join(c.metric for c in sub.success_criteria)
-            message = f"no point of the sweep reported {metric or 'a result'}"
-        return kind, None, (), message
-    judgements = judge_sub(sub, cast(Mapping[str, Any], points[selected]), stub=stub, lookup=lookup)
-    if errored:
-        return kind, selected, judgements, message
-    return ("passed" if all(j.passed for j in judgements) else "failed"), selected, judgements, ""
-
-
-def summarize_sweep(
-    sub: SubExperiment,
-    points: Mapping[str, ResultEntry],
-    *,
-    stub: bool = False,
-    lookup: Lookup | None = None,
-) -> ResultEntry:
-    """The summary fields of a sweep's sub-experiment entry (``points`` themselves are not copied).
-
-    Keys: ``status``, ``selected``, ``metrics``, ``criteria`` and, where the selected point has
-    them, ``per_seed``, ``stats``, ``finding``; ``error`` ({kind: sweep, message}) when not passed
-    because of errors.
-    """
-    status, selected, judgements, message = _sweep(sub, points, stub, lookup)
-    out = new_entry(status, selected=selected, metrics={})
-    if selected is not None:
-        point = cast(Mapping[str, Any], points[selected])
-        out["metrics"] = dict(_mapping(point.get("metrics")) or {})
-        for key in ("per_seed", "stats", "finding"):
-            if key in point:
-                out[key] = point[key]
-    out["criteria"] = {j.metric: j.to_dict() for j in judgements}
-    if message:
-        out["error"] = {"kind": "sweep", "message": message}
-    return out
-
-
-# --- experiment verdicts ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _SubState:
-    sub: SubExperiment
-    status: str  # passed | failed | error | infra_error | blocked | not_run
-    judgements: tuple[Judgement, ...]
-    values_entry: Mapping[str, Any] | None
-    detail: str  # why it errored or is blocked
-
-
-def _error_detail(entry: Mapping[str, Any]) -> str:
-    err = _mapping(entry.get("error"))
-    if err is None:
-        return str(entry.get("error") or "")
-    text = str(err.get("message") or "").strip().splitlines()
-    first = text[0] if text else ""
-    kind = err.get("type") or (err.get("kind") if err.get("kind") not in ("handler", "sweep") else None)
-    return f"{kind}: {first}" if kind and first else str(kind or first)
-
-
-def _sub_state(sub: SubExperiment, entry: Any, stub: bool, lookup: Lookup | None) -> _SubState:
-    entry = _mapping(entry)
-    if entry is None:
-        return _SubState(sub, "not_run", (), None, "")
-    stored = entry.get("status")
-    if stored == "blocked":
-        detail = entry.get("reason") or entry.get("blocked_by") or _error_detail(entry)
-        return _SubState(sub, "blocked", (), None, str(detail or ""))
-    points = _mapping(entry.get("points"))
-    if points:
-        status, selected, judgements, message = _sweep(sub, points, stub, lookup)
-        values = _mapping(points.get(selected)) if selected is not None else None
-        status = "not_run" if status == "skipped" else status
-        return _SubState(sub, status, judgements, values, message)
-    if stored in _ERRORED:
-        return _SubState(sub, str(stored), (), entry, _error_detail(entry))
-    if stored not in _RAN:  # skipped, cancelled, unknown: counts as never run
-        return _SubState(sub, "not_run", (), None, "")
-    judgements = judge_sub(sub, entry, stub=stub, lookup=lookup)
-    # Re-judged against the current criteria; a stored "failed" without criteria stays failed.
-    failed = any(not j.passed for j in judgements) or (stored == "failed" and not sub.success_criteria)
-    return _SubState(sub, "failed" if failed else "passed", judgements, entry, "")
-
-
-def _judge_experiment_criterion(
-    c: Criterion, states: Sequence[_SubState], doc_subs: Mapping[str, Any], stub: bool, lookup: Lookup
+def _judge_criterion(
+    c: Criterion,
+    states: Sequence[SubState],
+    doc_subs: Mapping[str, Any],
+    lookup: Lookup,
+    outer: Sequence[Mapping[str, Achieved]],
+    stub: bool,
 ) -> tuple[Judgement, bool]:
     """(judgement with ``source``, whether its source has run)."""
+    source: SubState | None = None
     if c.from_ is not None:
-        state = next((s for s in states if s.sub.id == c.from_), None)
-        if state is not None:
-            ran = state.status not in ("not_run", "blocked")
-            values_entry = state.values_entry
+        source = next((s for s in states if s.sub.id == c.from_), None)
+        if source is not None:
+            ran = source.status not in ("not_run", "blocked")
+            values_entry = source.values_entry
         else:  # a sub of another experiment: read what this document holds of it
             entry = _mapping(doc_subs.get(c.from_))
             ran = entry is not None and entry.get("status") not in ("blocked", "skipped", None)
@@ -318,68 +197,159 @@ def _judge_experiment_criterion(
                 if points and entry.get("selected") in points:
                     entry = _mapping(points[entry["selected"]])
             values_entry = entry
-        measured = Measurements.of_entry(values_entry) if values_entry is not None else None
-        j = dataclasses.replace(judge_measured(c, measured, lookup=lookup, stub=stub), source=c.from_)
-        if j.level == "missing" and not ran:
-            j = dataclasses.replace(
-                j,
-                reason=f"{c.from_} has not run",
-                message=f"{c.metric}: not reported ({c.from_} has not run)",
-            )
-        elif j.value is None and j.reason and j.reason.startswith("metric "):  # the source's own
-            j = dataclasses.replace(j, reason=f"{j.reason} by {c.from_}")
-        return j, ran
-    for state in reversed(states):  # the last sub-experiment in plan order that reported it
-        if state.status not in ("not_run", "blocked") and _reported(state.values_entry, c.metric):
-            measured = Measurements.of_entry(cast(Mapping[str, Any], state.values_entry))
+        measured = Measurements.of_entry(values_entry) if values_entry is not None and ran else None
+        if measured is not None and _supplied(measured.values(c.metric)):
             j = judge_measured(c, measured, lookup=lookup, stub=stub)
-            return dataclasses.replace(j, source=state.sub.id), True
-    j = judge_measured(c, None, lookup=lookup, stub=stub)
+            if j.value is None and j.reason and j.reason.startswith("metric "):  # the source's own
+                j = dataclasses.replace(j, reason=f"{j.reason} by {c.from_}")
+            return dataclasses.replace(j, source=c.from_), ran
+        if not c.form.aggregates_metric and measured is not None:  # a comparison: its own words
+            return dataclasses.replace(
+                judge_measured(c, measured, lookup=lookup, stub=stub), source=c.from_
+            ), ran
+        achieved = _achieved_for(c, source, states, outer) if c.form.aggregates_metric else None
+        if achieved is not None:
+            return dataclasses.replace(judge_recorded(c, achieved, stub=stub), source=c.from_), ran
+        if not ran:
+            return dataclasses.replace(unmeasured(c, f"{c.from_} has not run"), source=c.from_), ran
+        names = Measurements.of_entry(values_entry).names() if values_entry is not None else []
+        reason = f"not reported by {c.from_}{_did_you_mean(c.metric, names)}"
+        return dataclasses.replace(unmeasured(c, reason), source=c.from_), ran
+    for state in reversed(states):  # the last sub-experiment in plan order that reported it
+        if state.measured and state.values_entry is not None:
+            measured = Measurements.of_entry(state.values_entry)
+            if _supplied(measured.values(c.metric)):
+                j = judge_measured(c, measured, lookup=lookup, stub=stub)
+                return dataclasses.replace(j, source=state.sub.id), True
     everything_ran = all(s.status not in ("not_run", "blocked") for s in states)
-    if j.level == "missing":
-        j = dataclasses.replace(
-            j,
-            reason="not reported by any sub-experiment",
-            message=f"{c.metric}: not reported by any sub-experiment",
-        )
-    return j, everything_ran
+    achieved = _achieved_for(c, None, states, outer) if c.form.aggregates_metric else None
+    if achieved is not None:
+        return judge_recorded(c, achieved, stub=stub), everything_ran
+    waiting = [s.sub.id for s in states if s.status in ("not_run", "blocked")]
+    if not states:
+        reason = "no sub-experiment measures it, and the plan records no value (achieved)"
+    elif len(waiting) == len(states):
+        reason = "not reported by any sub-experiment (none has run yet)"
+    else:
+        reason = "not reported by any sub-experiment"
+        if waiting:
+            reason += f" yet ({', '.join(waiting)} has not run)"
+        reason += _did_you_mean(c.metric, _names(states))
+    return unmeasured(c, reason), everything_ran
+
+
+# --- one part: the original criteria with the main list, or one pivot ----------------------------
+
+
+@dataclass(frozen=True)
+class _Part:
+    criteria: tuple[Judgement, ...]
+    judged: tuple[tuple[Judgement, bool], ...]  # (judgement, its source ran)
+    states: tuple[SubState, ...]
+    problems: tuple[str, ...]
+    met_measured: bool  # every sub passed or accepted; every criterion met, none only recorded
+    met_recorded: bool  # every criterion met, at least one only through achieved
+    uses_achieved: bool
+
+
+def _sub_problem(state: SubState) -> str | None:
+    sid = state.sub.id
+    detail = f": {state.detail}" if state.detail else ""
+    if state.counts_as_passed:
+        return None
+    if state.status == "failed":
+        failing = [j.message for j in state.judgements if not j.passed]
+        return f"{sid} failed: {'; '.join(failing)}" if failing else f"{sid} failed"
+    if state.status == "error":
+        what = "has a wiring error" if state.wiring else "errored"
+        return f"{sid} {what}{detail}"
+    if state.status == "infra_error":
+        return f"{sid} had an infrastructure error{detail}"
+    if state.status == "blocked":
+        return f"{sid} is blocked{detail}"
+    if state.stale is not None:
+        return f"{sid} never ran under the current plan (its stored result is stale: {state.stale})"
+    unmet = [j.message for j in state.judgements if not j.passed]
+    if unmet:
+        return f"{sid} never ran, and the plan's recorded values do not meet its criteria: {'; '.join(unmet)}"
+    return f"{sid} never ran"
+
+
+def _part(
+    criteria: Sequence[Criterion],
+    states: Sequence[SubState],
+    doc_subs: Mapping[str, Any],
+    lookup: Lookup,
+    outer: Sequence[Mapping[str, Achieved]],
+    stub: bool,
+) -> _Part:
+    judged = tuple(_judge_criterion(c, states, doc_subs, lookup, outer, stub) for c in criteria)
+    crits = tuple(j for j, _ in judged)
+    problems: list[str] = []
+    for state in states:
+        line = _sub_problem(state)
+        if line is not None:
+            problems.append(line)
+    for j in crits:
+        if j.passed:
+            continue
+        if j.level in _UNMEASURED and j.value is None:
+            problems.append(f"criterion {j.metric} unmeasured: {j.reason}")
+        else:
+            src = f" (from {j.source})" if j.source else ""
+            problems.append(f"criterion {j.metric} not met: {j.message}{src}")
+    sub_recorded = any(
+        j.recorded is not None for s in states if s.counts_as_passed or s.recorded_only for j in s.judgements
+    )
+    uses_achieved = sub_recorded or any(j.recorded is not None for j in crits)
+    all_met = all(j.passed for j in crits)
+    subs_measured = all(s.counts_as_passed for s in states)
+    subs_recorded = all(s.counts_as_passed or s.recorded_only for s in states)
+    return _Part(
+        criteria=crits,
+        judged=judged,
+        states=tuple(states),
+        problems=tuple(problems),
+        met_measured=subs_measured and all_met and not uses_achieved,
+        met_recorded=subs_recorded and all_met and uses_achieved,
+        uses_achieved=uses_achieved,
+    )
+
+
+# --- the experiment ------------------------------------------------------------------------------
 
 
 def _lower(level: Literal["high", "medium", "low"]) -> Literal["high", "medium", "low"]:
     return "medium" if level == "high" else "low"
 
 
-def _review_line(where: str, j: Judgement) -> str | None:
+def _review_kind(j: Judgement) -> str | None:
     if j.level == "accepted" and j.accepted is not None:
-        acc = j.accepted
-        who = "".join((f" by {acc.by}" if acc.by else "", f" on {acc.date}" if acc.date else ""))
-        return f"{where} {j.metric} accepted{who}: {acc.reason}"
+        return "accepted"
     if j.level == "inconclusive":
-        return f"{where} {j.metric} inconclusive: {j.message}"
+        return "inconclusive"
+    if j.recorded is not None:
+        return "recorded"
     if j.borderline:
+        return "borderline"
+    return None
+
+
+def _review_line(where: str, j: Judgement) -> str | None:
+    kind = _review_kind(j)
+    if kind == "accepted" and j.accepted is not None:
+        return f"{where} {j.metric} accepted{_who(j.accepted)}: {j.accepted.reason}"
+    if kind == "inconclusive":
+        return f"{where} {j.metric} inconclusive: {j.message}"
+    if kind == "recorded" and j.recorded is not None:
+        return f"{where} {j.metric} {j.recorded}: {j.message}"
+    if kind == "borderline":
         return f"{where} {j.metric} borderline: {j.message}"
     return None
 
 
-def _sub_problem(state: _SubState) -> str | None:
-    sid = state.sub.id
-    detail = f": {state.detail}" if state.detail else ""
-    if state.status == "passed":
-        return None
-    if state.status == "failed":
-        failing = [j.message for j in state.judgements if not j.passed]
-        return f"{sid} failed: {'; '.join(failing)}" if failing else f"{sid} failed"
-    if state.status == "error":
-        return f"{sid} errored{detail}"
-    if state.status == "infra_error":
-        return f"{sid} had an infrastructure error{detail}"
-    if state.status == "blocked":
-        return f"{sid} is blocked{detail}"
-    return f"{sid} never ran"
-
-
 def _status(
-    states: Sequence[_SubState],
+    states: Sequence[SubState],
 ) -> Literal["completed", "failed", "partial", "blocked", "not_started"]:
     if not states:
         return "not_started"
@@ -395,14 +365,116 @@ def _status(
     return "partial"
 
 
+def _last_run(doc_subs: Mapping[str, Any]) -> str | None:
+    latest = ""
+    for entry in doc_subs.values():
+        entry = _mapping(entry)
+        if entry is None:
+            continue
+        stamps = [entry.get("finished_at")]
+        points = _mapping(entry.get("points"))
+        if points:
+            stamps += [p.get("finished_at") for p in points.values() if isinstance(p, Mapping)]
+        latest = max([latest, *(str(s) for s in stamps if s)])
+    return latest or None
+
+
+def _confidence(part: _Part) -> Literal["high", "medium", "low"]:
+    if part.criteria:
+        measured = sum(1 for j in part.criteria if j.level not in _UNMEASURED and j.recorded is None)
+        total = len(part.criteria)
+    else:
+        measured = sum(1 for s in part.states if s.status in _RAN)
+        total = len(part.states)
+    if total and measured == total:
+        return "high"
+    if total and 2 * measured >= total:
+        return "medium"
+    return "low"
+
+
+def _confidence_words(part: _Part) -> str:
+    if part.criteria:
+        measured = sum(1 for j in part.criteria if j.level not in _UNMEASURED and j.recorded is None)
+        return f"{measured} of {len(part.criteria)} criteria measured"
+    ran = sum(1 for s in part.states if s.status in _RAN)
+    return f"{ran} of {len(part.states)} sub-experiments ran to a result"
+
+
+def _measured_recommendation(
+    part: _Part, states: Sequence[SubState], confidence: str
+) -> tuple[Literal["proceed", "investigate", "pivot"], tuple[str, ...]]:
+    """SPEC section 5 on what was measured, and the reasons when it is ``investigate``."""
+    reasons: list[str] = []
+    for s in states:
+        if s.status in _ERRORED:
+            reasons.append(cast(str, _sub_problem(s)))
+    for s in part.states:
+        for j in s.judgements:
+            if j.level == "inconclusive":
+                reasons.append(f"{s.sub.id}: {j.metric} inconclusive ({j.message})")
+            elif j.borderline:
+                reasons.append(f"{s.sub.id}: {j.metric} borderline ({j.message})")
+    for j in part.criteria:
+        if j.level == "inconclusive":
+            reasons.append(f"criterion {j.metric} inconclusive ({j.message})")
+        elif j.borderline:
+            reasons.append(f"criterion {j.metric} borderline ({j.message})")
+        elif j.level in _UNMEASURED and j.value is None and not j.passed:
+            reasons.append(f"criterion {j.metric} unmeasured: {j.reason}")
+    if confidence == "low":
+        reasons.append(f"confidence low: {_confidence_words(part)}")
+    if reasons:
+        return "investigate", tuple(dict.fromkeys(reasons))
+    unmet = any(j.level in _UNMET for j in part.criteria) or any(
+        s.status == "failed" and not s.counts_as_passed for s in part.states
+    )
+    return ("pivot" if unmet else "proceed"), ()
+
+
+def _review(exp: Experiment, original: _Part, pivots: Sequence[tuple[Pivot, _Part]]) -> list[str]:
+    """What requires human review, each once: an experiment-level line stands for the same
+    flag on the sub-experiment that supplied its value."""
+    review: list[str] = []
+    covered = {
+        (j.source, j.metric, _review_kind(j))
+        for part in (original, *(p for _, p in pivots))
+        for j in part.criteria
+    }
+    for state in (*original.states, *(s for _, p in pivots for s in p.states)):
+        for j in state.judgements:
+            if (state.sub.id, j.metric, _review_kind(j)) in covered:
+                continue
+            line = _review_line(f"{state.sub.id}:", j)
+            if line:
+                review.append(line)
+        acc = state.sub.accepted
+        if acc is not None and state.status != "passed":
+            review.append(
+                f"{state.sub.id} accepted{_who(acc)}: {acc.reason} (counts as passed; it is {state.status})"
+            )
+    for j in original.criteria:
+        line = _review_line("criterion", j)
+        if line:
+            review.append(line)
+    for pivot, part in pivots:
+        for j in part.criteria:
+            line = _review_line(f"pivot {pivot.key}: criterion", j)
+            if line:
+                review.append(line)
+    return review
+
+
 def experiment_verdict(
     plan: Plan, exp: Experiment, doc: Mapping[str, Any], *, stub: bool = False, entries: EntryOf | None = None
 ) -> Verdict:
-    """An experiment's verdict from the plan and its merged results document (SPEC sections 5, 8).
+    """An experiment's verdict from the plan and its merged results document (see the module
+    docstring).
 
     ``entries``: stored entries of sub-experiments outside this document, for criteria that
     compare with them (SPEC section 3a); without it only this document is read."""
     doc_subs = _mapping(doc.get("sub_experiments")) or {}
+    stale = _mapping(doc.get("stale")) or {}
 
     def entry_of(sub_id: str) -> Mapping[str, Any] | None:
         if sub_id in doc_subs or entries is None:
@@ -410,103 +482,239 @@ def experiment_verdict(
         return entries(sub_id)
 
     lookup = lookup_for(plan, entry_of)
-    states = [_sub_state(sub, doc_subs.get(sub.id), stub, lookup) for sub in exp.sub_experiments]
-    judged = [_judge_experiment_criterion(c, states, doc_subs, stub, lookup) for c in exp.success_criteria]
-    criteria = tuple(j for j, _ in judged)
-    status = _status(states)
-    success_met = all(j.passed for j in criteria)
-    sub_judgements = [j for s in states for j in s.judgements]
-
-    problems: list[str] = []
-    if not exp.sub_experiments:
-        problems.append(f"{exp.id} has no sub-experiments: nothing has run")
-    if stub:
-        for state in states:
-            if state.status in ("failed", *_ERRORED):
-                problems.append(cast(str, _sub_problem(state)))
-        for j, source_ran in judged:
-            if j.level == "missing" and source_ran:
-                problems.append(f"criterion {j.metric} unmeasured: {j.reason}")
-        passed = not problems
-        return Verdict(
-            experiment_id=exp.id,
-            status=status,
-            criteria=criteria,
-            success_criteria_met=success_met,
-            confidence="low",
-            recommendation="proceed" if passed else "investigate",
-            passed=passed,
-            problems=tuple(problems),
-            review=(),
+    states = tuple(
+        judge_stored(plan, sub, doc_subs.get(sub.id), stub=stub, lookup=lookup, stale=stale.get(sub.id))
+        for sub in exp.sub_experiments
+    )
+    by_id = {s.sub.id: s for s in states}
+    main = [s for s in states if s.sub.pivot is None]
+    original = _part(exp.success_criteria, main, doc_subs, lookup, (exp.achieved,), stub)
+    pivots = [
+        (
+            p,
+            _part(
+                p.success_criteria,
+                [by_id[i] for i in p.sub_ids if i in by_id],
+                doc_subs,
+                lookup,
+                (p.achieved, exp.achieved),
+                stub,
+            ),
         )
+        for p in exp.pivots
+    ]
+    status = _status(states)
+    last_run = _last_run(doc_subs)
+    if stub:
+        return _stub_verdict(exp, states, original, status, last_run)
 
-    for state in states:
-        line = _sub_problem(state)
-        if line is not None:
-            problems.append(line)
-    for j in criteria:
-        if j.passed:
-            continue
-        if j.level == "missing":
-            problems.append(f"criterion {j.metric} unmeasured: {j.reason}")
-        else:
-            src = f" (from {j.source})" if j.source else ""
-            problems.append(f"criterion {j.metric} not met: {j.message}{src}")
-    passed = bool(exp.sub_experiments) and not problems
+    pivot_verdicts = tuple(
+        PivotVerdict(
+            p,
+            part.criteria,
+            p.accepted is not None or (bool(part.criteria) and all(j.passed for j in part.criteria)),
+            part.problems,
+        )
+        for p, part in pivots
+    )
+    ran = any(s.status in (*_RAN, *_ERRORED) for s in states)
+    passing_pivot = next((pv for pv in pivot_verdicts if pv.met), None)
+    name: VerdictName
+    if original.met_measured and exp.sub_experiments:
+        name = "passed"
+    elif passing_pivot is not None and not original.met_recorded:
+        name = "passed_with_pivot"
+    elif exp.accepted is not None:
+        name = "accepted"
+    elif original.met_recorded:
+        name = "recorded"
+    elif ran or original.uses_achieved or any(part.uses_achieved for _, part in pivots):
+        name = "failed"
+    else:
+        name = "not_run"
+    opens = name in OPENING
 
-    if criteria:
-        measured, total = sum(j.level != "missing" for j in criteria), len(criteria)
-    else:
-        measured, total = sum(s.status in _RAN for s in states), len(states)
-    confidence: Literal["high", "medium", "low"]
-    if total and measured == total:
-        confidence = "high"
-    elif total and 2 * measured >= total:
-        confidence = "medium"
-    else:
-        confidence = "low"
-    everything = [*criteria, *sub_judgements]
-    if any(j.level == "inconclusive" for j in everything):
+    deciding = original
+    if name == "passed_with_pivot" and passing_pivot is not None:
+        deciding = next(part for p, part in pivots if p is passing_pivot.pivot)
+    confidence = "low" if name in ("recorded", "not_run") else _confidence(deciding)
+    if any(j.level == "inconclusive" for part in (original, deciding) for j in part.criteria) or any(
+        j.level == "inconclusive" for s in states for j in s.judgements
+    ):
         confidence = _lower(confidence)
 
-    recommendation: Literal["proceed", "investigate", "pivot"]
-    if (
-        any(s.status in _ERRORED for s in states)
-        or any(j.level == "inconclusive" or j.borderline for j in everything)
-        or any(j.level == "missing" for j in criteria)
-        or confidence == "low"
-    ):
-        recommendation = "investigate"
-    elif any(j.level in _UNMET for j in criteria) or any(s.status == "failed" for s in states):
-        recommendation = "pivot"
-    else:
+    recommendation: Literal["proceed", "investigate", "pivot"] | None
+    reasons: tuple[str, ...] = ()
+    if name == "not_run":
+        recommendation = None
+    elif name in ("passed_with_pivot", "recorded"):
         recommendation = "proceed"
+    else:
+        recommendation, reasons = _measured_recommendation(original, states, confidence)
+        if name == "failed" and recommendation == "proceed":
+            # nothing measured says pivot, yet it does not pass (a sub-experiment never ran, a
+            # pivot is not met): the table allows only pivot or investigate for a failure
+            recommendation, reasons = "investigate", tuple(original.problems) or ("it does not pass",)
 
-    review: list[str] = []
-    for state in states:
-        for j in state.judgements:
-            line = _review_line(f"{state.sub.id}:", j)
-            if line:
-                review.append(line)
-    for j in criteria:
-        line = _review_line("criterion", j)
-        if line:
-            review.append(line)
+    problems = list(original.problems)
+    if not exp.sub_experiments and not opens:
+        problems.insert(0, f"{exp.id} has no sub-experiments: nothing has run")
+    if not opens:
+        for pv in pivot_verdicts:
+            first = (
+                pv.problems[0] if pv.problems else "no criteria to meet (add success_criteria, or accepted)"
+            )
+            problems.append(f"pivot {pv.pivot.key} not met: {first}")
+
+    review = _review(exp, original, pivots)
+    message = ""
+    if name == "passed_with_pivot" and passing_pivot is not None:
+        p = passing_pivot.pivot
+        label = f"{p.key} ({p.name})" if p.name != p.key else p.key
+        if p.accepted is not None:
+            how = f"accepted{_who(p.accepted)}: {p.accepted.reason}"
+        else:
+            how = f"{len(passing_pivot.criteria)}/{len(passing_pivot.criteria)} of its criteria met"
+        short = original.problems[0] if original.problems else "the original criteria are not all met"
+        message = f"passed with pivot {label}: {how}; the original did not pass: {short}"
+        review.insert(0, message)
+    elif name == "accepted" and exp.accepted is not None:
+        acc = exp.accepted
+        message = f"accepted{_who(acc)}: {acc.reason}"
+        review.insert(0, f"experiment {message}" + (f" (as measured: {problems[0]})" if problems else ""))
+    elif name == "recorded":
+        count = sum(1 for j in original.criteria if j.recorded is not None)
+        count += sum(1 for s in main for j in s.judgements if j.recorded is not None)
+        message = (
+            f"recorded, not measured: {count} criteria met only by values recorded in the plan (achieved)"
+        )
+        review.insert(0, message)
+    if exp.accepted is not None and name != "accepted":
+        review.append(
+            f"experiment accepted{_who(exp.accepted)}: {exp.accepted.reason} (the verdict is {name})"
+        )
+    disagreement = status_disagreement(exp.plan_status, name, opens)
+    if disagreement is not None:
+        review.append(disagreement)
 
     return Verdict(
         experiment_id=exp.id,
         status=status,
-        criteria=criteria,
-        success_criteria_met=success_met,
+        criteria=original.criteria,
+        success_criteria_met=all(j.passed for j in deciding.criteria),
         confidence=confidence,
         recommendation=recommendation,
+        passed=opens,
+        problems=tuple(problems),
+        review=tuple(dict.fromkeys(review)),
+        verdict=name,
+        reasons=reasons,
+        subs=states,
+        pivots=pivot_verdicts,
+        pivot=passing_pivot.pivot.key if name == "passed_with_pivot" and passing_pivot is not None else None,
+        message=message,
+        plan_status=exp.plan_status,
+        plan_disagrees=disagreement,
+        last_run=last_run,
+    )
+
+
+def _stub_verdict(
+    exp: Experiment,
+    states: Sequence[SubState],
+    original: _Part,
+    status: Literal["completed", "failed", "partial", "blocked", "not_started"],
+    last_run: str | None,
+) -> Verdict:
+    problems: list[str] = []
+    if not exp.sub_experiments:
+        problems.append(f"{exp.id} has no sub-experiments: nothing has run")
+    for state in states:
+        if state.status in ("failed", *_ERRORED):
+            problems.append(cast(str, _sub_problem(state)))
+    for j, source_ran in original.judged:
+        if j.level in _UNMEASURED and not j.passed and source_ran and j.recorded is None:
+            problems.append(f"criterion {j.metric} unmeasured: {j.reason}")
+    passed = not problems
+    ran = any(s.status in (*_RAN, *_ERRORED) for s in states)
+    name: VerdictName = ("passed" if passed else "failed") if ran else "not_run"
+    return Verdict(
+        experiment_id=exp.id,
+        status=status,
+        criteria=original.criteria,
+        success_criteria_met=all(j.passed for j in original.criteria),
+        confidence="low",
+        recommendation="proceed" if passed else "investigate",
         passed=passed,
         problems=tuple(problems),
-        review=tuple(review),
+        review=(),
+        verdict=name,
+        reasons=tuple(problems) if not passed else (),
+        subs=tuple(states),
+        last_run=last_run,
+    )
+
+
+# --- the plan's own status (SPEC section 10) --------------------------------------------------
+
+_SAYS_OPENS = frozenset(
+    {
+        "passed",
+        "pass",
+        "passed_with_pivot",
+        "accepted",
+        "recorded",
+        "validated",
+        "success",
+        "succeeded",
+        "successful",
+        "proceed",
+        "met",
+    }
+)
+_SAYS_FAILS = frozenset({"failed", "fail", "failure", "rejected", "abandoned", "invalidated", "not_met"})
+_SAYS_NOT_RUN = frozenset({"not_started", "not_run", "planned", "todo", "pending", "proposed", "queued"})
+_SAYS_RAN = frozenset({"completed", "complete", "done", "finished"})
+
+
+def _word(text: str) -> str:
+    return "_".join(text.strip().lower().replace("-", " ").split())
+
+
+def status_disagreement(status: PlanStatus | None, verdict: str, opens: bool) -> str | None:
+    """The review line when the plan's ``status`` says otherwise than the computed verdict."""
+    if status is None:
+        return None
+    word = _word(status.text)
+    if word in _SAYS_OPENS:
+        agrees = opens
+    elif word in _SAYS_FAILS:
+        agrees = not opens and verdict != "not_run"
+    elif word in _SAYS_NOT_RUN:
+        agrees = verdict == "not_run"
+    elif word in _SAYS_RAN:
+        agrees = verdict != "not_run"
+    else:
+        return None
+    if agrees:
+        return None
+    return (
+        f"the plan says `status: {status.text}` but the verdict is {verdict}: "
+        f"update the status at {status.loc}"
+        + ("" if opens else ", or record the team's decision with `accepted: {reason, by, date}`")
     )
 
 
 # --- gates and blocking -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """Why an experiment is blocked: a prerequisite (``dependency`` or ``gate``) and the text."""
+
+    kind: Literal["dependency", "gate"]
+    id: str
+    text: str
 
 
 def _gate_label(gate: Gate) -> str:
@@ -516,36 +724,43 @@ def _gate_label(gate: Gate) -> str:
 def _why_not(verdict: Verdict | None) -> str:
     if verdict is None:
         return "has no results"
-    return verdict.problems[0] if verdict.problems else "did not pass its verdict"
+    if verdict.problems:
+        return verdict.problems[0]
+    return f"its verdict is {verdict.verdict}"
 
 
 def gate_status(plan: Plan, gate: Gate, verdicts: Mapping[str, Verdict]) -> tuple[bool, str]:
-    """(passed, reason): a gate passes when every member passed its verdict, or it is ``accepted``."""
+    """(passed, reason): a gate passes when every member's verdict opens gates, or it is ``accepted``."""
     label = _gate_label(gate)
     if gate.accepted is not None:
-        acc = gate.accepted
-        who = "".join((f" by {acc.by}" if acc.by else "", f" on {acc.date}" if acc.date else ""))
-        return True, f"{label} accepted{who}: {acc.reason}"
+        return True, f"{label} accepted{_who(gate.accepted)}: {gate.accepted.reason}"
     failing = [e for e in gate.experiments if not (e in verdicts and verdicts[e].passed)]
     if not failing:
         return True, f"{label} passed"
     return False, f"{label} not passed: " + "; ".join(f"{e}: {_why_not(verdicts.get(e))}" for e in failing)
 
 
-def blockers(plan: Plan, experiment_id: str, verdicts: Mapping[str, Verdict]) -> list[str]:
-    """Why an experiment is blocked (empty: it is not): unpassed dependencies, then unpassed gates."""
-    out: list[str] = []
+def blocker_details(plan: Plan, experiment_id: str, verdicts: Mapping[str, Verdict]) -> list[Blocker]:
+    """Why an experiment is blocked (empty: it is not): dependencies whose verdict does not open
+    gates, then gates that have not passed."""
+    out: list[Blocker] = []
     for prereq in plan.prerequisites(experiment_id):
         if prereq.kind == "dependency":
             dep = cast(str, prereq.experiment_id)
             verdict = verdicts.get(dep)
             if verdict is None or not verdict.passed:
-                out.append(f"dependency {dep} not passed: {_why_not(verdict)}")
+                out.append(Blocker("dependency", dep, f"dependency {dep} not passed: {_why_not(verdict)}"))
         else:
-            passed, reason = gate_status(plan, plan.gate(cast(str, prereq.gate_id)), verdicts)
+            gate = plan.gate(cast(str, prereq.gate_id))
+            passed, reason = gate_status(plan, gate, verdicts)
             if not passed:
-                out.append(reason)
+                out.append(Blocker("gate", gate.id, reason))
     return out
+
+
+def blockers(plan: Plan, experiment_id: str, verdicts: Mapping[str, Verdict]) -> list[str]:
+    """Why an experiment is blocked, one line per blocker (empty: it is not)."""
+    return [b.text for b in blocker_details(plan, experiment_id, verdicts)]
 
 
 _SUB_WORDS = {
@@ -556,23 +771,33 @@ _SUB_WORDS = {
 }
 
 
-def sub_blockers(plan: Plan, sub: SubExperiment, entries_by_sub: Mapping[str, Any]) -> list[str]:
-    """Why a sub-experiment is blocked by its sub-level dependencies (their stored status).
+def sub_blockers(plan: Plan, sub: SubExperiment, states_by_sub: Mapping[str, Any]) -> list[str]:
+    """Why a sub-experiment is blocked by its sub-level dependencies, judged now.
 
-    A sub-experiment its criteria compare with (``implicit_dependencies``) blocks only when it
-    has no result to compare with: it errored, is blocked or never ran; not when it missed its
-    own criteria (SPEC section 3a)."""
+    ``states_by_sub``: each dependency's :class:`SubState` (or, for callers without one, its
+    stored entry).  A dependency passes when it passed or is ``accepted``.  A sub-experiment its
+    criteria compare with (``implicit_dependencies``) blocks only when it has no result to
+    compare with: it errored, is blocked or never ran; not when it missed its own criteria
+    (SPEC section 3a)."""
     out: list[str] = []
-    for dep in sub.dependencies:
-        entry = _mapping(entries_by_sub.get(dep))
+
+    def status_of(dep: str) -> tuple[str | None, bool]:
+        got = states_by_sub.get(dep)
+        if isinstance(got, SubState):
+            return got.status, got.counts_as_passed
+        entry = _mapping(got)
         status = entry.get("status") if entry is not None else None
-        if status != "passed":
+        accepted = plan.has_sub(dep) and plan.sub(dep).accepted is not None
+        return (str(status) if status is not None else None), status == "passed" or accepted
+
+    for dep in sub.dependencies:
+        status, ok = status_of(dep)
+        if not ok:
             out.append(f"depends on {dep}, {_SUB_WORDS.get(str(status), 'which has not run')}")
     for dep in sub.implicit_dependencies:
         if dep in sub.dependencies:
             continue
-        entry = _mapping(entries_by_sub.get(dep))
-        status = entry.get("status") if entry is not None else None
-        if status not in _RAN:
+        status, ok = status_of(dep)
+        if status not in _RAN and not ok:
             out.append(f"compares with {dep}, {_SUB_WORDS.get(str(status), 'which has not run')}")
     return out

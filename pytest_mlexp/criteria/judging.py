@@ -117,6 +117,15 @@ def problem(value: Any) -> tuple[str, float]:
     return f"not a number: {text}", math.nan
 
 
+def _non_finite(value: Any) -> bool:
+    """A reported number that is NaN or infinite (not a bool, not text)."""
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and problem(value)[0] in ("NaN", "inf", "-inf")
+    )
+
+
 def read(values: Sequence[Any]) -> tuple[list[float], int, str]:
     """(the usable numbers, how many values were not, what was wrong with the first of those)."""
     nums: list[float] = []
@@ -245,6 +254,10 @@ def judge_values(
             if bad_short == "not reported"
             else f"metric {metric!r} is {bad_short}{where}"
         )
+        if stub and all(v is not None and _non_finite(v) for v in vals if problem(v)[0]):
+            # SPEC 5a: a reported NaN or infinity is wired (tiny stub params can give NaN)
+            message = f"{metric}: {bad_short}{where} (stub: reported, threshold not enforced)"
+            return Judgement(metric, None, "missing", True, False, rule, message, reason=reason, note=c.note)
         return missing(c, rule, f"{bad_short}{where}", reason)
 
     n = len(nums)

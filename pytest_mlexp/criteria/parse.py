@@ -25,7 +25,17 @@ from typing import Any, cast
 from pytest_mlexp.criteria.base import EXAMPLES, NUM, NUM_RE, CriterionError, is_number, near_miss, number
 from pytest_mlexp.criteria.contrast import MetricComparison
 from pytest_mlexp.criteria.forms import Comparison, Form, Range, Schema, Tiered
-from pytest_mlexp.model import ID_RE, Accepted, Aggregate, Criterion, Experiment, Loc, Plan, SubExperiment
+from pytest_mlexp.model import (
+    ID_RE,
+    Accepted,
+    Aggregate,
+    Criterion,
+    Experiment,
+    Loc,
+    Pivot,
+    Plan,
+    SubExperiment,
+)
 
 __all__ = [
     "FORMS",
@@ -43,7 +53,9 @@ _BY_NAME = {f.name: f for f in FORMS}
 
 # Which keys select which forms (a criterion is one of them); ``direction`` belongs to tiers.
 _GROUPS = (("tiers", ("target", "acceptable", "failure")), ("min/max", ("min", "max")), ("rule", ("rule",)))
-_OPTIONS = ("note", "borderline", "aggregate", "confidence", "from", "accepted")
+# ``achieved`` (a value recorded by hand, SPEC section 10) is read by the plan parser, which
+# knows its line; here it is only a known key (a typo of it gets a did-you-mean).
+_OPTIONS = ("note", "borderline", "aggregate", "confidence", "from", "accepted", "achieved")
 _KNOWN_KEYS: tuple[str, ...] = (
     *dict.fromkeys(k for form in FORMS for k in form.schema_keys()),
     "rule",
@@ -265,7 +277,7 @@ def resolve_references(
         if other is not None and other not in (d for d, _ in gained.get(sub_id, ())):
             gained.setdefault(sub_id, []).append((other, c.loc.line if c.loc is not None else 0))
 
-    staged: list[tuple[Experiment, list[SubExperiment], tuple[Criterion, ...]]] = []
+    staged: list[tuple[Experiment, list[SubExperiment], tuple[Criterion, ...], tuple[Pivot, ...]]] = []
     for exp in experiments:
         subs = []
         for sub in exp.sub_experiments:
@@ -275,29 +287,50 @@ def resolve_references(
             subs.append(
                 dataclasses.replace(sub, success_criteria=crits) if crits != sub.success_criteria else sub
             )
-        exp_crits: list[Criterion] = []
-        for c in exp.success_criteria:
-            if isinstance(c.form, MetricComparison) and c.form.sub is not None and c.from_ is None:
-                raise CriterionError(
-                    f"criterion {c.metric!r} of experiment {exp.id!r} compares with {c.form.sub!r} "
-                    "but does not say which sub-experiment supplies its own value",
-                    f"add from: <the sub-experiment that reports {c.metric}> (it runs after {c.form.sub})",
-                    c.loc,
-                )
-            resolved = _resolve(c, c.from_, known)
-            if resolved.from_ is not None:
-                add(resolved.from_, resolved)
-            exp_crits.append(resolved)
-        staged.append((exp, subs, tuple(exp_crits)))
+
+        def experiment_level(crits: Sequence[Criterion], owner: str) -> tuple[Criterion, ...]:
+            out: list[Criterion] = []
+            for c in crits:
+                if isinstance(c.form, MetricComparison) and c.form.sub is not None and c.from_ is None:
+                    raise CriterionError(
+                        f"criterion {c.metric!r} of {owner} compares with {c.form.sub!r} "
+                        "but does not say which sub-experiment supplies its own value",
+                        f"add from: <the sub-experiment that reports {c.metric}> "
+                        f"(it runs after {c.form.sub})",
+                        c.loc,
+                    )
+                resolved = _resolve(c, c.from_, known)
+                if resolved.from_ is not None:
+                    add(resolved.from_, resolved)
+                out.append(resolved)
+            return tuple(out)
+
+        exp_crits = experiment_level(exp.success_criteria, f"experiment {exp.id!r}")
+        pivots = tuple(
+            dataclasses.replace(p, success_criteria=crits)
+            if (crits := experiment_level(p.success_criteria, f"pivot {p.key!r}")) != p.success_criteria
+            else p
+            for p in exp.pivots
+        )
+        staged.append((exp, subs, exp_crits, pivots))
     out = []
-    for exp, new_subs, new_crits in staged:
-        if not gained and new_crits == exp.success_criteria and tuple(new_subs) == exp.sub_experiments:
+    for exp, new_subs, new_crits, new_pivots in staged:
+        if (
+            not gained
+            and new_crits == exp.success_criteria
+            and tuple(new_subs) == exp.sub_experiments
+            and new_pivots == exp.pivots
+        ):
             out.append(exp)  # the common case: nothing here compares two measurements
             continue
         for i, s in enumerate(new_subs):
             if s.id in gained:
                 new_subs[i] = dataclasses.replace(s, implicit_dependencies=tuple(d for d, _ in gained[s.id]))
-        out.append(dataclasses.replace(exp, sub_experiments=tuple(new_subs), success_criteria=new_crits))
+        out.append(
+            dataclasses.replace(
+                exp, sub_experiments=tuple(new_subs), success_criteria=new_crits, pivots=new_pivots
+            )
+        )
     return out, gained
 
 
@@ -312,7 +345,9 @@ def metrics_compared_with(plan: Plan) -> Mapping[str, tuple[str, ...]]:
         return hit[1]
     found: dict[str, list[str]] = {}
     for exp in plan.experiments:
-        for c in (*exp.success_criteria, *(c for sub in exp.sub_experiments for c in sub.success_criteria)):
+        pivot_criteria = (c for p in exp.pivots for c in p.success_criteria)
+        sub_criteria = (c for sub in exp.sub_experiments for c in sub.success_criteria)
+        for c in (*exp.success_criteria, *pivot_criteria, *sub_criteria):
             ref = c.form.references()
             if ref is not None and ref[1] not in found.setdefault(ref[0], []):
                 found[ref[0]].append(ref[1])
@@ -378,6 +413,10 @@ def criterion_schema(accepted_ref: str = "#/$defs/accepted") -> Schema:
         "confidence": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
         "from": {"type": "string", "pattern": ID_RE.pattern},
         "accepted": {"$ref": accepted_ref},
+        "achieved": {
+            "description": "a value recorded by hand, used when no measured result supplies the metric "
+            "(a number; anything else is a note)"
+        },
     }
     return {
         "anyOf": [

@@ -8,6 +8,8 @@ One concern per module, each importing only those above it in this list:
   YAML-level ones of ``yamlload.py``), in one place;
 - ``context``: the parsing context and the small shared value parsers (ids, text, phase);
 - ``layers``: inheritable settings and how levels merge; sweeps, seeds, resources, marks;
+- ``decisions``: what a plan records besides what to run (SPEC section 10): ``achieved``
+  values, pivot blocks, the plan's ``status``;
 - ``checks``: references across the plan, criterion references, and the cycle check;
 - ``gates``: gates and what they unlock;
 - ``load``: the file, the document, project, defaults, experiments and sub-experiments.

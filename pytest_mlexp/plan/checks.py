@@ -75,6 +75,15 @@ def check_references(
                     f"sub-experiment {shown(crit.from_)} in from of {shown(crit.metric)}",
                     subs,
                 )
+        for pivot in exp.pivots:
+            for crit in pivot.success_criteria:
+                if crit.from_ is not None and crit.from_ not in subs:
+                    line = crit.loc.line if crit.loc is not None else ref.line
+                    what = (
+                        f"sub-experiment {shown(crit.from_)} in from of {shown(crit.metric)} "
+                        f"(pivot {shown(pivot.key)})"
+                    )
+                    raise unknown_ref(ctx, line, crit.from_, what, subs)
 
 
 def criterion_references(

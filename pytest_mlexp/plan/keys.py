@@ -37,6 +37,7 @@ EXPERIMENT_KEYS: tuple[str, ...] = (
     "replaces",
     "retired",
     "accepted",
+    "achieved",
     *INHERITABLE_KEYS,
 )
 SUB_EXPERIMENT_KEYS: tuple[str, ...] = (
@@ -44,8 +45,21 @@ SUB_EXPERIMENT_KEYS: tuple[str, ...] = (
     "success_criteria",
     "dependencies",
     "accepted",
+    "achieved",
     *INHERITABLE_KEYS,
 )
+# A pivot block under an experiment (SPEC section 10; which mappings are one: decisions.py): the
+# keys it gives meaning to, besides the settings its sub-experiments inherit.
+PIVOT_KEYS: tuple[str, ...] = (
+    "name",
+    "type",
+    "rationale",
+    "sub_experiments",
+    "success_criteria",
+    "achieved",
+    "accepted",
+)
+PIVOT_BLOCK_KEYS: tuple[str, ...] = (*PIVOT_KEYS, *INHERITABLE_KEYS)
 GATE_KEYS: tuple[str, ...] = ("name", "experiments", "unlocks", "accepted")
 RESOURCES_KEYS: tuple[str, ...] = ("gpu", "timeout", "memory", "cpu", "retries")
 SELECT_KEYS: tuple[str, ...] = ("metric", "mode")
@@ -60,6 +74,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "defaults": INHERITABLE_KEYS + NOT_INHERITED_KEYS,
     "experiment": EXPERIMENT_KEYS,
     "sub_experiment": SUB_EXPERIMENT_KEYS,
+    "pivot": PIVOT_BLOCK_KEYS,
     "gate": GATE_KEYS,
     "resources": RESOURCES_KEYS,
     "select": SELECT_KEYS,
@@ -88,6 +103,7 @@ ANNOTATION_KEYS: dict[str, frozenset[str]] = {
     "defaults": COMMON_ANNOTATIONS,
     "experiment": COMMON_ANNOTATIONS,
     "sub_experiment": COMMON_ANNOTATIONS,
+    "pivot": COMMON_ANNOTATIONS,
     "gate": COMMON_ANNOTATIONS,
     "resources": COMMON_ANNOTATIONS,
     "select": frozenset(),

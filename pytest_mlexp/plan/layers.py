@@ -202,7 +202,7 @@ def _parse_select(ctx: Ctx, raw: Any, line: int, where: str) -> Select | None:
         raise ctx.err(
             ctx.kline(raw, "mode"), f"select mode of {where} must be max or min, not {shown(mode)}", fix
         )
-    return Select(metric=metric, mode=mode)
+    return Select(metric=metric, mode=mode, loc=ctx.loc(line))
 
 
 def _parse_seeds(ctx: Ctx, raw: Any, line: int, where: str) -> tuple[int, ...] | None:

@@ -6,14 +6,16 @@ Both dialects of SPEC section 2 go through one path: the tiered dialect is the d
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
 
-from ..model import Criterion, Experiment, Loc, Plan, PlanError, Project, SubExperiment
+from ..model import Achieved, Criterion, Experiment, Loc, Plan, PlanError, Project, SubExperiment
 from ..yamlload import YamlError, load_yaml
 from .checks import ExpRef, SubRef, check_cycles, check_references, criterion_references
 from .context import UNSET, Ctx, as_text, check_id, id_list, parse_accepted, parse_phase, type_name
+from .decisions import achieved_of, achieved_value, parse_pivots, plan_status, sub_entries
 from .gates import parse_gates
 from .keys import NOT_INHERITED_KEYS
 from .layers import Layer, merge_layers, parse_layer
@@ -187,9 +189,10 @@ def _parse_experiment(
         raise ctx.err(
             line, f"{where} must be a mapping, not {type_name(spec)}", "write its keys indented below the id"
         )
-    known, meta = ctx.split(spec, "experiment", where, also_meta=("accepted",))
+    known, meta = ctx.split(spec, "experiment", where, also_meta=("accepted", "achieved"))
+    accepted = None
     if "accepted" in known and known["accepted"] is not None:
-        parse_accepted(ctx, known["accepted"], ctx.kline(spec, "accepted"))
+        accepted = parse_accepted(ctx, known["accepted"], ctx.kline(spec, "accepted"))
     base = merge_layers(defaults, parse_layer(ctx, spec, known, where))
 
     raw_name = known.get("name")
@@ -205,31 +208,13 @@ def _parse_experiment(
     replaces = tuple(i for i, _ in id_list(ctx, spec, "replaces", "experiment"))
     deps = id_list(ctx, spec, "dependencies", "experiment")
 
-    raw_subs = known.get("sub_experiments")
-    sub_line = ctx.kline(spec, "sub_experiments")
-    entries: list[tuple[Any, Any, int]] = []  # (id, spec, line)
-    if isinstance(raw_subs, list):
-        for index, item in enumerate(raw_subs):
-            item_line = ctx.doc.item_line(raw_subs, index, sub_line)
-            if isinstance(item, dict):
-                raise ctx.err(
-                    item_line,
-                    f"sub_experiments of {where} is a list, so its items must be ids",
-                    "write sub_experiments as a mapping of id -> spec (no '-' before each id)",
-                )
-            entries.append((item, None, item_line))
-    elif isinstance(raw_subs, dict):
-        entries = [(sid, sspec, ctx.kline(raw_subs, sid)) for sid, sspec in raw_subs.items()]
-    elif raw_subs is not None:
-        raise ctx.err(
-            sub_line,
-            f"sub_experiments of {where} must be a list of ids or a mapping of id -> spec, "
-            f"not {type_name(raw_subs)}",
-            "write sub_experiments: [e_1, e_2]",
-        )
+    entries = sub_entries(ctx, spec, known.get("sub_experiments"), where)
+    # SPEC section 10: pivot blocks (annotations until now) hold sub-experiments of their own
+    pivots, pivot_subs = parse_pivots(ctx, exp_id, meta, base, _pivot_criteria)
 
     sub_objs: list[SubExperiment] = []
-    for sid, sspec, sline in entries:
+
+    def add(sid: Any, sspec: Any, sline: int, layer: Layer, pivot: str | None) -> None:
         check_id(ctx, sid, sline, "sub-experiment")
         first = subs.get(sid)
         if first is not None:
@@ -239,9 +224,28 @@ def _parse_experiment(
                 f"(first at line {first.line}, in experiment {first.experiment_id!r})",
                 "sub-experiment ids are unique across the plan: rename one",
             )
-        sub, sub_deps = _parse_sub(ctx, exp_id, sid, sspec, sline, base)
+        sub, sub_deps = _parse_sub(ctx, exp_id, sid, sspec, sline, layer, pivot)
         subs[sid] = SubRef(exp_id, sline, sub_deps)
         sub_objs.append(sub)
+
+    for sid, sspec, sline in entries:
+        in_pivot = pivot_subs.pop(sid, None) if isinstance(sid, str) else None
+        if in_pivot is None:
+            add(sid, sspec, sline, base, None)
+            continue
+        # Named by the main list and by a pivot block: one sub-experiment, of the pivot, in the
+        # main list's place; its settings written in one of the two places.
+        pkey, pspec, pline, player = in_pivot
+        if sspec and pspec:
+            raise ctx.err(
+                pline,
+                f"sub-experiment {sid!r} has settings both in the sub_experiments of {where} "
+                f"(line {sline}) and in its pivot block {pkey!r}",
+                "keep its settings in one place",
+            )
+        add(sid, pspec or sspec, pline if pspec else sline, player, pkey)
+    for sid, (pkey, pspec, pline, player) in pivot_subs.items():
+        add(sid, pspec, pline, player, pkey)
 
     criteria, from_lines = _parse_criteria(ctx, spec, where, experiment_level=True)
     exp = Experiment(
@@ -255,12 +259,20 @@ def _parse_experiment(
         retired=retired,
         meta=meta,
         loc=ctx.loc(line),
+        accepted=accepted,
+        achieved=achieved_of(ctx, spec, known.get("achieved"), "experiment"),
+        pivots=tuple(pivots),
+        plan_status=plan_status(meta.get("status"), ctx.loc(ctx.kline(spec, "status"))),
     )
     return exp, ExpRef(line, deps, from_lines)
 
 
+def _pivot_criteria(ctx: Ctx, block: dict[Any, Any], where: str) -> tuple[Criterion, ...]:
+    return _parse_criteria(ctx, block, where, experiment_level=True)[0]
+
+
 def _parse_sub(
-    ctx: Ctx, exp_id: str, sid: str, spec: Any, line: int, base: Layer
+    ctx: Ctx, exp_id: str, sid: str, spec: Any, line: int, base: Layer, pivot: str | None = None
 ) -> tuple[SubExperiment, list[tuple[str, int]]]:
     where = f"sub-experiment {sid!r}"
     if spec is None:
@@ -269,10 +281,13 @@ def _parse_sub(
         raise ctx.err(
             line, f"{where} must be a mapping, not {type_name(spec)}", "write its keys indented below the id"
         )
+    accepted = None
+    achieved: dict[str, Achieved] = {}
     if spec:
-        known, meta = ctx.split(spec, "sub_experiment", where, also_meta=("name", "accepted"))
+        known, meta = ctx.split(spec, "sub_experiment", where, also_meta=("name", "accepted", "achieved"))
         if "accepted" in known and known["accepted"] is not None:
-            parse_accepted(ctx, known["accepted"], ctx.kline(spec, "accepted"))
+            accepted = parse_accepted(ctx, known["accepted"], ctx.kline(spec, "accepted"))
+        achieved = achieved_of(ctx, spec, known.get("achieved"), f"sub-experiment {sid}")
         layer = merge_layers(base, parse_layer(ctx, spec, known, where))
         deps = id_list(ctx, spec, "dependencies", "sub-experiment")
         criteria, _ = _parse_criteria(ctx, spec, where, experiment_level=False)
@@ -298,6 +313,9 @@ def _parse_sub(
         dependencies=tuple(i for i, _ in deps),
         meta=meta,
         loc=ctx.loc(line),
+        accepted=accepted,
+        achieved=achieved,
+        pivot=pivot,
     )
     if sweep:
         _check_points(ctx, sub, layer.sweep_line or line)
@@ -359,6 +377,12 @@ def _parse_criteria(
             message = getattr(exc, "message", None) or str(exc)
             fix = getattr(exc, "fix", "") or ""
             raise ctx.err(mline, f"{message} (in {where})", fix) from None
+        if isinstance(spec, dict) and "achieved" in spec:
+            # SPEC section 10: a value recorded by hand (non-numbers are metadata)
+            aline = ctx.doc.value_line(spec, "achieved", mline)
+            got = achieved_value(spec["achieved"], ctx.loc(aline), "criterion")
+            if got is not None:
+                crit = dataclasses.replace(crit, achieved=got)
         out.append(crit)
         if isinstance(spec, dict) and "from" in spec:
             from_lines[metric] = ctx.doc.value_line(spec, "from", mline)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pytest_mlexp.graph import graph_of
-from pytest_mlexp.model import Plan, Unlocks
+from pytest_mlexp.model import Plan, PlanError, Unlocks
 from pytest_mlexp.plan import load_plan, near_miss, parse_plan_text
 
 PLANS = Path(__file__).parent / "plans"
@@ -103,21 +103,61 @@ def test_tiered_gates(tiered: Plan) -> None:
     assert list(graph_of(tiered).experiment_order())[-2:] == ["c2-extremes", "q3-horizon"]
 
 
-def test_pivot_ids_are_not_sub_experiments() -> None:
+def test_pivot_sub_experiments_are_items_once() -> None:
+    # SPEC section 10: a pivot block's sub-experiments are items of the experiment, once even
+    # when the main list names them too; they belong to the pivot
     plan = parse(
         """
         experiments:
           e1:
-            sub_experiments: [a_1]
+            sub_experiments: [a_1, b_1]
+            success_criteria: {acc: ">= 0.9"}
             pivot_x:
+              name: "X: a narrower claim"
+              rationale: "try the quantile head"
               sub_experiments:
-                a_1: {}
-                b_1: {}
-              sucess_criteria: {whatever: 1}
+                b_1: {params: {q: 0.95}, achieved: {cov: 0.93}}
+                c_1: {}
+              success_criteria: {cov: {min: 0.9, achieved: 0.91}}
+              accepted: {reason: "good enough", by: "lead"}
+            status: passed_with_pivot
+            achieved: {acc: 0.85, note: text}
         """
     )
-    assert plan.has_sub("a_1") and not plan.has_sub("b_1")
-    assert plan.experiment("e1").meta["pivot_x"]["sucess_criteria"] == {"whatever": 1}
+    exp = plan.experiment("e1")
+    assert [s.id for s in exp.sub_experiments] == ["a_1", "b_1", "c_1"]
+    assert [s.pivot for s in exp.sub_experiments] == [None, "pivot_x", "pivot_x"]
+    assert plan.sub("b_1").params == {"q": 0.95}
+    assert plan.sub("b_1").achieved["cov"].value == 0.93
+    (pivot,) = exp.pivots
+    assert (pivot.key, pivot.name, pivot.sub_ids) == ("pivot_x", "X: a narrower claim", ("b_1", "c_1"))
+    assert pivot.success_criteria[0].achieved is not None and pivot.success_criteria[0].achieved.value == 0.91
+    assert pivot.accepted is not None and pivot.accepted.by == "lead"
+    assert set(exp.achieved) == {"acc"}  # "text" is a note, not a measurement
+    assert exp.plan_status is not None and exp.plan_status.text == "passed_with_pivot"
+    assert exp.plan_status.loc.line == 13
+
+
+def test_pivot_sub_experiment_ids_stay_unique_across_the_plan() -> None:
+    with pytest.raises(PlanError, match="duplicate sub-experiment id 'a_1'"):
+        parse(
+            """
+            experiments:
+              e0: {sub_experiments: [a_1]}
+              e1:
+                sub_experiments: [b_1]
+                pivot_x: {sub_experiments: [a_1], success_criteria: {acc: ">= 1"}}
+            """
+        )
+    with pytest.raises(PlanError, match="settings both in the sub_experiments"):
+        parse(
+            """
+            experiments:
+              e1:
+                sub_experiments: {b_1: {params: {a: 1}}}
+                pivot_x: {sub_experiments: {b_1: {params: {a: 2}}}, success_criteria: {acc: ">= 1"}}
+            """
+        )
 
 
 # --- the detailed fixture ---------------------------------------------------------------------

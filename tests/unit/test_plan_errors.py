@@ -208,9 +208,7 @@ def test_no_did_you_mean_inside_annotation_blocks() -> None:
             experiments:
               e1:
                 sub_experiments: [s1]
-                pivot_e1_5:
-                  sucess_criteria: {x: 1}
-                  sub_experiments: {p1: {seed: 3}}
+                pivot_notes: {sucess_criteria: {x: 1}}
                 achieved: {sucess_criteria: 1}
             archived:
               old: {sucess_criteria: 1, dependecies: [nowhere]}
@@ -219,7 +217,26 @@ def test_no_did_you_mean_inside_annotation_blocks() -> None:
         ),
         "plan.yaml",
     )
-    assert plan.has_sub("s1") and not plan.has_sub("p1")
+    assert plan.has_sub("s1") and not plan.has_sub("x")
+
+
+def test_a_pivot_block_is_read_so_its_typos_are_caught() -> None:
+    # SPEC section 10: a pivot block's sub-experiments are items and its criteria decide the
+    # passed_with_pivot verdict: a misspelt key there would silently leave a pivot that can
+    # never pass
+    check(
+        """
+        experiments:
+          e1:
+            sub_experiments: [s1]
+            pivot_e1_5:
+              sucess_criteria: {x: ">= 1"}
+              sub_experiments: {p1: {}}
+        """,
+        5,
+        "unknown key 'sucess_criteria' in pivot 'pivot_e1_5' of experiment 'e1'",
+        "did you mean success_criteria?",
+    )
 
 
 # --- criteria ---------------------------------------------------------------------------------

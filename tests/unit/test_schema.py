@@ -73,5 +73,21 @@ def test_obviously_wrong_plans_fail(text: str) -> None:
 
 
 def test_annotations_are_allowed() -> None:
-    text = "experiments:\n  e1:\n    status: done\n    pivot: {sub_experiments: {x: 1}}\narchived: {old: 1}\n"
+    text = (
+        "experiments:\n  e1:\n    status: done\n    pivot_note: see the doc\n"
+        "    notes: {sub_experiments: {x: 1}}\narchived: {old: 1}\n"
+    )
     assert list(validator().iter_errors(data(text))) == []
+
+
+def test_pivot_blocks_and_achieved_are_described() -> None:
+    # SPEC section 10: a pivot block is read (its sub-experiments are checked like any), and
+    # achieved values may be numbers or notes
+    ok = (
+        "experiments:\n  e1:\n    achieved: {acc: 0.9, note: text}\n    pivot_e1_5:\n"
+        "      sub_experiments: {p1: {achieved: {acc: 0.93}}}\n"
+        "      success_criteria: {acc: {min: 0.9, achieved: 0.93}}\n"
+    )
+    assert list(validator().iter_errors(data(ok))) == []
+    bad = "experiments:\n  e1:\n    pivot_e1_5:\n      sub_experiments: {p1: {seeds: many}}\n"
+    assert list(validator().iter_errors(data(bad))) != []

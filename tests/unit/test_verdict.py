@@ -157,7 +157,7 @@ def test_from_a_sub_that_has_not_run() -> None:
     exp = E("x", [S("a"), S("b")], C("acc", {**TIER, "from": "a"}, exp=True))
     v = verdict(exp, doc(b=R(acc=0.95)))
     j = v.criteria[0]
-    assert (j.level, j.source, j.reason) == ("missing", "a", "a has not run")
+    assert (j.level, j.source, j.reason) == ("unmeasured", "a", "a has not run")
     assert "criterion acc unmeasured: a has not run" in v.problems
     assert "a never ran" in v.problems
 
@@ -165,7 +165,10 @@ def test_from_a_sub_that_has_not_run() -> None:
 def test_from_a_sub_that_did_not_report_it() -> None:
     exp = E("x", [S("a")], C("acc", {**TIER, "from": "a"}, exp=True))
     v = verdict(exp, doc(a=R(loss=1)))
-    assert v.criteria[0].reason == "metric 'acc' was not reported by a"
+    assert v.criteria[0].reason == "not reported by a (reported: loss)"
+    # and a's item is a wiring error (SPEC 5a): from names a metric the handler did not return
+    assert v.subs[0].status == "error" and v.subs[0].wiring
+    assert "did not report 'acc', needed by criterion 'acc' of experiment x (from: a)" in v.subs[0].detail
 
 
 def test_unmeasured_criteria_lower_confidence() -> None:
@@ -173,7 +176,7 @@ def test_unmeasured_criteria_lower_confidence() -> None:
     exp = E("x", [S("a")], *crits)
     v = verdict(exp, doc(a=R(acc=0.95)))
     assert v.confidence == "medium"  # 1 of 2 measured: at least half
-    assert "criterion lpips unmeasured: not reported by any sub-experiment" in v.problems
+    assert "criterion lpips unmeasured: not reported by any sub-experiment (reported: acc)" in v.problems
     assert v.recommendation == "investigate"  # an unmeasured criterion is not a pivot
     assert not v.passed and not v.success_criteria_met
     exp3 = E("x", [S("a")], *crits, C("f1", ">= 0.5", exp=True))
@@ -212,7 +215,7 @@ def test_status(entries: dict[str, Any], status: str) -> None:
 
 def test_no_sub_experiments() -> None:
     v = verdict(E("x", []), doc())
-    assert (v.status, v.passed, v.recommendation) == ("not_started", False, "investigate")
+    assert (v.status, v.passed, v.verdict, v.recommendation) == ("not_started", False, "not_run", None)
     assert v.problems == ("x has no sub-experiments: nothing has run",)
 
 
@@ -221,8 +224,11 @@ def test_experiment_without_criteria_counts_subs_for_confidence() -> None:
     assert verdict(exp, doc(a=R(), b=R())).confidence == "high"
     assert verdict(exp, doc(a=R())).confidence == "medium"
     v = verdict(exp, doc())
-    assert (v.confidence, v.recommendation, v.passed) == ("low", "investigate", False)
+    assert (v.confidence, v.verdict, v.recommendation, v.passed) == ("low", "not_run", None, False)
     assert v.problems == ("a never ran", "b never ran")
+    v = verdict(exp, doc(a=R()))  # partly run: failed, and why investigate is spelled out
+    assert (v.verdict, v.recommendation) == ("failed", "investigate")
+    assert v.reasons == ("b never ran",)
 
 
 # --- verdict: recommendation truth table ------------------------------------------------------
@@ -326,8 +332,9 @@ def test_accepted_counts_as_met_and_is_reviewed() -> None:
 def test_partial_with_met_criteria() -> None:
     exp = E("x", [S("a"), S("b")], C("acc", TIER, exp=True))
     v = verdict(exp, doc(a=R(acc=0.95)))
-    assert (v.status, v.passed, v.recommendation) == ("partial", False, "proceed")
-    assert v.problems == ("b never ran",)
+    # the verdict is failed, so the recommendation is never proceed: it says why
+    assert (v.status, v.passed, v.verdict, v.recommendation) == ("partial", False, "failed", "investigate")
+    assert v.problems == ("b never ran",) and v.reasons == ("b never ran",)
 
 
 def test_blocked_problem_names_the_reason() -> None:
@@ -354,12 +361,17 @@ def test_stub_fails_on_wiring() -> None:
     assert v.problems == ("a errored",)
     # the metric a criterion needs is not reported although every sub ran
     v = verdict(exp, doc(a=R(), b=R(loss=1)), stub=True)
-    assert v.problems == ("criterion acc unmeasured: not reported by any sub-experiment",)
+    assert v.problems == ("criterion acc unmeasured: not reported by any sub-experiment (reported: loss)",)
     # ... but a sub that was not part of the stub run is no wiring failure
     assert verdict(exp, doc(a=R()), stub=True).passed
     # a sub's own criterion metric missing is its wiring failure
     exp = E("x", [S("a", C("acc", ">= 0.99"))])
-    assert verdict(exp, doc(a=R(loss=1)), stub=True).problems == ("a failed: acc: not reported",)
+    (problem,) = verdict(exp, doc(a=R(loss=1)), stub=True).problems
+    assert problem.startswith(
+        "a has a wiring error: the handler did not report 'acc', needed by the criterion"
+    )
+    # a reported NaN is wired (tiny stub params can give NaN): thresholds are not enforced
+    assert verdict(exp, doc(a=R(acc=float("nan"))), stub=True).passed
 
 
 # --- sweeps -----------------------------------------------------------------------------------
@@ -438,7 +450,7 @@ def test_summarize_sweep() -> None:
     assert out["status"] == "passed" and out["selected"] == "hidden_32"
     assert out["metrics"] == {"acc": 0.95}
     assert out["criteria"]["acc"]["level"] == "target"
-    assert "error" not in out
+    assert out["error"] is None  # every summary key is written: an old error cannot linger
     assert summarize_sweep(sub, pts(0.7, 0.75, 0.65))["status"] == "failed"
     stub = summarize_sweep(sub, pts(0.7, 0.75, 0.65), stub=True)
     assert stub["status"] == "passed"
