@@ -289,17 +289,19 @@ def configure_lastfailed(config: pytest.Config) -> None:
 
 
 def _width(tr: Any) -> int:
+    """Where summary lines wrap: the terminal's width, but never under 100 columns (narrower
+    terminals fold long lines themselves; a summary folded at 60 is hard to read)."""
     width = getattr(getattr(tr, "_tw", None), "fullwidth", 0)
-    return width if isinstance(width, int) and width >= 60 else 100
+    return max(width, 100) if isinstance(width, int) else 100
 
 
-def _wrapped(head: str, text: str, width: int) -> str:
-    """``head`` then ``text``, wrapped under itself: long reasons are kept whole, never cut."""
+def _wrapped(head: str, text: str, width: int, indent: str = "      ") -> str:
+    """``head`` then ``text``, wrapped onto indented lines: long reasons are kept whole, never
+    cut (the first release cut summary lines at 200 characters)."""
     if len(head) + len(text) <= width:
         return head + text
     import textwrap
 
-    indent = " " * min(len(head), width // 2)
     lines = textwrap.wrap(
         text, width=width, initial_indent=head, subsequent_indent=indent, break_on_hyphens=False
     )
@@ -353,7 +355,7 @@ def terminal_summary(state: MlexpSession, tr: Any) -> None:
     for exp_id in by_exp:
         ctx = contexts[exp_id]
         if ctx is not None:
-            tr.write_line(_wrapped(f"verdict {exp_id}: ", _verdict_text(state, ctx, exp_id), width))
+            tr.write_line(_wrapped(f"verdict {exp_id}: ", _verdict_text(state, ctx, exp_id), width, "    "))
     if state.stub:
         for ctx in state.contexts.values():
             _stub_gates(state, ctx, tr, set(by_exp))

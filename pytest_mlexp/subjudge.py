@@ -218,23 +218,28 @@ def sub_values(sub: SubExperiment, entry: Mapping[str, Any] | None, metric: str)
     return [None] if values_entry is None else _raw_values(values_entry, metric)
 
 
-def measurements(sub: SubExperiment, entry: Any) -> Measurements | None:
+def measurements(sub: SubExperiment, entry: Any, plan: Plan | None = None) -> Measurements | None:
     """What a stored entry measured, as criteria read it (a sweep: its selected point); None when
-    there is nothing to read (never ran, blocked, errored)."""
+    there is nothing to read (never ran, blocked, errored -- with ``plan``, its wiring judged
+    now: a result that lacks what the plan needs of it is an error, not a result)."""
     entry = _mapping(entry)
     if entry is None:
         return None
     if _mapping(entry.get("points")):
         values = _value_entry(sub, entry)
         return Measurements.of_entry(values) if values is not None else None
-    return Measurements.of_entry(entry) if _judged_kind(entry) else None
+    if not _judged_kind(entry):
+        return None
+    if plan is not None and wiring_error(plan, sub, entry) is not None:
+        return None
+    return Measurements.of_entry(entry)
 
 
 def lookup_for(plan: Plan, entry_of: Any) -> Lookup:
     """Other sub-experiments' measurements, from their stored entries (``entry_of(sub_id)``)."""
 
     def lookup(sub_id: str) -> Measurements | None:
-        return measurements(plan.sub(sub_id), entry_of(sub_id)) if plan.has_sub(sub_id) else None
+        return measurements(plan.sub(sub_id), entry_of(sub_id), plan) if plan.has_sub(sub_id) else None
 
     return lookup
 

@@ -47,13 +47,18 @@ def verdict_word(v: Verdict) -> str:
 
 
 def verdict_line(v: Verdict, *, stub: bool = False) -> str:
-    """The verdict, the recommendation and why (``investigate`` gives its reasons)."""
+    """The verdict, the recommendation and why (``investigate`` gives its reasons).  Under
+    ``--stub`` a wiring run measures nothing: the line says whether the wiring holds."""
+    if stub:
+        if v.verdict == "not_run":
+            return f"not in this run ({v.status}) [stub: thresholds not enforced]"
+        if v.passed:
+            return f"wiring ok ({v.status}) [stub: thresholds not enforced]"
+        return f"wiring broken ({v.status}): {'; '.join(v.problems)} [stub: thresholds not enforced]"
     text = (
         f"{verdict_word(v)}, {recommendation_text(v)} "
         f"({v.status}; {criteria_count(v)}; confidence {v.confidence})"
     )
-    if stub:
-        return text + " [stub: thresholds not enforced]"
     if v.recommendation == "investigate" and v.reasons:
         text += ": " + "; ".join(v.reasons)
     elif v.message:

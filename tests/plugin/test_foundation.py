@@ -86,7 +86,12 @@ def test_stub_fails_item_that_does_not_report_a_needed_metric(project: Project) 
     project.handlers("e_one", HANDLERS.replace('{"accuracy": runner.params["value"]}', '{"acc": 1.0}'))
     result = project.run("--experiment", "e-one", "--stub")
     result.assert_outcomes(passed=1, failed=2)
-    result.stdout.fnmatch_lines(["*did not report accuracy*"])
+    result.stdout.fnmatch_lines(
+        [
+            "e1_a: error (wiring): MissingMetric: the handler did not report 'accuracy', needed by the "
+            "criterion 'accuracy' at research/research_plan.yaml:*; did you mean 'acc'? (it reported: acc)"
+        ]
+    )
 
 
 def test_real_run_fails_item_below_threshold_with_criterion_message(project: Project) -> None:

@@ -67,7 +67,9 @@ def test_init_in_an_empty_folder_then_stub_run_then_real_run(project: Project) -
     assert len({round(m["accuracy"], 6) for m in entry["per_seed"].values()}) > 1
     assert p1["recommendation"] == p2["recommendation"] == "proceed"
     assert all((project.path / "research" / a).read_text().startswith("<svg") for a in entry["artifacts"])
-    real.stdout.fnmatch_lines(["verdict p2-centroid: proceed (completed; 2/2 criteria met; confidence high)"])
+    real.stdout.fnmatch_lines(
+        ["verdict p2-centroid: passed, proceed (completed; 2/2 criteria met; confidence high)"]
+    )
 
     # A second --mlexp-init writes nothing and says what exists.
     before = _files(project.path)
