@@ -693,6 +693,21 @@ def _next_steps(
         )
     if verdict.plan_disagrees:
         steps.append(f"The plan's status disagrees with the verdict: {verdict.plan_disagrees}.")
+    if verdict.verdict == "passed_with_pivot" and verdict.pivot is not None:
+        steps.append(
+            f"The pivot `{verdict.pivot}` met its criteria, so what this experiment unlocks may go on; "
+            "the original criteria stay unmet and listed for review."
+        )
+    elif verdict.verdict == "accepted":
+        steps.append(
+            "The experiment is accepted in the plan, so what it unlocks may go on; the measured "
+            "results above stay as they are and listed for review."
+        )
+    elif verdict.verdict == "recorded":
+        steps.append(
+            "Every criterion is met by values recorded in the plan, so what it unlocks may go on; "
+            f"to measure them, run `pytest --experiment {exp.id}`."
+        )
     if verdict.passed and verdict.recommendation == "proceed" and not steps:
         steps.append("Every criterion is met: proceed to what this experiment unlocks.")
     elif verdict.recommendation == "investigate" and not steps:

@@ -515,7 +515,8 @@ def _params_comment(params: Mapping[str, Any]) -> str:
 
 
 def stub_source(function: str, sub: SubExperiment | None, metric_names: Sequence[str]) -> str:
-    """A handler function named ``function`` for ``sub`` that reports ``metric_names`` (as NaN)."""
+    """A handler function named ``function`` for ``sub`` that says which metrics it must report
+    and raises ``NotImplementedError`` until it is written."""
     return _stub_for(function, sub, metric_names)
 
 
@@ -530,19 +531,21 @@ def _stub_for(function: str, sub: SubExperiment | None, metric_names: Sequence[s
     names = list(dict.fromkeys(str(m) for m in metric_names))
     if names:
         # json.dumps gives a valid Python string literal, in the double quotes formatters prefer
-        metrics = "{" + ", ".join(f'{json.dumps(m)}: float("nan")' for m in names) + "}"
-        note = "    # NaN fails every criterion until you report real values\n"
+        metrics = "{" + ", ".join(f"{json.dumps(m)}: ..." for m in names) + "}"
+        must = f" (it must report {', '.join(names)})"
     else:
-        metrics = "{}"
-        note = '    # report what you measured, e.g. "metrics": {"accuracy": acc}\n'
+        metrics = '{"accuracy": ...}'
+        must = ""
+    # SPEC 5a: a stub raises, so it fails the wiring run and the real run alike: an unwritten
+    # handler never passes anything.
+    message = json.dumps(f"{function} is a scaffolded stub: write it{must}")
     return (
         f"def {function}(runner) -> dict:\n"
         f"{_docstring(doc, '    ')}\n"
         f"    params = runner.params  # {_params_comment(params)}\n"
-        f"    # ... train / evaluate ...\n"
-        f'    runner.log_metrics({{"loss": 0.0}}, step=0)\n'
-        f"{note}"
-        f'    return {{"finding": "TODO: one sentence", "metrics": {metrics}}}\n'
+        f"    # ... train / evaluate; log as you go: runner.log_metrics({{\"loss\": loss}}, step=epoch)\n"
+        f'    # then return {{"finding": "one sentence", "metrics": {metrics}}}\n'
+        f"    raise NotImplementedError({message})\n"
     )
 
 
@@ -550,8 +553,8 @@ def scaffold_stub(sub: SubExperiment, metric_names: Sequence[str] = (), function
     """A ready-to-paste handler for ``sub`` that reports ``metric_names``.
 
     ``function`` defaults to the conventional name (or the explicit ``handler:``'s function).
-    Metric placeholders are NaN, so an unfinished stub fails its criteria in a real run but
-    passes the ``--stub`` wiring check.
+    The stub raises ``NotImplementedError`` until it is written, so it fails the ``--stub``
+    wiring run and a real run alike (SPEC section 5a).
     """
     if function is None:
         if sub.handler and ":" in sub.handler:

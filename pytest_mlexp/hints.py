@@ -79,6 +79,12 @@ def _key_hint(m: re.Match[str]) -> str:
 
 _RULES: tuple[_Rule, ...] = (
     _rule(
+        r"scaffolded stub",
+        "pytest --mlexp-scaffold wrote this handler as a stub: replace its raise with the real work and "
+        "return the metrics the plan's criteria judge",
+        "NotImplementedError",
+    ),
+    _rule(
         r"CUDA out of memory|MPS backend out of memory|HIP out of memory|CUBLAS_STATUS_ALLOC_FAILED"
         r"|RESOURCE_EXHAUSTED|out of memory on device",
         "the GPU ran out of memory: use a smaller batch size, bf16 (torch.autocast(device_type='cuda', "

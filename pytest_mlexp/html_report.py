@@ -70,6 +70,7 @@ class ItemView:
     criteria: list[Criterion] = field(default_factory=list)
     verdict: dict[str, Any] = field(default_factory=dict)  # met, confidence, recommendation
     problems: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # why investigate
     artifacts: list[str] = field(default_factory=list)
     links: dict[str, str] = field(default_factory=dict)  # tracker name -> run URL
 
@@ -90,6 +91,8 @@ def parse_properties(props: Iterable[tuple[str, Any]]) -> ItemView | None:
             view.artifacts.append(str(value))
         elif key == "verdict.problem":
             view.problems.append(str(value))
+        elif key == "verdict.reason":
+            view.reasons.append(str(value))
         elif prefix == "verdict":
             view.verdict[name] = value
         elif prefix == "metric":
@@ -108,7 +111,10 @@ def summary_cell(view: ItemView, scrub: Scrub) -> str:
     """The one-line summary shown in the row itself (the block below it is collapsed for passes)."""
     if view.kind == "assessment":
         v = view.verdict
-        text = f"{v.get('recommendation', '?')} ({view.status}; confidence {v.get('confidence', '?')})"
+        text = (
+            f"{v.get('verdict', '?')}, {v.get('recommendation', '?')} "
+            f"({view.status}; confidence {v.get('confidence', '?')})"
+        )
         return html.escape(scrub(text))
     else:
         levels = {c.metric: c.level for c in view.criteria}
@@ -133,11 +139,19 @@ def render_block(view: ItemView, scrub: Scrub) -> str:
     out = [STYLE, '<div class="mlexp">']
     if view.kind == "assessment":
         v = view.verdict
+        pivot = f" via {esc(v['pivot'])}" if v.get("pivot") else ""
         out.append(
-            f'<p class="mlexp-verdict"><b>Verdict:</b> {esc(v.get("recommendation", "?"))} '
+            f'<p class="mlexp-verdict"><b>Verdict:</b> {esc(v.get("verdict", "?"))}{pivot}; '
+            f"<b>recommendation:</b> {esc(v.get('recommendation', '?'))} "
             f"(status {esc(view.status)}; success criteria met: {esc(v.get('success_criteria_met', '?'))}; "
             f"confidence: {esc(v.get('confidence', '?'))})</p>"
         )
+        if v.get("message"):
+            out.append(f'<p class="mlexp-message">{esc(v["message"])}</p>')
+        if view.reasons:
+            out.append("<p><b>Why investigate:</b></p><ul>")
+            out += [f"<li>{esc(r)}</li>" for r in view.reasons]
+            out.append("</ul>")
     else:
         out.append(f'<p class="mlexp-status"><b>Status:</b> {esc(view.status)}</p>')
     if view.finding:

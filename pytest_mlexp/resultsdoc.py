@@ -35,11 +35,16 @@ HEADER_ORDER = (
     "experiment_id",
     "name",
     "status",
+    "verdict",
+    "opens_gates",
     "success_criteria_met",
     "confidence",
     "recommendation",
+    "recommendation_reasons",
+    "pivot",
     "updated_at",
     "criteria",
+    "pivots",
 )
 ENTRY_ORDER = (
     "status",

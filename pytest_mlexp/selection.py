@@ -110,6 +110,8 @@ def inject_plan(state: MlexpSession, session: pytest.Session, items: list[pytest
     path = state.plan_path
     if not path.is_file() or path in state.collected:
         return
+    if state.named_plans and path not in state.named_plans:
+        return  # plan files were named on the command line: only those are collected
     node = PlanFile.from_parent(session, path=path)
     items.extend(session.genitems(node))
 

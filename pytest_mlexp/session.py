@@ -12,6 +12,7 @@ so it imports nothing beyond pytest and the standard library at import time.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -141,13 +142,38 @@ def initially_selected(config: pytest.Config, state: MlexpSession) -> bool:
         cache = getattr(config, "cache", None)
         if cache is not None and cache.get(CACHE_RAN, False):
             return True
+    return bool(state.named_plans)
+
+
+_EXPERIMENTS_KEY = re.compile(rb"^[\"']?experiments[\"']?[ \t]*:", re.MULTILINE)
+
+
+def looks_like_plan(path: Path) -> bool:
+    """A YAML file with a top-level ``experiments:`` key (read as bytes: no YAML parser at
+    start-up; a plan written in flow style at the top is not recognised by name alone)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4 << 20)
+    except OSError:
+        return False
+    return _EXPERIMENTS_KEY.search(head) is not None
+
+
+def named_plan_files(config: pytest.Config, configured: Path) -> set[Path]:
+    """The plan files named on the command line (SPEC section 2): ``research_plan.yaml`` files,
+    the configured plan, and any YAML file with a top-level ``experiments:`` key, whatever its
+    name; with or without a node id after ``::``."""
     invocation_dir = Path(config.invocation_params.dir)
+    out: set[Path] = set()
     for arg in config.args:
         path = Path(arg.split("::")[0])
         path = path if path.is_absolute() else invocation_dir / path
-        if path.name == "research_plan.yaml" or path.resolve() == state.plan_path:
-            return True
-    return False
+        if path.suffix not in (".yaml", ".yml") or not path.is_file():
+            continue
+        resolved = path.resolve()
+        if path.name == "research_plan.yaml" or resolved == configured or looks_like_plan(path):
+            out.add(resolved)
+    return out
 
 
 class MlexpSession:
@@ -170,6 +196,8 @@ class MlexpSession:
         self.handlers_dir: str = str(config.getini("mlexp_handlers") or "experiments")
         self.plan_setting: str = str(config.getini("mlexp_plan") or "research/research_plan.yaml")
         self.is_worker = hasattr(config, "workerinput")
+        # Plan files named on the command line: then only they are collected (SPEC section 2).
+        self.named_plans: set[Path] = named_plan_files(config, self.plan_path)
         self.contexts: dict[Path, PlanContext] = {}
         self._by_given: dict[Path | str, PlanContext] = {}  # context_for's memo, by the path as given
         self.collected: set[Path] = set()
@@ -312,6 +340,11 @@ class MlexpSession:
         self.collected.add(Path(path).resolve())
 
     def is_plan_file(self, path: Path) -> bool:
+        """Whether pytest should collect ``path`` as a plan: any ``research_plan.yaml`` it walks,
+        the configured plan, and a YAML file named on the command line that is a plan whatever
+        its name.  When plan files are named, only those are collected."""
+        if self.named_plans:
+            return path.resolve() in self.named_plans
         return path.name == "research_plan.yaml" or path.resolve() == self.plan_path
 
     # --- items --------------------------------------------------------------------------------

@@ -342,7 +342,7 @@ def _review_line(where: str, j: Judgement) -> str | None:
     if kind == "inconclusive":
         return f"{where} {j.metric} inconclusive: {j.message}"
     if kind == "recorded" and j.recorded is not None:
-        return f"{where} {j.metric} {j.recorded}: {j.message}"
+        return f"{where} {j.metric}: {j.message}"
     if kind == "borderline":
         return f"{where} {j.metric} borderline: {j.message}"
     return None
@@ -576,8 +576,8 @@ def experiment_verdict(
         else:
             how = f"{len(passing_pivot.criteria)}/{len(passing_pivot.criteria)} of its criteria met"
         short = original.problems[0] if original.problems else "the original criteria are not all met"
-        message = f"passed with pivot {label}: {how}; the original did not pass: {short}"
-        review.insert(0, message)
+        message = f"passed with pivot {label}: {how}"
+        review.insert(0, f"{message}; the original did not pass: {short}")
     elif name == "accepted" and exp.accepted is not None:
         acc = exp.accepted
         message = f"accepted{_who(acc)}: {acc.reason}"

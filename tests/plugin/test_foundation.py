@@ -283,8 +283,16 @@ def test_scaffold_writes_stubs_for_missing_handlers_then_exits(project: Project)
     result.stdout.fnmatch_lines(["*1 handler stubs written*"])
     source = (project.path / "experiments" / "e_one.py").read_text()
     assert source.count("def e1_a(") == 1 and "def e1_b(runner)" in source
-    # the stub is runnable wiring: --stub now passes e1_b (it reports no needed metric)
-    project.run("--experiment", "e1_b", "--stub").assert_outcomes(passed=2)
+    # SPEC 5a: a scaffolded stub raises until it is written, so the wiring run fails it too
+    stub_run = project.run("--experiment", "e1_b", "--stub")
+    stub_run.assert_outcomes(failed=2)
+    stub_run.stdout.fnmatch_lines(
+        [
+            "*NotImplementedError: e1_b is a scaffolded stub: write it*",
+            "hint: pytest --mlexp-scaffold wrote this handler as a stub*",
+        ]
+    )
+    project.run("--experiment", "e1_b").assert_outcomes(failed=2)  # and the real run alike
     assert "nothing to scaffold" in project.run("--mlexp-scaffold").stdout.str()
 
 

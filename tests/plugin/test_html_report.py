@@ -199,8 +199,8 @@ def _check_rows(rows: dict[str, dict[str, Any]], img_prefix: str) -> None:
     assert "loss=0.4567 (fail)" in ev["text"] and "loss 0.4567 fail (not passed)" in ev["text"]
     assert not [src for src in ev["imgs"] if src]  # no figure: pytest-html's viewer stays empty
     # the assessment: the verdict and why
-    assert "pivot (completed; confidence high)" in assess["text"]
-    assert "Verdict: pivot" in assess["text"]
+    assert "failed, pivot (completed; confidence high)" in assess["text"]
+    assert "Verdict: failed; recommendation: pivot" in assess["text"]
     assert "success criteria met: True; confidence: high" in assess["text"]
     assert "accuracy 0.9312 acceptable (passed)" in assess["text"]
     assert "Problems: a_eval failed: loss = 0.4567 needs < 0.1: fail" in assess["text"]

@@ -198,7 +198,7 @@ def test_not_found_lists_places_and_a_stub(tmp_path: Path) -> None:
     assert "every other module under experiments/ (2 modules)" in msg
     assert "did you mean " in msg and "e_p2_l() in experiments/other.py:2" in msg
     assert "def e_p2_1(runner) -> dict:" in msg
-    assert '"spatial_iou": float("nan"), "lpips": float("nan")' in msg
+    assert '"metrics": {"spatial_iou": ..., "lpips": ...}' in msg
     assert "sk-secret-value" not in msg and "'api_key': '***'" in msg
     assert info.value.stub in msg
     assert len(info.value.looked) == 3
@@ -499,15 +499,17 @@ def test_scaffold_stub_is_valid_python_with_metrics_and_doc() -> None:
     doc = ast.get_docstring(fn)
     assert doc is not None and doc.startswith("Probe: A") and '"""quoted"""' in doc
     assert "{'epochs': 20, 'lr': 0.001, 'width': 32}" in stub
-    assert 'runner.log_metrics({"loss": 0.0}, step=0)' in stub
-    assert '"metrics": {"spatial_iou": float("nan"), "lpips": float("nan")}' in stub
-    assert '"finding": "TODO: one sentence"' in stub
+    assert 'runner.log_metrics({"loss": loss}, step=epoch)' in stub
+    assert '# then return {"finding": "one sentence", "metrics": {"spatial_iou": ..., "lpips": ...}}' in stub
+    # SPEC 5a: an unwritten stub raises, so it fails the wiring run and the real run alike
+    assert isinstance(fn.body[-1], ast.Raise)
+    assert 'raise NotImplementedError("e_p2_1 is a scaffolded stub: write it (it must report spatial_iou, lpips)")' in stub
 
 
 def test_scaffold_stub_without_metrics_or_params() -> None:
     stub = scaffold_stub(make_sub())
     ast.parse(stub)
-    assert '"metrics": {}' in stub and "add params:" in stub
+    assert "raise NotImplementedError" in stub and "add params:" in stub
     assert scaffold_stub(make_sub(handler="experiments.x:custom_fn")).startswith("def custom_fn(runner)")
 
 
