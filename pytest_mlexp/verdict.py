@@ -298,9 +298,7 @@ def _part(
         else:
             src = f" (from {j.source})" if j.source else ""
             problems.append(f"criterion {j.metric} not met: {j.message}{src}")
-    sub_recorded = any(
-        j.recorded is not None for s in states if s.counts_as_passed or s.recorded_only for j in s.judgements
-    )
+    sub_recorded = any(j.recorded is not None for s in states for j in s.judgements)
     uses_achieved = sub_recorded or any(j.recorded is not None for j in crits)
     all_met = all(j.passed for j in crits)
     subs_measured = all(s.counts_as_passed for s in states)
@@ -409,8 +407,12 @@ def _measured_recommendation(
     for s in states:
         if s.status in _ERRORED:
             reasons.append(cast(str, _sub_problem(s)))
+    # an experiment-level flag stands for the same flag on the sub-experiment that supplied it
+    covered = {(j.source, j.metric, _review_kind(j)) for j in part.criteria}
     for s in part.states:
         for j in s.judgements:
+            if (s.sub.id, j.metric, _review_kind(j)) in covered:
+                continue
             if j.level == "inconclusive":
                 reasons.append(f"{s.sub.id}: {j.metric} inconclusive ({j.message})")
             elif j.borderline:
