@@ -45,6 +45,7 @@ __all__ = [
     "lookup_for",
     "measurements",
     "needed_metrics",
+    "outdated",
     "point_status",
     "select_point",
     "sub_values",
@@ -281,14 +282,25 @@ def _achieved_for(sub: SubExperiment, c: Criterion) -> Achieved | None:
     return c.achieved if c.achieved is not None else sub.achieved.get(c.metric)
 
 
+def outdated(entry: Mapping[str, Any] | None) -> bool:
+    """A result whose code changed since it ran (SPEC section 11, ``outdated: <why>``): it still
+    counts for verdicts and gates, but a value ``achieved`` records wins over it (SPEC 10)."""
+    return entry is not None and bool(entry.get("outdated"))
+
+
 def _judge_criteria(
-    sub: SubExperiment, measured: Measurements | None, *, stub: bool, lookup: Lookup | None
+    sub: SubExperiment,
+    measured: Measurements | None,
+    *,
+    stub: bool,
+    lookup: Lookup | None,
+    is_outdated: bool = False,
 ) -> tuple[Judgement, ...]:
     out = []
     for c in sub.success_criteria:
         achieved = _achieved_for(sub, c) if c.form.aggregates_metric else None
         if achieved is not None and (
-            measured is None or not any(v is not None for v in measured.values(c.metric))
+            is_outdated or measured is None or not any(v is not None for v in measured.values(c.metric))
         ):
             out.append(judge_recorded(c, achieved, stub=stub))  # measured values always win
         else:
@@ -383,7 +395,7 @@ def _judge_result(
     plan: Plan | None, sub: SubExperiment, entry: Mapping[str, Any], stub: bool, lookup: Lookup | None
 ) -> SubState:
     measured = Measurements.of_entry(entry)
-    judgements = _judge_criteria(sub, measured, stub=stub, lookup=lookup)
+    judgements = _judge_criteria(sub, measured, stub=stub, lookup=lookup, is_outdated=outdated(entry))
     why = wiring_error(plan, sub, entry) if plan is not None else None
     if why is not None:
         return SubState(sub, "error", judgements, entry, why, measured=True, wiring=True)

@@ -81,6 +81,7 @@ from .model import (
 )
 from .subjudge import (
     judge_recorded,
+    outdated,
     judge_stored,
     judge_sub,
     lookup_for,
@@ -198,7 +199,8 @@ def _judge_criterion(
                     entry = _mapping(points[entry["selected"]])
             values_entry = entry
         measured = Measurements.of_entry(values_entry) if values_entry is not None and ran else None
-        if measured is not None and _supplied(measured.values(c.metric)):
+        recorded_first = outdated(values_entry) and _achieved_for(c, source, states, outer) is not None
+        if measured is not None and _supplied(measured.values(c.metric)) and not recorded_first:
             j = judge_measured(c, measured, lookup=lookup, stub=stub)
             if j.value is None and j.reason and j.reason.startswith("metric "):  # the source's own
                 j = dataclasses.replace(j, reason=f"{j.reason} by {c.from_}")
@@ -216,7 +218,9 @@ def _judge_criterion(
         reason = f"not reported by {c.from_}{_did_you_mean(c.metric, names)}"
         return dataclasses.replace(unmeasured(c, reason), source=c.from_), ran
     for state in reversed(states):  # the last sub-experiment in plan order that reported it
-        if state.measured and state.values_entry is not None:
+        if state.measured and state.values_entry is not None and not (
+            outdated(state.values_entry) and _achieved_for(c, None, states, outer) is not None
+        ):
             measured = Measurements.of_entry(state.values_entry)
             if _supplied(measured.values(c.metric)):
                 j = judge_measured(c, measured, lookup=lookup, stub=stub)

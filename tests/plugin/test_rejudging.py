@@ -391,3 +391,39 @@ def test_the_project_overview_shows_key_numbers_and_why_each_unmet_experiment_fa
         in overview
     )
     assert "- `e2-after` (not_run, blocked): e2_x is blocked: gate g1 (Gate 1) not passed" in overview
+
+
+def test_a_comparison_is_rejudged_when_its_other_side_ran_again(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.plan(
+        """
+        project: {name: Cmp, hypothesis: "h"}
+        experiments:
+          e1:
+            sub_experiments:
+              c_base: {}
+              c_new:
+                success_criteria: {acc: "> c_base:acc"}
+        """
+    )
+    project.handlers(
+        "cmp",
+        """
+        import os
+        def c_base(runner):
+            return {"metrics": {"acc": float(os.environ.get("BASE", "0.8"))}}
+        def c_new(runner):
+            return {"metrics": {"acc": 0.9}}
+        """,
+    )
+    project.run("--experiment", "e1").assert_outcomes(passed=3)
+    assert "#### `c_new`: passed" in project.findings("e1")
+    # only the baseline runs again, and now beats c_new: c_new's stored result is judged again
+    monkeypatch.setenv("BASE", "0.95")
+    project.run("--experiment", "c_base").assert_outcomes(passed=1, failed=1)
+    findings = project.findings("e1")
+    section = findings.split("#### `c_new`", 1)[1].split("####", 1)[0]
+    assert section.startswith(": failed")
+    assert "does not beat c_base's 0.95" in section
+    assert project.results("e1")["sub_experiments"]["c_new"]["status"] == "failed"

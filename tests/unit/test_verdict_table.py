@@ -226,3 +226,16 @@ def test_verdict_lines(verdict: str, line: str) -> None:
     assert blocked_line(V(E([S("a")])), ["gate g1 not passed"]).endswith(
         "no verdict yet (nothing of it has run)"
     )
+
+
+def test_an_outdated_result_gives_way_to_a_recorded_value() -> None:
+    # SPEC 10: outdated entries (code changed since they ran) do not count as measured where the
+    # plan records a value; without one they still count (SPEC 11)
+    achieved = {"mae": Achieved(7.9, LOC, "experiment")}
+    exp = E([S("a")], C("mae", {"max": 9.0}), achieved=achieved)
+    stale_code = {**R(mae=12.0), "outdated": "handler changed"}
+    assert V(exp, a=stale_code).criteria[0].recorded == achieved["mae"]
+    assert V(E([S("a")], C("mae", {"max": 9.0})), a=stale_code).criteria[0].value == 12.0
+    sub = S("a", C("acc", ">= 0.9", exp=False), achieved={"acc": Achieved(0.95, LOC, "sub-experiment a")})
+    v = V(E([sub]), a={**R(acc=0.5), "outdated": "handler changed"})
+    assert v.subs[0].judgements[0].recorded is not None and v.subs[0].status == "passed"
