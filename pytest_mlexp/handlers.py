@@ -543,7 +543,7 @@ def _stub_for(function: str, sub: SubExperiment | None, metric_names: Sequence[s
         f"def {function}(runner) -> dict:\n"
         f"{_docstring(doc, '    ')}\n"
         f"    params = runner.params  # {_params_comment(params)}\n"
-        f"    # ... train / evaluate; log as you go: runner.log_metrics({{\"loss\": loss}}, step=epoch)\n"
+        f'    # ... train / evaluate; log as you go: runner.log_metrics({{"loss": loss}}, step=epoch)\n'
         f'    # then return {{"finding": "one sentence", "metrics": {metrics}}}\n'
         f"    raise NotImplementedError({message})\n"
     )

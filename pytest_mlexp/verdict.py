@@ -81,11 +81,11 @@ from .model import (
 )
 from .subjudge import (
     judge_recorded,
-    outdated,
     judge_stored,
     judge_sub,
     lookup_for,
     measurements,
+    outdated,
     select_point,
     sub_values,
     summarize_sweep,
@@ -218,8 +218,10 @@ def _judge_criterion(
         reason = f"not reported by {c.from_}{_did_you_mean(c.metric, names)}"
         return dataclasses.replace(unmeasured(c, reason), source=c.from_), ran
     for state in reversed(states):  # the last sub-experiment in plan order that reported it
-        if state.measured and state.values_entry is not None and not (
-            outdated(state.values_entry) and _achieved_for(c, None, states, outer) is not None
+        if (
+            state.measured
+            and state.values_entry is not None
+            and not (outdated(state.values_entry) and _achieved_for(c, None, states, outer) is not None)
         ):
             measured = Measurements.of_entry(state.values_entry)
             if _supplied(measured.values(c.metric)):

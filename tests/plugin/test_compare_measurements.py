@@ -170,7 +170,9 @@ def test_stub_wiring_check_asks_the_other_side_for_the_compared_metric(
     result.assert_outcomes(passed=4, failed=2)  # a_lin (wiring) and e-a's assessment
     subs = project.results("e-a", stub=True)["sub_experiments"]
     message = subs["a_lin"]["error"]["message"]
-    assert message.startswith("the handler did not report 'accuracy', needed by the criterion 'accuracy' of b_mlp")
+    assert message.startswith(
+        "the handler did not report 'accuracy', needed by the criterion 'accuracy' of b_mlp"
+    )
     assert "did you mean 'acc'?" in message
     # b_mlp's own wiring is fine: with nothing on the other side to compare, it is not judged
     b_mlp = project.results("e-b", stub=True)["sub_experiments"]["b_mlp"]

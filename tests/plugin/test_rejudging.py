@@ -168,8 +168,8 @@ def test_an_unreported_experiment_criterion_is_unmeasured_and_says_why(project: 
     assert "Errors: 0" in out
     reason = "not reported by any sub-experiment; did you mean 'accuracy'? (reported: accuracy, loss)"
     assert (
-        f"verdict e1-trees: failed, investigate (completed; 0/1 criteria met; confidence low): criterion acc unmeasured: {reason}"
-        in " ".join(out.split())
+        "verdict e1-trees: failed, investigate (completed; 0/1 criteria met; confidence low): "
+        f"criterion acc unmeasured: {reason}" in " ".join(out.split())
     )
     doc = project.results("e1-trees")
     assert doc["criteria"]["acc"]["level"] == "unmeasured"
@@ -189,8 +189,8 @@ def test_a_select_typo_errors_every_point_instead_of_passing(project: Project, c
     result = project.run("--experiment", "e1_gb")
     result.stdout.fnmatch_lines(
         [
-            "*e1_gb[[]depth_2[]]: error (wiring): MissingMetric: the handler did not report 'val_los', needed by "
-            "select at research/research_plan.yaml:12*",
+            "*e1_gb[[]depth_2[]]: error (wiring): MissingMetric: the handler did not report "
+            "'val_los', needed by select at research/research_plan.yaml:12*",
             "*Completed: 0 | Failed: 0 | Errors: 2 (infra 0)*",
         ]
     )
@@ -323,8 +323,8 @@ def test_review_is_listed_once_std_is_labelled_and_investigate_says_why(
     result.assert_outcomes(passed=3)
     out = " ".join(result.stdout.str().split())
     assert (
-        "verdict e1-trees: passed, investigate (completed; 1/1 criteria met; confidence high): criterion accuracy borderline (accuracy = 0.951 (mean of 3 seeds"
-        in out
+        "verdict e1-trees: passed, investigate (completed; 1/1 criteria met; confidence high): "
+        "criterion accuracy borderline (accuracy = 0.951 (mean of 3 seeds" in out
     )
     doc = project.results("e1-trees")
     assert doc["recommendation"] == "investigate"
@@ -349,8 +349,8 @@ def test_long_reasons_wrap_in_the_summary_instead_of_being_cut(
     out = " ".join(result.stdout.str().split())
     # the whole reason is there, in the sub-experiment's row and in the verdict line
     assert (
-        f"e2_x blocked gate g1 ({long_name.strip()}) not passed: e1-trees: e1_rf failed: accuracy = 0.5 needs >= 0.93 (acceptable; target 0.97): failure"
-        in out
+        f"e2_x blocked gate g1 ({long_name.strip()}) not passed: e1-trees: e1_rf failed: "
+        "accuracy = 0.5 needs >= 0.93 (acceptable; target 0.97): failure" in out
     )
     assert all(
         len(line) <= 100

@@ -100,8 +100,8 @@ def test_a_met_pivot_gives_passed_with_pivot_and_opens_the_gate(project: Project
     assert "| `coverage` | — | 0.93 from m_quant: ✅ acceptable | — |" in findings
     review = findings.split("### ⚠️ REQUIRES HUMAN REVIEW", 1)[1].split("###", 1)[0]
     assert (
-        "- passed with pivot pivot_quantile (Quantile head): 1/1 of its criteria met; the original did not pass"
-        in review
+        "- passed with pivot pivot_quantile (Quantile head): 1/1 of its criteria met; "
+        "the original did not pass" in review
     )
     assert "#### `m_quant`: passed — pivot `pivot_quantile`" in findings
     # the plan's status agrees, so it is shown and not listed
@@ -152,8 +152,8 @@ def test_an_achieved_only_experiment_passes_as_recorded_and_opens_its_dependents
     )
     findings = project.findings("e-old")
     assert (
-        "| `mae_cm` | 7.9, recorded in the plan (line 6), not measured | 6 | 9 | 12 | 📝 acceptable (recorded, review) |"
-        in findings
+        "| `mae_cm` | 7.9, recorded in the plan (line 6), not measured | 6 | 9 | 12 "
+        "| 📝 acceptable (recorded, review) |" in findings
     )
     review = findings.split("### ⚠️ REQUIRES HUMAN REVIEW", 1)[1].split("###", 1)[0]
     assert "recorded, not measured: 1 criteria met only by values recorded in the plan" in review
@@ -184,7 +184,9 @@ def test_an_experiment_level_accepted_unblocks_its_dependents(project: Project) 
     project.plan(
         plan.replace(
             "          e-main:\n",
-            '          e-main:\n            accepted: {reason: "recall 0.6 is enough for a pilot", by: ana, date: "2026-02-03"}\n',
+            "          e-main:\n"
+            '            accepted: {reason: "recall 0.6 is enough for a pilot",'
+            ' by: ana, date: "2026-02-03"}\n',
         )
     )
     result = project.run("--experiment", "all", "--junitxml=r.xml")

@@ -556,7 +556,8 @@ def test_project_overview(tmp_path: Path) -> None:
         "| 1 | — | not_started | — | — | — | — |" in text
     )
     assert (
-        "| [`p2`](experiments/p2/FINDINGS.md) | P2: Hybrid \\| Encoder | 2 | ⛔ blocked; last verdict: failed "
+        "| [`p2`](experiments/p2/FINDINGS.md) | P2: Hybrid \\| Encoder | 2 "
+        "| ⛔ blocked; last verdict: failed "
         "| failed | 1/2 "
         "| lpips 0.162 (target); spatial_iou 0.61 (inconclusive) | investigate | 2026-11-27T17:00:00Z |"
         in text

@@ -503,7 +503,10 @@ def test_scaffold_stub_is_valid_python_with_metrics_and_doc() -> None:
     assert '# then return {"finding": "one sentence", "metrics": {"spatial_iou": ..., "lpips": ...}}' in stub
     # SPEC 5a: an unwritten stub raises, so it fails the wiring run and the real run alike
     assert isinstance(fn.body[-1], ast.Raise)
-    assert 'raise NotImplementedError("e_p2_1 is a scaffolded stub: write it (it must report spatial_iou, lpips)")' in stub
+    assert (
+        'raise NotImplementedError("e_p2_1 is a scaffolded stub: '
+        'write it (it must report spatial_iou, lpips)")' in stub
+    )
 
 
 def test_scaffold_stub_without_metrics_or_params() -> None:

@@ -67,7 +67,7 @@ ACCEPTED = Accepted("good enough for the pilot", "ana", "2026-02-03")
 
 def test_the_table_in_precedence_order() -> None:
     assert VERDICTS == ("passed", "passed_with_pivot", "accepted", "recorded", "failed", "not_run")
-    assert OPENING == {"passed", "passed_with_pivot", "accepted", "recorded"}
+    assert {"passed", "passed_with_pivot", "accepted", "recorded"} == OPENING
 
 
 def test_passed_every_sub_passed_every_criterion_met_by_measured_values() -> None:
@@ -138,7 +138,7 @@ def test_recorded_when_every_criterion_is_met_and_one_only_through_achieved() ->
     assert (v.verdict, v.passed, v.recommendation, v.confidence) == ("recorded", True, "proceed", "low")
     (j,) = v.criteria
     assert (j.value, j.recorded, j.level) == (7.9, achieved["mae"], "pass")
-    assert "mae = 7.9 (recorded in the plan (line 7), not measured) needs <= 9: pass" == j.message
+    assert j.message == "mae = 7.9 (recorded in the plan (line 7), not measured) needs <= 9: pass"
     assert (
         v.message == "recorded, not measured: 1 criteria met only by values recorded in the plan (achieved)"
     )
