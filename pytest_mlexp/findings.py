@@ -628,7 +628,7 @@ def _next_steps(
         )
     errored = [s.sub.id for s in states if s.status in ("error", "infra_error")]
     failed = [s.sub.id for s in states if s.status == "failed" and not s.counts_as_passed]
-    never = [s.sub.id for s in states if s.status == "not_run" and s.stale is None and not s.recorded_only]
+    never = [s.sub.id for s in states if s.status == "not_run" and s.stale is None]
     stale_ids = [s.sub.id for s in states if s.stale is not None]
     if errored:
         cmd = (

@@ -593,9 +593,8 @@ def experiment_verdict(
     elif name == "recorded":
         count = sum(1 for j in original.criteria if j.recorded is not None)
         count += sum(1 for s in main for j in s.judgements if j.recorded is not None)
-        message = (
-            f"recorded, not measured: {count} criteria met only by values recorded in the plan (achieved)"
-        )
+        what = "1 criterion is" if count == 1 else f"{count} criteria are"
+        message = f"recorded, not measured: {what} met only by values recorded in the plan (achieved)"
         review.insert(0, message)
     if exp.accepted is not None and name != "accepted":
         review.append(

@@ -141,7 +141,7 @@ def test_an_achieved_only_experiment_passes_as_recorded_and_opens_its_dependents
     )
     assert (
         props["verdict.message"]
-        == "recorded, not measured: 1 criteria met only by values recorded in the plan (achieved)"
+        == "recorded, not measured: 1 criterion is met only by values recorded in the plan (achieved)"
     )
     doc = project.results("e-old")
     judged = doc["criteria"]["mae_cm"]
@@ -156,7 +156,7 @@ def test_an_achieved_only_experiment_passes_as_recorded_and_opens_its_dependents
         "| 📝 acceptable (recorded, review) |" in findings
     )
     review = findings.split("### ⚠️ REQUIRES HUMAN REVIEW", 1)[1].split("###", 1)[0]
-    assert "recorded, not measured: 1 criteria met only by values recorded in the plan" in review
+    assert "recorded, not measured: 1 criterion is met only by values recorded in the plan" in review
     assert "its 95% confidence is not applied to a recorded value" in review
 
 

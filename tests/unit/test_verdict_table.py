@@ -139,7 +139,8 @@ def test_recorded_when_every_criterion_is_met_and_one_only_through_achieved() ->
     assert (j.value, j.recorded, j.level) == (7.9, achieved["mae"], "pass")
     assert j.message == "mae = 7.9 (recorded in the plan (line 7), not measured) needs <= 9: pass"
     assert (
-        v.message == "recorded, not measured: 1 criteria met only by values recorded in the plan (achieved)"
+        v.message
+        == "recorded, not measured: 1 criterion is met only by values recorded in the plan (achieved)"
     )
     # measured values always win over recorded ones
     assert V(exp, a=R(mae=12.0)).verdict == "failed"
