@@ -8,6 +8,7 @@ and ``hooks.py``.  Items (``items.py``) call :func:`run_sub_item` and :func:`run
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +89,8 @@ def _finding(outcomes: Sequence[SeedOutcome]) -> str | None:
     if len(ok) == 1 or (len(said) == len(ok) and len({text for _, text in said}) == 1):
         return said[0][1]
     seed, text = said[0]
+    if re.search(rf"\bseed\s*{seed}\b", text, re.IGNORECASE):  # the handler named it already
+        return f"{text} (1 of {len(ok)} seeds)"
     return f"seed {seed} (of {len(ok)} seeds): {text}"
 
 

@@ -427,3 +427,17 @@ def test_a_comparison_is_rejudged_when_its_other_side_ran_again(
     assert section.startswith(": failed")
     assert "does not beat c_base's 0.95" in section
     assert project.results("e1")["sub_experiments"]["c_new"]["status"] == "failed"
+
+
+def test_a_sweep_lists_its_new_points_instead_of_saying_not_run(project: Project, calls: Path) -> None:
+    plan = PLAN.replace("      e1_gb: {}", "      e1_gb: {sweep: {depth: [2, 4]}}")
+    project.plan(plan)
+    project.run("--experiment", "e1-trees").assert_outcomes(passed=4)
+    project.plan(plan.replace("depth: [2, 4]", "depth: [2, 4, 8]"))
+    project.run("--experiment", "e1_rf")  # e1-trees is written again; depth_8 never ran
+    section = project.findings("e1-trees").split("#### `e1_gb`", 1)[1].split("####", 1)[0]
+    assert section.startswith(": passed")  # judged on the points that ran, not "not run"
+    assert "Sweep (3 point(s), 1 not run yet):" in section
+    assert "| **depth_2** (selected) | passed | 0.2 |" in section
+    assert "| depth_4 | passed | 0.2 |" in section
+    assert "| depth_8 | not run | — |" in section

@@ -36,3 +36,19 @@ def test_seeds_average_numbers_and_keep_the_first_of_anything_else() -> None:
 
 def test_no_successful_seed_gives_nothing() -> None:
     assert aggregate_seeds([error(0)]) == ({}, {})
+
+
+def said(seed: int, text: str | None) -> SeedOutcome:
+    return SeedOutcome(seed, "ok", result={"metrics": {"acc": 0.9}, "finding": text, "artifacts": []})
+
+
+def test_a_multi_seed_finding_is_labelled_with_its_seed() -> None:
+    from pytest_mlexp.orchestrate import _finding
+
+    assert _finding([said(0, "reaches 95%")]) == "reaches 95%"
+    assert _finding([said(0, "same"), said(1, "same")]) == "same"  # every seed said it
+    # seed 0's words beside the mean of the seeds: say whose words they are
+    assert _finding([said(0, "reaches 95%"), said(1, "reaches 97%")]) == "seed 0 (of 2 seeds): reaches 95%"
+    assert _finding([said(0, "seed 0: 95%"), said(1, "seed 1: 97%")]) == "seed 0: 95% (1 of 2 seeds)"
+    assert _finding([said(0, None), said(1, "only this one")]) == "seed 1 (of 2 seeds): only this one"
+    assert _finding([error(0)]) is None
