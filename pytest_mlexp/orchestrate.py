@@ -83,7 +83,9 @@ def _finding(outcomes: Sequence[SeedOutcome]) -> str | None:
     """The finding of an item: the handler's text; with several seeds that said different
     things, the first one's, labelled with its seed (the metrics beside it are the aggregate)."""
     ok = [o for o in outcomes if o.ok and o.result is not None]
-    said = [(o.seed, o.result["finding"]) for o in ok if o.result is not None and o.result.get("finding")]
+    said = [
+        (o.seed, str(o.result["finding"])) for o in ok if o.result is not None and o.result.get("finding")
+    ]
     if not said:
         return None
     if len(ok) == 1 or (len(said) == len(ok) and len({text for _, text in said}) == 1):
