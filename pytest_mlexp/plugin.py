@@ -179,7 +179,7 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if file_path.suffix != ".yaml":
+    if file_path.suffix not in (".yaml", ".yml"):
         return None
     if not parent.config.pluginmanager.has_plugin("mlexp-session"):
         return None  # the plugin is loaded but not configured (never happens in a normal run)

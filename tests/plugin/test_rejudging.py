@@ -234,6 +234,10 @@ def test_naming_a_plan_file_collects_that_file_only(project: Project, calls: Pat
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["alt/my_plan.yaml::b1::b1_x PASSED*"])
     assert (alt / "experiments" / "b1" / "results.yaml").is_file()
+    # .yml is YAML too
+    (alt / "other.yml").write_text(other.replace("a1", "c1"))
+    project.handlers("alt_c", "def c1_x(runner):\n    return {'metrics': {'m': 1.0}}\n")
+    project.run("alt/other.yml").assert_outcomes(passed=2)
     # a YAML file that is not a plan stays out of it
     (alt / "config.yaml").write_text("lr: 0.1\n")
     assert "config.yaml::" not in project.run("alt/config.yaml", "--co").stdout.str()
