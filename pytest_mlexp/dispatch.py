@@ -154,7 +154,7 @@ class Dispatcher:
         sub = item.sub  # type: ignore[attr-defined]
         ref = self.state.context_for(item.path).handler(sub)
         jobs = [Job(task, sub.resources, priority=position) for task in item_tasks(item, ref)]
-        self._ahead[item.nodeid] = [ex.submit(job) for job in jobs]
+        self._ahead[item.nodeid] = ex.submit_all(jobs)  # one unit: the slurm executor's job array
 
     # --- running an item ------------------------------------------------------------------------
     def run(
@@ -190,7 +190,7 @@ class Dispatcher:
                 Job(task, resources, fixtures=fixtures, fixtures_blob=blob, priority=position or 0)
                 for task in tasks
             ]
-            handles = [ex.submit(job) for job in jobs]
+            handles = ex.submit_all(jobs)
         return self._wait(item, handles, tasks, follow=executor != "local", deadline=deadline)
 
     @staticmethod

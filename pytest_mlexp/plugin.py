@@ -52,7 +52,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="mlexp_executor",
         default=None,
         metavar="NAME",
-        help="override the executor of every selected sub-experiment (local, process, modal, or a plugin's).",
+        help="override the executor of every selected sub-experiment "
+        "(local, process, modal, slurm, or a plugin's).",
     )
     group.addoption(
         "--mlexp-concurrency",
@@ -60,7 +61,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="sub-experiments in flight at once for the process and modal executors.",
+        help="sub-experiments in flight at once for the process, modal and slurm executors.",
     )
     group.addoption(
         "--mlexp-wandb",

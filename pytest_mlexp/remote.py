@@ -184,6 +184,27 @@ def offline_run_files(task: Task, outcome: Mapping[str, Any]) -> dict[str, bytes
     return out
 
 
+def run_task_with_files(
+    task_data: Mapping[str, Any],
+    fixtures_blob: bytes | None = None,
+    *,
+    max_artifact_bytes: int = 100 * 2**20,
+) -> dict[str, Any]:
+    """:func:`run_task` for a back end that does not share this machine's files with the pytest
+    process: the outcome as plain data plus the files the seed wrote, as bytes
+    (``artifact_files``: artifacts up to ``max_artifact_bytes`` each, relative to the plan
+    folder; ``artifact_volume``: the larger ones, not kept; ``wandb_files``: an offline W&B
+    run).  On the pytest side, ``pytest_mlexp.receive_outcome(task, data)`` writes them in place
+    and returns the outcome."""
+    task = Task.from_dict(task_data)
+    data = run_outcome(task, fixtures_blob).to_dict()
+    small, large = collect_artifacts(task, {"max_artifact_bytes": max_artifact_bytes})
+    data["artifact_files"] = small
+    data["artifact_volume"] = large
+    data["wandb_files"] = offline_run_files(task, data)
+    return data
+
+
 def modal_entry(
     task_data: Mapping[str, Any], fixtures_blob: bytes | None, settings: Mapping[str, Any]
 ) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 from .criteria import criterion_schema
 from .model import ID_RE
 from .plan import HANDLER_RE, KNOWN_KEYS, MARK_RE, NOT_INHERITED_KEYS
+from .plan.keys import GPU_TYPE_AS, SLURM_KEYS
 from .plan.limits import MAX_ID_LENGTH, MAX_SEED_VALUE, MAX_SEEDS, MAX_TIMEOUT
 
 __all__ = ["plan_schema", "render"]
@@ -38,6 +39,21 @@ _TEXT: Schema = {"type": ["string", "number", "boolean", "null"]}
 _STRINGS: Schema = _nullable({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})
 _PHASE: Schema = {"anyOf": [{"type": "integer"}, {"type": "string", "pattern": r"(?i)^\s*(phase\s*)?[0-9]+"}]}
 _SCALAR: Schema = {"type": ["string", "number", "boolean", "null"]}
+
+# resources.slurm: the keys with a type worth checking as typed; the rest reach submitit as written
+_SLURM_FRAGMENTS: dict[str, Schema] = {
+    "partition": {"type": "string", "description": "sbatch --partition"},
+    "account": {"type": "string", "description": "sbatch --account"},
+    "qos": {"type": "string", "description": "sbatch --qos"},
+    "constraint": {"type": "string", "description": "sbatch --constraint"},
+    "gpu_type_as": {
+        "enum": list(GPU_TYPE_AS),
+        "description": "how resources.gpu's type reaches Slurm: --gres=gpu:TYPE:N (default), "
+        "--constraint=TYPE, or not at all",
+    },
+    "additional_parameters": {"type": "object", "description": "any #SBATCH --key=value"},
+    "setup": {"type": "array", "items": {"type": "string"}, "description": "shell lines before srun"},
+}
 
 _ACCEPTED_FIELDS: dict[str, Schema] = {
     "reason": {"type": "string", "minLength": 1, "description": "the human decision, in words"},
@@ -78,7 +94,9 @@ _INHERITABLE: dict[str, Schema] = {
             "description": "N (seeds 0..N-1) or a list of seeds",
         }
     ),
-    "executor": _nullable({"type": "string", "minLength": 1, "description": "local, process, modal, ..."}),
+    "executor": _nullable(
+        {"type": "string", "minLength": 1, "description": "local, process, modal, slurm, ..."}
+    ),
     "resources": _nullable({"$ref": "#/$defs/resources"}),
     "marks": _nullable(
         {
@@ -193,6 +211,11 @@ _FRAGMENTS: dict[str, dict[str, Schema]] = {
         "memory": _nullable({"type": "number", "exclusiveMinimum": 0, "description": "MiB"}),
         "cpu": _nullable({"type": "number", "exclusiveMinimum": 0}),
         "retries": _nullable({"type": "integer", "minimum": 0}),
+        "slurm": _nullable({"$ref": "#/$defs/slurm"}),
+    },
+    "slurm": {
+        key: _nullable(_SLURM_FRAGMENTS.get(key, {"description": f"submitit's slurm_{key}"}))
+        for key in SLURM_KEYS
     },
     "select": {"metric": {"type": "string", "minLength": 1}, "mode": _nullable({"enum": ["max", "min"]})},
     "modal": {
@@ -208,7 +231,7 @@ _FRAGMENTS: dict[str, dict[str, Schema]] = {
 }
 
 # levels where unknown keys are refused rather than kept as annotations
-_CLOSED = {"select"}
+_CLOSED = {"select", "slurm"}
 _REQUIRED = {"select": ["metric"], "accepted": ["reason"], "unlocks": ["phase"]}
 _TITLES = {
     "plan": "pytest-mlexp research plan",
@@ -220,6 +243,7 @@ _TITLES = {
     "and criteria; met when the original criteria are not -> verdict passed_with_pivot",
     "gate": "a gate",
     "resources": "resources of a sub-experiment",
+    "slurm": "the slurm executor's sbatch settings (submitit's slurm_* parameters)",
     "select": "which sweep point represents the sweep",
     "modal": "the Modal image, secrets and volumes",
     "accepted": "a human decision: counts as passed, always listed for review",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .base import (
@@ -42,8 +43,11 @@ __all__ = [
     "infra_outcome",
 ]
 
-BUILTIN_EXECUTORS = ("local", "process", "modal")
+BUILTIN_EXECUTORS = ("local", "process", "modal", "slurm")
 DEFAULT_MODAL_CONCURRENCY = 32
+#: seeds submitted to Slurm at once (submitit's own default array parallelism): the cluster's
+#: scheduler decides what runs
+DEFAULT_SLURM_CONCURRENCY = 256
 
 
 class UnknownExecutor(LookupError):
@@ -86,4 +90,20 @@ def builtin_executor(name: str, config: pytest.Config) -> Executor | None:
 
         total = flag or DEFAULT_MODAL_CONCURRENCY
         return ModalExecutor(config, concurrency=max(1, total // workers))
+    if name == "slurm":
+        from .slurm import SlurmExecutor
+
+        total = flag or DEFAULT_SLURM_CONCURRENCY
+        return SlurmExecutor(folder=slurm_folder(config), concurrency=max(1, total // workers))
     return None
+
+
+def slurm_folder(config: pytest.Config) -> Path:
+    """Where the slurm executor makes its session folder: pytest's cache folder, in the project
+    (which the cluster's nodes see), else the temporary folder."""
+    cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
+    if cache is not None:
+        return Path(cache.mkdir("mlexp-slurm"))
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"mlexp-slurm-{os.getuid() if hasattr(os, 'getuid') else 0}"

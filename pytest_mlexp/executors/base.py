@@ -9,10 +9,13 @@ bounded, prioritised queue with retries and cancellation) and is returned by a
 from __future__ import annotations
 
 import abc
+import contextlib
 import heapq
 import itertools
+import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +30,23 @@ if TYPE_CHECKING:
 #: infra_error kinds that are worth another attempt (``resources.retries``); a timeout is not:
 #: the same work would overrun again.
 RETRYABLE = frozenset({"lost_worker", "preempted"})
+
+#: what a cancelled outcome says when the executor could not stop the work (no ``kill``)
+MAY_STILL_RUN = "may still run"
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """Whether ``exc`` says that a wait ran out: ``TimeoutError`` (and the futures' and asyncio's,
+    which are that class from Python 3.11 on), ``subprocess.TimeoutExpired``,
+    ``concurrent.futures.TimeoutError`` on 3.10.  Looked up only where loaded: nothing is imported
+    for it."""
+    if isinstance(exc, TimeoutError):
+        return True
+    for module, name in (("subprocess", "TimeoutExpired"), ("concurrent.futures", "TimeoutError")):
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return True
+    return False
 
 
 def infra_outcome(
@@ -106,7 +126,7 @@ class Handle(abc.ABC):
 class FutureHandle(Handle):
     """A handle completed by whoever runs the job (a thread, a callback)."""
 
-    def __init__(self, job: Job, on_cancel: Any = None) -> None:
+    def __init__(self, job: Job, on_cancel: Any = None, *, cancel_note: str | None = None) -> None:
         self.job = job
         self._event = threading.Event()
         self._outcome: SeedOutcome | None = None
@@ -114,6 +134,9 @@ class FutureHandle(Handle):
         self.cancelled = False
         self.started = False
         self._on_cancel = on_cancel  # called (once) with this handle when cancelled while running
+        # Added to the cancelled outcome of a running job: the executor cannot stop it
+        # (PoolExecutor without kill()).
+        self.cancel_note = cancel_note
 
     def set_result(self, outcome: SeedOutcome) -> bool:
         """Complete the handle; False when it was already complete (e.g. cancelled)."""
@@ -141,11 +164,11 @@ class FutureHandle(Handle):
             if self._outcome is not None or self.cancelled:
                 return
             self.cancelled = True
-        outcome = infra_outcome(
-            self.job.task, "cancelled", "cancelled before it finished (-x, Ctrl-C or SIGTERM)"
-        )
         running = self.started
-        self.set_result(outcome)
+        message = "cancelled before it finished (-x, Ctrl-C or SIGTERM)"
+        if running and self.cancel_note:
+            message = f"cancelled (-x, Ctrl-C or SIGTERM); {self.cancel_note}"
+        self.set_result(infra_outcome(self.job.task, "cancelled", message))
         if running and self._on_cancel is not None:
             self._on_cancel(self)
 
@@ -195,6 +218,12 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def submit(self, job: Job) -> Handle: ...
 
+    def submit_all(self, jobs: Sequence[Job]) -> list[Handle]:
+        """The seeds of one item, submitted together (the session always submits an item's
+        seeds through this).  By default each is :meth:`submit`-ted; an executor that can start
+        them as one unit overrides it (the slurm executor makes them one job array)."""
+        return [self.submit(job) for job in jobs]
+
     def close(self) -> None:  # noqa: B027 - optional: executors with nothing to release skip it
         """Cancel what is still running and release resources (called at session end)."""
 
@@ -206,7 +235,10 @@ class PoolExecutor(Executor):
     and :meth:`kill` (stop a running attempt from another thread).  Worker threads, not
     processes: the work itself happens in child processes or remote containers, and threads
     never fork the pytest process.  Attempts that end in a :data:`RETRYABLE` infra_error are
-    retried up to ``resources.retries`` times.
+    retried up to ``resources.retries`` times; an exception from ``run_job`` that says a wait ran
+    out (``TimeoutError``, ``subprocess.TimeoutExpired``) is ``infra_error (timeout)``, never
+    retried; any other is ``infra_error (executor)``.  Without a ``kill``, cancelling a running
+    attempt warns once that the work may still be running, and the cancelled outcome says so.
     """
 
     def __init__(self, *, concurrency: int | None = None, options: Mapping[str, Any] | None = None) -> None:
@@ -217,6 +249,13 @@ class PoolExecutor(Executor):
         self._threads: list[threading.Thread] = []
         self._running: set[FutureHandle] = set()
         self._closed = False
+        self._warned_kill = False
+        # The default kill() cannot stop anything: cancelled outcomes of running jobs say so.
+        self._cancel_note: str | None = None
+        if type(self).kill is PoolExecutor.kill:
+            self._cancel_note = (
+                f"{MAY_STILL_RUN}: the {self.name} executor cannot stop work it started (it has no kill())"
+            )
 
     # --- what a subclass provides ---------------------------------------------------------------
     @abc.abstractmethod
@@ -225,23 +264,57 @@ class PoolExecutor(Executor):
         :class:`SeedOutcome`, or a mapping in its ``to_dict()`` shape, e.g. a worker's JSON)."""
 
     def kill(self, handle: FutureHandle) -> None:
-        """Stop ``handle``'s running attempt (called from another thread on cancel/close)."""
+        """Stop ``handle``'s running attempt (called from another thread on cancel/close).
+
+        This default cannot: it warns once per executor that work may still be running (the
+        cancelled outcome says so too).  Override it."""
+        if self._warned_kill:
+            return
+        self._warned_kill = True
+        # Never let a warnings filter set to "error" break the cancellation of the other jobs.
+        with contextlib.suppress(Warning):
+            warnings.warn(
+                f"pytest-mlexp: the {self.name} executor cannot stop work it started (it has no "
+                f"kill()): work may still be running after -x, Ctrl-C or SIGTERM",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     # --- the pool -------------------------------------------------------------------------------
+    def _handle(self, job: Job) -> FutureHandle:
+        """A new handle for ``job`` (a subclass may keep track of it)."""
+        return FutureHandle(job, on_cancel=self.kill, cancel_note=self._cancel_note)
+
+    def _queued(self, handles: Sequence[FutureHandle]) -> None:
+        """Called with the handles of one :meth:`submit_all` before any worker thread can take
+        them (a subclass that starts them as a unit notes them here)."""
+
     def submit(self, job: Job) -> Handle:
-        handle = FutureHandle(job, on_cancel=self.kill)
+        return self.submit_all([job])[0]
+
+    def submit_all(self, jobs: Sequence[Job]) -> list[Handle]:
+        # All seeds of the item are queued before any worker thread can take one: an executor
+        # that starts them as a unit sees them all.
+        handles = [self._handle(job) for job in jobs]
+        self._queued(handles)
         with self._cond:
             if self._closed:
+                closed = True
+            else:
+                closed = False
+                for handle in handles:
+                    heapq.heappush(self._queue, (handle.job.priority, next(self._seq), handle))
+                    if len(self._threads) < (self.concurrency or 1):
+                        name = f"mlexp-{self.name}-{len(self._threads)}"
+                        thread = threading.Thread(target=self._work, name=name)
+                        thread.daemon = True  # never keeps a finished or interrupted session alive
+                        self._threads.append(thread)
+                        thread.start()
+                self._cond.notify(len(handles))
+        if closed:
+            for handle in handles:
                 handle.cancel()
-                return handle
-            heapq.heappush(self._queue, (job.priority, next(self._seq), handle))
-            if len(self._threads) < (self.concurrency or 1):
-                thread = threading.Thread(target=self._work, name=f"mlexp-{self.name}-{len(self._threads)}")
-                thread.daemon = True  # never keeps a finished or interrupted session alive
-                self._threads.append(thread)
-                thread.start()
-            self._cond.notify()
-        return handle
+        return list(handles)
 
     def _next(self) -> FutureHandle | None:
         with self._cond:
@@ -276,12 +349,21 @@ class PoolExecutor(Executor):
             try:
                 outcome = as_outcome(self.run_job(handle, attempt), task.seed, f"{self.name} executor")
             except Exception as exc:  # a bug in an executor must not hang the item waiting on it
-                outcome = infra_outcome(
-                    task,
-                    "executor",
-                    f"{self.name} executor failed: {exc}",
-                    traceback=error_info("executor", exc)["traceback"],
-                )
+                if is_timeout(exc):  # e.g. subprocess.run(..., timeout=task.timeout) ran out
+                    limit = f"resources.timeout of {task.timeout:g} s" if task.timeout else "a time limit"
+                    outcome = infra_outcome(
+                        task,
+                        "timeout",
+                        f"exceeded {limit} in the {self.name} executor ({type(exc).__name__}: {exc})",
+                        traceback=error_info("timeout", exc)["traceback"],
+                    )
+                else:
+                    outcome = infra_outcome(
+                        task,
+                        "executor",
+                        f"{self.name} executor failed: {exc}",
+                        traceback=error_info("executor", exc)["traceback"],
+                    )
             if handle.cancelled:
                 return outcome  # ignored: the handle already holds its cancelled outcome
             error = outcome.error

@@ -22,8 +22,9 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..execution import Task
-from ..records import ErrorInfo, SeedOutcome, error_info, now_iso
-from .base import ExecutorContext, FutureHandle, Handle, Job, PoolExecutor, infra_outcome
+from ..records import SeedOutcome, now_iso
+from .backend import NotYet, RemoteExecutor, RemoteLost, RemotePreempted, RemoteTimeout, receive_outcome
+from .base import ExecutorContext, FutureHandle, Job
 
 if TYPE_CHECKING:
     import pytest
@@ -37,21 +38,16 @@ CONTAINER_ROOT = "/root"  # where add_local_python_source puts packages (on the 
 CONTAINER_SCRATCH = "/tmp/mlexp"
 
 
-# --- errors a backend raises from get() -----------------------------------------------------------
-class RemoteTimeout(Exception):
-    """The call ran past its timeout (infra_error ``timeout``, never retried)."""
-
-
-class RemotePreempted(Exception):
-    """The container was preempted or failed internally (infra_error ``preempted``, retried)."""
-
-
-class RemoteLost(Exception):
-    """The call was lost: container crash, lost connection (infra_error ``lost_worker``, retried)."""
-
-
-class NotYet(Exception):
-    """``get(call, timeout)`` found no result within ``timeout``."""
+# Errors a backend raises from get(): those of every remote back end (``backend.py``).
+__all__ = [
+    "ModalBackend",
+    "ModalExecutor",
+    "NotYet",
+    "RealModalBackend",
+    "RemoteLost",
+    "RemotePreempted",
+    "RemoteTimeout",
+]
 
 
 class ModalBackend(Protocol):
@@ -385,10 +381,15 @@ class RealModalBackend:
             stack.close()
 
 
-class ModalExecutor(PoolExecutor):
-    """Seeds as Modal function calls, at most ``concurrency`` (default 32) in flight."""
+class ModalExecutor(RemoteExecutor):
+    """Seeds as Modal function calls, at most ``concurrency`` (default 32) in flight.
+
+    The :class:`~pytest_mlexp.executors.backend.RemoteExecutor` protocol, through a
+    :class:`ModalBackend`: ``check`` is the credentials check, ``launch`` a ``spawn``, ``wait``
+    a ``FunctionCall.get``, and artifacts travel back with the result."""
 
     name = "modal"
+    where = "on Modal"
     #: how long one ``get`` waits before looking at cancellation again
     poll_s = 5.0
 
@@ -405,43 +406,42 @@ class ModalExecutor(PoolExecutor):
         self.session_id = f"{now_iso().replace(':', '').replace('-', '')}-{uuid.uuid4().hex[:6]}"
         mb = float(str(config.getini("mlexp_max_artifact_mb") or "100"))
         self.max_artifact_bytes = int(mb * 2**20)
-        self._problem: tuple[str, str] | None = None
-        self._checked = False
-        self._start_error: ErrorInfo | None = None
-        self._started = False
-        self._start_lock = threading.Lock()
-        self._calls: dict[FutureHandle, Any] = {}
-        self._calls_lock = threading.Lock()
 
     def bind(self, context: ExecutorContext) -> None:
         super().bind(context)
         if isinstance(self.backend, RealModalBackend):
             self.backend.context = context  # the plans its images and functions are built from
 
-    def problem(self) -> tuple[str, str] | None:
-        if not self._checked:
-            self._problem = self.backend.check()
-            self._checked = True
-        return self._problem
+    # --- RemoteExecutor ---------------------------------------------------------------------------
+    def check(self) -> tuple[str, str] | None:
+        return self.backend.check()
 
-    def submit(self, job: Job) -> Handle:
-        problem = self.problem()
-        if problem is None:
-            return super().submit(job)
-        handle = FutureHandle(job)  # fails at once, for every modal item, with no network wait
-        handle.set_result(infra_outcome(job.task, problem[0], problem[1]))
-        return handle
+    def start(self) -> None:
+        self.backend.start()
 
-    def _ensure_started(self) -> ErrorInfo | None:
-        with self._start_lock:
-            if not self._started and self._start_error is None:
-                try:
-                    self.backend.start()
-                    self._started = True
-                except Exception as exc:
-                    self._start_error = error_info("setup", exc)
-            return self._start_error
+    def stop(self) -> None:
+        self.backend.stop()
 
+    def launch(self, handle: FutureHandle, attempt: int) -> Any:
+        return self.backend.spawn(handle.job, self.remote_task(handle.job.task), self.settings())
+
+    def wait(self, call: Any, timeout: float) -> dict[str, Any]:
+        return self.backend.get(call, timeout)
+
+    def cancel_call(self, call: Any) -> None:
+        self.backend.cancel(call)
+
+    def bring_back(self, task: Task, data: Mapping[str, Any] | SeedOutcome) -> SeedOutcome:
+        """The outcome of a call's return value: returned artifact bytes are written into
+        ``task.artifacts_dir``'s plan folder, and the ones left on the volume are recorded by
+        their volume path."""
+
+        def on_volume(rel: str, where: str) -> str:
+            return f"modal-volume://{ARTIFACTS_VOLUME}/{where}" if where else f"(not kept: {rel})"
+
+        return receive_outcome(task, data, kept_as=on_volume)
+
+    # --- what the container gets ------------------------------------------------------------------
     def remote_task(self, task: Task) -> dict[str, Any]:
         """The task with its paths as the container sees them."""
         data = task.to_dict()
@@ -464,96 +464,3 @@ class ModalExecutor(PoolExecutor):
             "volume_mount": ARTIFACTS_MOUNT if self.backend.remote_root else None,
             "volume_prefix": self.session_id,
         }
-
-    def run_job(self, handle: FutureHandle, attempt: int) -> SeedOutcome:
-        task = handle.job.task
-        started = now_iso()
-        failed = self._ensure_started()
-        if failed is not None:
-            return infra_outcome(
-                task,
-                "setup",
-                f"could not start the Modal app: {failed.get('message', '')}",
-                traceback=failed.get("traceback", ""),
-            )
-        if handle.cancelled:
-            return infra_outcome(task, "cancelled", "cancelled before it started", started_at=started)
-        call = self.backend.spawn(handle.job, self.remote_task(task), self.settings())
-        with self._calls_lock:
-            self._calls[handle] = call
-        try:
-            if handle.cancelled:
-                self.backend.cancel(call)
-            while True:
-                try:
-                    data = self.backend.get(call, self.poll_s)
-                    break
-                except NotYet:
-                    if handle.cancelled:
-                        return infra_outcome(task, "cancelled", "cancelled", started_at=started)
-                except RemoteTimeout as exc:
-                    limit = task.timeout
-                    what = f"exceeded resources.timeout of {limit:g} s" if limit else str(exc)
-                    return infra_outcome(task, "timeout", f"{what} on Modal", started_at=started)
-                except RemotePreempted as exc:
-                    return infra_outcome(
-                        task,
-                        "preempted",
-                        f"{exc} (attempt {attempt} of {handle.job.retries + 1})",
-                        started_at=started,
-                    )
-                except RemoteLost as exc:
-                    return infra_outcome(
-                        task,
-                        "lost_worker",
-                        f"{exc} (attempt {attempt} of {handle.job.retries + 1})",
-                        started_at=started,
-                    )
-                except Exception as exc:  # raised by our remote code itself: keep the remote traceback
-                    return SeedOutcome.failure(task.seed, "remote", exc, started_at=started)
-        finally:
-            with self._calls_lock:
-                self._calls.pop(handle, None)
-        return self.bring_back(task, data)
-
-    def bring_back(self, task: Task, data: dict[str, Any]) -> SeedOutcome:
-        """The outcome of a call's return value: returned artifact bytes are written into
-        ``task.artifacts_dir``'s plan folder, and the ones left on the volume are recorded by
-        their volume path."""
-        from ..runner import safe_artifact_path
-
-        files = data.pop("artifact_files", None) or {}
-        large = data.pop("artifact_volume", None) or {}
-        plan_root = Path(task.plan_root)
-        for rel, blob in files.items():
-            dest = safe_artifact_path(plan_root, rel)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(blob)
-        # An offline W&B run folder comes back to the same place under the project root, so
-        # the `wandb sync` command recorded in results.yaml works here.
-        for rel, blob in (data.pop("wandb_files", None) or {}).items():
-            dest = safe_artifact_path(Path(task.root), rel)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(blob)
-        result = data.get("result")
-        if large and isinstance(result, dict):
-            renamed = {
-                rel: f"modal-volume://{ARTIFACTS_VOLUME}/{where}" if where else f"(not kept: {rel})"
-                for rel, where in large.items()
-            }
-            data["result"] = {
-                **result,
-                "artifacts": [renamed.get(a, a) for a in result.get("artifacts") or []],
-            }
-        return SeedOutcome.from_dict(data)
-
-    def kill(self, handle: FutureHandle) -> None:
-        with self._calls_lock:
-            call = self._calls.get(handle)
-        if call is not None:
-            self.backend.cancel(call)
-
-    def close(self) -> None:
-        super().close()
-        if self._started:
-            self.backend.stop()

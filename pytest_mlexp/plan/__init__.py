@@ -22,20 +22,24 @@ from __future__ import annotations
 
 from .keys import (
     ANNOTATION_KEYS,
+    GPU_TYPE_AS,
     HANDLER_RE,
     KNOWN_KEYS,
     MARK_RE,
     NOT_INHERITED_KEYS,
+    SLURM_KEYS,
     near_miss,
 )
 from .load import load_plan, parse_plan_text
 
 __all__ = [
     "ANNOTATION_KEYS",
+    "GPU_TYPE_AS",
     "HANDLER_RE",
     "KNOWN_KEYS",
     "MARK_RE",
     "NOT_INHERITED_KEYS",
+    "SLURM_KEYS",
     "load_plan",
     "near_miss",
     "parse_plan_text",

@@ -61,7 +61,18 @@ PIVOT_KEYS: tuple[str, ...] = (
 )
 PIVOT_BLOCK_KEYS: tuple[str, ...] = (*PIVOT_KEYS, *INHERITABLE_KEYS)
 GATE_KEYS: tuple[str, ...] = ("name", "experiments", "unlocks", "accepted")
-RESOURCES_KEYS: tuple[str, ...] = ("gpu", "timeout", "memory", "cpu", "retries")
+RESOURCES_KEYS: tuple[str, ...] = ("gpu", "timeout", "memory", "cpu", "retries", "slurm")
+#: ``resources.slurm``: ``gpu_type_as`` (ours), then submitit 1.5's Slurm parameters (each passed
+#: as ``slurm_<key>``; tests/unit/test_executors_slurm.py checks this list against submitit's)
+SLURM_KEYS: tuple[str, ...] = (
+    "partition", "account", "qos", "constraint", "gpu_type_as", "additional_parameters",
+    "array_parallelism", "comment", "cpus_per_gpu", "cpus_per_task", "dependency", "exclude",
+    "exclusive", "gpus_per_node", "gpus_per_task", "gres", "job_name", "mail_type", "mail_user",
+    "mem", "mem_per_cpu", "mem_per_gpu", "nodelist", "nodes", "ntasks_per_node", "num_gpus",
+    "setup", "signal_delay_s", "srun_args", "stderr_to_stdout", "teardown", "time", "use_srun",
+    "wckey",
+)  # fmt: skip
+GPU_TYPE_AS: tuple[str, ...] = ("gres", "constraint", "none")
 SELECT_KEYS: tuple[str, ...] = ("metric", "mode")
 MODAL_KEYS: tuple[str, ...] = ("python", "pip", "apt", "env", "secrets", "volumes")
 ACCEPTED_KEYS: tuple[str, ...] = ("reason", "by", "date")
@@ -77,6 +88,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "pivot": PIVOT_BLOCK_KEYS,
     "gate": GATE_KEYS,
     "resources": RESOURCES_KEYS,
+    "slurm": SLURM_KEYS,
     "select": SELECT_KEYS,
     "modal": MODAL_KEYS,
     "accepted": ACCEPTED_KEYS,
@@ -106,6 +118,7 @@ ANNOTATION_KEYS: dict[str, frozenset[str]] = {
     "pivot": COMMON_ANNOTATIONS,
     "gate": COMMON_ANNOTATIONS,
     "resources": COMMON_ANNOTATIONS,
+    "slurm": frozenset(),
     "select": frozenset(),
     "modal": COMMON_ANNOTATIONS | {"app", "app_name", "image"},
     "accepted": COMMON_ANNOTATIONS,
@@ -160,3 +173,8 @@ def near_miss(key: Any, level: str) -> str | None:
 def closest_id(word: str, ids: Iterable[str]) -> str | None:
     # ids are long and similar (e_p2_1, e_p2_2): a distance of 2 only suggests, never decides
     return _closest(word, ids, short=4)
+
+
+def closest_key(word: str, keys: Iterable[str]) -> str | None:
+    """The key of ``keys`` that ``word`` was probably meant to be (the near-miss rule), if any."""
+    return _closest(word, keys)

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..model import Select, parse_mark
 from .context import UNSET, Ctx, type_name
-from .keys import HANDLER_RE, INHERITABLE_KEYS, MARK_RE
+from .keys import GPU_TYPE_AS, HANDLER_RE, INHERITABLE_KEYS, KNOWN_SETS, MARK_RE, SLURM_KEYS, closest_key
 from .limits import COUNTED, MAX_SEED_VALUE, MAX_SEEDS, MAX_SWEEP_POINTS, MAX_TIMEOUT, count, shown
 
 INHERITABLE_SET = frozenset(INHERITABLE_KEYS)
@@ -290,6 +290,8 @@ def _parse_resources(ctx: Ctx, raw: Any, line: int, where: str) -> dict[Any, Any
             raise ctx.err(
                 kline, f"resources.retries of {where} must be a whole number >= 0", "write retries: 1"
             )
+        if key == "slurm":
+            _check_slurm(ctx, value, kline, where)
     return raw
 
 
@@ -299,6 +301,44 @@ def _mark_parses(mark: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _check_slurm(ctx: Ctx, raw: Any, line: int, where: str) -> None:
+    """``resources.slurm``: every key reaches sbatch, so an unknown one is an error, never an
+    annotation."""
+    if not isinstance(raw, dict):
+        raise ctx.err(
+            line,
+            f"resources.slurm of {where} must be a mapping, not {type_name(raw)}",
+            "write slurm: {partition: gpu, account: my-lab}",
+        )
+    for key, value in raw.items():
+        kline = ctx.kline(raw, key)
+        if key not in KNOWN_SETS["slurm"]:
+            guess = closest_key(str(key), SLURM_KEYS)
+            raise ctx.err(
+                kline,
+                f"unknown key {key!r} in resources.slurm of {where}",
+                f"did you mean {guess}?" if guess else f"use one of: {', '.join(SLURM_KEYS)}",
+            )
+        if value is None:
+            continue
+        if key == "gpu_type_as" and value not in GPU_TYPE_AS:
+            raise ctx.err(
+                kline,
+                f"resources.slurm.gpu_type_as of {where} must be one of {', '.join(GPU_TYPE_AS)}, "
+                f"not {type_name(value)}",
+                "write gpu_type_as: constraint",
+            )
+        if key in ("partition", "account", "qos", "constraint") and not isinstance(value, str):
+            message = f"resources.slurm.{key} of {where} must be a string, not {type_name(value)}"
+            raise ctx.err(kline, message, "quote it")
+        if key == "additional_parameters" and not isinstance(value, dict):
+            raise ctx.err(
+                kline,
+                f"resources.slurm.additional_parameters of {where} must be a mapping of sbatch options",
+                "write additional_parameters: {mail-type: END}",
+            )
 
 
 def _parse_marks(ctx: Ctx, raw: Any, line: int, where: str) -> tuple[str, ...]:

@@ -257,5 +257,5 @@ def test_handler_package_names() -> None:
 
 
 def test_unknown_executor_message_lists_the_builtins() -> None:
-    text = str(UnknownExecutor("slurm"))
-    assert "'slurm'" in text and all(n in text for n in BUILTIN_EXECUTORS) and "pytest_mlexp_executor" in text
+    text = str(UnknownExecutor("sge"))
+    assert "'sge'" in text and all(n in text for n in BUILTIN_EXECUTORS) and "pytest_mlexp_executor" in text
