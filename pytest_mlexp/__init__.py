@@ -15,6 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .execution import Task
+    from .executors.backend import (
+        NotYet,
+        RemoteCancelled,
+        RemoteError,
+        RemoteExecutor,
+        RemoteFailed,
+        RemoteLost,
+        RemotePreempted,
+        RemoteTimeout,
+        receive_outcome,
+    )
     from .executors.base import (
         RETRYABLE,
         Executor,
@@ -25,8 +36,9 @@ if TYPE_CHECKING:
         PoolExecutor,
         infra_outcome,
     )
+    from .executors.signals import keep_signal_handlers
     from .records import ErrorInfo, ResultEntry, ResultOp, SeedOutcome, SeedResult
-    from .remote import run_task
+    from .remote import run_task, run_task_with_files
     from .runner import ExperimentRunner
     from .trackers.base import Tracker, TrackerRun
 
@@ -48,6 +60,18 @@ _WHERE = {
     "infra_outcome": "executors.base",
     "Task": "execution",
     "run_task": "remote",
+    # remote back ends (README "Your own executor": RemoteExecutor and its helpers)
+    "RemoteExecutor": "executors.backend",
+    "NotYet": "executors.backend",
+    "RemoteError": "executors.backend",
+    "RemoteTimeout": "executors.backend",
+    "RemotePreempted": "executors.backend",
+    "RemoteLost": "executors.backend",
+    "RemoteCancelled": "executors.backend",
+    "RemoteFailed": "executors.backend",
+    "receive_outcome": "executors.backend",
+    "run_task_with_files": "remote",
+    "keep_signal_handlers": "executors.signals",
     # records (README "Your own executor": what Handle.result() returns)
     "SeedOutcome": "records",
     "SeedResult": "records",
@@ -68,7 +92,15 @@ __all__ = [
     "FutureHandle",
     "Handle",
     "Job",
+    "NotYet",
     "PoolExecutor",
+    "RemoteCancelled",
+    "RemoteError",
+    "RemoteExecutor",
+    "RemoteFailed",
+    "RemoteLost",
+    "RemotePreempted",
+    "RemoteTimeout",
     "ResultEntry",
     "ResultOp",
     "SeedOutcome",
@@ -78,7 +110,10 @@ __all__ = [
     "TrackerRun",
     "__version__",
     "infra_outcome",
+    "keep_signal_handlers",
+    "receive_outcome",
     "run_task",
+    "run_task_with_files",
 ]
 
 

@@ -297,7 +297,8 @@ class RemoteExecutor(PoolExecutor):
                     detail = f" ({exc})" if str(exc) else ""
                     return infra("timeout", f"{what} {self.where}{detail}", exc.traceback)
                 except RemoteCancelled as exc:
-                    return infra("cancelled", str(exc) or f"cancelled {self.where}, outside this session")
+                    message = str(exc) or f"cancelled {self.where}, outside this session"
+                    return infra("cancelled", message, exc.traceback)
                 except RemoteError as exc:
                     message = str(exc) or f"{exc.kind} {self.where}"
                     if exc.kind in RETRYABLE:

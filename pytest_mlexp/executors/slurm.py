@@ -204,17 +204,17 @@ def expand_job_id(text: str) -> list[str]:
 
 
 def cancelled_by(state: str) -> str:
-    """``CANCELLED by 1000`` -> ``by alice`` (the uid's name where it is known)."""
-    m = re.search(r"by (\d+)", state)
+    """``CANCELLED by 1000`` -> ``CANCELLED by alice (uid 1000)``: the uid's name where known."""
+    m = re.fullmatch(r"(\S+) by (\d+)", state.strip())
     if m is None:
-        return ""
-    uid = int(m.group(1))
+        return state
+    uid = int(m.group(2))
     try:
         import pwd
 
-        return f"by {pwd.getpwuid(uid).pw_name} (uid {uid})"
+        return f"{m.group(1)} by {pwd.getpwuid(uid).pw_name} (uid {uid})"
     except (ImportError, KeyError):
-        return f"by uid {uid}"
+        return state
 
 
 class SacctWatch:
@@ -550,10 +550,10 @@ class SlurmExecutor(RemoteExecutor):
         if ended == "cancelled":
             if job in self._cancelled_ids:
                 raise NotYet()  # our own cancel: the handle already says cancelled
-            who = cancelled_by(state)
             raise RemoteCancelled(
-                f"Slurm job {job} was cancelled outside this session ({state}{', ' + who if who else ''}; "
-                "scancel?); not retried"
+                f"Slurm job {job} was cancelled outside this session ({cancelled_by(state)}: "
+                "scancel?); not retried",
+                self._log(call),
             )
         if ended == "timeout":
             raise RemoteTimeout(
