@@ -160,6 +160,11 @@ class RemoteExecutor(PoolExecutor):
     where: str = "remotely"
     #: how long one ``wait`` may block before the base class looks at cancellation again
     poll_s: float = 5.0
+    #: the back end stops work at ``resources.timeout`` itself (and reports it with
+    #: :class:`RemoteTimeout`); when False, the base class cancels a call still running
+    #: ``resources.timeout`` seconds after its launch (queue time included) and records
+    #: infra_error ``timeout``
+    enforces_timeout: bool = False
 
     def __init__(self, *, concurrency: int | None = None, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(concurrency=concurrency, options=options)
@@ -280,17 +285,28 @@ class RemoteExecutor(PoolExecutor):
             info = error_info("submit", exc)
             return infra("submit", f"could not submit the job {self.where}: {exc}", info["traceback"])
         self.register(handle, call)
+        launched = time.monotonic()
+        limit = task.timeout if not self.enforces_timeout else None
         try:
             if handle.cancelled:  # cancelled while it was being submitted
                 self.cancel_call(call)
             tries = f"attempt {attempt} of {handle.job.retries + 1}"
             while True:
                 try:
-                    data = self.wait(call, self.poll_s)
+                    poll = self.poll_s
+                    if limit:  # never wait much past the time limit
+                        poll = max(0.0, min(poll, launched + limit - time.monotonic()))
+                    data = self.wait(call, poll)
                     break
                 except NotYet:
                     if handle.cancelled:
                         return infra("cancelled", "cancelled")
+                    if limit and time.monotonic() - launched >= limit:
+                        self.cancel_call(call)
+                        return infra(
+                            "timeout",
+                            f"exceeded resources.timeout of {limit:g} s {self.where}; the call was cancelled",
+                        )
                 except RemoteTimeout as exc:
                     limit = task.timeout
                     what = f"exceeded resources.timeout of {limit:g} s" if limit else "ran out of time"

@@ -390,6 +390,7 @@ class ModalExecutor(RemoteExecutor):
 
     name = "modal"
     where = "on Modal"
+    enforces_timeout = True  # the function's timeout
     #: how long one ``get`` waits before looking at cancellation again
     poll_s = 5.0
 

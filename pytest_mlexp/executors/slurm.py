@@ -351,6 +351,7 @@ class SlurmExecutor(RemoteExecutor):
 
     name = "slurm"
     where = "on Slurm"
+    enforces_timeout = True  # in the job (run time only, not queue time) and Slurm's --time
     #: how long one wait() watches before the base class looks at cancellation again
     poll_s = 2.0
 

@@ -288,6 +288,25 @@ def test_start_and_launch_failures_are_infra_errors(tmp_path: Path) -> None:
     ex.close()
 
 
+def test_a_call_past_resources_timeout_is_cancelled_unless_the_back_end_enforces_it(tmp_path: Path) -> None:
+    ex = FakeRemote({"forever": [[]]})
+    out = ex.submit(Job(make_task(tmp_path, "forever", "", timeout=0.3), {"retries": 1})).result(30)
+    assert out.error is not None and out.error["kind"] == "timeout"
+    assert out.error["message"] == (
+        "exceeded resources.timeout of 0.3 s on the fake back end; the call was cancelled"
+    )
+    assert ex.cancelled == ["forever"] and ex.launched == [("forever", 1)]  # not retried
+    ex.close()
+
+    class Enforcing(FakeRemote):
+        enforces_timeout = True  # it would raise RemoteTimeout itself
+
+    ex = Enforcing({"late": [["not yet"] * 10 + ["done"]]})
+    out = ex.submit(Job(make_task(tmp_path, "late", "", timeout=0.01))).result(30)
+    assert out.ok and ex.cancelled == []
+    ex.close()
+
+
 def test_cancelling_a_waiting_job_cancels_its_call(tmp_path: Path) -> None:
     ex = FakeRemote({"forever": [[]]})
     handle = ex.submit(Job(make_task(tmp_path, "forever", "")))
