@@ -77,8 +77,8 @@ RESULT_GRACE_S = 15.0
 #: how often a waiting thread looks for the result file
 RESULT_POLL_S = 0.5
 SETUP_HINT = (
-    'install submitit with `pip install "pytest-mlexp[slurm]"` and run pytest where `sbatch` works '
-    "(a login node of the cluster, or after `module load slurm`)"
+    "run pytest where `sbatch` works (a login node of the cluster, or after `module load slurm`), "
+    'in an environment with `pip install "pytest-mlexp[slurm]"`'
 )
 
 
@@ -379,7 +379,10 @@ class SlurmExecutor(RemoteExecutor):
     # --- RemoteExecutor ---------------------------------------------------------------------------
     def check(self) -> tuple[str, str] | None:
         if importlib.util.find_spec("submitit") is None:
-            return "setup", f"the slurm executor needs submitit, which is not installed: {SETUP_HINT}"
+            return "setup", (
+                "the slurm executor needs submitit, which is not installed: "
+                'pip install "pytest-mlexp[slurm]", and run pytest where `sbatch` works (a login node)'
+            )
         missing = [c for c in SLURM_COMMANDS if shutil.which(c) is None]
         if missing:
             return "setup", (

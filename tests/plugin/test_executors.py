@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -190,18 +191,18 @@ SIMPLE = "def e1_a(runner):\n    return {'metrics': {'x': 1}}\n"
 def test_unknown_executor_flag_is_a_usage_error(project: Project) -> None:
     project.plan(SIMPLE_PLAN % "local")
     project.handlers("e_one", SIMPLE)
-    result = project.run("--experiment", "all", "--mlexp-executor", "slurm")
+    result = project.run("--experiment", "all", "--mlexp-executor", "sge")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    expected = "*--mlexp-executor: unknown executor 'slurm'; available: local, process, modal*"
+    expected = "*--mlexp-executor: unknown executor 'sge'; available: local, process, modal, slurm*"
     result.stderr.fnmatch_lines([expected])
 
 
 def test_unknown_executor_in_the_plan_fails_its_item(project: Project) -> None:
-    project.plan(SIMPLE_PLAN % "slurm")
+    project.plan(SIMPLE_PLAN % "sge")
     project.handlers("e_one", SIMPLE)
     result = project.run("--experiment", "all")
     result.assert_outcomes(failed=2)
-    result.stdout.fnmatch_lines(["*unknown executor 'slurm'; available: local, process, modal*"])
+    result.stdout.fnmatch_lines(["*unknown executor 'sge'; available: local, process, modal, slurm*"])
 
 
 def test_stub_runs_local_unless_an_executor_is_named(project: Project) -> None:
@@ -312,6 +313,36 @@ def test_modal_without_credentials_fails_every_item_at_once(
     result.stdout.fnmatch_lines(["*infra_error (credentials)*modal token new*MODAL_TOKEN_ID*"])
     subs = project.results("e-one")["sub_experiments"]
     assert {s["error"]["kind"] for s in subs.values()} == {"credentials"}
+
+
+SLURM_PLAN = """
+project: {name: Toy, hypothesis: "x"}
+defaults: {executor: slurm}
+experiments:
+  e-one:
+    sub_experiments:
+      s_a: {seeds: 2}
+      s_b: {resources: {slurm: {partition: gpu}}}
+"""
+
+
+def test_slurm_without_sbatch_fails_every_item_at_once_with_the_fix(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A machine outside the cluster: no Slurm commands on PATH (the real cluster: tests/slurm).
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    project.plan(SLURM_PLAN)
+    project.handlers("e_one", "def s_a(runner):\n    pass\n\ndef s_b(runner):\n    pass\n")
+    result = project.run("--experiment", "all")
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines(
+        ['*s_a: infra_error (setup)*needs sbatch, srun, sacct, scancel on PATH*"pytest-mlexp?slurm?"*']
+    )
+    subs = project.results("e-one")["sub_experiments"]
+    assert {s["error"]["kind"] for s in subs.values()} == {"setup"}
+    assert not (project.path / ".pytest_cache" / "d" / "mlexp-slurm").exists() or not any(
+        (project.path / ".pytest_cache" / "d" / "mlexp-slurm").iterdir()
+    )
 
 
 # --- interruption ------------------------------------------------------------------------------------

@@ -413,3 +413,15 @@ def test_slurms_warning_signal_is_a_timeout(tmp_path: Path) -> None:
     out = _in_job(tmp_path, "slow", {"timeout_s": None, "limit": "5 min"}, usr2=True)
     assert out["status"] == "infra_error" and out["error"]["kind"] == "timeout"
     assert out["error"]["message"] == "reached Slurm's time limit (5 min); the handler was stopped"
+
+
+def test_missing_submitit_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = slurm_mod.importlib.util.find_spec
+    monkeypatch.setattr(
+        slurm_mod.importlib.util, "find_spec", lambda name, *a: None if name == "submitit" else real(name, *a)
+    )
+    ex = SlurmExecutor(folder=tmp_path / "base")
+    out = ex.submit(Job(make_task(tmp_path, "e", ""))).result(0)
+    ex.close()
+    assert out.error is not None and out.error["kind"] == "setup"
+    assert 'needs submitit, which is not installed: pip install "pytest-mlexp[slurm]"' in out.error["message"]

@@ -761,3 +761,59 @@ def test_inherited_bad_value_is_reported_once_where_written() -> None:
         "seeds of defaults",
         "seeds: 3",
     )
+
+
+# --- resources.slurm: every key reaches sbatch --------------------------------------------------
+
+
+def test_unknown_slurm_key_is_an_error_with_a_guess() -> None:
+    check(
+        """
+        experiments:
+          e1:
+            resources:
+              slurm:
+                partion: gpu
+        """,
+        5,
+        "unknown key 'partion' in resources.slurm of experiment 'e1'",
+        "did you mean partition?",
+    )
+
+
+def test_slurm_section_values() -> None:
+    check(
+        "experiments:\n  e1:\n    resources:\n      slurm: [gpu]\n",
+        4,
+        "resources.slurm of experiment 'e1' must be a mapping",
+        "write slurm: {partition: gpu, account: my-lab}",
+    )
+    check(
+        "experiments:\n  e1:\n    resources:\n      slurm: {gpu_type_as: feature}\n",
+        4,
+        "resources.slurm.gpu_type_as of experiment 'e1' must be one of gres, constraint, none",
+        "write gpu_type_as: constraint",
+    )
+    check(
+        "experiments:\n  e1:\n    resources:\n      slurm:\n        account: 42\n",
+        5,
+        "resources.slurm.account of experiment 'e1' must be a string",
+        "quote it",
+    )
+    check(
+        "experiments:\n  e1:\n    resources:\n      slurm:\n        zzz_nothing_like_it: 1\n",
+        5,
+        "unknown key 'zzz_nothing_like_it' in resources.slurm",
+        "use one of: partition, account, qos, constraint, gpu_type_as",
+    )
+
+
+def test_a_slurm_section_is_kept_for_the_executor() -> None:
+    plan = parse_plan_text(
+        "experiments:\n  e1:\n    sub_experiments: [s1]\n    resources:\n      gpu: A100:2\n"
+        "      slurm: {partition: gpu, account: lab, additional_parameters: {mail-type: END}}\n",
+        "research/plan.yaml",
+    )
+    (sub,) = plan.experiments[0].sub_experiments
+    extra = {"mail-type": "END"}
+    assert sub.resources["slurm"] == {"partition": "gpu", "account": "lab", "additional_parameters": extra}
