@@ -329,6 +329,7 @@ def art(runner):
 
 def test_artifacts_travel_back_with_the_outcome(tmp_path: Path) -> None:
     local = make_task(tmp_path, "art", HANDLER)
+    local.module_name = "mlexp_test_api_artifacts"  # imported here: a name no other test uses
     remote = local.to_dict()  # the other side's folders: nothing of them is visible here
     elsewhere = tmp_path / "elsewhere"
     remote["plan_root"] = str(elsewhere)
