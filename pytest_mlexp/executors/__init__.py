@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .backend import RemoteExecutor
 from .base import (
     RETRYABLE,
     Executor,
@@ -38,6 +39,7 @@ __all__ = [
     "Handle",
     "Job",
     "PoolExecutor",
+    "RemoteExecutor",
     "UnknownExecutor",
     "builtin_executor",
     "infra_outcome",
