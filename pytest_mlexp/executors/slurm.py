@@ -475,7 +475,7 @@ class SlurmExecutor(RemoteExecutor):
     def wait(self, call: SlurmCall, timeout: float) -> Mapping[str, Any]:
         end = time.monotonic() + timeout
         while True:
-            got = self._result(call)
+            got = self._result(call, refresh=call.ended_at is not None)
             if got is not None:
                 self.watch.forget(call.job_id)
                 return self._read(call, got)
@@ -496,11 +496,13 @@ class SlurmExecutor(RemoteExecutor):
 
     # --- results and states -----------------------------------------------------------------------
     @staticmethod
-    def _result(call: SlurmCall) -> tuple[str, Any] | None:
+    def _result(call: SlurmCall, *, refresh: bool = False) -> tuple[str, Any] | None:
         path = Path(call.job.paths.result_pickle)
-        with contextlib.suppress(OSError):
-            # as submitit does: makes an NFS client look again instead of trusting its cache
-            path.parent.chmod(path.parent.stat().st_mode)
+        if refresh:
+            # As submitit does, but only once sacct says the job ended: makes an NFS client look
+            # again instead of trusting its cache (a write to the server, not for every poll).
+            with contextlib.suppress(OSError):
+                path.parent.chmod(path.parent.stat().st_mode)
         try:
             with open(path, "rb") as fh:
                 got = pickle.load(fh)
@@ -540,10 +542,10 @@ class SlurmExecutor(RemoteExecutor):
     def _ended(self, call: SlurmCall, state: str, ended: str) -> None:
         """Raise what an ended job without a result file means (or return to look again)."""
         job = call.job_id
+        now = time.monotonic()
+        if call.ended_at is None:
+            call.ended_at = now
         if ended in ("completed", "failed"):
-            now = time.monotonic()
-            if call.ended_at is None:
-                call.ended_at = now
             if now - call.ended_at < RESULT_GRACE_S:
                 return  # the result file may still be on its way
             raise RemoteLost(
@@ -553,7 +555,7 @@ class SlurmExecutor(RemoteExecutor):
             )
         if ended == "cancelled":
             if job in self._cancelled_ids:
-                raise NotYet()  # our own cancel: the handle already says cancelled
+                return  # our own cancel: its handle says cancelled (or is about to)
             raise RemoteCancelled(
                 f"Slurm job {job} was cancelled outside this session ({cancelled_by(state)}: "
                 "scancel?); not retried",
