@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -342,7 +342,6 @@ class SlurmCall:
     attempt: int
     limit: str | None  # Slurm's time limit, as words
     ended_at: float | None = None  # when sacct first said it is over without a result file
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class SlurmExecutor(RemoteExecutor):

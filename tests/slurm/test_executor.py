@@ -209,6 +209,34 @@ def test_sbatch_refusals_fail_the_item_with_sbatchs_words(project: Project) -> N
     assert _squeue() == []
 
 
+def test_the_sbatch_script_has_what_resources_ask(tmp_path: Path) -> None:
+    from pytest_mlexp.executors.base import Job
+    from pytest_mlexp.executors.slurm import SlurmExecutor
+    from tests.unit.test_executors import make_task
+
+    source = "def ok(runner):\n    return {'metrics': {'x': 1}}\n"
+    ex = SlurmExecutor(folder=tmp_path / "base")
+    try:
+        plain = ex.submit(Job(make_task(tmp_path, "ok", source)))
+        resources = {"timeout": 90, "memory": 1500, "cpu": 1.5}
+        sized = ex.submit_all(
+            [Job(make_task(tmp_path, "ok", source, seed=s, timeout=90), resources) for s in (0, 1)]
+        )
+        assert all(h.result(HANG_GUARD_S).ok for h in [plain, *sized])
+        assert ex.folder is not None
+        scripts = sorted(ex.folder.glob("*_submission.sh"), key=lambda p: len(p.name))
+        texts = [p.read_text() for p in scripts]
+    finally:
+        ex.close()
+    assert len(texts) == 2  # the single job and the array
+    single, array = sorted(texts, key=lambda t: "--array" in t)
+    assert "--time" not in single  # no resources.timeout: the partition's limit, not submitit's 5 min
+    assert "#SBATCH --no-requeue" in single and "#SBATCH --job-name=mlexp-ok" in single
+    for line in ("--array=0-1%2", "--time=2", "--signal=USR2@22", "--mem=2GB", "--cpus-per-task=2"):
+        assert f"#SBATCH {line}\n" in array, (line, array)
+    assert not (tmp_path / "base").exists() or not any((tmp_path / "base").iterdir())
+
+
 # --- time limits ------------------------------------------------------------------------------------
 LIMITS_PLAN = """
 project: {name: Toy, hypothesis: "x"}
