@@ -34,6 +34,22 @@ if TYPE_CHECKING:
 __all__ = ["Dispatcher", "dispatcher_of"]
 
 
+def _logged_here(ex: Executor, task: Task) -> bool:
+    """Whether the seed's tracked run is logged by this process, from its outcome: its tracker
+    writes to a local file (an MLflow sqlite or file store) that the executor's machines cannot
+    reach."""
+    return bool(task.tracking.get("local_store")) and not ex.shares_filesystem
+
+
+def _route_tracking(ex: Executor, tasks: Sequence[Task]) -> list[Task]:
+    """Tell the workers of seeds logged here (``_logged_here``) not to open a run themselves."""
+    out = list(tasks)
+    for task in out:
+        if _logged_here(ex, task):
+            task.tracking = {**task.tracking, "log_from": "owner"}
+    return out
+
+
 def dispatcher_of(state: MlexpSession) -> Dispatcher:
     """The session's dispatcher, made on first use (closed at session end by reporting.py)."""
     found = state.dispatcher
@@ -153,7 +169,8 @@ class Dispatcher:
             return
         sub = item.sub  # type: ignore[attr-defined]
         ref = self.state.context_for(item.path).handler(sub)
-        jobs = [Job(task, sub.resources, priority=position) for task in item_tasks(item, ref)]
+        tasks = _route_tracking(ex, item_tasks(item, ref))
+        jobs = [Job(task, sub.resources, priority=position) for task in tasks]
         self._ahead[item.nodeid] = ex.submit_all(jobs)  # one unit: the slurm executor's job array
 
     # --- running an item ------------------------------------------------------------------------
@@ -177,6 +194,7 @@ class Dispatcher:
                 return [run_local(task, fixtures) for task in tasks]
             return self._local_until(tasks, fixtures, deadline)
         if handles is None:
+            tasks = _route_tracking(ex, tasks)
             resources: Mapping[str, Any] = getattr(getattr(item, "sub", None), "resources", {}) or {}
             blob = None
             if fixtures and not ex.supports_fixtures:
@@ -191,7 +209,12 @@ class Dispatcher:
                 for task in tasks
             ]
             handles = ex.submit_all(jobs)
-        return self._wait(item, handles, tasks, follow=executor != "local", deadline=deadline)
+        outcomes = self._wait(item, handles, tasks, follow=executor != "local", deadline=deadline)
+        if any(_logged_here(ex, t) for t in tasks):
+            from .trackers import replay_outcome
+
+            outcomes = [replay_outcome(t, o) if _logged_here(ex, t) else o for t, o in zip(tasks, outcomes, strict=False)]
+        return outcomes
 
     @staticmethod
     def _local_until(

@@ -137,7 +137,9 @@ def run_seed(
     # Tracking (W&B, or a hook's tracker) opens here, where the handler runs, from the plain
     # settings in task.tracking: the same in the pytest process, a worker or a Modal container.
     tracked = None
-    if task.tracking:
+    # "log_from: owner": this worker cannot reach the tracker's store; the pytest process logs
+    # the run from the outcome (trackers.replay_outcome, called by the dispatcher).
+    if task.tracking and task.tracking.get("log_from") != "owner":
         from .trackers import TrackedRun
 
         tracked = TrackedRun(task)

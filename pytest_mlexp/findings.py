@@ -8,6 +8,7 @@ and diffs in version control show real changes only.
 from __future__ import annotations
 
 import posixpath
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -26,6 +27,7 @@ from .model import (
     SubState,
     Verdict,
 )
+from .records import tracker_label, tracking_of
 from .safetext import clean_text
 from .subjudge import judge_stored, point_status
 from .textutil import fmt_number as fmt_value  # the one number formatter (re-exported name)
@@ -513,14 +515,47 @@ def _entry_body(sub: SubExperiment, entry: Mapping[str, Any], where: str, label:
             else:
                 out.append(f"- [{name}]({target})")
             out.append("")
-    wandb = entry.get("wandb")
-    if _is_map(wandb) and label is None:
-        if wandb.get("url"):
-            out += [f"W&B run: [{wandb.get('run_path') or wandb['url']}]({wandb['url']})", ""]
-        elif wandb.get("offline_dir"):
-            sync = wandb.get("sync") or f"wandb sync {wandb['offline_dir']}"
-            out += [f"W&B (offline): `{wandb['offline_dir']}`; upload with `{sync}`", ""]
+    tracking = tracking_of(entry)
+    if tracking is not None and label is None:
+        line = tracking_line(tracking)
+        if line:
+            out += [line, ""]
     return out
+
+
+def _run_link(run: Mapping[str, Any], text: str) -> str:
+    url = run.get("url") or run.get("ui_url")
+    return f"[{text}]({url})" if url else code(text)
+
+
+def tracking_line(block: Mapping[str, Any]) -> str:
+    """Where the tracked run(s) of an entry are, labelled with the tracker's name: a link, the
+    offline folder and its upload command, or how to open a local MLflow store."""
+    label = tracker_label(block.get("tracker"))
+    runs = [r for r in block.get("runs") or () if _is_map(r)] or [block]
+    if len(runs) > 1 and any(r.get("url") or r.get("ui_url") for r in runs):
+        links = " · ".join(
+            _run_link(r, f"seed {r['seed']}" if r.get("seed") is not None else str(r.get("run_path") or i))
+            for i, r in enumerate(runs)
+        )
+        text = f"{label} runs: {links}"
+    elif block.get("url"):
+        text = f"{label} run: [{block.get('run_path') or block['url']}]({block['url']})"
+    elif block.get("offline_dir"):
+        folders = [str(r["offline_dir"]) for r in runs if r.get("offline_dir")]
+        if len(folders) == 1:
+            sync = block.get("sync") or f"wandb sync {folders[0]}"
+        else:
+            sync = "wandb sync " + " ".join(shlex.quote(f) for f in folders)
+        shown = ", ".join(f"`{f}`" for f in folders)
+        return f"{label} (offline): {shown}; upload with `{sync}`"
+    elif block.get("run_path"):
+        text = f"{label} run: `{block['run_path']}`"
+    else:
+        return ""
+    if block.get("ui"):  # a local store has no server: say how to start one
+        text += f" (a local store: run `{block['ui']}` in the project folder to open the link)"
+    return text
 
 
 def _points_table(

@@ -112,6 +112,30 @@ class SessionHooks:
             check_results_folders(state, session.items)
 
     @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        # MLflow's store is made here, once, before pytest-xdist starts its workers (its
+        # sessionstart is trylast) and before any executor does: several processes creating a
+        # fresh sqlite store at once fail in MLflow's schema migration.
+        state = self.state
+        if (
+            state.tracker_name != "mlflow"
+            or not state.selected
+            or state.is_worker
+            or session.config.option.collectonly
+            or (state.stub and not state.tracker_explicit)
+        ):
+            return
+        from .trackers import TrackerError, open_mlflow_store
+
+        try:
+            open_mlflow_store(str(state.rootpath))
+        except TrackerError as exc:
+            # Without xdist the session's tracking says so before items run; with it the
+            # workers decide, and only this process's summary reaches the terminal.
+            if getattr(session.config.option, "dist", "no") != "no":
+                state.warn(str(exc))
+
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
         # Dispatch ahead (SPEC section 6): start process/modal work for every item whose
         # prerequisites are settled; items still report in order.  Not on xdist workers: each

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from .records import tracker_label
 from .session import MlexpSession, session_of
 from .textutil import fmt_number
 
@@ -72,7 +73,7 @@ class ItemView:
     problems: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)  # why investigate
     artifacts: list[str] = field(default_factory=list)
-    links: dict[str, str] = field(default_factory=dict)  # tracker name -> run URL
+    tracking: dict[str, str] = field(default_factory=dict)  # tracker, url, run_path, sync, ui
 
 
 def parse_properties(props: Iterable[tuple[str, Any]]) -> ItemView | None:
@@ -102,8 +103,14 @@ def parse_properties(props: Iterable[tuple[str, Any]]) -> ItemView | None:
         elif prefix == "criterion":
             level, _, rest = str(value).partition(" (")
             view.criteria.append(Criterion(name, level, rest.startswith("passed")))
-        elif name == "url" and value:  # wandb.url (a tracker's run link)
-            view.links[prefix] = str(value)
+        elif prefix == "tracking" and value:
+            view.tracking[name] = str(value)
+        elif key == "wandb.url" and value:  # the first release's only link (W&B's)
+            view.tracking.setdefault("legacy_url", str(value))
+    if "legacy_url" in view.tracking:
+        legacy = view.tracking.pop("legacy_url")
+        if "tracker" not in view.tracking:
+            view.tracking.update(tracker="wandb", url=legacy)
     return view
 
 
@@ -176,11 +183,27 @@ def render_block(view: ItemView, scrub: Scrub) -> str:
         out.append("<p><b>Problems:</b></p><ul>")
         out += [f"<li>{esc(p)}</li>" for p in view.problems]
         out.append("</ul>")
-    for tracker, url in view.links.items():
-        label = "W&B" if tracker == "wandb" else tracker
-        out.append(f'<p>{esc(label)} run: <a href="{esc(url)}" target="_blank">{esc(url)}</a></p>')
+    if view.tracking:
+        out.append(f'<p class="mlexp-run">{_run_html(view.tracking, esc)}</p>')
     out.append("</div>")
     return "".join(out)
+
+
+def _run_html(tracking: dict[str, str], esc: Callable[[Any], str]) -> str:
+    """The tracked run, labelled with its tracker's name: a link, or where it is and how to see it."""
+    label = esc(tracker_label(tracking.get("tracker")))
+    url = tracking.get("url")
+    if url:
+        shown = tracking.get("run_path") or url
+        return f'{label} run: <a href="{esc(url)}" target="_blank">{esc(shown)}</a>'
+    text = f"{label} run"
+    if tracking.get("run_path"):
+        text += f" <code>{esc(tracking['run_path'])}</code>"
+    if tracking.get("ui"):
+        text += f" (a local store: <code>{esc(tracking['ui'])}</code>)"
+    if tracking.get("sync"):
+        text += f" (offline: <code>{esc(tracking['sync'])}</code>)"
+    return text
 
 
 def _metric_rows(view: ItemView) -> list[tuple[str, str, Criterion | None]]:

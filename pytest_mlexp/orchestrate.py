@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .dispatch import dispatcher_of
 from .live import watching
-from .records import ERROR, INFRA, ResultEntry, ResultOp, SeedOutcome, new_entry
+from .records import ERROR, INFRA, ResultEntry, ResultOp, SeedOutcome, new_entry, tracking_of
 from .secrets import redact_params
 from .session import session_of
 from .subjudge import judge_result, lookup_for, point_status
@@ -138,7 +138,7 @@ def build_entry(
     tracking = [dict(o.tracking) for o in outcomes if o.tracking]
     if tracking:
         # Several seeds: the first run's link up front (what FINDINGS and JUnit show), all below.
-        entry["wandb"] = tracking[0] if len(tracking) == 1 else {**tracking[0], "runs": tracking}
+        entry["tracking"] = tracking[0] if len(tracking) == 1 else {**tracking[0], "runs": tracking}
     prov = entry["provenance"] = dict(provenance)
     device = next((o.device for o in outcomes if o.device), None)
     if device:  # only known when the handler asked runner.device
@@ -220,6 +220,8 @@ def run_sub_item(item: pytest.Item) -> None:
         tasks = seed_tasks(state, ctx, sub, point, params, ref, progress=executor_name != "local")
         with watching(item.config):  # the live progress line, for seeds run in this process
             outcomes = dispatcher_of(state).run(item, executor_name, tasks, fixtures)
+        if any(o.warnings for o in outcomes):
+            state.tracking.observe(outcomes)  # a tracker that switched off stays off
     messages: list[str] = []
     entry = build_entry(
         ctx,
@@ -256,7 +258,7 @@ def _cancelled(entry: ResultEntry) -> bool:
 
 
 def _add_properties(item: pytest.Item, entry: ResultEntry) -> None:
-    """JUnit properties: metrics, criteria verdicts, finding, status, W&B URL (also under xdist)."""
+    """JUnit properties: metrics, criteria verdicts, finding, status, the tracked run (also under xdist)."""
     props = item.user_properties
     props.append(("mlexp.status", entry.get("status")))
     if entry.get("finding"):
@@ -273,9 +275,15 @@ def _add_properties(item: pytest.Item, entry: ResultEntry) -> None:
         props.append(
             (f"criterion.{name}", f"{c.get('level')} ({'passed' if c.get('passed') else 'not passed'})")
         )
-    wandb = entry.get("wandb") or {}
-    if isinstance(wandb, Mapping) and wandb.get("url"):
-        props.append(("wandb.url", wandb["url"]))
+    tracking = tracking_of(entry)
+    if tracking is not None:
+        tracker = tracking.get("tracker")
+        props.append(("tracking.tracker", tracker))
+        for key in ("url", "run_path", "sync", "ui"):
+            if tracking.get(key):
+                props.append((f"tracking.{key}", tracking[key]))
+        if tracker == "wandb" and tracking.get("url"):
+            props.append(("wandb.url", tracking["url"]))  # the first release's name, which CI scripts read
     for path in entry.get("artifacts") or ():  # relative to the plan's folder (pytest-html shows figures)
         props.append(("mlexp.artifact", path))
 

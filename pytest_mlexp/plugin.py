@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+TRACKERS = ("wandb", "mlflow", "none")  # trackers.TRACKERS, without importing the trackers here
 
 
 def _positive_int(value: str) -> int:
@@ -64,6 +65,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="sub-experiments in flight at once for the process, modal and slurm executors.",
     )
     group.addoption(
+        "--mlexp-tracker",
+        dest="mlexp_tracker",
+        choices=TRACKERS,
+        default=None,
+        help="experiment tracker: wandb, mlflow or none (default: ini mlexp_tracker, else wandb).",
+    )
+    group.addoption(
         "--mlexp-wandb",
         dest="mlexp_wandb",
         choices=WANDB_MODES,
@@ -89,7 +97,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "mlexp_plan", "path of the research plan, relative to rootdir", default="research/research_plan.yaml"
     )
     parser.addini("mlexp_handlers", "folder of handler modules, relative to rootdir", default="experiments")
+    parser.addini("mlexp_tracker", "experiment tracker: wandb, mlflow or none", default="wandb")
     parser.addini("mlexp_wandb_project", "W&B project when the plan names none", default="")
+    parser.addini("mlexp_plots", "draw criteria, sweep and learning-curve charts", type="bool", default=True)
     parser.addini(
         "mlexp_select_by_default", "run experiments without --experiment", type="bool", default=False
     )
@@ -138,6 +148,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _validate_ini(config: pytest.Config) -> None:
+    tracker = str(config.getini("mlexp_tracker") or "wandb").strip()
+    if tracker not in TRACKERS:
+        raise pytest.UsageError(
+            f"ini option mlexp_tracker must be one of {', '.join(TRACKERS)}, not {tracker!r}"
+        )
     raw = str(config.getini("mlexp_max_artifact_mb"))
     try:
         if float(raw) <= 0:

@@ -49,6 +49,8 @@ __all__ = [
     "error_info",
     "new_entry",
     "now_iso",
+    "tracker_label",
+    "tracking_of",
 ]
 
 # Outcome statuses of one seed.  "failed" (criteria) is decided later, by the judge.
@@ -129,7 +131,7 @@ class SeedOutcome:
     history: Sequence[Mapping[str, Any]] = ()  # what the handler logged, step by step
     packages: Mapping[str, str] = field(default_factory=dict)  # well-known ML packages it imported
     device: str | None = None  # only known when the handler asked ``runner.device``
-    tracking: Mapping[str, Any] | None = None  # the tracker's run (results.yaml ``wandb:``)
+    tracking: Mapping[str, Any] | None = None  # the tracker's run (results.yaml ``tracking:``)
     warnings: tuple[str, ...] = ()  # tracker and executor warnings, shown once in the summary
     # The handler's exception, in the process that ran it only (--pdb); never sent anywhere.
     exc: BaseException | None = field(default=None, compare=False, repr=False)
@@ -214,7 +216,7 @@ class SeedOutcome:
         if self.device is not None:
             out["device"] = self.device
         if self.tracking is not None:
-            out["wandb"] = dict(self.tracking)
+            out["tracking"] = dict(self.tracking)
         if self.warnings:
             out["warnings"] = list(self.warnings)
         return out
@@ -249,7 +251,8 @@ class SeedOutcome:
             raise OutcomeError(f"outcome error must be a mapping, not {type(error).__name__}")
         if status != OK and error is None:
             error = {"kind": "executor", "type": "Error", "message": "no error details", "traceback": ""}
-        tracking = data.get("wandb")
+        # "wandb": what the first release's workers (and executors built on it) wrote
+        tracking = data.get("tracking", data.get("wandb"))
         duration = data.get("duration_s")
         return cls(
             seed=seed,
@@ -304,12 +307,35 @@ class ResultEntry(TypedDict, total=False):
     artifacts: list[str]
     executor: str
     duration_s: float
-    wandb: dict[str, Any]
+    tracking: dict[str, Any]  # {tracker, url, run_path, offline_dir, sync, runs}; schema 1: ``wandb``
     provenance: dict[str, Any]
     error: ErrorInfo
     started_at: str | None
     finished_at: str | None
     history: list[dict[str, Any]]
+
+
+# How a tracker's key (``tracking.tracker``) is shown: "W&B run", "MLflow run"; a third party's
+# tracker is recorded (and shown) by its own ``name``.
+_TRACKER_LABELS = {"wandb": "W&B", "mlflow": "MLflow"}
+
+
+def tracker_label(key: Any) -> str:
+    """The name a link is labelled with: ``W&B`` for ``wandb``, ``MLflow`` for ``mlflow``."""
+    text = str(key or "").strip()
+    return _TRACKER_LABELS.get(text, text or "tracker")
+
+
+def tracking_of(entry: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """An entry's tracked run: its ``tracking:`` block, or a schema-1 ``wandb:`` block read as
+    one (``tracker: wandb``); None when it has neither."""
+    block = entry.get("tracking")
+    if isinstance(block, Mapping):
+        return block
+    legacy = entry.get("wandb")
+    if isinstance(legacy, Mapping):
+        return {"tracker": "wandb", **legacy}
+    return None
 
 
 def new_entry(status: str, **fields: Any) -> ResultEntry:

@@ -167,7 +167,7 @@ def collect_artifacts(task: Task, settings: Mapping[str, Any]) -> tuple[dict[str
 def offline_run_files(task: Task, outcome: Mapping[str, Any]) -> dict[str, bytes]:
     """The files of an offline W&B run written in the container (relative to the project
     root), so they travel back with the result (``outcome``: as plain data)."""
-    info = outcome.get("wandb")
+    info = outcome.get("tracking")
     folder = info.get("offline_dir") if isinstance(info, Mapping) else None
     if not folder:
         return {}

@@ -58,12 +58,14 @@ def record_row(state: MlexpSession, ctx: PlanContext, report: pytest.TestReport,
         }
         return
     entry = op.entry or {}
+    tracking = entry.get("tracking")
     state.records[report.nodeid] = {
         "status": entry.get("status"),
         "metrics": entry.get("metrics") or {},
         "criteria": entry.get("criteria") or {},
         "duration_s": entry.get("duration_s"),
         "error": (entry.get("error") or {}).get("kind"),
+        "link": run_link(tracking) if tracking else None,
         "kind": "sub",
         "experiment": op.experiment,
         "name": name,
@@ -335,6 +337,8 @@ def terminal_summary(state: MlexpSession, tr: Any) -> None:
             if row["name"] in selected:
                 detail += "  [selected]"
             lines.append(_wrapped(f"  {row['name']:<32} {status:<11} ", detail, width))
+            if row.get("link"):
+                lines.append(f"  {'':<32} {row['link']}")
         if not subs and ctx is not None:
             # Only the assessment ran: show what it judged (stored results, current plan).
             assessed_only += 1
@@ -437,6 +441,25 @@ def _stub_gates(state: MlexpSession, ctx: PlanContext, tr: Any, ran: set[str]) -
                 if left:
                     status += f" ({', '.join(left)} not in this run)"
         tr.write_line(f"gate {gate.id} ({gate.name}): not enforced under --stub; {status}")
+
+
+def run_link(tracking: Mapping[str, Any]) -> str | None:
+    """One line saying where an entry's tracked run is, labelled with the tracker's name."""
+    from .records import tracker_label
+
+    if not isinstance(tracking, Mapping):
+        return None
+    label = tracker_label(tracking.get("tracker"))
+    runs = tracking.get("runs")
+    more = f" (+{len(runs) - 1} more in results.yaml)" if isinstance(runs, list) and len(runs) > 1 else ""
+    if tracking.get("url"):
+        return f"{label} run: {tracking['url']}{more}"
+    if tracking.get("sync"):
+        return f"{label} (offline): {tracking['sync']}{more}"
+    if tracking.get("run_path"):
+        where = f" (local store: {tracking['ui']})" if tracking.get("ui") else ""
+        return f"{label} run {tracking['run_path']}{where}{more}"
+    return None
 
 
 def _row_detail(row: Mapping[str, Any]) -> str:

@@ -22,6 +22,8 @@ __all__ = [
     "empty_doc",
     "history_after",
     "points_in",
+    "upgrade_doc",
+    "upgrade_entry",
 ]
 
 # 2 (wave 2): verdicts, tracking, fingerprints, outdated and imported results add fields; a
@@ -60,7 +62,7 @@ ENTRY_ORDER = (
     "artifacts",
     "executor",
     "duration_s",
-    "wandb",
+    "tracking",
     "provenance",
     "error",
     "started_at",
@@ -68,6 +70,36 @@ ENTRY_ORDER = (
 )
 # Keys a header may not set: they are the store's own bookkeeping.
 PROTECTED_KEYS = frozenset({"schema", "experiment_id", "sub_experiments", "stale"})
+
+
+def upgrade_entry(entry: Any) -> None:
+    """A schema-1 entry in place: its ``wandb:`` block becomes ``tracking: {tracker: wandb, ...}``
+    (the runs under ``runs:`` too), as do the entries of its sweep points."""
+    if not isinstance(entry, dict):
+        return
+    legacy = entry.get("wandb")
+    if isinstance(legacy, dict) and "tracking" not in entry:
+        block = {"tracker": "wandb", **legacy}
+        runs = block.get("runs")
+        if isinstance(runs, list):
+            block["runs"] = [{"tracker": "wandb", **r} if isinstance(r, dict) else r for r in runs]
+        # Same place in the key order: the file is read by people, and diffs stay small.
+        items = [("tracking", block) if k == "wandb" else (k, v) for k, v in entry.items()]
+        entry.clear()
+        entry.update(items)
+    points = entry.get("points")
+    if isinstance(points, dict):
+        for point in points.values():
+            upgrade_entry(point)
+
+
+def upgrade_doc(doc: dict[str, Any]) -> None:
+    """A schema-1 document in place (read as it is, written back as schema 2)."""
+    for section in ("sub_experiments", "stale"):
+        entries = doc.get(section)
+        if isinstance(entries, dict):
+            for entry in entries.values():
+                upgrade_entry(entry)
 
 
 def history_after(prev: Any) -> list[dict[str, Any]]:

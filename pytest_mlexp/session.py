@@ -193,6 +193,9 @@ class MlexpSession:
         self.executor_override: str | None = config.getoption("mlexp_executor")
         self.concurrency: int | None = config.getoption("mlexp_concurrency")
         self.wandb_mode: str = config.getoption("mlexp_wandb") or "auto"
+        flag: str | None = config.getoption("mlexp_tracker")
+        self.tracker_explicit = flag is not None  # given on the command line: it wins over the ini
+        self.tracker_name: str = flag or str(config.getini("mlexp_tracker") or "wandb").strip()
         self.handlers_dir: str = str(config.getini("mlexp_handlers") or "experiments")
         self.plan_setting: str = str(config.getini("mlexp_plan") or "research/research_plan.yaml")
         self.is_worker = hasattr(config, "workerinput")
@@ -254,11 +257,18 @@ class MlexpSession:
 
     @property
     def tracking(self) -> SessionTracking:
-        """W&B (or a hook's tracker): mode and project decided once, here (trackers/)."""
+        """The tracker (W&B, MLflow, a hook's, or none): decided once, here (trackers/)."""
         if self._tracking is None:
             from .trackers import SessionTracking
 
-            self._tracking = SessionTracking(self.config, flag=self.wandb_mode, stub=self.stub)
+            self._tracking = SessionTracking(
+                self.config,
+                flag=self.wandb_mode,
+                stub=self.stub,
+                tracker=self.tracker_name,
+                explicit=self.tracker_explicit,
+                warn=self.warn,
+            )
         return self._tracking
 
     @property

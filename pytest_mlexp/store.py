@@ -50,6 +50,8 @@ from .resultsdoc import (
     empty_doc,
     history_after,
     points_in,
+    upgrade_doc,
+    upgrade_entry,
 )
 from .safetext import clean_obj, clean_text, storable
 from .yamlwrite import dump_yaml
@@ -311,6 +313,8 @@ class ResultsStore:
             doc["sub_experiments"] = {}
         if not isinstance(doc.get("stale"), dict):
             doc["stale"] = {}
+        if schema < SCHEMA_VERSION:
+            upgrade_doc(doc)  # written back as the current schema on the next write
         return doc, sig
 
     @staticmethod
@@ -464,6 +468,8 @@ class ResultsStore:
             if not isinstance(entry, dict):
                 return
             fix_seed_keys(entry)
+            if "wandb" in entry:  # a journal an older version left behind
+                upgrade_entry(entry)
             if op.get("history"):
                 entry["history"] = op["history"]
             self._place(state, str(op.get("sub")), op.get("point"), entry)

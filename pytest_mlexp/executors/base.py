@@ -204,6 +204,11 @@ class Executor(abc.ABC):
     #: Live fixture values other than ``runner`` can be used (only the in-process executor);
     #: the others get them pickled in ``Job.fixtures_blob``.
     supports_fixtures: bool = False
+    #: The machine that runs a seed sees this machine's files at the same paths (this machine,
+    #: or a cluster with a shared file system).  When False (Modal; Slurm without a shared file
+    #: system), a tracker whose store is a local file (an MLflow sqlite or file store) is not
+    #: opened there: the pytest process logs each seed's run from its outcome instead.
+    shares_filesystem: bool = True
 
     def __init__(self, *, concurrency: int | None = None, options: Mapping[str, Any] | None = None) -> None:
         self.concurrency = concurrency

@@ -391,6 +391,7 @@ class ModalExecutor(RemoteExecutor):
     name = "modal"
     where = "on Modal"
     enforces_timeout = True  # the function's timeout
+    shares_filesystem = False  # a container sees its own files, not this machine's
     #: how long one ``get`` waits before looking at cancellation again
     poll_s = 5.0
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 import importlib
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .base import Tracker, TrackerError, TrackerRun, TrackerTimeout, call_with_timeout
+from .base import SWITCHED_OFF, Tracker, TrackerError, TrackerRun, TrackerTimeout, call_with_timeout
 
 if TYPE_CHECKING:
     import pytest
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ..runner import MetricSink, ProgressSink
 
 __all__ = [
+    "TRACKERS",
     "SessionTracking",
     "TrackedRun",
     "Tracker",
@@ -41,7 +42,9 @@ __all__ = [
     "call_with_timeout",
     "criterion_from_data",
     "criterion_to_data",
+    "open_mlflow_store",
     "register",
+    "replay_outcome",
     "teardown_all",
     "worker_env",
 ]
@@ -217,7 +220,7 @@ class TrackedRun:
 
     def close(self, outcome: SeedOutcome) -> SeedOutcome:
         """Finish the run (summary, artifacts); the outcome with the run's location
-        (``tracking``, stored as ``wandb:``) and any warnings."""
+        (``tracking``: ``{tracker, <where the run is>, seed}``) and any warnings."""
         task = self.task
         tracking: dict[str, Any] | None = None
         if self.run is not None:
@@ -228,7 +231,9 @@ class TrackedRun:
                 artifacts = [Path(task.plan_root) / a for a in (result["artifacts"] if result else ())]
                 info = run.finish(summary, artifacts=artifacts, failed=not outcome.ok)
                 if info:
-                    tracking = dict(info)
+                    tracker = self.tracker
+                    key = (tracker.key or tracker.name) if tracker is not None else "tracker"
+                    tracking = {"tracker": key, **info, "seed": task.seed}
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:
@@ -252,6 +257,29 @@ class TrackedRun:
         return out.with_warnings(warnings)
 
 
+def replay_outcome(task: Task, outcome: SeedOutcome) -> SeedOutcome:
+    """Log a seed's run from its outcome, here (the pytest process): for a worker that could
+    not reach the tracker's store (a local MLflow store and Modal, or a cluster without a shared
+    file system).  The run gets the seed's own start and end times, its logged history at its
+    steps, and the same summary and artifacts as a run logged where the seed ran."""
+    from dataclasses import replace
+
+    times = {"started_at": outcome.started_at, "finished_at": outcome.finished_at}
+    tracking = {k: v for k, v in task.tracking.items() if k != "log_from"}
+    here = replace(task, tracking={**tracking, "replay": times})
+    tracked = TrackedRun(here)
+    prefix = f"{task.sub_id}/"
+    for point in outcome.history:
+        metrics = point.get("metrics") if isinstance(point, Mapping) else None
+        if not isinstance(metrics, Mapping):
+            continue
+        step = point.get("step")
+        prefixed = {prefix + str(k): v for k, v in metrics.items()}
+        for sink in tracked.metric_sinks:
+            sink(prefixed, step if isinstance(step, int) else None)
+    return tracked.close(outcome)
+
+
 # --- the pytest process ----------------------------------------------------------------------
 
 INIT_TIMEOUT_ENV = "MLEXP_WANDB_INIT_TIMEOUT"
@@ -266,6 +294,37 @@ def _float_env(environ: Mapping[str, str], name: str, default: float) -> float:
     return value if value > 0 else default
 
 
+TRACKERS = ("wandb", "mlflow", "none")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return text[:240] or type(exc).__name__
+
+
+def open_mlflow_store(root: str, environ: Mapping[str, str] | None = None) -> Tracker:
+    """This process's MLflow tracker with its store opened (and, when fresh, created) once:
+    called in the pytest process before any worker starts.  Raises :class:`TrackerError` with a
+    one-line message when the store cannot be opened (then MLflow stays off)."""
+    from .mlflow import MlflowTracker, store_location
+
+    tracker = tracker_for(MlflowTracker.import_path())
+    assert isinstance(tracker, MlflowTracker)
+    if tracker.uri is None and tracker.broken is None:
+        uri, artifacts = store_location(os.environ if environ is None else environ, root)
+        try:
+            tracker.prepare(uri, artifacts, root)
+        except Exception as exc:
+            tracker.disable(f"cannot open the store {uri} ({_first_line(exc)})")
+        tracker.drain_warnings()  # said once, by the caller
+    if tracker.broken is not None:
+        raise TrackerError(
+            f"MLflow: {tracker.broken}; MLflow tracking is off (set MLFLOW_TRACKING_URI, "
+            "or pass --mlexp-tracker none)"
+        )
+    return tracker
+
+
 class SessionTracking:
     """What the session decided about tracking; builds each task's ``tracking`` settings."""
 
@@ -276,12 +335,28 @@ class SessionTracking:
         flag: str,
         stub: bool,
         environ: Mapping[str, str] | None = None,
+        tracker: str = "wandb",
+        explicit: bool = False,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
+        """``tracker``: ``--mlexp-tracker`` (or ini ``mlexp_tracker``); ``explicit``: it was given
+        on the command line (then it tracks ``--stub`` runs too); ``flag``: ``--mlexp-wandb``;
+        ``warn``: where a failure after collection is reported (the summary's warnings)."""
         self.config = config
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
         self.notes: list[str] = []  # one-line messages for the terminal (before items run)
         self.tracker: Tracker | None = None
         self.stub = stub
+        self.mode = "disabled"
+        self._warn = warn
+        if tracker not in TRACKERS:
+            raise ValueError(f"--mlexp-tracker must be one of {', '.join(TRACKERS)}, not {tracker!r}")
+        if tracker == "none":
+            return
+        if tracker != "wandb" and flag != "auto":
+            self.notes.append(
+                f"mlexp: --mlexp-wandb {flag} is ignored: the tracker is {tracker} (--mlexp-tracker)"
+            )
         hooked = config.hook.pytest_mlexp_tracker(config=config)
         if hooked is not None:
             if not isinstance(hooked, Tracker):
@@ -294,6 +369,9 @@ class SessionTracking:
             if self.mode != "disabled":
                 self.tracker = hooked
                 register(hooked)
+            return
+        if tracker == "mlflow":
+            self._choose_mlflow(explicit)
             return
         if flag == "disabled":  # resolve_mode's answer, without importing the W&B module
             self.mode = "disabled"
@@ -320,9 +398,42 @@ class SessionTracking:
         if notice:
             self.notes.append(notice)
 
+    def _choose_mlflow(self, explicit: bool) -> None:
+        if self.stub and not explicit:
+            return  # a wiring run tracks nothing unless asked on the command line
+        import importlib.util
+
+        if importlib.util.find_spec("mlflow") is None:  # finds it without importing it
+            self.notes.append(
+                "mlexp: warning: mlflow is not installed, so MLflow tracking is off "
+                '(pip install "pytest-mlexp[mlflow]", or pass --mlexp-tracker none to silence this)'
+            )
+            return
+        root = str(getattr(self.config, "rootpath", None) or os.getcwd())
+        try:
+            self.tracker = open_mlflow_store(root, self.environ)
+        except TrackerError as exc:
+            self.notes.append(f"mlexp: warning: {exc}")
+            return
+        self.mode = "mlflow"
+
     @property
     def enabled(self) -> bool:
         return self.tracker is not None
+
+    def observe(self, outcomes: Sequence[SeedOutcome]) -> None:
+        """A tracker that switched itself off where a seed ran (a worker process, a container:
+        each its own process) is off for the seeds built from now on too, so that a broken
+        store or server costs one failure, not one per seed.  Its warning is already on the
+        outcome."""
+        tracker = self.tracker
+        if tracker is None:
+            return
+        prefix = f"{tracker.name}: "
+        for outcome in outcomes:
+            if any(w.startswith(prefix) and SWITCHED_OFF in w for w in outcome.warnings):
+                self.tracker = None
+                return
 
     def project(self, plan: Plan, root: str) -> str:
         """``project.wandb_project``, else ini ``mlexp_wandb_project``, else ``WANDB_PROJECT``,
@@ -381,6 +492,7 @@ class SessionTracking:
         for key, value in extra.items():
             config["mlexp_" + key if key in config else key] = value  # a param keeps its name
         scrub = default_scrubber().extended(secret_param_values(params))
+        tracker = self.tracker
         settings: dict[str, Any] = {
             "tracker": self.tracker.import_path(),
             "mode": self.mode,
@@ -395,4 +507,18 @@ class SessionTracking:
             "init_timeout": _float_env(self.environ, INIT_TIMEOUT_ENV, 60.0),
             "finish_timeout": _float_env(self.environ, FINISH_TIMEOUT_ENV, 120.0),
         }
-        return self.tracker.task_settings(settings)
+        try:
+            return tracker.task_settings(settings)
+        except Exception as exc:
+            if getattr(tracker, "broken", None):  # it said so itself when it switched off
+                self.tracker = None
+                return {}
+            # The store or server went away after the session chose it: say so once and track
+            # nothing more (each seed asking again would cost the same failure every time).
+            self.tracker = None
+            message = f"{tracker.name}: {_first_line(exc)}; tracking is off for the rest of this session"
+            if self._warn is not None:
+                self._warn(message)
+            else:
+                self.notes.append(f"mlexp: warning: {message}")
+            return {}

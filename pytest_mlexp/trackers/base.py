@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from ..execution import Task
 
-__all__ = ["Tracker", "TrackerError", "TrackerRun", "TrackerTimeout", "call_with_timeout"]
+__all__ = ["SWITCHED_OFF", "Tracker", "TrackerError", "TrackerRun", "TrackerTimeout", "call_with_timeout"]
+
+#: In a tracker's warning when it switched itself off after a failure (``<name>: ... <name> is
+#: off for the rest of this run of pytest``): the pytest process, seeing it come back from a
+#: worker, stops giving later seeds tracking settings, so a failure is not retried per seed.
+SWITCHED_OFF = "is off for the rest of this run of pytest"
 
 T = TypeVar("T")
 
@@ -48,16 +53,21 @@ class TrackerRun(abc.ABC):
     def finish(
         self, summary: Mapping[str, Any], *, artifacts: Sequence[Path] = (), failed: bool = False
     ) -> dict[str, Any]:
-        """Close the run.  Returns what results.yaml records under ``wandb:``: ``{url, run_path}``
-        for an online run, ``{offline_dir, sync}`` for an offline one (plain data; ``url`` is
-        shown as a link in FINDINGS.md and JUnit)."""
+        """Close the run.  Returns where it is, as plain data, which results.yaml records under
+        ``tracking:`` (with ``tracker``, the tracker's :attr:`Tracker.key`, and ``seed`` added):
+        ``{url, run_path}`` for a run a browser can open (``url`` becomes the link in FINDINGS.md,
+        JUnit's ``tracking.url`` and the HTML report), ``{offline_dir, sync}`` for an offline
+        one, ``{run_path, ui}`` for a run in a local store (``ui``: the command that serves it)."""
 
 
 class Tracker(abc.ABC):
     """Opens runs.  One instance per process, reused for every seed run there."""
 
-    #: short name used in messages
+    #: short name used in messages and link labels ("W&B", "MLflow")
     name: str = "tracker"
+    #: what results.yaml records as ``tracking.tracker`` (``wandb``, ``mlflow``); a third party's
+    #: tracker leaves it empty and is recorded by its :attr:`name`
+    key: str = ""
     #: environment variables a remote worker needs (a Modal executor passes them as a secret)
     env_vars: tuple[str, ...] = ()
 

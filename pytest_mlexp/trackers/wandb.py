@@ -32,7 +32,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from .base import Tracker, TrackerRun, call_with_timeout
+from .base import SWITCHED_OFF, Tracker, TrackerRun, call_with_timeout
 
 if TYPE_CHECKING:
     from ..execution import Task
@@ -284,6 +284,7 @@ class WandbTracker(Tracker):
     """One per process; opens a W&B run per seed from ``task.tracking``."""
 
     name = "W&B"
+    key = "wandb"
     env_vars = ("WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_ENTITY")
 
     def __init__(self) -> None:
@@ -302,7 +303,7 @@ class WandbTracker(Tracker):
             first = self._broken is None
             self._broken = self._broken or why
         if first:
-            self.warn(f"W&B: {why}; W&B is off for the rest of this run of pytest (results are kept)")
+            self.warn(f"W&B: {why}; W&B {SWITCHED_OFF} (results are kept)")
 
     def _import(self) -> ModuleType:
         if self._wandb is None:

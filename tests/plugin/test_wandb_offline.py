@@ -191,10 +191,12 @@ def test_offline_runs_read_back(project: Project, monkeypatch: pytest.MonkeyPatc
     assert "boom" in failed["summary"]["e_a_3/error"]
 
     # The location is recorded: results.yaml and FINDINGS.md, relative to the project root.
-    w1 = subs["e_a_1"]["wandb"]
+    w1 = subs["e_a_1"]["tracking"]
+    assert w1["tracker"] == "wandb" and w1["seed"] == 0
     assert w1["offline_dir"].startswith("wandb/offline-run-")
     assert w1["sync"] == f"wandb sync {w1['offline_dir']}"
     assert (tmp / w1["offline_dir"]).is_dir()
-    assert subs["e_a_3"]["status"] == "error" and "offline_dir" in subs["e_a_3"]["wandb"]
-    assert subs["e_a_2"]["points"]["width_8"]["wandb"]["offline_dir"].startswith("wandb/")
+    assert subs["e_a_3"]["status"] == "error" and "offline_dir" in subs["e_a_3"]["tracking"]
+    assert subs["e_a_2"]["points"]["width_8"]["tracking"]["offline_dir"].startswith("wandb/")
     assert w1["sync"] in project.findings("exp-a")
+    assert "W&B (offline): `wandb/offline-run-" in project.findings("exp-a")

@@ -54,8 +54,9 @@ def test_offline_notice_and_locations(project: Project, fake: FakeWandb) -> None
     assert all(r.kwargs["mode"] == "offline" and r.kwargs["config"]["api_key"] == "***" for r in fake.runs)
     assert fake.runs[0].kwargs["dir"] == str(project.path)  # <project root>/wandb
     assert fake.torn_down == 1  # once, at session end
-    runs = project.results("exp-a")["sub_experiments"]["e_a_1"]["wandb"]["runs"]
+    runs = project.results("exp-a")["sub_experiments"]["e_a_1"]["tracking"]["runs"]
     assert [r["offline_dir"] for r in runs] == ["wandb/offline-run-x-run0", "wandb/offline-run-x-run1"]
+    assert [(r["tracker"], r["seed"]) for r in runs] == [("wandb", 0), ("wandb", 1)]
 
 
 def test_hanging_wandb_warns_once_and_keeps_results(
@@ -69,7 +70,7 @@ def test_hanging_wandb_warns_once_and_keeps_results(
     lines = [line for line in out.splitlines() if "did not return within" in line]
     assert len(lines) == 1 and lines[0].startswith("mlexp: warning: W&B: starting the run of e_a_1 seed 0")
     entry = project.results("exp-a")["sub_experiments"]["e_a_1"]
-    assert entry["status"] == "passed" and entry["metrics"] == {"acc": 0.8} and "wandb" not in entry
+    assert entry["status"] == "passed" and entry["metrics"] == {"acc": 0.8} and "tracking" not in entry
 
 
 def test_stub_and_disabled_never_start_wandb(
@@ -157,7 +158,12 @@ def test_hook_tracker(project: Project, monkeypatch: pytest.MonkeyPatch) -> None
     assert events[1][1:] == [{"e_a_1/loss": 0.5}, 0]
     assert events[3][1]["e_a_1/acc"] == 0.8 and events[3][2] is False
     url = "https://mlflow.example/runs/e_a_1-seed0"
-    assert project.results("exp-a")["sub_experiments"]["e_a_1"]["wandb"]["url"] == url
+    tracking = project.results("exp-a")["sub_experiments"]["e_a_1"]["tracking"]
+    assert tracking["url"] == url and tracking["tracker"] == "file"  # a third party's: its name
+    assert "file run: [x](https://mlflow.example/runs/e_a_1-seed0)" in project.findings("exp-a")
+    xml = (project.path / "report.xml").read_text()
+    assert 'name="tracking.url"' in xml and 'name="tracking.tracker" value="file"' in xml
+    assert 'name="wandb.url"' not in xml  # only W&B's link keeps the first release's name
     assert url in (project.path / "report.xml").read_text()
     assert url in project.findings("exp-a")
     # --stub: no tracking unless asked for

@@ -32,7 +32,7 @@ def _ok(seed: int = 0) -> SeedOutcome:
         history=[{"step": 0, "metrics": {"loss": 1.0}}],
         packages={"numpy": "2.0"},
         device="cpu",
-        tracking={"url": "https://wandb.example/run"},
+        tracking={"tracker": "wandb", "url": "https://wandb.example/run"},
         warnings=("W&B: slow",),
     )
 
@@ -43,7 +43,11 @@ def test_outcome_round_trips_as_plain_data() -> None:
     assert json.loads(json.dumps(data)) == data  # JSON-safe (a worker's outcome file)
     assert SeedOutcome.from_dict(json.loads(json.dumps(data))) == out
     assert pickle.loads(pickle.dumps(out)) == out  # a Modal call's return value
-    assert data["wandb"] == {"url": "https://wandb.example/run"}  # the stored name of tracking
+    assert data["tracking"] == {"tracker": "wandb", "url": "https://wandb.example/run"}
+    # what the first release's workers wrote is still read
+    legacy = {k: v for k, v in data.items() if k != "tracking"}
+    legacy["wandb"] = {"url": "https://wandb.example/run"}
+    assert SeedOutcome.from_dict(legacy).tracking == {"url": "https://wandb.example/run"}
 
 
 def test_the_handlers_exception_never_leaves_the_process() -> None:
