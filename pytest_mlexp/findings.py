@@ -250,6 +250,7 @@ def render_experiment(
     scrub: ScrubFn = _identity,
     findings_dir: str | None = None,
     plan: Plan | None = None,
+    plots: Mapping[str, str] | None = None,
 ) -> str:
     """The generated block (without the markers) of ``experiments/<id>/FINDINGS.md``.
 
@@ -258,7 +259,10 @@ def render_experiment(
     blocked now (``verdict.Blocker`` or plain lines).  ``findings_dir`` is the FINDINGS.md folder
     relative to the plan folder (artifact paths in results.yaml are relative to the plan
     folder); default ``experiments/<id>``.  ``plan``: to judge each sweep point's wiring now.
+    ``plots``: the charts drawn for it (``plots.experiment_plots``: name -> path relative to the
+    plan folder).
     """
+    charts = dict(plots or {})
     say = _sentence_fn(sentence)
     where = findings_dir if findings_dir is not None else f"experiments/{exp.id}"
     subs_doc = doc.get("sub_experiments")
@@ -323,6 +327,7 @@ def render_experiment(
         for j in judged:
             out.append(f"- {_say(j, _criterion_for(exp.success_criteria, j.metric), say)}")
         out.append("")
+    out += _chart(charts, "criteria.png", "Criteria against their bands", where)
 
     if exp.pivots:
         out += _pivots_section(exp, verdict, say)
@@ -340,7 +345,7 @@ def render_experiment(
 
     out += ["### Sub-experiments", ""]
     for state in states:
-        out += _render_sub(state, entries.get(state.sub.id), stale, say, where, plan)
+        out += _render_sub(state, entries.get(state.sub.id), stale, say, where, plan, charts)
 
     prov = _provenance_rows(exp, entries)
     if prov:
@@ -348,6 +353,13 @@ def render_experiment(
         out += _table(["Sub-experiment", "Git commit", "Dirty", "Python", "Packages", "Handler sha256"], prov)
         out.append("")
     return scrub("\n".join(out).rstrip("\n") + "\n")
+
+
+def _chart(charts: Mapping[str, str], name: str, alt: str, where: str) -> list[str]:
+    path = charts.get(name)
+    if not path:
+        return []
+    return [f"![{alt}]({_link_target(relative_artifact(path, where))})", ""]
 
 
 def _pivots_section(exp: Experiment, verdict: Verdict, say: SentenceFn) -> list[str]:
@@ -407,8 +419,10 @@ def _render_sub(
     say: SentenceFn,
     where: str,
     plan: Plan | None = None,
+    charts: Mapping[str, str] | None = None,
 ) -> list[str]:
     sub = state.sub
+    charts = charts or {}
     out: list[str] = []
     name = f" ({sub.name})" if sub.name != sub.id else ""
     pivot = f" — pivot `{sub.pivot}`" if sub.pivot else ""
@@ -446,12 +460,15 @@ def _render_sub(
     if _is_map(points) and points:
         out += _judgement_lines(state, say)
         out += _points_table(sub, points, state.selected, stale, plan)
+        out += _chart(charts, f"{sub.id}-sweep.png", f"{sub.id}: the sweep", where)
+        out += _chart(charts, f"{sub.id}-curves.png", f"{sub.id}: learning curves", where)
         out += _entry_body(
             sub, {k: v for k, v in entry.items() if k not in ("metrics", "stats")}, where, None
         )
         return out
     out += _entry_body(sub, entry, where, None)
     out += _judgement_lines(state, say)
+    out += _chart(charts, f"{sub.id}-curves.png", f"{sub.id}: learning curves", where)
     return out
 
 
@@ -833,6 +850,96 @@ def _last_run(doc: Mapping[str, Any] | None) -> str:
     return latest or str(doc.get("updated_at") or "—")
 
 
+# Node colours of the Mermaid graph, by verdict.
+_MERMAID_CLASSES = {
+    "passed": "fill:#c8e6c9,stroke:#2e7d32,color:#1b5e20",
+    "review": "fill:#fff3cd,stroke:#b8860b,color:#5d4300",
+    "failed": "fill:#f8d7da,stroke:#b71c1c,color:#7f0000",
+    "notrun": "fill:#eeeeee,stroke:#9e9e9e,color:#424242",
+}
+_MERMAID_LEGEND = (
+    "Green: passed · amber: passed, to review · red: did not pass · grey: not run yet. Hexagons "
+    "are gates. Solid arrows: a gate and what it unlocks, an experiment's `dependencies`; dotted: "
+    "a sub-experiment that waits for one in another experiment (the label says which)."
+)
+
+
+def verdict_class(v: Verdict | None) -> str:
+    """passed, review, failed or notrun: the colour of an experiment in the graph."""
+    if v is None:
+        return "notrun"
+    named = getattr(v, "verdict", None)  # the wave-2 verdict names, where the model has them
+    if named == "not_run":
+        return "notrun"
+    if named in ("passed_with_pivot", "accepted", "recorded"):
+        return "review"
+    if v.passed:
+        return "passed" if v.recommendation == "proceed" and not v.review else "review"
+    if named is None and v.status in ("not_started", "blocked"):
+        return "notrun"
+    return "failed"
+
+
+def _mm(text: Any) -> str:
+    """Text inside a quoted Mermaid label."""
+    out = str(text).replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+    return " ".join(out.replace("|", "/").split())
+
+
+def mermaid_graph(
+    plan: Plan, verdicts: Mapping[str, Verdict], gates: Sequence[tuple[Gate, bool, str]]
+) -> list[str]:
+    """The gates and dependencies as a Mermaid flowchart, each node coloured by its verdict."""
+    ids = {exp.id: f"e{i}" for i, exp in enumerate(plan.experiments)}
+    classes = {exp.id: verdict_class(verdicts.get(exp.id)) for exp in plan.experiments}
+    lines = ["```mermaid", "flowchart LR"]
+    for exp in plan.experiments:
+        v = verdicts.get(exp.id)
+        state = f"{v.recommendation} ({v.status})" if v is not None else "not run"
+        if classes[exp.id] == "notrun":
+            state = "not run yet" if v is None or v.status == "not_started" else v.status
+        lines.append(f'  {ids[exp.id]}["{_mm(exp.id)}<br/>{_mm(state)}"]:::{classes[exp.id]}')
+    by_phase: dict[int, list[str]] = {}
+    for exp in plan.experiments:
+        if exp.phase is not None:
+            by_phase.setdefault(exp.phase, []).append(exp.id)
+    for k, (gate, passed, _detail) in enumerate(gates):
+        gid = f"g{k}"
+        members = [m for m in gate.experiments if m in ids]
+        if gate.accepted is not None:
+            cls = "review"
+        elif passed:
+            cls = "passed"
+        elif members and all(classes[m] == "notrun" for m in members):
+            cls = "notrun"
+        else:
+            cls = "failed"
+        lines.append(f'  {gid}{{{{"{_mm(gate.name)}"}}}}:::{cls}')
+        lines += [f"  {ids[m]} --> {gid}" for m in members]
+        u = gate.unlocks
+        targets = list(u.ids) if u.kind == "ids" else by_phase.get(u.phase, []) if u.kind == "phase" else []
+        targets = [t for t in targets if t in ids]
+        lines += [f"  {gid} --> {ids[t]}" for t in targets]
+        if not targets and u.text:
+            lines.append(f'  {gid} -.-> u{k}["{_mm(u.text)}"]')
+    seen: set[tuple[str, str]] = set()
+    for exp in plan.experiments:
+        for dep in exp.dependencies:
+            if dep in ids:
+                lines.append(f"  {ids[dep]} -->|depends| {ids[exp.id]}")
+                seen.add((dep, exp.id))
+        for sub in exp.sub_experiments:
+            for dep in (*sub.dependencies, *sub.implicit_dependencies):
+                if not plan.has_sub(dep):
+                    continue
+                other = plan.sub(dep).experiment_id
+                if other != exp.id and (other, exp.id) not in seen:
+                    seen.add((other, exp.id))
+                    lines.append(f'  {ids[other]} -.->|"{_mm(dep)} → {_mm(sub.id)}"| {ids[exp.id]}')
+    lines += [f"  classDef {name} {style}" for name, style in _MERMAID_CLASSES.items()]
+    return [*lines, "```", "", _MERMAID_LEGEND]
+
+
 def render_project(
     plan: Plan,
     docs: Mapping[str, Mapping[str, Any]],
@@ -868,6 +975,10 @@ def render_project(
         out.append("")
 
     from .verdict import blockers as blockers_of
+    if plan.experiments and (gates or any(e.dependencies for e in plan.experiments)):
+        out += ["### Gates and dependencies", ""]
+        out += mermaid_graph(plan, verdicts, gates)
+        out.append("")
 
     out += ["### Experiments", ""]
     rows = []

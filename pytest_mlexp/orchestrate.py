@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .curves import from_outcomes as curves_from
 from .dispatch import dispatcher_of
 from .live import watching
 from .records import ERROR, INFRA, ResultEntry, ResultOp, SeedOutcome, new_entry, tracking_of
@@ -240,7 +241,9 @@ def run_sub_item(item: pytest.Item) -> None:
     if not (_cancelled(entry) and ctx.results.has_result(sub.id, point_key)):
         # Tracker (and executor) warnings travel on the op, so the xdist controller prints them.
         warnings = [str(w) for o in outcomes for w in o.warnings]
-        op = ResultOp.record(str(item.path), sub.experiment_id, sub.id, point_key, entry, warnings)
+        # Learning curves ride along, cut down here (a report must stay small); stub runs keep none.
+        curves = None if stub or not any(o.history for o in outcomes) else curves_from(outcomes)
+        op = ResultOp.record(str(item.path), sub.experiment_id, sub.id, point_key, entry, warnings, curves)
         state.attach_op(item, op)
     _add_properties(item, entry)
     status = entry["status"]

@@ -369,6 +369,8 @@ class ResultOp:
     reason: str | None = None  # blocked, experiment_blocked
     fields: Mapping[str, Any] | None = None  # experiment: the header fields
     warnings: tuple[str, ...] = ()  # tracker and executor warnings from wherever the seeds ran
+    # record: what the seeds logged, cut down (``curves.from_outcomes``); its own file, not results.yaml
+    curves: Mapping[str, Any] | None = None
 
     @classmethod
     def record(
@@ -379,9 +381,10 @@ class ResultOp:
         point: str | None,
         entry: ResultEntry,
         warnings: Sequence[str] = (),
+        curves: Mapping[str, Any] | None = None,
     ) -> ResultOp:
-        """Store ``entry`` for the sub-experiment (or its sweep point)."""
-        return cls("record", plan, experiment, sub, point, entry, warnings=tuple(warnings))
+        """Store ``entry`` for the sub-experiment (or its sweep point), and its ``curves``."""
+        return cls("record", plan, experiment, sub, point, entry, warnings=tuple(warnings), curves=curves)
 
     @classmethod
     def blocked(cls, plan: str, experiment: str, sub: str, point: str | None, reason: str) -> ResultOp:
@@ -401,7 +404,7 @@ class ResultOp:
     def to_dict(self) -> dict[str, Any]:
         """Plain data, for the test report that carries it from an xdist worker."""
         out: dict[str, Any] = {"op": self.kind, "plan": self.plan, "experiment": self.experiment}
-        for name in ("sub", "point", "entry", "reason", "fields"):
+        for name in ("sub", "point", "entry", "reason", "fields", "curves"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
@@ -424,4 +427,5 @@ class ResultOp:
             reason=data.get("reason"),
             fields=data.get("fields"),
             warnings=tuple(data.get("warnings") or ()),
+            curves=data.get("curves"),
         )

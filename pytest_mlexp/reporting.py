@@ -169,9 +169,11 @@ def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
         return  # stub runs never touch results.yaml or FINDINGS.md
     scrub = state.scrub
     docs = {e.id: results.doc(e.id) for e in plan.experiments}
+    draw = _plotter(state)
     for exp in plan.experiments:
         if exp.id not in touched:
             continue
+        charts = draw(plan, exp, docs[exp.id], verdicts[exp.id]) if draw is not None else {}
         block = render_experiment(
             exp,
             docs[exp.id],
@@ -179,6 +181,7 @@ def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
             blockers=blocker_details(plan, exp.id, verdicts),
             scrub=scrub,
             plan=plan,
+            plots=charts,
         )
         path = plan.root / "experiments" / exp.id / "FINDINGS.md"
         update_findings_file(path, block, title=f"{exp.name} — findings")
@@ -196,6 +199,30 @@ def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
         gates = [(g, *gate_status(plan, g, verdicts)) for g in plan.gates]
         project = render_project(plan, docs, verdicts, gates, scrub=scrub)
         update_findings_file(overview, project, title=f"{plan.project.name} — research findings")
+
+
+def _plotter(state: MlexpSession) -> Any:
+    """``plots.experiment_plots`` wrapped so that a chart never costs the findings, or None when
+    charts are off (ini ``mlexp_plots = false``) or matplotlib is missing (one note says so)."""
+    if not state.config.getini("mlexp_plots"):
+        return None
+    from . import plots
+
+    if not plots.available():
+        state.notes_end.append(
+            "mlexp: no charts: matplotlib is not installed (pip install matplotlib, "
+            "or set the ini option mlexp_plots = false)"
+        )
+        return None
+
+    def draw(plan: Any, exp: Any, doc: Any, verdict: Any) -> dict[str, str]:
+        try:
+            return plots.experiment_plots(plan, exp, doc, verdict)
+        except Exception as exc:  # a drawing problem must never cost the researcher their findings
+            state.warn(f"charts of {exp.id} were not drawn: {type(exc).__name__}: {exc}")
+            return {}
+
+    return draw
 
 
 def _fail_if_all_blocked(state: MlexpSession, session: pytest.Session) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from . import curves
 from .graph import graph_of
 from .records import ResultEntry, ResultOp, entry_from_dict, now_iso
 from .subjudge import judge_stored, lookup_for, point_status, select_point, summarize_sweep
@@ -50,6 +51,7 @@ class ResultsView:
         # On an xdist worker nothing is written: results of this worker's items overlay the store.
         self._overlay: dict[tuple[str, str], ResultEntry] = {}
         self._dirty_sweeps: set[tuple[str, str]] = set()
+        self._curve_folders: dict[str, bool] = {}  # experiment -> whether curves/ exists
         # experiment -> experiments whose sub-experiments wait for one of its sub-experiments
         # (their verdicts may read its values: a criterion that compares against it)
         self._readers: dict[str, set[str]] | None = None
@@ -287,6 +289,8 @@ class ResultsView:
             self._apply_overlay(exp_id, sub_id, point, dict(entry))  # type: ignore[arg-type]
             return
         self.store.record(exp_id, sub_id, entry, point=point)
+        if not self.stub:  # the item's learning curves: a file of their own (curves.py)
+            self._record_curves(exp_id, sub_id, point, op.curves)
         if point is not None:
             # Summarising scans every point: once per sweep at the end keeps a sweep linear.
             # Verdicts do not need it (they re-select the point from the stored points).
@@ -300,6 +304,23 @@ class ResultsView:
             self.store.reload(experiment_id)
         self._verdicts.clear()
         self._states.clear()
+
+    def _record_curves(
+        self, exp_id: str, sub_id: str, point: str | None, data: Mapping[str, Any] | None
+    ) -> None:
+        """Write the item's curve file, or remove one an earlier run left (a run that logged
+        nothing has no curves).  Most items of most plans log nothing: whether the experiment
+        has a curves folder at all is asked once, not once per item."""
+        has_folder = self._curve_folders.get(exp_id)
+        if data:
+            curves.write(curves.curve_path(self.plan.root, exp_id, sub_id, point), sub_id, point, data)
+            self._curve_folders[exp_id] = True
+            return
+        if has_folder is None:
+            folder = curves.curve_path(self.plan.root, exp_id, sub_id, point).parent
+            has_folder = self._curve_folders[exp_id] = folder.is_dir()
+        if has_folder:
+            curves.remove(curves.curve_path(self.plan.root, exp_id, sub_id, point))
 
     def _forget_verdicts(self, experiment_id: str) -> None:
         self._verdicts.pop(experiment_id, None)

@@ -231,6 +231,25 @@ def test_schema_1_file_is_read_and_upgraded_on_its_next_write(plan: Plan) -> Non
     assert doc["sub_experiments"]["s1"]["status"] == "passed"
 
 
+def test_schema_1_wandb_blocks_are_written_back_as_tracking(plan: Plan) -> None:
+    path = results_path(plan)
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        "schema: 1\nexperiment_id: exp\nsub_experiments:\n  s2:\n    status: passed\n"
+        "    metrics: {acc: 0.5}\n    wandb: {url: 'https://wandb.ai/t/p/runs/1', run_path: t/p/1}\n"
+        "stale: {}\n",
+        encoding="utf-8",
+    )
+    store = new_store(plan)
+    assert store.doc("exp")["sub_experiments"]["s2"]["tracking"]["tracker"] == "wandb"
+    store.record("exp", "s1", entry())
+    store.flush()
+    text = path.read_text(encoding="utf-8")
+    assert "wandb:" not in text
+    s2 = read(path)["sub_experiments"]["s2"]
+    assert s2["tracking"] == {"tracker": "wandb", "url": "https://wandb.ai/t/p/runs/1", "run_path": "t/p/1"}
+
+
 def test_newer_schema_is_refused_and_left_untouched(plan: Plan) -> None:
     path = results_path(plan)
     path.parent.mkdir(parents=True)
