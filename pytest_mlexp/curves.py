@@ -30,7 +30,9 @@ FOLDER = "curves"
 Curves = dict[str, dict[str, dict[str, list[Any]]]]  # seed -> key -> {"steps", "values"}
 
 
-def downsample(steps: Sequence[int], values: Sequence[float], limit: int = MAX_POINTS) -> tuple[list[int], list[float]]:
+def downsample(
+    steps: Sequence[int], values: Sequence[float], limit: int = MAX_POINTS
+) -> tuple[list[int], list[float]]:
     """At most ``limit`` points, evenly spaced by position, the first and the last included."""
     n = len(steps)
     if n <= limit:

@@ -213,7 +213,10 @@ class Dispatcher:
         if any(_logged_here(ex, t) for t in tasks):
             from .trackers import replay_outcome
 
-            outcomes = [replay_outcome(t, o) if _logged_here(ex, t) else o for t, o in zip(tasks, outcomes, strict=False)]
+            outcomes = [
+                replay_outcome(t, o) if _logged_here(ex, t) else o
+                for t, o in zip(tasks, outcomes, strict=False)
+            ]
         return outcomes
 
     @staticmethod

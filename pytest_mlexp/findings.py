@@ -917,7 +917,9 @@ def mermaid_graph(
         lines.append(f'  {gid}{{{{"{_mm(gate.name)}"}}}}:::{cls}')
         lines += [f"  {ids[m]} --> {gid}" for m in members]
         u = gate.unlocks
-        targets = list(u.ids) if u.kind == "ids" else by_phase.get(u.phase, []) if u.kind == "phase" else []
+        targets: list[str] = list(u.ids) if u.kind == "ids" else []
+        if u.kind == "phase" and u.phase is not None:
+            targets = by_phase.get(u.phase, [])
         targets = [t for t in targets if t in ids]
         lines += [f"  {gid} --> {ids[t]}" for t in targets]
         if not targets and u.text:

@@ -127,7 +127,9 @@ def _seed_values(entry: Any, metric: str) -> list[float]:
     return [v for v in values if v is not None]
 
 
-def _criterion_row(label: str, data: Mapping[str, Any], c: Criterion | None, seeds: list[float]) -> dict[str, Any]:
+def _criterion_row(
+    label: str, data: Mapping[str, Any], c: Criterion | None, seeds: list[float]
+) -> dict[str, Any]:
     value = _num(data.get("value"))
     stats = data.get("stats")
     ci = stats.get("ci95") if isinstance(stats, Mapping) else None
@@ -221,7 +223,9 @@ def sweep_spec(sub: SubExperiment, entry: Any) -> dict[str, Any] | None:
                 "key": point.key,
                 "values": {k: _plain(v) for k, v in point.values.items()},
                 "value": value,
-                "ci": [float(ci[0]), float(ci[1])] if isinstance(ci, (list, tuple)) and len(ci) == 2 else None,
+                "ci": [float(ci[0]), float(ci[1])]
+                if isinstance(ci, (list, tuple)) and len(ci) == 2
+                else None,
                 "seeds": _seed_values(found, metric),
             }
         )
@@ -279,7 +283,13 @@ def curves_spec(plan: Plan, sub: SubExperiment, entry: Any) -> dict[str, Any] | 
         keys = _keys([d for _, d in files])
         for key, data in files:
             label = f"{key} (selected)" if key == selected else key
-            lines.append({"label": label, "bold": key == selected, "curves": {k: _mean_curve(data["seeds"], k) for k in keys}})
+            lines.append(
+                {
+                    "label": label,
+                    "bold": key == selected,
+                    "curves": {k: _mean_curve(data["seeds"], k) for k in keys},
+                }
+            )
         note = f" ({len(files)} of {len(points)} points)" if len(points) > len(files) else ""
     else:
         data = curve_files.read(curve_files.curve_path(plan.root, exp_id, sub.id, None))
@@ -294,14 +304,23 @@ def curves_spec(plan: Plan, sub: SubExperiment, entry: Any) -> dict[str, Any] | 
                     "label": f"seed {seed}",
                     "bold": len(seeds) == 1,
                     "curves": {
-                        k: [[float(s), float(v)] for s, v in zip(curves[k]["steps"], curves[k]["values"], strict=False)]
+                        k: [
+                            [float(s), float(v)]
+                            for s, v in zip(curves[k]["steps"], curves[k]["values"], strict=False)
+                        ]
                         for k in keys
                         if isinstance(curves.get(k), Mapping)
                     },
                 }
             )
         if len(seeds) > 1:
-            lines.append({"label": f"mean of {len(seeds)} seeds", "bold": True, "curves": {k: _mean_curve(seeds, k) for k in keys}})
+            lines.append(
+                {
+                    "label": f"mean of {len(seeds)} seeds",
+                    "bold": True,
+                    "curves": {k: _mean_curve(seeds, k) for k in keys},
+                }
+            )
         note = ""
     if not keys or not lines:
         return None
@@ -437,7 +456,9 @@ def _draw_criteria(spec: Mapping[str, Any]) -> Any:
         if row["value"] is not None:
             ci = row["ci"]
             err = [[row["value"] - ci[0]], [ci[1] - row["value"]]] if ci else None
-            ax.errorbar([row["value"]], [0.4], xerr=err, fmt="o", color=colour, ms=7, capsize=4, lw=1.6, zorder=4)
+            ax.errorbar(
+                [row["value"]], [0.4], xerr=err, fmt="o", color=colour, ms=7, capsize=4, lw=1.6, zorder=4
+            )
             shown = f"{row['value']:.4g}"
         else:
             shown = "not measured"

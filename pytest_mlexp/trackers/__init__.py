@@ -392,9 +392,9 @@ class SessionTracking:
             return
         from .wandb import WandbTracker
 
-        tracker = WandbTracker()
-        register(tracker)
-        self.tracker = tracker
+        wandb_tracker = WandbTracker()
+        register(wandb_tracker)
+        self.tracker = wandb_tracker
         if notice:
             self.notes.append(notice)
 

@@ -457,7 +457,7 @@ class MlflowTracker(Tracker):
                 client.restore_experiment(exp.experiment_id)
             return str(exp.experiment_id)
 
-        found = self.call(find_or_make, None, "finding the experiment")
+        found = str(self.call(find_or_make, None, "finding the experiment"))
         self._experiments[key] = found
         return found
 

@@ -43,7 +43,8 @@ def _my_run(runner):
     client = MlflowClient(os.environ.get("MLEXP_TEST_STORE") or os.environ["MLFLOW_TRACKING_URI"])
     exp = client.get_experiment_by_name("trial")
     name = runner.sub_experiment_id + "-seed" + str(runner.seed)
-    runs = client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{name}'") if exp else []
+    where = f"attributes.run_name = '{name}'"
+    runs = client.search_runs([exp.experiment_id], filter_string=where) if exp else []
     return ",".join(r.info.status for r in runs) or "none"
 
 def e_a_1(runner):
@@ -288,9 +289,7 @@ def pytest_unconfigure(config):  # this run is in-process: leave MLflow as it wa
 """
 
 
-def test_a_failing_tracker_is_switched_off_after_its_first_failure(
-    project: Project, store: str
-) -> None:
+def test_a_failing_tracker_is_switched_off_after_its_first_failure(project: Project, store: str) -> None:
     project.plan(PLAN)
     project.handlers("exp_a", HANDLERS)
     project.pytester.makeconftest(FAILING_CONFTEST)
@@ -352,10 +351,7 @@ def test_xdist_workers_share_a_store_made_before_they_start(
     # Two experiments with nothing between them run on two xdist workers at once, each a
     # pytest process of its own: the controller made the (fresh) store before starting them.
     pytest.importorskip("xdist")
-    project.plan(
-        PLAN.replace("e_a_2: {}", "")
-        + "  exp-b:\n    sub_experiments:\n      e_b_1: {seeds: 2}\n"
-    )
+    project.plan(PLAN.replace("e_a_2: {}", "") + "  exp-b:\n    sub_experiments:\n      e_b_1: {seeds: 2}\n")
     project.handlers("exp_a", HANDLERS + "\ndef e_b_1(runner):\n    return e_a_1(runner)\n")
     uri = f"sqlite:///{project.path / 'x.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

@@ -14,9 +14,9 @@ from tests.conftest import Project
 pytest.importorskip("matplotlib")
 # Imported here, before any in-process run: pytester drops the modules a run imported when it
 # ends, and a second copy of matplotlib's Python modules over its compiled ones breaks it.
-import matplotlib.backends.backend_agg  # noqa: E402
-import matplotlib.figure  # noqa: E402
-import matplotlib.ticker  # noqa: E402, F401
+import matplotlib.backends.backend_agg
+import matplotlib.figure
+import matplotlib.ticker  # noqa: F401
 
 PLAN = """
 project: {name: Charts, hypothesis: "h"}
@@ -53,7 +53,8 @@ def b_1(runner):
 def m_fit(runner):
     steps = 0 if os.environ.get("MLEXP_TEST_QUIET") else int(os.environ.get("MLEXP_TEST_STEPS", "20"))
     for step in range(steps):
-        runner.log_metrics({"loss": 1.0 / (step + 1) + 0.01 * runner.seed, "acc": min(0.99, step / steps)}, step=step)
+        loss = 1.0 / (step + 1) + 0.01 * runner.seed
+        runner.log_metrics({"loss": loss, "acc": min(0.99, step / steps)}, step=step)
     runner.log_metrics({"note": "text is not a curve"})
     return {"metrics": {"acc": 0.9 + 0.01 * runner.seed, "loss": 0.2}}
 

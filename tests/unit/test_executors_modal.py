@@ -299,7 +299,9 @@ def test_offline_wandb_run_files_travel_back_relative_to_the_root(tmp_path: Path
         artifacts_dir=str(tmp_path / "a"),
         workdir=str(tmp_path / "w"),
     )
-    files = remote.offline_run_files(task, {"tracking": {"tracker": "wandb", "offline_dir": "wandb/offline-run-1"}})
+    files = remote.offline_run_files(
+        task, {"tracking": {"tracker": "wandb", "offline_dir": "wandb/offline-run-1"}}
+    )
     assert files == {
         "wandb/offline-run-1/run-1.wandb": b"\x00records",
         "wandb/offline-run-1/files/config.yaml": b"a: 1",

@@ -59,11 +59,20 @@ def test_an_entry_is_read_either_way() -> None:
     }
     assert tracking_of({"wandb": {"url": "u"}}) == {"tracker": "wandb", "url": "u"}
     assert tracking_of({"status": "passed"}) is None
-    assert [tracker_label(k) for k in ("wandb", "mlflow", "neptune", None)] == ["W&B", "MLflow", "neptune", "tracker"]
+    assert [tracker_label(k) for k in ("wandb", "mlflow", "neptune", None)] == [
+        "W&B",
+        "MLflow",
+        "neptune",
+        "tracker",
+    ]
 
 
 def test_links_are_labelled_with_the_trackers_name() -> None:
-    mlflow_server = {"tracker": "mlflow", "url": "https://ml.example/#/experiments/7/runs/r1", "run_path": "7/r1"}
+    mlflow_server = {
+        "tracker": "mlflow",
+        "url": "https://ml.example/#/experiments/7/runs/r1",
+        "run_path": "7/r1",
+    }
     assert tracking_line(mlflow_server) == "MLflow run: [7/r1](https://ml.example/#/experiments/7/runs/r1)"
     local = {
         "tracker": "mlflow",
@@ -80,10 +89,14 @@ def test_links_are_labelled_with_the_trackers_name() -> None:
         "offline_dir": "wandb/a",
         "runs": [{"offline_dir": "wandb/a"}, {"offline_dir": "wandb/b c"}],
     }
-    assert tracking_line(offline) == "W&B (offline): `wandb/a`, `wandb/b c`; upload with `wandb sync wandb/a 'wandb/b c'`"
+    assert (
+        tracking_line(offline)
+        == "W&B (offline): `wandb/a`, `wandb/b c`; upload with `wandb sync wandb/a 'wandb/b c'`"
+    )
     assert run_link(mlflow_server) == "MLflow run: https://ml.example/#/experiments/7/runs/r1"
     assert run_link(runs) == (
-        "MLflow run 7/r1 (local store: mlflow ui --backend-store-uri sqlite:///mlruns.db) (+1 more in results.yaml)"
+        "MLflow run 7/r1 (local store: mlflow ui --backend-store-uri sqlite:///mlruns.db)"
+        " (+1 more in results.yaml)"
     )
     assert run_link({"tracker": "wandb", "sync": "wandb sync wandb/a"}) == "W&B (offline): wandb sync wandb/a"
 
@@ -98,17 +111,31 @@ def test_html_rows_name_the_tracker() -> None:
     view = parse_properties(props)
     assert view is not None
     block = render_block(view, lambda s: s)
-    assert 'MLflow run: <a href="https://ml.example/#/experiments/7/runs/r1"' in block and ">7/r1</a>" in block
+    assert (
+        'MLflow run: <a href="https://ml.example/#/experiments/7/runs/r1"' in block and ">7/r1</a>" in block
+    )
     # W&B: both names are written (wandb.url for CI scripts); one link is shown
     wandb = parse_properties(
-        [("mlexp.status", "passed"), ("tracking.tracker", "wandb"), ("tracking.url", "https://w/1"), ("wandb.url", "https://w/1")]
+        [
+            ("mlexp.status", "passed"),
+            ("tracking.tracker", "wandb"),
+            ("tracking.url", "https://w/1"),
+            ("wandb.url", "https://w/1"),
+        ]
     )
     assert wandb is not None and render_block(wandb, lambda s: s).count("https://w/1</a>") == 1
     local = parse_properties(
-        [("mlexp.status", "passed"), ("tracking.tracker", "mlflow"), ("tracking.run_path", "7/r1"), ("tracking.ui", "mlflow ui")]
+        [
+            ("mlexp.status", "passed"),
+            ("tracking.tracker", "mlflow"),
+            ("tracking.run_path", "7/r1"),
+            ("tracking.ui", "mlflow ui"),
+        ]
     )
-    assert local is not None and "MLflow run <code>7/r1</code> (a local store: <code>mlflow ui</code>)" in render_block(
-        local, lambda s: s
+    assert (
+        local is not None
+        and "MLflow run <code>7/r1</code> (a local store: <code>mlflow ui</code>)"
+        in render_block(local, lambda s: s)
     )
 
 
@@ -134,7 +161,9 @@ def test_mlflow_links_use_the_uri_and_the_real_experiment_id(tmp_path: Path) -> 
     assert run_url("https://ml.example/", "42", "abc") == "https://ml.example/#/experiments/42/runs/abc"
     assert run_url("http://127.0.0.1:5000", "3", "r") == "http://127.0.0.1:5000/#/experiments/3/runs/r"
     assert run_url(f"sqlite:///{tmp_path}/m.db", "3", "r") is None  # no file: links
-    assert ui_command(f"sqlite:///{tmp_path}/m.db", tmp_path) == "mlflow ui --backend-store-uri sqlite:///m.db"
+    assert (
+        ui_command(f"sqlite:///{tmp_path}/m.db", tmp_path) == "mlflow ui --backend-store-uri sqlite:///m.db"
+    )
     assert ui_command((tmp_path / "runs").as_uri(), tmp_path) == "mlflow ui --backend-store-uri runs"
     outside = ui_command("sqlite:////elsewhere/m.db", tmp_path)
     assert outside == "mlflow ui --backend-store-uri sqlite:////elsewhere/m.db"
@@ -173,5 +202,7 @@ def test_a_tracker_switched_off_in_a_worker_stays_off_for_later_seeds() -> None:
     ok = SeedOutcome(0, "ok", result={"metrics": {}, "finding": None, "artifacts": []})
     tracking.observe([ok.with_warnings(["W&B: slow"])])
     assert tracking.tracker is not None  # another tracker's warning, or no switch: still on
-    tracking.observe([ok.with_warnings([f"MLflow: starting the run of s seed 0 failed (x); MLflow {SWITCHED_OFF}"])])
+    tracking.observe(
+        [ok.with_warnings([f"MLflow: starting the run of s seed 0 failed (x); MLflow {SWITCHED_OFF}"])]
+    )
     assert tracking.tracker is None
