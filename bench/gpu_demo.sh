@@ -8,7 +8,7 @@ export PYTHONPATH="$src${PYTHONPATH:+:$PYTHONPATH}" MPLBACKEND=Agg WANDB_MODE=di
 out="${OUT:-/tmp/gpu_demo_out}"; mkdir -p "$out"
 nvidia-smi -L
 python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-work=$(mktemp -d); cp -r "$src/research" "$src/experiments" "$work/"; printf '[pytest]\n' > "$work/pytest.ini"
+work=$(mktemp -d); cp -r "$src/research" "$src/experiments" "$src/conftest.py" "$work/"; printf '[pytest]\n' > "$work/pytest.ini"
 cd "$work"
 fresh() { rm -rf research/experiments/*/results*.yaml* research/experiments/*/FINDINGS.md research/FINDINGS.md research/artifacts research/experiments/*/.results*; }
 run() {  # label, args...

@@ -72,6 +72,29 @@ def load_split(params: Any) -> Split:
     return Split(x_train, y_train, x_val, y_val, x_test, y_test)
 
 
+class Digits:
+    """``digits(params)``: the split ``params`` ask for, made once and then shared.
+
+    The repository's conftest.py hands one of these to every handler that requests the
+    ``digits`` fixture (session-scoped), so the data set is loaded and split once per session
+    rather than once per seed.  Handlers must not change the arrays in place.  Pickled (for the
+    process and Modal executors) it travels empty: a worker makes the splits it needs.
+    """
+
+    def __init__(self) -> None:
+        self._splits: dict[tuple[Any, ...], Split] = {}
+
+    def __call__(self, params: Any) -> Split:
+        key = tuple(params.get(k) for k in ("test_fraction", "val_fraction", "split_seed", "n_train"))
+        split = self._splits.get(key)
+        if split is None:
+            split = self._splits[key] = load_split(params)
+        return split
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_splits": {}}
+
+
 def mlp(hidden: int, depth: int = 1, dropout: float = 0.0) -> nn.Sequential:
     """64 pixels -> ``depth`` ReLU layers of ``hidden`` units -> 10 logits."""
     layers: list[nn.Module] = []

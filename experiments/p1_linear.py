@@ -9,9 +9,9 @@ from torch import nn
 from experiments import common
 
 
-def p1_centroid(runner) -> dict:
+def p1_centroid(runner, digits) -> dict:
     """Nearest class centroid in pixel space (numpy): no training, one mean image per digit."""
-    split = common.load_split(runner.params)
+    split = digits(runner.params)  # the session's split (the `digits` fixture, conftest.py)
     centroids = np.stack([split.x_train[split.y_train == k].mean(axis=0) for k in range(common.N_CLASSES)])
 
     def predict(x: np.ndarray) -> np.ndarray:
@@ -25,11 +25,11 @@ def p1_centroid(runner) -> dict:
     }
 
 
-def p1_logreg(runner) -> dict:
+def p1_logreg(runner, digits) -> dict:
     """Multinomial logistic regression: one linear layer trained with Adam in torch."""
     common.setup_torch(runner.params)
     torch.manual_seed(runner.seed)
-    split = common.load_split(runner.params)
+    split = digits(runner.params)
     data = split.tensors(runner.device)
     model = nn.Linear(common.N_PIXELS, common.N_CLASSES)
     curve = common.train_classifier(

@@ -7,10 +7,10 @@ import torch
 from experiments import common
 
 
-def _train_mlp(runner, hidden: int) -> tuple[torch.nn.Module, dict, list[dict[str, float]]]:
+def _train_mlp(runner, digits, hidden: int) -> tuple[torch.nn.Module, dict, list[dict[str, float]]]:
     common.setup_torch(runner.params)
     torch.manual_seed(runner.seed)
-    data = common.load_split(runner.params).tensors(runner.device)
+    data = digits(runner.params).tensors(runner.device)
     model = common.mlp(hidden)
     curve = common.train_classifier(
         runner,
@@ -21,10 +21,10 @@ def _train_mlp(runner, hidden: int) -> tuple[torch.nn.Module, dict, list[dict[st
     return model, data, curve
 
 
-def p2_width(runner) -> dict:
+def p2_width(runner, digits) -> dict:
     """One point (and seed) of the width sweep; the plan selects the best mean validation accuracy."""
     hidden = int(runner.params["hidden"])
-    model, data, curve = _train_mlp(runner, hidden)
+    model, data, curve = _train_mlp(runner, digits, hidden)
     accuracy = common.accuracy(model, data["x_test"], data["y_test"])
     return {
         "finding": (
@@ -35,11 +35,11 @@ def p2_width(runner) -> dict:
     }
 
 
-def p2_mlp(runner) -> dict:
+def p2_mlp(runner, digits) -> dict:
     """The MLP over several seeds (one call per seed), against P1's logistic regression."""
     hidden = int(runner.params["hidden"])
     linear = runner.upstream["p1_logreg"]["metrics"]
-    model, data, curve = _train_mlp(runner, hidden)
+    model, data, curve = _train_mlp(runner, digits, hidden)
     accuracy = common.accuracy(model, data["x_test"], data["y_test"])
 
     artifacts = []

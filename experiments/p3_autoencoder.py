@@ -38,12 +38,12 @@ def _reconstruction_figure(originals: np.ndarray, rows: dict[str, np.ndarray]):
     return fig
 
 
-def p3_ae(runner) -> dict:
+def p3_ae(runner, digits) -> dict:
     """A 64-128-k-128-64 autoencoder trained on reconstruction (MSE) only: labels are never used."""
     common.setup_torch(runner.params)
     torch.manual_seed(runner.seed)
     p = runner.params
-    split = common.load_split(p)
+    split = digits(p)
     data = split.tensors(runner.device)
     enc, dec = common.encoder(p["hidden"], p["latent"]), common.decoder(p["hidden"], p["latent"])
     model = nn.Sequential(enc, dec).to(runner.device)
@@ -108,7 +108,7 @@ def _probe(runner, codes: dict[str, np.ndarray], split: common.Split) -> float:
     return common.accuracy(model, data["z_test"], data["y_test"])
 
 
-def p3_probe(runner) -> dict:
+def p3_probe(runner, digits) -> dict:
     """Linear probe on the autoencoder's codes (read from p3_ae's encoder.pt) and on PCA codes."""
     common.setup_torch(runner.params)
     upstream = runner.upstream["p3_ae"]
@@ -116,7 +116,7 @@ def p3_probe(runner) -> dict:
     latent = int(runner.params["latent"])
     enc = common.load_state_dict_bytes(common.encoder(runner.params["hidden"], latent), encoder_file)
     enc.to(runner.device).eval()
-    split = common.load_split(runner.params)
+    split = digits(runner.params)
     data = split.tensors(runner.device)
     with torch.no_grad():
         ae_codes = {part: enc(data[f"x_{part}"]).cpu().numpy() for part in ("train", "val", "test")}

@@ -37,6 +37,7 @@ def _copy_demo(dest: Path) -> None:
         ignore=shutil.ignore_patterns("artifacts-stub", "results.stub.yaml", "*.lock", ".results*.journal"),
     )
     shutil.copytree(REPO / "experiments", dest / "experiments", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copyfile(REPO / "conftest.py", dest / "conftest.py")  # the `digits` fixture, the Modal switch
 
 
 def test_demo_study_stub_runs_end_to_end(project: Project) -> None:
@@ -63,3 +64,28 @@ def test_demo_study_stub_runs_end_to_end(project: Project) -> None:
         assert (research / "artifacts-stub" / "p2_mlp" / png).read_bytes().startswith(b"\x89PNG")
     # a stub run never touches the committed example output
     assert {p: p.read_bytes() for p in committed} == committed
+
+
+def test_demo_stub_through_the_fake_modal_back_end(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The switch in the repository's conftest.py (on in CI): the demo's Modal items run through
+    # the fake back end, the `digits` fixture travelling pickled like any fixture value.
+    _copy_demo(project.path)
+    monkeypatch.setenv("MLEXP_FAKE_MODAL", "1")
+    args = ("-p", "no:randomly", "--experiment", "all", "--stub", "--mlexp-executor", "modal")
+    result = project.pytester.runpytest_subprocess(*args, timeout=180)
+    result.assert_outcomes(passed=11)
+    result.stdout.fnmatch_lines(["demo: Modal items run through the fake back end*"])
+    for exp_id in EXPERIMENTS:
+        for sub_id, entry in project.results(exp_id, stub=True)["sub_experiments"].items():
+            if "points" not in entry:
+                assert entry["executor"] == "modal", (exp_id, sub_id)
+    # artifacts came back from the "container" and the probe read the encoder through upstream
+    research = project.path / "research"
+    assert (research / "artifacts-stub" / "p3_ae" / "encoder.pt").stat().st_size > 0
+    # switched off, the same command asks real Modal, which has no credentials here
+    monkeypatch.setenv("MLEXP_FAKE_MODAL", "0")
+    monkeypatch.setenv("MODAL_CONFIG_PATH", str(project.path / "no-modal.toml"))
+    for name in ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    real = project.pytester.runpytest_subprocess(*args, "-x", timeout=180)
+    real.stdout.fnmatch_lines(["*infra_error (credentials)*"])
