@@ -32,6 +32,18 @@ class XdistHooks:
             return None
         from .xdist_scheduler import MlexpScheduling
 
+        # The scheduler below is a --dist loadscope whose scope for experiment items is their
+        # dependency component: a mode the user chose that differs is named, once.
+        dist = getattr(config.option, "dist", "load")
+        if dist not in ("load", "loadscope", "no"):
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(
+                    f"mlexp: --dist {dist} is replaced by pytest-mlexp's scheduler while experiments run: "
+                    "the experiments of one dependency component go to one worker, in order; "
+                    "other tests are spread by module (as with --dist loadscope)"
+                )
+
         return MlexpScheduling(config, log, self.state)
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:

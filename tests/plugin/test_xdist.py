@@ -107,3 +107,30 @@ def test_xdist_worker_crash_is_infra_error_and_not_rerun(
     assert entry["status"] == "infra_error"
     assert entry["error"]["kind"] == "lost_worker"
     result.stdout.fnmatch_lines(["*Errors: 1 (infra 1)*"])
+
+
+def test_a_dist_mode_the_scheduler_replaces_is_named_once(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.plan(PLAN)
+    project.handlers("handlers", HANDLERS)
+    monkeypatch.setenv("MLEXP_TEST_LOG", str(project.path / "calls.log"))
+    args = ("-p", "no:randomly", "-n", "2", "--experiment", "all")
+    result = project.pytester.runpytest_subprocess(*args, "--dist", "worksteal")
+    result.assert_outcomes(passed=8)
+    lines = [line for line in result.stdout.lines if "--dist" in line]
+    assert lines == [
+        "mlexp: --dist worksteal is replaced by pytest-mlexp's scheduler while experiments run: "
+        "the experiments of one dependency component go to one worker, in order; other tests are "
+        "spread by module (as with --dist loadscope)"
+    ]
+    # dependency order held anyway: e-b's item ran after both of e-a's, on the same worker
+    calls = _log(project)
+    order = [sub for sub, _ in calls]
+    assert order.index("eb_1") > max(order.index("ea_1"), order.index("ea_2"))
+    assert {w for sub, w in calls if sub.startswith(("ea", "eb"))} == {dict(calls)["eb_1"]}
+    # the default mode (load), and loadscope, which it is, say nothing
+    (project.path / "calls.log").unlink()
+    plain = project.pytester.runpytest_subprocess(*args, "--dist", "loadscope")
+    plain.assert_outcomes(passed=8)
+    assert "--dist" not in plain.stdout.str()
