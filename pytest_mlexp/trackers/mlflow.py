@@ -263,15 +263,23 @@ class MlflowRun(TrackerRun):
     def progress(self, fraction: float, stage: str | None) -> None:
         self.log({f"{self._task.sub_id}/progress": fraction}, None)
 
-    def _flush(self) -> None:
+    def _flush(self, tags: Sequence[Any] = ()) -> None:
+        """Send the pending points (and ``tags``) in as few writes as MLflow's batch limits allow:
+        each is a transaction of its own, tens of milliseconds on a sqlite store."""
         pending, self._pending = self._pending, []
         self._last_flush = time.monotonic()
-        if not pending or self._log_failed:
+        if not (pending or tags) or self._log_failed:
             return
         try:
             with _quiet():
-                for start in range(0, len(pending), METRICS_PER_BATCH):
-                    self._client.log_batch(self.run_id, metrics=pending[start : start + METRICS_PER_BATCH])
+                m, t = 0, 0
+                while m < len(pending) or t < len(tags):
+                    self._client.log_batch(
+                        self.run_id,
+                        metrics=pending[m : m + METRICS_PER_BATCH],
+                        tags=list(tags[t : t + PARAMS_PER_BATCH]),
+                    )
+                    m, t = m + METRICS_PER_BATCH, t + PARAMS_PER_BATCH
         except Exception as exc:  # stop logging this run; the result does not depend on it
             self._log_failed = True
             self._tracker.warn(
@@ -305,14 +313,8 @@ class MlflowRun(TrackerRun):
             number = _number(value)
             if number is not None:
                 self._pending.append(self._metric(key, number, final))
-        self._flush()
-        try:
-            tags = [RunTag(k, v) for k, v in self._tags(summary).items()]
-            with _quiet():
-                for start in range(0, len(tags), PARAMS_PER_BATCH):
-                    self._client.log_batch(self.run_id, tags=tags[start : start + PARAMS_PER_BATCH])
-        except Exception as exc:
-            tracker.warn(f"MLflow: writing the summary of {task.label} failed: {_short(exc)}")
+        # the last points, the returned metrics and the summary's tags: one write
+        self._flush([RunTag(k, v) for k, v in self._tags(summary).items()])
         try:
             self._artifacts(artifacts)
         except Exception as exc:
