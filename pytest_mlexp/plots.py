@@ -119,6 +119,28 @@ def _compared_bands(c: Criterion | None) -> list[list[Any]]:
     return []
 
 
+def borderline_span(c: Criterion | None, compared: bool = False) -> list[float] | None:
+    """The pass side's first stretch, as wide as the criterion's explicit ``borderline``: a pass
+    in it is listed for review (``[low, high]``), or None."""
+    margin = _num(getattr(c, "borderline", None)) if c is not None else None
+    if c is None or margin is None or margin <= 0:
+        return None
+    if c.kind == "tiered" and not compared:
+        a, t, f = _num(c.acceptable), _num(c.target), _num(c.failure)
+        if a is None or t is None:
+            return None
+        higher = (c.direction or ("higher" if f is None or t >= f else "lower")) == "higher"
+        return [a, a + margin] if higher else [a - margin, a]
+    edge = 0.0 if compared else _num(c.threshold)
+    if edge is None:
+        return None
+    if c.op in (">", ">="):
+        return [edge, edge + margin]
+    if c.op in ("<", "<="):
+        return [edge - margin, edge]
+    return None
+
+
 def _seed_values(entry: Any, metric: str) -> list[float]:
     per_seed = entry.get("per_seed") if isinstance(entry, Mapping) else None
     if not isinstance(per_seed, Mapping):
@@ -134,11 +156,13 @@ def _criterion_row(
     stats = data.get("stats")
     ci = stats.get("ci95") if isinstance(stats, Mapping) else None
     shown_bands = bands(c)
+    margin = borderline_span(c)
     compared = data.get("compared")
     if isinstance(compared, Mapping) and _num(compared.get("difference")) is not None:
         value, ci, seeds = _num(compared["difference"]), compared.get("ci"), []
         label += f" − {compared.get('other', 'other')}"
         shown_bands = _compared_bands(c)
+        margin = borderline_span(c, compared=True)
     interval = [float(ci[0]), float(ci[1])] if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
     return {
         "label": label,
@@ -149,6 +173,7 @@ def _criterion_row(
         "passed": bool(data.get("passed")),
         "rule": str(data.get("rule", "")),
         "bands": shown_bands,
+        "borderline": margin,
     }
 
 
@@ -290,7 +315,8 @@ def curves_spec(plan: Plan, sub: SubExperiment, entry: Any) -> dict[str, Any] | 
                     "curves": {k: _mean_curve(data["seeds"], k) for k in keys},
                 }
             )
-        note = f" ({len(files)} of {len(points)} points)" if len(points) > len(files) else ""
+        shown = f"{len(files)} of {len(points)} points, " if len(points) > len(files) else ""
+        note = f" ({shown}each the mean of its seeds)"
     else:
         data = curve_files.read(curve_files.curve_path(plan.root, exp_id, sub.id, None))
         if data is None:
@@ -318,6 +344,7 @@ def curves_spec(plan: Plan, sub: SubExperiment, entry: Any) -> dict[str, Any] | 
                 {
                     "label": f"mean of {len(seeds)} seeds",
                     "bold": True,
+                    "colour": "#000000",  # not one of the seeds' colours
                     "curves": {k: _mean_curve(seeds, k) for k in keys},
                 }
             )
@@ -439,6 +466,7 @@ def _draw_criteria(spec: Mapping[str, Any]) -> Any:
     for ax, row in zip(axes, rows, strict=True):
         numbers = [row["value"], *(row["ci"] or ()), *row["seeds"]]
         numbers += [e for b in row["bands"] for e in b[:2] if e is not None]
+        numbers += row.get("borderline") or []
         finite = [n for n in numbers if n is not None]
         low, high = _limits(finite) if finite else (0.0, 1.0)
         for start, end, level in row["bands"]:
@@ -448,6 +476,11 @@ def _draw_criteria(spec: Mapping[str, Any]) -> Any:
                 ax.axvspan(left, right, color=BAND_COLOURS.get(level, "#eeeeee"), alpha=0.55, lw=0)
                 ax.text((left + right) / 2, 0.97, level, ha="center", va="top", fontsize=7, color="#444444",
                         transform=ax.get_xaxis_transform())  # fmt: skip
+        if row.get("borderline"):
+            left, right = row["borderline"]
+            ax.axvspan(left, right, facecolor="none", hatch="///", edgecolor="#b8860b", lw=0, alpha=0.6)
+            ax.text(left, 0.04, " borderline", ha="left", va="bottom", fontsize=6.5,
+                    color="#8a6400", transform=ax.get_xaxis_transform())  # fmt: skip
         if row["seeds"]:
             n = len(row["seeds"])
             ys = [0.22 + 0.36 * (i / max(1, n - 1)) for i in range(n)] if n > 1 else [0.4]
@@ -538,7 +571,7 @@ def _draw_curves(spec: Mapping[str, Any]) -> Any:
                 continue
             xs, ys = [p[0] for p in points], [p[1] for p in points]
             if line["bold"]:
-                ax.plot(xs, ys, lw=1.8, label=line["label"], zorder=3)
+                ax.plot(xs, ys, lw=1.8, label=line["label"], zorder=3, color=line.get("colour"))
             else:
                 ax.plot(xs, ys, lw=0.9, alpha=0.45, label=line["label"], zorder=2)
         ax.set_title(key, fontsize=8.5)
