@@ -209,10 +209,12 @@ def _plotter(state: MlexpSession) -> Any:
     from . import plots
 
     if not plots.available():
-        state.notes_end.append(
+        note = (
             "mlexp: no charts: matplotlib is not installed (pip install matplotlib, "
             "or set the ini option mlexp_plots = false)"
         )
+        if note not in state.notes_end:  # once, however many plans were written
+            state.notes_end.append(note)
         return None
 
     def draw(plan: Any, exp: Any, doc: Any, verdict: Any) -> dict[str, str]:
