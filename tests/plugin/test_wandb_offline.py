@@ -145,7 +145,9 @@ def test_offline_runs_read_back(project: Project, monkeypatch: pytest.MonkeyPatc
     assert result.ret == 1, result.stdout.str()  # e_a_3 raised
     result.stdout.fnmatch_lines(["*e_a_1*failed*loss*", "*e_a_3*error*"])
     assert "Captured log" not in result.stdout.str()  # W&B logs to wandb/debug.log only
-    assert "W&B" not in result.stdout.str()  # no warnings: nothing went wrong
+    assert "warning: W&B" not in result.stdout.str()  # no warnings: nothing went wrong
+    # the summary says where each run is, labelled with the tracker's name
+    result.stdout.fnmatch_lines(["*e_a_1 *failed*", "* W&B (offline): wandb sync wandb/offline-run-*"])
 
     subs = project.results("exp-a")["sub_experiments"]
     # One run per sub-experiment (sweep point) and seed, under <project root>/wandb/.
