@@ -90,6 +90,7 @@ class SessionHooks:
             from .reporting import check_results_folders
 
             check_results_folders(state, [])
+        self._prepare_mlflow(session)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         # --mlexp-executor names something only once every conftest.py is loaded (executors
@@ -111,11 +112,10 @@ class SessionHooks:
 
             check_results_folders(state, session.items)
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        # MLflow's store is made here, once, before pytest-xdist starts its workers (its
-        # sessionstart is trylast) and before any executor does: several processes creating a
-        # fresh sqlite store at once fail in MLflow's schema migration.
+    def _prepare_mlflow(self, session: pytest.Session) -> None:
+        # MLflow's store is made at session start, once, before pytest-xdist starts its workers
+        # (its sessionstart is trylast) and before any executor does: several processes
+        # creating a fresh sqlite store at once fail in MLflow's schema migration.
         state = self.state
         if (
             state.tracker_name != "mlflow"
