@@ -977,6 +977,7 @@ def render_project(
         out.append("")
 
     from .verdict import blockers as blockers_of
+
     if plan.experiments and (gates or any(e.dependencies for e in plan.experiments)):
         out += ["### Gates and dependencies", ""]
         out += mermaid_graph(plan, verdicts, gates)
