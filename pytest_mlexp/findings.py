@@ -895,7 +895,8 @@ def mermaid_graph(
     lines = ["```mermaid", "flowchart LR"]
     for exp in plan.experiments:
         v = verdicts.get(exp.id)
-        state = f"{v.recommendation} ({v.status})" if v is not None else "not run"
+        # the verdict and what to do about it: "passed · investigate"
+        state = f"{getattr(v, 'verdict', v.status)} · {v.recommendation}" if v is not None else "not run"
         if classes[exp.id] == "notrun":
             state = "not run yet" if v is None or v.status == "not_started" else v.status
         lines.append(f'  {ids[exp.id]}["{_mm(exp.id)}<br/>{_mm(state)}"]:::{classes[exp.id]}')

@@ -104,7 +104,7 @@ def test_charts_are_drawn_linked_and_kept_when_unchanged(project: Project) -> No
     # The gate and dependency graph, coloured by verdict
     overview = project.findings()
     graph = overview[overview.index("```mermaid") : overview.index("```", overview.index("```mermaid") + 3)]
-    assert 'e0["e-base<br/>proceed (completed)"]:::passed' in graph
+    assert 'e0["e-base<br/>passed · proceed"]:::passed' in graph
     assert 'g0{{"Gate 1"}}:::passed' in graph and "e0 --> g0" in graph and "g0 --> e1" in graph
     assert 'e0 -.->|"b_1 → m_fit"| e1' in graph
     assert "classDef failed" in graph

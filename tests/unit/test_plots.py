@@ -201,7 +201,7 @@ def test_the_gate_graph_names_every_link_and_colours_by_verdict(tmp_path: Path) 
     gates = [(g, *gate_status(plan, g, verdicts)) for g in plan.gates]
     text = "\n".join(mermaid_graph(plan, verdicts, gates))
     assert text.startswith("```mermaid\nflowchart LR\n")
-    assert 'e0["e-a<br/>proceed (completed)"]:::passed' in text
+    assert 'e0["e-a<br/>passed · proceed"]:::passed' in text
     assert ":::failed" in text.split("\n")[3]  # e-b
     assert 'e2["e-c<br/>not run yet"]:::notrun' in text
     assert 'g0{{"The #quot;gate#quot;"}}:::passed' in text  # quotes escaped inside the label
