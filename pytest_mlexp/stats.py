@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Literal
 
@@ -192,6 +192,24 @@ def aggregate(values: Sequence[float], how: Literal["mean", "median", "min", "ma
     raise ValueError(f"unknown aggregate {how!r}: use mean, median, min or max")
 
 
+def _smallest_settling(settles: Callable[[int], bool]) -> int:
+    """The smallest n in 2..SEEDS_CAP for which ``settles(n)`` holds (it holds for every larger n
+    once it holds: the interval only narrows as seeds are added), found by binary search;
+    ``SEEDS_CAP + 1`` when even SEEDS_CAP does not settle it."""
+    if not settles(SEEDS_CAP):
+        return SEEDS_CAP + 1
+    lo, hi = 2, SEEDS_CAP  # settles(hi) holds; find the smallest such n
+    if settles(lo):
+        return lo
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if settles(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
 def seeds_to_settle(values: Sequence[float], threshold: float, confidence: float) -> int | None:
     """About how many seeds would make the ``confidence`` interval of the mean exclude ``threshold``.
 
@@ -212,18 +230,7 @@ def seeds_to_settle(values: Sequence[float], threshold: float, confidence: float
     def settles(n: int) -> bool:
         return t_quantile(p, n - 1) * std / math.sqrt(n) < gap
 
-    if not settles(SEEDS_CAP):
-        return SEEDS_CAP + 1
-    lo, hi = 2, SEEDS_CAP  # settles(hi) holds; find the smallest such n
-    if settles(lo):
-        return lo
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if settles(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    return _smallest_settling(settles)
 
 
 def _welch_df(va: float, vb: float, na: float, nb: float) -> float:
@@ -276,18 +283,7 @@ def seeds_to_settle_welch(
         va, vb = sa * sa / n, sb * sb / n
         return t_quantile(p, _welch_df(va, vb, n, n)) * math.sqrt(var / n) < gap
 
-    if not settles(SEEDS_CAP):
-        return SEEDS_CAP + 1
-    lo, hi = 2, SEEDS_CAP
-    if settles(lo):
-        return lo
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if settles(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    return _smallest_settling(settles)
 
 
 def seeds_phrase(seeds_needed: int | None) -> str:

@@ -48,3 +48,42 @@ def experiment(exp_id: str, subs: Any = (), **fields: Any) -> Experiment:
     )
     base.update(fields)
     return Experiment(**base)
+
+
+def recording_tracker_conftest(log_name: str, line: str) -> str:
+    """A conftest.py whose ``pytest_mlexp_tracker`` hook gives a tracker that appends, at each
+    run's finish, ``json.dumps(<line>)`` to ``<log_name>`` next to it: ``line`` is a Python
+    expression over ``self.task``, ``summary`` and ``artifacts``.  Tests read the log back to
+    see what a tracker was given."""
+    return f'''
+import json
+from pathlib import Path
+
+from pytest_mlexp.trackers.base import Tracker, TrackerRun
+
+LOG = Path(__file__).parent / "{log_name}"
+
+
+class Run(TrackerRun):
+    def __init__(self, task):
+        self.task = task
+
+    def log(self, metrics, step):
+        pass
+
+    def finish(self, summary, *, artifacts=(), failed=False):
+        with LOG.open("a") as f:
+            f.write(json.dumps({line}) + "\\n")
+        return None
+
+
+class Recorder(Tracker):
+    name = "recorder"
+
+    def start(self, task):
+        return Run(task)
+
+
+def pytest_mlexp_tracker(config):
+    return Recorder()
+'''

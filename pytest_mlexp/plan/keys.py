@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from ..textutil import closest
+
 # --- key tables (the schema is generated from these) ------------------------------------------
 
 INHERITABLE_KEYS: tuple[str, ...] = (
@@ -129,52 +131,18 @@ HANDLER_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 MARK_RE = re.compile(r"^[A-Za-z_]\w*(\(.*\))?$")  # a name, or a call: timeout(3600)
 
 
-# --- edit distance ----------------------------------------------------------------------------
-
-
-def _distance(a: str, b: str) -> int:
-    """Optimal-string-alignment (restricted Damerau-Levenshtein) distance."""
-    if a == b:
-        return 0
-    prev2: list[int] = []
-    prev = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        cur = [i] + [0] * len(b)
-        for j in range(1, len(b) + 1):
-            cost = 0 if a[i - 1] == b[j - 1] else 1
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                cur[j] = min(cur[j], prev2[j - 2] + 1)
-        prev2, prev = prev, cur
-    return prev[len(b)]
-
-
-def _closest(word: str, candidates: Iterable[str], short: int = 6) -> str | None:
-    """The candidate within distance 2 of ``word`` (1 for candidates shorter than ``short``)."""
-    best: tuple[int, str] | None = None
-    lowered = word.lower()
-    for cand in candidates:
-        limit = 2 if len(cand) >= short else 1
-        if abs(len(cand) - len(word)) > limit:
-            continue
-        d = _distance(lowered, cand.lower())
-        if d <= limit and (best is None or d < best[0]):
-            best = (d, cand)
-    return best[1] if best is not None else None
-
-
 def near_miss(key: Any, level: str) -> str | None:
     """The known key of ``level`` that an unknown ``key`` was probably meant to be, if any."""
     if not isinstance(key, str) or key in ANNOTATION_KEYS[level]:
         return None
-    return _closest(key, KNOWN_KEYS[level])
+    return closest(key, KNOWN_KEYS[level])
 
 
 def closest_id(word: str, ids: Iterable[str]) -> str | None:
     # ids are long and similar (e_p2_1, e_p2_2): a distance of 2 only suggests, never decides
-    return _closest(word, ids, short=4)
+    return closest(word, ids, short=4)
 
 
 def closest_key(word: str, keys: Iterable[str]) -> str | None:
     """The key of ``keys`` that ``word`` was probably meant to be (the near-miss rule), if any."""
-    return _closest(word, keys)
+    return closest(word, keys)

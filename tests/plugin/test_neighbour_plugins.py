@@ -8,42 +8,12 @@ import json
 import pytest
 
 from tests.conftest import Project
+from tests.factories import recording_tracker_conftest
 
 pytest.importorskip("pytest_rerunfailures")
 pytest.importorskip("pytest_timeout")
 
-TRACKER = """
-import json
-from pathlib import Path
-
-from pytest_mlexp.trackers.base import Tracker, TrackerRun
-
-LOG = Path(__file__).parent / "runs.log"
-
-
-class Run(TrackerRun):
-    def __init__(self, task):
-        self.task = task
-
-    def log(self, metrics, step):
-        pass
-
-    def finish(self, summary, *, artifacts=(), failed=False):
-        with LOG.open("a") as f:
-            f.write(json.dumps([self.task.sub_id, self.task.seed]) + "\\n")
-        return None
-
-
-class Runs(Tracker):
-    name = "runs"
-
-    def start(self, task):
-        return Run(task)
-
-
-def pytest_mlexp_tracker(config):
-    return Runs()
-"""
+TRACKER = recording_tracker_conftest("runs.log", "[self.task.sub_id, self.task.seed]")
 
 RERUN_PLAN = """
 project: {name: Reruns, hypothesis: "h"}

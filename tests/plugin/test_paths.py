@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Project
+from tests.factories import recording_tracker_conftest
 
 PLAN = """
 project: {name: Paths, hypothesis: "h"}
@@ -66,38 +67,7 @@ def a_ok(runner):
     return {"metrics": {"m": 3.0}}
 """
 
-TRACKER = """
-import json
-from pathlib import Path
-
-from pytest_mlexp.trackers.base import Tracker, TrackerRun
-
-LOG = Path(__file__).parent / "uploads.log"
-
-
-class Run(TrackerRun):
-    def __init__(self, task):
-        self.task = task
-
-    def log(self, metrics, step):
-        pass
-
-    def finish(self, summary, *, artifacts=(), failed=False):
-        with LOG.open("a") as f:
-            f.write(json.dumps([self.task.sub_id, [str(a) for a in artifacts]]) + "\\n")
-        return None
-
-
-class Uploads(Tracker):
-    name = "uploads"
-
-    def start(self, task):
-        return Run(task)
-
-
-def pytest_mlexp_tracker(config):
-    return Uploads()
-"""
+TRACKER = recording_tracker_conftest("uploads.log", "[self.task.sub_id, [str(a) for a in artifacts]]")
 
 
 @pytest.fixture

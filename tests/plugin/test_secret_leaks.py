@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Project
+from tests.factories import recording_tracker_conftest
 
 HF_TOKEN = "hf_envsecret_abcdefgh123"
 WANDB_API_KEY = "wandbsecretkey0123456789abcdef"
@@ -52,38 +53,7 @@ def k_sweep(runner):
     return {"metrics": {"m": 1.0}, "finding": "used " + runner.params["api_token"]}
 """
 
-TRACKER = """
-import json
-from pathlib import Path
-
-from pytest_mlexp.trackers.base import Tracker, TrackerRun
-
-LOG = Path(__file__).parent / "tracker.log"
-
-
-class Run(TrackerRun):
-    def __init__(self, task):
-        self.task = task
-
-    def log(self, metrics, step):
-        pass
-
-    def finish(self, summary, *, artifacts=(), failed=False):
-        with LOG.open("a") as f:
-            f.write(json.dumps({"settings": self.task.tracking, "summary": summary}) + "\\n")
-        return None
-
-
-class Recorder(Tracker):
-    name = "recorder"
-
-    def start(self, task):
-        return Run(task)
-
-
-def pytest_mlexp_tracker(config):
-    return Recorder()
-"""
+TRACKER = recording_tracker_conftest("tracker.log", '{"settings": self.task.tracking, "summary": summary}')
 
 
 def _setup(project: Project, monkeypatch: pytest.MonkeyPatch, *, fail: bool = False) -> None:
