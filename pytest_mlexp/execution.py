@@ -131,9 +131,13 @@ def run_seed(
     metric_sinks: tuple[MetricSink, ...] = (),
     progress_sinks: tuple[ProgressSink, ...] = (),
     on_runner: Callable[[ExperimentRunner], None] | None = None,
+    interrupt_is_error: bool = False,
 ) -> SeedOutcome:
     """Run the handler once and return its outcome: ``ok`` with the normalised result, or
-    ``error`` with the traceback (the handler raised, or returned something invalid)."""
+    ``error`` with the traceback (the handler raised, or returned something invalid).
+
+    ``interrupt_is_error``: a ``KeyboardInterrupt`` is the handler's error too (in a worker
+    process, where no Ctrl-C can arrive: the handler raised it); else it propagates (Ctrl-C)."""
     # Tracking (W&B, or a hook's tracker) opens here, where the handler runs, from the plain
     # settings in task.tracking: the same in the pytest process, a worker or a Modal container.
     tracked = None
@@ -184,8 +188,10 @@ def run_seed(
                 # A child the handler forked, returning (or raising) into our code: it must
                 # never go on to record results or run the rest of the session.
                 _REAL_EXIT(0)
-    except KeyboardInterrupt:
-        raise
+    except KeyboardInterrupt as exc:
+        if not interrupt_is_error:
+            raise  # Ctrl-C in the pytest process
+        error = error_info("handler", exc, skip_frames=1)  # in a worker: the handler raised it
     except SeedInterrupt as exc:  # stopped by the executor: a timeout, an os._exit caught
         error = error_info(exc.kind, exc, skip_frames=1)
         error["type"] = "".join(part.capitalize() for part in exc.kind.split("_"))

@@ -6,18 +6,23 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .runner import MetricSink, ProgressSink
 
 
-def file_sinks(path: Path) -> tuple[MetricSink, ProgressSink]:
-    """Sinks that append each logged point to ``path`` (flushed, so the parent sees it soon)."""
+@contextlib.contextmanager
+def progress_file(path: Path) -> Iterator[tuple[MetricSink, ProgressSink]]:
+    """Sinks that append each logged point to ``path`` (flushed, so the parent sees it soon);
+    the file is closed when the seed ends (a warm worker runs many seeds)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fh = path.open("w", encoding="utf-8")
+    with path.open("w", encoding="utf-8") as fh:
+        yield _sinks(fh)
 
+
+def _sinks(fh: TextIO) -> tuple[MetricSink, ProgressSink]:
     def on_metrics(metrics: Mapping[str, Any], step: int | None) -> None:
         fh.write(json.dumps({"m": dict(metrics), "s": step}, default=repr) + "\n")
         fh.flush()

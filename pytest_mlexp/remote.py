@@ -1,17 +1,25 @@
 """The worker side of the ``process`` and ``modal`` executors.
 
-``python -m pytest_mlexp.remote TASK.json OUTCOME.json [--fixtures FIXTURES.pickle]`` runs one
-seed and writes its outcome; :func:`modal_entry` is the body of the Modal function and runs the
-same code in a container.  Both go through :func:`run_task`.  Standard library and
-``execution`` only: this is what a worker or container imports before the handler does.
+* :func:`serve`: a warm worker, running the seeds that arrive on a socket one after another
+  (forked from the fork server, ``forkserver.py``, or ``python -m pytest_mlexp.remote --serve FD``).
+* ``python -m pytest_mlexp.remote TASK.json OUTCOME.json [--fixtures FIXTURES.pickle]`` runs one
+  seed and writes its outcome (for executors that start one process per seed elsewhere).
+* :func:`modal_entry` is the body of the Modal function and runs the same code in a container.
+
+All go through :func:`run_task`.  Standard library and ``execution`` only: this is what a
+worker or container imports before the handler does.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import pickle
 import shutil
+import signal
+import socket
 import sys
 import threading
 import time
@@ -57,17 +65,31 @@ def unpack_fixtures(blob: bytes) -> dict[str, Any]:
 
 
 def run_task(
-    task_data: Mapping[str, Any], fixtures_blob: bytes | None = None, *, follow: bool = False
+    task_data: Mapping[str, Any],
+    fixtures_blob: bytes | None = None,
+    *,
+    follow: bool = False,
+    interrupt_is_error: bool = False,
 ) -> dict[str, Any]:
     """One seed: a Task dict (and pickled fixtures) in, the outcome as plain data out
     (``SeedOutcome.to_dict()``; handler errors included, with their traceback).
 
     ``follow``: also append what the handler logs to the workdir's progress file, which the
-    pytest process reads for its live line (process executor)."""
-    return run_outcome(Task.from_dict(task_data), fixtures_blob, follow=follow).to_dict()
+    pytest process reads for its live line (process executor).  ``interrupt_is_error``: a
+    ``KeyboardInterrupt`` raised by the handler is its error (in a worker process)."""
+    outcome = run_outcome(
+        Task.from_dict(task_data), fixtures_blob, follow=follow, interrupt_is_error=interrupt_is_error
+    )
+    return outcome.to_dict()
 
 
-def run_outcome(task: Task, fixtures_blob: bytes | None = None, *, follow: bool = False) -> SeedOutcome:
+def run_outcome(
+    task: Task,
+    fixtures_blob: bytes | None = None,
+    *,
+    follow: bool = False,
+    interrupt_is_error: bool = False,
+) -> SeedOutcome:
     """:func:`run_task`, as the typed record."""
     started = now_iso()
     fixtures: dict[str, Any] = {}
@@ -78,16 +100,23 @@ def run_outcome(task: Task, fixtures_blob: bytes | None = None, *, follow: bool 
             return SeedOutcome.failure(task.seed, "fixture", exc, started_at=started)
     try:
         handler = import_handler(task)
-    except KeyboardInterrupt:
-        raise
     except BaseException as exc:  # a module that calls sys.exit() on import is its error too
+        if isinstance(exc, KeyboardInterrupt) and not interrupt_is_error:
+            raise
         return SeedOutcome.failure(task.seed, "import", exc, started_at=started)
-    sinks: tuple[Any, ...] = ()
-    if follow and task.progress_file:
-        from .progress import file_sinks
+    if not (follow and task.progress_file):
+        return run_seed(task, handler, fixtures=fixtures, interrupt_is_error=interrupt_is_error)
+    from .progress import progress_file
 
-        sinks = file_sinks(Path(task.progress_file))
-    return run_seed(task, handler, fixtures=fixtures, metric_sinks=sinks[:1], progress_sinks=sinks[1:])
+    with progress_file(Path(task.progress_file)) as (on_metrics, on_progress):
+        return run_seed(
+            task,
+            handler,
+            fixtures=fixtures,
+            metric_sinks=(on_metrics,),
+            progress_sinks=(on_progress,),
+            interrupt_is_error=interrupt_is_error,
+        )
 
 
 def _jsonable(value: Any) -> Any:
@@ -102,20 +131,193 @@ def write_outcome(path: Path, outcome: Mapping[str, Any]) -> None:
 
 
 def _watch_parent(parent: int) -> None:
-    """Exit when pytest is gone: workers run in their own session, so nothing else stops an
-    orphan (pytest killed with SIGKILL, a crashed xdist worker)."""
+    """Exit when pytest is gone, taking the handler's children along: a worker runs in its
+    own session, so nothing else stops an orphan (pytest killed with SIGKILL, a crashed xdist
+    worker).  The fallback for workers that pytest started itself; those forked from the
+    server are looked after by it (``forkserver.py``)."""
 
     def _loop() -> None:
         while True:
             time.sleep(1.0)
             if os.getppid() != parent:
-                os._exit(3)
+                _end_group(3)
 
     threading.Thread(target=_loop, name="mlexp-parent-watch", daemon=True).start()
 
 
+def _end_group(code: int) -> None:
+    """Kill this worker's process group (itself and what the handler started) and exit."""
+    if hasattr(os, "killpg") and os.getpgid(0) == os.getpid():  # only a group we lead
+        with contextlib.suppress(OSError):
+            os.killpg(0, signal.SIGKILL)
+    os._exit(code)
+
+
+# --- warm workers -------------------------------------------------------------------------------
+
+#: signal handlers a handler may change, put back before the next seed
+_SIGNALS = tuple(
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGALRM", "SIGUSR1", "SIGUSR2", "SIGCHLD", "SIGPIPE")
+    if hasattr(signal, name)
+)
+
+
+class Baseline:
+    """The process state a worker starts each seed from, taken when it starts serving:
+    the environment (``CUDA_VISIBLE_DEVICES``, ``MLEXP_*``), the working directory,
+    ``sys.argv``, the standard streams and signal handlers (and no pending alarm).  A seed
+    that changed them leaves the next seed none the wiser.  What the handler's own modules
+    keep in their globals stays: that is what a warm worker is for."""
+
+    def __init__(self) -> None:
+        self.environ = dict(os.environ)
+        self.cwd = os.getcwd()
+        self.argv = list(sys.argv)
+        self.signals = {s: signal.getsignal(s) for s in _SIGNALS}
+
+    def restore(self) -> None:
+        if os.environ != self.environ:
+            os.environ.clear()
+            os.environ.update(self.environ)
+        try:
+            if os.getcwd() != self.cwd:
+                os.chdir(self.cwd)
+        except OSError:  # the folder it left us in was removed
+            os.chdir(self.cwd)
+        if sys.argv != self.argv:
+            sys.argv[:] = self.argv
+        if hasattr(signal, "setitimer"):
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        for signum, handler in self.signals.items():
+            if handler is not None and signal.getsignal(signum) is not handler:
+                with contextlib.suppress(OSError, ValueError):
+                    signal.signal(signum, handler)
+        _restore_streams()
+
+
+def _restore_streams() -> None:
+    """``sys.stdout``/``stderr`` back to the process's own streams on fds 1 and 2 (a handler may
+    have replaced or closed them)."""
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        original = getattr(sys, f"__{name}__")
+        if original is None or original.closed:
+            raw = io.FileIO(fd, "w", closefd=False)
+            original = io.TextIOWrapper(raw, encoding="utf-8", errors="backslashreplace", line_buffering=True)
+            setattr(sys, f"__{name}__", original)
+        if getattr(sys, name) is not original:
+            setattr(sys, name, original)
+
+
+def _flush_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # closed, or replaced by something odd
+            stream.flush()
+
+
+def _redirect_output(fd: int) -> None:
+    """Send this process's fds 1 and 2 (and so ``print``, C extensions, child processes) to ``fd``."""
+    _flush_streams()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+
+
+def _end_children(before: set[int]) -> None:
+    """Kill (and collect) every process the seed started: children that are new since it
+    began, with everything below them (orphans re-parented here come along, see
+    ``set_child_subreaper``); those started before it, at import time, are left."""
+    from .procutil import children, kill_trees, reap
+
+    started = [pid for pid in children() if pid not in before]
+    if started:
+        kill_trees(started)
+        reap(started, timeout=10.0)
+
+
+def _free_memory() -> None:
+    """Between seeds: give the GPU memory torch caches back, so that the next seed (or another
+    process on this GPU) has it."""
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    try:
+        if cuda is not None and cuda.is_initialized():
+            import gc
+
+            gc.collect()
+            cuda.empty_cache()
+    except Exception:  # a best effort: the next seed still runs
+        pass
+
+
+def run_one(header: Mapping[str, Any], blob: bytes, baseline: Baseline, idle_fd: int) -> dict[str, Any]:
+    """One seed in a warm worker: fresh state, output to the seed's log, children ended after."""
+    from .procutil import children
+
+    baseline.restore()
+    log = header.get("log")
+    log_fd = os.open(str(log), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600) if log else idle_fd
+    _redirect_output(log_fd)
+    before = set(children())
+    try:
+        # Params, upstream and variant come from this message's JSON: a fresh copy every seed.
+        return run_task(header["task"], blob or None, follow=True, interrupt_is_error=True)
+    finally:
+        _flush_streams()
+        _end_children(before)
+        _redirect_output(idle_fd)
+        if log_fd != idle_fd:
+            os.close(log_fd)
+
+
+def serve(sock: socket.socket) -> int:
+    """A warm worker: run the seeds that arrive on ``sock`` one after another, each in the
+    state :class:`Baseline` took, until told to exit or the pytest process goes away.
+
+    Messages (``wire.py``): ``{"op": "run", "task": {...}, "log": path}`` with the pickled
+    fixtures as the blob, answered by ``{"op": "done", "outcome": {...}}``; ``{"op": "exit"}``."""
+    from . import wire
+    from .procutil import children, kill_trees, reap, set_child_subreaper
+
+    set_child_subreaper()  # what a handler's children leave behind comes to us, to be killed
+    # A child the handler forks (a data loader's workers) must not hold our end of the socket:
+    # the pytest process learns that this worker died from the socket closing.
+    os.register_at_fork(after_in_child=sock.close)
+    with contextlib.suppress(ImportError):
+        import faulthandler
+
+        faulthandler.enable()  # a crash in C leaves its traceback in the seed's log
+    idle_fd = os.dup(1)  # where output goes between seeds (the worker's own log)
+    baseline = Baseline()
+    try:
+        while True:
+            message = wire.recv(sock)
+            if message is None:
+                return 0  # pytest closed the connection (or is gone)
+            header, blob = message
+            if header.get("op") != "run":
+                return 0
+            outcome = run_one(header, blob, baseline, idle_fd)
+            wire.send(sock, {"op": "done", "outcome": outcome})
+            _free_memory()
+    finally:
+        trackers = sys.modules.get("pytest_mlexp.trackers")  # imported only if a seed tracked
+        if trackers is not None:
+            with contextlib.suppress(Exception):
+                trackers.teardown_all()  # offline tracker files are complete once this returns
+        leftover = children()
+        if leftover:
+            kill_trees(leftover)
+            reap(leftover, timeout=5.0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--serve"] and len(args) == 2 and args[1].isdigit():
+        # A warm worker that pytest started itself (no fork server): the socket is fd args[1].
+        parent = os.environ.get("MLEXP_PARENT_PID")
+        if parent and parent.isdigit():
+            _watch_parent(int(parent))
+        return serve(socket.socket(fileno=int(args[1])))
     blob: bytes | None = None
     if "--fixtures" in args:
         i = args.index("--fixtures")
@@ -123,14 +325,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         del args[i : i + 2]
     if len(args) != 2:
         print(
-            "usage: python -m pytest_mlexp.remote TASK.json OUTCOME.json [--fixtures FILE]", file=sys.stderr
+            "usage: python -m pytest_mlexp.remote TASK.json OUTCOME.json [--fixtures FILE]\n"
+            "       python -m pytest_mlexp.remote --serve FD",
+            file=sys.stderr,
         )
         return 2
     parent = os.environ.get("MLEXP_PARENT_PID")
     if parent and parent.isdigit():
         _watch_parent(int(parent))
     task_data = json.loads(Path(args[0]).read_text(encoding="utf-8"))
-    outcome = run_task(task_data, blob, follow=True)
+    outcome = run_task(task_data, blob, follow=True, interrupt_is_error=True)
     write_outcome(Path(args[1]), outcome)
     return 0
 

@@ -211,6 +211,16 @@ _FRAGMENTS: dict[str, dict[str, Schema]] = {
         "memory": _nullable({"type": "number", "exclusiveMinimum": 0, "description": "MiB"}),
         "cpu": _nullable({"type": "number", "exclusiveMinimum": 0}),
         "retries": _nullable({"type": "integer", "minimum": 0}),
+        "isolate": _nullable(
+            {"type": "boolean", "description": "process executor: a fresh worker process for every seed"}
+        ),
+        "max_seeds_per_worker": _nullable(
+            {
+                "type": "integer",
+                "minimum": 1,
+                "description": "process executor: seeds a warm worker runs before it is replaced (default 100)",
+            }
+        ),
         "slurm": _nullable({"$ref": "#/$defs/slurm"}),
     },
     "slurm": {

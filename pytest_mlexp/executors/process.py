@@ -1,34 +1,29 @@
-"""The ``process`` executor: every seed in a fresh ``python -m pytest_mlexp.remote`` process.
+"""The ``process`` executor: seeds in warm worker processes (SPEC sections 6 and 12).
 
-The worker runs the same entry point as a Modal container (``remote.py``), talks to us through
-two JSON files (handler output can never corrupt the protocol: it goes to a log whose tail is
-kept for errors), and gets its own process group and session: Ctrl-C in the terminal reaches
-pytest only, which then cancels workers explicitly, and a timeout kills the whole group
-(a handler's DataLoader workers included).
+Workers (``workers.py``) run the same entry point as a Modal container (``remote.py``), one
+seed after another, and talk to us over a socket (handler output can never corrupt the
+protocol: it goes to a log whose tail is kept for errors).  Each has its own process group and
+session: Ctrl-C in the terminal reaches pytest only, which then cancels workers explicitly, and
+a timeout kills the whole group (a handler's DataLoader workers included).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import shutil
-import signal
-import site
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from ..records import OutcomeError, SeedOutcome, now_iso
-from .base import FutureHandle, PoolExecutor, infra_outcome
+from .base import FutureHandle, Handle, Job, PoolExecutor, infra_outcome
+from .workers import WorkerPool, WorkerStartError
 
-#: characters of worker output kept in an error message
-TAIL_CHARS = 4000
+#: seeds a warm worker runs before it is replaced (``resources.max_seeds_per_worker``)
+DEFAULT_MAX_SEEDS = 100
 
 
 def visible_gpus(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -109,37 +104,19 @@ class GpuPool:
                     self._use[g] -= 1
 
 
-def _package_parent() -> str | None:
-    """The folder to put on the worker's PYTHONPATH so it imports this very pytest_mlexp
-    (a source checkout that is not installed); None when it is installed in site-packages."""
-    parent = str(Path(__file__).resolve().parents[2])
-    sites = {str(Path(p).resolve()) for p in [*site.getsitepackages(), site.getusersitepackages()]}
-    return None if parent in sites else parent
-
-
-def _tail(path: Path) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - TAIL_CHARS))
-            text = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return ("...\n" if size > TAIL_CHARS else "") + text
-
-
-def _exit_text(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exited with code {code}"
+def max_seeds_per_worker(resources: Mapping[str, Any]) -> int:
+    """``resources.max_seeds_per_worker`` (default 100): seeds a warm worker runs before it is replaced."""
+    value = resources.get("max_seeds_per_worker")
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    return DEFAULT_MAX_SEEDS
 
 
 class ProcessExecutor(PoolExecutor):
-    """Each seed in a fresh Python process, at most ``concurrency`` at once."""
+    """Seeds in warm worker processes (``workers.WorkerPool``), at most ``concurrency`` at once.
+
+    A worker per concurrency slot, pinned to its GPU; ``resources.isolate: true`` (or an item
+    asking for more GPUs than a slot has) runs each seed in a worker of its own."""
 
     name = "process"
 
@@ -150,112 +127,89 @@ class ProcessExecutor(PoolExecutor):
         gpus: Sequence[str] | None = None,
         python: str | None = None,
         cwd: str | None = None,
+        fork_server: bool = True,
     ) -> None:
         super().__init__(concurrency=concurrency)
         self.gpu_pool = GpuPool(visible_gpus() if gpus is None else gpus)
-        self.python = python or sys.executable
-        self.cwd = cwd or os.getcwd()  # handlers see the same working directory as under local
-        self._procs: dict[FutureHandle, subprocess.Popen[bytes]] = {}
-        self._lock = threading.Lock()
+        # handlers see the same working directory as under local
+        self.pool = WorkerPool(
+            size=self.concurrency or 1,
+            env=self._env,
+            python=python or sys.executable,
+            cwd=cwd or os.getcwd(),
+            fork_server=fork_server,
+        )
 
     def _env(self, gpus: Sequence[str]) -> dict[str, str]:
         env = dict(os.environ)
-        env["MLEXP_WORKER"] = "1"
-        env["MLEXP_PARENT_PID"] = str(os.getpid())
-        env["PYTHONUNBUFFERED"] = "1"  # the output tail is complete even when the worker is killed
-        parent = _package_parent()
-        if parent:
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (parent, env.get("PYTHONPATH")) if p)
         if self.gpu_pool.gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         return env
+
+    def submit(self, job: Job) -> Handle:
+        self.pool.start()  # the fork server imports while the first items are handed out
+        return super().submit(job)
 
     def run_job(self, handle: FutureHandle, attempt: int) -> SeedOutcome:
         job = handle.job
         task = job.task
         started, t0 = now_iso(), time.monotonic()
-        tmp = Path(tempfile.mkdtemp(prefix="mlexp-proc-"))
-        gpus = self.gpu_pool.acquire(gpus_wanted(job.resources))
+        wanted = gpus_wanted(job.resources)
+        gpus = self.gpu_pool.acquire(wanted)
+        # A slot has one GPU: an item that wants more gets a worker of its own, pinned to them.
+        fresh = job.resources.get("isolate") is True or (bool(self.gpu_pool.gpus) and wanted > 1)
         try:
-            task_file, out_file, log_file = tmp / "task.json", tmp / "outcome.json", tmp / "output.log"
-            task_file.write_text(json.dumps(task.to_dict(), default=str), encoding="utf-8")
-            cmd = [self.python, "-m", "pytest_mlexp.remote", str(task_file), str(out_file)]
-            if job.fixtures_blob is not None:
-                (tmp / "fixtures.pickle").write_bytes(job.fixtures_blob)
-                cmd += ["--fixtures", str(tmp / "fixtures.pickle")]
-            with open(log_file, "wb") as log:
-                proc = subprocess.Popen(
-                    cmd,
-                    cwd=self.cwd,
-                    env=self._env(gpus),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # own process group: killpg reaches its children too
-                )
-            with self._lock:
-                self._procs[handle] = proc
-            if handle.cancelled:  # cancelled between being picked from the queue and now
-                self._killpg(proc)
-            try:
-                code = proc.wait(timeout=task.timeout)
-            except subprocess.TimeoutExpired:
-                self._killpg(proc)
-                proc.wait()
-                return infra_outcome(
-                    task,
-                    "timeout",
-                    f"exceeded resources.timeout of {task.timeout:g} s; the worker was killed",
-                    started_at=started,
-                    traceback=_tail(log_file),
-                    duration_s=time.monotonic() - t0,
-                )
-            finally:
-                with self._lock:
-                    self._procs.pop(handle, None)
-            outcome = _read_outcome(out_file)
-            if outcome is None:
-                gpu_note = f" on GPU {','.join(gpus)}" if gpus else ""
-                return infra_outcome(
-                    task,
-                    "lost_worker",
-                    f"the worker process{gpu_note} {_exit_text(code)} before reporting a result "
-                    f"(attempt {attempt} of {job.retries + 1}); its output ends with the lines above",
-                    started_at=started,
-                    traceback=_tail(log_file),
-                    duration_s=time.monotonic() - t0,
-                )
-            output = _tail(log_file)
-            if (
-                not outcome.ok
-                and outcome.error is not None
-                and output.strip()
-                and "output" not in outcome.error
-            ):
-                outcome = outcome.with_error(output=output)  # what the handler printed before failing
-            return outcome
+            run = self.pool.run(
+                task.to_dict(),
+                blob=job.fixtures_blob or b"",
+                gpus=gpus,
+                fresh=fresh,
+                max_seeds=max_seeds_per_worker(job.resources),
+                timeout=task.timeout,
+                token=handle,
+            )
+        except WorkerStartError as exc:
+            return infra_outcome(
+                task,
+                "lost_worker",
+                f"no worker process could be started (attempt {attempt} of {job.retries + 1}): {exc}",
+                started_at=started,
+                duration_s=time.monotonic() - t0,
+            )
         finally:
             self.gpu_pool.release(gpus)
-            shutil.rmtree(tmp, ignore_errors=True)
+        if run.timed_out:
+            return infra_outcome(
+                task,
+                "timeout",
+                f"exceeded resources.timeout of {task.timeout:g} s; the worker was killed",
+                started_at=started,
+                traceback=run.output,
+                duration_s=time.monotonic() - t0,
+            )
+        if run.outcome is None:
+            gpu_note = f" on GPU {','.join(gpus)}" if gpus else ""
+            return infra_outcome(
+                task,
+                "lost_worker",
+                f"the worker process{gpu_note} {run.exit_text} before reporting a result "
+                f"(attempt {attempt} of {job.retries + 1}); its output ends with the lines above",
+                started_at=started,
+                traceback=run.output,
+                duration_s=time.monotonic() - t0,
+            )
+        try:
+            outcome = SeedOutcome.from_dict(run.outcome)
+        except OutcomeError as exc:
+            return infra_outcome(task, "executor", f"the worker sent an outcome that is not one: {exc}")
+        output = run.output
+        if not outcome.ok and outcome.error is not None and output.strip() and "output" not in outcome.error:
+            outcome = outcome.with_error(output=output)  # what the handler printed before failing
+        return outcome
 
     def kill(self, handle: FutureHandle) -> None:
-        with self._lock:
-            proc = self._procs.get(handle)
-        if proc is not None:
-            self._killpg(proc)
+        self.pool.kill(handle)
 
-    @staticmethod
-    def _killpg(proc: subprocess.Popen[bytes]) -> None:
-        if not hasattr(os, "killpg"):  # no process groups (Windows): the worker alone
-            proc.kill()
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _read_outcome(path: Path) -> SeedOutcome | None:
-    """The worker's outcome; None when it wrote none (or not one: it died mid-way)."""
-    try:
-        return SeedOutcome.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, OutcomeError):
-        return None
+    def close(self) -> None:
+        super().close()  # cancels what is queued and kills what runs
+        self.pool.close()

@@ -63,7 +63,16 @@ PIVOT_KEYS: tuple[str, ...] = (
 )
 PIVOT_BLOCK_KEYS: tuple[str, ...] = (*PIVOT_KEYS, *INHERITABLE_KEYS)
 GATE_KEYS: tuple[str, ...] = ("name", "experiments", "unlocks", "accepted")
-RESOURCES_KEYS: tuple[str, ...] = ("gpu", "timeout", "memory", "cpu", "retries", "slurm")
+RESOURCES_KEYS: tuple[str, ...] = (
+    "gpu",
+    "timeout",
+    "memory",
+    "cpu",
+    "retries",
+    "isolate",
+    "max_seeds_per_worker",
+    "slurm",
+)
 #: ``resources.slurm``: ``gpu_type_as`` (ours), then submitit 1.5's Slurm parameters (each passed
 #: as ``slurm_<key>``; tests/unit/test_executors_slurm.py checks this list against submitit's)
 SLURM_KEYS: tuple[str, ...] = (

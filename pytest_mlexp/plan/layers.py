@@ -292,6 +292,16 @@ def _parse_resources(ctx: Ctx, raw: Any, line: int, where: str) -> dict[Any, Any
             )
         if key == "slurm":
             _check_slurm(ctx, value, kline, where)
+        if key == "isolate" and not isinstance(value, bool):
+            raise ctx.err(kline, f"resources.isolate of {where} must be true or false", "write isolate: true")
+        if key == "max_seeds_per_worker" and not (
+            isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        ):
+            raise ctx.err(
+                kline,
+                f"resources.max_seeds_per_worker of {where} must be a whole number >= 1",
+                "write max_seeds_per_worker: 20",
+            )
     return raw
 
 

@@ -240,6 +240,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "journal",
             "curves",
             "hookspecs",
+            "wire",
+            "procutil",
+            "scratch",
         ),
     ),
     (
@@ -272,6 +275,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "handlers",
             "execution",
             "remote",
+            "forkserver",
         ),
     ),
     ("executors", ("executors.*", "executors")),

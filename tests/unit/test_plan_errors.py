@@ -699,6 +699,12 @@ def test_bad_seeds(value: str, message: str) -> None:
             "timeout:",
         ),
         ("resources: {retries: 1.5}", "resources.retries", "retries: 1"),
+        ("resources: {isolate: yes please}", "resources.isolate of experiment 'e1'", "isolate: true"),
+        (
+            "resources: {max_seeds_per_worker: 0}",
+            "resources.max_seeds_per_worker of experiment 'e1' must be a whole number >= 1",
+            "max_seeds_per_worker: 20",
+        ),
         ("marks: [slow, 'not a mark']", "mark 'not a mark' of experiment 'e1'", "marks: [slow, gpu]"),
         ("marks: {slow: true}", "marks of experiment 'e1' must be a list", "marks:"),
         ("phase: two", "phase must be a whole number", "phase: 2"),
