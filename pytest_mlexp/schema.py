@@ -218,7 +218,7 @@ _FRAGMENTS: dict[str, dict[str, Schema]] = {
             {
                 "type": "integer",
                 "minimum": 1,
-                "description": "process executor: seeds a warm worker runs before it is replaced (default 100)",
+                "description": "process executor: seeds one warm worker runs, then a new one (default 100)",
             }
         ),
         "slurm": _nullable({"$ref": "#/$defs/slurm"}),
