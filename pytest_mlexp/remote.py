@@ -23,7 +23,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +89,10 @@ def run_outcome(
     *,
     follow: bool = False,
     interrupt_is_error: bool = False,
+    imported: Callable[[], None] | None = None,
 ) -> SeedOutcome:
-    """:func:`run_task`, as the typed record."""
+    """:func:`run_task`, as the typed record.  ``imported``: called once the handler's module is
+    imported, just before the handler runs."""
     started = now_iso()
     fixtures: dict[str, Any] = {}
     if fixtures_blob:
@@ -104,6 +106,8 @@ def run_outcome(
         if isinstance(exc, KeyboardInterrupt) and not interrupt_is_error:
             raise
         return SeedOutcome.failure(task.seed, "import", exc, started_at=started)
+    if imported is not None:
+        imported()
     if not (follow and task.progress_file):
         return run_seed(task, handler, fixtures=fixtures, interrupt_is_error=interrupt_is_error)
     from .progress import progress_file
@@ -255,12 +259,23 @@ def run_one(header: Mapping[str, Any], blob: bytes, baseline: Baseline, idle_fd:
 
     baseline.restore()
     log = header.get("log")
-    log_fd = os.open(str(log), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600) if log else idle_fd
+    try:
+        log_fd = os.open(str(log), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600) if log else idle_fd
+    except OSError:
+        log_fd = idle_fd
     _redirect_output(log_fd)
-    before = set(children())
+    before: set[int] = set()
+
+    def imported() -> None:
+        # What the module started on import belongs to the worker (later seeds may rely on
+        # it); what the handler starts from here on belongs to this seed.
+        before.update(children())
+
     try:
         # Params, upstream and variant come from this message's JSON: a fresh copy every seed.
-        return run_task(header["task"], blob or None, follow=True, interrupt_is_error=True)
+        task = Task.from_dict(header["task"])
+        outcome = run_outcome(task, blob or None, follow=True, interrupt_is_error=True, imported=imported)
+        return outcome.to_dict()
     finally:
         _flush_streams()
         _end_children(before)

@@ -62,6 +62,7 @@ class SessionScratch:
         with self._guard:
             if self._path is None:
                 root = self._root if self._root is not None else scratch_root()
+                root.mkdir(mode=0o700, parents=True, exist_ok=True)
                 sweep(root)
                 # Made under a hidden name and locked before it gets its real one, so that a
                 # sweeping session never sees it unlocked.

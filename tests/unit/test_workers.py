@@ -1,0 +1,477 @@
+"""Warm workers below pytest: the pool, the fork server, the worker loop, the wire and scratch.
+
+Every test waits on marker files or on the pool's own answers, with generous hang guards; none
+asserts on elapsed time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_mlexp import wire
+from pytest_mlexp.execution import Task
+from pytest_mlexp.executors.base import Job
+from pytest_mlexp.executors.process import ProcessExecutor
+from pytest_mlexp.executors.workers import SeedRun, WorkerPool
+from pytest_mlexp.procutil import alive
+from pytest_mlexp.scratch import SessionScratch, sweep
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="warm workers need fork and Unix sockets")
+
+HANG_GUARD_S = 60.0
+
+
+def wait_for(predicate: Any, what: str, guard: float = HANG_GUARD_S) -> None:
+    """Poll ``predicate`` until it holds (the guard only stops a hang; it asserts no speed)."""
+    deadline = time.monotonic() + guard
+    while not predicate():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.01)
+
+
+class Handlers:
+    """A handler module in a temp project, and tasks for its functions."""
+
+    def __init__(self, root: Path, source: str) -> None:
+        self.root = root
+        (root / "warm_handlers.py").write_text(textwrap.dedent(source), encoding="utf-8")
+        (root / "marks").mkdir(exist_ok=True)
+
+    def task(self, function: str, seed: int = 0, params: dict[str, Any] | None = None, **kw: Any) -> Task:
+        return Task(
+            experiment_id="e",
+            sub_id=function,
+            point=None,
+            seed=seed,
+            params=params or {},
+            stub=False,
+            root=str(self.root),
+            plan_root=str(self.root),
+            module_path="warm_handlers.py",
+            module_name="warm_handlers",
+            function=function,
+            artifacts_dir=str(self.root / "artifacts" / function / f"seed{seed}"),
+            workdir=str(self.root / "work" / f"{function}-seed{seed}"),
+            **kw,
+        )
+
+    def imports(self) -> list[int]:
+        path = self.root / "marks" / "imports"
+        return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+# Each import of the module appends the importing process's pid: the module-level counter.
+PREAMBLE = """
+import os, sys, time
+from pathlib import Path
+MARKS = Path(__file__).parent / "marks"
+with open(MARKS / "imports", "a") as fh:
+    fh.write(f"{os.getpid()}\\n")
+"""
+
+
+def metrics(run: SeedRun) -> dict[str, Any]:
+    assert run.outcome is not None, run
+    assert run.outcome["status"] == "ok", run.outcome.get("error")
+    result: dict[str, Any] = run.outcome["result"]["metrics"]
+    return result
+
+
+@pytest.fixture
+def pool(tmp_path: Path) -> Iterator[WorkerPool]:
+    made = WorkerPool(size=1, cwd=str(tmp_path), scratch=SessionScratch(tmp_path / "scratch"))
+    yield made
+    made.close()
+
+
+def test_a_warm_worker_imports_the_handler_module_once_across_seeds(pool: WorkerPool, tmp_path: Path) -> None:
+    h = Handlers(
+        tmp_path,
+        PREAMBLE
+        + """
+def first(runner):
+    return {"metrics": {"pid": os.getpid()}}
+
+def second(runner):
+    return {"metrics": {"pid": os.getpid()}}
+""",
+    )
+    runs = [pool.run(h.task("first", s).to_dict()) for s in (0, 1, 2)]
+    runs.append(pool.run(h.task("second", 0).to_dict()))
+    pids = {metrics(r)["pid"] for r in runs}
+    assert len(pids) == 1 and pids == {runs[0].pid}
+    assert h.imports() == [runs[0].pid]  # four seeds, two handlers, one import
+
+
+SEEDING = (
+    PREAMBLE
+    + """
+import random
+import numpy
+import torch
+
+def draws(runner):
+    params = runner.params
+    if runner.seed == 0:
+        # a deep change, and draws that move every generator on
+        params["optim"]["lr"] *= 1000
+        params["layers"].append(99)
+        random.random(); numpy.random.rand(5); torch.rand(5)
+    return {"metrics": {
+        "pid": os.getpid(),
+        "lr": params["optim"]["lr"],
+        "layers": len(params["layers"]),
+        "random": random.random(),
+        "numpy": float(numpy.random.rand()),
+        "torch": float(torch.rand(1)),
+    }}
+"""
+)
+
+
+def test_each_seed_starts_from_pristine_params_and_is_seeded_like_a_fresh_process(
+    pool: WorkerPool, tmp_path: Path
+) -> None:
+    pytest.importorskip("numpy")
+    pytest.importorskip("torch")
+    h = Handlers(tmp_path, SEEDING)
+    params = {"optim": {"lr": 0.01}, "layers": [32, 32]}
+    warm = [metrics(pool.run(h.task("draws", s, params).to_dict())) for s in (0, 1)]
+    assert warm[0]["pid"] == warm[1]["pid"]  # the same worker ran both seeds
+    assert warm[0]["lr"] == 10.0 and warm[0]["layers"] == 3  # seed 0 changed its own copy...
+    assert warm[1]["lr"] == 0.01 and warm[1]["layers"] == 2  # ...and seed 1 never saw it
+    # Seed 1 as a fresh process runs it: the one-seed entry point, in a new interpreter.
+    task_file, out_file = tmp_path / "task.json", tmp_path / "out.json"
+    task_file.write_text(json.dumps(h.task("draws", 1, params).to_dict()), encoding="utf-8")
+    subprocess.run(
+        [sys.executable, "-m", "pytest_mlexp.remote", str(task_file), str(out_file)], cwd=tmp_path, check=True
+    )
+    fresh = json.loads(out_file.read_text(encoding="utf-8"))["result"]["metrics"]
+    assert fresh["pid"] != warm[1]["pid"]
+    assert {k: warm[1][k] for k in ("random", "numpy", "torch")} == {
+        k: fresh[k] for k in ("random", "numpy", "torch")
+    }
+
+
+STATE = (
+    PREAMBLE
+    + """
+import signal
+
+def spoil(runner):
+    os.environ["CUDA_VISIBLE_DEVICES"] = "99"
+    os.environ["SPOILED"] = "1"
+    del os.environ["MLEXP_WORKER"]
+    os.chdir(runner.workdir)
+    sys.argv.append("--spoiled")
+    signal.signal(signal.SIGTERM, lambda *a: None)
+    signal.setitimer(signal.ITIMER_REAL, 3600)
+    sys.stdout.close()
+    return {"metrics": {"pid": os.getpid()}}
+
+def look(runner):
+    print("stdout works again")
+    return {"metrics": {
+        "pid": os.getpid(),
+        "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "spoiled": os.environ.get("SPOILED"),
+        "worker": os.environ.get("MLEXP_WORKER"),
+        "cwd": os.getcwd(),
+        "argv_spoiled": "--spoiled" in sys.argv,
+        "sigterm_default": signal.getsignal(signal.SIGTERM) is signal.SIG_DFL,
+        "alarm": signal.getitimer(signal.ITIMER_REAL)[0],
+        "log_mode": oct(os.fstat(1).st_mode & 0o777),
+    }}
+"""
+)
+
+
+def test_process_state_the_plugin_set_up_is_put_back_before_each_seed(tmp_path: Path) -> None:
+    h = Handlers(tmp_path, STATE)
+    pool = WorkerPool(
+        size=1,
+        cwd=str(tmp_path),
+        env=lambda gpus: {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(gpus)},
+        scratch=SessionScratch(tmp_path / "scratch"),
+    )
+    try:
+        spoiled = metrics(pool.run(h.task("spoil").to_dict(), gpus=["3"]))
+        seen = metrics(pool.run(h.task("look").to_dict(), gpus=["3"]))
+    finally:
+        pool.close()
+    assert seen["pid"] == spoiled["pid"]
+    assert seen == {
+        "pid": spoiled["pid"],
+        "cuda": "3",
+        "spoiled": None,
+        "worker": "warm",
+        "cwd": str(tmp_path),
+        "argv_spoiled": False,
+        "sigterm_default": True,
+        "alarm": 0.0,
+        "log_mode": "0o600",  # the seed's output goes to a file only its owner may read
+    }
+
+
+CRASHY = (
+    PREAMBLE
+    + """
+def crash(runner):
+    print("last words")
+    os._exit(7)
+
+def fine(runner):
+    return {"metrics": {"pid": os.getpid()}}
+
+def hang(runner):
+    (MARKS / f"hang-{os.getpid()}").write_text("")
+    time.sleep(120)
+"""
+)
+
+
+def test_a_worker_that_crashes_is_replaced(pool: WorkerPool, tmp_path: Path) -> None:
+    h = Handlers(tmp_path, CRASHY)
+    first = pool.run(h.task("fine").to_dict())
+    crashed = pool.run(h.task("crash").to_dict())
+    after = pool.run(h.task("fine").to_dict())
+    assert crashed.outcome is None and crashed.code == 7 and "last words" in crashed.output
+    assert crashed.pid == first.pid  # the crash took the warm worker down...
+    assert metrics(after)["pid"] != first.pid  # ...and a new one ran the next seed
+    assert h.imports() == [first.pid, after.pid]
+    assert not alive(first.pid)
+
+
+def test_a_timeout_kills_the_worker_and_the_next_seed_gets_a_new_one(
+    pool: WorkerPool, tmp_path: Path
+) -> None:
+    h = Handlers(tmp_path, CRASHY)
+    first = pool.run(h.task("fine").to_dict())
+    late = pool.run(h.task("hang").to_dict(), timeout=1.0)
+    assert late.timed_out and late.outcome is None and late.pid == first.pid
+    assert (tmp_path / "marks" / f"hang-{first.pid}").exists()  # it did start
+    assert not alive(first.pid)  # killed, not left running
+    after = pool.run(h.task("fine").to_dict())
+    assert metrics(after)["pid"] not in (first.pid,)
+
+
+def test_kill_stops_a_running_seed_and_its_worker(pool: WorkerPool, tmp_path: Path) -> None:
+    h = Handlers(tmp_path, CRASHY)
+    token = object()
+    got: list[SeedRun] = []
+    thread = threading.Thread(target=lambda: got.append(pool.run(h.task("hang").to_dict(), token=token)))
+    thread.start()
+    wait_for(lambda: list((tmp_path / "marks").glob("hang-*")), "the seed to start")
+    pool.kill(token)
+    thread.join(HANG_GUARD_S)
+    assert got and got[0].outcome is None and not got[0].timed_out
+    assert not alive(got[0].pid)
+    assert metrics(pool.run(h.task("fine").to_dict()))["pid"] != got[0].pid
+
+
+def test_max_seeds_per_worker_replaces_the_worker(pool: WorkerPool, tmp_path: Path) -> None:
+    h = Handlers(tmp_path, CRASHY)
+    pids = [metrics(pool.run(h.task("fine", s).to_dict(), max_seeds=2))["pid"] for s in range(5)]
+    a, b, c = pids[0], pids[2], pids[4]
+    assert pids == [a, a, b, b, c] and len({a, b, c}) == 3
+    assert h.imports() == [a, b, c]
+
+
+def test_fresh_runs_each_seed_in_a_worker_of_its_own(pool: WorkerPool, tmp_path: Path) -> None:
+    h = Handlers(tmp_path, CRASHY)
+    warm = metrics(pool.run(h.task("fine").to_dict()))["pid"]
+    fresh = [metrics(pool.run(h.task("fine", s).to_dict(), fresh=True))["pid"] for s in (0, 1)]
+    again = metrics(pool.run(h.task("fine").to_dict()))["pid"]
+    assert len({warm, *fresh}) == 3 and again == warm  # the warm worker stays warm meanwhile
+    assert sorted(h.imports()) == sorted([warm, *fresh])
+    wait_for(lambda: not any(alive(p) for p in fresh), "the one-seed workers to exit")
+
+
+CHILDREN = (
+    PREAMBLE
+    + """
+import json, subprocess
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(300)"]
+AT_IMPORT = subprocess.Popen(SLEEPER)  # started at import time: the worker's, not a seed's
+
+def spawn(runner):
+    child = subprocess.Popen(SLEEPER)
+    escaped = subprocess.Popen(SLEEPER, start_new_session=True)  # its own process group
+    # a daemon: the middle process exits at once, its child is re-parented
+    middle = subprocess.run([sys.executable, "-c",
+        "import subprocess, sys; p = subprocess.Popen(" + repr(SLEEPER) + ", stdout=subprocess.DEVNULL); print(p.pid)"],
+        stdout=subprocess.PIPE, text=True, check=True)
+    pids = {"children": [child.pid, escaped.pid, int(middle.stdout)], "at_import": AT_IMPORT.pid}
+    (MARKS / "pids.json").write_text(json.dumps(pids))
+    return {"metrics": {}}
+
+def check(runner):
+    import pytest_mlexp.procutil as p
+    pids = json.loads((MARKS / "pids.json").read_text())["children"]
+    return {"metrics": {"any_alive": any(p.alive(x) for x in pids)}}
+"""
+)
+
+
+def test_children_a_handler_starts_are_gone_when_its_seed_ends(pool: WorkerPool, tmp_path: Path) -> None:
+    h = Handlers(tmp_path, CHILDREN)
+    run = pool.run(h.task("spawn").to_dict())
+    metrics(run)
+    started = json.loads((tmp_path / "marks" / "pids.json").read_text())
+    kids: list[int] = started["children"]
+    assert not any(alive(pid) for pid in kids)  # ended before the outcome came back
+    assert alive(started["at_import"])  # what the module started on import lives with the worker
+    assert metrics(pool.run(h.task("check").to_dict())) == {"any_alive": False}
+    pool.close()
+    wait_for(lambda: not alive(started["at_import"]) and not alive(run.pid), "the worker to end")
+
+
+def test_close_ends_every_worker_and_the_scratch_folder(tmp_path: Path) -> None:
+    h = Handlers(tmp_path, CRASHY)
+    scratch = SessionScratch(tmp_path / "scratch")
+    pool = WorkerPool(size=3, cwd=str(tmp_path), scratch=scratch)
+    token = object()
+    hung = threading.Thread(target=lambda: pool.run(h.task("hang").to_dict(), token=token))
+    hung.start()
+    warm = [pool.run(h.task("fine", s).to_dict()).pid for s in (0, 1)]
+    wait_for(lambda: list((tmp_path / "marks").glob("hang-*")), "the hanging seed to start")
+    folder = scratch.path
+    pool.close()  # the hanging seed is killed with its worker
+    hung.join(HANG_GUARD_S)
+    assert not hung.is_alive()
+    assert pool.started and not any(alive(pid) for pid in pool.started)
+    assert warm[0] in pool.started and not folder.exists()
+
+
+def test_workers_started_without_the_fork_server_behave_the_same(tmp_path: Path) -> None:
+    h = Handlers(tmp_path, CRASHY)
+    pool = WorkerPool(size=1, cwd=str(tmp_path), fork_server=False, scratch=SessionScratch(tmp_path / "s"))
+    try:
+        pids = [metrics(pool.run(h.task("fine", s).to_dict()))["pid"] for s in (0, 1)]
+        crashed = pool.run(h.task("crash").to_dict())
+        after = metrics(pool.run(h.task("fine").to_dict()))["pid"]
+    finally:
+        pool.close()
+    assert pids[0] == pids[1] == crashed.pid and crashed.code == 7 and after != pids[0]
+    assert h.imports() == [pids[0], after]
+    assert not any(alive(pid) for pid in pool.started)
+
+
+# --- the process executor on the pool -----------------------------------------------------------
+PINNED = (
+    PREAMBLE
+    + """
+def where(runner):
+    return {"metrics": {"pid": os.getpid(), "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}}
+
+def interrupted(runner):
+    raise KeyboardInterrupt("from the handler")
+"""
+)
+
+
+def test_warm_workers_keep_their_gpu_and_a_bigger_item_gets_its_own(tmp_path: Path) -> None:
+    h = Handlers(tmp_path, PINNED)
+    ex = ProcessExecutor(concurrency=2, gpus=["4", "7"], cwd=str(tmp_path))
+    try:
+        seen = [ex.submit(Job(h.task("where", s))).result(HANG_GUARD_S) for s in range(4)]
+        big = ex.submit(Job(h.task("where", 9), {"gpu": "A100:2"})).result(HANG_GUARD_S)
+        last = ex.submit(Job(h.task("where", 10))).result(HANG_GUARD_S)
+    finally:
+        ex.close()
+    pins = {(o.result["metrics"]["pid"], o.result["metrics"]["gpu"]) for o in seen if o.result}
+    assert {gpu for _, gpu in pins} == {"4", "7"} and len(pins) == 2  # one worker per GPU, reused
+    assert big.result is not None and last.result is not None
+    assert sorted(big.result["metrics"]["gpu"].split(",")) == ["4", "7"]
+    assert big.result["metrics"]["pid"] not in {pid for pid, _ in pins}  # a worker of its own
+    assert (last.result["metrics"]["pid"], last.result["metrics"]["gpu"]) in pins
+
+
+def test_a_keyboard_interrupt_from_a_handler_is_an_error_not_a_lost_worker(tmp_path: Path) -> None:
+    h = Handlers(tmp_path, PINNED)
+    ex = ProcessExecutor(concurrency=1, gpus=[], cwd=str(tmp_path))
+    try:
+        out = ex.submit(Job(h.task("interrupted"), {"retries": 2})).result(HANG_GUARD_S)
+        after = ex.submit(Job(h.task("where"))).result(HANG_GUARD_S)
+    finally:
+        ex.close()
+    assert out.status == "error" and out.error is not None
+    assert out.error["type"] == "KeyboardInterrupt" and "attempts" not in out.error
+    assert "from the handler" in out.error["message"]
+    assert after.ok and h.imports() == [after.result["metrics"]["pid"]]  # the worker lived on
+
+
+# --- the wire ----------------------------------------------------------------------------------
+def test_wire_round_trip_end_of_stream_timeout_and_garbage() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        wire.send(a, {"op": "run", "text": "caf\udce9"}, b"\x00blob")
+        assert wire.recv(b, timeout=HANG_GUARD_S) == ({"op": "run", "text": "caf\udce9"}, b"\x00blob")
+        with pytest.raises(TimeoutError):
+            wire.recv(b, timeout=0.01)
+        a.sendall(b"\x00\x00\x00\x05\x00\x00\x00\x00nope!")
+        with pytest.raises(wire.WireError):
+            wire.recv(b, timeout=HANG_GUARD_S)
+        a.close()
+        assert wire.recv(b) is None
+
+
+# --- the scratch folder ------------------------------------------------------------------------
+_HOLDER = """
+import os, signal, sys
+from pathlib import Path
+from pytest_mlexp.scratch import SessionScratch
+s = SessionScratch(Path(sys.argv[1]))
+s.new_file("task", ".json").write_text("raw params")
+print(s.path, flush=True)
+if sys.argv[2] == "die":
+    os.kill(os.getpid(), signal.SIGKILL)
+sys.stdin.read()  # held until the test closes our stdin
+"""
+
+
+def test_scratch_is_private_and_swept_once_its_session_is_gone(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+
+    def holder(mode: str) -> tuple[subprocess.Popen[str], Path]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _HOLDER, str(root), mode],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        return proc, Path(proc.stdout.readline().strip())
+
+    dead, dead_path = holder("die")
+    dead.communicate(timeout=HANG_GUARD_S)
+    assert dead.returncode == -signal.SIGKILL and dead_path.is_dir()  # left behind by SIGKILL
+    assert dead_path.stat().st_mode & 0o777 == 0o700
+    assert all(f.stat().st_mode & 0o777 == 0o600 for f in dead_path.iterdir())
+    live, live_path = holder("live")
+    try:
+        assert not dead_path.exists()  # swept by the next session...
+        mine = SessionScratch(root)
+        mine_path = mine.path
+        assert mine_path.is_dir()
+        assert live_path.is_dir()  # a session that still runs keeps its folder
+        assert sweep(root) == []
+        mine.close()
+        assert not mine_path.exists()
+    finally:
+        live.communicate(timeout=HANG_GUARD_S)  # closes its stdin: it ends
+    assert [p.name for p in sweep(root)] == [live_path.name]  # gone once its owner ended
