@@ -56,7 +56,7 @@ def test_process_executor_outcomes(project: Project) -> None:
     subs = project.results("e-one")["sub_experiments"]
     assert subs["e1_ok"]["status"] == "passed" and subs["e1_ok"]["executor"] == "process"
     pids = {subs["e1_ok"]["per_seed"][s]["pid"] for s in (0, 1)}
-    assert os.getpid() not in pids and len(pids) == 2  # each seed in a fresh process
+    assert os.getpid() not in pids  # in worker processes (warm ones: see test_warm_workers.py)
     assert sorted(subs["e1_ok"]["artifacts"]) == [
         "artifacts/e1_ok/seed0/a.txt",
         "artifacts/e1_ok/seed1/a.txt",

@@ -1,0 +1,279 @@
+"""Warm workers through pytest: reuse, isolation, replacement, children, -x, and pytest's death.
+
+Workers report their pid as a metric and the handler module appends the importing pid to a
+marker file when it is imported; tests wait on marker files with generous hang guards and
+never assert on elapsed time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_mlexp.procutil import alive
+from tests.conftest import Project
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="warm workers need fork and Unix sockets")
+
+HANG_GUARD_S = 60.0
+
+PREAMBLE = """
+import json, os, subprocess, sys, time
+from pathlib import Path
+MARKS = Path(os.environ["MARKS"])
+with open(MARKS / "imports", "a") as fh:
+    fh.write(f"{os.getpid()}\\n")
+
+def _wait_for(name):
+    deadline = time.monotonic() + 60  # a hang guard
+    while not (MARKS / name).exists():
+        assert time.monotonic() < deadline, f"{name} never appeared"
+        time.sleep(0.01)
+"""
+
+
+@pytest.fixture
+def marks(project: Project, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = project.path / "marks"
+    path.mkdir()
+    monkeypatch.setenv("MARKS", str(path))
+    return path
+
+
+def imports(marks: Path) -> list[int]:
+    return [int(p) for p in (marks / "imports").read_text().split()]
+
+
+def wait_until(predicate: object, what: str) -> None:
+    deadline = time.monotonic() + HANG_GUARD_S
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.02)
+
+
+REUSE_PLAN = """
+project: {name: Toy, hypothesis: "x"}
+defaults: {executor: process}
+experiments:
+  e-one:
+    sub_experiments:
+      w_a: {seeds: 3}
+      w_b: {}
+      w_iso: {seeds: 2, resources: {isolate: true}}
+      w_max: {seeds: 3, resources: {max_seeds_per_worker: 1}}
+      w_kbi: {resources: {retries: 2}}
+"""
+
+REUSE = (
+    PREAMBLE
+    + """
+def w_a(runner):
+    return {"metrics": {"pid": os.getpid()}}
+
+def w_b(runner):
+    return {"metrics": {"pid": os.getpid()}}
+
+def w_iso(runner):
+    return {"metrics": {"pid": os.getpid()}}
+
+def w_max(runner):
+    return {"metrics": {"pid": os.getpid()}}
+
+def w_kbi(runner):
+    (MARKS / "w_kbi").write_text(str(os.getpid()))
+    raise KeyboardInterrupt("the handler's own")
+"""
+)
+
+
+def test_workers_stay_warm_across_items_and_seeds_unless_told_otherwise(
+    project: Project, marks: Path
+) -> None:
+    project.plan(REUSE_PLAN)
+    project.handlers("e_one", REUSE)
+    result = project.run("--experiment", "all", "--mlexp-concurrency", "1", "-v")
+    result.assert_outcomes(passed=4, failed=2)  # w_kbi, and the assessment it fails
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # a handler's KeyboardInterrupt stops nothing
+    subs = project.results("e-one")["sub_experiments"]
+
+    def pids(sub: str) -> list[int]:
+        if "per_seed" not in subs[sub]:  # one seed: its metrics are the entry's
+            return [subs[sub]["metrics"]["pid"]]
+        per_seed = subs[sub]["per_seed"]
+        return [per_seed[s]["pid"] for s in sorted(per_seed)]
+
+    warm = pids("w_a")[0]
+    assert pids("w_a") == [warm] * 3 and pids("w_b") == [warm]  # one worker, four seeds
+    iso = pids("w_iso")
+    assert len(set(iso)) == 2 and warm not in iso  # a fresh process for every seed
+    most = pids("w_max")
+    assert len(set(most)) == 3  # replaced after each seed
+    # Every worker imported the handler module exactly once, however many seeds it ran.
+    everyone = {warm, *iso, *most, int((marks / "w_kbi").read_text())}
+    assert sorted(imports(marks)) == sorted(everyone)
+    kbi = subs["w_kbi"]
+    assert kbi["status"] == "error" and kbi["error"]["type"] == "KeyboardInterrupt"
+    assert "attempts" not in kbi["error"]  # not a lost worker, not retried
+    assert not any(alive(pid) for pid in everyone)  # all gone with the session
+
+
+CHILD_PLAN = """
+project: {name: Toy, hypothesis: "x"}
+defaults: {executor: process}
+experiments:
+  e-one:
+    sub_experiments:
+      c_start: {}
+      c_check: {}
+"""
+
+CHILD = (
+    PREAMBLE
+    + """
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(300)"]
+
+def c_start(runner, fixture_pid):
+    child = subprocess.Popen(SLEEPER)
+    escaped = subprocess.Popen(SLEEPER, start_new_session=True)
+    (MARKS / "children.json").write_text(json.dumps([child.pid, escaped.pid]))
+    return {"metrics": {"pid": os.getpid()}}
+
+def c_check(runner, fixture_pid):
+    from pytest_mlexp.procutil import alive
+    children = json.loads((MARKS / "children.json").read_text())
+    return {"metrics": {
+        "pid": os.getpid(),
+        "children_alive": any(alive(p) for p in children),
+        "fixture_process_alive": alive(fixture_pid),
+    }}
+"""
+)
+
+CHILD_CONFTEST = """
+import subprocess, sys
+import pytest
+
+@pytest.fixture(scope="session")
+def fixture_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+"""
+
+
+def test_children_of_a_handler_end_with_its_seed_but_a_fixture_process_lives_on(
+    project: Project, marks: Path
+) -> None:
+    project.plan(CHILD_PLAN)
+    project.handlers("e_one", CHILD)
+    project.pytester.makeconftest(CHILD_CONFTEST)
+    result = project.run("--experiment", "all", "--mlexp-concurrency", "1")
+    result.assert_outcomes(passed=3)
+    subs = project.results("e-one")["sub_experiments"]
+    check = subs["c_check"]["metrics"]
+    assert subs["c_start"]["metrics"]["pid"] == check["pid"]  # the same warm worker
+    assert check["children_alive"] is False  # the first seed's children ended with it
+    assert check["fixture_process_alive"] is True  # pytest's own children are never touched
+    children = json.loads((marks / "children.json").read_text())
+    assert not any(alive(pid) for pid in children)
+
+
+STOP_PLAN = """
+project: {name: Toy, hypothesis: "x"}
+defaults: {executor: process}
+experiments:
+  e-one:
+    sub_experiments: [x_fail, x_slow]
+"""
+
+STOP = (
+    PREAMBLE
+    + """
+def x_fail(runner):
+    _wait_for("x_slow.json")  # the other item is running when this one fails
+    raise ValueError("stop here")
+
+def x_slow(runner):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    (MARKS / "x_slow.json").write_text(json.dumps([os.getpid(), child.pid]))
+    time.sleep(300)
+"""
+)
+
+
+def test_x_stops_the_session_and_kills_work_in_flight(project: Project, marks: Path) -> None:
+    project.plan(STOP_PLAN)
+    project.handlers("e_one", STOP)
+    result = project.run("--experiment", "all", "--mlexp-concurrency", "2", "-x")
+    result.assert_outcomes(failed=1)
+    running = json.loads((marks / "x_slow.json").read_text())
+    assert not any(alive(pid) for pid in running)  # the worker and its child
+    subs = project.results("e-one")["sub_experiments"]
+    assert "x_slow" not in subs  # never reported: nothing recorded for it
+
+
+KILL_PLAN = """
+project: {name: Toy, hypothesis: "x"}
+defaults: {executor: process}
+experiments:
+  e-one:
+    sub_experiments: [k_a, k_b]
+"""
+
+KILL = (
+    PREAMBLE
+    + """
+def _hold(runner):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    name = runner.sub_experiment_id
+    (MARKS / f"{name}.json").write_text(json.dumps([os.getpid(), child.pid]))
+    time.sleep(300)
+
+def k_a(runner):
+    _hold(runner)
+
+def k_b(runner):
+    _hold(runner)
+"""
+)
+
+
+def test_no_worker_or_child_is_left_when_pytest_is_killed(project: Project, marks: Path) -> None:
+    project.plan(KILL_PLAN)
+    project.handlers("e_one", KILL)
+    proc = project.pytester.popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:randomly",
+            "--experiment",
+            "all",
+            "--mlexp-concurrency",
+            "2",
+        ],
+        stdin=None,
+    )
+    try:
+        wait_until(
+            lambda: all((marks / f"{s}.json").exists() for s in ("k_a", "k_b")) or proc.poll() is not None,
+            "both workers to start",
+        )
+        assert proc.poll() is None, proc.communicate()
+        pids = [pid for s in ("k_a", "k_b") for pid in json.loads((marks / f"{s}.json").read_text())]
+        assert all(alive(pid) for pid in pids)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=HANG_GUARD_S)
+        wait_until(lambda: not any(alive(pid) for pid in pids), "the workers and their children to end")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
