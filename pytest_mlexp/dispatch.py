@@ -23,6 +23,7 @@ from .executors.base import Executor, ExecutorContext, Handle, Job, infra_outcom
 from .executors.local import LocalExecutor, run_local
 from .graph import graph_of
 from .records import SeedOutcome, as_outcome
+from .scratch import sweep_stale
 from .tasks import item_tasks
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ class Dispatcher:
         self._waiting: list[tuple[int, int, pytest.Item]] = []  # (ready at position, position, item)
         self._stopped = False
         self._session: pytest.Session | None = None
+        # Task and log files a killed session left (they may hold raw params) go now.
+        sweep_stale()
         # What an executor may know of the session (executors never see the session itself).
         self.context = ExecutorContext(
             root=state.rootpath, handlers_dir=state.handlers_dir, plans=state.plans

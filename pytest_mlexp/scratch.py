@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["SessionScratch", "scratch_root"]
+__all__ = ["SessionScratch", "scratch_root", "sweep", "sweep_stale"]
 
 LOCK_NAME = ".owner.lock"
 
@@ -93,6 +93,14 @@ class SessionScratch:
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def sweep_stale() -> list[Path]:
+    """Remove the scratch folders of this user's ended sessions (a session start calls this;
+    it costs one ``stat`` when there are none)."""
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    root = Path(tempfile.gettempdir()) / f"pytest-mlexp-{uid}"
+    return sweep(root) if root.is_dir() else []
 
 
 def sweep(root: Path) -> list[Path]:

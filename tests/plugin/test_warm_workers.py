@@ -231,16 +231,21 @@ KILL = (
     PREAMBLE
     + """
 def _hold(runner):
+    if (MARKS / "quick").exists():
+        return {"metrics": {}}
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
     name = runner.sub_experiment_id
     (MARKS / f"{name}.json").write_text(json.dumps([os.getpid(), child.pid]))
+    # the seed's output file, in the session's private scratch folder (Linux: /proc)
+    log = os.readlink("/proc/self/fd/1") if os.path.exists("/proc/self/fd/1") else ""
+    (MARKS / f"{name}.log").write_text(log)
     time.sleep(300)
 
 def k_a(runner):
-    _hold(runner)
+    return _hold(runner)
 
 def k_b(runner):
-    _hold(runner)
+    return _hold(runner)
 """
 )
 
@@ -273,6 +278,13 @@ def test_no_worker_or_child_is_left_when_pytest_is_killed(project: Project, mark
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=HANG_GUARD_S)
         wait_until(lambda: not any(alive(pid) for pid in pids), "the workers and their children to end")
+        log = Path((marks / "k_a.log").read_text())
+        if log.is_absolute():
+            # The killed session's scratch folder is private, and the next session removes it.
+            assert log.stat().st_mode & 0o777 == 0o600 and log.parent.stat().st_mode & 0o777 == 0o700
+            (marks / "quick").write_text("")
+            project.run("--experiment", "all", "--mlexp-executor", "local").assert_outcomes(passed=3)
+            assert not log.parent.exists()
     finally:
         if proc.poll() is None:
             proc.kill()
