@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fanout import pytest_wall, summary  # noqa: E402
+from fanout import pytest_wall, summary
 
 REPO = Path(__file__).resolve().parents[1]
 

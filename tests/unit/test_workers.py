@@ -311,9 +311,8 @@ def spawn(runner):
     child = subprocess.Popen(SLEEPER)
     escaped = subprocess.Popen(SLEEPER, start_new_session=True)  # its own process group
     # a daemon: the middle process exits at once, its child is re-parented
-    middle = subprocess.run([sys.executable, "-c",
-        "import subprocess, sys; p = subprocess.Popen(" + repr(SLEEPER) + ", stdout=subprocess.DEVNULL); print(p.pid)"],
-        stdout=subprocess.PIPE, text=True, check=True)
+    code = "import subprocess; p = subprocess.Popen(%r, stdout=subprocess.DEVNULL); print(p.pid)" % SLEEPER
+    middle = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, check=True)
     pids = {"children": [child.pid, escaped.pid, int(middle.stdout)], "at_import": AT_IMPORT.pid}
     (MARKS / "pids.json").write_text(json.dumps(pids))
     return {"metrics": {}}
