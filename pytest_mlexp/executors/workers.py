@@ -221,7 +221,8 @@ class WorkerPool:
 
     def start(self) -> None:
         """Start the fork server now (it imports in the background while the session goes on);
-        otherwise the first seed starts it."""
+        otherwise the first seed starts it.  Call it from a thread that lives as long as the
+        pool (the main thread): on Linux the server is told to end when that thread ends."""
         with self._lock:
             self._ensure_server()
 
