@@ -43,9 +43,12 @@ def make_project(root: Path, n: int, sleep_s: float) -> None:
     (root / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
 
 
-def pytest_wall(root: Path, *args: str) -> float:
-    """Wall time of one ``pytest --experiment all`` in ``root`` (exits on failure)."""
+def pytest_wall(root: Path, *args: str, src: str | None = None) -> float:
+    """Wall time of one ``pytest --experiment all`` in ``root`` (exits on failure); ``src``: a
+    folder holding another copy of ``pytest_mlexp`` to measure instead of the installed one."""
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "MPLBACKEND": "Agg"}
+    if src:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "pytest_mlexp.plugin", "-p", "no:cacheprovider"]
     t0 = time.perf_counter()
     proc = subprocess.run(
@@ -75,11 +78,13 @@ def main() -> None:
     ap.add_argument("n", nargs="?", type=int, default=8)
     ap.add_argument("sleep_s", nargs="?", type=float, default=1.0)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--src", help="also measure the process run with the pytest_mlexp in this folder")
     args = ap.parse_args()
     n, sleep_s = args.n, args.sleep_s
     serial: list[float] = []
     fanned: list[float] = []
     starts: list[float] = []
+    other: list[float] = []
     with tempfile.TemporaryDirectory(prefix="mlexp-fanout-") as tmp:
         root = Path(tmp)
         make_project(root, n, sleep_s)
@@ -88,6 +93,8 @@ def main() -> None:
             starts.append(start_n(n))
             fanned.append(pytest_wall(root, "--mlexp-concurrency", str(n)))
             serial.append(pytest_wall(root, "--mlexp-executor", "local"))
+            if args.src:
+                other.append(pytest_wall(root, "--mlexp-concurrency", str(n), src=args.src))
     floors = [sleep_s + s for s in starts]
     over = [f - fl for f, fl in zip(fanned, floors, strict=True)]
     print(f"{n} sub-experiments x {sleep_s:g} s, {os.cpu_count()} CPUs, {args.repeat} runs (median, spread)")
@@ -97,6 +104,9 @@ def main() -> None:
     print(f"{'floor (sleep + that start):':<34}{summary(floors)}")
     print(f"{'process minus floor:':<34}{summary(over)}   target <= 0.60 s")
     print(f"{'speed-up over serial:':<34}{statistics.median(serial) / statistics.median(fanned):6.2f}x")
+    if other:
+        print(f"{'process, the --src tree:':<34}{summary(other)}")
+        print(f"{'  minus floor:':<34}{summary([o - fl for o, fl in zip(other, floors, strict=True)])}")
 
 
 if __name__ == "__main__":

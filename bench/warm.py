@@ -61,15 +61,24 @@ def fresh_demo(root: Path) -> None:
 
 
 def side_by_side(
-    label: str, root: Path, repeat: int, extra: list[str], before: Callable[[Path], None] | None = None
+    label: str,
+    root: Path,
+    repeat: int,
+    extra: list[str],
+    before: Callable[[Path], None] | None = None,
+    src: str | None = None,
 ) -> None:
     local: list[float] = []
     process: list[float] = []
+    other: list[float] = []
+    runs = [("local", local, None), ("process", process, None)]
+    if src:
+        runs.append(("process", other, src))
     for _ in range(repeat):
-        for name, out in (("local", local), ("process", process)):
+        for name, out, tree in runs:
             if before is not None:
                 before(root)
-            out.append(pytest_wall(root, "--mlexp-executor", name, *extra))
+            out.append(pytest_wall(root, "--mlexp-executor", name, *extra, src=tree))
     ratios = [p / max(lo, 1e-9) for p, lo in zip(process, local, strict=True)]
     print(label)
     print(f"  {'local:':<12}{summary(local)}")
@@ -78,12 +87,17 @@ def side_by_side(
         f"  {'ratio:':<12}{statistics.median(process) / statistics.median(local):6.2f}x of the medians "
         f"(per pair: min {min(ratios):.2f}, max {max(ratios):.2f})   target <= 1.30x"
     )
+    if other:
+        print(f"  {'process, the --src tree:':<12}{summary(other)}")
+        ratio = statistics.median(other) / statistics.median(local)
+        print(f"  {'its ratio:':<12}{ratio:6.2f}x of the medians")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-demo", action="store_true")
+    ap.add_argument("--src", help="also measure process with the pytest_mlexp in this folder")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="mlexp-warm-") as tmp:
         root = Path(tmp) / "import"
@@ -95,12 +109,15 @@ def main() -> None:
             root,
             args.repeat,
             ["--mlexp-concurrency", "2"],
+            src=args.src,
         )
         if not args.skip_demo:
             demo = Path(tmp) / "demo"
             demo.mkdir()
             make_demo(demo)
-            side_by_side("the demo study on the CPU (torch):", demo, args.repeat, [], before=fresh_demo)
+            side_by_side(
+                "the demo study on the CPU (torch):", demo, args.repeat, [], before=fresh_demo, src=args.src
+            )
 
 
 if __name__ == "__main__":

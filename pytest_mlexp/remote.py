@@ -282,6 +282,9 @@ def run_one(header: Mapping[str, Any], blob: bytes, baseline: Baseline, idle_fd:
         _redirect_output(idle_fd)
         if log_fd != idle_fd:
             os.close(log_fd)
+        # Now too, not only before the next seed: an alarm the handler left must not fire
+        # while the worker waits, nor a signal handler it left answer for the worker.
+        baseline.restore()
 
 
 def serve(sock: socket.socket) -> int:
