@@ -8,7 +8,8 @@ plugin's imports, so starting eight workers takes about as long as starting one.
 * ``CONTROL_FD``: a Unix socket to the pytest process.  Requests (``wire.py``):
   ``{"op": "spawn", "env": {...}, "cwd": ...}`` with the new worker's socket attached (answered
   ``{"pid": n}``); ``{"op": "wait", "pid": n}`` (answered ``{"code": exit code or None}``).
-  End of stream: the session is over.
+  ``{"op": "close"}``: the session is over (idle workers get time to exit on their own).
+  End of stream without it: pytest is gone.
 * ``LIFELINE_FD``: the read end of a pipe whose write end only the pytest process holds: it
   reads end-of-file when pytest is gone, however it ended (SIGKILL included).
 
@@ -39,9 +40,11 @@ EXIT_GRACE_S = 10.0
 
 
 class Server:
-    def __init__(self, lifeline: int, control: socket.socket) -> None:
+    def __init__(self, lifeline: int, control: socket.socket, wakeup: int = -1, wakeup_w: int = -1) -> None:
         self.lifeline = lifeline
         self.control = control
+        self.wakeup = wakeup  # readable when SIGTERM arrived (signal.set_wakeup_fd)
+        self.wakeup_w = wakeup_w
         self.workers: set[int] = set()  # forked, not yet collected
         self.codes: dict[int, int] = {}  # collected workers' exit codes, until asked for
 
@@ -50,13 +53,18 @@ class Server:
         grace = 0.0  # pytest gone, or the server killed: nobody waits for the workers' results
         try:
             while True:
-                ready, _, _ = select.select([self.control.fileno(), self.lifeline], [], [], 5.0)
+                watched = [self.control.fileno(), self.lifeline, *([self.wakeup] if self.wakeup >= 0 else [])]
+                ready, _, _ = select.select(watched, [], [], 5.0)
+                if self.wakeup in ready:
+                    return 0  # SIGTERM: pytest is gone (the parent-death signal), or a person
                 if self.lifeline in ready and not os.read(self.lifeline, 1):
                     return 0  # pytest is gone
                 if self.control.fileno() in ready:
                     message = wire.recv_with_fds(self.control)
-                    if message is None:  # the session ended: idle workers are exiting
-                        grace = EXIT_GRACE_S
+                    if message is None:
+                        return 0  # pytest is gone (its end closed without a word)
+                    if message[0].get("op") == "close":
+                        grace = EXIT_GRACE_S  # the session ended: idle workers are exiting
                         return 0
                     self.answer(*message)
                 self.adopted()
@@ -134,9 +142,14 @@ class Server:
 def _worker(header: Mapping[str, Any], fd: int, server: Server) -> int:
     """In the forked child: become a worker (own session, pinned environment) and serve."""
     parent = os.getppid()
+    signal.set_wakeup_fd(-1)
     with contextlib.suppress(OSError):
         server.control.close()
         os.close(server.lifeline)
+    for own in (server.wakeup, server.wakeup_w):
+        if own >= 0:
+            with contextlib.suppress(OSError):
+                os.close(own)
     os.setsid()  # its own process group: killing the group reaches what the handler starts
     set_parent_death_signal(signal.SIGKILL)  # the server gone (it never is, unless killed)
     if os.getppid() != parent:
@@ -157,17 +170,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: python -m pytest_mlexp.forkserver LIFELINE_FD CONTROL_FD", file=sys.stderr)
         return 2
     set_child_subreaper()
-    # SIGTERM (a parent-death signal, a person) ends the loop through the finally that kills
-    # the workers; SIGINT from a terminal never reaches us (pytest starts us in a session of
-    # our own).
-    signal.signal(signal.SIGTERM, _raise_exit)
+    # SIGTERM (the parent-death signal, or a person) wakes the loop through a pipe, which then
+    # ends through the finally that kills the workers.  Not an exception from the handler: when
+    # pytest dies, the lifeline and SIGTERM arrive together, and an exception raised while the
+    # workers are being killed would cut that short (they would then die by their own
+    # parent-death signal and what their handlers started would outlive them).  SIGINT from a
+    # terminal never reaches us (pytest starts us in a session of our own).
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGTERM, _ignore)
     set_parent_death_signal(signal.SIGTERM)
-    server = Server(int(args[0]), socket.socket(fileno=int(args[1])))
+    server = Server(int(args[0]), socket.socket(fileno=int(args[1])), wake_r, wake_w)
     return server.run()
 
 
-def _raise_exit(signum: int, frame: Any) -> None:
-    raise SystemExit(0)
+def _ignore(signum: int, frame: Any) -> None:
+    """SIGTERM's handler: nothing; the wakeup pipe tells the loop."""
 
 
 if __name__ == "__main__":

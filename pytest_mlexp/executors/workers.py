@@ -168,6 +168,8 @@ class _ForkServer:
 
     def close(self) -> None:
         """End the session: the server lets idle workers exit, kills the rest, and ends."""
+        with contextlib.suppress(OSError), self._lock:
+            wire.send(self.sock, {"op": "close"})
         with contextlib.suppress(OSError):
             self.sock.close()
         try:
@@ -201,6 +203,7 @@ class WorkerPool:
         self._use_server = fork_server and hasattr(os, "fork") and hasattr(socket, "send_fds")
         self._server: _ForkServer | None = None
         self._server_failed = False
+        self._release_keeper = threading.Event()  # lets the fork server's keeper thread end
         self._lock = threading.Lock()
         self._idle: list[_Worker] = []
         self._warm = 0  # warm workers alive, busy or idle
@@ -208,6 +211,12 @@ class WorkerPool:
         self._closed = False
         #: every worker pid this pool started (tests and diagnostics)
         self.started: list[int] = []
+
+    @property
+    def server_pid(self) -> int | None:
+        """The fork server's pid, once it runs (diagnostics, tests)."""
+        server = self._server
+        return server.proc.pid if server is not None else None
 
     # --- starting workers ---------------------------------------------------------------------
     def _base_env(self) -> dict[str, str]:
@@ -221,20 +230,36 @@ class WorkerPool:
 
     def start(self) -> None:
         """Start the fork server now (it imports in the background while the session goes on);
-        otherwise the first seed starts it.  Call it from a thread that lives as long as the
-        pool (the main thread): on Linux the server is told to end when that thread ends."""
+        otherwise the first seed starts it."""
         with self._lock:
             self._ensure_server()
 
     def _ensure_server(self) -> _ForkServer | None:
         if self._server is None and self._use_server and not self._server_failed and not self._closed:
-            try:
-                self._server = _ForkServer(
-                    self.python, self.cwd, self._base_env(), self.scratch.new_file("server", ".log")
-                )
-            except OSError:
-                self._server_failed = True
+            self._server = self._start_server()
+            self._server_failed = self._server is None
         return self._server
+
+    def _start_server(self) -> _ForkServer | None:
+        """Start the fork server from a thread of the pool's own that lives until :meth:`close`:
+        on Linux the server is told to end (its parent-death signal) when the thread that
+        started it ends, and the caller's thread may be short-lived."""
+        started: list[_ForkServer | None] = []
+        ready = threading.Event()
+
+        def keep() -> None:
+            try:
+                log = self.scratch.new_file("server", ".log")
+                started.append(_ForkServer(self.python, self.cwd, self._base_env(), log))
+            except Exception:  # workers are then started by us (see _spawn)
+                started.append(None)
+            finally:
+                ready.set()
+            self._release_keeper.wait()
+
+        threading.Thread(target=keep, name="mlexp-forkserver-keeper", daemon=True).start()
+        ready.wait()
+        return started[0] if started else None
 
     def _spawn(self, gpus: Sequence[str], one_shot: bool) -> _Worker:
         env = {**self._base_env(), **self._env(gpus)}
@@ -429,6 +454,7 @@ class WorkerPool:
         server, self._server = self._server, None
         if server is not None:
             server.close()
+        self._release_keeper.set()
         for worker in idle:
             if worker.proc is not None:
                 try:

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -50,11 +51,24 @@ def imports(marks: Path) -> list[int]:
     return [int(p) for p in (marks / "imports").read_text().split()]
 
 
-def wait_until(predicate: object, what: str) -> None:
+def wait_until(predicate: Callable[[], object], what: str, explain: Callable[[], str] = str) -> None:
     deadline = time.monotonic() + HANG_GUARD_S
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+    while not predicate():
+        assert time.monotonic() < deadline, f"gave up waiting for {what} {explain()}"
         time.sleep(0.02)
+
+
+def _describe(pids: list[int]) -> str:
+    """What is known of processes still alive (for a failure message)."""
+    out = []
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+        except OSError:
+            stat, cmd = "?", "?"
+        out.append(f"{pid}: {stat[:80]} | {cmd}")
+    return "; ".join(out)
 
 
 REUSE_PLAN = """
@@ -235,7 +249,8 @@ def _hold(runner):
         return {"metrics": {}}
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
     name = runner.sub_experiment_id
-    (MARKS / f"{name}.json").write_text(json.dumps([os.getpid(), child.pid]))
+    (MARKS / f"{name}.tmp").write_text(json.dumps([os.getpid(), child.pid]))
+    (MARKS / f"{name}.tmp").rename(MARKS / f"{name}.json")  # whole, when the test sees it
     # the seed's output file, in the session's private scratch folder (Linux: /proc)
     log = os.readlink("/proc/self/fd/1") if os.path.exists("/proc/self/fd/1") else ""
     (MARKS / f"{name}.log").write_text(log)
@@ -277,7 +292,11 @@ def test_no_worker_or_child_is_left_when_pytest_is_killed(project: Project, mark
         assert all(alive(pid) for pid in pids)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=HANG_GUARD_S)
-        wait_until(lambda: not any(alive(pid) for pid in pids), "the workers and their children to end")
+        wait_until(
+            lambda: not any(alive(pid) for pid in pids),
+            "the workers and their children to end",
+            lambda: _describe([pid for pid in pids if alive(pid)]),
+        )
         log = Path((marks / "k_a.log").read_text())
         if log.is_absolute():
             # The killed session's scratch folder is private, and the next session removes it.

@@ -122,14 +122,21 @@ SEEDING = (
 import random
 import numpy
 import torch
+KEPT = []
 
 def draws(runner):
     params = runner.params
     if runner.seed == 0:
-        # a deep change, and draws that move every generator on
-        params["optim"]["lr"] *= 1000
-        params["layers"].append(99)
+        # a deep change (refused: params are read-only at every depth), a change to what the
+        # module keeps of them, and draws that move every generator on
+        try:
+            params["optim"]["lr"] *= 1000
+        except TypeError:
+            pass
+        KEPT.append(params)
         random.random(); numpy.random.rand(5); torch.rand(5)
+    else:
+        assert all(kept is not params for kept in KEPT)  # a fresh copy, not the last seed's
     return {"metrics": {
         "pid": os.getpid(),
         "lr": params["optim"]["lr"],
@@ -151,8 +158,7 @@ def test_each_seed_starts_from_pristine_params_and_is_seeded_like_a_fresh_proces
     params = {"optim": {"lr": 0.01}, "layers": [32, 32]}
     warm = [metrics(pool.run(h.task("draws", s, params).to_dict())) for s in (0, 1)]
     assert warm[0]["pid"] == warm[1]["pid"]  # the same worker ran both seeds
-    assert warm[0]["lr"] == 10.0 and warm[0]["layers"] == 3  # seed 0 changed its own copy...
-    assert warm[1]["lr"] == 0.01 and warm[1]["layers"] == 2  # ...and seed 1 never saw it
+    assert warm[1]["lr"] == 0.01 and warm[1]["layers"] == 2  # seed 1 sees the plan's values
     # Seed 1 as a fresh process runs it: the one-seed entry point, in a new interpreter.
     task_file, out_file = tmp_path / "task.json", tmp_path / "out.json"
     task_file.write_text(json.dumps(h.task("draws", 1, params).to_dict()), encoding="utf-8")
@@ -353,6 +359,39 @@ def test_close_ends_every_worker_and_the_scratch_folder(tmp_path: Path) -> None:
     assert not hung.is_alive()
     assert pool.started and not any(alive(pid) for pid in pool.started)
     assert warm[0] in pool.started and not folder.exists()
+
+
+HOLDING = (
+    PREAMBLE
+    + """
+import subprocess
+
+def hold(runner):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    (MARKS / "hold.tmp").write_text(f"{os.getpid()} {child.pid}")
+    (MARKS / "hold.tmp").rename(MARKS / "hold")
+    time.sleep(300)
+"""
+)
+
+
+def test_the_fork_server_takes_its_workers_and_their_children_when_it_is_told_to_go(
+    pool: WorkerPool, tmp_path: Path
+) -> None:
+    # SIGTERM is what the server gets from the kernel when pytest dies (and the lifeline
+    # closes at the same moment): it must still kill every worker's group before it ends.
+    h = Handlers(tmp_path, HOLDING)
+    got: list[SeedRun] = []
+    thread = threading.Thread(target=lambda: got.append(pool.run(h.task("hold").to_dict())))
+    thread.start()
+    wait_for(lambda: (tmp_path / "marks" / "hold").exists(), "the seed to start")
+    pids = [int(p) for p in (tmp_path / "marks" / "hold").read_text().split()]
+    server = pool.server_pid
+    assert server is not None and all(alive(pid) for pid in pids)
+    os.kill(server, signal.SIGTERM)
+    thread.join(HANG_GUARD_S)
+    assert got and got[0].outcome is None
+    wait_for(lambda: not any(alive(pid) for pid in [*pids, server]), "the server, worker and child to end")
 
 
 def test_workers_started_without_the_fork_server_behave_the_same(tmp_path: Path) -> None:
