@@ -106,7 +106,7 @@ experiments:
       e_a_2:
         params: {width: 1}
         sweep: {width: [8, 16]}
-        executor: process   # runs opened in worker processes, torn down there
+        executor: process   # runs opened in a warm worker, each finished before the next seed
       e_a_3:
         params: {}
 """
@@ -122,8 +122,10 @@ def e_a_1(runner):
 
 
 def e_a_2(runner):
+    import os
+
     runner.log_metrics({"w": runner.params["width"]})
-    return {"metrics": {"w": runner.params["width"]}}
+    return {"metrics": {"w": runner.params["width"], "pid": os.getpid()}}
 
 
 def e_a_3(runner):
@@ -141,7 +143,10 @@ def test_offline_runs_read_back(project: Project, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("MY_SERVICE_API_KEY", "env-secret-abcdefgh")
     project.plan(PLAN)
     project.handlers("exp_a", HANDLERS)
-    result = project.pytester.runpytest_subprocess("-p", "no:randomly", "--experiment", "exp-a")
+    # One slot: both sweep points run in the same warm worker, one after the other.
+    result = project.pytester.runpytest_subprocess(
+        "-p", "no:randomly", "--experiment", "exp-a", "--mlexp-concurrency", "1"
+    )
     assert result.ret == 1, result.stdout.str()  # e_a_3 raised
     result.stdout.fnmatch_lines(["*e_a_1*failed*loss*", "*e_a_3*error*"])
     assert "Captured log" not in result.stdout.str()  # W&B logs to wandb/debug.log only
@@ -187,6 +192,14 @@ def test_offline_runs_read_back(project: Project, monkeypatch: pytest.MonkeyPatc
 
     point = runs["e_a_2[width_16]-seed0"]
     assert point["config"]["width"] == 16 and point["config"]["point"] == "width_16"
+    # Each seed of a warm worker has a run of its own, finished (an exit record) before its
+    # result came back; the first run's history is not the second's.
+    points = subs["e_a_2"]["points"]
+    assert points["width_8"]["metrics"]["pid"] == points["width_16"]["metrics"]["pid"]
+    other = runs["e_a_2[width_8]-seed0"]
+    assert other["config"]["width"] == 8 and other["exit_code"] == 0 and point["exit_code"] == 0
+    assert [row["e_a_2/w"] for row in other["history"] if "e_a_2/w" in row] == [8]
+    assert [row["e_a_2/w"] for row in point["history"] if "e_a_2/w" in row] == [16]
     failed = runs["e_a_3-seed0"]
     assert failed["exit_code"] == 1
     assert failed["summary"]["e_a_3/status"] == "error"

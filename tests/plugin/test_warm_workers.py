@@ -308,3 +308,70 @@ def test_no_worker_or_child_is_left_when_pytest_is_killed(project: Project, mark
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+BOUND_PLAN = """
+project: {name: Toy, hypothesis: "x"}
+defaults: {executor: process, seeds: 2}
+experiments:
+  e-one:
+    sub_experiments:
+      o_1: {seeds: 1}
+      o_2: {}
+      o_3: {}
+      o_4: {}
+      o_5: {}
+"""
+
+BOUND = (
+    PREAMBLE
+    + """
+def _count(suffix):
+    return len(list(MARKS.glob(f"*.{suffix}")))
+
+def _work(runner, after=None):
+    me = f"{runner.sub_experiment_id}-{runner.seed}"
+    (MARKS / f"{me}.start").write_text("")
+    if after:
+        _wait_for(after)
+    deadline = time.monotonic() + 60  # a hang guard
+    while _count("start") < 2:  # two seeds run at once: the bound is reached, not only obeyed
+        assert time.monotonic() < deadline, "no second seed ever started"
+        time.sleep(0.01)
+    running = _count("start") - _count("end")  # seeds between their start and end marks now
+    (MARKS / f"{me}.end").write_text("")
+    return {"metrics": {"pid": os.getpid(), "running": running}}
+
+def o_1(runner):
+    # The first item ends only after a later item has: it still reports first.
+    return _work(runner, after="o_3-1.end")
+
+def o_2(runner):
+    return _work(runner)
+
+def o_3(runner):
+    return _work(runner)
+
+def o_4(runner):
+    return _work(runner)
+
+def o_5(runner):
+    return _work(runner)
+"""
+)
+
+
+def test_dispatch_ahead_to_warm_workers_is_bounded_and_reports_in_plan_order(
+    project: Project, marks: Path
+) -> None:
+    project.plan(BOUND_PLAN)
+    project.handlers("e_one", BOUND)
+    result = project.run("--experiment", "all", "--mlexp-concurrency", "2", "-v")
+    result.assert_outcomes(passed=6)  # and the assessment
+    # Reported in plan order, though o_1 finished after o_2 and o_3 (fnmatch_lines keeps order).
+    result.stdout.fnmatch_lines([f"*::e-one::o_{i} PASSED*" for i in range(1, 6)])
+    subs = project.results("e-one")["sub_experiments"]
+    seeds = [subs["o_1"]["metrics"]] + [subs[f"o_{i}"]["per_seed"][s] for i in range(2, 6) for s in (0, 1)]
+    assert max(m["running"] for m in seeds) == 2  # never more seeds at once than slots
+    assert len({m["pid"] for m in seeds}) == 2  # two warm workers ran all nine seeds
+    assert sorted(imports(marks)) == sorted({m["pid"] for m in seeds})
