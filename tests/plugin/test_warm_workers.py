@@ -339,6 +339,7 @@ def _work(runner, after=None):
         assert time.monotonic() < deadline, "no second seed ever started"
         time.sleep(0.01)
     running = _count("start") - _count("end")  # seeds between their start and end marks now
+    runner.results.save_artifact("who.txt", me)
     (MARKS / f"{me}.end").write_text("")
     return {"metrics": {"pid": os.getpid(), "running": running}}
 
@@ -375,3 +376,9 @@ def test_dispatch_ahead_to_warm_workers_is_bounded_and_reports_in_plan_order(
     assert max(m["running"] for m in seeds) == 2  # never more seeds at once than slots
     assert len({m["pid"] for m in seeds}) == 2  # two warm workers ran all nine seeds
     assert sorted(imports(marks)) == sorted({m["pid"] for m in seeds})
+    # Each seed wrote into an artifacts folder of its own, though workers ran several seeds.
+    for i in range(2, 6):
+        assert sorted(subs[f"o_{i}"]["artifacts"]) == [f"artifacts/o_{i}/seed{s}/who.txt" for s in (0, 1)]
+        for s in (0, 1):
+            who = project.path / "research" / "artifacts" / f"o_{i}" / f"seed{s}" / "who.txt"
+            assert who.read_text() == f"o_{i}-{s}"
