@@ -47,6 +47,7 @@ def make_import_plan(root: Path, n: int = 8, import_s: float = 1.0) -> None:
 def make_demo(root: Path) -> None:
     shutil.copytree(REPO / "research", root / "research")
     shutil.copytree(REPO / "experiments", root / "experiments")
+    shutil.copy(REPO / "conftest.py", root / "conftest.py")  # the demo's fixtures (digits)
     (root / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
 
 
