@@ -101,31 +101,38 @@ def writable_problem(folder: Path) -> str | None:
 
 @contextlib.contextmanager
 def locked(
-    lock_path: Path, *, timeout_s: float = 30.0, warn: Callable[[str], None] | None = None
+    folder: Path, *, timeout_s: float = 30.0, warn: Callable[[str], None] | None = None
 ) -> Iterator[None]:
-    """An exclusive advisory lock on ``lock_path`` (made if missing) for the ``with`` block.
+    """An exclusive advisory lock (``flock``) on ``folder`` itself for the ``with`` block: no
+    lock file is ever made (SPEC section 10).  The folder must exist.
 
     Never hangs a session on a stuck lock: after ``timeout_s`` it says so (``warn``) and goes
     on without it (writes stay atomic; a merge may miss another session's newest changes)."""
     if _fcntl is None:  # pragma: no cover - no advisory locks here; sessions must not overlap
         yield
         return
-    handle = open(lock_path, "a+b")  # noqa: SIM115
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:  # a folder that cannot be opened: writing is still atomic
+        if warn is not None:
+            warn(f"{folder}: cannot be locked ({exc.strerror or exc}); writing without a lock")
+        yield
+        return
     try:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                _fcntl.flock(handle.fileno(), _fcntl.LOCK_EX | _fcntl.LOCK_NB)
+                _fcntl.flock(fd, _fcntl.LOCK_EX | _fcntl.LOCK_NB)
                 break
             except OSError:
                 if time.monotonic() >= deadline:
                     if warn is not None:
-                        warn(f"{lock_path}: still locked after {timeout_s:g} s; writing without it")
+                        warn(f"{folder}: still locked after {timeout_s:g} s; writing without the lock")
                     break
                 time.sleep(0.05)
         yield
     finally:
-        handle.close()  # closing releases the flock
+        os.close(fd)  # closing releases the flock
 
 
 def atomic_write_text(path: Path, text: str, *, fsync: bool = True) -> None:

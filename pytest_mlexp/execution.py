@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .handler_modules import HandlerRef, load_handler, loaded_function
+from .handler_modules import HandlerError, HandlerRef, load_handler, loaded_function
 from .normalize import ResultError, normalize_result
 from .records import ERROR, INFRA, OK, ErrorInfo, SeedOutcome, SeedResult, error_info, now_iso
 from .runner import ExperimentRunner, MetricSink, ProgressSink, inside
@@ -33,6 +33,7 @@ __all__ = [
     "SeedTimeout",
     "Task",
     "error_info",
+    "import_failure",
     "import_handler",
     "now_iso",
     "run_seed",
@@ -90,6 +91,9 @@ class Task:
     # task, so a file left by an earlier run is never mistaken for this one's); None when the
     # seed runs in the pytest process, whose live line watches it directly.
     progress_file: str | None = None
+    # A handler registry (plan key ``handlers:``): ``function`` is the registry attribute of
+    # the module and this the key to look up in what it gives (the sub-experiment id).
+    registry_key: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -176,6 +180,7 @@ def run_seed(
     kwargs["runner"] = runner
     result: SeedResult | None = None
     error: ErrorInfo | None = None
+    warnings: list[str] = []
     exc_kept: BaseException | None = None
     infra = False
     pid = os.getpid()
@@ -219,7 +224,7 @@ def run_seed(
                     "traceback": "",
                 }
                 artifacts = []
-            for path in runner.results.saved:
+            for path in runner.results.written():
                 if path not in artifacts:
                     artifacts.append(path)
         if error is None:
@@ -228,6 +233,13 @@ def run_seed(
                 "finding": normalized.get("finding"),
                 "artifacts": artifacts,
             }
+            extra = normalized.get("extra")
+            if extra:
+                result["extra"] = extra
+                warnings.append(
+                    f"{task.sub_id}: the handler returned {', '.join(map(repr, extra))} besides "
+                    "metrics/finding/artifacts: kept under 'extra' in results.yaml"
+                )
     outcome = SeedOutcome(
         seed=task.seed,
         status=(INFRA if infra else ERROR) if error is not None else OK,
@@ -239,6 +251,9 @@ def run_seed(
         history=runner.history,
         packages=loaded_packages(),
         device=runner._device,
+        warnings=tuple(warnings),
+        issues=tuple(runner.issues),
+        blockers=tuple(runner.blockers),
         exc=exc_kept,
     )
     if tracked is not None:
@@ -313,6 +328,8 @@ def import_handler(task: Task) -> Callable[..., Any]:
     """Import the handler under its stable module name (the same in every worker)."""
     # Fast path: every seed after the first of a handler finds its module already imported.
     paths = _import_paths.get((task.root, task.module_path))
+    if task.registry_key is not None:
+        return load_handler(_ref_of(task), Path(task.root))
     if paths is None:
         root = Path(task.root)
         paths = _import_paths[(task.root, task.module_path)] = (
@@ -322,14 +339,25 @@ def import_handler(task: Task) -> Callable[..., Any]:
     fn: Callable[..., Any] | None = loaded_function(task.module_name, paths[0], paths[1], task.function)
     if fn is not None:
         return fn
-    root = Path(task.root)
-    ref = HandlerRef(
-        module_path=root / task.module_path,
+    loaded: Callable[..., Any] = load_handler(_ref_of(task), Path(task.root))
+    return loaded
+
+
+def _ref_of(task: Task) -> HandlerRef:
+    return HandlerRef(
+        module_path=Path(task.root) / task.module_path,
         module_name=task.module_name,
         function=task.function,
         params=("runner",),
         lineno=0,
         source_sha256="",
+        registry_key=task.registry_key,
     )
-    loaded: Callable[..., Any] = load_handler(ref, root)
-    return loaded
+
+
+def import_failure(seed: int, exc: BaseException, started_at: str) -> SeedOutcome:
+    """The outcome of a seed whose handler could not be imported or found.  A lookup problem
+    (a registry without the id, say) says itself in its message: no traceback of ours."""
+    if isinstance(exc, HandlerError):
+        return SeedOutcome.failure(seed, "handler", exc, started_at=started_at, traceback="")
+    return SeedOutcome.failure(seed, "import", exc, started_at=started_at)

@@ -17,10 +17,12 @@ import re
 import sys
 import threading
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .textutil import suggestions
 
 __all__ = [
     "HandlerError",
@@ -30,6 +32,7 @@ __all__ = [
     "load_handler",
     "loaded_function",
     "module_name_for",
+    "registry_handler",
 ]
 
 # Prefix for module names whose path has a segment that is not a Python identifier.
@@ -91,6 +94,10 @@ class HandlerRef:
     source_sha256: str
     defaulted: tuple[str, ...] = ()
     var_params: tuple[str, ...] = ()
+    # A handler registry (plan key ``handlers:``, SPEC section 10): ``function`` then names the
+    # module attribute holding ``{sub_id: function}`` (or a callable returning it), and this is
+    # the key to look up in it, at run time, where the seed runs.
+    registry_key: str | None = None
 
     @property
     def fixture_names(self) -> tuple[str, ...]:
@@ -99,8 +106,10 @@ class HandlerRef:
 
     @property
     def qualname(self) -> str:
-        """``module.name:function``, the form an explicit ``handler:`` takes."""
-        return f"{self.module_name}:{self.function}"
+        """``module.name:function``, the form an explicit ``handler:`` takes (a registry:
+        ``module.name:get_handlers[sub_id]``)."""
+        key = f"[{self.registry_key}]" if self.registry_key is not None else ""
+        return f"{self.module_name}:{self.function}{key}"
 
 
 def is_valid_name(name: str) -> bool:
@@ -232,7 +241,7 @@ def load_handler(ref: HandlerRef, root: Path | str) -> Callable[..., Any]:
     # Fast path: a module we imported for this file before, still the one in sys.modules, with
     # the root still on sys.path (every seed of every item of a plan lands here after the first).
     key = (ref.module_name, os.fspath(ref.module_path), os.fspath(root))
-    fn = loaded_function(*key, ref.function)
+    fn = loaded_function(*key, ref.function) if ref.registry_key is None else None
     if fn is not None:
         return fn
     root_path = abspath(root)
@@ -266,10 +275,58 @@ def load_handler(ref: HandlerRef, root: Path | str) -> Callable[..., Any]:
                 setattr(sys.modules[".".join(names[:i])], names[i], sys.modules[name])
         if os.path.isabs(key[1]) and os.path.isabs(key[2]):  # relative ones depend on the cwd
             _loaded[key] = module
+    if ref.registry_key is not None:
+        return registry_handler(module, ref.function, ref.registry_key, display)
     fn = getattr(module, ref.function, None)
     if fn is None or not callable(fn):
         raise HandlerNotFound(
             f"{display} was imported but has no callable {ref.function}"
             + " (it is defined in the source: is it deleted or rebound at import time?)"
         )
+    return fn  # type: ignore[no-any-return]
+
+
+# (module object id, attribute) -> (module, the registry's mapping): get_handlers() runs once per
+# process, not once per seed (it may import every handler module of a package).
+_registries: dict[tuple[int, str], tuple[types.ModuleType, dict[str, Any]]] = {}
+
+
+def registry_handler(module: types.ModuleType, attribute: str, key: str, display: str) -> Callable[..., Any]:
+    """The function a handler registry maps ``key`` to.  ``attribute`` of ``module`` is the
+    mapping itself or a callable returning it (``get_handlers``)."""
+    label = f"handler registry {module.__name__}:{attribute} ({display})"
+    cached = _registries.get((id(module), attribute))
+    if cached is not None and cached[0] is module:
+        mapping = cached[1]
+    else:
+        if not hasattr(module, attribute):
+            raise HandlerNotFound(f"{label}: the module has no attribute {attribute}")
+        found = getattr(module, attribute)
+        if callable(found) and not isinstance(found, Mapping):
+            try:
+                found = found()
+            except Exception as exc:
+                raise HandlerImportError(
+                    f"{label}: calling {attribute}() failed: {type(exc).__name__}: {exc}"
+                ) from exc
+        if not isinstance(found, Mapping):
+            raise HandlerNotFound(
+                f"{label}: {attribute} gave {type(found).__name__}, not a mapping of sub-experiment id -> "
+                "function"
+            )
+        mapping = {str(k): v for k, v in found.items()}
+        _registries[(id(module), attribute)] = (module, mapping)
+    fn = mapping.get(key)
+    if fn is None:
+        near = suggestions(key, mapping, limit=3, short=4)
+        near += [k for k in mapping if (k.startswith(key + "_") or key.startswith(k + "_")) and k not in near]
+        hint = f" (did you mean {' or '.join(near)}?)" if near else ""
+        keys = ", ".join(sorted(mapping)) or "nothing"
+        raise HandlerNotFound(
+            f"{label} has no handler for {key!r}{hint}; it maps: {keys}.\n"
+            f"fix: add {key!r} to the registry, or name the function in the plan with "
+            f'handler: "{module.__name__}:<function>"'
+        )
+    if not callable(fn):
+        raise HandlerNotFound(f"{label} maps {key!r} to {type(fn).__name__}, which is not callable")
     return fn  # type: ignore[no-any-return]

@@ -289,28 +289,35 @@ class HandlerIndex:
         *,
         sub: SubExperiment | None = None,
         metric_names: Sequence[str] = (),
+        registry: str | None = None,
     ) -> HandlerRef:
-        """The handler of one sub-experiment, by its explicit ``handler:`` or by convention.
+        """The handler of one sub-experiment, by its explicit ``handler:``, else its handler
+        registry (``handlers:``), else by convention.
 
-        ``sub`` and ``metric_names`` only make the stub in a not-found message richer.
-        Raises :class:`HandlerNotFound` (or its subclass :class:`HandlerUnsupported`) and
-        :class:`HandlerAmbiguous`.  Results are memoised: sweeps look the same handler up
-        once per point.
+        A registry is only located here (its module's file): what it maps ``sub_id`` to is
+        looked up where the seed runs (``handler_modules.registry_handler``), because reading
+        it means importing the module.  ``sub`` and ``metric_names`` only make the stub in a
+        not-found message richer.  Raises :class:`HandlerNotFound` (or its subclass
+        :class:`HandlerUnsupported`) and :class:`HandlerAmbiguous`.  Results are memoised:
+        sweeps look the same handler up once per point.
         """
         if explicit:
             found = self._explicit_hits.get(explicit)
             if found is not None:
                 return found
-        key = (experiment_id, sub_id, explicit)
+        else:
+            explicit = None
+        key = (experiment_id, sub_id, explicit if explicit else f"registry:{registry}" if registry else None)
         with self._lock:
             hit = self._memo.get(key)
             if hit is None:
                 try:
-                    hit = (
-                        self._find_explicit(experiment_id, sub_id, explicit, sub, metric_names)
-                        if explicit
-                        else self._find_convention(experiment_id, sub_id, sub, metric_names)
-                    )
+                    if explicit:
+                        hit = self._find_explicit(experiment_id, sub_id, explicit, sub, metric_names)
+                    elif registry:
+                        hit = self._find_registry(experiment_id, sub_id, registry)
+                    else:
+                        hit = self._find_convention(experiment_id, sub_id, sub, metric_names)
                 except HandlerError as exc:
                     hit = exc
                 else:
@@ -324,7 +331,41 @@ class HandlerIndex:
 
     def find_for(self, sub: SubExperiment, metric_names: Sequence[str] = ()) -> HandlerRef:
         """:meth:`find` for a plan's sub-experiment."""
-        return self.find(sub.experiment_id, sub.id, sub.handler, sub=sub, metric_names=metric_names)
+        return self.find(
+            sub.experiment_id,
+            sub.id,
+            sub.handler,
+            sub=sub,
+            metric_names=metric_names,
+            registry=sub.registry,
+        )
+
+    def _find_registry(self, experiment_id: str, sub_id: str, registry: str) -> HandlerRef:
+        label = f"sub-experiment {sub_id!r} (experiment {experiment_id!r})"
+        module, _, attribute = registry.strip().partition(":")
+        parts = module.strip().split(".")
+        attribute = attribute.strip()
+        candidates = self._explicit_candidates(parts)
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            looked = [display_path(c, self.root) for c in candidates]
+            raise HandlerNotFound(
+                f"{label}: handler registry {registry!r} names module {module}, but none of these files "
+                "exist:\n"
+                + "\n".join(f"  - {entry}" for entry in looked)
+                + "\n(handler modules are found by path, never imported at collection)",
+                looked=looked,
+            )
+        info = self._module(path)
+        return HandlerRef(
+            module_path=info.path,
+            module_name=module_name_for(info.path, self.root),
+            function=attribute,
+            params=("runner",),  # the registry's functions are unknown until it is imported
+            lineno=0,
+            source_sha256=info.sha256,
+            registry_key=sub_id,
+        )
 
     def _find_convention(
         self, experiment_id: str, sub_id: str, sub: SubExperiment | None, metric_names: Sequence[str]

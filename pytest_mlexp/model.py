@@ -196,6 +196,10 @@ class SubExperiment:
     accepted: Accepted | None = None
     achieved: Mapping[str, Achieved] = field(default_factory=dict)
     pivot: str | None = None
+    # A handler registry (plan key ``handlers: "package.module:get_handlers"``, inherited; SPEC
+    # section 10): the module attribute that maps sub-experiment ids to functions, or a callable
+    # returning that mapping.  An explicit ``handler`` wins over it.
+    registry: str | None = None
 
     @property
     def name(self) -> str:

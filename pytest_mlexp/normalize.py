@@ -22,9 +22,20 @@ from typing import Any
 from .safetext import clean_text, finite_or_nan
 from .textutil import closest
 
-__all__ = ["ALLOWED_KEYS", "ResultError", "normalize_result", "normalize_value"]
+__all__ = [
+    "ALLOWED_KEYS",
+    "MAX_LIST",
+    "ResultError",
+    "normalize_metrics",
+    "normalize_result",
+    "normalize_value",
+    "plain_data",
+]
 
 ALLOWED_KEYS = ("metrics", "finding", "artifacts")
+# A short series (per-class scores, a few checkpoints) is kept as information; anything longer
+# belongs in an artifact.  SPEC section 10.
+MAX_LIST = 64
 
 _REPR_LIMIT = 300
 _EXAMPLE = "{'metrics': {'accuracy': 0.97}, 'finding': 'one sentence'}"
@@ -224,7 +235,9 @@ def _returned_error(who: str, returned: Any) -> ResultError:
 def normalize_result(returned: Any, handler: str | None = None) -> dict[str, Any]:
     """Check a handler's return value and normalise it.
 
-    Returns ``{"metrics": {name: value}, "finding": str | None, "artifacts": [str, ...]}``.
+    Returns ``{"metrics": {name: value}, "finding": str | None, "artifacts": [str, ...]}``, plus
+    ``extra`` (the other top-level keys, as plain data) when there are any.  Metrics may nest
+    (flattened to dotted names) and may be short lists of numbers (:func:`normalize_metrics`).
     ``handler`` (the function's name) only makes messages clearer.  Raises
     :class:`ResultError` with a message that shows what was returned.
     """
@@ -232,11 +245,15 @@ def normalize_result(returned: Any, handler: str | None = None) -> dict[str, Any
     if not isinstance(returned, Mapping):
         raise _returned_error(who, returned)
 
-    bad_keys = [k for k in returned if k not in ALLOWED_KEYS]
+    unknown = [k for k in returned if k not in ALLOWED_KEYS]
+    # A near miss of a known key is a typo (its value would be lost); anything else is the
+    # handler's own information, kept under ``extra`` (SPEC section 10).
+    near = {k: closest(k, ALLOWED_KEYS) if isinstance(k, str) else None for k in unknown}
+    typos = [k for k in unknown if near[k] is not None or not isinstance(k, str)]
     # The repr is for the messages below only: a large metrics dict is costly to show.
-    shown = _short_repr(returned) if bad_keys or "metrics" not in returned else ""
+    shown = _short_repr(returned) if typos or "metrics" not in returned else ""
     if "metrics" not in returned:
-        if not bad_keys:
+        if not unknown:
             reason = "has no 'metrics'"
         elif "metric" in returned:
             reason = "has 'metric' where 'metrics' is expected"
@@ -248,15 +265,11 @@ def normalize_result(returned: Any, handler: str | None = None) -> dict[str, Any
         raise ResultError(
             f"{who} returned a dict that {reason} ({shown}); it must look like {_EXAMPLE}", returned
         )
-    if bad_keys:
-        named = []
-        for k in bad_keys:
-            close = closest(str(k), ALLOWED_KEYS) if isinstance(k, str) else None
-            named.append(f"{k!r} (did you mean {close!r}?)" if close else repr(k))
+    if typos:
+        named = [f"{k!r} (did you mean {near[k]!r}?)" if near[k] else repr(k) for k in typos]
         raise ResultError(
-            f"{who} returned unknown key(s) {', '.join(named)} ({shown}); the allowed keys "
-            f"are 'metrics' (required), 'finding' and 'artifacts'. Put extra numbers under 'metrics' and "
-            f"files in 'artifacts'",
+            f"{who} returned unknown key(s) {', '.join(named)} ({shown}); the known keys "
+            f"are 'metrics' (required), 'finding' and 'artifacts' (other keys are kept under 'extra')",
             returned,
         )
 
@@ -267,26 +280,7 @@ def normalize_result(returned: Any, handler: str | None = None) -> dict[str, Any
             f"must be a mapping of metric name to value, e.g. {{'accuracy': 0.97}}",
             returned,
         )
-    metrics: dict[str, Any] = {}
-    for key, value in raw_metrics.items():
-        if not isinstance(key, str) or not key:
-            raise ResultError(
-                f"{who} returned a metric named {key!r}: metric names must be non-empty strings", returned
-            )
-        t = type(value)
-        if t is float or t is bool or value is None:  # inlined hot path
-            metrics[key] = value
-            continue
-        if t is int:  # an int too large for any float (10**400) is not a number
-            metrics[key] = value if value.bit_length() < 1024 else finite_or_nan(value)
-            continue
-        if t is str:  # lone surrogates (os.fsdecode of a latin-1 name) as text UTF-8 can hold
-            metrics[key] = clean_text(value)
-            continue
-        try:
-            metrics[key] = normalize_value(key, value)
-        except ResultError as exc:
-            raise ResultError(f"{who} returned an invalid metric: {exc}", returned) from None
+    metrics = normalize_metrics(raw_metrics, who, returned)
 
     finding = returned.get("finding")
     if isinstance(finding, str):
@@ -321,4 +315,103 @@ def normalize_result(returned: Any, handler: str | None = None) -> dict[str, Any
                     f"artifacts must be paths (str or pathlib.Path), as runner.results.save_artifact returns",
                     returned,
                 )
-    return {"metrics": metrics, "finding": finding, "artifacts": artifacts}
+    out: dict[str, Any] = {"metrics": metrics, "finding": finding, "artifacts": artifacts}
+    if unknown:
+        out["extra"] = {str(k): plain_data(returned[k]) for k in unknown}
+    return out
+
+
+def normalize_metrics(
+    raw: Mapping[Any, Any], who: str = "the handler", returned: Any = None
+) -> dict[str, Any]:
+    """Metrics as plain data: nested mappings flatten to dotted names (``{"probe": {"r2": 0.5}}``
+    -> ``probe.r2``), a list or tuple of at most :data:`MAX_LIST` numbers is kept as information,
+    everything else as :func:`normalize_value` says.  Raises :class:`ResultError`."""
+    metrics: dict[str, Any] = {}
+    _flatten_into(metrics, "", raw, who, raw if returned is None else returned)
+    return metrics
+
+
+def _flatten_into(out: dict[str, Any], prefix: str, raw: Mapping[Any, Any], who: str, returned: Any) -> None:
+    for key, value in raw.items():
+        if not isinstance(key, str) or not key:
+            shown = f"{prefix}{key!r}" if prefix else repr(key)
+            raise ResultError(
+                f"{who} returned a metric named {shown}: metric names must be non-empty strings", returned
+            )
+        name = prefix + key
+        t = type(value)
+        if t is float or t is bool or value is None:  # inlined hot path
+            clean: Any = value
+        elif t is int:  # an int too large for any float (10**400) is not a number
+            clean = value if value.bit_length() < 1024 else finite_or_nan(value)
+        elif t is str:  # lone surrogates (os.fsdecode of a latin-1 name) as text UTF-8 can hold
+            clean = clean_text(value)
+        elif isinstance(value, Mapping):
+            _flatten_into(out, name + ".", value, who, returned)
+            continue
+        elif isinstance(value, (list, tuple)):
+            clean = _short_series(name, value, who, returned)
+        else:
+            try:
+                clean = normalize_value(name, value)
+            except ResultError as exc:
+                raise ResultError(f"{who} returned an invalid metric: {exc}", returned) from None
+        if name in out:
+            raise ResultError(
+                f"{who} returned the metric {name!r} twice (once nested, once flat): rename one", returned
+            )
+        out[name] = clean
+
+
+def _short_series(name: str, value: list[Any] | tuple[Any, ...], who: str, returned: Any) -> list[Any]:
+    if len(value) > MAX_LIST:
+        raise ResultError(
+            f"{who} returned an invalid metric: metric {name!r} is a {type(value).__name__} of "
+            f"{len(value)} values (at most {MAX_LIST} are kept as information): "
+            f"{_ARTIFACT_FIX.replace('save it', 'save the series')}",
+            returned,
+        )
+    items: list[Any] = []
+    for element in value:
+        try:
+            number = normalize_value(name, element)
+        except ResultError:
+            number = None
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise ResultError(
+                f"{who} returned an invalid metric: metric {name!r} is a {type(value).__name__} holding "
+                f"{_short_repr(element, 60)}: a list metric must hold numbers only "
+                f"(at most {MAX_LIST}; larger series belong in an artifact)",
+                returned,
+            )
+        items.append(number)
+    return items
+
+
+def plain_data(value: Any, depth: int = 0) -> Any:
+    """Any value as data results.yaml can hold (``extra`` keys of a handler's result): mappings
+    and sequences recursively, scalars as :func:`normalize_value` makes them, anything else as
+    its (short) repr."""
+    t = type(value)
+    if t is float or t is int or t is bool or t is str or value is None:
+        return value
+    if depth >= 8:
+        return _short_repr(value, 120)
+    if isinstance(value, Mapping):
+        return {str(k): plain_data(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value) if not isinstance(value, (set, frozenset)) else sorted(value, key=repr)
+        return [plain_data(v, depth + 1) for v in items]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    try:
+        return normalize_value("extra", value)
+    except ResultError:
+        tolist = getattr(value, "tolist", None)
+        if callable(tolist):
+            try:
+                return plain_data(tolist(), depth + 1)
+            except Exception:  # a broken array type: its repr still says what it was
+                pass
+        return _short_repr(value, 120)

@@ -136,6 +136,19 @@ def build_entry(
     entry["artifacts"] = artifacts
     entry["executor"] = executor
     entry["duration_s"] = round(sum(o.duration_s for o in outcomes), 3)
+    # What the handler noted (runner.add_issue / add_blocker) and returned besides its metrics,
+    # over every seed, each once (SPEC section 10); kept when a seed then failed, too.
+    issues = list(dict.fromkeys(i for o in outcomes for i in o.issues))
+    blockers = list(dict.fromkeys(b for o in outcomes for b in o.blockers))
+    if issues:
+        entry["issues"] = issues
+    if blockers:
+        entry["blockers"] = blockers
+    extra = next(
+        (o.result["extra"] for o in outcomes if o.result is not None and o.result.get("extra")), None
+    )
+    if extra:
+        entry["extra"] = dict(extra)
     tracking = [dict(o.tracking) for o in outcomes if o.tracking]
     if tracking:
         # Several seeds: the first run's link up front (what FINDINGS and JUnit show), all below.

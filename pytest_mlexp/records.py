@@ -103,12 +103,16 @@ def error_info(kind: str, exc: BaseException, *, skip_frames: int = 0) -> ErrorI
     return {"kind": kind, "type": type(exc).__name__, "message": message, "traceback": text}
 
 
-class SeedResult(TypedDict):
-    """What a handler returned, normalised (``normalize.normalize_result``)."""
-
+class _SeedResultKeys(TypedDict):
     metrics: dict[str, Any]
     finding: str | None
     artifacts: list[str]
+
+
+class SeedResult(_SeedResultKeys, total=False):
+    """What a handler returned, normalised (``normalize.normalize_result``)."""
+
+    extra: dict[str, Any]  # the other top-level keys it returned (SPEC section 10)
 
 
 class OutcomeError(ValueError):
@@ -133,6 +137,9 @@ class SeedOutcome:
     device: str | None = None  # only known when the handler asked ``runner.device``
     tracking: Mapping[str, Any] | None = None  # the tracker's run (results.yaml ``tracking:``)
     warnings: tuple[str, ...] = ()  # tracker and executor warnings, shown once in the summary
+    # What the handler noted with runner.add_issue / add_blocker (also when it then raised).
+    issues: tuple[str, ...] = ()
+    blockers: tuple[str, ...] = ()
     # The handler's exception, in the process that ran it only (--pdb); never sent anywhere.
     exc: BaseException | None = field(default=None, compare=False, repr=False)
 
@@ -219,6 +226,10 @@ class SeedOutcome:
             out["tracking"] = dict(self.tracking)
         if self.warnings:
             out["warnings"] = list(self.warnings)
+        if self.issues:
+            out["issues"] = list(self.issues)
+        if self.blockers:
+            out["blockers"] = list(self.blockers)
         return out
 
     @classmethod
@@ -239,11 +250,14 @@ class SeedOutcome:
         if status == OK:
             if not isinstance(result, Mapping) or not isinstance(result.get("metrics"), Mapping):
                 raise OutcomeError("an ok outcome needs result: {metrics: {...}}")
+            extra = result.get("extra")
             result = {
                 "metrics": dict(result["metrics"]),
                 "finding": result.get("finding"),
                 "artifacts": [str(a) for a in result.get("artifacts") or ()],
             }
+            if isinstance(extra, Mapping) and extra:
+                result["extra"] = dict(extra)
         else:
             result = None
         error = data.get("error")
@@ -267,6 +281,8 @@ class SeedOutcome:
             device=data.get("device") if isinstance(data.get("device"), str) else None,
             tracking=dict(tracking) if isinstance(tracking, Mapping) else None,
             warnings=tuple(str(w) for w in data.get("warnings") or ()),
+            issues=tuple(str(w) for w in data.get("issues") or ()),
+            blockers=tuple(str(w) for w in data.get("blockers") or ()),
         )
 
 
@@ -310,6 +326,10 @@ class ResultEntry(TypedDict, total=False):
     tracking: dict[str, Any]  # {tracker, url, run_path, offline_dir, sync, runs}; schema 1: ``wandb``
     provenance: dict[str, Any]
     error: ErrorInfo
+    issues: list[str]  # runner.add_issue, over every seed (SPEC section 10)
+    blockers: list[str]  # runner.add_blocker
+    extra: dict[str, Any]  # top-level keys the handler returned besides metrics/finding/artifacts
+    imported: dict[str, Any]  # {executed_by, started_at[, source_key]}: from another runner (legacy.py)
     started_at: str | None
     finished_at: str | None
     history: list[dict[str, Any]]

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .execution import Task, import_handler, run_seed
+from .execution import Task, import_failure, import_handler, run_seed
 from .records import SeedOutcome, now_iso
 
 
@@ -105,7 +105,7 @@ def run_outcome(
     except BaseException as exc:  # a module that calls sys.exit() on import is its error too
         if isinstance(exc, KeyboardInterrupt) and not interrupt_is_error:
             raise
-        return SeedOutcome.failure(task.seed, "import", exc, started_at=started)
+        return import_failure(task.seed, exc, started)
     if imported is not None:
         imported()
     if not (follow and task.progress_file):

@@ -189,7 +189,7 @@ def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
     # Another session may have written other experiments since this one read them: under a lock
     # (two sessions never render the overview at once), every experiment this session did not
     # write is read again, so the overview written last shows every session's results.
-    with locked(plan.root / ".FINDINGS.md.lock", warn=state.warn):
+    with locked(plan.root, warn=state.warn):  # the plan's folder itself: no lock file
         written = set(results.store.touched())
         others = [e.id for e in plan.experiments if e.id not in written]
         if others:

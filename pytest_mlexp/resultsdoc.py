@@ -65,6 +65,10 @@ ENTRY_ORDER = (
     "tracking",
     "provenance",
     "error",
+    "issues",
+    "blockers",
+    "extra",
+    "imported",
     "started_at",
     "finished_at",
 )

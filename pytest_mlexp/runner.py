@@ -7,7 +7,9 @@ container), so it imports only the standard library and reports plain data.
 from __future__ import annotations
 
 import io
+import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
@@ -163,6 +165,23 @@ def _resolved_inside(folder: Path, path: Path, name: str) -> Path:
     return target
 
 
+def _json_default(obj: Any) -> Any:
+    """What ``json`` cannot write itself, as a seed's handlers hand it over: arrays and tensors
+    (``tolist``), numpy/torch scalars (``item``), paths, sets; anything else as its text."""
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj, key=repr)
+    for method in ("tolist", "item"):
+        convert = getattr(obj, method, None)
+        if callable(convert):
+            try:
+                return convert()
+            except Exception:  # a tensor on a lost device, say: fall back to its text
+                break
+    return str(obj)
+
+
 class Results:
     """``runner.results``: where artifacts go.  Paths returned are relative to the plan's folder."""
 
@@ -172,6 +191,8 @@ class Results:
         self._folder = folder
         self._plan_root = plan_root
         self.saved: list[str] = []
+        # Paths handed out by get_artifact_path: recorded at the end if the handler wrote them.
+        self.claimed: list[Path] = []
 
     @property
     def folder(self) -> Path:
@@ -210,6 +231,66 @@ class Results:
         buf = io.BytesIO()
         fig.savefig(buf, format=PurePosixPath(name).suffix.lstrip(".") or "png", bbox_inches="tight")
         return self.save_artifact(name, buf.getvalue())
+
+    def save_json_artifact(self, name: str, obj: Any) -> str:
+        """Save ``obj`` as indented JSON (``.json`` is added when the name has no suffix); numpy
+        and torch values are written as numbers and lists.  Returns the path, as save_artifact."""
+        if not PurePosixPath(name).suffix:
+            name += ".json"
+        try:
+            text = json.dumps(obj, indent=2, default=_json_default, ensure_ascii=False)
+        except (TypeError, ValueError) as exc:  # a cycle, or keys json cannot write
+            raise ArtifactError(
+                f"save_json_artifact({name!r}, ...): cannot be written as JSON: {exc}"
+            ) from None
+        return self.save_artifact(name, text + "\n")
+
+    def get_artifact_path(self, name: str) -> Path:
+        """An absolute path in the artifacts folder for the handler to write itself (a
+        checkpoint, a file another library saves); it is recorded as an artifact if the file
+        exists when the handler returns.  Its folder is created."""
+        folder = self.folder
+        path = safe_artifact_path(folder, name)
+        folder.mkdir(parents=True, exist_ok=True)
+        # As save_artifact: no symlink on the way may lead out of the folder.
+        _resolved_inside(folder, path, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path = _resolved_inside(folder, path, name)
+        if path not in self.claimed:
+            self.claimed.append(path)
+        return path
+
+    def record_path(self, path: Path) -> str:
+        """Record an existing file inside the artifacts folder; the path relative to the plan's
+        folder.  Anything else is an :class:`ArtifactError`."""
+        folder = self.folder.resolve()
+        if not path.is_absolute():
+            candidate = self.folder / path
+            path = candidate if candidate.exists() or not path.exists() else path.absolute()
+        resolved = path.resolve()
+        if resolved == folder or not inside(resolved, folder):
+            raise ArtifactError(
+                f"runner.log_artifact({str(path)!r}): the file is outside the artifacts folder {folder}; "
+                "write it there (runner.results.get_artifact_path(name) gives a path) or save it with "
+                "runner.results.save_artifact(name, data)"
+            )
+        if not resolved.is_file():
+            raise ArtifactError(f"runner.log_artifact({str(path)!r}): no such file")
+        rel = _relative(resolved, Path(self._plan_root))
+        if rel not in self.saved:
+            self.saved.append(rel)
+        return rel
+
+    def written(self) -> list[str]:
+        """Every artifact of the seed: what was saved or logged, then the claimed paths that
+        the handler wrote (plan-folder relative, in order, each once)."""
+        out = list(self.saved)
+        for path in self.claimed:
+            if path.is_file():
+                rel = _relative(path, Path(self._plan_root))
+                if rel not in out:
+                    out.append(rel)
+        return out
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -255,6 +336,10 @@ class ExperimentRunner:
         self._progress_sinks = progress_sinks
         # Every logged point, kept so remote executors can carry it back and trackers replay it.
         self.history: list[dict[str, Any]] = []
+        # Recorded per sub-experiment and shown under "Issues" / "Blockers" in FINDINGS.
+        self.issues: list[str] = []
+        self.blockers: list[str] = []
+        self._prefix = f"{sub_experiment_id}/"
         self._next_step = 0
         self.last_progress: tuple[float, str | None] | None = None
         self.started = time.monotonic()
@@ -275,19 +360,40 @@ class ExperimentRunner:
         return self._device
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        """Log a dict of scalars; the tracker sees them as ``<sub_id>/<name>``."""
-        from .normalize import normalize_value
+        """Log a dict of scalars; the tracker sees them as ``<sub_id>/<name>`` (a name that
+        already starts with ``<sub_id>/`` is not prefixed again).  Nested mappings flatten to
+        dotted names, as returned metrics do."""
+        from .normalize import normalize_metrics
 
-        clean = {str(k): normalize_value(str(k), v) for k, v in metrics.items()}
+        clean = normalize_metrics(metrics, "runner.log_metrics")
         if step is None:
             step = self._next_step
         # Steps only move forward, so a tracker never sees a step go back and drop data.
         step = max(int(step), self._next_step - 1 if self.history else 0)
         self._next_step = step + 1
-        self.history.append({"step": step, "metrics": clean})
-        prefixed = {f"{self.sub_experiment_id}/{k}": v for k, v in clean.items()}
+        prefix = self._prefix
+        self.history.append({"step": step, "metrics": {k.removeprefix(prefix): v for k, v in clean.items()}})
+        prefixed = {k if k.startswith(prefix) else prefix + k: v for k, v in clean.items()}
         for sink in self._metric_sinks:
             sink(prefixed, step)
+
+    def log_artifact(self, path: str | os.PathLike[str]) -> str:
+        """Record a file the handler wrote inside its artifacts folder (``runner.results.folder``)
+        as an artifact; returns its path relative to the plan's folder.  A path outside that
+        folder, or no file, is an error."""
+        return self.results.record_path(Path(os.fspath(path)))
+
+    def add_issue(self, text: str) -> None:
+        """Note an issue with this sub-experiment (shown under "Issues" in FINDINGS)."""
+        line = str(text).strip()
+        if line and line not in self.issues:
+            self.issues.append(line)
+
+    def add_blocker(self, text: str) -> None:
+        """Note what blocks this sub-experiment (shown under "Blockers" in FINDINGS)."""
+        line = str(text).strip()
+        if line and line not in self.blockers:
+            self.blockers.append(line)
 
     def progress(self, fraction: float, stage: str | None = None) -> None:
         """Report how far along the handler is (0..1); logged as ``<sub_id>/progress``."""

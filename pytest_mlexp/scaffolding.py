@@ -58,6 +58,8 @@ def scaffold(
     index = HandlerIndex(root, handlers_dir)
     planned: dict[Path, list[tuple[str, str, str]]] = {}  # file -> [(function, stub, experiment id)]
     for sub, metric_names in entries:
+        if sub.registry and not sub.handler:
+            continue  # a handler registry (``handlers:``) decides; it is the team's own code
         try:
             index.find_for(sub, metric_names)
             continue
@@ -131,7 +133,7 @@ def run_scaffold(config: pytest.Config) -> int:
         last = exp.sub_experiments[-1].id if exp.sub_experiments else None
         for sub in exp.sub_experiments:
             try:
-                index.find(exp.id, sub.id, sub.handler)
+                index.find(exp.id, sub.id, sub.handler, registry=sub.registry)
             except LookupError:
                 metrics = [c.metric for c in sub.success_criteria]
                 metrics += [

@@ -68,6 +68,14 @@ _INHERITABLE: dict[str, Schema] = {
     "handler": _nullable(
         {"type": "string", "pattern": HANDLER_RE.pattern, "description": "package.module:function"}
     ),
+    "handlers": _nullable(
+        {
+            "type": "string",
+            "pattern": HANDLER_RE.pattern,
+            "description": "a handler registry, package.module:get_handlers: a function returning "
+            "{sub_id: function}, or a module attribute holding that mapping (handler wins over it)",
+        }
+    ),
     "params": _nullable({"type": "object", "description": "handed to the handler as runner.params"}),
     "stub_params": _nullable({"type": "object", "description": "laid over params under --stub"}),
     "sweep": _nullable(

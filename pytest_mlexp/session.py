@@ -94,7 +94,7 @@ class PlanContext:
         cached = self._refs.get(sub.id)
         if cached is None:
             try:
-                cached = self.handlers.find(sub.experiment_id, sub.id, sub.handler)
+                cached = self.handlers.find(sub.experiment_id, sub.id, sub.handler, registry=sub.registry)
             except LookupError as exc:
                 cached = exc
             self._refs[sub.id] = cached

@@ -20,8 +20,9 @@ __all__ = ["GITIGNORE_LINES", "HANDLERS_FILE", "InitPlan", "plan_init", "run_ini
 HANDLERS_FILE = "starter_study.py"
 
 # What pytest-mlexp (and the trackers it drives) leave beside the research that is not research:
-# stub results and artifacts, W&B's offline runs, MLflow's default store, and the journal,
-# lock and temporary files of results.yaml and FINDINGS.md writing (store.py, atomic.py).
+# stub results and artifacts, W&B's offline runs, MLflow's default store, and the journal and
+# temporary files of results.yaml and FINDINGS.md writing (store.py, atomic.py; locks are taken
+# on folders, so there are no lock files).
 GITIGNORE_LINES = (
     "results.stub.yaml",
     "artifacts-stub/",
@@ -29,10 +30,8 @@ GITIGNORE_LINES = (
     "mlruns.db",
     "mlartifacts/",
     ".results*.journal",
-    "results*.yaml.lock",
     ".results*.tmp",
     ".FINDINGS.md.*.tmp",
-    ".FINDINGS.md.lock",
 )
 GITIGNORE_HEADER = "# pytest-mlexp: generated files that are not results"
 

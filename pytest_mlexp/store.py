@@ -40,6 +40,7 @@ import yaml
 
 from .atomic import atomic_write_text, locked
 from .journal import PLAIN_JSON, dumps, fix_seed_keys, loads
+from .legacy import import_seed_results, imported_count, is_seed_runner
 from .model import Plan
 from .resultsdoc import (
     HISTORY_LIMIT,
@@ -190,6 +191,23 @@ class _State:
     points: set[tuple[str, str]] = field(default_factory=set)
     summary: dict[str, set[str]] = field(default_factory=dict)
     header: set[str] = field(default_factory=set)
+    # Found when reading, acted on only when this session first writes the experiment (SPEC
+    # section 10: looking writes nothing): a file to keep as results.legacy.yaml (and how many
+    # entries were imported from it), a file to move aside, journals of dead sessions that
+    # were replayed in memory and must be folded into the file.
+    problem: _Problem | None = None
+    dead_journals: list[Path] = field(default_factory=list)
+    prepared: bool = False
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """What is wrong with the file on disk: ``legacy`` (no schema; ``imported`` entries were
+    read from it) or ``corrupt`` (``why``)."""
+
+    kind: str  # "legacy" | "corrupt"
+    why: str = ""
+    imported: int = 0
 
 
 class ResultsStore:
@@ -255,18 +273,29 @@ class ResultsStore:
         state = self._states.get(experiment_id)
         if state is None:
             path = self.path(experiment_id)
-            doc, sig = self._read(path, experiment_id)
+            doc, sig, problem = self._read(path, experiment_id)
             self._mark_stale(experiment_id, doc)
-            state = _State(experiment_id, path, doc, sig, count_entries(doc))
+            state = _State(experiment_id, path, doc, sig, count_entries(doc), problem=problem)
             self._states[experiment_id] = state
-            self._recover(state)
+            self._replay(state)
         return state
 
-    def _read(self, path: Path, experiment_id: str) -> tuple[dict[str, Any], tuple[int, int, int] | None]:
+    def _writable(self, experiment_id: str) -> _State:
+        """The experiment's state, made ready for this session's first write to its files."""
+        state = self._state(experiment_id)
+        if not state.prepared:
+            self._prepare(state)
+        return state
+
+    def _read(
+        self, path: Path, experiment_id: str
+    ) -> tuple[dict[str, Any], tuple[int, int, int] | None, _Problem | None]:
+        """The file as a document, without changing anything on disk: a file that cannot be
+        used as it is comes with the problem the first write will deal with."""
         try:
             data = path.read_bytes()
         except (FileNotFoundError, NotADirectoryError):  # (a file where the folder should be:
-            return empty_doc(experiment_id), None  # the writability check before the run says so)
+            return empty_doc(experiment_id), None, None  # the writability check before the run says so)
         sig = _stat_sig(path)
         try:
             raw = load_yaml(data)
@@ -278,27 +307,24 @@ class ResultsStore:
                 with contextlib.suppress(yaml.YAMLError, UnicodeDecodeError, ValueError):
                     raw = load_yaml(_repair_surrogate_escapes(data))
             if raw is _UNREADABLE:
-                self._set_aside(path, f"cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0]})")
-                return empty_doc(experiment_id), None
+                why = f"cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+                return empty_doc(experiment_id), None, _Problem("corrupt", why)
         if raw is None:  # an empty file holds nothing worth keeping
-            return empty_doc(experiment_id), sig
+            return empty_doc(experiment_id), sig, None
         if not isinstance(raw, dict):
-            self._set_aside(path, f"is not a mapping (found {type(raw).__name__})")
-            return empty_doc(experiment_id), None
+            return (
+                empty_doc(experiment_id),
+                None,
+                _Problem("corrupt", f"is not a mapping (found {type(raw).__name__})"),
+            )
         schema = raw.get("schema")
         if schema is None or (isinstance(schema, int) and not isinstance(schema, bool) and schema < 1):
-            if self.readonly:
-                return empty_doc(experiment_id), None
-            legacy = self._free_name(path.with_name(path.name.replace(".yaml", ".legacy.yaml")))
-            os.replace(path, legacy)
-            self.warn(
-                f"{path}: no 'schema' key (written by hand or an older tool); "
-                f"kept as {legacy.name}, starting a fresh {path.name}"
-            )
-            return empty_doc(experiment_id), None
+            if self.stub or not is_seed_runner(raw):
+                return empty_doc(experiment_id), None, _Problem("legacy")
+            doc = import_seed_results(raw, experiment_id, self.plan)
+            return doc, None, _Problem("legacy", imported=imported_count(doc))
         if not isinstance(schema, int) or isinstance(schema, bool):
-            self._set_aside(path, f"has an unreadable schema {schema!r}")
-            return empty_doc(experiment_id), None
+            return empty_doc(experiment_id), None, _Problem("corrupt", f"has an unreadable schema {schema!r}")
         if schema > SCHEMA_VERSION:
             raise StoreError(
                 f"{path}: written with results schema {schema}, but this pytest-mlexp knows schema "
@@ -315,7 +341,7 @@ class ResultsStore:
             doc["stale"] = {}
         if schema < SCHEMA_VERSION:
             upgrade_doc(doc)  # written back as the current schema on the next write
-        return doc, sig
+        return doc, sig, None
 
     @staticmethod
     def _free_name(path: Path) -> Path:
@@ -327,12 +353,28 @@ class ResultsStore:
         free: Path = path.with_name(f"{path.name}.{n}")
         return free
 
-    def _set_aside(self, path: Path, why: str) -> None:
-        if self.readonly:
+    def _set_problem_aside(self, path: Path, problem: _Problem) -> None:
+        """Keep a file this session is about to replace: as results.legacy.yaml (no schema) or
+        moved aside (unreadable).  Only ever called when the experiment is written."""
+        if not path.exists():
+            return
+        if problem.kind == "legacy":
+            legacy = self._free_name(path.with_name(path.name.replace(".yaml", ".legacy.yaml")))
+            os.replace(path, legacy)
+            if problem.imported:
+                self.warn(
+                    f"{path}: written by another runner (no 'schema' key); its {problem.imported} "
+                    f"result(s) were imported (marked imported) and the original is kept as {legacy.name}"
+                )
+            else:
+                self.warn(
+                    f"{path}: no 'schema' key (written by hand or an older tool); "
+                    f"kept as {legacy.name}, starting a fresh {path.name}"
+                )
             return
         target = self._free_name(path.with_name(f"{path.name}.corrupt-{utc_stamp()}"))
         os.replace(path, target)
-        self.warn(f"{path} {why}; moved it aside to {target.name} and started a fresh one")
+        self.warn(f"{path} {problem.why}; moved it aside to {target.name} and started a fresh one")
 
     # -- stale entries -------------------------------------------------------------------------
 
@@ -389,53 +431,80 @@ class ResultsStore:
 
     # -- crash recovery ------------------------------------------------------------------------
 
-    def _recover(self, state: _State) -> None:
-        """Replay journals left by sessions that died before compacting, then fold them in."""
+    def _replay(self, state: _State) -> None:
+        """Lay the journals of sessions that died before compacting over the view, in memory.
+
+        Folding them into results.yaml (and deleting them) waits for this session's first write
+        of the experiment (:meth:`_prepare`).  An xdist worker also replays live journals: they
+        hold its own controller's results."""
         folder = state.path.parent
         if not folder.is_dir():
             return
-        claimed: list[tuple[Path, IO[bytes] | None]] = []
+        applied = False
         for journal in sorted(folder.glob(f"{self._journal_prefix}*.journal")):
             if journal == state.journal_path:
                 continue
-            if self.readonly:  # replay in memory only: live journals hold this session's results
-                with contextlib.suppress(OSError):
-                    for line in journal.read_bytes().splitlines():
-                        with contextlib.suppress(ValueError):
-                            self._apply(state, loads(line))
-                continue
-            claim = self._claim(journal)
-            if claim is False:
-                continue  # its session is alive and will write its own results
-            handle = None if claim is True else claim
+            if not self.readonly:
+                if not self._is_dead(journal):
+                    continue  # its session is alive and will write its own results
+                state.dead_journals.append(journal)
             try:
                 data = journal.read_bytes()
             except OSError:
-                if handle is not None:
-                    handle.close()
                 continue
-            claimed.append((journal, handle))
             for line in data.splitlines():
                 try:
                     op = loads(line)
                 except ValueError:
                     continue  # the half-written last line of a crash
                 self._apply(state, op)
-        if not claimed:
+                applied = True
+        if applied:
+            # The dead session ran against the same plan (or an older one): judge its entries alike.
+            self._mark_stale(state.experiment_id, state.doc)
+        # Nothing of it is this session's change (yet): a merge must not lay it over newer files.
+        state.subs.clear()
+        state.points.clear()
+        state.summary.clear()
+        state.header.clear()
+
+    def _prepare(self, state: _State) -> None:
+        """Before this session's first write of an experiment: keep a file it cannot use (as
+        results.legacy.yaml, or moved aside) and fold in dead sessions' journals, so the
+        file written next holds everything that was read."""
+        state.prepared = True
+        if self.readonly:
             return
-        # The dead session ran against the same plan (or an older one): judge its entries alike.
-        self._mark_stale(state.experiment_id, state.doc)
+        problem = state.problem
+        state.problem = None
+        if problem is not None:
+            self._set_problem_aside(state.path, problem)
+        claimed: list[tuple[Path, IO[bytes] | None]] = []
+        for journal in state.dead_journals:
+            claim = self._claim(journal)
+            if claim is False:
+                continue  # claimed by another session meanwhile: it folds it in
+            claimed.append((journal, None if claim is True else claim))
+        state.dead_journals.clear()
+        if not claimed and not (problem is not None and problem.imported):
+            return
+        # Imported and recovered entries go to disk now, before this session's own changes,
+        # which a merge with another session's file must be able to tell apart from them.
         self._write(state)
         for journal, handle in claimed:
             with contextlib.suppress(OSError):
                 journal.unlink()
             if handle is not None:
                 handle.close()
-        # What was recovered is now on disk; this session has not changed anything yet.
-        state.subs.clear()
-        state.points.clear()
-        state.summary.clear()
-        state.header.clear()
+
+    def _is_dead(self, journal: Path) -> bool:
+        """Whether the journal's session is gone (nobody holds its lock).  Takes no lock."""
+        claim = self._claim(journal)
+        if claim is False:
+            return False
+        if claim is not True:
+            claim.close()  # releases the flock: looking must not keep anything
+        return True
 
     def _claim(self, journal: Path) -> IO[bytes] | bool:
         """An open, locked handle if the journal's session is gone; False if it is alive."""
@@ -524,7 +593,7 @@ class ResultsStore:
         self, experiment_id: str, sub_id: str, entry: ResultEntry, *, point: str | None = None
     ) -> None:
         """Store one finished sub-experiment (or sweep point) and make it durable before returning."""
-        state = self._state(experiment_id)
+        state = self._writable(experiment_id)
         new = dict(entry)  # the store's own top level; nested values are never changed in place
         new.pop("history", None)
         hist = history_after(self._stored(experiment_id, sub_id, point))
@@ -574,7 +643,7 @@ class ResultsStore:
 
     def set_summary(self, experiment_id: str, sub_id: str, fields: Mapping[str, Any]) -> None:
         """Set a sweep's summary fields (selected, status, metrics, criteria, finding...)."""
-        state = self._state(experiment_id)
+        state = self._writable(experiment_id)
         text = _journal_text(fields)
         plain: dict[str, Any] = loads(text)
         fix_seed_keys(plain)
@@ -583,7 +652,7 @@ class ResultsStore:
 
     def set_experiment(self, experiment_id: str, fields: Mapping[str, Any]) -> None:
         """Set the experiment header (name, status, success_criteria_met, confidence, ...)."""
-        state = self._state(experiment_id)
+        state = self._writable(experiment_id)
         text = _journal_text(fields)
         self._header(state, json.loads(text))
         self._journal(state, f'{{"op":"e","fields":{text}}}\n')
@@ -655,16 +724,19 @@ class ResultsStore:
         state.pending = 0
         state.retry_at = 0
 
-    def _lock(self, path: Path) -> contextlib.AbstractContextManager[None]:
-        return locked(path.with_name(path.name + ".lock"), timeout_s=self.lock_timeout_s, warn=self.warn)
+    def _lock(self, folder: Path) -> contextlib.AbstractContextManager[None]:
+        """An exclusive ``flock`` on the experiment's folder itself: no lock file is ever made."""
+        return locked(folder, timeout_s=self.lock_timeout_s, warn=self.warn)
 
     def _write(self, state: _State) -> None:
         started = time.monotonic()
         state.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock(state.path):
+        with self._lock(state.path.parent):
             if _stat_sig(state.path) != state.disk_sig:
                 # Another session wrote (or removed) the file since we read it: merge over it.
-                disk, _ = self._read(state.path, state.experiment_id)
+                disk, _, problem = self._read(state.path, state.experiment_id)
+                if problem is not None:  # what it wrote cannot be used: keep it, as on a first write
+                    self._set_problem_aside(state.path, problem)
                 self._mark_stale(state.experiment_id, disk)
                 state.doc = self._merge(disk, state)
             atomic_write_text(state.path, dump_yaml(self._canonical(state)), fsync=self.fsync)

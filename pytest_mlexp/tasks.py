@@ -134,6 +134,7 @@ def build_task(
         ),
         # tracker settings as plain data; the run opens where the handler runs (trackers/)
         tracking=state.tracking.settings_for(ctx.plan, ctx.root_text, sub, point_key, variant, seed, params),
+        registry_key=ref.registry_key,
     )
 
 

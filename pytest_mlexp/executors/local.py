@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from ..execution import HandlerExited, SeedTimeout, Task, import_handler, run_seed
+from ..execution import HandlerExited, SeedTimeout, Task, import_failure, import_handler, run_seed
 from ..records import SeedOutcome, now_iso
 from ..runner import MetricSink, ProgressSink
 from .base import DoneHandle, Executor, Handle, Job, infra_outcome
@@ -158,7 +158,7 @@ def run_local(
     try:
         fn = handler if handler is not None else import_handler(task)
     except Exception as exc:
-        return SeedOutcome.failure(task.seed, "import", exc, started_at=started)
+        return import_failure(task.seed, exc, started)
     seconds = task.timeout
     message = None
     if deadline is not None:

@@ -17,6 +17,7 @@ from ..textutil import closest
 
 INHERITABLE_KEYS: tuple[str, ...] = (
     "handler",
+    "handlers",
     "params",
     "stub_params",
     "sweep",

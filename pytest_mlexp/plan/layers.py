@@ -23,6 +23,7 @@ class Layer:
     """The inheritable settings one level wrote; ``UNSET`` where it wrote nothing."""
 
     handler: Any = UNSET
+    registry: Any = UNSET  # ``handlers:``: str | None
     params: dict[Any, Any] | None = None
     stub_params: dict[Any, Any] | None = None
     sweep: Any = UNSET  # dict[str, tuple[Any, ...]] | None
@@ -56,8 +57,12 @@ def merge_layers(outer: Layer, inner: Layer) -> Layer:
         return _deep_merge(a, b)
 
     marks = outer.marks + tuple(m for m in inner.marks if m not in outer.marks)
+    handler = pick(outer.handler, inner.handler)
+    if inner.registry is not UNSET and inner.handler is UNSET:
+        handler = UNSET  # a registry replaces a handler inherited from further out
     return Layer(
-        handler=pick(outer.handler, inner.handler),
+        handler=handler,
+        registry=pick(outer.registry, inner.registry),
         params=merged(outer.params, inner.params),
         stub_params=merged(outer.stub_params, inner.stub_params),
         sweep=pick(outer.sweep, inner.sweep),
@@ -84,6 +89,16 @@ def parse_layer(ctx: Ctx, owner: dict[Any, Any], known: dict[str, Any], where: s
                     "write handler: experiments.my_module:my_function (or leave it out to find it by name)",
                 )
             layer.handler = raw
+        elif key == "handlers":
+            if raw is not None and not (isinstance(raw, str) and HANDLER_RE.fullmatch(raw)):
+                raise ctx.err(
+                    line,
+                    f"handlers of {where} must name a handler registry as 'package.module:attribute', "
+                    f"not {type_name(raw)}",
+                    'write handlers: "experiments.my_package:get_handlers" (a function returning '
+                    "{sub_id: function}, or a module attribute holding that mapping)",
+                )
+            layer.registry = raw
         elif key in ("params", "stub_params"):
             if raw is not None and not isinstance(raw, dict):
                 raise ctx.err(

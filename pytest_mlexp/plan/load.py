@@ -300,6 +300,7 @@ def _parse_sub(
         id=sid,
         experiment_id=exp_id,
         handler=None if layer.handler is UNSET else layer.handler,
+        registry=None if layer.registry is UNSET else layer.registry,
         params=dict(layer.params or {}),
         stub_params=dict(layer.stub_params or {}),
         sweep=sweep,

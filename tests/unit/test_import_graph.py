@@ -260,6 +260,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "findings",
             "plots",
             "resultsdoc",
+            "legacy",
             "store",
             "results",
         ),

@@ -202,12 +202,16 @@ CONTRACT_ERRORS: list[tuple[Any, list[str]]] = [
     ({"metrics": None}, ["returned 'metrics' as a NoneType"]),
     (
         {"metrics": {}, "findings": "x", "model": 1},
-        ["unknown key(s) 'findings' (did you mean 'finding'?), 'model'", "allowed keys"],
+        ["unknown key(s) 'findings' (did you mean 'finding'?) (", "known keys", "kept under 'extra'"],
     ),
     ({"metrics": {1: 0.5}}, ["metric named 1: metric names must be non-empty strings"]),
     ({"metrics": {"": 0.5}}, ["metric named ''"]),
     ({"metrics": {"cm": np.zeros((3, 3))}}, ["invalid metric: metric 'cm' is an array of shape (3, 3)"]),
-    ({"metrics": {"hist": [1, 2]}}, ["invalid metric: metric 'hist' is a list"]),
+    ({"metrics": {"hist": list(range(65))}}, ["invalid metric: metric 'hist' is a list of 65 values"]),
+    ({"metrics": {"hist": [1, "two"]}}, ["metric 'hist' is a list holding 'two'", "numbers only"]),
+    ({"metrics": {"hist": [[1, 2]]}}, ["metric 'hist' is a list holding [1, 2]"]),
+    ({"metrics": {"a": {"b": 1}, "a.b": 2}}, ["the metric 'a.b' twice"]),
+    ({"metrics": {"probe": {3: 0.5}}}, ["metric named probe.3: metric names must be non-empty strings"]),
     ({"metrics": {}, "finding": 3}, ["returned 'finding' as a int (3): it must be a string"]),
     (
         {"metrics": {}, "artifacts": "a.png"},
@@ -231,13 +235,48 @@ def test_each_contract_error_has_its_own_message(returned: Any, needles: list[st
 
 
 def test_message_shows_a_truncated_repr() -> None:
-    huge = {"metrics": 1, "blob": "x" * 5000}
+    huge = {"metrics": 1, "findings": "x" * 5000}
     with pytest.raises(ResultError) as info:
         normalize_result(huge)
     assert len(str(info.value)) < 700
     assert "..." in str(info.value)
     assert info.value.returned_repr.startswith("{'metrics': 1")
     assert len(info.value.returned_repr) <= 300
+
+
+# --- what the seed runner's handlers return (SPEC section 10) ---------------------------------
+
+
+def test_nested_metrics_flatten_to_dotted_names() -> None:
+    out = normalize_result({"metrics": {"probe": {"r2": np.float64(0.5), "mae": {"cm": 7}}, "loss": 0.1}})
+    assert out["metrics"] == {"probe.r2": 0.5, "probe.mae.cm": 7, "loss": 0.1}
+    assert type(out["metrics"]["probe.r2"]) is float
+
+
+def test_short_lists_of_numbers_are_kept_as_information() -> None:
+    series = [np.float32(0.31), 0.12, 1]
+    out = normalize_result({"metrics": {"per_class_map": series, "steps": (1, 2), "none": []}})
+    assert out["metrics"]["per_class_map"] == pytest.approx([0.31, 0.12, 1])
+    assert type(out["metrics"]["per_class_map"][0]) is float
+    assert out["metrics"]["steps"] == [1, 2] and out["metrics"]["none"] == []
+    assert len(normalize_result({"metrics": {"x": [0.0] * 64}})["metrics"]["x"]) == 64
+
+
+def test_other_top_level_keys_are_kept_under_extra_as_plain_data() -> None:
+    returned = {
+        "metrics": {"acc": 0.9},
+        "config": {"lr": np.float32(0.5), "layers": (1, 2), "path": Path("a/b")},
+        "notes": "two runs",
+        "table": np.arange(3),
+    }
+    out = normalize_result(returned)
+    assert out["extra"] == {
+        "config": {"lr": 0.5, "layers": [1, 2], "path": "a/b"},
+        "notes": "two runs",
+        "table": [0, 1, 2],
+    }
+    assert list(out) == ["metrics", "finding", "artifacts", "extra"]
+    assert "extra" not in normalize_result({"metrics": {}})
 
 
 def test_broken_repr_does_not_hide_the_error() -> None:

@@ -168,18 +168,21 @@ def test_entry_passed_in_is_not_mutated_and_history_key_ignored(plan: Plan) -> N
 # --- files we must not trust ------------------------------------------------------------------
 
 
-def test_legacy_file_is_renamed_and_kept(plan: Plan) -> None:
+def test_legacy_file_is_kept_byte_for_byte_until_the_first_write(plan: Plan) -> None:
     path = results_path(plan)
     path.parent.mkdir(parents=True)
     path.write_text("sub_experiments:\n  s1: {status: done}\n", encoding="utf-8")
     warn = Warnings()
     store = new_store(plan, warn=warn)
     assert store.doc("exp")["sub_experiments"] == {}
+    # Looking writes nothing (SPEC section 10): the file stays where it is, as it is.
+    assert sorted(p.name for p in path.parent.iterdir()) == ["results.yaml"]
+    assert path.read_text(encoding="utf-8") == "sub_experiments:\n  s1: {status: done}\n"
+    assert warn == []
+    store.record("exp", "s1", entry())
     legacy = path.with_name("results.legacy.yaml")
     assert legacy.read_text(encoding="utf-8") == "sub_experiments:\n  s1: {status: done}\n"
-    assert not path.exists()
     assert len(warn) == 1 and "results.legacy.yaml" in warn[0]
-    store.record("exp", "s1", entry())
     store.flush()
     assert read(path)["schema"] == SCHEMA_VERSION
     assert legacy.exists()
@@ -190,7 +193,10 @@ def test_legacy_rename_never_overwrites_an_earlier_legacy_file(plan: Plan) -> No
     path.parent.mkdir(parents=True)
     path.with_name("results.legacy.yaml").write_text("old: 1\n", encoding="utf-8")
     path.write_text("old: 2\n", encoding="utf-8")
-    new_store(plan).doc("exp")
+    store = new_store(plan)
+    store.doc("exp")
+    assert path.read_text(encoding="utf-8") == "old: 2\n"
+    store.record("exp", "s1", entry())
     assert path.with_name("results.legacy.yaml").read_text(encoding="utf-8") == "old: 1\n"
     assert path.with_name("results.legacy.yaml.2").read_text(encoding="utf-8") == "old: 2\n"
 
@@ -205,10 +211,12 @@ def test_corrupt_file_is_moved_aside_with_a_warning(plan: Plan, content: str) ->
     warn = Warnings()
     store = new_store(plan, warn=warn)
     assert store.doc("exp")["sub_experiments"] == {}
+    assert path.read_text(encoding="utf-8") == content  # reading moves nothing
+    assert not list(path.parent.glob("results.yaml.corrupt-*")) and warn == []
+    store.record("exp", "s1", entry())
     aside = list(path.parent.glob("results.yaml.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_text(encoding="utf-8") == content
     assert len(warn) == 1 and aside[0].name in warn[0] and str(path) in warn[0]
-    store.record("exp", "s1", entry())
     store.flush()
     assert read(path)["sub_experiments"]["s1"]["status"] == "passed"
 
@@ -378,7 +386,17 @@ def test_records_survive_dropping_the_store_without_flush(tmp_path: Path) -> Non
     fresh = new_store(plan)
     got = fresh.doc("exp")["sub_experiments"]
     assert json.loads(json.dumps(got)) == expected
-    # Recovery folded the journal into results.yaml and removed it.
+    # Reading replays the journal in memory only: looking writes nothing.
+    journals = list(folder.glob(".results.*.journal"))
+    assert journals
+    on_disk = results_path(plan).read_bytes() if results_path(plan).exists() else None
+    fresh.doc("other")
+    assert (results_path(plan).read_bytes() if results_path(plan).exists() else None) == on_disk
+    # The first write of that experiment folds the journal into results.yaml and removes it.
+    fresh.record("exp", "s1", entry(acc=99.0))
+    expected["s1"] = json.loads(json.dumps(fresh.doc("exp")["sub_experiments"]["s1"]))
+    assert not [j for j in journals if j.exists()]
+    fresh.flush()
     assert not list(folder.glob(".results.*.journal"))
     assert json.loads(json.dumps(read(results_path(plan))["sub_experiments"])) == expected
     assert not list(folder.glob("*.tmp")) and not list(folder.glob(".*.tmp"))
@@ -449,7 +467,7 @@ def test_write_is_atomic_via_os_replace(plan: Plan, monkeypatch: pytest.MonkeyPa
     store.flush()
     path = results_path(plan)
     assert calls and all(dst == str(path) and Path(src).parent == path.parent for src, dst in calls)
-    assert sorted(p.name for p in path.parent.iterdir()) == ["results.yaml", "results.yaml.lock"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["results.yaml"]  # no lock file
 
 
 def test_failed_write_leaves_old_file_and_no_temp(plan: Plan, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -519,6 +537,57 @@ def test_session_overrides_only_what_it_touched(plan: Plan) -> None:
     assert subs["s2"]["metrics"]["acc"] == 0.9  # c's newer result survives b's write
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_writers_lock_the_experiment_folder_itself(plan: Plan, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another session holding the folder's lock makes a write wait for it; no lock file is made."""
+    import fcntl
+    import threading
+
+    folder = results_path(plan).parent
+    folder.mkdir(parents=True)
+    holder = os.open(folder, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    waiting = threading.Event()
+    real_sleep = store_mod.time.sleep
+
+    def sleep(seconds: float) -> None:  # called only when the lock was busy
+        waiting.set()
+        real_sleep(0)
+
+    monkeypatch.setattr(store_mod.time, "sleep", sleep)
+    store = new_store(plan)
+    store.record("exp", "s1", entry())
+    done = threading.Event()
+    writer = threading.Thread(target=lambda: (store.flush(), done.set()))
+    writer.start()
+    assert waiting.wait(10)  # the writer found the folder locked and waits for it
+    assert not done.is_set() and not results_path(plan).exists()
+    fcntl.flock(holder, fcntl.LOCK_UN)
+    os.close(holder)
+    writer.join(10)
+    assert done.is_set() and read(results_path(plan))["sub_experiments"]["s1"]["status"] == "passed"
+    assert sorted(p.name for p in folder.iterdir()) == ["results.yaml"]
+    assert store.warn == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_a_stuck_folder_lock_costs_a_warning_not_a_hang(plan: Plan) -> None:
+    import fcntl
+
+    folder = results_path(plan).parent
+    folder.mkdir(parents=True)
+    holder = os.open(folder, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        store = new_store(plan, lock_timeout_s=0.0)
+        store.record("exp", "s1", entry())
+        store.flush()
+    finally:
+        os.close(holder)
+    assert read(results_path(plan))["sub_experiments"]["s1"]["status"] == "passed"
+    assert any("still locked" in w and str(folder) in w for w in store.warn)
+
+
 def test_stub_writes_only_the_stub_file(plan: Plan) -> None:
     real = new_store(plan)
     real.record("exp", "s1", entry(acc=0.1))
@@ -534,7 +603,7 @@ def test_stub_writes_only_the_stub_file(plan: Plan) -> None:
         read(results_path(plan, name="results.stub.yaml"))["sub_experiments"]["s1"]["metrics"]["acc"] == 0.7
     )
     names = sorted(p.name for p in results_path(plan).parent.iterdir())
-    assert names == ["results.stub.yaml", "results.stub.yaml.lock", "results.yaml", "results.yaml.lock"]
+    assert names == ["results.stub.yaml", "results.yaml"]  # locks are on the folder: no lock files
 
 
 def test_other_experiments_are_separate_files(plan: Plan) -> None:
