@@ -8,7 +8,8 @@ is learnt by all four at once.
 
 The links, each with the plan line that made it (for messages):
 
-* experiment ``dependencies``: the experiment waits for (and is blocked by) the other one;
+* experiment ``dependencies``: the experiment waits for (and is blocked by) the other one, or
+  by its replacement when another experiment ``replaces`` it;
 * gates: an experiment a gate unlocks (by id or by phase) waits for every member of the gate,
   itself included, so a gate that unlocks one of its own members is a cycle;
 * sub-experiment ``dependencies`` and ``implicit_dependencies``: the sub-experiment waits for
@@ -24,6 +25,8 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
+
+from .model import decider, replacements
 
 if TYPE_CHECKING:
     from .model import Experiment, Gate, Plan
@@ -109,15 +112,21 @@ class PrerequisiteGraph:
                 links[link.target] = link
 
         by_phase: dict[int, list[str]] = {}
+        replaced_by = replacements(experiments)
         for exp in experiments:
             if exp.phase is not None:
                 by_phase.setdefault(exp.phase, []).append(exp.id)
             for dep in exp.dependencies:
                 line = lines.get(("experiment", exp.id, dep), exp.loc.line)
-                add(
-                    self.experiment_links,
-                    Link(exp.id, dep, "dependency", line, f"{exp.id} depends on {dep} (line {line})"),
-                )
+                # A dependency on a replaced experiment waits for its replacement (SPEC section
+                # 10), unless that is the experiment itself (it depends on what it replaces).
+                target = decider(dep, replaced_by)
+                if target == exp.id:
+                    target = dep
+                why = f"{exp.id} depends on {dep} (line {line})"
+                if target != dep:
+                    why += f", which {target} replaces"
+                add(self.experiment_links, Link(exp.id, target, "dependency", line, why))
             for sub in exp.sub_experiments:
                 for names, verb in (
                     (sub.dependencies, "depends on"),

@@ -318,8 +318,10 @@ def registry_handler(module: types.ModuleType, attribute: str, key: str, display
         _registries[(id(module), attribute)] = (module, mapping)
     fn = mapping.get(key)
     if fn is None:
-        near = suggestions(key, mapping, limit=3, short=4)
-        near += [k for k in mapping if (k.startswith(key + "_") or key.startswith(k + "_")) and k not in near]
+        # A key that extends the id (``e_c2_3_lora`` for ``e_c2_3``) is the likely one; sibling
+        # ids one edit away (``e_c2_1``) are suggested only when there is no such key.
+        near = [k for k in mapping if k.startswith(key + "_") or key.startswith(k + "_")]
+        near = near or suggestions(key, mapping, limit=3, short=4)
         hint = f" (did you mean {' or '.join(near)}?)" if near else ""
         keys = ", ".join(sorted(mapping)) or "nothing"
         raise HandlerNotFound(

@@ -92,6 +92,16 @@ class SessionHooks:
             check_results_folders(state, [])
         self._prepare_mlflow(session)
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection(self, session: pytest.Session) -> None:
+        # An --experiment value that matches nothing is a usage error before anything is
+        # collected (or printed as collected).
+        state = self.state
+        if state.experiment_args and not state.is_worker:
+            from .selection import check_experiment_args
+
+            check_experiment_args(state, session.config)
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         # --mlexp-executor names something only once every conftest.py is loaded (executors
         # come from hooks): a usage error now, before anything runs.

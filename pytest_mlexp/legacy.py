@@ -130,12 +130,17 @@ def _entry(
     if extra:
         entry["extra"] = extra
     entry["started_at"] = marker.get("started_at")
-    entry["finished_at"] = marker.get("completed_at")
-    imported = {"executed_by": marker.get("executed_by"), "started_at": marker.get("started_at")}
+    # A run still in progress has no completion time: its start is the best date there is.
+    entry["finished_at"] = marker.get("completed_at") or marker.get("started_at")
+    imported = _marker(marker)
     if key != "":
         imported["source_key"] = key
     entry["imported"] = imported
     return entry, ""
+
+
+def _marker(marker: Mapping[str, Any]) -> dict[str, Any]:
+    return {"executed_by": marker.get("executed_by"), "started_at": marker.get("started_at")}
 
 
 def import_seed_results(raw: Mapping[Any, Any], experiment_id: str, plan: Plan) -> dict[str, Any]:
@@ -168,13 +173,12 @@ def import_seed_results(raw: Mapping[Any, Any], experiment_id: str, plan: Plan) 
             stale[key] = {"value": plain_data(value), STALE_REASON: "not a result (not a mapping)"}
             continue
         target = match_sub(key, own)
-        entry, why_not = _entry(value, "" if target == key else key, experiment_id, marker)
-        if target is None:
-            kept = entry if entry is not None else {"imported": dict(marker), **plain_data(value)}
-            stale[key] = {**kept, STALE_REASON: "not in plan"}
+        if target is None:  # kept as the runner wrote it: nothing judges it
+            stale[key] = {**plain_data(value), "imported": _marker(marker), STALE_REASON: "not in plan"}
             continue
+        entry, why_not = _entry(value, "" if target == key else key, experiment_id, marker)
         if entry is None:
-            stale[key] = {"imported": dict(marker), **plain_data(value), STALE_REASON: why_not}
+            stale[key] = {**plain_data(value), "imported": _marker(marker), STALE_REASON: why_not}
             continue
         if target in subs:
             first = subs[target]["imported"].get("source_key", target)

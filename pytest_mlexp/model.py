@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -353,14 +353,19 @@ class Plan:
     gates: tuple[Gate, ...]
     modal: Mapping[str, Any]  # the raw ``modal:`` section ({} when absent)
     meta: Mapping[str, Any]  # other top-level keys, kept verbatim
+    # Things worth saying about a plan that parses (``replaces`` naming an unknown id, say):
+    # shown as warnings after collection, never errors.
+    warnings: tuple[str, ...] = ()
     _exp_index: dict[str, Experiment] = field(default_factory=dict, compare=False, repr=False)
     _sub_index: dict[str, SubExperiment] = field(default_factory=dict, compare=False, repr=False)
+    _replaced_by: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for exp in self.experiments:
             self._exp_index[exp.id] = exp
             for sub in exp.sub_experiments:
                 self._sub_index[sub.id] = sub
+        self._replaced_by.update(replacements(self.experiments))
 
     @property
     def root(self) -> Path:
@@ -400,7 +405,61 @@ class Plan:
         gates = [Prerequisite("gate", gate_id=g.id) for g in self.gates_unlocking(experiment_id)]
         return tuple(deps + gates)
 
+    # --- retirement (SPEC section 10) -------------------------------------------------------
+
+    def replaced_by(self, experiment_id: str) -> str | None:
+        """The experiment that ``replaces`` this one, if any."""
+        return self._replaced_by.get(experiment_id)
+
+    def decider(self, experiment_id: str) -> str:
+        """The experiment whose verdict decides a prerequisite on ``experiment_id``: itself, or
+        its replacement (followed through replacements of replacements)."""
+        return decider(experiment_id, self._replaced_by)
+
+    def retirement(self, experiment_id: str) -> str | None:
+        """Why the experiment is left out of every implicit selection (``all``, a named plan
+        file, ``mlexp_select_by_default``), or None: replaced, ``retired: true``, or
+        ``status: deferred|retired``."""
+        replacement = self._replaced_by.get(experiment_id)
+        if replacement is not None:
+            return f"replaced by {replacement}"
+        exp = self._exp_index[experiment_id]
+        if exp.retired:
+            return "retired"
+        status = exp.meta.get("status")
+        if isinstance(status, str) and status.strip().lower() in RETIRED_STATUSES:
+            return f"status: {status.strip()}"
+        return None
+
     # What waits for what (run order, cycles, xdist components, dispatch): graph.py.
+
+
+RETIRED_STATUSES = frozenset({"deferred", "retired"})  # ``status:`` values that retire an experiment
+
+
+def replacements(experiments: Sequence[Experiment]) -> dict[str, str]:
+    """replaced id -> the first experiment (plan order) whose ``replaces`` names it."""
+    ids = {e.id for e in experiments}
+    out: dict[str, str] = {}
+    for exp in experiments:
+        for old in exp.replaces:
+            if old in ids and old != exp.id:
+                out.setdefault(old, exp.id)
+    return out
+
+
+def decider(experiment_id: str, replaced_by: Mapping[str, str]) -> str:
+    """``experiment_id``, or its replacement followed to the end of the chain (a loop of
+    replacements stops where it would repeat)."""
+    seen = {experiment_id}
+    current = experiment_id
+    while current in replaced_by:
+        nxt = replaced_by[current]
+        if nxt in seen:
+            break
+        seen.add(nxt)
+        current = nxt
+    return current
 
 
 # --- judged results -------------------------------------------------------------------------

@@ -345,6 +345,9 @@ def run_assessment(item: pytest.Item) -> None:
             props.append((f"selected.{sub_state.sub.id}", f"{sub_state.sub.id}[{sub_state.selected}]"))
     for problem in verdict.problems:
         props.append(("verdict.problem", state.scrub(problem)))
+    imported = ctx.results.imported(exp.id)
+    if imported:  # results measured by the runner before pytest-mlexp (SPEC section 10)
+        props.append(("verdict.imported", ", ".join(imported)))
     if state.stub:
         broken = state.wiring_failures(exp.id)
         if broken:

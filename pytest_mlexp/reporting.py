@@ -170,6 +170,11 @@ def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
     scrub = state.scrub
     docs = {e.id: results.doc(e.id) for e in plan.experiments}
     draw = _plotter(state)
+    root = plan.root
+
+    def exists(relative: str) -> bool:  # links only to files that are there (SPEC section 10)
+        return "://" in relative or (root / relative).is_file()
+
     for exp in plan.experiments:
         if exp.id not in touched:
             continue
@@ -182,6 +187,7 @@ def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
             scrub=scrub,
             plan=plan,
             plots=charts,
+            exists=exists,
         )
         path = plan.root / "experiments" / exp.id / "FINDINGS.md"
         update_findings_file(path, block, title=f"{exp.name} — findings")
@@ -197,7 +203,7 @@ def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
             verdicts = {e.id: results.verdict(e.id) for e in plan.experiments}
             docs = {e.id: results.doc(e.id) for e in plan.experiments}
         gates = [(g, *gate_status(plan, g, verdicts)) for g in plan.gates]
-        project = render_project(plan, docs, verdicts, gates, scrub=scrub)
+        project = render_project(plan, docs, verdicts, gates, scrub=scrub, exists=exists)
         update_findings_file(overview, project, title=f"{plan.project.name} — research findings")
 
 
@@ -265,6 +271,8 @@ def _update_lastfailed(state: MlexpSession, ran: bool) -> None:
             current.add(nodeid)
         else:
             current.discard(nodeid)
+    if not state.stub:
+        current.update(_suppliers_to_rerun(state))
     sets[mode] = sorted(current)
     cache.set(CACHE_LF, sets)
     every = set(sets.get("real", [])) | set(sets.get("stub", [])) | set(state.records)
@@ -287,6 +295,31 @@ def _opening_experiments(state: MlexpSession) -> set[tuple[str | None, str]]:
         ctx = state.context_for(row["plan"])
         if ctx.plan.has_experiment(row["experiment"]) and ctx.results.verdict(row["experiment"]).passed:
             out.add(key)
+    return out
+
+
+def _suppliers_to_rerun(state: MlexpSession) -> set[str]:
+    """Node ids of the sub-experiments behind failed assessments that --lf must re-run: those
+    that supply an unmeasured criterion, or one whose supplier errored (``reruns.py``).  A
+    criterion measured and missed is only re-judged: its assessment alone is in the set."""
+    from .reruns import rerun_suppliers
+
+    out: set[str] = set()
+    for nodeid, row in state.records.items():
+        if row["kind"] != "assessment" or row["status"] != "failed" or "plan" not in row:
+            continue
+        ctx = state.context_for(row["plan"])
+        plan = ctx.plan
+        if not plan.has_experiment(row["experiment"]):
+            continue
+        exp = plan.experiment(row["experiment"])
+        results = ctx.results
+        base = nodeid.rsplit("::", 2)[0]  # <plan>::<experiment>::assessment -> <plan>
+        for sub_id in rerun_suppliers(exp, results.verdict(exp.id), results.entry):
+            sub = plan.sub(sub_id)
+            points = sub.points()
+            names = [f"{sub_id}[{p.key}]" for p in points] if points else [sub_id]
+            out.update(f"{base}::{sub.experiment_id}::{name}" for name in names)
     return out
 
 
@@ -412,11 +445,14 @@ def _verdict_text(state: MlexpSession, ctx: PlanContext, exp_id: str) -> str:
     from .verdictwords import blocked_line, verdict_line
 
     verdict = ctx.results.verdict(exp_id)
+    imported = ctx.results.imported(exp_id)
+    # Results the previous runner measured (SPEC section 10) are said to be imported.
+    also = f" [{len(imported)} result(s) imported: {', '.join(imported)}]" if imported else ""
     if not state.stub:
         blocking = blockers(ctx.plan, exp_id, ctx.results.verdicts())
         if blocking:
-            return state.scrub(blocked_line(verdict, blocking))
-    return state.scrub(verdict_line(verdict, stub=state.stub))
+            return state.scrub(blocked_line(verdict, blocking) + also)
+    return state.scrub(verdict_line(verdict, stub=state.stub) + also)
 
 
 def _selected_points(ctx: PlanContext | None, rows: list[dict[str, Any]]) -> set[str]:

@@ -167,6 +167,16 @@ class ResultsView:
                 out[dep]["selected"] = state.selected
         return out
 
+    def imported(self, experiment_id: str) -> list[str]:
+        """Sub-experiments whose current result was imported from another runner (SPEC
+        section 10: ``imported:`` on the entry), in plan order."""
+        subs = self.doc(experiment_id).get("sub_experiments") or {}
+        return [
+            s.id
+            for s in self.plan.experiment(experiment_id).sub_experiments
+            if isinstance(subs.get(s.id), Mapping) and isinstance(subs[s.id].get("imported"), Mapping)
+        ]
+
     def verdict(self, experiment_id: str) -> Verdict:
         cached = self._verdicts.get(experiment_id)
         if cached is None:

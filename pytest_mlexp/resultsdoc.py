@@ -117,6 +117,8 @@ def history_after(prev: Any) -> list[dict[str, Any]]:
         "status": prev.get("status"),
         "metrics": prev.get("metrics", {}),
     }
+    if isinstance(prev.get("imported"), dict):
+        item["imported"] = prev["imported"]  # measured by the runner before pytest-mlexp
     older = prev.get("history")
     rest = older[: HISTORY_LIMIT - 1] if isinstance(older, list) else []
     return [item, *rest]

@@ -58,18 +58,44 @@ class Selection:
 
 
 def inactive_experiments(plan: Plan) -> set[str]:
-    """Retired experiments and those another experiment replaces: left out of ``all``."""
-    out = {e.id for e in plan.experiments if e.retired}
+    """Retired experiments (SPEC section 10): left out of every implicit selection."""
+    return set(retired_experiments(plan))
+
+
+def retired_experiments(plan: Plan) -> dict[str, str]:
+    """Experiment id -> why it is left out of ``all``, a named plan file and
+    ``mlexp_select_by_default`` (``replaced by p2-hybrid-encoder``, ``status: deferred``)."""
+    out: dict[str, str] = {}
     for exp in plan.experiments:
-        out.update(r for r in exp.replaces if plan.has_experiment(r))
+        why = plan.retirement(exp.id)
+        if why is not None:
+            out[exp.id] = why
     return out
+
+
+def short_id(experiment_id: str) -> str:
+    """An experiment's short id: its id up to the first ``-`` (``p2-hybrid-encoder`` -> ``p2``)."""
+    return experiment_id.split("-", 1)[0]
+
+
+def in_group(value: str, sub_id: str) -> bool:
+    """Whether ``sub_id`` belongs to the group ``value`` names: the value followed by letters
+    only (``e3_8`` -> ``e3_8a``), or by ``_``, ``.`` or ``-`` and anything (``e3_8_x``); never
+    by a digit (``e3_80``)."""
+    if not sub_id.startswith(value) or len(sub_id) == len(value):
+        return False
+    rest = sub_id[len(value) :]
+    return rest[0] in "_.-" or (rest.isascii() and rest.isalpha())
 
 
 def resolve(plan: Plan, values: Sequence[str]) -> Selection:
     """Resolve ``--experiment`` values against one plan; values it doesn't know go to ``unmatched``.
 
-    A value is ``all``, an experiment id, a sub-experiment id, or a prefix ``X`` such that
-    every sub-experiment id of exactly one experiment starts with ``X_``.
+    A value is, in this order: ``all`` (every experiment that is not retired), an experiment id,
+    a sub-experiment id, an experiment's short id (``p2`` for ``p2-hybrid-encoder``, when one
+    experiment has it), a prefix ``X`` such that every sub-experiment id of exactly one
+    experiment starts with ``X_``, or a group of sub-experiments within one experiment
+    (:func:`in_group`; they run with their experiment's assessment).
     """
     sel = Selection()
     for value in values:
@@ -81,26 +107,89 @@ def resolve(plan: Plan, values: Sequence[str]) -> Selection:
         elif plan.has_sub(value):
             sel.subs.add(value)
         else:
-            matches = [
-                e.id
-                for e in plan.experiments
-                if e.sub_experiments and all(s.id.startswith(value + "_") for s in e.sub_experiments)
-            ]
-            if len(matches) == 1:
-                sel.experiments.add(matches[0])
-            elif len(matches) > 1:
-                raise SelectionError(
-                    f"--experiment {value} matches several experiments: {', '.join(matches)}; "
-                    "name one of them"
-                )
-            else:
-                sel.unmatched.append(value)
+            _resolve_pattern(plan, value, sel)
     return sel
+
+
+def _resolve_pattern(plan: Plan, value: str, sel: Selection) -> None:
+    def several(what: str, ids: Iterable[str]) -> SelectionError:
+        return SelectionError(
+            f"--experiment {value} matches {what} of several experiments: {', '.join(ids)}; name one of them"
+        )
+
+    shorts = [e.id for e in plan.experiments if "-" in e.id and short_id(e.id) == value]
+    if len(shorts) == 1:
+        sel.experiments.add(shorts[0])
+        return
+    if len(shorts) > 1:
+        raise several("the short id", shorts)
+    matches = [
+        e.id
+        for e in plan.experiments
+        if e.sub_experiments and all(s.id.startswith(value + "_") for s in e.sub_experiments)
+    ]
+    if len(matches) == 1:
+        sel.experiments.add(matches[0])
+        return
+    if len(matches) > 1:
+        raise several("the sub-experiments", matches)
+    group = {e.id: [s.id for s in e.sub_experiments if in_group(value, s.id)] for e in plan.experiments}
+    owners = [e for e, ids in group.items() if ids]
+    if len(owners) == 1:
+        sel.subs.update(group[owners[0]])
+    elif len(owners) > 1:
+        raise several("a group of sub-experiments", owners)
+    else:
+        sel.unmatched.append(value)
 
 
 def candidates(plans: Iterable[Plan]) -> str:
     ids = [e.id for p in plans for e in p.experiments]
     return ", ".join(ids) if ids else "(no experiments found)"
+
+
+def unmatched_error(unmatched: Sequence[str], plans: Iterable[Plan]) -> pytest.UsageError:
+    """The usage error for ``--experiment`` values that match nothing: a did-you-mean (over
+    ids and short ids) before the candidates."""
+    from .textutil import closest
+
+    plans = list(plans)
+    ids = [e.id for plan in plans for e in plan.experiments]
+    ids += [short_id(e.id) for plan in plans for e in plan.experiments if "-" in e.id]
+    ids += [s.id for plan in plans for e in plan.experiments for s in e.sub_experiments]
+    guesses = [g for g in (closest(v, ids, short=4) for v in unmatched) if g is not None]
+    hint = f" (did you mean {' or '.join(dict.fromkeys(guesses))}?)" if guesses else ""
+    return pytest.UsageError(
+        f"--experiment {', '.join(unmatched)} matches no experiment or sub-experiment{hint}; "
+        f"candidates: {candidates(plans)}"
+    )
+
+
+def check_experiment_args(state: MlexpSession, config: pytest.Config) -> None:
+    """Before collection: ``--experiment`` values that match nothing in the configured plan are
+    a usage error now, so nothing is printed as collected first.  Another plan named on the
+    command line may still hold them: then the check after collection decides."""
+    from .model import PlanError
+
+    path = state.plan_path
+    if not path.is_file():
+        return
+    invocation = Path(config.invocation_params.dir)
+    for arg in config.args:
+        named = Path(arg.split("::")[0])
+        named = named if named.is_absolute() else invocation / named
+        if named.suffix in (".yaml", ".yml") and named.resolve() != path:
+            return
+    try:
+        plan = state.context_for(path).plan
+    except PlanError:
+        return  # collection reports it, naming file and line
+    try:
+        sel = resolve(plan, state.experiment_args)
+    except SelectionError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if sel.unmatched:
+        raise unmatched_error(sel.unmatched, [plan])
 
 
 def inject_plan(state: MlexpSession, session: pytest.Session, items: list[pytest.Item]) -> None:
@@ -175,7 +264,9 @@ def select_and_order(state: MlexpSession, config: pytest.Config, items: list[pyt
             plan = paths.context(item).plan
             ids = inactive.get(id(plan))
             if ids is None:
-                ids = inactive[id(plan)] = inactive_experiments(plan)
+                left_out = retired_experiments(plan)
+                ids = inactive[id(plan)] = set(left_out)
+                _note_left_out(state, left_out)
             return item.experiment_id in ids  # type: ignore[attr-defined]
 
         keep = [it for it in exp_items if not is_inactive(it)]
@@ -220,16 +311,12 @@ def _filter_by_args(
             f"(looked for {state.plan_path}; set the ini option mlexp_plan)"
         )
     if unmatched:
-        from .textutil import closest
-
-        ids = [e.id for plan in plans.values() for e in plan.experiments]
-        ids += [s.id for plan in plans.values() for e in plan.experiments for s in e.sub_experiments]
-        guesses = [g for g in (closest(v, ids, short=4) for v in unmatched) if g is not None]
-        hint = f" (did you mean {' or '.join(dict.fromkeys(guesses))}?)" if guesses else ""
-        raise pytest.UsageError(
-            f"--experiment {', '.join(unmatched)} matches no experiment or sub-experiment{hint}; "
-            f"candidates: {candidates(plans.values())}"
-        )
+        raise unmatched_error(unmatched, plans.values())
+    if "all" in state.experiment_args:
+        for path, plan in plans.items():
+            sel = selections[path]
+            named = sel.experiments | {plan.sub(s).experiment_id for s in sel.subs}
+            _note_left_out(state, {e: why for e, why in retired_experiments(plan).items() if e not in named})
     keep = []
     for it in exp_items:
         key = paths.resolved(it)
@@ -242,6 +329,14 @@ def _filter_by_args(
             if any(plan.sub(s).experiment_id == exp_id for s in sel.subs):
                 keep.append(it)
     return keep
+
+
+def _note_left_out(state: MlexpSession, left_out: dict[str, str]) -> None:
+    """One line per retired experiment an implicit selection leaves out, and why."""
+    for exp_id, why in left_out.items():
+        line = f"mlexp: left out {exp_id}: {why} (name it with --experiment {exp_id} to run it)"
+        if line not in state.notes:
+            state.notes.append(line)
 
 
 def _deselect(config: pytest.Config, items: list[pytest.Item], drop: set[int]) -> None:

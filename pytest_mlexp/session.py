@@ -58,6 +58,9 @@ class PlanContext:
             ) from None
         # Messages name the file as the user sees it; files are resolved from the absolute path.
         self.plan: Plan = dataclasses.replace(parse_plan_text(text, shown), path=path.resolve())
+        for warning in self.plan.warnings:  # shown after collection, once
+            if warning not in state.plan_warnings:
+                state.plan_warnings.append(warning)
         # Per-session constants every task carries (computed once, not per seed).
         self.root_text = str(self.root)
         self.plan_root_text = str(self.plan.root)

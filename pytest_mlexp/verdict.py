@@ -100,6 +100,7 @@ __all__ = [
     "blockers",
     "experiment_verdict",
     "gate_status",
+    "imported_review_line",
     "judge_sub",
     "lookup_for",
     "measurements",
@@ -603,6 +604,9 @@ def experiment_verdict(
     disagreement = status_disagreement(exp.plan_status, name, opens)
     if disagreement is not None:
         review.append(disagreement)
+    line = imported_review_line(exp, doc_subs)
+    if line:
+        review.append(line)
 
     return Verdict(
         experiment_id=exp.id,
@@ -712,6 +716,28 @@ def status_disagreement(status: PlanStatus | None, verdict: str, opens: bool) ->
     )
 
 
+def imported_review_line(exp: Experiment, doc_subs: Mapping[str, Any]) -> str | None:
+    """One review line while any current entry of the experiment was imported from another
+    runner (SPEC section 10): those results were not measured under pytest-mlexp."""
+    imported = [
+        (s.id, entry["imported"])
+        for s in exp.sub_experiments
+        for entry in (_mapping(doc_subs.get(s.id)),)
+        if entry is not None and _mapping(entry.get("imported")) is not None
+    ]
+    if not imported:
+        return None
+    first = imported[0][1]
+    by = first.get("executed_by")
+    when = first.get("started_at")
+    source = ", ".join(str(x) for x in (by, when) if x)
+    ids = ", ".join(sid for sid, _ in imported)
+    return (
+        f"{len(imported)} result(s) imported from the previous runner{f' ({source})' if source else ''}, "
+        f"not measured under pytest-mlexp: {ids}; re-run them to measure them here"
+    )
+
+
 # --- gates and blocking -----------------------------------------------------------------------
 
 
@@ -736,6 +762,11 @@ def _why_not(verdict: Verdict | None) -> str:
     return f"its verdict is {verdict.verdict}"
 
 
+def _passed(verdicts: Mapping[str, Verdict], experiment_id: str) -> bool:
+    verdict = verdicts.get(experiment_id)
+    return verdict is not None and verdict.passed
+
+
 def gate_status(plan: Plan, gate: Gate, verdicts: Mapping[str, Verdict]) -> tuple[bool, str]:
     """(passed, reason): a gate passes when every member's verdict opens gates, or it is ``accepted``."""
     label = _gate_label(gate)
@@ -749,14 +780,26 @@ def gate_status(plan: Plan, gate: Gate, verdicts: Mapping[str, Verdict]) -> tupl
 
 def blocker_details(plan: Plan, experiment_id: str, verdicts: Mapping[str, Verdict]) -> list[Blocker]:
     """Why an experiment is blocked (empty: it is not): dependencies whose verdict does not open
-    gates, then gates that have not passed."""
+    gates, then gates that have not passed.
+
+    A dependency on a replaced experiment is decided by its replacement (SPEC section 10:
+    ``Plan.decider``; not a gate member, which the team lists by name); one on a retired
+    experiment (``retired: true``, ``status: deferred``) that did not pass says to accept it."""
     out: list[Blocker] = []
     for prereq in plan.prerequisites(experiment_id):
         if prereq.kind == "dependency":
             dep = cast(str, prereq.experiment_id)
-            verdict = verdicts.get(dep)
-            if verdict is None or not verdict.passed:
-                out.append(Blocker("dependency", dep, f"dependency {dep} not passed: {_why_not(verdict)}"))
+            decider = _decider(plan, dep, experiment_id)
+            verdict = verdicts.get(decider)
+            if verdict is not None and verdict.passed:
+                continue
+            retired = plan.retirement(dep) if decider == dep else None
+            if retired is not None:
+                text = f"dependency {dep} is retired ({retired}): add `accepted` to {dep}"
+                out.append(Blocker("dependency", dep, text))
+            else:
+                label = f"dependency {dep}" + (f" (replaced by {decider})" if decider != dep else "")
+                out.append(Blocker("dependency", decider, f"{label} not passed: {_why_not(verdict)}"))
         else:
             gate = plan.gate(cast(str, prereq.gate_id))
             passed, reason = gate_status(plan, gate, verdicts)
@@ -765,9 +808,60 @@ def blocker_details(plan: Plan, experiment_id: str, verdicts: Mapping[str, Verdi
     return out
 
 
+def _decider(plan: Plan, dep: str, experiment_id: str) -> str:
+    """The experiment whose verdict decides ``experiment_id``'s dependency on ``dep``: its
+    replacement, unless that is the experiment itself (it depends on what it replaces)."""
+    decider = plan.decider(dep)
+    return dep if decider == experiment_id else decider
+
+
+# A skip reason is read in a terminal line and results.yaml: one cause per experiment, kept short.
+_WHY_LIMIT = 200
+
+
+def _short(text: str, limit: int = _WHY_LIMIT) -> str:
+    """``text`` cut at a clause boundary (``; ``) when longer than ``limit``, never mid-word."""
+    if len(text) <= limit:
+        return text
+    cut = text.rfind("; ", 0, limit)
+    if cut < limit // 2:
+        cut = text.rfind(" ", 0, limit)
+    return text[: max(cut, 1)].rstrip(" ;,") + " …"
+
+
 def blockers(plan: Plan, experiment_id: str, verdicts: Mapping[str, Verdict]) -> list[str]:
-    """Why an experiment is blocked, one line per blocker (empty: it is not)."""
-    return [b.text for b in blocker_details(plan, experiment_id, verdicts)]
+    """Why an experiment is blocked (empty: it is not), as a skip reason reads it: each
+    experiment that holds it back named once, with the prerequisites it holds back (``gate g3
+    and dependency c3 not passed: c3: <why>``), and only its first problem, kept short."""
+    held: dict[str, list[str]] = {}  # unpassed experiment -> the prerequisites it holds back
+    alone: list[str] = []
+    prereqs = plan.prerequisites(experiment_id)
+    for prereq in prereqs:  # gates first (they are what a phase waits for), then dependencies
+        if prereq.kind != "gate":
+            continue
+        gate = plan.gate(cast(str, prereq.gate_id))
+        if gate.accepted is not None:
+            continue
+        for member in gate.experiments:
+            if not _passed(verdicts, member):
+                held.setdefault(member, []).append(f"gate {gate.id}")
+    for b in blocker_details(plan, experiment_id, verdicts):
+        if b.kind != "dependency":
+            continue
+        if b.text.startswith(f"dependency {b.id} is retired"):
+            alone.append(b.text)
+            continue
+        label = b.text.split(" not passed: ", 1)[0]
+        held.setdefault(b.id, []).append(label)
+    grouped: dict[tuple[str, ...], list[str]] = {}
+    for member, labels in held.items():
+        grouped.setdefault(tuple(dict.fromkeys(labels)), []).append(member)
+    out = [
+        f"{' and '.join(labels)} not passed: "
+        + "; ".join(f"{m}: {_short(_why_not(verdicts.get(m)))}" for m in members)
+        for labels, members in grouped.items()
+    ]
+    return out + alone
 
 
 _SUB_WORDS = {

@@ -12,6 +12,10 @@ import yaml
 
 pytest_plugins = ["pytester"]
 
+# A research project used as a fixture (its plan, handlers and results), copied into a temp dir
+# by the tests that run it: never collected as part of this suite.
+collect_ignore = ["adopted"]
+
 # A memory address in a test id ("<object object at 0x7f...>", from a parametrize value's repr)
 # differs between processes: pytest-xdist then aborts, its workers having collected different ids.
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")

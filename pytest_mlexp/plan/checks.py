@@ -27,6 +27,25 @@ class ExpRef:
     line: int
     deps: list[tuple[str, int]]
     from_lines: dict[str, int]
+    replaces: list[tuple[str, int]] = field(default_factory=list)
+
+
+def replaces_warnings(ctx: Ctx, experiments: list[Experiment], exp_refs: dict[str, ExpRef]) -> list[str]:
+    """``replaces`` naming an id the plan does not have: a warning, not an error (SPEC section
+    10): teams keep the history of what an experiment replaced, often long gone from the plan."""
+    ids = [e.id for e in experiments]
+    out: list[str] = []
+    for exp in experiments:
+        for old, line in exp_refs[exp.id].replaces:
+            if old in ids:
+                continue
+            guess = closest_id(old, ids)
+            hint = f" (did you mean {guess}?)" if guess else ""
+            out.append(
+                f"{ctx.loc(line)}: experiment {exp.id!r} replaces {old!r}, which is not in the plan{hint}; "
+                "nothing is left out for it"
+            )
+    return out
 
 
 def unknown_ref(ctx: Ctx, line: int, name: str, what: str, candidates: Iterable[str]) -> PlanError:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..model import Achieved, Criterion, Experiment, Loc, Plan, PlanError, Project, SubExperiment
 from ..yamlload import YamlError, load_yaml
-from .checks import ExpRef, SubRef, check_cycles, check_references, criterion_references
+from .checks import ExpRef, SubRef, check_cycles, check_references, criterion_references, replaces_warnings
 from .context import UNSET, Ctx, as_text, check_id, id_list, parse_accepted, parse_phase, type_name
 from .decisions import achieved_of, achieved_value, parse_pivots, plan_status, sub_entries
 from .gates import parse_gates
@@ -98,6 +98,7 @@ def _build(ctx: Ctx) -> Plan:
         gates=tuple(gates),
         modal=modal,
         meta=meta,
+        warnings=tuple(replaces_warnings(ctx, experiments, exp_refs)),
     )
 
 
@@ -205,7 +206,8 @@ def _parse_experiment(
         raise ctx.err(
             ctx.kline(spec, "retired"), f"retired of {where} must be true or false", "write retired: true"
         )
-    replaces = tuple(i for i, _ in id_list(ctx, spec, "replaces", "experiment"))
+    replaces_lines = id_list(ctx, spec, "replaces", "experiment")
+    replaces = tuple(i for i, _ in replaces_lines)
     deps = id_list(ctx, spec, "dependencies", "experiment")
 
     entries = sub_entries(ctx, spec, known.get("sub_experiments"), where)
@@ -264,7 +266,7 @@ def _parse_experiment(
         pivots=tuple(pivots),
         plan_status=plan_status(meta.get("status"), ctx.loc(ctx.kline(spec, "status"))),
     )
-    return exp, ExpRef(line, deps, from_lines)
+    return exp, ExpRef(line, deps, from_lines, replaces_lines)
 
 
 def _pivot_criteria(ctx: Ctx, block: dict[Any, Any], where: str) -> tuple[Criterion, ...]:

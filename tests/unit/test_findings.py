@@ -11,6 +11,7 @@ from pytest_mlexp.criteria import parse_criterion
 from pytest_mlexp.findings import (
     BEGIN,
     END,
+    PLACED_NOTE,
     cell,
     relative_artifact,
     render_experiment,
@@ -465,21 +466,38 @@ def test_unchanged_content_is_not_rewritten(tmp_path: Path, monkeypatch: pytest.
 
 
 @pytest.mark.parametrize(
-    ("existing", "expected_prefix"),
+    ("existing", "expected"),
     [
-        ("notes", "notes\n\n"),
-        ("notes\n", "notes\n\n"),
-        ("notes\n\n", "notes\n\n"),
-        ("", ""),
+        ("", f"{BEGIN}\nBLOCK\n{END}\n"),
+        # No heading: the block goes on top, the notes follow unchanged.
+        ("notes", f"{PLACED_NOTE}\n\n{BEGIN}\nBLOCK\n{END}\n\nnotes"),
+        ("notes\n\n", f"{PLACED_NOTE}\n\n{BEGIN}\nBLOCK\n{END}\n\nnotes\n\n"),
+        # A hand-written file: right after its first heading, never appended below the notes.
+        (
+            "# P2 findings\n\nGate 1 PASSED ✅\n\n## More\n",
+            f"# P2 findings\n\n{PLACED_NOTE}\n\n{BEGIN}\nBLOCK\n{END}\n\nGate 1 PASSED ✅\n\n## More\n",
+        ),
+        ("# Only a title", f"# Only a title\n\n{PLACED_NOTE}\n\n{BEGIN}\nBLOCK\n{END}\n"),
+        (
+            "```\n# not a heading\n```\n## Real\ntext\n",
+            f"```\n# not a heading\n```\n## Real\n\n{PLACED_NOTE}\n\n{BEGIN}\nBLOCK\n{END}\n\ntext\n",
+        ),
+        (
+            "intro\r\n# T\r\nbody\r\n",
+            f"intro\r\n# T\r\n\r\n{PLACED_NOTE}\r\n\r\n{BEGIN}\r\nBLOCK\r\n{END}\r\n\r\nbody\r\n",
+        ),
     ],
+    ids=["empty", "no-heading", "no-heading-blank-lines", "hand-written", "title-only", "fenced", "crlf"],
 )
-def test_file_without_markers_gets_the_block_appended(
-    tmp_path: Path, existing: str, expected_prefix: str
+def test_file_without_markers_gets_the_block_after_its_first_heading(
+    tmp_path: Path, existing: str, expected: str
 ) -> None:
     path = tmp_path / "FINDINGS.md"
     path.write_bytes(existing.encode())
-    update_findings_file(path, "gen", title="T")
-    assert path.read_bytes() == f"{expected_prefix}{BEGIN}\ngen\n{END}\n".encode()
+    update_findings_file(path, "BLOCK", title="T")
+    assert path.read_bytes().decode() == expected
+    update_findings_file(path, "AGAIN", title="T")  # from then on, only the block changes
+    assert path.read_bytes().decode() == expected.replace("BLOCK", "AGAIN")
 
 
 def test_stray_markers_never_eat_the_researchers_text(tmp_path: Path) -> None:

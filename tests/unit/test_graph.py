@@ -138,3 +138,41 @@ def test_a_gate_that_unlocks_the_next_phase_is_fine() -> None:
     )
     assert graph_of(plan).experiment_order() == ("e1", "e2")
     assert graph_of(plan).blocking_experiments("e2") == ("e1",)
+
+
+def test_a_dependency_on_a_replaced_experiment_waits_for_its_replacement() -> None:
+    exps = [
+        experiment("user", [sub("u1", "user")], dependencies=("old",)),
+        experiment("old", [sub("o1", "old")]),
+        experiment("new", [sub("n1", "new")], replaces=("old",)),
+        experiment("newer", [sub("m1", "newer")], replaces=("new",), dependencies=("new",)),
+    ]
+    g = PrerequisiteGraph(exps, [])
+    # old -> new -> newer: the end of the chain decides, and user runs after it.
+    assert g.blocking_experiments("user") == ("newer",)
+    assert "which newer replaces" in g.experiment_links["user"]["newer"].why
+    # An experiment that depends on what it replaces waits for that one, never for itself.
+    assert g.blocking_experiments("newer") == ("new",)
+    assert g.experiment_order().index("newer") < g.experiment_order().index("user")
+    assert g.cycle() is None
+
+
+def test_replaces_naming_an_unknown_id_is_a_warning_not_an_error() -> None:
+    plan = parse_plan_text(
+        textwrap.dedent(
+            """\
+            experiments:
+              p2-hybrid:
+                replaces: [c1-vlm, c1-vml]
+                sub_experiments: [p2_1]
+              c1-vlm:
+                sub_experiments: [c1_1]
+            """
+        ),
+        "plan.yaml",
+    )
+    assert plan.replaced_by("c1-vlm") == "p2-hybrid"
+    assert plan.warnings == (
+        "plan.yaml:3: experiment 'p2-hybrid' replaces 'c1-vml', which is not in the plan "
+        "(did you mean c1-vlm?); nothing is left out for it",
+    )

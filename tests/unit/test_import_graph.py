@@ -257,6 +257,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "subjudge",
             "verdict",
             "verdictwords",
+            "reruns",
             "findings",
             "plots",
             "resultsdoc",

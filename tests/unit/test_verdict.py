@@ -551,23 +551,28 @@ def test_gate_status() -> None:
     assert ok and reason == "gate gate_1 (Gate 1: Reconstruction) accepted by lead on 2026-02-03: moving on"
 
 
-def test_blockers() -> None:
+def test_blockers_name_each_unpassed_experiment_once() -> None:
     plan = gated_plan()
     bad = {"p2-hybrid-encoder": _failed("p2-hybrid-encoder", "e_p2_2 never ran")}
+    # c2 waits for p2 twice (its dependency, and the gate of its phase): one cause, said once.
     assert blockers(plan, "c2-adapter", bad) == [
-        "dependency p2-hybrid-encoder not passed: e_p2_2 never ran",
-        "gate gate_1 (Gate 1: Reconstruction) not passed: p2-hybrid-encoder: e_p2_2 never ran",
+        "gate gate_1 and dependency p2-hybrid-encoder not passed: p2-hybrid-encoder: e_p2_2 never ran",
     ]
-    assert blockers(plan, "c3", bad) == [
-        "gate gate_1 (Gate 1: Reconstruction) not passed: p2-hybrid-encoder: e_p2_2 never ran"
-    ]
+    assert blockers(plan, "c3", bad) == ["gate gate_1 not passed: p2-hybrid-encoder: e_p2_2 never ran"]
     assert blockers(plan, "p2-hybrid-encoder", bad) == []
     good = {"p2-hybrid-encoder": _passed("p2-hybrid-encoder")}
     assert blockers(plan, "c2-adapter", good) == []
     assert blockers(plan, "c2-adapter", {}) == [
-        "dependency p2-hybrid-encoder not passed: has no results",
-        "gate gate_1 (Gate 1: Reconstruction) not passed: p2-hybrid-encoder: has no results",
+        "gate gate_1 and dependency p2-hybrid-encoder not passed: p2-hybrid-encoder: has no results",
     ]
+
+
+def test_blockers_stay_short() -> None:
+    plan = gated_plan()
+    long = "; ".join(f"e_p2_{i} failed: acc = 0.{i} needs >= 0.85: fail" for i in range(40))
+    (line,) = blockers(plan, "c2-adapter", {"p2-hybrid-encoder": _failed("p2-hybrid-encoder", long)})
+    assert len(line) < 300 and line.endswith(" …")
+    assert "e_p2_0 failed: acc = 0.0 needs >= 0.85: fail" in line  # cut between clauses, not inside one
 
 
 def test_blockers_from_real_verdicts() -> None:
@@ -575,8 +580,65 @@ def test_blockers_from_real_verdicts() -> None:
     p2 = plan.experiment("p2-hybrid-encoder")
     v = experiment_verdict(plan, p2, doc())
     assert blockers(plan, "c2-adapter", {"p2-hybrid-encoder": v})[0] == (
-        "dependency p2-hybrid-encoder not passed: e_p2_1 never ran"
+        "gate gate_1 and dependency p2-hybrid-encoder not passed: p2-hybrid-encoder: e_p2_1 never ran"
     )
+
+
+def retired_plan() -> Plan:
+    old = E("c1-vlm", [S("c1_1", exp="c1-vlm")])
+    new = factories.experiment("p2-hybrid", [S("p2_1", exp="p2-hybrid")], replaces=("c1-vlm",), loc=LOC)
+    deferred = factories.experiment(
+        "c4-later", [S("c4_1", exp="c4-later")], meta={"status": "Deferred"}, loc=LOC
+    )
+    user = E("e3", [S("e3_1", exp="e3")], deps=("c1-vlm",))
+    late = E("e5", [S("e5_1", exp="e5")], deps=("c4-later",))
+    return PL(old, new, deferred, user, late)
+
+
+def test_a_dependency_on_a_replaced_experiment_follows_its_replacement() -> None:
+    plan = retired_plan()
+    assert plan.decider("c1-vlm") == "p2-hybrid" and plan.decider("e3") == "e3"
+    # c1-vlm never passed (it never ran): its replacement decides.
+    assert blockers(plan, "e3", {"p2-hybrid": _passed("p2-hybrid")}) == []
+    assert blockers(plan, "e3", {"p2-hybrid": _failed("p2-hybrid", "p2_1 failed")}) == [
+        "dependency c1-vlm (replaced by p2-hybrid) not passed: p2-hybrid: p2_1 failed"
+    ]
+    assert blockers(plan, "e3", {"c1-vlm": _passed("c1-vlm")}) == [
+        "dependency c1-vlm (replaced by p2-hybrid) not passed: p2-hybrid: has no results"
+    ]
+
+
+def test_a_dependency_on_a_retired_experiment_says_to_accept_it() -> None:
+    plan = retired_plan()
+    assert plan.retirement("c4-later") == "status: Deferred"
+    assert plan.retirement("c1-vlm") == "replaced by p2-hybrid"
+    assert plan.retirement("e3") is None
+    assert blockers(plan, "e5", {}) == [
+        "dependency c4-later is retired (status: Deferred): add `accepted` to c4-later"
+    ]
+    # A retired experiment whose verdict passes (it ran, or the team accepted it) opens it.
+    assert blockers(plan, "e5", {"c4-later": _passed("c4-later")}) == []
+
+
+def test_retirement_by_flag_and_by_status_only_exactly() -> None:
+    exps = [
+        factories.experiment(eid, [S(f"{eid}_1", exp=eid)], loc=LOC, **fields)
+        for eid, fields in [
+            ("a", {"retired": True}),
+            ("b", {"meta": {"status": "RETIRED"}}),
+            ("c", {"meta": {"status": "deferred "}}),
+            ("d", {"meta": {"status": "deferred_to_q3"}}),
+            ("e", {"meta": {"status": "passed"}}),
+        ]
+    ]
+    plan = PL(*exps)
+    assert [plan.retirement(e.id) for e in exps] == [
+        "retired",
+        "status: RETIRED",
+        "status: deferred",
+        None,
+        None,
+    ]
 
 
 def test_sub_blockers() -> None:

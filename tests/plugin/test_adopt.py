@@ -1,0 +1,366 @@
+"""Adopting an existing research project (SPEC section 10), end to end on ``tests/adopted``: a plan
+of the shape a team writes before it switches (tiered experiment-level criteria only, status /
+outcome / achieved annotations, a pivot block, replaced and deferred experiments, a handler
+registry per package, four gates) with results.yaml files its own runner wrote."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import Project
+
+FIXTURE = Path(__file__).resolve().parents[1] / "adopted"
+P2 = "p2-hybrid-encoder"
+
+
+@pytest.fixture
+def adopted(project: Project) -> Project:
+    shutil.copytree(FIXTURE, project.path, dirs_exist_ok=True)
+    return project
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every file under ``root`` (pytest's own caches aside) with a hash of its bytes."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if {".pytest_cache", "__pycache__"} & set(rel.parts) or not path.is_file():
+            continue
+        out[rel.as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def calls(project: Project, sub_id: str) -> int:
+    path = project.path / "calls" / sub_id
+    return len(path.read_text(encoding="utf-8").splitlines()) if path.exists() else 0
+
+
+def seed_file(sub_folder: str) -> bytes:
+    return (FIXTURE / "research" / "experiments" / sub_folder / "results.yaml").read_bytes()
+
+
+# --- 1. looking writes nothing ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--co", "--experiment", P2),
+        ("--co", "--experiment", "all"),
+        ("--co", "-q", "--experiment", "e3_8"),
+        ("--help",),
+        ("--version",),
+        ("--fixtures", "--experiment", "all"),
+        ("--markers",),
+        ("--mlexp-scaffold",),
+        ("--experiment", "all", "-k", "no_such_item"),  # ran no experiment item
+        ("test_unit.py",),  # an ordinary test run next to the plan
+        ("--experiment", "all", "--stub", "-k", "no_such_item"),
+    ],
+    ids=[
+        "co-one",
+        "co-all",
+        "co-group",
+        "help",
+        "version",
+        "fixtures",
+        "markers",
+        "scaffold",
+        "no-item",
+        "unit",
+        "stub-no-item",
+    ],
+)
+def test_looking_writes_nothing(adopted: Project, args: tuple[str, ...]) -> None:
+    (adopted.path / "test_unit.py").write_text("def test_ok():\n    assert True\n", encoding="utf-8")
+    # Leftovers of another session: a journal of one that died, and an unreadable results file.
+    folder = adopted.path / "research" / "experiments"
+    (folder / "p1-baseline" / ".results.999999-dead.journal").write_text(
+        '{"op":"r","sub":"e_p1_2","point":null,"history":[],"entry":{"status":"passed","metrics":{}}}\n',
+        encoding="utf-8",
+    )
+    (folder / "c4-fusion").mkdir()
+    (folder / "c4-fusion" / "results.yaml").write_text(
+        "schema: 2\nsub_experiments: [unclosed\n", encoding="utf-8"
+    )
+    before = tree(adopted.path)
+    result = adopted.run(*args)
+    assert result.ret in (0, 5), result.stdout.str()
+    assert tree(adopted.path) == before
+    assert not list(adopted.path.rglob("*.lock"))
+
+
+def test_writing_one_experiment_leaves_the_others_alone_and_uses_no_lock_files(adopted: Project) -> None:
+    before = tree(adopted.path)
+    adopted.run("--experiment", P2, "-k", "assessment").assert_outcomes(passed=1)
+    after = tree(adopted.path)
+    changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
+    assert changed == {
+        f"research/experiments/{P2}/results.yaml",
+        f"research/experiments/{P2}/results.legacy.yaml",
+        f"research/experiments/{P2}/FINDINGS.md",
+        "research/FINDINGS.md",
+    }
+    assert not [p for p in after if p.endswith(".lock")]
+
+
+# --- 2. results in the seed runner's format ---------------------------------------------------
+
+
+def test_imported_results_feed_gates_and_dependencies_on_replaced_experiments(adopted: Project) -> None:
+    # c2-adapter waits for gate_1 (p1-baseline, p2-hybrid-encoder: both only imported) and depends
+    # on c1-vlm, which p2-hybrid-encoder replaces.
+    result = adopted.run("--experiment", "c2", "-rs")
+    result.assert_outcomes(passed=2, failed=2)  # e_c2_3's registry lacks it; the assessment fails
+    assert "blocked" not in result.stdout.str().split("experiment summary")[1]
+    assert calls(adopted, "e_c2_1") == calls(adopted, "e_c2_2") == 1
+    # Read, not written: the seed runner's files are still byte for byte what it wrote.
+    for exp_id in ("p1-baseline", P2, "e3-scene-graph", "c1-vlm"):
+        folder = adopted.experiment_dir(exp_id)
+        assert (folder / "results.yaml").read_bytes() == seed_file(exp_id)
+        assert not (folder / "results.legacy.yaml").exists()
+    overview = adopted.findings()
+    assert f"`{P2}`: 3 result(s) imported from the previous runner (modal-3fa91c20" in overview
+
+
+def test_imported_results_move_into_results_yaml_when_the_experiment_is_written(adopted: Project) -> None:
+    result = adopted.run("--experiment", P2, "-k", "assessment", "--junitxml=report.xml")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [f"verdict {P2}: proceed (completed; 2/2 criteria met; confidence high; 3 result(s) imported: *)"]
+    )
+    folder = adopted.experiment_dir(P2)
+    assert (folder / "results.legacy.yaml").read_bytes() == seed_file(P2)
+    doc = adopted.results(P2)
+    subs = doc["sub_experiments"]
+    assert list(subs) == ["e_p2_1", "e_p2_2", "e_p2_3"]
+    marker = {"executed_by": "modal-3fa91c20", "started_at": "2026-02-03T09:12:44.120931Z"}
+    assert subs["e_p2_1"]["imported"] == marker
+    assert subs["e_p2_3"]["imported"] == {**marker, "source_key": "e_p2_3_ablation"}
+    assert subs["e_p2_1"]["status"] == "passed" and "params" not in subs["e_p2_1"]  # never stale
+    assert subs["e_p2_1"]["metrics"] == {
+        "spatial_iou": 0.72,
+        "per_class_iou": [0.69, 0.74, 0.73],
+        "probe.r2": 0.55,
+    }
+    assert subs["e_p2_1"]["extra"] == {"seconds": 812.5}
+    assert subs["e_p2_1"]["artifacts"] == [
+        f"experiments/{P2}/artifacts/iou_hist.png",
+        f"experiments/{P2}/artifacts/iou_raw.json",
+    ]
+    assert doc["previous_runner"]["recommendation_notes"] == "Gate 1 can open."
+    xml = (adopted.path / "report.xml").read_text(encoding="utf-8")
+    assert '<property name="verdict.imported" value="e_p2_1, e_p2_2, e_p2_3"' in xml
+
+    findings = adopted.findings(P2)
+    # The team's hand-written file: the block goes after its first heading, with a line saying so.
+    assert findings.startswith("# P2: Hybrid encoder — findings\n\n_pytest-mlexp placed its generated block")
+    assert findings.index("<!-- mlexp:end -->") < findings.index("Gate 1 PASSED ✅")
+    assert findings.endswith("The conv stem matters most on small objects.\n")
+    assert "#### `e_p2_1`: passed — imported" in findings
+    assert "where it was recorded as `e_p2_3_ablation`" in findings
+    assert (
+        "### What the previous runner said" in findings
+        and "Recommendation: proceed (Gate 1 can open.)" in findings
+    )
+    assert "![iou_hist.png](artifacts/iou_hist.png)" in findings  # there: linked
+    assert f"- iou_raw.json (missing: `experiments/{P2}/artifacts/iou_raw.json`)" in findings
+    assert "](artifacts/iou_raw.json)" not in findings
+    assert "**Description:** ViT global tokens plus a conv stem for spatial detail." in findings
+    assert "**Achieved:** spatial_iou 0.72, lpips 0.21" in findings
+    assert "**Future study:** larger stems; multi-scale tokens" in findings
+    assert "3 result(s) imported from the previous runner" in findings  # listed for review
+
+
+def test_failed_unknown_and_unfinished_entries_of_the_seed_runner(adopted: Project) -> None:
+    adopted.run("--experiment", "e3-scene-graph", "-k", "assessment").assert_outcomes(failed=1)
+    doc = adopted.results("e3-scene-graph")
+    subs, stale = doc["sub_experiments"], doc["stale"]
+    assert subs["e3_1"]["imported"]["source_key"] == "e3_1_sanity_check"
+    assert subs["e3_1"]["status"] == "passed"  # it has no criteria of its own
+    # ... and the experiment's criterion judges its value today: 0.41 misses 0.6.
+    assert doc["criteria"]["edge_recall"] == {
+        **doc["criteria"]["edge_recall"],
+        "value": 0.41,
+        "level": "miss",
+    }
+    assert subs["e3_2"]["status"] == "error"
+    assert subs["e3_2"]["error"]["message"] == "CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert "e3_8a" not in subs and stale["e3_8a"]["stale_reason"].startswith(
+        "imported with status 'in_progress'"
+    )
+    assert stale["e3_legacy_probe"]["stale_reason"] == "not in plan"
+    findings = adopted.findings("e3-scene-graph")
+    assert "**Pivot E3.8: Relation tokens (`pivot_e3_8`) rationale:** Predict relations as tokens" in findings
+    assert "relation vocabulary not frozen" in findings  # the previous runner's blockers, as it said
+
+
+# --- 3 and 4. handler registries and the runner the seed's handlers call -----------------------
+
+
+@pytest.mark.parametrize("executor", ["local", "process"])
+def test_registries_resolve_and_the_seed_runner_api_works(adopted: Project, executor: str) -> None:
+    result = adopted.run("--experiment", P2, "--mlexp-executor", executor)
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*e_p2_1: the handler returned 'config' besides metrics/finding/artifacts*"])
+    subs = adopted.results(P2)["sub_experiments"]
+    assert subs["e_p2_1"]["metrics"] == {"spatial_iou": 0.73, "per_class_iou": [0.7, 0.75, 0.74]}
+    assert subs["e_p2_1"]["extra"] == {"config": {"stem": "conv3x3", "tokens": 196}}
+    assert subs["e_p2_1"]["artifacts"] == ["artifacts/e_p2_1/iou_hist.txt"]  # get_artifact_path
+    assert subs["e_p2_2"]["artifacts"] == ["artifacts/e_p2_2/lpips_per_scene.csv"]  # log_artifact
+    assert subs["e_p2_3"]["issues"] == [
+        "the stem ablation reuses P1's data split; re-split before publishing"
+    ]
+    assert subs["e_p2_1"]["history"][0]["imported"]["executed_by"] == "modal-3fa91c20"
+    adopted.run("--experiment", "p1", "--mlexp-executor", executor).assert_outcomes(passed=3)
+    p1 = adopted.results("p1-baseline")["sub_experiments"]["e_p1_1"]
+    assert p1["metrics"] == {"recon_psnr": 27.8, "probe.r2": 0.52, "probe.mae": 0.11}
+    assert p1["artifacts"] == ["artifacts/e_p1_1/summary.json"]  # save_json_artifact
+    summary = adopted.path / "research" / "artifacts" / "e_p1_1" / "summary.json"
+    assert yaml.safe_load(summary.read_text(encoding="utf-8")) == {"epochs": 3, "psnr": [25.1, 26.9, 27.8]}
+    findings = adopted.findings(P2)
+    assert "**Issues:**\n\n- the stem ablation reuses P1's data split" in findings
+
+
+def test_a_registry_missing_an_id_is_a_clear_item_error(adopted: Project) -> None:
+    result = adopted.run("--experiment", "e_c2_3")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "e_c2_3: error (handler): HandlerNotFound: handler registry "
+            "experiments.adapters.registry:get_handlers (experiments/adapters/registry.py) has no handler "
+            "for 'e_c2_3' (did you mean e_c2_3_lora?); it maps: e_c2_1, e_c2_2, e_c2_3_lora.",
+        ]
+    )
+    assert calls(adopted, "e_c2_3_lora") == 0
+
+
+def test_an_explicit_handler_wins_over_the_inherited_registry_and_blockers_are_recorded(
+    adopted: Project,
+) -> None:
+    # e6-report names its handler; its dependency c5-audio is deferred, so it is blocked first.
+    result = adopted.run("--experiment", "e6", "-rs")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(
+        ["*dependency c5-audio is retired (status: Deferred): add `accepted` to c5-audio*"]
+    )
+    assert calls(adopted, "e6_1") == 0
+    adopted.run("--experiment", "e6", "--stub").assert_outcomes(passed=2)  # --stub enforces no gate
+    assert calls(adopted, "e6_1") == 1  # experiments.report:make_figures, not the registry
+    adopted.run("--experiment", "e3_8").assert_outcomes(passed=3, failed=1)
+    entry = adopted.results("e3-scene-graph")["sub_experiments"]["e3_8c"]
+    assert entry["blockers"] == ["needs the relation vocabulary from E3.8b before a full run"]
+    assert "**Blockers:**\n\n- needs the relation vocabulary" in adopted.findings("e3-scene-graph")
+
+
+# --- 5. --lf and experiment-level criteria ----------------------------------------------------
+
+
+def test_lf_reruns_the_suppliers_of_an_unmeasured_criterion_and_rejudges_a_measured_miss(
+    adopted: Project,
+) -> None:
+    adopted.run("--experiment", "c2-adapter").assert_outcomes(passed=2, failed=2)
+    assert (calls(adopted, "e_c2_1"), calls(adopted, "e_c2_2")) == (1, 1)
+    criteria = adopted.results("c2-adapter")["criteria"]
+    assert criteria["param_efficiency"]["level"] == "missing"  # e_c2_1 reported NaN
+    assert criteria["merge_loss"]["level"] == "miss"  # measured, and missed
+    (adopted.path / "FIXED").write_text("the parameter count is fixed\n", encoding="utf-8")
+    result = adopted.run("--lf", "-v")
+    result.stdout.fnmatch_lines(["*c2-adapter::e_c2_1 PASSED*", "*c2-adapter::assessment FAILED*"])
+    assert not [line for line in result.stdout.lines if "::e_c2_2 " in line]
+    # The fixed handler ran again; the measured miss was re-judged from its stored value only.
+    assert (calls(adopted, "e_c2_1"), calls(adopted, "e_c2_2")) == (2, 1)
+    criteria = adopted.results("c2-adapter")["criteria"]
+    assert criteria["param_efficiency"]["value"] == 0.92 and criteria["param_efficiency"]["passed"]
+    assert criteria["merge_loss"]["level"] == "miss"
+    # Nothing unmeasured is left: --lf re-judges, and re-runs only the errored sub-experiment.
+    adopted.run("--lf")
+    assert (calls(adopted, "e_c2_1"), calls(adopted, "e_c2_2")) == (2, 1)
+    assert "Attempts: 2 (this one and 1 earlier, in results.yaml)" in adopted.findings("c2-adapter")
+
+
+# --- 6. selection and retirement --------------------------------------------------------------
+
+
+def test_short_ids_and_groups(adopted: Project) -> None:
+    result = adopted.run("--experiment", "p2", "--co", "-q")
+    result.stdout.fnmatch_lines([f"*{P2}::e_p2_1", f"*{P2}::assessment", "*4/* tests collected*"])
+    result = adopted.run("--experiment", "e3_8", "--co", "-q")
+    result.stdout.fnmatch_lines(
+        [
+            "*e3-scene-graph::e3_8a",
+            "*e3-scene-graph::e3_8b",
+            "*e3-scene-graph::e3_8c",
+            "*e3-scene-graph::assessment",
+            "*4/* tests collected*",
+        ]
+    )
+    result = adopted.run("--experiment", "c3", "--co", "-q")  # deferred, but named: it runs
+    result.stdout.fnmatch_lines(["*c3-tokens::c3_1", "*c3-tokens::assessment"])
+    result = adopted.run("--experiment", "p9")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(
+        [
+            "*--experiment p9 matches no experiment or sub-experiment (did you mean p1?); candidates: p1-baseline, *"
+        ]
+    )
+    assert "collected" not in result.stdout.str().replace("no tests collected", "")
+
+
+def test_retired_experiments_are_left_out_of_all_with_a_line_each(adopted: Project) -> None:
+    result = adopted.run("--experiment", "all", "--co", "-q")
+    result.stdout.fnmatch_lines_random(
+        [
+            "mlexp: left out c1-vlm: replaced by p2-hybrid-encoder*",
+            "mlexp: left out c3-tokens: status: deferred*",
+            "mlexp: left out c5-audio: status: Deferred*",
+            "mlexp: warning: research/research_plan.yaml:*: experiment 'p2-hybrid-encoder' replaces "
+            "'c0-clip-probe', which is not in the plan*",
+        ]
+    )
+    collected = result.stdout.str()
+    assert "c1-vlm::" not in collected and "c3-tokens::" not in collected
+    assert "e6-report::e6_1" in collected
+
+
+# --- 7. findings for an adopted project --------------------------------------------------------
+
+
+def test_overview_links_only_to_findings_that_exist_and_skip_reasons_are_short(adopted: Project) -> None:
+    result = adopted.run("--experiment", "q4", "-rs")
+    result.assert_outcomes(skipped=2)
+    (reason,) = {line.split(": ", 1)[1] for line in result.stdout.lines if line.startswith("SKIPPED")}
+    assert reason.startswith("gate gate_2 not passed: e3-scene-graph: ")
+    assert reason.count("e3-scene-graph") == 1 and len(reason) < 300
+    overview = adopted.findings()
+    assert "[`q4-ablation`](experiments/q4-ablation/FINDINGS.md)" in overview
+    assert "`p1-baseline`" in overview and "(experiments/p1-baseline/FINDINGS.md)" not in overview
+    assert "(experiments/p2-hybrid-encoder/FINDINGS.md)" in overview  # the team's own file is there
+
+
+# --- stub runs ---------------------------------------------------------------------------------
+
+
+def test_stub_runs_report_gates_sensibly(adopted: Project) -> None:
+    result = adopted.run("--experiment", "p2", "--stub")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines_random(
+        [
+            "gate gate_1 (Gate 1: Reconstruction): not enforced under --stub; wiring ok (p1-baseline not in this run)",
+            "gate gate_2 (Gate 2: Structure): not enforced under --stub; not in this run",
+        ]
+    )
+    result = adopted.run("--experiment", "all", "--stub")
+    result.stdout.fnmatch_lines_random(
+        [
+            "gate gate_1 (Gate 1: Reconstruction): not enforced under --stub; wiring ok",
+            "gate gate_3 (Gate 3: Adapters): not enforced under --stub; wiring broken: *c2-adapter: e_c2_3 errored*",
+        ]
+    )
+    # Stub runs never touch the real results, imported ones included.
+    assert adopted.experiment_dir(P2).joinpath("results.yaml").read_bytes() == seed_file(P2)
