@@ -306,7 +306,8 @@ def test_short_ids_and_groups(adopted: Project) -> None:
     assert result.ret == 4
     result.stderr.fnmatch_lines(
         [
-            "*--experiment p9 matches no experiment or sub-experiment (did you mean p1?); candidates: p1-baseline, *"
+            "*--experiment p9 matches no experiment or sub-experiment (did you mean p1?); "
+            "candidates: p1-baseline, *"
         ]
     )
     assert "collected" not in result.stdout.str().replace("no tests collected", "")
@@ -351,7 +352,8 @@ def test_stub_runs_report_gates_sensibly(adopted: Project) -> None:
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines_random(
         [
-            "gate gate_1 (Gate 1: Reconstruction): not enforced under --stub; wiring ok (p1-baseline not in this run)",
+            "gate gate_1 (Gate 1: Reconstruction): not enforced under --stub; "
+            "wiring ok (p1-baseline not in this run)",
             "gate gate_2 (Gate 2: Structure): not enforced under --stub; not in this run",
         ]
     )
@@ -359,7 +361,8 @@ def test_stub_runs_report_gates_sensibly(adopted: Project) -> None:
     result.stdout.fnmatch_lines_random(
         [
             "gate gate_1 (Gate 1: Reconstruction): not enforced under --stub; wiring ok",
-            "gate gate_3 (Gate 3: Adapters): not enforced under --stub; wiring broken: *c2-adapter: e_c2_3 errored*",
+            "gate gate_3 (Gate 3: Adapters): not enforced under --stub; "
+            "wiring broken: *c2-adapter: e_c2_3 errored*",
         ]
     )
     # Stub runs never touch the real results, imported ones included.
