@@ -59,6 +59,10 @@ __all__ = [
     "stub_source",
 ]
 
+# The function name handler registries conventionally have (SPEC section 10); a "no handler found"
+# message points at them.
+REGISTRY_NAME = "get_handlers"
+
 # Folder names never searched for handlers: caches, virtual environments and vendored trees hold
 # thousands of modules that are not the project's and would only produce false "ambiguous" matches.
 _SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "venv", "wandb"})
@@ -442,12 +446,28 @@ class HandlerIndex:
         ]
 
     def _did_you_mean(self, fn: str) -> list[str]:
-        names = suggestions(fn, self._name_index(), limit=3)
+        """Near-miss function names under the handler root: a typo of ``fn``, or a name that
+        holds it as a word (``run_e_p2_1``, ``e_p2_1_probe``); and registries to name."""
+        index = self._name_index()
+        names = [
+            n for n in index if n != fn and (n.startswith(fn + "_") or n.endswith("_" + fn) or f"_{fn}_" in n)
+        ]
+        names = sorted(names)[:3] + suggestions(fn, index, limit=3)
         hits: list[str] = []
-        for name in names:
+        for name in dict.fromkeys(names):
             for info, d in self._confirmed(name)[0]:
                 hits.append(f"{name}() in {display_path(info.path, self.root)}:{d.lineno}")
-        return [f"did you mean {' or '.join(hits)}?"] if hits else []
+        out = [f"did you mean {' or '.join(hits[:4])}?"] if hits else []
+        registries = [
+            f'"{module_name_for(info.path, self.root)}:{REGISTRY_NAME}"'
+            for info, _ in self._confirmed(REGISTRY_NAME)[0]
+        ]
+        if registries:
+            out.append(
+                f"note: {' and '.join(registries[:3])} may map ids to functions: name one with "
+                f"handlers: {registries[0]} under the experiment (or defaults) in the plan"
+            )
+        return out
 
     def _find_explicit(
         self,

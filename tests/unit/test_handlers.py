@@ -182,6 +182,63 @@ def test_ambiguity_anywhere(tmp_path: Path) -> None:
     assert {p.name for p in info.value.paths} == {"one.py", "two.py"}
 
 
+def test_not_found_names_descriptive_near_misses_and_registries(tmp_path: Path) -> None:
+    write(tmp_path, "experiments/encoders/probes.py", HANDLER.format(name="run_e_p2_1"))
+    write(tmp_path, "experiments/encoders/more.py", HANDLER.format(name="e_p2_1_spatial_probe"))
+    write(tmp_path, "experiments/encoders/__init__.py", "def get_handlers():\n    return {}\n")
+    write(tmp_path, "experiments/unrelated.py", HANDLER.format(name="e_p2_10"))
+    with pytest.raises(HandlerNotFound) as info:
+        HandlerIndex(tmp_path).find("p2-hybrid-encoder", "e_p2_1", None)
+    msg = str(info.value)
+    assert "e_p2_1_spatial_probe() in experiments/encoders/more.py:2" in msg
+    assert "run_e_p2_1() in experiments/encoders/probes.py:2" in msg
+    assert "e_p2_10()" in msg  # a typo-distance neighbour is still offered, after the word matches
+    assert 'name one with handlers: "experiments.encoders:get_handlers"' in msg
+
+
+def test_a_registry_is_located_by_reading_and_resolved_where_the_seed_runs(
+    tmp_path: Path, isolated_imports: None
+) -> None:
+    write(tmp_path, "experiments/__init__.py", "")
+    write(
+        tmp_path,
+        "experiments/encoders/__init__.py",
+        """\
+        from .train import fit
+        CALLS = []
+        def get_handlers():
+            CALLS.append(1)
+            return {"e_1": fit, "e_3_lora": fit}
+        """,
+    )
+    write(tmp_path, "experiments/encoders/train.py", HANDLER.format(name="fit"))
+    index = HandlerIndex(tmp_path)
+    ref = index.find("x", "e_1", None, registry="experiments.encoders:get_handlers")
+    assert "experiments.encoders" not in sys.modules  # located by path: nothing imported yet
+    assert ref.registry_key == "e_1" and ref.function == "get_handlers" and ref.fixture_names == ("runner",)
+    assert ref.qualname == "experiments.encoders:get_handlers[e_1]"
+    fn = load_handler(ref, tmp_path)
+    assert fn.__name__ == "fit"
+    missing = index.find("x", "e_3", None, registry="experiments.encoders:get_handlers")
+    with pytest.raises(HandlerNotFound) as info:
+        load_handler(missing, tmp_path)
+    assert (
+        "handler registry experiments.encoders:get_handlers (experiments/encoders/__init__.py) has no "
+        in str(info.value)
+    )
+    assert "(did you mean e_3_lora?); it maps: e_1, e_3_lora" in str(info.value)
+    assert sys.modules["experiments.encoders"].CALLS == [1]  # called once per process
+    # An explicit handler wins over the registry.
+    explicit = index.find(
+        "x", "e_1", "experiments.encoders.train:fit", registry="experiments.encoders:get_handlers"
+    )
+    assert explicit.registry_key is None and explicit.function == "fit"
+    with pytest.raises(
+        HandlerNotFound, match=r"names module experiments\.nowhere, but none of these files exist"
+    ):
+        index.find("x", "e_1", None, registry="experiments.nowhere:get_handlers")
+
+
 def test_not_found_lists_places_and_a_stub(tmp_path: Path) -> None:
     write(tmp_path, "experiments/p2_hybrid_encoder.py", HANDLER.format(name="e_p2_2"))
     write(tmp_path, "experiments/other.py", HANDLER.format(name="e_p2_l"))
