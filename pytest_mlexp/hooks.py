@@ -94,18 +94,26 @@ class SessionHooks:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection(self, session: pytest.Session) -> None:
-        # An --experiment value that matches nothing is a usage error before anything is
-        # collected (or printed as collected).
+        # An xdist controller collects nothing: an --experiment value that matches nothing is
+        # a usage error there before any worker starts.
         state = self.state
-        if state.experiment_args and not state.is_worker:
+        if (
+            state.experiment_args
+            and not state.is_worker
+            and getattr(session.config.option, "numprocesses", None)
+        ):
             from .selection import check_experiment_args
 
             check_experiment_args(state, session.config)
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        state = self.state
+        if state.selection_error is not None:
+            # Before the terminal reports anything as collected (its hook runs after this one).
+            raise state.selection_error
         # --mlexp-executor names something only once every conftest.py is loaded (executors
         # come from hooks): a usage error now, before anything runs.
-        state = self.state
         if state.executor_override and not state.is_worker:
             from .dispatch import dispatcher_of
 

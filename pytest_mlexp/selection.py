@@ -166,9 +166,10 @@ def unmatched_error(unmatched: Sequence[str], plans: Iterable[Plan]) -> pytest.U
 
 
 def check_experiment_args(state: MlexpSession, config: pytest.Config) -> None:
-    """Before collection: ``--experiment`` values that match nothing in the configured plan are
-    a usage error now, so nothing is printed as collected first.  Another plan named on the
-    command line may still hold them: then the check after collection decides."""
+    """Before collection, on the process that will not collect (an xdist controller):
+    ``--experiment`` values that match nothing in the configured plan are a usage error now,
+    before any worker starts.  Elsewhere the check after collection decides, over every plan
+    collected, and raises before anything is reported as collected (``_defer``)."""
     from .model import PlanError
 
     path = state.plan_path
@@ -179,7 +180,7 @@ def check_experiment_args(state: MlexpSession, config: pytest.Config) -> None:
         named = Path(arg.split("::")[0])
         named = named if named.is_absolute() else invocation / named
         if named.suffix in (".yaml", ".yml") and named.resolve() != path:
-            return
+            return  # another plan may hold them
     try:
         plan = state.context_for(path).plan
     except PlanError:
@@ -304,14 +305,17 @@ def _filter_by_args(
             selections[path] = sel
             unmatched = sel.unmatched if unmatched is None else [v for v in unmatched if v in sel.unmatched]
     except SelectionError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        return _defer(state, pytest.UsageError(str(exc)))
     if unmatched is None:
-        raise pytest.UsageError(
-            f"--experiment {','.join(state.experiment_args)}: no research plan was collected "
-            f"(looked for {state.plan_path}; set the ini option mlexp_plan)"
+        return _defer(
+            state,
+            pytest.UsageError(
+                f"--experiment {','.join(state.experiment_args)}: no research plan was collected "
+                f"(looked for {state.plan_path}; set the ini option mlexp_plan)"
+            ),
         )
     if unmatched:
-        raise unmatched_error(unmatched, plans.values())
+        return _defer(state, unmatched_error(unmatched, plans.values()))
     if "all" in state.experiment_args:
         for path, plan in plans.items():
             sel = selections[path]
@@ -329,6 +333,13 @@ def _filter_by_args(
             if any(plan.sub(s).experiment_id == exp_id for s in sel.subs):
                 keep.append(it)
     return keep
+
+
+def _defer(state: MlexpSession, error: pytest.UsageError) -> list[pytest.Item]:
+    """Select nothing and keep the usage error for ``pytest_collection_finish``, which raises it
+    before pytest reports anything as collected (raised here, it would print after that)."""
+    state.selection_error = error
+    return []
 
 
 def _note_left_out(state: MlexpSession, left_out: dict[str, str]) -> None:

@@ -219,6 +219,8 @@ class MlexpSession:
         # nodeid -> (time.monotonic() deadline, what it was): an item's timeout mark (neighbours.py)
         self.deadlines: dict[str, tuple[float, str]] = {}
         self.session: pytest.Session | None = None
+        # An --experiment value that matched nothing: raised when collection finishes (hooks.py).
+        self.selection_error: pytest.UsageError | None = None
         # Set by dispatch.dispatcher_of when experiments first run; closed at session end.
         self.dispatcher: Dispatcher | None = None
         self.selected = initially_selected(config, self)

@@ -311,6 +311,10 @@ def test_short_ids_and_groups(adopted: Project) -> None:
         ]
     )
     assert "collected" not in result.stdout.str().replace("no tests collected", "")
+    result = adopted.run("--experiment", "p9", "-n", "2")  # the xdist controller says it too
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*--experiment p9 matches no experiment*(did you mean p1?)*"])
+    assert "collected" not in result.stdout.str().replace("no tests collected", "")
 
 
 def test_retired_experiments_are_left_out_of_all_with_a_line_each(adopted: Project) -> None:
