@@ -394,8 +394,10 @@ def plain_data(value: Any, depth: int = 0) -> Any:
     and sequences recursively, scalars as :func:`normalize_value` makes them, anything else as
     its (short) repr."""
     t = type(value)
-    if t is float or t is int or t is bool or t is str or value is None:
+    if t is float or t is int or t is bool or value is None:
         return value
+    if t is str:
+        return clean_text(value)
     if depth >= 8:
         return _short_repr(value, 120)
     if isinstance(value, Mapping):
