@@ -1293,23 +1293,16 @@ def update_findings_file(path: Path, block: str, *, title: str) -> None:
         new = generated + newline
     else:
         # A FINDINGS.md the team wrote by hand: the generated block goes right after its first
-        # heading (at the top, where the current state belongs), with one line saying so.
+        # heading (at the top, where the current state belongs), with one line saying so.  It is
+        # inserted as one piece: every byte that was there stays, in order, around it.
         at = _after_first_heading(text)
-        placed = PLACED_NOTE + newline + newline + generated
+        placed = PLACED_NOTE + newline + newline + generated + newline
         if at is None:
-            new = placed + newline + newline + text
+            new = placed + newline + text
         else:
             before, after = text[:at], text[at:]
-            if not before.endswith("\n"):
-                before += newline
-            new = (
-                before
-                + newline
-                + placed
-                + newline
-                + (newline if after.strip() else "")
-                + after.lstrip("\r\n")
-            )
+            lead = "" if before.endswith("\n") else newline
+            new = before + lead + newline + placed + after
     encoded = new.encode("utf-8", "surrogateescape")
     if encoded != data:
         atomic_write_bytes(path, encoded)

@@ -111,6 +111,8 @@ def problem(value: Any) -> tuple[str, float]:
         if math.isfinite(number):
             return "", number
         return ("NaN" if math.isnan(number) else ("inf" if number > 0 else "-inf")), math.nan
+    if isinstance(value, (list, tuple)):  # a short series kept as information (SPEC section 10)
+        return f"not a single number (a list of {len(value)} values)", math.nan
     text = repr(value)
     if len(text) > 40:
         text = text[:37] + "..."

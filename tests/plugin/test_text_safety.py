@@ -106,7 +106,8 @@ def test_an_existing_findings_file_stays_utf8_and_keeps_its_text(project: Projec
     result = project.run("--experiment", "all")
     _assert_clean_run(project, result)
     text = _utf8(folder / "FINDINGS.md")
-    assert text.startswith(mine)
+    # The block goes after the heading; the researcher's words stay, byte for byte, below it.
+    assert text.startswith("# Notes\n") and text.endswith(mine[len("# Notes\n") :])
     assert SHOWN in text
 
 

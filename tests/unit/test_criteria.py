@@ -352,7 +352,11 @@ def test_compare_rule_and_message() -> None:
         (float("-inf"), "metric 'acc' is -inf", "acc: -inf"),
         ("abc", "metric 'acc' is not a number: 'abc'", "acc: not a number: 'abc'"),
         (True, "metric 'acc' is a bool (True), not a number", "acc: a bool (True), not a number"),
-        ([1, 2], "metric 'acc' is not a number: [1, 2]", "acc: not a number: [1, 2]"),
+        (
+            [1, 2],
+            "metric 'acc' is not a single number (a list of 2 values)",
+            "acc: not a single number (a list of 2 values)",
+        ),
     ],
 )
 def test_missing_values(value: Any, reason: str, message: str) -> None:

@@ -480,11 +480,11 @@ def test_unchanged_content_is_not_rewritten(tmp_path: Path, monkeypatch: pytest.
         ("# Only a title", f"# Only a title\n\n{PLACED_NOTE}\n\n{BEGIN}\nBLOCK\n{END}\n"),
         (
             "```\n# not a heading\n```\n## Real\ntext\n",
-            f"```\n# not a heading\n```\n## Real\n\n{PLACED_NOTE}\n\n{BEGIN}\nBLOCK\n{END}\n\ntext\n",
+            f"```\n# not a heading\n```\n## Real\n\n{PLACED_NOTE}\n\n{BEGIN}\nBLOCK\n{END}\ntext\n",
         ),
         (
             "intro\r\n# T\r\nbody\r\n",
-            f"intro\r\n# T\r\n\r\n{PLACED_NOTE}\r\n\r\n{BEGIN}\r\nBLOCK\r\n{END}\r\n\r\nbody\r\n",
+            f"intro\r\n# T\r\n\r\n{PLACED_NOTE}\r\n\r\n{BEGIN}\r\nBLOCK\r\n{END}\r\nbody\r\n",
         ),
     ],
     ids=["empty", "no-heading", "no-heading-blank-lines", "hand-written", "title-only", "fenced", "crlf"],
@@ -666,9 +666,11 @@ def test_only_fenced_markers_means_no_block_yet(tmp_path: Path) -> None:
     text = f"# Notes\n\n```\n{EXAMPLE}\n```\n"
     path.write_text(text, encoding="utf-8")
     update_findings_file(path, "gen", title="T")
-    assert path.read_text(encoding="utf-8") == f"{text}\n{BEGIN}\ngen\n{END}\n"
-    update_findings_file(path, "gen 2", title="T")  # found again next time: not appended twice
-    assert path.read_text(encoding="utf-8") == f"{text}\n{BEGIN}\ngen 2\n{END}\n"
+    fence = f"```\n{EXAMPLE}\n```\n"
+    placed = f"# Notes\n\n{PLACED_NOTE}\n\n{BEGIN}\ngen\n{END}\n\n{fence}"
+    assert path.read_text(encoding="utf-8") == placed  # after the heading, the example kept
+    update_findings_file(path, "gen 2", title="T")  # found again next time: not placed twice
+    assert path.read_text(encoding="utf-8") == placed.replace("\ngen\n", "\ngen 2\n")
 
 
 def test_a_four_space_indented_fence_is_not_a_fence(tmp_path: Path) -> None:
@@ -708,14 +710,19 @@ def test_odd_layouts_keep_every_byte_outside_the_block(tmp_path: Path, name: str
     path.write_bytes(data)
     update_findings_file(path, "new\n", title="T")
     once = path.read_bytes()
-    begin, end = once.rfind(BEGIN.encode()), once.rfind(END.encode())
+    generated = f"{BEGIN}\nnew\n{END}".encode()
+    begin = once.replace(b"\r\n", b"\n").find(generated)
     # The block's own markers: the first whole block of the file, or the one appended.
     text = data.decode("utf-8", "surrogateescape")
     from pytest_mlexp.findings import _find_block
 
     span = _find_block(text)
     if span is None:
-        assert once.startswith(data)  # appended after every byte that was there
+        # Placed as one piece (after the first heading, or on top): every byte that was there
+        # is kept, in order, around it.
+        k = next((i for i, (a, b) in enumerate(zip(once, data, strict=False)) if a != b), len(data))
+        assert once.endswith(data[k:])
+        assert not data or PLACED_NOTE.encode() in once[k : len(once) - len(data) + k]
     else:
         head = text[: span[0]].encode("utf-8", "surrogateescape")
         tail = text[span[1] :].encode("utf-8", "surrogateescape")
@@ -723,6 +730,6 @@ def test_odd_layouts_keep_every_byte_outside_the_block(tmp_path: Path, name: str
         assert (
             once[len(head) : len(once) - len(tail)].replace(b"\r\n", b"\n") == f"{BEGIN}\nnew\n{END}".encode()
         )
-    assert begin >= 0 and end > begin
+    assert begin >= 0
     update_findings_file(path, "new\n", title="T")
     assert path.read_bytes() == once  # stable: the same block is found again

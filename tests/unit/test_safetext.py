@@ -158,6 +158,9 @@ class TestStore:
         (folder / ".results.1-dead.journal").write_text(line + "\n")
         store = ResultsStore(plan, stub=False, warn=Warnings())
         assert store.doc("exp")["sub_experiments"]["s1"]["status"] == "passed"
+        assert not results_path(plan).exists()  # read in memory: looking writes nothing
+        store.set_experiment("exp", {"status": "partial"})  # the first write folds it in
+        store.flush()
         doc = load_yaml(results_path(plan).read_bytes().decode("utf-8"))
         assert doc["sub_experiments"]["s1"]["finding"] == clean_text(LATIN1)
 
