@@ -7,7 +7,7 @@ measured and simply missed (re-running unchanged code until it passes is not sci
 wrong for one that was never measured (the handler returned NaN, or nothing, or errored): a
 fixed handler would never run again.  So, for each criterion of a failed verdict that is
 
-* unmeasured (level ``missing``: not reported, NaN, not a number), or
+* unmeasured (level ``unmeasured``: nothing reported it; or ``missing``: NaN, not a number), or
 * supplied by a sub-experiment that errored, or
 * supplied by a sub-experiment whose code changed since it ran (``changed``: the reuse
   machinery's fingerprints, SPEC section 11),
@@ -34,6 +34,9 @@ EntryOf = Callable[[str], "Mapping[str, Any] | None"]
 Changed = Callable[[str], bool]
 
 _ERRORED = ("error", "infra_error")
+# Levels of a criterion that has no usable value: nothing reported it, or what was reported is
+# NaN, infinite or not a number.
+_UNMEASURED = ("missing", "unmeasured")
 
 
 def criterion_suppliers(exp: Experiment, criterion: Criterion, entry_of: EntryOf) -> list[str]:
@@ -67,7 +70,7 @@ def rerun_suppliers(
         if j is None or j.passed:
             continue
         suppliers = criterion_suppliers(exp, criterion, entry_of)
-        if j.level == "missing" or any(_errored(entry_of(s)) for s in suppliers):
+        if j.level in _UNMEASURED or any(_errored(entry_of(s)) for s in suppliers):
             wanted.update(suppliers)
         elif changed is not None:
             wanted.update(s for s in suppliers if changed(s))

@@ -131,9 +131,9 @@ def test_imported_results_feed_gates_and_dependencies_on_replaced_experiments(ad
 def test_imported_results_move_into_results_yaml_when_the_experiment_is_written(adopted: Project) -> None:
     result = adopted.run("--experiment", P2, "-k", "assessment", "--junitxml=report.xml")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(
-        [f"verdict {P2}: proceed (completed; 2/2 criteria met; confidence high; 3 result(s) imported: *)"]
-    )
+    summary = " ".join(result.stdout.str().split("experiment summary")[1].split())
+    assert f"verdict {P2}: passed, proceed (completed; 2/2 criteria met; confidence high)" in summary
+    assert "[3 result(s) imported: e_p2_1, e_p2_2, e_p2_3]" in summary
     folder = adopted.experiment_dir(P2)
     assert (folder / "results.legacy.yaml").read_bytes() == seed_file(P2)
     doc = adopted.results(P2)
@@ -178,8 +178,11 @@ def test_imported_results_move_into_results_yaml_when_the_experiment_is_written(
 
 
 def test_failed_unknown_and_unfinished_entries_of_the_seed_runner(adopted: Project) -> None:
-    adopted.run("--experiment", "e3-scene-graph", "-k", "assessment").assert_outcomes(failed=1)
+    # The original criterion misses on the imported value; the pivot's is met by what the plan
+    # recorded (achieved): the verdict passes with the pivot.
+    adopted.run("--experiment", "e3-scene-graph", "-k", "assessment").assert_outcomes(passed=1)
     doc = adopted.results("e3-scene-graph")
+    assert doc["verdict"] == "passed_with_pivot"
     subs, stale = doc["sub_experiments"], doc["stale"]
     assert subs["e3_1"]["imported"]["source_key"] == "e3_1_sanity_check"
     assert subs["e3_1"]["status"] == "passed"  # it has no criteria of its own
@@ -252,7 +255,9 @@ def test_an_explicit_handler_wins_over_the_inherited_registry_and_blockers_are_r
     assert calls(adopted, "e6_1") == 0
     adopted.run("--experiment", "e6", "--stub").assert_outcomes(passed=2)  # --stub enforces no gate
     assert calls(adopted, "e6_1") == 1  # experiments.report:make_figures, not the registry
-    adopted.run("--experiment", "e3_8").assert_outcomes(passed=3, failed=1)
+    # The pivot's sub-experiments, through the pivot block's own registry (PIVOT_HANDLERS).
+    adopted.run("--experiment", "e3_8").assert_outcomes(passed=4)
+    assert [calls(adopted, s) for s in ("e3_8a", "e3_8b", "e3_8c")] == [1, 1, 1]
     entry = adopted.results("e3-scene-graph")["sub_experiments"]["e3_8c"]
     assert entry["blockers"] == ["needs the relation vocabulary from E3.8b before a full run"]
     assert "**Blockers:**\n\n- needs the relation vocabulary" in adopted.findings("e3-scene-graph")
@@ -337,13 +342,24 @@ def test_retired_experiments_are_left_out_of_all_with_a_line_each(adopted: Proje
 
 
 def test_overview_links_only_to_findings_that_exist_and_skip_reasons_are_short(adopted: Project) -> None:
-    result = adopted.run("--experiment", "q4", "-rs")
-    result.assert_outcomes(skipped=2)
+    # P2 errored under the previous runner: c2-adapter waits for it twice (gate_1 holds it, and
+    # it replaces c1-vlm, c2's dependency): one cause, named once.
+    seed = adopted.experiment_dir(P2) / "results.yaml"
+    seed.write_text(
+        seed.read_text(encoding="utf-8").replace(
+            "    e_p2_1:\n      status: completed", "    e_p2_1:\n      status: failed\n      error: CUDA OOM"
+        ),
+        encoding="utf-8",
+    )
+    result = adopted.run("--experiment", "c2", "-rs")
+    result.assert_outcomes(skipped=4)
     (reason,) = {line.split(": ", 1)[1] for line in result.stdout.lines if line.startswith("SKIPPED")}
-    assert reason.startswith("gate gate_2 not passed: e3-scene-graph: ")
-    assert reason.count("e3-scene-graph") == 1 and len(reason) < 300
+    assert reason == (
+        "gate gate_1 and dependency c1-vlm (replaced by p2-hybrid-encoder) not passed: "
+        "p2-hybrid-encoder: e_p2_1 errored: PreviousRunnerFailure: CUDA OOM"
+    )
     overview = adopted.findings()
-    assert "[`q4-ablation`](experiments/q4-ablation/FINDINGS.md)" in overview
+    assert "[`c2-adapter`](experiments/c2-adapter/FINDINGS.md)" in overview
     assert "`p1-baseline`" in overview and "(experiments/p1-baseline/FINDINGS.md)" not in overview
     assert "(experiments/p2-hybrid-encoder/FINDINGS.md)" in overview  # the team's own file is there
 
@@ -365,8 +381,7 @@ def test_stub_runs_report_gates_sensibly(adopted: Project) -> None:
     result.stdout.fnmatch_lines_random(
         [
             "gate gate_1 (Gate 1: Reconstruction): not enforced under --stub; wiring ok",
-            "gate gate_3 (Gate 3: Adapters): not enforced under --stub; "
-            "wiring broken: *c2-adapter: e_c2_3 errored*",
+            "gate gate_3 (Gate 3: Adapters): not enforced under --stub; wiring broken: c2-adapter: e_c2_3",
         ]
     )
     # Stub runs never touch the real results, imported ones included.
