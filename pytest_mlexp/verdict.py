@@ -844,7 +844,7 @@ def blockers(plan: Plan, experiment_id: str, verdicts: Mapping[str, Verdict]) ->
             continue
         for member in gate.experiments:
             if not _passed(verdicts, member):
-                held.setdefault(member, []).append(f"gate {gate.id}")
+                held.setdefault(member, []).append(_gate_label(gate))
     for b in blocker_details(plan, experiment_id, verdicts):
         if b.kind != "dependency":
             continue

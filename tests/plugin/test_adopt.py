@@ -355,7 +355,8 @@ def test_overview_links_only_to_findings_that_exist_and_skip_reasons_are_short(a
     result.assert_outcomes(skipped=4)
     (reason,) = {line.split(": ", 1)[1] for line in result.stdout.lines if line.startswith("SKIPPED")}
     assert reason == (
-        "gate gate_1 and dependency c1-vlm (replaced by p2-hybrid-encoder) not passed: "
+        "gate gate_1 (Gate 1: Reconstruction) and dependency c1-vlm (replaced by p2-hybrid-encoder) "
+        "not passed: "
         "p2-hybrid-encoder: e_p2_1 errored: PreviousRunnerFailure: CUDA OOM"
     )
     overview = adopted.findings()

@@ -54,7 +54,8 @@ def test_gate_blocks_later_phase_with_reason_and_records_blocked(project: Projec
     result.stdout.fnmatch_lines(
         [
             "*Completed: 0 | Failed: 1 | Errors: 0 (infra 0) | Blocked: 2*",
-            "SKIPPED * research/research_plan.yaml:*: gate g1 not passed: e-a: *acc = 0.5 needs >= 0.85*",
+            "SKIPPED * research/research_plan.yaml:*: gate g1 (Gate 1) not passed: e-a: "
+            "*acc = 0.5 needs >= 0.85*",
         ]
     )
     assert project.results("e-b")["sub_experiments"]["eb_1"]["status"] == "blocked"

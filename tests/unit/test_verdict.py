@@ -556,14 +556,18 @@ def test_blockers_name_each_unpassed_experiment_once() -> None:
     bad = {"p2-hybrid-encoder": _failed("p2-hybrid-encoder", "e_p2_2 never ran")}
     # c2 waits for p2 twice (its dependency, and the gate of its phase): one cause, said once.
     assert blockers(plan, "c2-adapter", bad) == [
-        "gate gate_1 and dependency p2-hybrid-encoder not passed: p2-hybrid-encoder: e_p2_2 never ran",
+        "gate gate_1 (Gate 1: Reconstruction) and dependency p2-hybrid-encoder not passed: "
+        "p2-hybrid-encoder: e_p2_2 never ran",
     ]
-    assert blockers(plan, "c3", bad) == ["gate gate_1 not passed: p2-hybrid-encoder: e_p2_2 never ran"]
+    assert blockers(plan, "c3", bad) == [
+        "gate gate_1 (Gate 1: Reconstruction) not passed: p2-hybrid-encoder: e_p2_2 never ran"
+    ]
     assert blockers(plan, "p2-hybrid-encoder", bad) == []
     good = {"p2-hybrid-encoder": _passed("p2-hybrid-encoder")}
     assert blockers(plan, "c2-adapter", good) == []
     assert blockers(plan, "c2-adapter", {}) == [
-        "gate gate_1 and dependency p2-hybrid-encoder not passed: p2-hybrid-encoder: has no results",
+        "gate gate_1 (Gate 1: Reconstruction) and dependency p2-hybrid-encoder not passed: "
+        "p2-hybrid-encoder: has no results",
     ]
 
 
@@ -580,7 +584,8 @@ def test_blockers_from_real_verdicts() -> None:
     p2 = plan.experiment("p2-hybrid-encoder")
     v = experiment_verdict(plan, p2, doc())
     assert blockers(plan, "c2-adapter", {"p2-hybrid-encoder": v})[0] == (
-        "gate gate_1 and dependency p2-hybrid-encoder not passed: p2-hybrid-encoder: e_p2_1 never ran"
+        "gate gate_1 (Gate 1: Reconstruction) and dependency p2-hybrid-encoder not passed: "
+        "p2-hybrid-encoder: e_p2_1 never ran"
     )
 
 
