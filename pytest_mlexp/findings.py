@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from .atomic import atomic_write_bytes, remove_stale_temps
+from .legacy import UNFINISHED_IMPORT
 from .model import (
     Accepted,
     Contrast,
@@ -804,8 +805,11 @@ def _next_steps(
         )
     errored = [s.sub.id for s in states if s.status in ("error", "infra_error")]
     failed = [s.sub.id for s in states if s.status == "failed" and not s.counts_as_passed]
-    never = [s.sub.id for s in states if s.status == "not_run" and s.stale is None]
-    stale_ids = [s.sub.id for s in states if s.stale is not None]
+    # An entry the previous runner left unfinished (``in_progress``, ``skipped``) is kept under
+    # ``stale:`` but never ran: the plan did not change under it.
+    unfinished = [s for s in states if s.stale is not None and s.stale.startswith(UNFINISHED_IMPORT)]
+    never = [s.sub.id for s in states if s.status == "not_run" and (s.stale is None or s in unfinished)]
+    stale_ids = [s.sub.id for s in states if s.stale is not None and s not in unfinished]
     if errored:
         cmd = (
             f"pytest --experiment {errored[0]}" if len(errored) == 1 else f"pytest --experiment {exp.id} --lf"

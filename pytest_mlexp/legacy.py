@@ -38,6 +38,7 @@ from .verdict import judge_sub
 __all__ = [
     "LEGACY_NAME",
     "PREVIOUS_RUNNER",
+    "UNFINISHED_IMPORT",
     "import_seed_results",
     "imported_count",
     "is_imported",
@@ -46,6 +47,8 @@ __all__ = [
 ]
 
 LEGACY_NAME = "results.legacy.yaml"
+# The stale reason of an entry the previous runner never finished: findings count it as never run.
+UNFINISHED_IMPORT = "imported with status "
 PREVIOUS_RUNNER = "previous_runner"  # the top-level key of a results document that keeps the rest
 STALE_REASON = "stale_reason"
 
@@ -94,7 +97,7 @@ def _entry(
     """(an entry of ours, "") for a completed or failed result; (None, why not run) otherwise."""
     status = raw.get("status")
     if status not in ("completed", "failed"):
-        return None, f"imported with status {status!r}: counts as not run"
+        return None, f"{UNFINISHED_IMPORT}{status!r}: counts as not run"
     entry: dict[str, Any] = dict(new_entry("passed" if status == "completed" else "error"))
     finding = raw.get("finding")
     entry["finding"] = None if finding is None else str(finding)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -201,6 +202,121 @@ def test_failed_unknown_and_unfinished_entries_of_the_seed_runner(adopted: Proje
     findings = adopted.findings("e3-scene-graph")
     assert "**Pivot E3.8: Relation tokens (`pivot_e3_8`) rationale:** Predict relations as tokens" in findings
     assert "relation vocabulary not frozen" in findings  # the previous runner's blockers, as it said
+
+
+# --- the verdict table on an adopted project: pivot, recorded, accepted -------------------------
+
+
+def _verdict_props(xml: Path, exp_id: str) -> dict[str, str]:
+    root = ET.parse(xml).getroot()
+    case = next(
+        c
+        for c in root.iter("testcase")
+        if c.get("name") == "assessment" and exp_id in (c.get("classname") or "")
+    )
+    return {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
+
+
+def test_pivot_recorded_and_accepted_verdicts_open_what_they_unlock(adopted: Project) -> None:
+    # c4-fusion (phase 3) waits for gate_2, which e3-scene-graph holds: its original criterion
+    # misses on the previous runner's value, its pivot is met by what the plan recorded. c4 also
+    # depends on c3-tokens (deferred; accepted against its own criterion) and on q4-ablation
+    # (met only by `achieved`). None of the three has run under pytest-mlexp.
+    result = adopted.run("--experiment", "c4", "-rs")
+    result.assert_outcomes(passed=2)
+    assert calls(adopted, "e_c4_1") == 1
+    assert adopted.results("c4-fusion")["verdict"] == "passed"
+
+    result = adopted.run(
+        "--experiment", "e3-scene-graph,c3,q4", "-k", "assessment", "-rA", "--junitxml=report.xml"
+    )
+    result.assert_outcomes(passed=3)
+    xml = adopted.path / "report.xml"
+
+    # The pivot: passed_with_pivot, through pivot_e3_8, the original and the pivot side by side.
+    e3 = adopted.results("e3-scene-graph")
+    assert (e3["verdict"], e3["opens_gates"], e3["pivot"]) == ("passed_with_pivot", True, "pivot_e3_8")
+    assert (e3["criteria"]["edge_recall"]["value"], e3["criteria"]["edge_recall"]["passed"]) == (0.41, False)
+    graph_f1 = e3["pivots"]["pivot_e3_8"]["criteria"]["graph_f1"]
+    assert e3["pivots"]["pivot_e3_8"]["met"] is True
+    assert (graph_f1["value"], graph_f1["passed"]) == (0.74, True)
+    assert graph_f1["recorded"].startswith("research/research_plan.yaml:")
+    assert _verdict_props(xml, "e3-scene-graph")["verdict.verdict"] == "passed_with_pivot"
+    findings = adopted.findings("e3-scene-graph")
+    assert "**Verdict:** passed_with_pivot via pivot_e3_8" in findings
+    assert "The plan says: passed_with_pivot" in findings
+    assert "This experiment has 1 pivot; the verdict passes through `pivot_e3_8`." in findings
+    assert "| `edge_recall` | 0.41 from e3_1: ❌ miss | — |" in findings
+    assert "| **met** | ❌ | ✅ |" in findings
+    # The pivot's unfinished sub-experiment (in_progress under the previous runner) never ran.
+    assert "Run what never ran (e3_8a, e3_8b, e3_8c)" in findings
+    assert "changed under" not in findings
+
+    # Recorded: every criterion met by the plan's `achieved`, nothing measured.
+    q4 = adopted.results("q4-ablation")
+    assert (q4["verdict"], q4["opens_gates"], q4["confidence"]) == ("recorded", True, "low")
+    assert q4["criteria"]["ablation_gain"]["value"] == 0.06
+    assert q4["criteria"]["ablation_gain"]["recorded"].startswith("research/research_plan.yaml:")
+    assert _verdict_props(xml, "q4-ablation")["verdict.verdict"] == "recorded"
+    findings = adopted.findings("q4-ablation")
+    assert "**Verdict:** recorded · **Recommendation:** proceed" in findings
+    assert "Recorded, not measured: 1 criterion is met only by values recorded in the plan" in findings
+    assert "0.06, recorded in the plan (line " in findings
+
+    # Accepted: the team's decision quoted, the recorded miss kept as it is and listed for review.
+    c3 = adopted.results("c3-tokens")
+    assert (c3["verdict"], c3["opens_gates"], c3["success_criteria_met"]) == ("accepted", True, False)
+    assert c3["criteria"]["cosine_sim_t5"]["level"] == "miss"
+    props = _verdict_props(xml, "c3-tokens")
+    assert props["verdict.verdict"] == "accepted"
+    assert props["verdict.message"] == (
+        "accepted by research lead on 2026-02-11: 0.61 is enough for the adapter work"
+    )
+    findings = adopted.findings("c3-tokens")
+    assert "**Verdict:** accepted" in findings
+    assert "Accepted by research lead on 2026-02-11: 0.61 is enough for the adapter work." in findings
+    assert "The plan says: deferred" in findings
+
+    # The overview shows the three verdicts and lists each for review.
+    overview = adopted.findings()
+    for row in (
+        "| ✅ passed_with_pivot via pivot_e3_8 |",
+        "| [`q4-ablation`](experiments/q4-ablation/FINDINGS.md) | Q4: Stem ablation | 3 | ✅ recorded |",
+        "| [`c3-tokens`](experiments/c3-tokens/FINDINGS.md) | C3: Token budget | 2 | ✅ accepted |",
+        "| Gate 2: Structure (`gate_2`) | e3-scene-graph | ✅ passed |",
+    ):
+        assert row in overview
+    review = overview.split("REQUIRES HUMAN REVIEW")[1]
+    assert "- `e3-scene-graph`: passed with pivot pivot_e3_8" in review
+    assert "- `q4-ablation`: recorded, not measured" in review
+    assert "- `c3-tokens`: experiment accepted by research lead on 2026-02-11" in review
+    # The plan's own status disagrees with c4's verdict: listed with the line to fix.
+    assert (
+        "- `c4-fusion`: the plan says `status: not_started` but the verdict is passed: "
+        "update the status at research/research_plan.yaml:" in review
+    )
+
+
+@pytest.mark.parametrize("drop", ["pivot", "recorded", "accepted"])
+def test_without_the_pivot_the_record_or_the_decision_c4_stays_blocked(adopted: Project, drop: str) -> None:
+    plan = adopted.path / "research" / "research_plan.yaml"
+    text = plan.read_text(encoding="utf-8")
+    line, why = {
+        "pivot": ("      achieved: {graph_f1: 0.74}\n", "gate gate_2 (Gate 2: Structure)"),
+        "recorded": ("    achieved: {ablation_gain: 0.06}\n", "dependency q4-ablation"),
+        "accepted": (
+            '    accepted: {reason: "0.61 is enough for the adapter work", by: "research lead", '
+            'date: "2026-02-11"}\n',
+            "dependency c3-tokens",
+        ),
+    }[drop]
+    assert line in text
+    plan.write_text(text.replace(line, ""), encoding="utf-8")
+    result = adopted.run("--experiment", "c4", "-rs")
+    result.assert_outcomes(skipped=2)
+    assert calls(adopted, "e_c4_1") == 0
+    (reason,) = {line.split(": ", 1)[1] for line in result.stdout.lines if line.startswith("SKIPPED")}
+    assert reason.startswith(why), reason
 
 
 # --- 3 and 4. handler registries and the runner the seed's handlers call -----------------------
