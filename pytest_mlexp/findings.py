@@ -862,7 +862,12 @@ def _next_steps(
                     f"`{state.sub.id}`: `{j.metric}` passed within the borderline margin: check it by eye, "
                     "run more seeds, or record the decision with `accepted: {reason, by, date}`."
                 )
-    doubtful = [j for j in verdict.criteria if (not j.passed or j.borderline) and j.level != "accepted"]
+    # Nothing reported (a blocked experiment, one never run) is nothing to accept "as it stands".
+    doubtful = [
+        j
+        for j in verdict.criteria
+        if (not j.passed or j.borderline) and j.level not in ("accepted", "unmeasured")
+    ]
     if doubtful and verdict.verdict not in ("accepted", "passed_with_pivot"):
         names = ", ".join(f"`{j.metric}`" for j in doubtful)
         steps.append(

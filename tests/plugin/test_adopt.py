@@ -317,6 +317,12 @@ def test_without_the_pivot_the_record_or_the_decision_c4_stays_blocked(adopted: 
     assert calls(adopted, "e_c4_1") == 0
     (reason,) = {line.split(": ", 1)[1] for line in result.stdout.lines if line.startswith("SKIPPED")}
     assert reason.startswith(why), reason
+    if drop == "accepted":
+        # The next step names the `accepted` that unblocks (on the experiment c4 depends on), and
+        # offers no criterion-level one for a criterion nothing has reported.
+        steps = adopted.findings("c4-fusion").split("### Next steps")[1].split("###")[0]
+        assert "record that decision on the experiment `c3-tokens` in the plan" in steps
+        assert "as it stands" not in steps
 
 
 # --- 3 and 4. handler registries and the runner the seed's handlers call -----------------------
