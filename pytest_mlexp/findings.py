@@ -600,6 +600,41 @@ def _judgement_lines(state: SubState, say: SentenceFn) -> list[str]:
     return out
 
 
+def _attempt_lines(entry: Mapping[str, Any]) -> list[str]:
+    """How often this sub-experiment ran (and how often with its handler's code unchanged), and
+    a flag when seeds were added after an inconclusive result: an interval computed after
+    peeking at an earlier one is optimistic (optional stopping)."""
+    history = entry.get("history")
+    if not isinstance(history, list) or not history:
+        return []
+    earlier = [h for h in history if _is_map(h)]
+    text = f"Attempts: {len(history) + 1} (this one and {len(history)} earlier, in results.yaml"
+    prov = entry.get("provenance")
+    sha = prov.get("handler_sha256") if _is_map(prov) else None
+    if isinstance(sha, str):
+        same = 1 + sum(1 for h in earlier if h.get("handler_sha256") == sha)
+        if same != len(history) + 1:
+            text += f"; {same} with the handler's code unchanged"
+    out = [text + ")", ""]
+    per_seed = entry.get("per_seed")
+    now = {str(k) for k in per_seed} if _is_map(per_seed) else set()
+    for h in earlier:
+        before, metrics = h.get("seeds"), h.get("inconclusive")
+        if not (isinstance(before, list) and isinstance(metrics, list) and metrics):
+            continue
+        if {str(k) for k in before} < now:
+            names = ", ".join(f"`{m}`" for m in metrics)
+            out += [
+                f"⚠️ Seeds added after an inconclusive result (optional stopping): {names} "
+                f"{'was' if len(metrics) == 1 else 'were'} inconclusive on {len(before)} seed(s), "
+                f"this attempt has {len(now)}. An interval computed after looking at an earlier one "
+                "is optimistic: fix the number of seeds before running, or report every attempt.",
+                "",
+            ]
+            break
+    return out
+
+
 def _entry_body(
     sub: SubExperiment, entry: Mapping[str, Any], where: str, label: str | None, exists: ExistsFn = _always
 ) -> list[str]:
@@ -615,9 +650,7 @@ def _entry_body(
         facts.append(f"finished {entry['finished_at']}")
     if facts:
         out += [f"{label or 'Ran'}: " + ", ".join(facts) + ".", ""]
-    history = entry.get("history")
-    if isinstance(history, list) and history:
-        out += [f"Attempts: {len(history) + 1} (this one and {len(history)} earlier, in results.yaml)", ""]
+    out += _attempt_lines(entry)
     for key, title in (("issues", "Issues"), ("blockers", "Blockers")):
         notes = entry.get(key)
         if isinstance(notes, list) and notes:

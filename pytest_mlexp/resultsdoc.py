@@ -119,6 +119,21 @@ def history_after(prev: Any) -> list[dict[str, Any]]:
     }
     if isinstance(prev.get("imported"), dict):
         item["imported"] = prev["imported"]  # measured by the runner before pytest-mlexp
+    # What findings need to count attempts with unchanged code and to see seeds added after an
+    # inconclusive result (optional stopping, SPEC section 10).
+    prov = prev.get("provenance")
+    if isinstance(prov, dict) and isinstance(prov.get("handler_sha256"), str):
+        item["handler_sha256"] = prov["handler_sha256"]
+    per_seed = prev.get("per_seed")
+    if isinstance(per_seed, dict) and per_seed:
+        item["seeds"] = list(per_seed)
+    criteria = prev.get("criteria")
+    if isinstance(criteria, dict):
+        inconclusive = [
+            str(m) for m, j in criteria.items() if isinstance(j, dict) and j.get("level") == "inconclusive"
+        ]
+        if inconclusive:
+            item["inconclusive"] = inconclusive
     older = prev.get("history")
     rest = older[: HISTORY_LIMIT - 1] if isinstance(older, list) else []
     return [item, *rest]

@@ -509,3 +509,55 @@ def test_stub_runs_report_gates_sensibly(adopted: Project) -> None:
     )
     # Stub runs never touch the real results, imported ones included.
     assert adopted.experiment_dir(P2).joinpath("results.yaml").read_bytes() == seed_file(P2)
+
+
+# --- attempts and optional stopping (SPEC section 10, --lf bullet) -------------------------------
+
+STOPPING_PLAN = """
+project: {name: Stopping, hypothesis: "h"}
+experiments:
+  e-s:
+    sub_experiments:
+      es_seeds:
+        seeds: 3
+        params: {noise: 0.2}
+        success_criteria:
+          acc: {target: 0.9, acceptable: 0.8, failure: 0.5, confidence: 0.95}
+"""
+
+STOPPING_HANDLERS = """
+import random
+def es_seeds(runner):
+    return {"metrics": {"acc": 0.85 + random.uniform(-1, 1) * runner.params["noise"]}}
+"""
+
+
+def test_attempts_count_unchanged_code_and_seeds_added_after_an_inconclusive_result_are_flagged(
+    project: Project,
+) -> None:
+    project.plan(STOPPING_PLAN)
+    handlers = project.handlers("handlers", STOPPING_HANDLERS)
+    project.run("--experiment", "e-s")
+    entry = project.results("e-s")["sub_experiments"]["es_seeds"]
+    assert entry["criteria"]["acc"]["level"] == "inconclusive"
+    # The same code again: two attempts, both with this code; no seed was added.
+    project.run("--experiment", "e-s")
+    findings = project.findings("e-s")
+    assert "Attempts: 2 (this one and 1 earlier, in results.yaml)" in findings
+    assert "optional stopping" not in findings
+    # More seeds after the inconclusive result, and a changed handler.
+    project.plan(STOPPING_PLAN.replace("seeds: 3", "seeds: 6"))
+    handlers.write_text(STOPPING_HANDLERS + "# tuned\n", encoding="utf-8")
+    project.run("--experiment", "e-s")
+    entry = project.results("e-s")["sub_experiments"]["es_seeds"]
+    assert entry["history"][0]["seeds"] == [0, 1, 2]
+    assert entry["history"][0]["inconclusive"] == ["acc"]
+    findings = project.findings("e-s")
+    assert (
+        "Attempts: 3 (this one and 2 earlier, in results.yaml; 1 with the handler's code unchanged)"
+        in findings
+    )
+    assert (
+        "⚠️ Seeds added after an inconclusive result (optional stopping): `acc` was inconclusive on "
+        "3 seed(s), this attempt has 6." in findings
+    )
