@@ -68,6 +68,10 @@ class PlanContext:
         # and per sub-experiment: they do not change while the session runs.
         self.module_paths: dict[Path, str] = {}
         self.provenance_base: dict[str, dict[str, Any]] = {}
+        # git's view, asked once per session: (commit, tracked files modified anywhere), and per
+        # file whether it is modified or untracked (tasks.git_state, tasks.git_path_dirty).
+        self.git_head: tuple[str | None, bool | None] | None = None
+        self.git_paths: dict[str, bool] = {}
         plan = self.plan
         stub = state.stub
 

@@ -10,7 +10,7 @@ import functools
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .execution import Task
@@ -24,14 +24,22 @@ if TYPE_CHECKING:
     from .model import SubExperiment, SweepPoint
     from .session import MlexpSession, PlanContext
 
-__all__ = ["artifacts_dir", "build_task", "git_state", "item_tasks", "provenance", "seed_tasks"]
+__all__ = [
+    "artifacts_dir",
+    "build_task",
+    "git_path_dirty",
+    "git_state",
+    "item_tasks",
+    "provenance",
+    "seed_tasks",
+]
 
 _PYTHON_VERSION = ".".join(str(v) for v in sys.version_info[:3])
 
 
 @functools.lru_cache(maxsize=8)
 def git_state(root: str) -> tuple[str | None, bool | None]:
-    """The commit and dirtiness of the project, asked once per session (provenance)."""
+    """The commit, and whether tracked files are modified anywhere (provenance; once a session)."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=False
@@ -51,6 +59,36 @@ def git_state(root: str) -> tuple[str | None, bool | None]:
         return None, None
 
 
+def git_path_dirty(root: str, path: str) -> bool:
+    """Whether one file is modified or untracked (SPEC section 10: a plan or handler that git
+    does not know makes the result as unreproducible as a modified one).  Ignored files are
+    not the project's: clean."""
+    try:
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all", "--", path],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return status.returncode == 0 and bool(status.stdout.strip())
+
+
+def _dirty(ctx: PlanContext, dirty: bool | None, paths: Sequence[str]) -> bool | None:
+    if dirty is not False:  # modified tracked files, or not a git checkout at all (None)
+        return dirty
+    for path in paths:
+        known = ctx.git_paths.get(path)
+        if known is None:
+            known = ctx.git_paths[path] = git_path_dirty(ctx.root_text, path)
+        if known:
+            return True
+    return False
+
+
 def artifacts_dir(plan_root: str, sub_id: str, point: str | None, seed: int | None, stub: bool) -> str:
     """``<plan folder>/artifacts[-stub]/<sub_id>[/<point>][/seed<k>]`` (SPEC section 4)."""
     parts = ["artifacts-stub" if stub else "artifacts", sub_id]
@@ -65,11 +103,17 @@ def provenance(ctx: PlanContext, sub: SubExperiment, params: Mapping[str, Any]) 
     """``provenance:`` of a result: git state, handler source digest, params digest, Python."""
     base = ctx.provenance_base.get(sub.id)
     if base is None:  # all but the params digest is the same for every item of a sub, all session
-        commit, dirty = git_state(ctx.root_text)
+        if ctx.git_head is None:
+            ctx.git_head = git_state(ctx.root_text)
+        commit, dirty = ctx.git_head
+        paths = [str(ctx.plan.path)]
         try:
-            handler_sha = ctx.handler(sub).source_sha256
+            ref = ctx.handler(sub)
+            handler_sha = ref.source_sha256
+            paths.append(str(ref.module_path))
         except LookupError:
             handler_sha = None
+        dirty = _dirty(ctx, dirty, paths)
         base = ctx.provenance_base[sub.id] = {
             "git_commit": commit,
             "git_dirty": dirty,

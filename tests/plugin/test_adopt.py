@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -561,3 +562,45 @@ def test_attempts_count_unchanged_code_and_seeds_added_after_an_inconclusive_res
         "⚠️ Seeds added after an inconclusive result (optional stopping): `acc` was inconclusive on "
         "3 seed(s), this attempt has 6." in findings
     )
+
+
+# --- git_dirty (SPEC section 10) -----------------------------------------------------------------
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    )
+
+
+def _dirty(project: Project) -> bool:
+    prov = project.results("e-s")["sub_experiments"]["es_seeds"]["provenance"]
+    assert isinstance(prov["git_dirty"], bool)
+    return bool(prov["git_dirty"])
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_git_dirty_when_the_plan_or_the_handler_is_modified_or_untracked(project: Project) -> None:
+    project.plan(STOPPING_PLAN)
+    handlers = project.handlers("handlers", STOPPING_HANDLERS)
+    (project.path / ".gitignore").write_text("research/experiments/\n.pytest_cache/\n__pycache__/\n")
+    _git(project.path, "init", "-q")
+    _git(project.path, "add", "-A")
+    _git(project.path, "commit", "-q", "-m", "the study")
+    (project.path / "notes.txt").write_text("an untracked file the study does not read\n")
+    project.run("--experiment", "e-s")
+    assert not _dirty(project)
+    _git(project.path, "rm", "-q", "--cached", str(handlers.relative_to(project.path)))  # untracked
+    project.run("--experiment", "e-s")
+    assert _dirty(project)
+    _git(project.path, "add", "-A")
+    _git(project.path, "commit", "-q", "-m", "again")
+    project.run("--experiment", "e-s")
+    assert not _dirty(project)
+    plan = project.path / "research" / "research_plan.yaml"
+    plan.write_text(plan.read_text(encoding="utf-8") + "# edited\n", encoding="utf-8")
+    project.run("--experiment", "e-s")
+    assert _dirty(project)
