@@ -445,8 +445,15 @@ def test_short_ids_and_groups(adopted: Project) -> None:
     assert "collected" not in result.stdout.str().replace("no tests collected", "")
 
 
-def test_retired_experiments_are_left_out_of_all_with_a_line_each(adopted: Project) -> None:
-    result = adopted.run("--experiment", "all", "--co", "-q")
+@pytest.mark.parametrize(
+    "how",
+    [("--experiment", "all"), ("research/research_plan.yaml",), ("-o", "mlexp_select_by_default=true")],
+    ids=["all", "plan-file", "select-by-default"],
+)
+def test_retired_experiments_are_left_out_of_all_with_a_line_each(
+    adopted: Project, how: tuple[str, ...]
+) -> None:
+    result = adopted.run(*how, "--co", "-q")
     result.stdout.fnmatch_lines_random(
         [
             "mlexp: left out c1-vlm: replaced by p2-hybrid-encoder*",
