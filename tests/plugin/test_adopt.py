@@ -95,6 +95,7 @@ def test_looking_writes_nothing(adopted: Project, args: tuple[str, ...]) -> None
     assert result.ret in (0, 5), result.stdout.str()
     assert tree(adopted.path) == before
     assert not list(adopted.path.rglob("*.lock"))
+    assert not (adopted.path / "calls" / "imported").exists()  # no handler module was imported
 
 
 def test_writing_one_experiment_leaves_the_others_alone_and_uses_no_lock_files(adopted: Project) -> None:
