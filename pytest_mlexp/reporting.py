@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .session import CACHE_LF, CACHE_RAN
+from .session import CACHE_LF, CACHE_LF_WATCH, CACHE_RAN
 from .textutil import fmt_number
 
 if TYPE_CHECKING:
@@ -272,7 +273,13 @@ def _update_lastfailed(state: MlexpSession, ran: bool) -> None:
         else:
             current.discard(nodeid)
     if not state.stub:
-        current.update(_suppliers_to_rerun(state))
+        rerun, watch = _suppliers_to_rerun(state)
+        current.update(rerun)
+        watched: dict[str, list[str]] = cache.get(CACHE_LF_WATCH, {})
+        for nodeid in state.records:  # what this session judged or ran is decided afresh
+            watched.pop(nodeid, None)
+        watched.update(watch)
+        cache.set(CACHE_LF_WATCH, {k: v for k, v in watched.items() if k not in current})
     sets[mode] = sorted(current)
     cache.set(CACHE_LF, sets)
     every = set(sets.get("real", [])) | set(sets.get("stub", [])) | set(state.records)
@@ -298,13 +305,17 @@ def _opening_experiments(state: MlexpSession) -> set[tuple[str | None, str]]:
     return out
 
 
-def _suppliers_to_rerun(state: MlexpSession) -> set[str]:
+def _suppliers_to_rerun(state: MlexpSession) -> tuple[set[str], dict[str, list[str]]]:
     """Node ids of the sub-experiments behind failed assessments that --lf must re-run: those
-    that supply an unmeasured criterion, or one whose supplier errored (``reruns.py``).  A
-    criterion measured and missed is only re-judged: its assessment alone is in the set."""
+    that supply an unmeasured criterion, one whose supplier errored, or one whose handler source
+    changed since its result ran (``reruns.py``).  A criterion measured and missed is only
+    re-judged: its assessment alone is in the set.  Second: the suppliers of such misses, by node
+    id, with ``[handler file, digest its result ran]``: a later --lf re-runs them once the file
+    changes (``configure_lastfailed``)."""
     from .reruns import rerun_suppliers
 
     out: set[str] = set()
+    watch: dict[str, list[str]] = {}
     for nodeid, row in state.records.items():
         if row["kind"] != "assessment" or row["status"] != "failed" or "plan" not in row:
             continue
@@ -315,12 +326,58 @@ def _suppliers_to_rerun(state: MlexpSession) -> set[str]:
         exp = plan.experiment(row["experiment"])
         results = ctx.results
         base = nodeid.rsplit("::", 2)[0]  # <plan>::<experiment>::assessment -> <plan>
-        for sub_id in rerun_suppliers(exp, results.verdict(exp.id), results.entry):
+        verdict = results.verdict(exp.id)
+        changed = functools.partial(_handler_changed, ctx)
+        wanted = rerun_suppliers(exp, verdict, results.entry, changed=changed)
+        missed = rerun_suppliers(exp, verdict, results.entry, changed=lambda _: True)
+        for sub_id in missed:
             sub = plan.sub(sub_id)
             points = sub.points()
             names = [f"{sub_id}[{p.key}]" for p in points] if points else [sub_id]
-            out.update(f"{base}::{sub.experiment_id}::{name}" for name in names)
-    return out
+            ids = [f"{base}::{sub.experiment_id}::{name}" for name in names]
+            if sub_id in wanted:
+                out.update(ids)
+                continue
+            source = _handler_source(ctx, sub_id)
+            if source is not None:
+                watch.update(dict.fromkeys(ids, source))
+    return out, watch
+
+
+def _handler_source(ctx: PlanContext, sub_id: str) -> list[str] | None:
+    """``[handler file, digest of the source its stored result ran]``, or None when unknown
+    (an imported result, no handler found): read, never imported."""
+    entry = ctx.results.entry(sub_id)
+    prov = entry.get("provenance") if entry is not None else None
+    stored = prov.get("handler_sha256") if isinstance(prov, dict) else None
+    if not isinstance(stored, str) or not stored or not ctx.plan.has_sub(sub_id):
+        return None
+    try:
+        path = ctx.handler(ctx.plan.sub(sub_id)).module_path
+    except LookupError:
+        return None
+    return [str(path), stored]
+
+
+def _source_digest(path: str) -> str | None:
+    import hashlib
+
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def _handler_changed(ctx: PlanContext, sub_id: str) -> bool:
+    """Whether a sub-experiment's handler source differs from the one its stored result ran
+    (``provenance.handler_sha256``): code changed since, so re-running it is no p-hacking.
+    Unknown either way counts as unchanged."""
+    source = _handler_source(ctx, sub_id)
+    if source is None:
+        return False
+    now = _source_digest(source[0])
+    return now is not None and now != source[1]
 
 
 def configure_lastfailed(config: pytest.Config) -> None:
@@ -346,7 +403,20 @@ def configure_lastfailed(config: pytest.Config) -> None:
     for key in keys:
         if str(key) in every:
             del lf.lastfailed[key]
-    for nodeid in sets.get(mode, []):
+    rerun = list(sets.get(mode, []))
+    if mode == "real":
+        # Suppliers of a measured miss whose handler source changed since: no longer a re-run
+        # of unchanged code (``_suppliers_to_rerun``).
+        watch = cache.get(CACHE_LF_WATCH, {})
+        if isinstance(watch, dict):
+            rerun += [
+                nodeid
+                for nodeid, source in watch.items()
+                if isinstance(source, list)
+                and len(source) == 2
+                and _source_digest(str(source[0])) not in (None, source[1])
+            ]
+    for nodeid in rerun:
         lf.lastfailed[make.parse(nodeid) if make is not None else nodeid] = True
     if config.getoption("lf", False) and hasattr(lf, "get_last_failed_paths"):
         lf._last_failed_paths = lf.get_last_failed_paths()

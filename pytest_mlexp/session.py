@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 OP_KEY = "mlexp_op"  # attribute on TestReport: a ResultOp as plain data (travels from xdist workers)
 CACHE_RAN = "mlexp/ran_experiments"
 CACHE_LF = "mlexp/lastfailed"
+# Sub-experiments behind a measured miss, with the digest of the handler source their result ran:
+# --lf re-runs them once that source changes (reporting.configure_lastfailed, SPEC section 10).
+CACHE_LF_WATCH = "mlexp/lastfailed_watch"
 
 
 class PlanContext:

@@ -411,6 +411,14 @@ def test_lf_reruns_the_suppliers_of_an_unmeasured_criterion_and_rejudges_a_measu
     adopted.run("--lf")
     assert (calls(adopted, "e_c2_1"), calls(adopted, "e_c2_2")) == (2, 1)
     assert "Attempts: 2 (this one and 1 earlier, in results.yaml)" in adopted.findings("c2-adapter")
+    # The code behind the measured miss changed since it ran: now --lf re-runs its supplier.
+    registry = adopted.path / "experiments" / "adapters" / "registry.py"
+    registry.write_text(registry.read_text(encoding="utf-8") + "# merging reworked\n", encoding="utf-8")
+    result = adopted.run("--lf", "-v")
+    result.stdout.fnmatch_lines(["*c2-adapter::e_c2_2 PASSED*", "*c2-adapter::assessment FAILED*"])
+    assert (calls(adopted, "e_c2_1"), calls(adopted, "e_c2_2")) == (2, 2)
+    adopted.run("--lf")  # re-run on the new code: measured, missed, re-judged only
+    assert (calls(adopted, "e_c2_1"), calls(adopted, "e_c2_2")) == (2, 2)
 
 
 # --- 6. selection and retirement --------------------------------------------------------------
