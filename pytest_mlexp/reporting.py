@@ -275,7 +275,8 @@ def _update_lastfailed(state: MlexpSession, ran: bool) -> None:
     if not state.stub:
         rerun, watch = _suppliers_to_rerun(state)
         current.update(rerun)
-        watched: dict[str, list[str]] = cache.get(CACHE_LF_WATCH, {})
+        stored = cache.get(CACHE_LF_WATCH, {})
+        watched: dict[str, list[str]] = stored if isinstance(stored, dict) else {}
         for nodeid in state.records:  # what this session judged or ran is decided afresh
             watched.pop(nodeid, None)
         watched.update(watch)
