@@ -30,6 +30,7 @@ from .model import (
     Verdict,
 )
 from .records import tracker_label, tracking_of
+from .resultsdoc import seeds_added_after_inconclusive
 from .safetext import clean_text
 from .subjudge import judge_stored, point_status
 from .textutil import fmt_number as fmt_value  # the one number formatter (re-exported name)
@@ -616,22 +617,17 @@ def _attempt_lines(entry: Mapping[str, Any]) -> list[str]:
         if same != len(history) + 1:
             text += f"; {same} with the handler's code unchanged"
     out = [text + ")", ""]
-    per_seed = entry.get("per_seed")
-    now = {str(k) for k in per_seed} if _is_map(per_seed) else set()
-    for h in earlier:
-        before, metrics = h.get("seeds"), h.get("inconclusive")
-        if not (isinstance(before, list) and isinstance(metrics, list) and metrics):
-            continue
-        if {str(k) for k in before} < now:
-            names = ", ".join(f"`{m}`" for m in metrics)
-            out += [
-                f"⚠️ Seeds added after an inconclusive result (optional stopping): {names} "
-                f"{'was' if len(metrics) == 1 else 'were'} inconclusive on {len(before)} seed(s), "
-                f"this attempt has {len(now)}. An interval computed after looking at an earlier one "
-                "is optimistic: fix the number of seeds before running, or report every attempt.",
-                "",
-            ]
-            break
+    stopping = seeds_added_after_inconclusive(entry)
+    if stopping is not None:
+        metrics, then, now = stopping
+        names = ", ".join(f"`{m}`" for m in metrics)
+        out += [
+            f"⚠️ Seeds added after an inconclusive result (optional stopping): {names} "
+            f"{'was' if len(metrics) == 1 else 'were'} inconclusive on {then} seed(s), "
+            f"this attempt has {now}. An interval computed after looking at an earlier one "
+            "is optimistic: fix the number of seeds before running, or report every attempt.",
+            "",
+        ]
     return out
 
 

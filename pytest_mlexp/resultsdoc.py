@@ -22,6 +22,7 @@ __all__ = [
     "empty_doc",
     "history_after",
     "points_in",
+    "seeds_added_after_inconclusive",
     "upgrade_doc",
     "upgrade_entry",
 ]
@@ -221,3 +222,24 @@ def ordered_entry(entry: Any, points_order: tuple[str, ...]) -> Any:
                 ordered[key] = ordered_entry(value, ())
         out["points"] = ordered
     return out
+
+
+def seeds_added_after_inconclusive(entry: Any) -> tuple[list[str], int, int] | None:
+    """``(criteria, seeds then, seeds now)`` when an earlier attempt of this entry was
+    inconclusive on a strict subset of its seeds: seeds were added after looking (optional
+    stopping, SPEC section 10), so its interval is optimistic.  None otherwise."""
+    if not isinstance(entry, dict):
+        return None
+    per_seed, history = entry.get("per_seed"), entry.get("history")
+    if not isinstance(per_seed, dict) or not isinstance(history, list):
+        return None
+    now = {str(k) for k in per_seed}
+    for item in history:
+        if not isinstance(item, dict):
+            continue
+        before, metrics = item.get("seeds"), item.get("inconclusive")
+        if isinstance(before, list) and isinstance(metrics, list) and metrics:
+            then = {str(k) for k in before}
+            if then < now:
+                return [str(m) for m in metrics], len(then), len(now)
+    return None

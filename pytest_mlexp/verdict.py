@@ -79,6 +79,7 @@ from .model import (
     Verdict,
     VerdictName,
 )
+from .resultsdoc import seeds_added_after_inconclusive
 from .subjudge import (
     judge_recorded,
     judge_stored,
@@ -607,6 +608,14 @@ def experiment_verdict(
     line = imported_review_line(exp, doc_subs)
     if line:
         review.append(line)
+    for sub in exp.sub_experiments:
+        stopping = seeds_added_after_inconclusive(doc_subs.get(sub.id))
+        if stopping is not None:
+            metrics, then, now = stopping
+            review.append(
+                f"{sub.id}: seeds added after an inconclusive result (optional stopping): "
+                f"{', '.join(metrics)} inconclusive on {then} seed(s), then run on {now}"
+            )
 
     return Verdict(
         experiment_id=exp.id,

@@ -578,6 +578,12 @@ def test_attempts_count_unchanged_code_and_seeds_added_after_an_inconclusive_res
         "⚠️ Seeds added after an inconclusive result (optional stopping): `acc` was inconclusive on "
         "3 seed(s), this attempt has 6." in findings
     )
+    review = findings.split("REQUIRES HUMAN REVIEW")[1].split("###")[0]
+    assert (
+        "- es_seeds: seeds added after an inconclusive result (optional stopping): acc inconclusive "
+        "on 3 seed(s), then run on 6" in review
+    )
+    assert "es_seeds: seeds added after an inconclusive result" in project.findings()
 
 
 # --- git_dirty (SPEC section 10) -----------------------------------------------------------------
