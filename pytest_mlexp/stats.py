@@ -140,8 +140,11 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     n = len(values)
     try:
         mean = math.fsum(values) / n
-    except OverflowError:  # values near the float limit: scale first
-        mean = math.fsum(v / n for v in values)
+    except OverflowError:  # values near the float limit: scale by the largest first (each
+        # scaled value is at most 1 in size, so neither the sum nor the mean can overflow;
+        # dividing by n alone still can: fsum's exact sum of three max/3 rounds past the max)
+        scale = max(abs(v) for v in values)
+        mean = math.fsum(v / scale for v in values) / n * scale
     if n < 2:
         return mean, 0.0
     # Two passes with fsum: stable for the tiny spreads seeds usually have.
