@@ -357,8 +357,9 @@ def test_registries_resolve_and_the_seed_runner_api_works(adopted: Project, exec
     assert "**Issues:**\n\n- the stem ablation reuses P1's data split" in findings
 
 
-def test_a_registry_missing_an_id_is_a_clear_item_error(adopted: Project) -> None:
-    result = adopted.run("--experiment", "e_c2_3")
+@pytest.mark.parametrize("executor", ["local", "process"])
+def test_a_registry_missing_an_id_is_a_clear_item_error(adopted: Project, executor: str) -> None:
+    result = adopted.run("--experiment", "e_c2_3", "--mlexp-executor", executor)
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(
         [
