@@ -658,8 +658,9 @@ class ResultsStore:
         self._journal(state, f'{{"op":"e","fields":{text}}}\n')
 
     def _journal(self, state: _State, line: str) -> None:
-        journal_path = state.path.with_name(f"{self._journal_prefix}{self._token}.journal")
         if state.journal is None:
+            # Named only when opened (a Path operation per record was a tenth of recording one).
+            journal_path = state.path.with_name(f"{self._journal_prefix}{self._token}.journal")
             try:
                 state.path.parent.mkdir(parents=True, exist_ok=True)
                 # Unbuffered: each record is one write(2), on disk (in the page cache) when we return.
