@@ -417,7 +417,13 @@ def render_experiment(
             c = _criterion_for(exp.success_criteria, j.metric)
             target, acceptable, failure = _tiers(c, j.rule)
             rows.append([f"`{j.metric}`", _value_text(j), target, acceptable, failure, _result(j)])
-        out += _table(["Metric", "Value", "Target", "Acceptable", "Failure", "Result"], rows)
+        header = ["Metric", "Value", "Target", "Acceptable", "Failure", "Result"]
+        previous = [_vs_previous(entries, stale, j) for j in judged]
+        if any(previous):  # SPEC section 11: only when history has an earlier run
+            header.append("vs previous")
+            for row, text in zip(rows, previous, strict=True):
+                row.append(text or "—")
+        out += _table(header, rows)
         out += ["", f"**{met}/{len(judged)} criteria met.**", ""]
         for j in judged:
             out.append(f"- {_say(j, _criterion_for(exp.success_criteria, j.metric), say)}")
@@ -513,6 +519,46 @@ def _who(acc: Accepted) -> str:
     return "".join((f" by {acc.by}" if acc.by else "", f" on {acc.date}" if acc.date else ""))
 
 
+def _vs_previous(entries: Mapping[str, Any], stale: Mapping[str, Any], j: Judgement) -> str:
+    """``+0.0062 (was 0.9729)``: the judged value against the source's previous run (its
+    history, or the run its params or seeds replaced)."""
+    from .compare import previous_value
+
+    node = j.source
+    entry = entries.get(node) if node else None
+    if _is_map(entry) and _is_map(entry.get("points")):
+        node = f"{node}[{entry.get('selected')}]"
+        entry = entry["points"].get(entry.get("selected"))
+    value = j.value
+    if not _is_map(entry) or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return ""
+    before = previous_value(entry, j.metric, stale.get(node) if node else None)
+    if before is None:
+        return ""
+    delta = float(value) - before
+    sign = "+" if delta > 0 else ""
+    return f"{sign}{fmt_value(delta)} (was {fmt_value(before)})"
+
+
+def _run_notes(entry: Mapping[str, Any]) -> list[str]:
+    """Reused, outdated, files gone (SPEC section 11)."""
+    out: list[str] = []
+    reused = entry.get("reused")
+    if _is_map(reused):
+        when = str(reused.get("from") or "")[:10] or "an earlier run"
+        how = "reused (imported)" if reused.get("imported") else "reused"
+        seeds = reused.get("seeds")
+        which = f"seeds {', '.join(str(x) for x in seeds)} " if isinstance(seeds, list) and seeds else ""
+        why = "" if reused.get("imported") else " (same fingerprint: code, params and data unchanged)"
+        out += [f"**Reused:** {which}{how} from the run of {when}{why}.", ""]
+    if entry.get("outdated"):
+        out += [f"**Outdated:** {entry['outdated']}; the result still counts: re-run it to refresh it.", ""]
+    missing = entry.get("artifacts_missing")
+    if isinstance(missing, list) and missing:
+        out += [f"**Artifacts missing:** {', '.join(code(m) for m in missing[:5])}", ""]
+    return out
+
+
 def _render_sub(
     state: SubState,
     entry: Any,
@@ -559,6 +605,7 @@ def _render_sub(
         out += [f"**Finding:** {entry['finding']}", ""]
     if state.status == "blocked" and (entry.get("blocked_reason") or state.detail):
         out += [f"**Blocked:** {entry.get('blocked_reason') or state.detail}", ""]
+    out += _run_notes(entry)
     if state.wiring:
         out += [f"**Wiring error:** {state.detail}", ""]
     else:

@@ -129,6 +129,11 @@ class SessionHooks:
             from .reporting import check_results_folders
 
             check_results_folders(state, session.items)
+        if state.selected and not state.is_worker and session.config.option.collectonly:
+            # --co ends with what running the selection would cost (SPEC section 11)
+            from .items import SubItem
+
+            state.to_estimate = [it for it in session.items if isinstance(it, SubItem)]
 
     def _prepare_mlflow(self, session: pytest.Session) -> None:
         # MLflow's store is made at session start, once, before pytest-xdist starts its workers
@@ -219,6 +224,7 @@ class SessionHooks:
             from .reporting import finish_session
 
             finish_session(state, session)
+        state.save_caches()
         # After the results are written (teardown may wait on uploads): every process that ran
         # seeds ends its tracker here; W&B's offline files are complete only after teardown.
         if "pytest_mlexp.trackers" in sys.modules:
@@ -231,6 +237,10 @@ class SessionHooks:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         state = self.state
+        if state.to_estimate is not None:
+            from .reporting import estimate_line
+
+            terminalreporter.write_line(estimate_line(state, state.to_estimate))
         if not (state.records or state.warned or state.notes_end):
             return  # a run without experiments: nothing to say (and nothing more to import)
         from .reporting import terminal_summary

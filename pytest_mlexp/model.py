@@ -200,6 +200,9 @@ class SubExperiment:
     # section 10): the module attribute that maps sub-experiment ids to functions, or a callable
     # returning that mapping.  An explicit ``handler`` wins over it.
     registry: str | None = None
+    # Files the results depend on besides code (``deps:``, SPEC section 11): paths or globs
+    # relative to the rootdir, whose content hashes enter the fingerprint.
+    deps: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:

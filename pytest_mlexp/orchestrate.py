@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import pytest
 
     from .model import SubExperiment
+    from .reuse import ReusePlan
     from .session import PlanContext
 
 
@@ -220,13 +221,17 @@ def run_sub_item(item: pytest.Item) -> None:
     stub = state.stub
     params = sub.resolved_params(stub, point)
     executor_name = state.executor_for(sub)
-    prov = provenance(ctx, sub, params)
     try:
         ref = ctx.handler(sub)
     except LookupError as exc:  # HandlerNotFound / HandlerAmbiguous
         seed = sub.seeds[0] if sub.seeds else 0
+        prov = provenance(ctx, sub, params)
         outcomes = [SeedOutcome.failure(seed, "handler", exc, traceback="")]
+        decision = None
     else:
+        # The fingerprint, and under --mlexp-reuse the seeds stored results already hold.
+        decision = ctx.decision(sub, point)
+        prov = provenance(ctx, sub, params, decision.fingerprint)
         funcargs = item.funcargs  # type: ignore[attr-defined]
         fixtures = {n: funcargs[n] for n in ref.fixture_names if n != "runner" and n in funcargs}
         # The same tasks the dispatcher builds when it submits this item ahead.
@@ -236,6 +241,10 @@ def run_sub_item(item: pytest.Item) -> None:
             outcomes = dispatcher_of(state).run(item, executor_name, tasks, fixtures)
         if any(o.warnings for o in outcomes):
             state.tracking.observe(outcomes)  # a tracker that switched off stays off
+        if decision.sources:
+            from .reuse import reused_outcomes
+
+            outcomes = sorted([*outcomes, *reused_outcomes(decision)], key=lambda o: o.seed)
     messages: list[str] = []
     entry = build_entry(
         ctx,
@@ -248,6 +257,8 @@ def run_sub_item(item: pytest.Item) -> None:
         provenance=prov,
         messages=messages,
     )
+    if decision is not None and decision.sources:
+        _mark_reused(entry, decision, executor_name)
     entry = state.scrub_obj(entry)  # tracebacks and findings may quote a secret
     # A cancelled item (Ctrl-C/SIGTERM while it ran on process/modal) never overwrites a stored
     # result (SPEC section 8): with one stored, nothing is recorded and the item just fails.
@@ -267,6 +278,29 @@ def run_sub_item(item: pytest.Item) -> None:
         if original is not None:
             raise original  # --pdb: post-mortem in the handler's own frame
     raise MlexpFailure(state.scrub(failure_message(item, entry, messages)))
+
+
+def _mark_reused(entry: ResultEntry, decision: ReusePlan, executor: str) -> None:
+    """Say where reused seeds came from; a result reused whole keeps its own provenance."""
+    seeds = sorted(decision.sources)
+    mark: dict[str, Any] = {"from": decision.date}
+    prov = entry.get("provenance") or {}
+    if len(seeds) < len(prov.get("seeds") or seeds):
+        mark["seeds"] = seeds
+    if decision.imported:
+        mark["imported"] = True
+    entry["reused"] = mark
+    source = decision.single_source()
+    if source is None or "seeds" in mark:
+        return
+    old = source.get("provenance")
+    if isinstance(old, Mapping):
+        for key in ("git_commit", "git_dirty", "handler_sha256", "python", "packages", "device"):
+            if key in old:
+                prov[key] = old[key]
+    elif source.get("git_commit"):  # a history item
+        prov["git_commit"] = source["git_commit"]
+    entry["executor"] = str(source.get("executor") or executor)
 
 
 def _cancelled(entry: ResultEntry) -> bool:
@@ -300,8 +334,21 @@ def _add_properties(item: pytest.Item, entry: ResultEntry) -> None:
                 props.append((f"tracking.{key}", tracking[key]))
         if tracker == "wandb" and tracking.get("url"):
             props.append(("wandb.url", tracking["url"]))  # the first release's name, which CI scripts read
+    reused = entry.get("reused")
+    if isinstance(reused, Mapping):  # SPEC section 11: the seeds' results were reused, not run
+        props.append(("reused", _reused_text(reused)))
     for path in entry.get("artifacts") or ():  # relative to the plan's folder (pytest-html shows figures)
         props.append(("mlexp.artifact", path))
+
+
+def _reused_text(reused: Mapping[str, Any]) -> str:
+    """``2026-01-31`` / ``2026-01-31 (imported)`` / ``2026-01-31 (seeds 0, 1, 2)``."""
+    text = str(reused.get("from") or "")[:10] or "an earlier run"
+    if reused.get("imported"):
+        text += " (imported)"
+    if reused.get("seeds"):
+        text += " (seeds " + ", ".join(str(s) for s in reused["seeds"]) + ")"
+    return text
 
 
 def run_assessment(item: pytest.Item) -> None:

@@ -79,6 +79,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Weights & Biases mode (default auto: WANDB_MODE, else online with credentials, else offline).",
     )
     group.addoption(
+        "--mlexp-reuse",
+        dest="mlexp_reuse",
+        nargs="?",
+        const="yes",
+        default=None,
+        choices=("yes", "no"),
+        metavar="yes|no",
+        help="reuse stored results whose fingerprint (code, params, seed, deps, upstream) is "
+        "unchanged instead of running them again (default: ini mlexp_reuse, else no).",
+    )
+    group.addoption(
         "--mlexp-scaffold",
         action="store_true",
         dest="mlexp_scaffold",
@@ -104,6 +115,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "mlexp_select_by_default", "run experiments without --experiment", type="bool", default=False
     )
     parser.addini("mlexp_max_artifact_mb", "larger remote artifacts stay on a volume", default="100")
+    parser.addini(
+        "mlexp_reuse",
+        "reuse stored results with an unchanged fingerprint (--mlexp-reuse)",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
+        "mlexp_gpu_prices",
+        "prices per GPU-hour for cost estimates, e.g. 'H100=3.95 A100-80GB=2.50'",
+        default="",
+    )
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -153,6 +175,14 @@ def _validate_ini(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"ini option mlexp_tracker must be one of {', '.join(TRACKERS)}, not {tracker!r}"
         )
+    prices = str(config.getini("mlexp_gpu_prices") or "")
+    if prices.strip():
+        from .estimate import PriceError, parse_prices
+
+        try:
+            parse_prices(prices)
+        except PriceError as exc:
+            raise pytest.UsageError(f"ini option mlexp_gpu_prices: {exc}") from None
     raw = str(config.getini("mlexp_max_artifact_mb"))
     try:
         if float(raw) <= 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "check_results_folders",
     "configure_lastfailed",
+    "estimate_line",
     "finish_session",
     "record_row",
     "terminal_summary",
@@ -67,6 +68,7 @@ def record_row(state: MlexpSession, ctx: PlanContext, report: pytest.TestReport,
         "duration_s": entry.get("duration_s"),
         "error": (entry.get("error") or {}).get("kind"),
         "link": run_link(tracking) if tracking else None,
+        "reused": entry.get("reused"),
         "kind": "sub",
         "experiment": op.experiment,
         "name": name,
@@ -129,7 +131,7 @@ def finish_session(state: MlexpSession, session: pytest.Session) -> None:
             finally:
                 ctx.results.store.release()
         _fail_if_all_blocked(state, session)
-    _update_lastfailed(state, ran)
+    _update_lastfailed(state, ran, _never_finished(state, session) if ran else ())
     if state.dispatcher is not None:
         state.dispatcher.close()
 
@@ -245,11 +247,25 @@ def _fail_if_all_blocked(state: MlexpSession, session: pytest.Session) -> None:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def _update_lastfailed(state: MlexpSession, ran: bool) -> None:
+def _never_finished(state: MlexpSession, session: pytest.Session) -> list[str]:
+    """Experiment items of this session that never reported (Ctrl-C, SIGTERM, ``-x``): what
+    ``--lf`` must still run, besides what failed (never every item of the session again)."""
+    from .items import AssessmentItem, SubItem
+
+    return [
+        it.nodeid
+        for it in session.items
+        if isinstance(it, (SubItem, AssessmentItem)) and it.nodeid not in state.records
+    ]
+
+
+def _update_lastfailed(state: MlexpSession, ran: bool, unfinished: Sequence[str] = ()) -> None:
     """Keep separate last-failed sets for real and stub runs, and let --lf re-run blocked items.
 
     pytest's cache plugin forgets skipped items; ours add them back (they are what a gate held
     back), and swap in the set of the mode the next session runs in (``configure_lastfailed``).
+    Items an interrupted session never finished join the set, so ``--lf`` runs them and not
+    every item of that session again.
     """
     cache = getattr(state.config, "cache", None)
     if cache is None:
@@ -281,6 +297,7 @@ def _update_lastfailed(state: MlexpSession, ran: bool) -> None:
             watched.pop(nodeid, None)
         watched.update(watch)
         cache.set(CACHE_LF_WATCH, {k: v for k, v in watched.items() if k not in current})
+    current.update(unfinished)
     sets[mode] = sorted(current)
     cache.set(CACHE_LF, sets)
     every = set(sets.get("real", [])) | set(sets.get("stub", [])) | set(state.records)
@@ -387,8 +404,9 @@ def configure_lastfailed(config: pytest.Config) -> None:
     lf = config.pluginmanager.get_plugin("lfplugin")
     if cache is None or lf is None or not hasattr(lf, "lastfailed"):
         return
-    sets = cache.get(CACHE_LF, None)
-    if not sets:
+    sets = cache.get(CACHE_LF, None) or {}
+    extra = _lf_extra(config, sets) if config.getoption("lf", False) else []
+    if not sets and not extra:
         return
     mode = "stub" if config.getoption("mlexp_stub") else "real"
     every = set(sets.get("real", [])) | set(sets.get("stub", []))
@@ -417,8 +435,8 @@ def configure_lastfailed(config: pytest.Config) -> None:
                 and len(source) == 2
                 and _source_digest(str(source[0])) not in (None, source[1])
             ]
-    for nodeid in rerun:
-        lf.lastfailed[make.parse(nodeid) if make is not None else nodeid] = True
+    for nodeid in [*rerun, *extra]:
+        lf.lastfailed[_lf_key(make, nodeid)] = True
     if config.getoption("lf", False) and hasattr(lf, "get_last_failed_paths"):
         lf._last_failed_paths = lf.get_last_failed_paths()
 
@@ -441,6 +459,58 @@ def _wrapped(head: str, text: str, width: int, indent: str = "      ") -> str:
         text, width=width, initial_indent=head, subsequent_indent=indent, break_on_hyphens=False
     )
     return "\n".join(lines) or head
+
+
+def _lf_key(make: Any, nodeid: str) -> Any:
+    """The last-failed key of an experiment item.  pytest >= 9.1 keys by ``NodeId``, and
+    ``NodeId.parse`` reads ``sub[point]`` as a parametrised ``sub``; a sweep point item is a
+    node *named* ``sub[point]`` (no parametrisation), so its key is built the way pytest builds
+    the item's id, or ``--lf`` would never select a failed point."""
+    if make is None:
+        return nodeid
+    path, sep, rest = nodeid.partition("::")
+    if (
+        sep
+        and "[" in rest
+        and getattr(make, "__dataclass_fields__", None)
+        and "names" in make.__dataclass_fields__
+    ):
+        return make(path=path, names=tuple(rest.split("::")))
+    return make.parse(nodeid)
+
+
+def _lf_extra(config: pytest.Config, sets: Mapping[str, Any]) -> list[str]:
+    """What ``--lf`` runs besides the last-failed set (``lastfailed.py``): results of the plan
+    that only a stale result answers, new sweep points, and the outdated suppliers of an
+    assessment that failed.  Judged now, from the plan and results as they are."""
+    from .lastfailed import never_answered, outdated_suppliers
+    from .model import PlanError
+    from .session import session_of
+    from .store import StoreError
+
+    state = session_of(config)
+    path = state.plan_path
+    if not path.is_file():
+        return []
+    try:
+        ctx = state.context_for(path)
+        prefix = path.relative_to(state.rootpath).as_posix()
+    except (PlanError, ValueError):
+        return []
+    mode = "stub" if state.stub else "real"
+    failed = set(sets.get(mode, []))
+    out: list[str] = []
+    try:
+        for exp in ctx.plan.experiments:
+            doc = ctx.results.doc(exp.id)
+            keys = never_answered(exp, doc)
+            if f"{prefix}::{exp.id}::assessment" in failed:
+                keys += outdated_suppliers(ctx.plan, exp, ctx.results.verdict(exp.id), doc)
+            if keys:  # with the assessment, which judges them again
+                out += [f"{prefix}::{exp.id}::{key}" for key in keys] + [f"{prefix}::{exp.id}::assessment"]
+    except StoreError:
+        return []  # reported when the plan is collected
+    return out
 
 
 def terminal_summary(state: MlexpSession, tr: Any) -> None:
@@ -602,6 +672,12 @@ def _row_detail(row: Mapping[str, Any]) -> str:
     if row["status"] == "blocked":
         return str(row.get("reason", ""))
     parts = []
+    reused = row.get("reused")
+    if reused:  # SPEC section 11: "(reused <date>)", first, so a long line never hides it
+        when = str(reused.get("from") or "")[:10]
+        what = "reused (imported)" if reused.get("imported") else "reused"
+        seeds = reused.get("seeds")
+        parts.append(f"({what} {when})" if not seeds else f"({len(seeds)} seeds {what} {when})")
     criteria = row.get("criteria") or {}
     for name, value in list((row.get("metrics") or {}).items())[:4]:
         text = f"{name}={fmt_number(value)}"
@@ -611,6 +687,43 @@ def _row_detail(row: Mapping[str, Any]) -> str:
         parts.append(text)
     if row.get("error"):
         parts.append(f"[{row['error']}]")
-    if row.get("duration_s") is not None:
+    if reused and not reused.get("seeds"):
+        pass  # nothing ran: the stored duration is the original run's, not this session's
+    elif row.get("duration_s") is not None:
         parts.append(f"{row['duration_s']:.1f}s")
     return "  ".join(parts)
+
+
+def estimate_line(state: MlexpSession, items: list[pytest.Item]) -> str:
+    """``mlexp: estimate for ...``: what running ``items`` would cost (``estimate.py``)."""
+    import os
+
+    from .estimate import ItemCost, estimate, parse_prices
+
+    costs: list[ItemCost] = []
+    docs: dict[str, Any] = {}  # experiment id -> its results (the first plan's, should two share one)
+    for item in items:
+        sub = item.sub  # type: ignore[attr-defined]
+        point = item.point  # type: ignore[attr-defined]
+        ctx = state.context_for(item.path)
+        reused = False
+        if state.reuse:
+            decision = ctx.decision(sub, point)
+            seeds = ctx.fingerprints.seeds(sub)
+            reused = bool(seeds) and not decision.to_run(seeds)
+        seeds_n = 1 if state.stub else len(sub.seeds)
+        costs.append(ItemCost(sub, point.key if point else None, seeds_n, state.executor_for(sub), reused))
+        if sub.experiment_id not in docs:
+            docs[sub.experiment_id] = ctx.results.doc(sub.experiment_id)
+
+    def doc_of_item(exp_id: str) -> Any:
+        return docs.get(exp_id, {})
+
+    defaults = {"modal": 32, "process": os.cpu_count() or 1}
+
+    def concurrency(executor: str) -> int:
+        return state.concurrency or defaults.get(executor, 1)
+
+    raw = str(state.config.getini("mlexp_gpu_prices") or "")
+    prices = parse_prices(raw) if raw.strip() else None
+    return "mlexp: " + estimate(costs, doc_of_item, prices=prices, concurrency=concurrency).line()

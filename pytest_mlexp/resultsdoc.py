@@ -20,9 +20,13 @@ __all__ = [
     "canonical",
     "count_entries",
     "empty_doc",
+    "fingerprint_of",
     "history_after",
+    "history_item",
+    "move_to_stale",
     "points_in",
     "seeds_added_after_inconclusive",
+    "unstale",
     "upgrade_doc",
     "upgrade_entry",
 ]
@@ -54,6 +58,11 @@ ENTRY_ORDER = (
     "selected",
     "finding",
     "blocked_reason",
+    "stale_reason",
+    "outdated",
+    "reused",
+    "artifacts_missing",
+    "imported",
     "metrics",
     "per_seed",
     "stats",
@@ -107,37 +116,129 @@ def upgrade_doc(doc: dict[str, Any]) -> None:
                 upgrade_entry(entry)
 
 
-def history_after(prev: Any) -> list[dict[str, Any]]:
-    """The new entry's history: the replaced attempt first, then its own history, bounded."""
-    if not isinstance(prev, dict) or prev.get("status") == "blocked" or "status" not in prev:
-        # A blocked placeholder is not an attempt; keep what it carried over, if anything.
-        older = prev.get("history") if isinstance(prev, dict) else None
-        return list(older[:HISTORY_LIMIT]) if isinstance(older, list) else []
-    item = {
-        "finished_at": prev.get("finished_at"),
-        "status": prev.get("status"),
-        "metrics": prev.get("metrics", {}),
-    }
-    if isinstance(prev.get("imported"), dict):
-        item["imported"] = prev["imported"]  # measured by the runner before pytest-mlexp
-    # What findings need to count attempts with unchanged code and to see seeds added after an
-    # inconclusive result (optional stopping, SPEC section 10).
-    prov = prev.get("provenance")
-    if isinstance(prov, dict) and isinstance(prov.get("handler_sha256"), str):
-        item["handler_sha256"] = prov["handler_sha256"]
-    per_seed = prev.get("per_seed")
-    if isinstance(per_seed, dict) and per_seed:
-        item["seeds"] = list(per_seed)
-    criteria = prev.get("criteria")
-    if isinstance(criteria, dict):
+# What a history item keeps of the attempt it records (SPEC section 11): when it finished, how it
+# ended, its metrics, params digest, fingerprint, commit and tracker link; and, so that a later
+# session can reuse or restore it by fingerprint, its seeds' values, finding, artifacts and params.
+_HISTORY_TOP = (
+    "finished_at",
+    "status",
+    "stale_reason",
+    "finding",
+    "metrics",
+    "per_seed",
+    "params",
+    "artifacts",
+    "duration_s",
+    "imported",
+    "reused",
+)
+# (A digest per input, ``provenance.inputs``, stays with the current entry only: kept for every
+# attempt it made results.yaml several times larger for what only explains an outdated result.)
+# Nor its fingerprint_version: the version is hashed into the fingerprint, so equal fingerprints
+# are of one version.
+# handler_sha256 and seeds also let findings count attempts with unchanged code and see seeds
+# added after an inconclusive result (optional stopping, SPEC section 10).
+_HISTORY_PROVENANCE = ("params_sha256", "fingerprint", "seeds", "git_commit", "handler_sha256")
+
+
+def history_item(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """One attempt as a history item (see above); the item's own history is not kept."""
+    item: dict[str, Any] = {}
+    for key in _HISTORY_TOP:
+        value = entry.get(key)
+        if value is not None and value != {} and value != []:
+            item[key] = value
+    item.setdefault("metrics", {})
+    prov = entry.get("provenance")
+    if isinstance(prov, Mapping):
+        for key in _HISTORY_PROVENANCE:
+            if prov.get(key) is not None or (key == "git_commit" and key in prov):
+                item[key] = prov[key]
+    for key in _HISTORY_PROVENANCE:
+        if key not in item and (entry.get(key) is not None or key in entry):  # already an item (moved again)
+            item[key] = entry[key]
+    if "seeds" not in item and isinstance(entry.get("per_seed"), Mapping) and entry["per_seed"]:
+        item["seeds"] = list(entry["per_seed"])  # an entry written before fingerprints
+    criteria = entry.get("criteria")
+    if isinstance(criteria, Mapping):
         inconclusive = [
-            str(m) for m, j in criteria.items() if isinstance(j, dict) and j.get("level") == "inconclusive"
+            str(m) for m, j in criteria.items() if isinstance(j, Mapping) and j.get("level") == "inconclusive"
         ]
         if inconclusive:
             item["inconclusive"] = inconclusive
-    older = prev.get("history")
-    rest = older[: HISTORY_LIMIT - 1] if isinstance(older, list) else []
-    return [item, *rest]
+    elif isinstance(entry.get("inconclusive"), list):  # already an item (moved again)
+        item["inconclusive"] = entry["inconclusive"]
+    link = entry.get("tracking") or entry.get("wandb")
+    if isinstance(link, Mapping):
+        kept = {k: link[k] for k in ("tracker", "url", "run_path", "offline_dir") if link.get(k)}
+        runs = link.get("runs")
+        if isinstance(runs, list) and len(runs) > 1:
+            kept["runs"] = [
+                {k: r[k] for k in ("url", "run_path", "offline_dir") if isinstance(r, Mapping) and r.get(k)}
+                for r in runs
+            ]
+        if kept:
+            item["tracking"] = kept
+    error = entry.get("error")
+    if isinstance(error, Mapping):
+        lines = str(error.get("message") or "").strip().splitlines()
+        item["error"] = f"{error.get('type') or error.get('kind') or 'Error'}: {lines[0] if lines else ''}"
+    elif isinstance(error, str):
+        item["error"] = error
+    return item
+
+
+def _is_attempt(entry: Any) -> bool:
+    return isinstance(entry, dict) and "status" in entry and entry.get("status") != "blocked"
+
+
+def history_after(prev: Any, *, same: bool = False) -> list[dict[str, Any]]:
+    """The new entry's history: the replaced attempt first, then its own history, bounded.
+
+    ``same``: the new entry is the replaced attempt itself, re-recorded (a reused result): it is
+    not its own history."""
+    older = prev.get("history") if isinstance(prev, dict) else None
+    rest = [h for h in older if isinstance(h, dict)] if isinstance(older, list) else []
+    if same or not _is_attempt(prev):
+        # A blocked placeholder is not an attempt; keep what it carried over, if anything.
+        return rest[:HISTORY_LIMIT]
+    return [history_item(prev), *rest[: HISTORY_LIMIT - 1]]
+
+
+def fingerprint_of(entry: Any) -> str | None:
+    """The fingerprint of an entry or a history item (None when it has none)."""
+    if entry.__class__ is not dict and not isinstance(entry, Mapping):
+        return None
+    prov = entry.get("provenance")
+    found = prov.get("fingerprint") if prov.__class__ is dict else entry.get("fingerprint")
+    return found if isinstance(found, str) and found else None
+
+
+def move_to_stale(stale: dict[str, Any], key: str, entry: Any, reason: str) -> None:
+    """Put ``entry`` under ``stale[key]`` with its reason; a stale entry already there joins its
+    history (newest first, bounded), so an entry that goes stale twice loses nothing."""
+    if not isinstance(entry, dict):
+        stale[key] = entry
+        return
+    # "outdated" is relative to today's code: a stale entry is judged again if it ever comes back
+    new = {**{k: v for k, v in entry.items() if k != "outdated"}, "stale_reason": reason}
+    older = stale.get(key)
+    if isinstance(older, dict) and _is_attempt(older):
+        items = [history_item(older)]
+        own = older.get("history") if isinstance(older, dict) else None
+        if isinstance(own, list):
+            items += [h for h in own if isinstance(h, dict)]
+        mine = new.get("history")
+        merged = [h for h in mine if isinstance(h, dict)] if isinstance(mine, list) else []
+        merged += items
+        merged.sort(key=lambda h: str(h.get("finished_at") or ""), reverse=True)
+        new["history"] = merged[:HISTORY_LIMIT]
+    stale[key] = new
+
+
+def unstale(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A stale entry made current again: the same entry without its stale reason."""
+    return {k: v for k, v in entry.items() if k not in ("stale_reason", "outdated")}
 
 
 def count_entries(doc: Mapping[str, Any]) -> int:

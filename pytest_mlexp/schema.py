@@ -114,6 +114,18 @@ _INHERITABLE: dict[str, Schema] = {
             ]
         }
     ),
+    "deps": _nullable(
+        {
+            "anyOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "array", "items": {"type": "string", "minLength": 1}},
+                {"type": "object", "additionalProperties": {"type": ["string", "null"], "minLength": 1}},
+            ],
+            "description": "files the results depend on besides code: paths or globs relative to the "
+            "rootdir (a list, or name -> path merged key by key like params); their content hashes "
+            "enter the fingerprint",
+        }
+    ),
 }
 
 _CRITERIA: Schema = _nullable({"type": "object", "additionalProperties": {"$ref": "#/$defs/criterion"}})

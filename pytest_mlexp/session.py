@@ -20,10 +20,13 @@ import pytest
 
 if TYPE_CHECKING:
     from .dispatch import Dispatcher
+    from .fingerprint import Fingerprinter
+    from .gitstate import GitState
     from .handlers import HandlerIndex, HandlerRef
-    from .model import Plan, SubExperiment
+    from .model import Plan, SubExperiment, SweepPoint
     from .records import ResultOp
     from .results import ResultsView
+    from .reuse import ReusePlan
     from .secrets import Scrubber
     from .trackers import SessionTracking
 
@@ -45,10 +48,12 @@ class PlanContext:
         from .model import PlanError
         from .plan import parse_plan_text
         from .results import ResultsView
+        from .reuse import PlanFingerprints, PlanReconciler
         from .store import ResultsStore, params_digest
 
         self.root = state.rootpath
         self.stub = state.stub
+        self.reuse = state.reuse
         try:
             shown = path.relative_to(self.root).as_posix()
         except ValueError:
@@ -71,10 +76,6 @@ class PlanContext:
         # and per sub-experiment: they do not change while the session runs.
         self.module_paths: dict[Path, str] = {}
         self.provenance_base: dict[str, dict[str, Any]] = {}
-        # git's view, asked once per session: (commit, tracked files modified anywhere), and per
-        # file whether it is modified or untracked (tasks.git_state, tasks.git_path_dirty).
-        self.git_head: tuple[str | None, bool | None] | None = None
-        self.git_paths: dict[str, bool] = {}
         plan = self.plan
         stub = state.stub
 
@@ -92,12 +93,26 @@ class PlanContext:
                 return None
             return params_digest(sub.resolved_params(stub, pt))
 
-        store = ResultsStore(
-            plan, stub=stub, warn=state.warn, digest_for=digest_for, readonly=state.is_worker
-        )
-        self.results: ResultsView = ResultsView(plan, store, stub=stub)
         self.handlers: HandlerIndex = HandlerIndex(self.root, state.handlers_dir)
         self._refs: dict[str, Any] = {}
+        # Fingerprints (SPEC section 11): what each result is computed from.  The store asks the
+        # reconciler what is stale, what comes back, what is outdated.
+        self.fingerprints = PlanFingerprints(
+            plan, lambda: state.fingerprinter, stub=stub, ref_of=self._ref_or_none
+        )
+        reconciler = PlanReconciler(self.fingerprints, doc_of=lambda exp_id: store.doc(exp_id))
+        store = ResultsStore(
+            plan,
+            stub=stub,
+            warn=state.warn,
+            digest_for=digest_for,
+            reconciler=reconciler,
+            readonly=state.is_worker,
+        )
+        self.results: ResultsView = ResultsView(plan, store, stub=stub)
+        self._decisions: dict[str, ReusePlan] = {}
+        self._git: GitState | None = None
+        self._read_by_dependents: set[str] | None = None
 
     def handler(self, sub: SubExperiment) -> HandlerRef:
         """The sub-experiment's handler (looked up once); raises LookupError when there is none."""
@@ -111,6 +126,52 @@ class PlanContext:
         if isinstance(cached, LookupError):
             raise cached
         return cached
+
+    def git(self) -> GitState:
+        """The project's git commit and changed files, asked once per session (provenance)."""
+        if self._git is None:
+            from .gitstate import git_state
+
+            self._git = git_state(self.root_text)
+        return self._git
+
+    def _ref_or_none(self, sub: SubExperiment) -> HandlerRef | None:
+        try:
+            return self.handler(sub)
+        except LookupError:
+            return None
+
+    def decision(self, sub: SubExperiment, point: SweepPoint | None) -> ReusePlan:
+        """The item's fingerprint, and which of its seeds stored results hold under
+        ``--mlexp-reuse`` (decided once per item: when its work is submitted, or when it runs,
+        after what it waits for has reported)."""
+        key = sub.id if point is None else f"{sub.id}[{point.key}]"
+        got = self._decisions.get(key)
+        if got is not None:
+            return got
+        from .reuse import ReusePlan, plan_reuse
+
+        results = self.results
+        fp = self.fingerprints.node(sub, point, results.entry)
+        if self.reuse and not self.stub:
+            if self._read_by_dependents is None:
+                self._read_by_dependents = {
+                    d for e in self.plan.experiments for s in e.sub_experiments for d in s.dependencies
+                }
+            point_key = point.key if point else None
+            stale = results.store.doc(sub.experiment_id).get("stale") or {}
+            got = plan_reuse(
+                fp,
+                self.fingerprints.seeds(sub),
+                current=results.entry(sub.id, point_key),
+                stale=stale.get(key),
+                plan_root=self.plan.root,
+                read_by_dependents=sub.id in self._read_by_dependents,
+            )
+        else:
+            got = ReusePlan(fp)
+        self._decisions[key] = got
+        return got
 
     def fixture_names(self, sub: SubExperiment) -> list[str]:
         """The fixtures its handler asks for, other than ``runner`` (none when it has no handler)."""
@@ -206,6 +267,11 @@ class MlexpSession:
         flag: str | None = config.getoption("mlexp_tracker")
         self.tracker_explicit = flag is not None  # given on the command line: it wins over the ini
         self.tracker_name: str = flag or str(config.getini("mlexp_tracker") or "wandb").strip()
+        reuse_flag: str | None = config.getoption("mlexp_reuse", None)
+        # --mlexp-reuse wins over the ini option; never under --stub (a wiring run measures nothing)
+        self.reuse: bool = (
+            reuse_flag == "yes" if reuse_flag is not None else bool(config.getini("mlexp_reuse"))
+        ) and not self.stub
         self.handlers_dir: str = str(config.getini("mlexp_handlers") or "experiments")
         self.plan_setting: str = str(config.getini("mlexp_plan") or "research/research_plan.yaml")
         self.is_worker = hasattr(config, "workerinput")
@@ -228,6 +294,7 @@ class MlexpSession:
         self.session: pytest.Session | None = None
         # An --experiment value that matched nothing: raised when collection finishes (hooks.py).
         self.selection_error: pytest.UsageError | None = None
+        self.to_estimate: list[pytest.Item] | None = None  # --co: the items whose cost is estimated
         # Set by dispatch.dispatcher_of when experiments first run; closed at session end.
         self.dispatcher: Dispatcher | None = None
         self.selected = initially_selected(config, self)
@@ -236,6 +303,7 @@ class MlexpSession:
         self._tracking: SessionTracking | None = None
         self._workdir_base: Path | None = None
         self._workdir_text: str | None = None
+        self._fingerprinter: Fingerprinter | None = None
 
     # --- small services ---------------------------------------------------------------------
     @property
@@ -282,6 +350,23 @@ class MlexpSession:
                 warn=self.warn,
             )
         return self._tracking
+
+    @property
+    def fingerprinter(self) -> Fingerprinter:
+        """Reads the project's files for fingerprints, once per session; content hashes of
+        ``deps:`` files are kept in pytest's cache folder by size and mtime."""
+        if self._fingerprinter is None:
+            from .fingerprint import Fingerprinter, HashCache
+
+            cache = getattr(self.config, "cache", None)
+            path = Path(cache.mkdir("mlexp")) / "deps-hashes.json" if cache is not None else None
+            self._fingerprinter = Fingerprinter(self.rootpath, hashes=HashCache(path))
+        return self._fingerprinter
+
+    def save_caches(self) -> None:
+        """Session end: keep the content hashes of ``deps:`` files for the next session."""
+        if self._fingerprinter is not None:
+            self._fingerprinter.hashes.save()
 
     @property
     def scrubber(self) -> Scrubber:

@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import yaml
 
@@ -49,7 +49,9 @@ from .resultsdoc import (
     canonical,
     count_entries,
     empty_doc,
+    fingerprint_of,
     history_after,
+    move_to_stale,
     points_in,
     upgrade_doc,
     upgrade_entry,
@@ -60,10 +62,30 @@ from .yamlwrite import dump_yaml
 if TYPE_CHECKING:
     from .records import ResultEntry
 
+
+class Reconciler(Protocol):
+    """Decides what the plan stands behind; the store moves entries accordingly (``reuse.py``
+    holds the plugin's).  ``key`` is a sub-experiment id or ``"<sub_id>[<point>]"``; ``doc`` the
+    experiment's document being settled (entries of its other sub-experiments are read there)."""
+
+    def stale_reason(self, key: str, entry: Mapping[str, Any]) -> str | None:
+        """Why the plan no longer stands behind ``entry`` (params, seeds changed), or None."""
+
+    def restorable(self, key: str, candidate: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:
+        """Whether a stale entry (or history item) is what the plan asks for again."""
+
+    def restored(self, key: str, candidate: Mapping[str, Any], doc: Mapping[str, Any]) -> dict[str, Any]:
+        """``candidate`` as a current entry again (its original dates kept)."""
+
+    def reconcile(self, experiment_id: str, doc: dict[str, Any]) -> None:
+        """After stale entries moved: restore what matches again, mark what is outdated."""
+
+
 __all__ = [
     "COMPACT_MIN",
     "HISTORY_LIMIT",
     "SCHEMA_VERSION",
+    "Reconciler",
     "ResultsStore",
     "ResultsWriteError",
     "StoreError",
@@ -162,6 +184,21 @@ def _repair_surrogate_escapes(data: bytes) -> bytes:
     return _YAML_SURROGATE_ESCAPE.sub(shown, data)
 
 
+def _same_attempt(stored: Any, new: Mapping[str, Any]) -> bool:
+    """Whether ``new`` re-records the attempt ``stored`` (a result reused whole from it): then
+    it is not its own history.  A fresh run is never the same attempt, even one that finished
+    in the same second with the same fingerprint."""
+    reused = new.get("reused")
+    if not isinstance(stored, dict) or not isinstance(reused, Mapping) or reused.get("seeds"):
+        return False
+    fp = fingerprint_of(new)
+    return (
+        fp is not None
+        and fp == fingerprint_of(stored)
+        and stored.get("finished_at") == new.get("finished_at") == reused.get("from")
+    )
+
+
 def _stat_sig(path: Path) -> tuple[int, int, int] | None:
     try:
         st = os.stat(path)
@@ -225,6 +262,7 @@ class ResultsStore:
         stub: bool,
         warn: Callable[[str], None],
         digest_for: Callable[[str], str | None] | None = None,
+        reconciler: Reconciler | None = None,
         refresh_s: float | None = 10.0,
         lock_timeout_s: float = 30.0,
         fsync: bool = True,
@@ -237,6 +275,7 @@ class ResultsStore:
         self.stub = stub
         self.warn = warn
         self.digest_for = digest_for
+        self.reconciler = reconciler
         self.refresh_s = refresh_s
         self.lock_timeout_s = lock_timeout_s
         self.fsync = fsync
@@ -378,56 +417,91 @@ class ResultsStore:
 
     # -- stale entries -------------------------------------------------------------------------
 
-    def _digest_changed(self, key: str, entry: Any) -> bool:
-        if self.digest_for is None or not isinstance(entry, dict):
-            return False
+    def _stale_reason(self, key: str, entry: Any) -> str | None:
+        """Why the current plan no longer stands behind ``entry`` (None: it still does)."""
+        if not isinstance(entry, dict):
+            return None
+        if self.reconciler is not None:
+            return self.reconciler.stale_reason(key, entry)
+        if self.digest_for is None:
+            return None
         expected = self.digest_for(key)
         if expected is None:
-            return False
+            return None
         prov = entry.get("provenance")
         stored = prov.get("params_sha256") if isinstance(prov, dict) else None
-        return stored is not None and stored != expected
+        return "params changed" if stored is not None and stored != expected else None
+
+    def _unplace(self, doc: dict[str, Any], key: str, entry: Any, reason: str) -> None:
+        """``entry`` (the current one of ``key``, already taken out) goes under ``stale:``; when
+        the stale entry of that key matches the plan again, the two swap (an edit and its undo
+        lose nothing, whole entries, SPEC section 11)."""
+        stale: dict[str, Any] = doc["stale"]
+        older = stale.get(key)
+        rec = self.reconciler
+        if rec is not None and isinstance(older, dict) and rec.restorable(key, older, doc):
+            del stale[key]
+            self._put(doc, key, rec.restored(key, older, doc))
+        move_to_stale(stale, key, entry, reason)
+
+    @staticmethod
+    def _put(doc: dict[str, Any], key: str, entry: dict[str, Any]) -> None:
+        sub_id, _, point = key.partition("[")
+        subs: dict[str, Any] = doc["sub_experiments"]
+        if point:
+            points_in(subs, sub_id)[point[:-1]] = entry
+        else:
+            subs[sub_id] = entry
 
     def _mark_stale(self, experiment_id: str, doc: dict[str, Any]) -> None:
-        """Move entries the current plan no longer stands behind under ``stale:``."""
+        """Move entries the current plan no longer stands behind under ``stale:`` (with the
+        reason), bring back stale entries it stands behind again, and let the reconciler mark
+        what is outdated."""
         subs: dict[str, Any] = doc["sub_experiments"]
-        stale: dict[str, Any] = doc["stale"]
         own: set[str] = set()
         if self.plan.has_experiment(experiment_id):
             own = {s.id for s in self.plan.experiment(experiment_id).sub_experiments}
         for sub_id in list(subs):
             entry = subs[sub_id]
             if sub_id not in own or not isinstance(entry, dict):
-                stale[sub_id] = subs.pop(sub_id)
+                self._unplace(doc, sub_id, subs.pop(sub_id), "not in plan")
                 continue
             sub = self.plan.sub(sub_id)
             points = entry.get("points")
             if not sub.sweep:
                 # A sweep that was removed, or params that changed since the run.
-                if isinstance(points, dict) or self._digest_changed(sub_id, entry):
-                    stale[sub_id] = subs.pop(sub_id)
+                reason = (
+                    "no longer a sweep" if isinstance(points, dict) else self._stale_reason(sub_id, entry)
+                )
+                if reason is not None:
+                    self._unplace(doc, sub_id, subs.pop(sub_id), reason)
                 continue
             if not isinstance(points, dict):
                 if "provenance" in entry:  # a plain run from before the sweep was added
-                    stale[sub_id] = subs.pop(sub_id)
+                    self._unplace(doc, sub_id, subs.pop(sub_id), "now a sweep")
                 continue
             valid = set(self._points_of(sub_id))
             moved = False
             for key in list(points):
                 node = f"{sub_id}[{key}]"
-                if key not in valid or self._digest_changed(node, points[key]):
-                    stale[node] = points.pop(key)
+                reason = "not in plan" if key not in valid else self._stale_reason(node, points[key])
+                if reason is not None:
                     moved = True
+                    self._unplace(doc, node, points.pop(key), reason)
             if moved:
                 # The summary (selected point, aggregate status) was computed over points that no
                 # longer count; keep only the points until the glue sets a new summary.
                 summary = {k: v for k, v in entry.items() if k != "points"}
+                holder = subs.get(sub_id)
+                points = holder.get("points") if isinstance(holder, dict) else None
                 if summary:
-                    stale[sub_id] = summary
+                    move_to_stale(doc["stale"], sub_id, summary, "its points changed")
                 if points:
                     subs[sub_id] = {"points": points}
                 else:
-                    del subs[sub_id]
+                    subs.pop(sub_id, None)
+        if self.reconciler is not None:
+            self.reconciler.reconcile(experiment_id, doc)
 
     # -- crash recovery ------------------------------------------------------------------------
 
@@ -596,7 +670,8 @@ class ResultsStore:
         state = self._writable(experiment_id)
         new = dict(entry)  # the store's own top level; nested values are never changed in place
         new.pop("history", None)
-        hist = history_after(self._stored(experiment_id, sub_id, point))
+        stored = self._stored(experiment_id, sub_id, point)
+        hist = history_after(stored, same=_same_attempt(stored, new))
         op = {"op": "r", "sub": sub_id, "point": point, "history": hist, "entry": new}
         try:
             # Entries are plain data (results are normalised to it): the view keeps the entry
@@ -740,6 +815,10 @@ class ResultsStore:
                     self._set_problem_aside(state.path, problem)
                 self._mark_stale(state.experiment_id, disk)
                 state.doc = self._merge(disk, state)
+            elif self.reconciler is not None:
+                # What this session ran may have changed what other entries depend on (an
+                # upstream result's fingerprint): mark them again before they are written.
+                self.reconciler.reconcile(state.experiment_id, state.doc)
             atomic_write_text(state.path, dump_yaml(self._canonical(state)), fsync=self.fsync)
             state.disk_sig = _stat_sig(state.path)
         state.entries_on_disk = count_entries(state.doc)

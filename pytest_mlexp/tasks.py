@@ -6,11 +6,9 @@ Used when an item runs (``orchestrate.py``) and when its work is submitted ahead
 
 from __future__ import annotations
 
-import functools
 import os
-import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .execution import Task
@@ -22,106 +20,79 @@ if TYPE_CHECKING:
 
     from .handlers import HandlerRef
     from .model import SubExperiment, SweepPoint
+    from .reuse import NodeFingerprint
     from .session import MlexpSession, PlanContext
 
-__all__ = [
-    "artifacts_dir",
-    "build_task",
-    "git_path_dirty",
-    "git_state",
-    "item_tasks",
-    "provenance",
-    "seed_tasks",
-]
+__all__ = ["artifacts_dir", "build_task", "item_tasks", "provenance", "seed_tasks"]
 
 _PYTHON_VERSION = ".".join(str(v) for v in sys.version_info[:3])
 
 
-@functools.lru_cache(maxsize=8)
-def git_state(root: str) -> tuple[str | None, bool | None]:
-    """The commit, and whether tracked files are modified anywhere (provenance; once a session)."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=False
-        )
-        if head.returncode != 0:
-            return None, None
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-        return head.stdout.strip() or None, bool(status.stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        return None, None
+_FOLDER_MAX = 100
 
 
-def git_path_dirty(root: str, path: str) -> bool:
-    """Whether one file is modified or untracked (SPEC section 10: a plan or handler that git
-    does not know makes the result as unreproducible as a modified one).  Ignored files are
-    not the project's: clean."""
-    try:
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=all", "--", path],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return status.returncode == 0 and bool(status.stdout.strip())
+def _folder(name: str) -> str:
+    """A folder name of at most 100 characters: a longer one keeps its start and a digest."""
+    if len(name) <= _FOLDER_MAX:
+        return name
+    import hashlib
+
+    return (
+        f"{name[: _FOLDER_MAX - 9]}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    )
 
 
-def _dirty(ctx: PlanContext, dirty: bool | None, paths: Sequence[str]) -> bool | None:
-    if dirty is not False:  # modified tracked files, or not a git checkout at all (None)
-        return dirty
-    for path in paths:
-        known = ctx.git_paths.get(path)
-        if known is None:
-            known = ctx.git_paths[path] = git_path_dirty(ctx.root_text, path)
-        if known:
-            return True
-    return False
-
-
-def artifacts_dir(plan_root: str, sub_id: str, point: str | None, seed: int | None, stub: bool) -> str:
-    """``<plan folder>/artifacts[-stub]/<sub_id>[/<point>][/seed<k>]`` (SPEC section 4)."""
-    parts = ["artifacts-stub" if stub else "artifacts", sub_id]
+def artifacts_dir(
+    plan_root: str,
+    sub_id: str,
+    point: str | None,
+    seed: int | None,
+    stub: bool,
+    fingerprint: str | None = None,
+) -> str:
+    """``<plan folder>/artifacts/<sub_id>/<fingerprint[:12]>[/<point>][/seed<k>]`` (SPEC sections
+    4 and 11): each fingerprint has its own folder, so a restored or reused result still links
+    its own files.  Stub runs keep ``artifacts-stub/<sub_id>[/<point>][/seed<k>]`` (scratch)."""
+    parts = ["artifacts-stub" if stub else "artifacts", _folder(sub_id)]
+    if fingerprint and not stub:
+        parts.append(fingerprint[:12])
     if point:
-        parts.append(point)
+        parts.append(_folder(point))
     if seed is not None:
         parts.append(f"seed{seed}")
     return join_simple(plan_root, *parts)
 
 
-def provenance(ctx: PlanContext, sub: SubExperiment, params: Mapping[str, Any]) -> dict[str, Any]:
-    """``provenance:`` of a result: git state, handler source digest, params digest, Python."""
+def provenance(
+    ctx: PlanContext, sub: SubExperiment, params: Mapping[str, Any], fp: NodeFingerprint | None = None
+) -> dict[str, Any]:
+    """``provenance:`` of a result: git state, handler source digest, params digest, Python, and
+    its fingerprint (SPEC section 11) with the seeds it holds and a digest per input."""
     base = ctx.provenance_base.get(sub.id)
     if base is None:  # all but the params digest is the same for every item of a sub, all session
-        if ctx.git_head is None:
-            ctx.git_head = git_state(ctx.root_text)
-        commit, dirty = ctx.git_head
-        paths = [str(ctx.plan.path)]
+        git = ctx.git()
         try:
             ref = ctx.handler(sub)
             handler_sha = ref.source_sha256
-            paths.append(str(ref.module_path))
         except LookupError:
             handler_sha = None
-        dirty = _dirty(ctx, dirty, paths)
+        # git_dirty: the files this result is computed from (its fingerprint's) or the plan
+        # differ from the commit, untracked files included (SPEC section 10).
+        try:
+            plan_file = ctx.plan.path.relative_to(ctx.root).as_posix()
+        except ValueError:
+            plan_file = str(ctx.plan.path)
+        files = [*(fp.files if fp is not None else ()), plan_file]
         base = ctx.provenance_base[sub.id] = {
-            "git_commit": commit,
-            "git_dirty": dirty,
+            "git_commit": git.commit,
+            "git_dirty": git.dirty(ctx.root_text, files),
             "handler_sha256": handler_sha,
         }
     out = dict(base)
-    out["params_sha256"] = params_digest(params)
+    out["params_sha256"] = fp.params_sha256 if fp is not None else params_digest(params)
     out["python"] = _PYTHON_VERSION
+    if fp is not None:
+        out.update(fp.provenance())
     return out
 
 
@@ -140,6 +111,7 @@ def build_task(
     ref: HandlerRef,
     *,
     progress: bool = True,
+    fingerprint: str | None = None,
 ) -> Task:
     """One seed's task, as plain data for whichever executor runs it.  ``progress``: give it a
     file to append what the handler logs to, for the live line (a seed run in another process)."""
@@ -167,7 +139,9 @@ def build_task(
         module_path=module_path,
         module_name=ref.module_name,
         function=ref.function,
-        artifacts_dir=artifacts_dir(ctx.plan_root_text, sub.id, point_key, seed if multi else None, stub),
+        artifacts_dir=artifacts_dir(
+            ctx.plan_root_text, sub.id, point_key, seed if multi else None, stub, fingerprint
+        ),
         workdir=workdir,
         upstream=ctx.results.upstream(sub) if sub.dependencies else {},
         variant=dict(variant),
@@ -192,9 +166,17 @@ def seed_tasks(
     *,
     progress: bool = True,
 ) -> list[Task]:
-    """The tasks of one item, one per seed (the first seed only under --stub)."""
+    """The tasks of one item, one per seed (the first seed only under --stub), but for the seeds
+    a stored result holds under ``--mlexp-reuse`` (``PlanContext.decision``)."""
     seeds = sub.seeds[:1] if state.stub else sub.seeds
-    return [build_task(state, ctx, sub, point, seed, params, ref, progress=progress) for seed in seeds]
+    decision = ctx.decision(sub, point)
+    fp = decision.fingerprint.fingerprint if decision.fingerprint is not None else None
+    if decision.sources:
+        seeds = tuple(decision.to_run(seeds))
+    return [
+        build_task(state, ctx, sub, point, seed, params, ref, progress=progress, fingerprint=fp)
+        for seed in seeds
+    ]
 
 
 def item_tasks(item: pytest.Item, ref: HandlerRef, *, progress: bool = True) -> list[Task]:

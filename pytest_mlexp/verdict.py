@@ -577,6 +577,10 @@ def experiment_verdict(
             problems.append(f"pivot {pv.pivot.key} not met: {first}")
 
     review = _review(exp, original, pivots)
+    for sub in exp.sub_experiments:  # SPEC section 11: still counts, listed for review
+        stored = _mapping(doc_subs.get(sub.id))
+        if stored is not None and stored.get("outdated"):
+            review.append(f"{sub.id}: outdated ({stored['outdated']}); re-run it to refresh the result")
     message = ""
     if name == "passed_with_pivot" and passing_pivot is not None:
         p = passing_pivot.pivot

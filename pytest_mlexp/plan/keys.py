@@ -26,6 +26,7 @@ INHERITABLE_KEYS: tuple[str, ...] = (
     "executor",
     "resources",
     "marks",
+    "deps",
 )
 INHERITABLE_SET = frozenset(INHERITABLE_KEYS)
 NOT_INHERITED_KEYS: tuple[str, ...] = ("success_criteria", "dependencies", "accepted")

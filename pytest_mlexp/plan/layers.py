@@ -33,6 +33,8 @@ class Layer:
     executor: Any = UNSET  # str | None
     resources: dict[Any, Any] | None = None
     marks: tuple[str, ...] = ()
+    # deps: a mapping (name -> path or glob) merges key by key like params; a list replaces
+    deps: Any = UNSET  # dict[str, str | None] | tuple[str, ...]
 
 
 def _deep_merge(base: Mapping[Any, Any], over: Mapping[Any, Any]) -> dict[Any, Any]:
@@ -72,7 +74,26 @@ def merge_layers(outer: Layer, inner: Layer) -> Layer:
         executor=pick(outer.executor, inner.executor),
         resources=merged(outer.resources, inner.resources),
         marks=marks,
+        deps=_merge_deps(outer.deps, inner.deps),
     )
+
+
+def _merge_deps(outer: Any, inner: Any) -> Any:
+    """``deps`` is inherited like ``params``: mappings merge key by key, anything else replaces."""
+    if inner is UNSET:
+        return outer
+    if isinstance(outer, dict) and isinstance(inner, dict):
+        return {**outer, **inner}
+    return inner
+
+
+def deps_patterns(deps: Any) -> tuple[str, ...]:
+    """The paths and globs a merged ``deps`` names (a named entry set to null drops it)."""
+    if deps is UNSET or deps is None:
+        return ()
+    if isinstance(deps, dict):
+        return tuple(dict.fromkeys(v for v in deps.values() if v is not None))
+    return tuple(deps)
 
 
 def parse_layer(ctx: Ctx, owner: dict[Any, Any], known: dict[str, Any], where: str) -> Layer:
@@ -128,7 +149,43 @@ def parse_layer(ctx: Ctx, owner: dict[Any, Any], known: dict[str, Any], where: s
             layer.resources = _parse_resources(ctx, raw, line, where)
         elif key == "marks":
             layer.marks = _parse_marks(ctx, raw, line, where)
+        elif key == "deps":
+            layer.deps = _parse_deps(ctx, raw, line, where)
     return layer
+
+
+def _parse_deps(ctx: Ctx, raw: Any, line: int, where: str) -> Any:
+    """``deps``: a path or glob, a list of them, or a mapping name -> path/glob (relative to the
+    rootdir; SPEC section 11).  Absolute paths and ``..`` are refused: a fingerprint must mean
+    the same on every machine that has the project."""
+    fix = 'write deps: [data/train.csv, "data/shards/*.parquet"] (paths relative to the rootdir)'
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = [raw]
+    if isinstance(raw, dict):
+        items = list(raw.items())
+    elif isinstance(raw, list):
+        items = [(None, v) for v in raw]
+    else:
+        raise ctx.err(line, f"deps of {where} must be a path, a list or a mapping, not {type_name(raw)}", fix)
+    for name, value in items:
+        if name is not None and not isinstance(name, str):
+            raise ctx.err(line, f"deps of {where}: names must be strings, not {type_name(name)}", fix)
+        if value is None and name is not None:
+            continue  # a named entry set to null drops an inherited one
+        if not isinstance(value, str) or not value.strip():
+            raise ctx.err(
+                line, f"deps of {where}: each entry must be a path or glob, not {type_name(value)}", fix
+            )
+        text = value.strip().replace("\\", "/")
+        if text.startswith("/") or (len(text) > 1 and text[1] == ":") or ".." in text.split("/"):
+            raise ctx.err(
+                line, f"deps of {where}: {shown(value)} must be relative to the rootdir, inside it", fix
+            )
+    if isinstance(raw, dict):
+        return {k: (v.strip().replace("\\", "/") if isinstance(v, str) else None) for k, v in raw.items()}
+    return tuple(v.strip().replace("\\", "/") for v in raw)
 
 
 def _check_param_names(ctx: Ctx, params: dict[Any, Any], where: str) -> None:

@@ -18,7 +18,7 @@ from .context import UNSET, Ctx, as_text, check_id, id_list, parse_accepted, par
 from .decisions import achieved_of, achieved_value, parse_pivots, plan_status, sub_entries
 from .gates import parse_gates
 from .keys import NOT_INHERITED_KEYS
-from .layers import Layer, merge_layers, parse_layer
+from .layers import Layer, deps_patterns, merge_layers, parse_layer
 from .limits import MAX_ID_LENGTH, shown
 
 
@@ -312,6 +312,7 @@ def _parse_sub(
         executor=layer.executor if isinstance(layer.executor, str) else "local",
         resources=dict(layer.resources or {}),
         marks=layer.marks,
+        deps=deps_patterns(layer.deps),
         success_criteria=criteria,
         dependencies=tuple(i for i, _ in deps),
         meta=meta,

@@ -57,12 +57,13 @@ def test_process_executor_outcomes(project: Project) -> None:
     assert subs["e1_ok"]["status"] == "passed" and subs["e1_ok"]["executor"] == "process"
     pids = {subs["e1_ok"]["per_seed"][s]["pid"] for s in (0, 1)}
     assert os.getpid() not in pids  # in worker processes (warm ones: see test_warm_workers.py)
+    fp = subs["e1_ok"]["provenance"]["fingerprint"][:12]  # artifacts are kept per fingerprint
     assert sorted(subs["e1_ok"]["artifacts"]) == [
-        "artifacts/e1_ok/seed0/a.txt",
-        "artifacts/e1_ok/seed1/a.txt",
+        f"artifacts/e1_ok/{fp}/seed0/a.txt",
+        f"artifacts/e1_ok/{fp}/seed1/a.txt",
     ]
     assert (
-        (project.path / "research" / "artifacts" / "e1_ok" / "seed1" / "a.txt")
+        (project.path / "research" / "artifacts" / "e1_ok" / fp / "seed1" / "a.txt")
         .read_text()
         .startswith("seed 1")
     )
@@ -280,10 +281,11 @@ def test_modal_executor_through_the_fake_backend(project: Project) -> None:
     ok = subs["m_ok"]
     assert ok["status"] == "passed" and ok["executor"] == "modal"
     assert "artifacts/e1_ok" not in str(ok["artifacts"])
-    assert "artifacts/m_ok/seed0/small.txt" in ok["artifacts"]
+    fp = ok["provenance"]["fingerprint"][:12]  # artifacts are kept per fingerprint
+    assert f"artifacts/m_ok/{fp}/seed0/small.txt" in ok["artifacts"]
     big = [a for a in ok["artifacts"] if a.endswith("big.bin")]
     assert len(big) == 2 and all(a.startswith("modal-volume://mlexp-artifacts/") for a in big)
-    art = project.path / "research" / "artifacts" / "m_ok"
+    art = project.path / "research" / "artifacts" / "m_ok" / fp
     assert (art / "seed1" / "small.txt").read_text() == "small"  # came back with the result
     assert not (art / "seed1" / "big.bin").exists()
     raised = subs["m_raise"]["error"]
@@ -295,7 +297,7 @@ def test_modal_executor_through_the_fake_backend(project: Project) -> None:
     assert backend["started"] == 1 and backend["stopped"] == 1  # one app for the session, closed at the end
     spawned = {s[0]: s for s in backend["spawned"]}
     assert spawned["m_ok"][3] == {"gpu": "A100-80GB", "timeout": 600}
-    assert "/plan/artifacts/m_ok/seed" in spawned["m_ok"][2]  # remapped into the container's scratch
+    assert f"/plan/artifacts/m_ok/{fp}/seed" in spawned["m_ok"][2]  # remapped into the container's scratch
     assert [s[0] for s in backend["spawned"]].count("m_pre") == 2
 
 

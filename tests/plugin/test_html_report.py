@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -195,7 +196,8 @@ def _check_rows(rows: dict[str, dict[str, Any]], img_prefix: str) -> None:
     assert "No log output captured" not in fit["text"]
     # the figure the handler saved, embedded; the CSV is not a figure
     assert any(src.startswith(img_prefix) for src in fit["imgs"]), fit["imgs"]
-    assert "artifacts/a_fit/confusion.png" in fit["text"] and "1 / 2" in fit["text"]
+    # artifacts/<sub>/<fingerprint[:12]>/<name> (artifacts are kept per fingerprint)
+    assert re.search(r"artifacts/a_fit/[0-9a-f]{12}/confusion\.png", fit["text"]) and "1 / 2" in fit["text"]
     assert "loss=0.4567 (fail)" in ev["text"] and "loss 0.4567 fail (not passed)" in ev["text"]
     assert not [src for src in ev["imgs"] if src]  # no figure: pytest-html's viewer stays empty
     # the assessment: the verdict and why

@@ -104,7 +104,8 @@ def test_save_artifact_never_follows_a_symlink_out_nor_writes_the_folder_itself(
     assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]  # nothing planted, no folder made
     folder = project.path / "research" / "artifacts" / "a_save"
     assert folder.is_dir()
-    assert entry["artifacts"] == ["artifacts/a_save/plot.txt"]
+    fp = entry["provenance"]["fingerprint"][:12]  # artifacts are kept per fingerprint
+    assert entry["artifacts"] == [f"artifacts/a_save/{fp}/plot.txt"]
 
 
 @pytest.mark.parametrize("how", ["absolute", "relative", "symlink"])

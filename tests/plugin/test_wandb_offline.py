@@ -9,6 +9,7 @@ one subprocess (which also keeps W&B's service from leaking into other tests).
 from __future__ import annotations
 
 import json
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,8 @@ def test_offline_runs_read_back(project: Project, monkeypatch: pytest.MonkeyPatc
     assert r1["exit_code"] == 0
     (art,) = r1["artifacts"]
     assert art.name == "e_a_1-seed0" and art.type == "mlexp-artifacts"
-    assert [e.path for e in art.manifest.contents] == ["artifacts/e_a_1/plots/curve v1.txt"]
+    (path,) = [e.path for e in art.manifest.contents]  # artifacts/<sub>/<fingerprint[:12]>/...
+    assert re.fullmatch(r"artifacts/e_a_1/[0-9a-f]{12}/plots/curve v1\.txt", path), path
 
     point = runs["e_a_2[width_16]-seed0"]
     assert point["config"]["width"] == 16 and point["config"]["point"] == "width_16"

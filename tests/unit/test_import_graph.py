@@ -264,6 +264,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "legacy",
             "store",
             "results",
+            "fingerprint",
+            "gitstate",
+            "reuse",
+            "compare",
+            "estimate",
+            "lastfailed",
         ),
     ),
     (
@@ -281,6 +287,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("executors", ("executors.*", "executors")),
+    ("cli", ("cli.*", "cli")),  # the mlexp command: no pytest, no glue (test_cli.py checks it runs without)
     (
         "glue",  # pytest: the session, its items and hooks
         (
@@ -348,7 +355,7 @@ def test_imports_only_go_down_the_layers() -> None:
 def test_executors_and_trackers_never_see_the_session() -> None:
     # They get narrow objects (ExecutorContext; a plan and a root), never the session: nothing
     # in them names a glue module, not even for a type.
-    glue = {f"{PACKAGE}.{m}" for m in LAYERS[4][1]}
+    glue = {f"{PACKAGE}.{m}" for m in dict(LAYERS)["glue"]}
     for name, path in _modules().items():
         if not name.startswith((f"{PACKAGE}.executors", f"{PACKAGE}.trackers")):
             continue

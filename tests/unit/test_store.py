@@ -151,8 +151,19 @@ def test_history_newest_first_and_bounded(plan: Plan) -> None:
     history = got["history"]
     assert len(history) == HISTORY_LIMIT
     assert [h["finished_at"] for h in history] == [f"t{i:02d}" for i in range(13, 3, -1)]
-    assert history[0] == {"finished_at": "t13", "status": "failed", "metrics": {"acc": 13.0}}
-    assert set(got) - {"history"} == set(entry())  # nothing else of the replaced entry is kept
+    # SPEC section 11: each attempt with its params digest, commit (and fingerprint, tracker link
+    # when it had them), and what a later session needs to reuse it (finding, params, duration).
+    assert history[0] == {
+        "finished_at": "t13",
+        "status": "failed",
+        "finding": "status failed",
+        "metrics": {"acc": 13.0},
+        "params": {"lr": 0.01},
+        "duration_s": 1.5,
+        "params_sha256": "d1",
+        "git_commit": "abc",
+    }
+    assert set(got) - {"history"} == set(entry())  # the new entry is what was recorded
     assert list(got)[-1] == "history"
 
 

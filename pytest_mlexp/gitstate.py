@@ -1,0 +1,79 @@
+"""The project's git state for provenance: the commit, and which files differ from it.
+
+``git_dirty`` of a result (SPEC section 10, last bullet) is true when a file its fingerprint
+covers (handler, the project modules it imports, conftests, ``deps:``) or the plan is modified
+or untracked; an edited README elsewhere does not make every result dirty.  git is asked twice
+per session, never per item.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["GitState", "git_state"]
+
+
+@dataclass(frozen=True)
+class GitState:
+    """``commit`` is None outside a git work tree (then nothing is known to be dirty)."""
+
+    commit: str | None
+    top: str | None  # the work tree's top folder
+    changed: frozenset[str]  # modified, added, deleted or untracked paths, relative to ``top``
+    untracked_dirs: tuple[str, ...]  # untracked folders (git lists the folder, not its files)
+
+    def dirty(self, root: str, files: Iterable[str]) -> bool | None:
+        """Whether any of ``files`` (relative to ``root``) differs from the commit."""
+        if self.commit is None or self.top is None:
+            return None
+        prefix = os.path.relpath(root, self.top).replace(os.sep, "/")
+        prefix = "" if prefix == "." else prefix + "/"
+        for name in files:
+            path = prefix + name
+            if path in self.changed or any(path.startswith(d) for d in self.untracked_dirs):
+                return True
+        return False
+
+
+def _run(args: list[str], cwd: str) -> subprocess.CompletedProcess[bytes] | None:
+    try:
+        return subprocess.run(args, cwd=cwd, capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def git_state(root: str) -> GitState:
+    """The commit and the changed files of the work tree holding ``root`` (the session asks
+    once: ``PlanContext.git``)."""
+    none = GitState(None, None, frozenset(), ())
+    head = _run(["git", "rev-parse", "HEAD", "--show-toplevel"], root)
+    if head is None or head.returncode != 0:
+        return none
+    lines = head.stdout.decode("utf-8", "surrogateescape").splitlines()
+    if len(lines) < 2:
+        return none
+    commit, top = lines[0].strip(), lines[1].strip()
+    status = _run(["git", "status", "--porcelain=v1", "-z", "--untracked-files=normal"], root)
+    changed: set[str] = set()
+    dirs: list[str] = []
+    if status is not None and status.returncode == 0:
+        fields = status.stdout.decode("utf-8", "surrogateescape").split("\0")
+        i = 0
+        while i < len(fields):
+            item = fields[i]
+            i += 1
+            if len(item) < 4:
+                continue
+            code, path = item[:2], item[3:]
+            if code[0] in "RC":  # a rename: the next field is the old path
+                if i < len(fields):
+                    changed.add(fields[i])
+                i += 1
+            if code == "??" and path.endswith("/"):
+                dirs.append(path)
+            else:
+                changed.add(path)
+    return GitState(commit or None, top, frozenset(changed), tuple(dirs))
