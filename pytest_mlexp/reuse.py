@@ -595,14 +595,23 @@ def plan_reuse(
     stale: Mapping[str, Any] | None,
     plan_root: Path,
     read_by_dependents: bool,
+    rejudged: Callable[[Mapping[str, Any]], str] | None = None,
 ) -> ReusePlan:
     """Which of ``seeds`` stored results hold: the newest result (current, stale or in a
     history) with the same fingerprint and that seed, and that re-judges as passed or failed
     (never an error, an infrastructure error or a blocked placeholder).  An imported result is
     reused whole while it is the current one.  A result whose files are gone is not reused when
-    a dependent reads them (``read_by_dependents``)."""
+    a dependent reads them (``read_by_dependents``).  ``rejudged(entry)``: its status judged by
+    today's plan (a stored ``passed`` that now lacks a metric the plan needs is a wiring
+    ``error``, never reused); without it, the stored status."""
     out = ReusePlan(fp)
-    if isinstance(current, Mapping) and current.get("imported") and current.get("status") in _RAN:
+
+    def ran(entry: Mapping[str, Any]) -> bool:
+        if entry.get("status") not in _RAN:
+            return False
+        return rejudged is None or rejudged(entry) in _RAN
+
+    if isinstance(current, Mapping) and current.get("imported") and ran(current):
         when = str(current.get("finished_at") or (current.get("imported") or {}).get("started_at") or "")
         source = _Source(current, when, tuple(seeds), imported=True)
         return ReusePlan(fp, {s: source for s in seeds})
@@ -610,9 +619,9 @@ def plan_reuse(
         return out
     sources: list[_Source] = []
     for cand in _candidates([current, stale]):
-        if cand.get("status") not in _RAN:
-            continue
         if fingerprint_of(cand) != fp.fingerprint:  # (the version is hashed into it)
+            continue
+        if not ran(cand):
             continue
         held = seeds_of(cand)
         if not held:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -167,11 +168,26 @@ class PlanContext:
                 stale=stale.get(key),
                 plan_root=self.plan.root,
                 read_by_dependents=sub.id in self._read_by_dependents,
+                rejudged=self._rejudge(sub, point is not None),
             )
         else:
             got = ReusePlan(fp)
         self._decisions[key] = got
         return got
+
+    def _rejudge(self, sub: SubExperiment, point: bool) -> Callable[[Mapping[str, Any]], str]:
+        """A stored result's status judged by today's plan (``subjudge.py``): what reuse asks."""
+        from .subjudge import judge_stored, lookup_for, point_status
+
+        plan, results, stub = self.plan, self.results, self.stub
+
+        def status(entry: Mapping[str, Any]) -> str:
+            if point:
+                return point_status(plan, sub, entry)[0]
+            lookup = lookup_for(plan, results.entry) if sub.implicit_dependencies else None
+            return judge_stored(plan, sub, dict(entry), stub=stub, lookup=lookup).status
+
+        return status
 
     def fixture_names(self, sub: SubExperiment) -> list[str]:
         """The fixtures its handler asks for, other than ``runner`` (none when it has no handler)."""

@@ -66,7 +66,8 @@ def test_the_executor_example_keeps_the_contract(project: Project) -> None:
     ok = subs["b_ok"]
     assert ok["status"] == "passed" and ok["executor"] == "background"
     assert os.getpid() not in {ok["per_seed"][s]["pid"] for s in (0, 1)}
-    assert sorted(ok["artifacts"]) == ["artifacts/b_ok/seed0/a.txt", "artifacts/b_ok/seed1/a.txt"]
+    fp = ok["provenance"]["fingerprint"][:12]  # artifacts are kept per fingerprint
+    assert sorted(ok["artifacts"]) == [f"artifacts/b_ok/{fp}/seed0/a.txt", f"artifacts/b_ok/{fp}/seed1/a.txt"]
     raised = subs["b_raise"]["error"]
     assert raised["kind"] == "handler" and "ValueError: boom in the worker" in raised["traceback"]
     lost = subs["b_lost"]["error"]
@@ -172,8 +173,9 @@ def test_the_ray_example_runs_seeds_on_ray(project: Project) -> None:
     subs = project.results("e-one")["sub_experiments"]
     ok = subs["b_ok"]
     assert ok["status"] == "passed" and ok["executor"] == "ray"
-    assert sorted(ok["artifacts"]) == ["artifacts/b_ok/seed0/a.txt", "artifacts/b_ok/seed1/a.txt"]
-    assert (project.path / "research" / "artifacts" / "b_ok" / "seed1" / "a.txt").read_text() == "seed 1"
+    fp = ok["provenance"]["fingerprint"][:12]  # artifacts are kept per fingerprint
+    assert sorted(ok["artifacts"]) == [f"artifacts/b_ok/{fp}/seed0/a.txt", f"artifacts/b_ok/{fp}/seed1/a.txt"]
+    assert (project.path / "research" / "artifacts" / "b_ok" / fp / "seed1" / "a.txt").read_text() == "seed 1"
     assert "ValueError: boom in the worker" in subs["b_raise"]["error"]["traceback"]
     assert subs["b_slow"]["error"]["kind"] == "timeout"
 

@@ -160,8 +160,9 @@ def test_pass_fail_and_error_come_back_with_the_jobs_traceback(project: Project)
     assert {s["folder_mode"] for s in seeds} == {0o700}
     assert _session_folders(project) == []
     # The job wrote its artifacts in place (the shared filesystem).
-    assert sorted(ok["artifacts"]) == [f"artifacts/o_pass/seed{s}/seed.txt" for s in (0, 1, 2)]
-    assert (project.path / "research" / "artifacts" / "o_pass" / "seed2" / "seed.txt").read_text() == "2"
+    fp = ok["provenance"]["fingerprint"][:12]  # artifacts are kept per fingerprint
+    assert sorted(ok["artifacts"]) == [f"artifacts/o_pass/{fp}/seed{s}/seed.txt" for s in (0, 1, 2)]
+    assert (project.path / "research" / "artifacts" / "o_pass" / fp / "seed2" / "seed.txt").read_text() == "2"
 
     assert subs["o_fail"]["status"] == "failed"
 
