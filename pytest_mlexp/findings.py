@@ -29,7 +29,7 @@ from .model import (
     SubState,
     Verdict,
 )
-from .records import tracker_label, tracking_of
+from .records import outdated_reason, stale_reason, tracker_label, tracking_of
 from .resultsdoc import seeds_added_after_inconclusive
 from .safetext import clean_text
 from .subjudge import judge_stored, point_status
@@ -551,8 +551,9 @@ def _run_notes(entry: Mapping[str, Any]) -> list[str]:
         which = f"seeds {', '.join(str(x) for x in seeds)} " if isinstance(seeds, list) and seeds else ""
         why = "" if reused.get("imported") else " (same fingerprint: code, params and data unchanged)"
         out += [f"**Reused:** {which}{how} from the run of {when}{why}.", ""]
-    if entry.get("outdated"):
-        out += [f"**Outdated:** {entry['outdated']}; the result still counts: re-run it to refresh it.", ""]
+    outdated = outdated_reason(entry)
+    if outdated:
+        out += [f"**Outdated:** {outdated}; the result still counts: re-run it to refresh it.", ""]
     missing = entry.get("artifacts_missing")
     if isinstance(missing, list) and missing:
         out += [f"**Artifacts missing:** {', '.join(code(m) for m in missing[:5])}", ""]
@@ -805,7 +806,7 @@ def _points_table(
         entry: Mapping[str, Any] = raw if _is_map(raw) else {}
         found = entry.get("metrics")
         metrics: Mapping[str, Any] = found if _is_map(found) else {}
-        why = entry.get("stale_reason") or entry.get("reason") or "its params changed"
+        why = stale_reason(entry) or "its params changed"
         return [label, f"stale ({why})", *(fmt_value(metrics.get(n)) for n in names)]
 
     shown = keys[:MAX_POINT_ROWS]

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .records import outdated_reason
+
 if TYPE_CHECKING:
     from .model import Criterion, Experiment, Plan, Verdict
 
@@ -46,8 +48,8 @@ def _outdated_nodes(sub_id: str, entry: Any) -> list[str]:
         return []
     points = entry.get("points")
     if isinstance(points, Mapping) and points:
-        return [f"{sub_id}[{k}]" for k, p in points.items() if isinstance(p, Mapping) and p.get("outdated")]
-    return [sub_id] if entry.get("outdated") else []
+        return [f"{sub_id}[{k}]" for k, p in points.items() if outdated_reason(p) is not None]
+    return [sub_id] if outdated_reason(entry) is not None else []
 
 
 def outdated_suppliers(plan: Plan, exp: Experiment, verdict: Verdict, doc: Mapping[str, Any]) -> list[str]:

@@ -38,6 +38,8 @@ __all__ = [
     "ERROR",
     "INFRA",
     "OK",
+    "OUTDATED",
+    "STALE_REASON",
     "ErrorInfo",
     "OutcomeError",
     "ResultEntry",
@@ -49,6 +51,8 @@ __all__ = [
     "error_info",
     "new_entry",
     "now_iso",
+    "outdated_reason",
+    "stale_reason",
     "tracker_label",
     "tracking_of",
 ]
@@ -59,6 +63,25 @@ ERROR: Final = "error"
 INFRA: Final = "infra_error"
 OutcomeStatus = Literal["ok", "error", "infra_error"]
 _STATUSES = frozenset((OK, ERROR, INFRA))
+
+# The two keys SPEC section 11 adds to an entry, named here once: the store and the reconciler
+# write them (``resultsdoc``, ``reuse``); the verdict, FINDINGS, ``--lf`` and the ``mlexp`` command
+# read them through the two readers below, so a writer and a reader can never disagree on a name.
+STALE_REASON: Final = "stale_reason"  # under ``stale:``: why the plan no longer stands behind it
+OUTDATED: Final = "outdated"  # a current result whose code or ``deps:`` changed since it ran: why
+
+
+def stale_reason(entry: Any) -> str | None:
+    """Why a stale entry went stale (None: not a mapping, or it says nothing)."""
+    why = entry.get(STALE_REASON) if isinstance(entry, Mapping) else None
+    return str(why) if why else None
+
+
+def outdated_reason(entry: Any) -> str | None:
+    """Why a result is outdated (None: it is not, or it is not a mapping)."""
+    why = entry.get(OUTDATED) if isinstance(entry, Mapping) else None
+    return str(why) if why else None
+
 
 _stamp: tuple[int, str] = (-1, "")
 

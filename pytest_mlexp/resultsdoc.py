@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .model import Plan
+from .records import OUTDATED, STALE_REASON
 
 __all__ = [
     "ENTRY_ORDER",
@@ -58,8 +59,8 @@ ENTRY_ORDER = (
     "selected",
     "finding",
     "blocked_reason",
-    "stale_reason",
-    "outdated",
+    STALE_REASON,
+    OUTDATED,
     "reused",
     "artifacts_missing",
     "imported",
@@ -122,7 +123,7 @@ def upgrade_doc(doc: dict[str, Any]) -> None:
 _HISTORY_TOP = (
     "finished_at",
     "status",
-    "stale_reason",
+    STALE_REASON,
     "finding",
     "metrics",
     "per_seed",
@@ -221,7 +222,7 @@ def move_to_stale(stale: dict[str, Any], key: str, entry: Any, reason: str) -> N
         stale[key] = entry
         return
     # "outdated" is relative to today's code: a stale entry is judged again if it ever comes back
-    new = {**{k: v for k, v in entry.items() if k != "outdated"}, "stale_reason": reason}
+    new = {**{k: v for k, v in entry.items() if k != OUTDATED}, STALE_REASON: reason}
     older = stale.get(key)
     if isinstance(older, dict) and _is_attempt(older):
         items = [history_item(older)]
@@ -238,7 +239,7 @@ def move_to_stale(stale: dict[str, Any], key: str, entry: Any, reason: str) -> N
 
 def unstale(entry: Mapping[str, Any]) -> dict[str, Any]:
     """A stale entry made current again: the same entry without its stale reason."""
-    return {k: v for k, v in entry.items() if k not in ("stale_reason", "outdated")}
+    return {k: v for k, v in entry.items() if k not in (STALE_REASON, OUTDATED)}
 
 
 def count_entries(doc: Mapping[str, Any]) -> int:

@@ -28,7 +28,7 @@ from .fingerprint import (
     upstream_token,
 )
 from .graph import graph_of
-from .records import SeedOutcome
+from .records import OUTDATED, SeedOutcome
 from .resultsdoc import HISTORY_LIMIT, fingerprint_of, unstale
 from .secrets import redact_params
 from .store import params_digest
@@ -395,10 +395,10 @@ class PlanReconciler:
                     outdated += 1
                     why = why or got
             label = f"{outdated} of {len(stored)} points outdated: {why}" if outdated else None
-            if holder.get("outdated") != label:
-                holder = subs[sub_id] = {k: v for k, v in holder.items() if k != "outdated"}
+            if holder.get(OUTDATED) != label:
+                holder = subs[sub_id] = {k: v for k, v in holder.items() if k != OUTDATED}
                 if label:
-                    holder["outdated"] = label
+                    holder[OUTDATED] = label
 
     def _restore_into(self, doc: dict[str, Any], node: str, sub_id: str, point: str | None) -> bool:
         """Bring back the newest stale result of ``node`` that the plan asks for again."""
@@ -471,8 +471,8 @@ class PlanReconciler:
                     why = explain_change(_prov(entry, "inputs"), current.inputs, current.handler_file)
         missing = _missing_artifacts(self.plan.root, entry.get("artifacts"))
         changes: dict[str, Any] = {}
-        if entry.get("outdated") != why:
-            changes["outdated"] = why
+        if entry.get(OUTDATED) != why:
+            changes[OUTDATED] = why
         if (entry.get("artifacts_missing") or None) != (missing or None):
             changes["artifacts_missing"] = missing or None
         if changes:

@@ -34,7 +34,7 @@ from typing import Any, cast
 from .criteria import Lookup, Measurements, judge, judge_measured, judged_value, point_value
 from .criteria.base import pct
 from .model import Achieved, Criterion, Judgement, Loc, Plan, SubExperiment, SubState
-from .records import ResultEntry, new_entry
+from .records import ResultEntry, new_entry, outdated_reason, stale_reason
 from .textutil import closest_metric
 
 __all__ = [
@@ -285,7 +285,7 @@ def _achieved_for(sub: SubExperiment, c: Criterion) -> Achieved | None:
 def outdated(entry: Mapping[str, Any] | None) -> bool:
     """A result whose code changed since it ran (SPEC section 11, ``outdated: <why>``): it still
     counts for verdicts and gates, but a value ``achieved`` records wins over it (SPEC 10)."""
-    return entry is not None and bool(entry.get("outdated"))
+    return outdated_reason(entry) is not None
 
 
 def _judge_criteria(
@@ -351,10 +351,9 @@ def _stale_reason(stale: Any) -> str | None:
     entry = _mapping(stale)
     if entry is None:
         return None
-    for key in ("stale_reason", "reason"):  # written by the store when it moves an entry aside
-        if entry.get(key):
-            return str(entry[key])
-    return "its params or the plan changed since it ran"
+    # written by the store when it moves an entry aside (records.STALE_REASON); an entry moved
+    # before reasons were recorded says nothing, and gets the general reason
+    return stale_reason(entry) or "its params or the plan changed since it ran"
 
 
 def judge_stored(

@@ -79,6 +79,7 @@ from .model import (
     Verdict,
     VerdictName,
 )
+from .records import outdated_reason
 from .resultsdoc import seeds_added_after_inconclusive
 from .subjudge import (
     judge_recorded,
@@ -578,9 +579,9 @@ def experiment_verdict(
 
     review = _review(exp, original, pivots)
     for sub in exp.sub_experiments:  # SPEC section 11: still counts, listed for review
-        stored = _mapping(doc_subs.get(sub.id))
-        if stored is not None and stored.get("outdated"):
-            review.append(f"{sub.id}: outdated ({stored['outdated']}); re-run it to refresh the result")
+        why = outdated_reason(doc_subs.get(sub.id))
+        if why is not None:
+            review.append(f"{sub.id}: outdated ({why}); re-run it to refresh the result")
     message = ""
     if name == "passed_with_pivot" and passing_pivot is not None:
         p = passing_pivot.pivot

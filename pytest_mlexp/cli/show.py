@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..records import outdated_reason
 from ..verdict import experiment_verdict, judge_sub, lookup_for
 from .project import Project
 from .tables import param_text, render
@@ -46,7 +47,7 @@ def _row(
         row["levels"] = {j.metric: j.level for j in judged}
         if point is None or selected:  # a sweep's criteria are judged on its selected point
             row["status"] = "passed" if all(j.passed for j in judged) else "failed"
-    row["outdated"] = entry.get("outdated")
+    row["outdated"] = outdated_reason(entry)
     reused = entry.get("reused")
     if isinstance(reused, Mapping):
         row["reused"] = str(reused.get("from") or "")[:10] + (" (imported)" if reused.get("imported") else "")

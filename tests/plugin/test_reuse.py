@@ -400,6 +400,26 @@ def test_stale_entries_record_why(project: Project) -> None:
     assert stale["r_a"]["stale_reason"] == "params changed: epochs added (3)"
 
 
+def test_the_verdict_and_findings_read_the_reason_the_store_wrote(project: Project) -> None:
+    """One name written, the same name read (records.STALE_REASON): a stale result's reason as the
+    store recorded it reaches the verdict and FINDINGS, not a generic "the plan changed"."""
+    setup(project)
+    project.run("--experiment", "all").assert_outcomes(passed=4)
+    edit_plan(project, "lr: 0.01", "lr: 0.1")
+    project.run("--experiment", "r_c", "-k", "not assessment")  # writes the experiment, runs no r_a
+    calls(project)
+    doc = project.results("e-r")
+    assert "r_a" not in doc["sub_experiments"]
+    assert doc["stale"]["r_a"]["stale_reason"] == "params changed: lr 0.01 → 0.1"
+    findings = project.findings("e-r")
+    assert "(params changed: lr 0.01 → 0.1)" in findings
+    assert "its params or the plan changed since it ran" not in findings
+    result = project.run("--experiment", "e-r", "-k", "assessment")
+    result.stdout.fnmatch_lines(
+        ["*r_a never ran under the current plan (its stored result is stale: params changed: lr 0.01*"]
+    )
+
+
 def _git(root: Path, *args: str) -> None:
     subprocess.run(
         ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
