@@ -20,6 +20,10 @@ together is what stays meaningful).  Every command runs in a fresh subprocess wi
    per item should stay flat (linear total).
 5. memory: peak RSS (``ru_maxrss`` of the child, from ``os.wait4``) of the 10,000-item run vs
    10,000 plain tests (budget <= 1.5).
+6. ``--vs OTHER_CHECKOUT`` (not in the default set): this tree against another copy of
+   pytest_mlexp on the same projects, alternated: the 1,000-item run from nothing, the same run
+   again over its stored results (every result checked against its fingerprint), and ``--co`` of
+   the 10,000-item plan; wall and CPU time (``ru_utime + ru_stime`` of the child) per side.
 
 The plans spread sub-experiments over experiments of 100 each (a realistic shape: many
 experiments, each with its own results.yaml and FINDINGS.md) and name one shared handler
@@ -43,6 +47,7 @@ from pathlib import Path
 
 HEAVY = ("torch", "numpy", "wandb", "modal", "pydantic", "jsonschema")
 PER_EXPERIMENT = 100
+HISTORY_LIMIT = 10  # attempts a results.yaml entry keeps (pytest_mlexp.resultsdoc; not imported here)
 
 ENV = {**os.environ, "WANDB_MODE": "disabled", "PYTHONHASHSEED": "0"}
 # Byte-code caching on, as for any user (PYTHONDONTWRITEBYTECODE would make every run compile
@@ -247,9 +252,19 @@ def clean_results(root: Path) -> None:
     shutil.rmtree(root / ".pytest_cache", ignore_errors=True)
 
 
-def run_plan(root: Path, times: Path | None = None, modules: Path | None = None) -> Run:
-    clean_results(root)
-    env = dict(ENV)
+def run_plan(
+    root: Path,
+    times: Path | None = None,
+    modules: Path | None = None,
+    *,
+    keep: bool = False,
+    base: dict[str, str] | None = None,
+) -> Run:
+    """One run of the whole plan; ``keep``: over the results already stored (else from nothing);
+    ``base``: the environment (another checkout's PYTHONPATH)."""
+    if not keep:
+        clean_results(root)
+    env = dict(base or ENV)
     if times is not None:
         env["MLEXP_BENCH_TIMES"] = str(times)
     if modules is not None:
@@ -390,6 +405,42 @@ def collection(tmp: Path, reps: int, table: Table, n: int = 10_000) -> None:
     )
 
 
+def versus(tmp: Path, reps: int, table: Table, other: str, n: int = 1000, big: int = 10_000) -> None:
+    """This tree (ours) vs another checkout (theirs) on the same projects, alternated (section 6).
+
+    Each side has its own copy of each project, so a run over stored results reads what its own
+    tree wrote; those results are first run over 11 times, so every entry holds a full history
+    (10 attempts) and every measured run is in the same steady state."""
+    theirs = {**ENV, "PYTHONPATH": os.pathsep.join(filter(None, [other, ENV.get("PYTHONPATH", "")]))}
+    theirs["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache-other")  # its own byte-code cache
+    sides = {"ours": ENV, "theirs": theirs}
+    for name, env in sides.items():
+        probe = subprocess.run(
+            [sys.executable, "-c", "import pytest_mlexp.plugin as p; print(p.__file__)"],
+            env=env, cwd=tmp, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        print(f"  versus, {name}: pytest_mlexp from {Path(probe.stdout.strip()).parent}", flush=True)
+    plans = {name: plan_project(tmp / f"plan{n}-vs-{name}", n) for name in sides}
+    stored = {name: plan_project(tmp / f"plan{n}-vs-stored-{name}", n) for name in sides}
+    cos = {name: plan_project(tmp / f"plan{big}-vs-{name}", big) for name in sides}
+    for name, env in sides.items():
+        run_plan(stored[name], base=env)
+        for _ in range(HISTORY_LIMIT):
+            run_plan(stored[name], keep=True, base=env)
+    co_args = ["--experiment", "all", "--co", "-q"]
+    cases: list[tuple[str, Callable[[str], Run]]] = [
+        (f"{n:,} items, first run", lambda s: run_plan(plans[s], base=sides[s])),
+        (f"{n:,} items, over stored results", lambda s: run_plan(stored[s], keep=True, base=sides[s])),
+        (f"collect {big:,} items, `--co -q`", lambda s: run(cos[s], co_args, env=sides[s])),
+    ]
+    for label, case in cases:
+        mine, other_runs = side_by_side(reps, lambda c=case: c("ours"), lambda c=case: c("theirs"))  # type: ignore[misc]
+        for what in ("wall", "cpu"):
+            a = med([getattr(r, what) for r in mine])
+            b = med([getattr(r, what) for r in other_runs])
+            table.add(f"{label} ({what}), vs {other}", f"{a:.2f} s", f"{b:.2f} s", f"{a / b:.3f}", "")
+
+
 def writing_and_memory(tmp: Path, reps: int, table: Table, sizes: Sequence[int]) -> None:
     per: list[tuple[int, float, float]] = []
     samples: dict[int, list[float]] = {}  # writing CPU seconds of every repetition, per size
@@ -494,9 +545,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=5, help="repetitions of each comparison (default 5)")
     parser.add_argument("--quick", action="store_true", help="2 repetitions, smaller sizes")
-    parser.add_argument("--only", default="", help="comma list of: startup,item,collect,write")
+    parser.add_argument("--only", default="", help="comma list of: startup,item,collect,write,vs")
     parser.add_argument("--keep", default="", help="build the projects here and keep them")
     parser.add_argument("--src", default="", help="import pytest_mlexp from this checkout (PYTHONPATH)")
+    parser.add_argument(
+        "--vs", default="", help="also measure this tree against another checkout (section 6)"
+    )
     opts = parser.parse_args()
     if opts.src:
         ENV["PYTHONPATH"] = os.pathsep.join(
@@ -504,6 +558,8 @@ def main() -> None:
         )
     reps = 2 if opts.quick else opts.reps
     only = set(filter(None, opts.only.split(","))) or {"startup", "item", "collect", "write"}
+    if opts.vs:
+        only.add("vs")
     import pytest
 
     print(
@@ -535,6 +591,8 @@ def main() -> None:
         if "write" in only:
             sizes = (500, 1000, 2000) if opts.quick else (1000, 5000, 10_000)
             writing_and_memory(tmp, max(1, reps - 2), table, sizes)
+        if "vs" in only and opts.vs:
+            versus(tmp, reps, table, os.path.abspath(opts.vs), big=2_000 if opts.quick else 10_000)
     print()
     print(table.render())
     for p in problems:

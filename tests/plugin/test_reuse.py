@@ -375,6 +375,8 @@ def test_history_entries_carry_params_fingerprint_commit_and_tracker_link(projec
     assert item["metrics"] == first["metrics"] and item["params"] == {"width": 4}
     assert item["params_sha256"] == first["provenance"]["params_sha256"]
     assert item["fingerprint"] == first["provenance"]["fingerprint"]
+    assert item["seeds"] == first["provenance"]["seeds"] == [0]
+    assert item["duration_s"] == first["duration_s"] and isinstance(item["duration_s"], float)
     assert "git_commit" in item and item["git_commit"] is None  # not a git work tree
     # the tracker link, when the run had one (W&B is disabled in tests: a hand-made entry)
     path = project.experiment_dir("e-r") / "results.yaml"
@@ -440,6 +442,8 @@ def test_git_dirty_follows_the_fingerprints_files_and_the_plan(project: Project)
     run_one(project, "r_c")
     prov = subs(project)["r_c"]["provenance"]
     assert prov["git_dirty"] is False and len(prov["git_commit"]) == 40
+    run_one(project, "r_c")  # the commit travels into the history item of the replaced attempt
+    assert subs(project)["r_c"]["history"][0]["git_commit"] == prov["git_commit"]
     # an untracked module the handler imports makes it dirty (git status -uno would miss it)
     project.handlers("helpers", "from experiments.extra import S\nSCALE = S\n")
     project.handlers("extra", "S = 0.1\n")
