@@ -215,3 +215,46 @@ def test_the_console_script_is_declared() -> None:
 
     (script,) = [e for e in entry_points(group="console_scripts") if e.name == "mlexp"]
     assert script.value == "pytest_mlexp.cli:main"
+
+
+MODULES_CONFTEST = """
+import json, sys
+
+def pytest_unconfigure(config):
+    with open("modules.json", "w") as fh:
+        json.dump(sorted(m for m in sys.modules if m.startswith("pytest_mlexp")), fh)
+"""
+
+
+def test_a_pytest_run_imports_none_of_the_command(tmp_path: Path) -> None:
+    """The other way round: ``mlexp`` costs a pytest run nothing. A run without a plan imports
+    none of what reuse and comparison add; a plan's ``--co`` (which prints the cost estimate)
+    imports none of the command."""
+
+    def modules(cwd: Path, *args: str) -> set[str]:
+        (cwd / "conftest.py").write_text(MODULES_CONFTEST)
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode in (0, 5), done.stdout + done.stderr
+        return set(json.loads((cwd / "modules.json").read_text()))
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "test_x.py").write_text("def test_x():\n    pass\n")
+    loaded = modules(plain, "-q")
+    assert "pytest_mlexp.plugin" in loaded  # the plugin did load
+    added = ("cli", "compare", "estimate", "fingerprint", "reuse", "gitstate", "lastfailed")
+    assert not {m for m in loaded if m.partition(".")[2].split(".")[0] in added}, loaded
+    planned = tmp_path / "planned"
+    (planned / "research").mkdir(parents=True)
+    (planned / "research" / "research_plan.yaml").write_text(textwrap.dedent(PLAN))
+    (planned / "experiments").mkdir()
+    (planned / "experiments" / "e_a.py").write_text(textwrap.dedent(HANDLERS))
+    loaded = modules(planned, "--experiment", "all", "--co", "-q")
+    assert "pytest_mlexp.estimate" in loaded  # the estimate line was made
+    assert not {m for m in loaded if m.startswith("pytest_mlexp.cli")}, loaded
