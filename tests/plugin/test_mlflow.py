@@ -136,6 +136,7 @@ def test_runs_read_back_local_executor(project: Project, store: str, monkeypatch
 
     doc = project.results("exp-a")
     entry = doc["sub_experiments"]["e_a_1"]
+    fp = entry["provenance"]["fingerprint"][:12]  # artifacts are kept per fingerprint
     for seed in (0, 1):
         got = runs[f"e_a_1-seed{seed}"]
         run = got["run"]
@@ -151,7 +152,7 @@ def test_runs_read_back_local_executor(project: Project, store: str, monkeypatch
         assert run.data.metrics["e_a_1/acc"] == entry["per_seed"][seed]["acc"]
         assert run.data.metrics["e_a_1/loss"] == pytest.approx(1 / 3)
         assert run.data.tags["e_a_1/criteria/acc"] == "pass (>= 0.5)"
-        assert got["artifacts"] == [f"artifacts/e_a_1/seed{seed}/note.txt"]
+        assert got["artifacts"] == [f"artifacts/e_a_1/{fp}/seed{seed}/note.txt"]
     # While the handler ran, its run was RUNNING (create_run, not start_run + end_run)
     assert entry["finding"] == "saw RUNNING"
     failed = runs["e_a_2-seed0"]["run"]
@@ -192,9 +193,10 @@ def test_fresh_store_process_executor(project: Project, monkeypatch: pytest.Monk
     assert [runs[f"e_a_1-seed{s}"]["run"].info.status for s in range(3)] == ["FINISHED"] * 3
     assert runs["e_a_2-seed0"]["run"].info.status == "FAILED"
     entry = project.results("exp-a")["sub_experiments"]["e_a_1"]
+    fp = entry["provenance"]["fingerprint"][:12]  # artifacts are kept per fingerprint
     for seed in range(3):
         assert runs[f"e_a_1-seed{seed}"]["run"].data.metrics["e_a_1/acc"] == entry["per_seed"][seed]["acc"]
-        assert runs[f"e_a_1-seed{seed}"]["artifacts"] == [f"artifacts/e_a_1/seed{seed}/note.txt"]
+        assert runs[f"e_a_1-seed{seed}"]["artifacts"] == [f"artifacts/e_a_1/{fp}/seed{seed}/note.txt"]
     assert [r["run_path"].split("/")[1] for r in entry["tracking"]["runs"]] == [
         runs[f"e_a_1-seed{s}"]["run"].info.run_id for s in range(3)
     ]
@@ -261,7 +263,8 @@ def test_local_store_and_modal_the_pytest_process_logs(
     run = runs["e_a_1-seed0"]
     assert run["run"].info.status == "FINISHED" and runs["e_a_2-seed0"]["run"].info.status == "FAILED"
     assert run["history"]["e_a_1/acc"] == [(0, 0.5), (1, 0.6), (2, 0.7), (3, entry["per_seed"][0]["acc"])]
-    assert run["artifacts"] == ["artifacts/e_a_1/seed0/note.txt"]  # brought back, then logged
+    fp = entry["provenance"]["fingerprint"][:12]  # artifacts are kept per fingerprint
+    assert run["artifacts"] == [f"artifacts/e_a_1/{fp}/seed0/note.txt"]  # brought back, then logged
     assert run["run"].data.params["api_key"] == "***"
     assert entry["tracking"]["run_path"] == f"{eid}/{run['run'].info.run_id}"
 
