@@ -378,7 +378,10 @@ def test_dispatch_ahead_to_warm_workers_is_bounded_and_reports_in_plan_order(
     assert sorted(imports(marks)) == sorted({m["pid"] for m in seeds})
     # Each seed wrote into an artifacts folder of its own, though workers ran several seeds.
     for i in range(2, 6):
-        assert sorted(subs[f"o_{i}"]["artifacts"]) == [f"artifacts/o_{i}/seed{s}/who.txt" for s in (0, 1)]
+        fp = subs[f"o_{i}"]["provenance"]["fingerprint"][:12]  # artifacts are kept per fingerprint
+        assert sorted(subs[f"o_{i}"]["artifacts"]) == [
+            f"artifacts/o_{i}/{fp}/seed{s}/who.txt" for s in (0, 1)
+        ]
         for s in (0, 1):
-            who = project.path / "research" / "artifacts" / f"o_{i}" / f"seed{s}" / "who.txt"
+            who = project.path / "research" / "artifacts" / f"o_{i}" / fp / f"seed{s}" / "who.txt"
             assert who.read_text() == f"o_{i}-{s}"
