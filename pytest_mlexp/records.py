@@ -341,7 +341,6 @@ class ResultEntry(TypedDict, total=False):
     outdated: str  # code or deps changed since it ran: why (it still counts; never reused)
     reused: dict[str, Any]  # its seeds' results were reused, not run: from when (SPEC section 11)
     artifacts_missing: list[str]  # files it recorded that are gone
-    imported: dict[str, Any]  # imported from another runner's results
     metrics: dict[str, Any]
     per_seed: dict[int, dict[str, Any]]
     stats: dict[str, Any]

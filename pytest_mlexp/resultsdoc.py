@@ -63,7 +63,6 @@ ENTRY_ORDER = (
     OUTDATED,
     "reused",
     "artifacts_missing",
-    "imported",
     "metrics",
     "per_seed",
     "stats",
