@@ -30,7 +30,7 @@ from .model import (
     Verdict,
 )
 from .records import outdated_reason, stale_reason, tracker_label, tracking_of
-from .resultsdoc import seeds_added_after_inconclusive
+from .resultsdoc import earlier_attempts, seeds_added_after_inconclusive
 from .safetext import clean_text
 from .subjudge import judge_stored, point_status
 from .textutil import fmt_number as fmt_value  # the one number formatter (re-exported name)
@@ -626,7 +626,7 @@ def _render_sub(
             sub, {k: v for k, v in entry.items() if k not in ("metrics", "stats")}, where, None, exists
         )
         return out
-    out += _entry_body(sub, entry, where, None, exists)
+    out += _entry_body(sub, entry, where, None, exists, stale.get(sub.id))
     out += _judgement_lines(state, say)
     out += _chart(charts, f"{sub.id}-curves.png", f"{sub.id}: learning curves", where)
     return out
@@ -649,14 +649,13 @@ def _judgement_lines(state: SubState, say: SentenceFn) -> list[str]:
     return out
 
 
-def _attempt_lines(entry: Mapping[str, Any]) -> list[str]:
+def _attempt_lines(entry: Mapping[str, Any], stale: Any = None) -> list[str]:
     """How often this sub-experiment ran (and how often with its handler's code unchanged), and
     a flag when seeds were added after an inconclusive result: an interval computed after
     peeking at an earlier one is optimistic (optional stopping)."""
-    history = entry.get("history")
-    if not isinstance(history, list) or not history:
+    history = earlier = earlier_attempts(entry, stale)
+    if not history:
         return []
-    earlier = [h for h in history if _is_map(h)]
     text = f"Attempts: {len(history) + 1} (this one and {len(history)} earlier, in results.yaml"
     prov = entry.get("provenance")
     sha = prov.get("handler_sha256") if _is_map(prov) else None
@@ -665,7 +664,7 @@ def _attempt_lines(entry: Mapping[str, Any]) -> list[str]:
         if same != len(history) + 1:
             text += f"; {same} with the handler's code unchanged"
     out = [text + ")", ""]
-    stopping = seeds_added_after_inconclusive(entry)
+    stopping = seeds_added_after_inconclusive(entry, stale)
     if stopping is not None:
         metrics, then, now = stopping
         names = ", ".join(f"`{m}`" for m in metrics)
@@ -680,7 +679,12 @@ def _attempt_lines(entry: Mapping[str, Any]) -> list[str]:
 
 
 def _entry_body(
-    sub: SubExperiment, entry: Mapping[str, Any], where: str, label: str | None, exists: ExistsFn = _always
+    sub: SubExperiment,
+    entry: Mapping[str, Any],
+    where: str,
+    label: str | None,
+    exists: ExistsFn = _always,
+    stale: Any = None,
 ) -> list[str]:
     """What ran and what it measured: facts, metrics with seed statistics, artifacts, links."""
     out: list[str] = []
@@ -694,7 +698,7 @@ def _entry_body(
         facts.append(f"finished {entry['finished_at']}")
     if facts:
         out += [f"{label or 'Ran'}: " + ", ".join(facts) + ".", ""]
-    out += _attempt_lines(entry)
+    out += _attempt_lines(entry, stale)
     for key, title in (("issues", "Issues"), ("blockers", "Blockers")):
         notes = entry.get(key)
         if isinstance(notes, list) and notes:

@@ -20,6 +20,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "canonical",
     "count_entries",
+    "earlier_attempts",
     "empty_doc",
     "fingerprint_of",
     "history_after",
@@ -325,12 +326,50 @@ def ordered_entry(entry: Any, points_order: tuple[str, ...]) -> Any:
     return out
 
 
-def seeds_added_after_inconclusive(entry: Any) -> tuple[list[str], int, int] | None:
-    """``(criteria, seeds then, seeds now)`` when an earlier attempt of this entry was
-    inconclusive on a strict subset of its seeds: seeds were added after looking (optional
-    stopping, SPEC section 10), so its interval is optimistic.  None otherwise."""
+def earlier_attempts(entry: Any, stale: Any = None) -> list[dict[str, Any]]:
+    """The earlier attempts of ``entry`` as history items, newest first: its own history and,
+    when ``stale`` (its node's entry under ``stale:``) ran under the same params, that attempt and
+    its history too.  A seeds change makes a result stale (SPEC section 11) but it is still an
+    earlier attempt of the same experiment for counting attempts and for optional stopping
+    (SPEC section 10)."""
+    if not isinstance(entry, dict):
+        return []
+    own = entry.get("history")
+    items = [h for h in own if isinstance(h, dict)] if isinstance(own, list) else []
+    if not (_is_attempt(stale) and stale.get("params") == entry.get("params")):
+        return items
+    theirs = stale.get("history")
+    items += [history_item(stale)]
+    items += [h for h in theirs if isinstance(h, dict)] if isinstance(theirs, list) else []
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for item in sorted(items, key=lambda h: str(h.get("finished_at") or ""), reverse=True):
+        when = str(item.get("finished_at") or "")
+        if when and when in seen:  # the same attempt kept twice (a restore, then an edit)
+            continue
+        seen.add(when)
+        out.append(item)
+    return out
+
+
+def seeds_added_after_inconclusive(entry: Any, stale: Any = None) -> tuple[list[str], int, int] | None:
+    """``(criteria, seeds then, seeds now)`` when an earlier attempt of this entry (see
+    :func:`earlier_attempts`) was inconclusive on a strict subset of its seeds: seeds were added
+    after looking (optional stopping, SPEC section 10), so its interval is optimistic.  None
+    otherwise."""
     if not isinstance(entry, dict):
         return None
+    per_seed = entry.get("per_seed")
+    if not isinstance(per_seed, dict):
+        return None
+    now = {str(k) for k in per_seed}
+    for item in earlier_attempts(entry, stale):
+        before, metrics = item.get("seeds"), item.get("inconclusive")
+        if isinstance(before, list) and isinstance(metrics, list) and metrics:
+            then = {str(k) for k in before}
+            if then < now:
+                return [str(m) for m in metrics], len(then), len(now)
+    return None
     per_seed, history = entry.get("per_seed"), entry.get("history")
     if not isinstance(per_seed, dict) or not isinstance(history, list):
         return None

@@ -614,7 +614,7 @@ def experiment_verdict(
     if line:
         review.append(line)
     for sub in exp.sub_experiments:
-        stopping = seeds_added_after_inconclusive(doc_subs.get(sub.id))
+        stopping = seeds_added_after_inconclusive(doc_subs.get(sub.id), stale.get(sub.id))
         if stopping is not None:
             metrics, then, now = stopping
             review.append(

@@ -341,8 +341,13 @@ def test_registries_resolve_and_the_seed_runner_api_works(adopted: Project, exec
     subs = adopted.results(P2)["sub_experiments"]
     assert subs["e_p2_1"]["metrics"] == {"spatial_iou": 0.73, "per_class_iou": [0.7, 0.75, 0.74]}
     assert subs["e_p2_1"]["extra"] == {"config": {"stem": "conv3x3", "tokens": 196}}
-    assert subs["e_p2_1"]["artifacts"] == ["artifacts/e_p2_1/iou_hist.txt"]  # get_artifact_path
-    assert subs["e_p2_2"]["artifacts"] == ["artifacts/e_p2_2/lpips_per_scene.csv"]  # log_artifact
+    fp = {k: subs[k]["provenance"]["fingerprint"][:12] for k in ("e_p2_1", "e_p2_2")}  # a folder each
+    assert subs["e_p2_1"]["artifacts"] == [
+        f"artifacts/e_p2_1/{fp['e_p2_1']}/iou_hist.txt"
+    ]  # get_artifact_path
+    assert subs["e_p2_2"]["artifacts"] == [
+        f"artifacts/e_p2_2/{fp['e_p2_2']}/lpips_per_scene.csv"
+    ]  # log_artifact
     assert subs["e_p2_3"]["issues"] == [
         "the stem ablation reuses P1's data split; re-split before publishing"
     ]
@@ -350,8 +355,9 @@ def test_registries_resolve_and_the_seed_runner_api_works(adopted: Project, exec
     adopted.run("--experiment", "p1", "--mlexp-executor", executor).assert_outcomes(passed=3)
     p1 = adopted.results("p1-baseline")["sub_experiments"]["e_p1_1"]
     assert p1["metrics"] == {"recon_psnr": 27.8, "probe.r2": 0.52, "probe.mae": 0.11}
-    assert p1["artifacts"] == ["artifacts/e_p1_1/summary.json"]  # save_json_artifact
-    summary = adopted.path / "research" / "artifacts" / "e_p1_1" / "summary.json"
+    p1_fp = p1["provenance"]["fingerprint"][:12]  # artifacts are kept per fingerprint
+    assert p1["artifacts"] == [f"artifacts/e_p1_1/{p1_fp}/summary.json"]  # save_json_artifact
+    summary = adopted.path / "research" / "artifacts" / "e_p1_1" / p1_fp / "summary.json"
     assert yaml.safe_load(summary.read_text(encoding="utf-8")) == {"epochs": 3, "psnr": [25.1, 26.9, 27.8]}
     findings = adopted.findings(P2)
     assert "**Issues:**\n\n- the stem ablation reuses P1's data split" in findings
@@ -570,9 +576,13 @@ def test_attempts_count_unchanged_code_and_seeds_added_after_an_inconclusive_res
     project.plan(STOPPING_PLAN.replace("seeds: 3", "seeds: 6"))
     handlers.write_text(STOPPING_HANDLERS + "# tuned\n", encoding="utf-8")
     project.run("--experiment", "e-s")
-    entry = project.results("e-s")["sub_experiments"]["es_seeds"]
-    assert entry["history"][0]["seeds"] == [0, 1, 2]
-    assert entry["history"][0]["inconclusive"] == ["acc"]
+    doc = project.results("e-s")
+    # A seeds change makes the earlier result stale (SPEC section 11); it is still an earlier
+    # attempt of this experiment, for the count and for optional stopping.
+    assert "history" not in doc["sub_experiments"]["es_seeds"]
+    earlier = doc["stale"]["es_seeds"]
+    assert earlier["provenance"]["seeds"] == [0, 1, 2]
+    assert earlier["criteria"]["acc"]["level"] == "inconclusive"
     findings = project.findings("e-s")
     assert (
         "Attempts: 3 (this one and 2 earlier, in results.yaml; 1 with the handler's code unchanged)"

@@ -202,3 +202,26 @@ def test_the_store_swaps_a_current_and_a_stale_entry_when_the_plan_asks(tmp_path
     assert doc["stale"]["s1"]["finished_at"] == "2026-01-02T00:00:00Z"
     assert doc["stale"]["s1"]["stale_reason"] == "params changed"
     assert "stale_reason" not in doc["sub_experiments"]["s1"]
+
+
+def test_a_result_stale_by_its_seeds_is_an_earlier_attempt_of_the_same_params() -> None:
+    from pytest_mlexp.resultsdoc import earlier_attempts, seeds_added_after_inconclusive
+
+    def attempt(seeds: list[int], when: str, lr: float) -> dict[str, Any]:
+        return {
+            "status": "failed",
+            "params": {"lr": lr},
+            "per_seed": {s: {"acc": 0.9} for s in seeds},
+            "criteria": {"acc": {"level": "inconclusive"}},
+            "provenance": {"seeds": seeds},
+            "finished_at": when,
+        }
+
+    now = attempt([0, 1, 2, 3, 4, 5], "2026-02-03T00:00:00Z", 0.1)
+    stale = {**attempt([0, 1, 2], "2026-02-02T00:00:00Z", 0.1), "stale_reason": "seeds changed"}
+    stale["history"] = [{"finished_at": "2026-02-01T00:00:00Z", "status": "failed", "metrics": {}}]
+    got = earlier_attempts(now, stale)
+    assert [h["finished_at"][:10] for h in got] == ["2026-02-02", "2026-02-01"]
+    assert seeds_added_after_inconclusive(now, stale) == (["acc"], 3, 6)
+    other = {**stale, "params": {"lr": 0.01}}  # another experiment's result, not an attempt of this one
+    assert earlier_attempts(now, other) == [] and seeds_added_after_inconclusive(now, other) is None
