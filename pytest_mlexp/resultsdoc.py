@@ -341,15 +341,8 @@ def earlier_attempts(entry: Any, stale: Any = None) -> list[dict[str, Any]]:
     theirs = stale.get("history")
     items += [history_item(stale)]
     items += [h for h in theirs if isinstance(h, dict)] if isinstance(theirs, list) else []
-    out: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for item in sorted(items, key=lambda h: str(h.get("finished_at") or ""), reverse=True):
-        when = str(item.get("finished_at") or "")
-        if when and when in seen:  # the same attempt kept twice (a restore, then an edit)
-            continue
-        seen.add(when)
-        out.append(item)
-    return out
+    # (No attempt is in both: an entry's history moves with it, to ``stale:`` and back.)
+    return sorted(items, key=lambda h: str(h.get("finished_at") or ""), reverse=True)
 
 
 def seeds_added_after_inconclusive(entry: Any, stale: Any = None) -> tuple[list[str], int, int] | None:
