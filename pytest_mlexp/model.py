@@ -188,7 +188,7 @@ class SubExperiment:
     # They order, dispatch and take part in the cycle check exactly like ``dependencies`` (see
     # ``graph.py``), but block only when the other side has no result to compare with (it
     # errored, was blocked or never ran), not when it missed its own criteria
-    # (``verdict.sub_blockers``).
+    # (``blocking.sub_blockers``).
     implicit_dependencies: tuple[str, ...] = ()
     # SPEC section 10: a human decision (counts as passed for sub-level dependencies and the
     # assessment), measurements recorded by hand (metric -> value), and the pivot block of its

@@ -138,8 +138,8 @@ def finish_session(state: MlexpSession, session: pytest.Session) -> None:
 
 def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
     from .atomic import locked
+    from .blocking import blocker_details, gate_status
     from .findings import render_experiment, render_project, update_findings_file
-    from .verdict import blocker_details, gate_status
 
     plan = ctx.plan
     # Rows name their plan as str(item.path), the absolute path the context was opened from:
@@ -582,7 +582,7 @@ def _context_of(state: MlexpSession, rows: list[dict[str, Any]]) -> PlanContext 
 
 
 def _verdict_text(state: MlexpSession, ctx: PlanContext, exp_id: str) -> str:
-    from .verdict import blockers
+    from .blocking import blockers
     from .verdictwords import blocked_line, verdict_line
 
     verdict = ctx.results.verdict(exp_id)

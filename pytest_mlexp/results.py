@@ -24,10 +24,11 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import curves
+from .blocking import blockers, sub_blockers
 from .graph import graph_of
 from .records import ResultEntry, ResultOp, entry_from_dict, now_iso
 from .subjudge import judge_stored, lookup_for, point_status, select_point, summarize_sweep
-from .verdict import blockers, experiment_verdict, sub_blockers
+from .verdict import experiment_verdict
 
 if TYPE_CHECKING:
     from .model import Plan, SubExperiment, SubState, Verdict
@@ -257,7 +258,7 @@ class ResultsView:
     def blocked_reason(self, experiment_id: str, sub: SubExperiment | None = None) -> str | None:
         """Why the experiment (or its sub-experiment ``sub``) may not run now, or None: an
         unpassed dependency or gate, a sub-level dependency that did not pass, or a
-        sub-experiment its criteria compare with that has no result (``verdict.sub_blockers``)."""
+        sub-experiment its criteria compare with that has no result (``blocking.sub_blockers``)."""
         reasons: list[str] = []
         # Asked before every item: most have neither (no verdicts computed for them).
         has = self._has_prereqs.get(experiment_id)

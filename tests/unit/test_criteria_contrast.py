@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from pytest_mlexp.blocking import sub_blockers
 from pytest_mlexp.criteria import (
     CriterionError,
     Measurements,
@@ -22,7 +23,7 @@ from pytest_mlexp.criteria import (
 from pytest_mlexp.graph import graph_of
 from pytest_mlexp.model import Criterion, Loc, PlanError
 from pytest_mlexp.plan import parse_plan_text
-from pytest_mlexp.verdict import experiment_verdict, sub_blockers
+from pytest_mlexp.verdict import experiment_verdict
 
 scipy_stats = pytest.importorskip("scipy.stats")
 

@@ -456,7 +456,7 @@ def test_outside_text_is_kept_byte_for_byte(tmp_path: Path) -> None:
 def test_unchanged_content_is_not_rewritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "FINDINGS.md"
     update_findings_file(path, "block", title="T")
-    import pytest_mlexp.findings as findings
+    import pytest_mlexp.findings.file as findings
 
     def fail(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("rewrote an unchanged file")
@@ -598,7 +598,7 @@ def test_project_overview_written_between_markers(tmp_path: Path) -> None:
 
 
 def test_next_steps_cover_sub_level_borderline_and_inconclusive() -> None:
-    from pytest_mlexp.findings import _next_steps
+    from pytest_mlexp.findings.nextsteps import _next_steps
     from pytest_mlexp.model import Verdict
 
     criteria = (
@@ -714,7 +714,7 @@ def test_odd_layouts_keep_every_byte_outside_the_block(tmp_path: Path, name: str
     begin = once.replace(b"\r\n", b"\n").find(generated)
     # The block's own markers: the first whole block of the file, or the one appended.
     text = data.decode("utf-8", "surrogateescape")
-    from pytest_mlexp.findings import _find_block
+    from pytest_mlexp.findings.file import _find_block
 
     span = _find_block(text)
     if span is None:

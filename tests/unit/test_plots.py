@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from pytest_mlexp import curves
+from pytest_mlexp.blocking import gate_status
 from pytest_mlexp.findings import mermaid_graph, verdict_class
 from pytest_mlexp.plan import parse_plan_text
 from pytest_mlexp.plots import bands, digest, png_digest, specs_for
 from pytest_mlexp.records import SeedOutcome
-from pytest_mlexp.verdict import experiment_verdict, gate_status
+from pytest_mlexp.verdict import experiment_verdict
 
 
 def test_downsample_keeps_first_last_and_at_most_the_limit() -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from pytest_mlexp.blocking import blockers, gate_status, sub_blockers
 from pytest_mlexp.criteria import parse_criterion
 from pytest_mlexp.model import (
     Accepted,
@@ -22,12 +23,9 @@ from pytest_mlexp.model import (
     Verdict,
 )
 from pytest_mlexp.verdict import (
-    blockers,
     experiment_verdict,
-    gate_status,
     judge_sub,
     select_point,
-    sub_blockers,
     sub_values,
     summarize_sweep,
 )

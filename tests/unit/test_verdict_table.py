@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from pytest_mlexp.blocking import sub_blockers
 from pytest_mlexp.criteria import parse_criterion
 from pytest_mlexp.model import (
     OPENING,
@@ -25,7 +26,7 @@ from pytest_mlexp.model import (
     SubExperiment,
     Verdict,
 )
-from pytest_mlexp.verdict import experiment_verdict, status_disagreement, sub_blockers
+from pytest_mlexp.verdict import experiment_verdict, status_disagreement
 from pytest_mlexp.verdictwords import blocked_line, verdict_line
 from tests import factories
 
