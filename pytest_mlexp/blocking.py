@@ -17,7 +17,7 @@ from .model import (
 )
 from .verdict import _RAN, _mapping, _who
 
-__all__ = ["Blocker", "blocker_details", "blockers", "gate_status", "sub_blockers"]
+__all__ = ["Blocker", "blocker_details", "blockers", "gate_detail", "gate_status", "sub_blockers"]
 
 
 # --- gates and blocking -----------------------------------------------------------------------
@@ -54,10 +54,15 @@ def gate_status(plan: Plan, gate: Gate, verdicts: Mapping[str, Verdict]) -> tupl
     label = _gate_label(gate)
     if gate.accepted is not None:
         return True, f"{label} accepted{_who(gate.accepted)}: {gate.accepted.reason}"
+    passed, detail = gate_detail(gate, verdicts)
+    return (True, f"{label} passed") if passed else (False, f"{label} not passed: {detail}")
+
+
+def gate_detail(gate: Gate, verdicts: Mapping[str, Verdict]) -> tuple[bool, str]:
+    """(passed, why not) without the gate's name: for a table whose row already names the gate
+    (an ``accepted`` gate is the caller's to show)."""
     failing = [e for e in gate.experiments if not (e in verdicts and verdicts[e].passed)]
-    if not failing:
-        return True, f"{label} passed"
-    return False, f"{label} not passed: " + "; ".join(f"{e}: {_why_not(verdicts.get(e))}" for e in failing)
+    return not failing, "; ".join(f"{e}: {_why_not(verdicts.get(e))}" for e in failing)
 
 
 def blocker_details(plan: Plan, experiment_id: str, verdicts: Mapping[str, Verdict]) -> list[Blocker]:

@@ -138,7 +138,7 @@ def finish_session(state: MlexpSession, session: pytest.Session) -> None:
 
 def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
     from .atomic import locked
-    from .blocking import blocker_details, gate_status
+    from .blocking import blocker_details, gate_detail
     from .findings import render_experiment, render_project, update_findings_file
 
     plan = ctx.plan
@@ -205,7 +205,7 @@ def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
             results.reload(others)
             verdicts = {e.id: results.verdict(e.id) for e in plan.experiments}
             docs = {e.id: results.doc(e.id) for e in plan.experiments}
-        gates = [(g, *gate_status(plan, g, verdicts)) for g in plan.gates]
+        gates = [(g, *gate_detail(g, verdicts)) for g in plan.gates]  # the row names the gate
         project = render_project(plan, docs, verdicts, gates, scrub=scrub, exists=exists)
         update_findings_file(overview, project, title=f"{plan.project.name} — research findings")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import textwrap
 from pathlib import Path
@@ -11,6 +12,13 @@ import pytest
 import yaml
 
 pytest_plugins = ["pytester"]
+
+# numpy refuses to be loaded twice in one process ("cannot load module more than once per
+# process"), and pytester's in-process runs drop from sys.modules whatever they imported (charts
+# import numpy through matplotlib): a later test of this process that imports numpy would then
+# fail.  Loaded here first, it is part of the snapshot pytester restores, and stays.
+with contextlib.suppress(ImportError):  # the suite runs without numpy too
+    import numpy  # noqa: F401
 
 # A research project used as a fixture (its plan, handlers and results), copied into a temp dir
 # by the tests that run it: never collected as part of this suite.

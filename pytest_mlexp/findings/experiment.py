@@ -130,6 +130,15 @@ def _previous_runner(previous: Any) -> list[str]:
 # --- one experiment ---------------------------------------------------------------------------
 
 
+# What a verdict's problems are to the reader: for a verdict that opens its gates they are what it
+# went on without (a recorded value is not "never ran", it is "recorded, not measured").
+_PROBLEMS_HEADING = {
+    "passed_with_pivot": "What the original criteria lack:",
+    "recorded": "Not measured here:",
+    "accepted": "What the team accepted as it stands:",
+}
+
+
 def render_experiment(
     exp: Experiment,
     doc: Mapping[str, Any],
@@ -205,7 +214,7 @@ def render_experiment(
         out += ["", "Why investigate:", ""]
         out += [f"- {r}" for r in verdict.reasons]
     if verdict.problems:
-        heading = "Why it does not pass yet:" if not verdict.passed else "What the original criteria lack:"
+        heading = _PROBLEMS_HEADING.get(verdict.verdict, "Why it does not pass yet:")
         out += ["", heading, ""]
         out += [f"- {p}" for p in verdict.problems]
     if block_lines:

@@ -267,6 +267,8 @@ def test_pivot_recorded_and_accepted_verdicts_open_what_they_unlock(adopted: Pro
     assert "**Verdict:** recorded · **Recommendation:** proceed" in findings
     assert "Recorded, not measured: 1 criterion is met only by values recorded in the plan" in findings
     assert "0.06, recorded in the plan (line " in findings
+    # What it went on without is said as such, not as what "the original criteria lack"
+    assert "Not measured here:" in findings and "original criteria lack" not in findings
 
     # Accepted: the team's decision quoted, the recorded miss kept as it is and listed for review.
     c3 = adopted.results("c3-tokens")

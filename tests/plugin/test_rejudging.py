@@ -395,6 +395,9 @@ def test_the_project_overview_shows_key_numbers_and_why_each_unmet_experiment_fa
         in overview
     )
     assert "- `e2-after` (not_run, blocked): e2_x is blocked: gate g1 (Gate 1) not passed" in overview
+    # The gates table's row names the gate once: its status cell says only why it is not passed
+    gate_row = next(line for line in overview.splitlines() if line.startswith("| Gate 1 (`g1`)"))
+    assert "| ❌ not passed: e1-trees: e1_rf failed: " in gate_row and gate_row.count("not passed") == 1
 
 
 def test_a_comparison_is_rejudged_when_its_other_side_ran_again(
