@@ -24,6 +24,7 @@ __all__ = [
     "against",
     "diff_entries",
     "earlier_runs",
+    "flat_params",
     "previous_value",
 ]
 
@@ -160,12 +161,13 @@ def metric_delta(metric: str, old: Mapping[str, Any], new: Mapping[str, Any]) ->
     return MetricDelta(metric, a, b, diff, ci, "welch", min(len(before), len(after)))
 
 
-def _flat(params: Any, prefix: str = "") -> dict[str, Any]:
+def flat_params(params: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested params as one mapping of dotted names (``opt.lr``); an empty mapping stays a value."""
     out: dict[str, Any] = {}
     if isinstance(params, Mapping):
         for key, value in params.items():
             if isinstance(value, Mapping) and value:
-                out.update(_flat(value, f"{prefix}{key}."))
+                out.update(flat_params(value, f"{prefix}{key}."))
             else:
                 out[f"{prefix}{key}"] = value
     return out
@@ -188,7 +190,7 @@ def diff_entries(
             if isinstance(found, Mapping):
                 names += [str(n) for n in found if str(n) not in names]
     deltas = tuple(metric_delta(n, old, new) for n in names)
-    before, after = _flat(old.get("params")), _flat(new.get("params"))
+    before, after = flat_params(old.get("params")), flat_params(new.get("params"))
     params = tuple(
         (k, before.get(k), after.get(k))
         for k in dict.fromkeys([*after, *before])

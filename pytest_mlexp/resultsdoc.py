@@ -363,16 +363,3 @@ def seeds_added_after_inconclusive(entry: Any, stale: Any = None) -> tuple[list[
             if then < now:
                 return [str(m) for m in metrics], len(then), len(now)
     return None
-    per_seed, history = entry.get("per_seed"), entry.get("history")
-    if not isinstance(per_seed, dict) or not isinstance(history, list):
-        return None
-    now = {str(k) for k in per_seed}
-    for item in history:
-        if not isinstance(item, dict):
-            continue
-        before, metrics = item.get("seeds"), item.get("inconclusive")
-        if isinstance(before, list) and isinstance(metrics, list) and metrics:
-            then = {str(k) for k in before}
-            if then < now:
-                return [str(m) for m in metrics], len(then), len(now)
-    return None

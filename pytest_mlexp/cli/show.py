@@ -6,23 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..compare import flat_params
 from ..records import outdated_reason
 from ..verdict import experiment_verdict, judge_sub, lookup_for
 from .project import Project
 from .tables import param_text, render
 
 __all__ = ["show"]
-
-
-def _flat(params: Any, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if isinstance(params, Mapping):
-        for key, value in params.items():
-            if isinstance(value, Mapping) and value:
-                out.update(_flat(value, f"{prefix}{key}."))
-            else:
-                out[f"{prefix}{key}"] = value
-    return out
 
 
 def _row(
@@ -38,7 +28,7 @@ def _row(
     if not isinstance(entry, Mapping):
         return row
     row["status"] = str(entry.get("status") or "not run")
-    row["params"] = _flat(entry.get("params"))
+    row["params"] = flat_params(entry.get("params"))
     metrics = entry.get("metrics")
     row["metrics"] = dict(metrics) if isinstance(metrics, Mapping) else {}
     if entry.get("status") in ("passed", "failed") and sub.success_criteria:

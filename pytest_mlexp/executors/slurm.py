@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..procutil import alive
 from ..records import SeedOutcome
 from .backend import (
     NotYet,
@@ -272,16 +273,6 @@ class SacctWatch:
 
 
 # --- the session's folder ------------------------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_folders(base: Path, host: str) -> list[Path]:
     """Folders of earlier sessions on this host whose pytest is gone (killed before it could
     remove them): they hold pickled tasks with raw params (SPEC section 14)."""
@@ -292,7 +283,7 @@ def remove_stale_folders(base: Path, host: str) -> list[Path]:
         return removed
     for entry in entries:
         m = re.fullmatch(rf"{re.escape(host)}-(\d+)-\w+", entry.name)
-        if m is None or not entry.is_dir() or _pid_alive(int(m.group(1))):
+        if m is None or not entry.is_dir() or alive(int(m.group(1))):
             continue
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(entry)
