@@ -22,7 +22,7 @@ from typing import Any
 
 from .atomic import atomic_write_bytes
 
-__all__ = ["MAX_POINTS", "curve_path", "downsample", "from_outcomes", "read", "remove", "write"]
+__all__ = ["MAX_POINTS", "curve_name", "curve_path", "downsample", "from_outcomes", "read", "remove", "write"]
 
 MAX_POINTS = 1000
 FOLDER = "curves"
@@ -75,9 +75,13 @@ def from_outcomes(outcomes: Sequence[Any], limit: int = MAX_POINTS) -> Curves | 
     return out or None
 
 
+def curve_name(sub_id: str, point: str | None) -> str:
+    """The name of an item's curve file in its experiment's curves folder."""
+    return f"{sub_id}[{point}].json" if point else f"{sub_id}.json"
+
+
 def curve_path(plan_root: Path, experiment_id: str, sub_id: str, point: str | None) -> Path:
-    name = f"{sub_id}[{point}].json" if point else f"{sub_id}.json"
-    return plan_root / "experiments" / experiment_id / FOLDER / name
+    return plan_root / "experiments" / experiment_id / FOLDER / curve_name(sub_id, point)
 
 
 def write(path: Path, sub_id: str, point: str | None, curves: Mapping[str, Any]) -> None:

@@ -27,6 +27,7 @@ import importlib.util
 import io
 import json
 import math
+import os
 import re
 import struct
 from collections.abc import Mapping, Sequence
@@ -287,8 +288,21 @@ def _keys(files: Sequence[Mapping[str, Any]]) -> list[str]:
     return keys[:MAX_KEYS]
 
 
-def curves_spec(plan: Plan, sub: SubExperiment, entry: Any) -> dict[str, Any] | None:
-    """The sub-experiment's learning curves from its curve files (``curves.py``)."""
+def _curve_names(plan: Plan, experiment_id: str) -> frozenset[str]:
+    """The names in the experiment's curves folder, listed once (most items log no curves:
+    opening a missing file per sub-experiment at every session end was per-item work)."""
+    folder = plan.root / "experiments" / experiment_id / curve_files.FOLDER
+    try:
+        return frozenset(os.listdir(folder))
+    except OSError:  # no folder (nothing logged curves), or not a folder
+        return frozenset()
+
+
+def curves_spec(
+    plan: Plan, sub: SubExperiment, entry: Any, present: frozenset[str] | None = None
+) -> dict[str, Any] | None:
+    """The sub-experiment's learning curves from its curve files (``curves.py``).  ``present``:
+    the names in the curves folder when the caller listed it (a file not there is not read)."""
     exp_id = sub.experiment_id
     lines: list[dict[str, Any]] = []
     if sub.sweep:
@@ -302,6 +316,8 @@ def curves_spec(plan: Plan, sub: SubExperiment, entry: Any) -> dict[str, Any] | 
             order.insert(0, selected)
         files = []
         for key in order[:MAX_SWEEP_LINES]:
+            if present is not None and curve_files.curve_name(sub.id, key) not in present:
+                continue
             data = curve_files.read(curve_files.curve_path(plan.root, exp_id, sub.id, key))
             if data is not None:
                 files.append((key, data))
@@ -318,6 +334,8 @@ def curves_spec(plan: Plan, sub: SubExperiment, entry: Any) -> dict[str, Any] | 
         shown = f"{len(files)} of {len(points)} points, " if len(points) > len(files) else ""
         note = f" ({shown}each the mean of its seeds)"
     else:
+        if present is not None and curve_files.curve_name(sub.id, None) not in present:
+            return None
         data = curve_files.read(curve_files.curve_path(plan.root, exp_id, sub.id, None))
         if data is None:
             return None
@@ -365,12 +383,13 @@ def specs_for(plan: Plan, exp: Experiment, doc: Mapping[str, Any], verdict: Verd
     subs = doc.get("sub_experiments") if isinstance(doc.get("sub_experiments"), Mapping) else {}
     assert isinstance(subs, Mapping)
     specs: list[dict[str, Any] | None] = [criteria_spec(exp, doc, verdict)]
+    present = _curve_names(plan, exp.id)
     for sub in exp.sub_experiments:
         entry = subs.get(sub.id)
         if entry is None:
             continue
         specs.append(sweep_spec(sub, entry))
-        specs.append(curves_spec(plan, sub, entry))
+        specs.append(curves_spec(plan, sub, entry, present))
     return [s for s in specs if s is not None]
 
 

@@ -172,6 +172,45 @@ def test_specs_say_what_each_chart_shows(tmp_path: Path) -> None:
     assert digest(specs["criteria.png"]) == digest(dict(specs["criteria.png"])) != digest(changed)
 
 
+def test_curve_files_read_only_when_the_folder_holds_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The curves folder is listed once per experiment: a sub-experiment (or sweep point)
+    without a curve file costs no open() at session end, and one with a file is still read."""
+    plan = _plan(tmp_path)
+    exp = plan.experiment("e-b")
+    doc = {
+        "sub_experiments": {
+            "b_1": {"status": "passed", "metrics": {"acc": 0.85}},
+            "b_2": {
+                "status": "passed",
+                "selected": "w_2",
+                "points": {
+                    "w_1": {"status": "passed", "metrics": {"x": 1.0}},
+                    "w_2": {"status": "passed", "metrics": {"x": 2.0}},
+                },
+            },
+        }
+    }
+    read: list[str] = []
+    real_read = curves.read
+
+    def counting(path: Path) -> Any:
+        read.append(path.name)
+        return real_read(path)
+
+    monkeypatch.setattr(curves, "read", counting)
+    verdict = experiment_verdict(plan, exp, doc)
+    assert sorted(s["name"] for s in specs_for(plan, exp, doc, verdict)) == ["b_2-sweep.png", "criteria.png"]
+    assert read == []  # no curves folder at all: nothing opened
+    curves.write(curves.curve_path(plan.root, "e-b", "b_2", "w_1"), "b_2", "w_1", {
+        "0": {"loss": {"steps": [0, 1], "values": [1.0, 0.5]}},
+    })  # fmt: skip
+    specs = {s["name"]: s for s in specs_for(plan, exp, doc, verdict)}
+    assert read == ["b_2[w_1].json"]  # only the file that is there
+    assert [line["label"] for line in specs["b_2-curves.png"]["lines"]] == ["w_1"]
+
+
 def test_png_digest_reads_our_chunk_only(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     from pytest_mlexp.plots import draw
