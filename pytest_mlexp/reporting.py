@@ -293,10 +293,11 @@ def _update_lastfailed(state: MlexpSession, ran: bool, unfinished: Sequence[str]
         current.update(rerun)
         stored = cache.get(CACHE_LF_WATCH, {})
         watched: dict[str, list[str]] = stored if isinstance(stored, dict) else {}
-        for nodeid in state.records:  # what this session judged or ran is decided afresh
-            watched.pop(nodeid, None)
-        watched.update(watch)
-        cache.set(CACHE_LF_WATCH, {k: v for k, v in watched.items() if k not in current})
+        if watched or watch:  # nothing watched before or now (most sessions): no cache file written
+            for nodeid in state.records:  # what this session judged or ran is decided afresh
+                watched.pop(nodeid, None)
+            watched.update(watch)
+            cache.set(CACHE_LF_WATCH, {k: v for k, v in watched.items() if k not in current})
     current.update(unfinished)
     sets[mode] = sorted(current)
     cache.set(CACHE_LF, sets)
@@ -330,13 +331,13 @@ def _suppliers_to_rerun(state: MlexpSession) -> tuple[set[str], dict[str, list[s
     re-judged: its assessment alone is in the set.  Second: the suppliers of such misses, by node
     id, with ``[handler file, digest its result ran]``: a later --lf re-runs them once the file
     changes (``configure_lastfailed``)."""
-    from .reruns import rerun_suppliers
-
     out: set[str] = set()
     watch: dict[str, list[str]] = {}
     for nodeid, row in state.records.items():
         if row["kind"] != "assessment" or row["status"] != "failed" or "plan" not in row:
             continue
+        from .reruns import rerun_suppliers  # only with a failed assessment
+
         ctx = state.context_for(row["plan"])
         plan = ctx.plan
         if not plan.has_experiment(row["experiment"]):

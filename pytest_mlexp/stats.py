@@ -9,12 +9,14 @@ iteration; it agrees with ``scipy.stats.t.ppf`` to better than 1e-9 for the usua
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pytest_mlexp.model import Stats
+
+if TYPE_CHECKING:
+    import statistics
 
 __all__ = [
     "SEEDS_CAP",
@@ -31,7 +33,14 @@ __all__ = [
 #: ``seeds_to_settle`` does not look further than this; it answers ``SEEDS_CAP + 1`` beyond it.
 SEEDS_CAP = 1000
 
-_NormalDist = statistics.NormalDist()
+
+@lru_cache(maxsize=1)
+def _normal() -> statistics.NormalDist:
+    # statistics (with fractions and decimal behind it) costs ~2 ms to import: only the
+    # functions that need it load it, not every plan run (criteria import this module).
+    import statistics
+
+    return statistics.NormalDist()
 
 
 def _betacf(a: float, b: float, x: float) -> float:
@@ -113,7 +122,7 @@ def t_quantile(p: float, df: float) -> float:
     nu = float(df)
     q = 1.0 - p
     # Start from the Cornish-Fisher expansion around the normal quantile (close for df >= 3).
-    z = _NormalDist.inv_cdf(p)
+    z = _normal().inv_cdf(p)
     t = z + (z**3 + z) / (4 * nu) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * nu * nu)
     lo, hi = 0.0, max(t, 1.0)
     while _t_upper_tail(hi, nu) > q:  # make sure the bracket holds the root
@@ -187,6 +196,8 @@ def aggregate(values: Sequence[float], how: Literal["mean", "median", "min", "ma
     if how == "mean":
         return math.fsum(values) / len(values)
     if how == "median":
+        import statistics
+
         return float(statistics.median(values))
     if how == "min":
         return float(min(values))

@@ -372,3 +372,76 @@ def test_executors_and_trackers_never_see_the_session() -> None:
                 named |= {alias.name for alias in node.names}
         assert not (named & glue), f"{name} names {sorted(named & glue)}"
         assert "session_of" not in text, name
+
+
+# What a plan run with the local executor must not import: the other executors and their
+# machinery, reports and commands it does not use, and the standard library's statistics
+# (criteria load pytest_mlexp.stats; only a few of its functions need statistics).  Each costs
+# every plan run its import time (README "Performance").
+NOT_ON_A_LOCAL_RUN = (
+    "pytest_mlexp.forkserver",
+    "pytest_mlexp.wire",
+    "pytest_mlexp.procutil",
+    "pytest_mlexp.executors.process",
+    "pytest_mlexp.executors.workers",
+    "pytest_mlexp.executors.slurm",
+    "pytest_mlexp.executors.slurm_job",
+    "pytest_mlexp.executors.modal",
+    "pytest_mlexp.executors.modal_fake",
+    "pytest_mlexp.remote",
+    "pytest_mlexp.html_report",
+    "pytest_mlexp.starter",
+    "pytest_mlexp.scaffolding",
+    "pytest_mlexp.reruns",
+    "statistics",
+)
+
+_MODULES_CONFTEST = """
+import json, os, sys
+
+def pytest_unconfigure(config):
+    with open(os.environ["MLEXP_TEST_MODULES"], "w") as fh:
+        json.dump(sorted(sys.modules), fh)
+"""
+
+
+def test_a_local_plan_run_imports_only_what_it_uses(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+    (tmp_path / "conftest.py").write_text(_MODULES_CONFTEST, encoding="utf-8")
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "h.py").write_text(
+        "def trivial(runner):\n    return {'metrics': {'acc': 0.9}}\n", encoding="utf-8"
+    )
+    (tmp_path / "research").mkdir()
+    (tmp_path / "research" / "research_plan.yaml").write_text(
+        "project: {name: p, hypothesis: h}\n"
+        'defaults: {handler: "experiments.h:trivial"}\n'
+        "experiments:\n"
+        "  e1:\n"
+        "    sub_experiments: [a, b]\n"
+        "    success_criteria: {acc: {target: 0.8, acceptable: 0.5}}\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "modules.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER")}
+    env.update(WANDB_MODE="disabled", MLEXP_TEST_MODULES=str(out))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:hypothesispytest"]
+        + ["-q", "--experiment", "all", "--mlexp-wandb", "disabled"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 passed" in done.stdout  # two sub-experiments and the assessment ran for real
+    modules = set(json.loads(out.read_text(encoding="utf-8")))
+    assert "pytest_mlexp.orchestrate" in modules and "pytest_mlexp.criteria" in modules  # it did load a plan
+    assert sorted(m for m in NOT_ON_A_LOCAL_RUN if m in modules) == []
