@@ -428,11 +428,12 @@ def test_a_local_plan_run_imports_only_what_it_uses(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     out = tmp_path / "modules.json"
+    # pytest-randomly imports numpy, hypothesis's plugin more: this repository's dev tools.
+    pytest_cmd = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:hypothesispytest"]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER")}
     env.update(WANDB_MODE="disabled", MLEXP_TEST_MODULES=str(out))
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:hypothesispytest"]
-        + ["-q", "--experiment", "all", "--mlexp-wandb", "disabled"],
+        [*pytest_cmd, "-q", "--experiment", "all", "--mlexp-wandb", "disabled"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
