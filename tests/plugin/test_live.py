@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import types
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -225,11 +230,6 @@ def test_live_line_in_a_run(project: Project, monkeypatch: pytest.MonkeyPatch) -
 def test_live_line_on_a_real_terminal(project: Project, executor: str) -> None:
     """A real TTY, a real pytest process: what a researcher's terminal receives (for the
     process executor the worker's logged points are followed through its progress file)."""
-    import os
-    import re
-    import subprocess
-    import sys
-
     seen = project.path / "seen"  # the test saw a step on the terminal
     # progress reported: the line carries an ETA next to the fraction
     step_drawn = re.compile(r"\| +\d+% train \| ETA \d+s \| step \d \| loss=0\.\d+ \| \ds\x1b\[K")
@@ -246,25 +246,27 @@ def test_live_line_on_a_real_terminal(project: Project, executor: str) -> None:
         # keeps logging its second step until the test has seen it drawn, then goes on.
         handlers = PROCESS_HANDLERS.replace("SEEN", repr(str(seen)))
     project.handlers("exp_a", handlers)
+    args = ["-p", "no:cacheprovider", "--experiment", "exp-a", "--mlexp-executor", executor]
+    proc, out = run_on_a_terminal(project, args, seen, step_drawn)
+    assert proc.wait(60) == 0
+    assert "\r\x1b[28C  e_a_1 seed 0 | 0s\x1b[K" in out  # after "research/research_plan.yaml "
+    assert step_drawn.search(out), repr(out[:3000])
+    assert "\r\x1b[28C\x1b[K\x1b[32m." in out  # erased before pytest writes its dots
+
+
+def run_on_a_terminal(
+    project: Project, args: list[str], seen: Path, step_drawn: re.Pattern[str]
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``python -m pytest *args`` in ``project`` on a pseudo-terminal, as a researcher's terminal
+    would see it: returns the process (ended or ending: its terminal is closed) and everything it
+    wrote.  ``seen`` is created once ``step_drawn`` has been drawn, so that a handler waiting for
+    it goes on (the test saw a step on the terminal)."""
     master, slave = os.openpty()
     env = {**os.environ, "COLUMNS": "120", "TERM": "xterm", "WANDB_MODE": "disabled"}
-    for name in ("NO_COLOR", "PY_COLORS", "FORCE_COLOR"):
+    for name in ("NO_COLOR", "PY_COLORS", "FORCE_COLOR", "PYTEST_ADDOPTS"):
         env.pop(name, None)
-    env.pop("PYTEST_ADDOPTS", None)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:randomly",
-            "-p",
-            "no:cacheprovider",
-            "--experiment",
-            "exp-a",
-            "--mlexp-executor",
-            executor,
-        ],
+        [sys.executable, "-m", "pytest", "-p", "no:randomly", *args],
         cwd=project.path,
         stdin=subprocess.DEVNULL,
         stdout=slave,
@@ -284,8 +286,4 @@ def test_live_line_on_a_real_terminal(project: Project, executor: str) -> None:
         if not seen.exists() and step_drawn.search(b"".join(chunks).decode(errors="replace")):
             seen.write_text("")
     os.close(master)
-    assert proc.wait(60) == 0
-    out = b"".join(chunks).decode(errors="replace")
-    assert "\r\x1b[28C  e_a_1 seed 0 | 0s\x1b[K" in out  # after "research/research_plan.yaml "
-    assert step_drawn.search(out), repr(out[:3000])
-    assert "\r\x1b[28C\x1b[K\x1b[32m." in out  # erased before pytest writes its dots
+    return proc, b"".join(chunks).decode(errors="replace")

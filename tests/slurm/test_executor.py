@@ -445,39 +445,14 @@ def test_sigterm_cancels_every_job_of_the_session(project: Project, marks: Path)
 # --- the live line -------------------------------------------------------------------------------------
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
 def test_the_live_line_follows_a_jobs_progress(project: Project) -> None:
-    from tests.plugin.test_live import PLAN, PROCESS_HANDLERS
+    from tests.plugin.test_live import PLAN, PROCESS_HANDLERS, run_on_a_terminal
 
     seen = project.path / "seen"  # the test saw a step of the job on the terminal
     step_drawn = re.compile(r"\| +\d+% train \| ETA \d+s \| step \d \| loss=0\.\d+ \| \d+s\x1b\[K")
     project.plan(PLAN)
     project.handlers("exp_a", PROCESS_HANDLERS.replace("SEEN", repr(str(seen))))
-    master, slave = os.openpty()
-    env = {**os.environ, "COLUMNS": "120", "TERM": "xterm", "WANDB_MODE": "disabled"}
-    for name in ("NO_COLOR", "PY_COLORS", "FORCE_COLOR", "PYTEST_ADDOPTS"):
-        env.pop(name, None)
     args = ["--experiment", "exp-a", "--mlexp-executor", "slurm"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:randomly", *args],
-        cwd=project.path,
-        stdin=subprocess.DEVNULL,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-    )
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-        if not seen.exists() and step_drawn.search(b"".join(chunks).decode(errors="replace")):
-            seen.write_text("")  # the job's handler goes on once the test saw its step
-    os.close(master)
-    out = b"".join(chunks).decode(errors="replace")
+    proc, out = run_on_a_terminal(project, args, seen, step_drawn)  # the job goes on once a step is seen
     assert proc.wait(HANG_GUARD_S) == 0, out[-3000:]
     assert "e_a_1 seed 0 |" in out
     assert step_drawn.search(out), repr(out[:3000])
