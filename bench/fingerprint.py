@@ -32,7 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-PER_EXPERIMENT = 100
+from perf import PER_EXPERIMENT, write_plan  # bench/ is this script's folder, first on sys.path
+
 ENV = {**os.environ, "WANDB_MODE": "disabled", "PYTHONHASHSEED": "0"}
 for _var in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX"):
     ENV.pop(_var, None)
@@ -120,16 +121,7 @@ def project(root: Path, n: int) -> Path:
     (root / "experiments" / "bench.py").write_text(HANDLER, encoding="utf-8")
     (root / "data").mkdir()
     (root / "data" / "train.csv").write_bytes(os.urandom(1 << 20))  # 1 MiB, hashed once a session at most
-    lines = [
-        "project: {name: fp, hypothesis: it scales}",
-        'defaults: {handler: "experiments.bench:trivial", deps: [data/train.csv]}',
-        "experiments:",
-    ]
-    for e in range((n + PER_EXPERIMENT - 1) // PER_EXPERIMENT):
-        ids = ", ".join(f"s{e}_{i}" for i in range(e * PER_EXPERIMENT, min(n, (e + 1) * PER_EXPERIMENT)))
-        lines += [f"  exp{e}:", f"    sub_experiments: [{ids}]"]
-    (root / "research").mkdir()
-    (root / "research" / "research_plan.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_plan(root, n, name="fp", defaults='handler: "experiments.bench:trivial", deps: [data/train.csv]')
     return root
 
 

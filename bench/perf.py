@@ -233,17 +233,18 @@ def plan_project(root: Path, n: int) -> Path:
     (root / "conftest.py").write_text(BENCH_CONFTEST, encoding="utf-8")
     (root / "experiments").mkdir()
     (root / "experiments" / "bench.py").write_text(HANDLER, encoding="utf-8")
-    lines = [
-        "project: {name: perf, hypothesis: it scales}",
-        'defaults: {handler: "experiments.bench:trivial"}',
-        "experiments:",
-    ]
+    write_plan(root, n, name="perf", defaults='handler: "experiments.bench:trivial"')
+    return root
+
+
+def write_plan(root: Path, n: int, *, name: str, defaults: str) -> None:
+    """research/research_plan.yaml with ``n`` sub-experiments, PER_EXPERIMENT to an experiment."""
+    lines = [f"project: {{name: {name}, hypothesis: it scales}}", f"defaults: {{{defaults}}}", "experiments:"]
     for e in range((n + PER_EXPERIMENT - 1) // PER_EXPERIMENT):
         ids = ", ".join(f"s{e}_{i}" for i in range(e * PER_EXPERIMENT, min(n, (e + 1) * PER_EXPERIMENT)))
         lines += [f"  exp{e}:", f"    sub_experiments: [{ids}]"]
     (root / "research").mkdir()
     (root / "research" / "research_plan.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return root
 
 
 def clean_results(root: Path) -> None:
