@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             "test ids must be the same in every process (pytest -n 2), these hold a memory "
             "address; give their parametrize an explicit id:\n  " + "\n  ".join(unstable)
         )
+
+
+def git(root: Path, *args: str) -> None:
+    """``git *args`` in ``root`` with an identity of its own (CI machines may have none)."""
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    )
 
 
 class Project:

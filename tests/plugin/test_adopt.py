@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import Project
+from tests.conftest import Project, git
 
 FIXTURE = Path(__file__).resolve().parents[1] / "adopted"
 P2 = "p2-hybrid-encoder"
@@ -605,15 +604,6 @@ def test_attempts_count_unchanged_code_and_seeds_added_after_an_inconclusive_res
 # --- git_dirty (SPEC section 10) -----------------------------------------------------------------
 
 
-def _git(root: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-        cwd=root,
-        check=True,
-        capture_output=True,
-    )
-
-
 def _dirty(project: Project) -> bool:
     prov = project.results("e-s")["sub_experiments"]["es_seeds"]["provenance"]
     assert isinstance(prov["git_dirty"], bool)
@@ -625,17 +615,17 @@ def test_git_dirty_when_the_plan_or_the_handler_is_modified_or_untracked(project
     project.plan(STOPPING_PLAN)
     handlers = project.handlers("handlers", STOPPING_HANDLERS)
     (project.path / ".gitignore").write_text("research/experiments/\n.pytest_cache/\n__pycache__/\n")
-    _git(project.path, "init", "-q")
-    _git(project.path, "add", "-A")
-    _git(project.path, "commit", "-q", "-m", "the study")
+    git(project.path, "init", "-q")
+    git(project.path, "add", "-A")
+    git(project.path, "commit", "-q", "-m", "the study")
     (project.path / "notes.txt").write_text("an untracked file the study does not read\n")
     project.run("--experiment", "e-s")
     assert not _dirty(project)
-    _git(project.path, "rm", "-q", "--cached", str(handlers.relative_to(project.path)))  # untracked
+    git(project.path, "rm", "-q", "--cached", str(handlers.relative_to(project.path)))  # untracked
     project.run("--experiment", "e-s")
     assert _dirty(project)
-    _git(project.path, "add", "-A")
-    _git(project.path, "commit", "-q", "-m", "again")
+    git(project.path, "add", "-A")
+    git(project.path, "commit", "-q", "-m", "again")
     project.run("--experiment", "e-s")
     assert not _dirty(project)
     plan = project.path / "research" / "research_plan.yaml"

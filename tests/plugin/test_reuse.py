@@ -7,7 +7,6 @@ actually ran."""
 from __future__ import annotations
 
 import re
-import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import Project
+from tests.conftest import Project, git
 
 PLAN = """
 project: {name: Reuse, hypothesis: "h"}
@@ -422,21 +421,12 @@ def test_the_verdict_and_findings_read_the_reason_the_store_wrote(project: Proje
     )
 
 
-def _git(root: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
-        cwd=root,
-        check=True,
-        capture_output=True,
-    )
-
-
 def test_git_dirty_follows_the_fingerprints_files_and_the_plan(project: Project) -> None:
     setup(project)
     root = project.path
-    _git(root, "init", "-q")
-    _git(root, "add", "-A")
-    _git(root, "commit", "-qm", "start")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "start")
     (root / "README.txt").write_text("an edit elsewhere")  # untracked, not read by any handler
     (root / "experiments" / "unrelated.py").write_text("X = 3\n")  # modified, not imported
     run_one(project, "r_c")

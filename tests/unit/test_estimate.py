@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from pytest_mlexp.estimate import (
 )
 from pytest_mlexp.gitstate import git_state
 from tests import factories
+from tests.conftest import git
 
 
 def test_prices_and_gpus() -> None:
@@ -99,20 +99,14 @@ def test_wall_time_gpu_hours_and_cost() -> None:
     assert reused.line() == "estimate for 1 item (4 seeds); 1 reused (no cost)"
 
 
-def _git(root: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.email=t@x", "-c", "user.name=t", *args], cwd=root, check=True, capture_output=True
-    )
-
-
 def test_git_dirty_is_about_the_files_named(tmp_path: Path) -> None:
     root = tmp_path / "repo"
     (root / "project" / "experiments").mkdir(parents=True)
     (root / "project" / "experiments" / "h.py").write_text("x = 1\n")
     (root / "project" / "plan.yaml").write_text("a: 1\n")
-    _git(root, "init", "-q")
-    _git(root, "add", "-A")
-    _git(root, "commit", "-qm", "c")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "c")
     (root / "project" / "notes.txt").write_text("untracked, unrelated")
     (root / "project" / "new").mkdir()
     (root / "project" / "new" / "helper.py").write_text("y = 2\n")
