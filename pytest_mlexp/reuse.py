@@ -72,7 +72,7 @@ class NodeFingerprint:
     """The current fingerprint of one result the plan asks for (a sub-experiment or a point)."""
 
     fingerprint: str
-    inputs: dict[str, str]
+    inputs: Mapping[str, str]  # shared by the results of a sub-experiment: never changed
     seeds: tuple[int, ...]
     params_sha256: str
     files: tuple[str, ...]  # project files it reads (for git_dirty)
@@ -191,9 +191,11 @@ class PlanFingerprints:
         _, digest = self.params(sub, point)
         upstream = self._upstream(sub, entry_of)
         fp = node_fingerprint(inputs.digest, digest, point.key if point else None, upstream)
-        shown = dict(inputs.inputs)
-        for dep, token in sorted(upstream.items()):
-            shown[f"upstream:{dep}"] = token.removeprefix("content:")[:16]
+        shown = inputs.inputs  # shared by the sub's results, never changed (provenance copies it)
+        if upstream:
+            shown = dict(shown)
+            for dep, token in sorted(upstream.items()):
+                shown[f"upstream:{dep}"] = token.removeprefix("content:")[:16]
         return NodeFingerprint(fp, shown, self.seeds(sub), digest, inputs.files, inputs.handler_file)
 
 

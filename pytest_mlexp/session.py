@@ -73,10 +73,15 @@ class PlanContext:
         # Per-session constants every task carries (computed once, not per seed).
         self.root_text = str(self.root)
         self.plan_root_text = str(self.plan.root)
+        try:  # the plan file as provenance names it (its git_dirty covers the plan)
+            self.plan_file = self.plan.path.relative_to(self.root).as_posix()
+        except ValueError:
+            self.plan_file = str(self.plan.path)
         # Per-session caches of tasks.py (task and provenance building), per handler file
         # and per sub-experiment: they do not change while the session runs.
         self.module_paths: dict[Path, str] = {}
-        self.provenance_base: dict[str, dict[str, Any]] = {}
+        # (handler digest, files read) -> the provenance fields they settle (tasks.provenance)
+        self.provenance_base: dict[tuple[str | None, tuple[str, ...]], dict[str, Any]] = {}
         plan = self.plan
         stub = state.stub
 

@@ -68,32 +68,27 @@ def provenance(
 ) -> dict[str, Any]:
     """``provenance:`` of a result: git state, handler source digest, params digest, Python, and
     its fingerprint (SPEC section 11) with the seeds it holds and a digest per input."""
-    base = ctx.provenance_base.get(sub.id)
-    if base is None:  # all but the params digest is the same for every item of a sub, all session
+    try:
+        handler_sha: str | None = ctx.handler(sub).source_sha256
+    except LookupError:
+        handler_sha = None
+    files = fp.files if fp is not None else ()
+    # All but the params digest and the fingerprint is the same for every result computed from
+    # the same handler and files, all session: asked once per such pair, not once per item.
+    key = (handler_sha, files)
+    base = ctx.provenance_base.get(key)
+    if base is None:
         git = ctx.git()
-        try:
-            ref = ctx.handler(sub)
-            handler_sha = ref.source_sha256
-        except LookupError:
-            handler_sha = None
         # git_dirty: the files this result is computed from (its fingerprint's) or the plan
         # differ from the commit, untracked files included (SPEC section 10).
-        try:
-            plan_file = ctx.plan.path.relative_to(ctx.root).as_posix()
-        except ValueError:
-            plan_file = str(ctx.plan.path)
-        files = [*(fp.files if fp is not None else ()), plan_file]
-        base = ctx.provenance_base[sub.id] = {
+        base = ctx.provenance_base[key] = {
             "git_commit": git.commit,
-            "git_dirty": git.dirty(ctx.root_text, files),
+            "git_dirty": git.dirty(ctx.root_text, [*files, ctx.plan_file]),
             "handler_sha256": handler_sha,
         }
-    out = dict(base)
-    out["params_sha256"] = fp.params_sha256 if fp is not None else params_digest(params)
-    out["python"] = _PYTHON_VERSION
-    if fp is not None:
-        out.update(fp.provenance())
-    return out
+    if fp is None:
+        return {**base, "params_sha256": params_digest(params), "python": _PYTHON_VERSION}
+    return {**base, "params_sha256": fp.params_sha256, "python": _PYTHON_VERSION, **fp.provenance()}
 
 
 def _timeout(sub: SubExperiment) -> float | None:

@@ -81,30 +81,62 @@ class _Unclosable:
         setattr(self._stream, name, value)
 
 
-@contextmanager
-def _stdio_kept() -> Iterator[None]:
-    """``sys.stdout`` and ``sys.stderr`` as they were, and still open, once the handler is done.
+class guarded:
+    """Everything a handler in the pytest process may do to it, undone or caught, while it runs:
 
-    pytest's capture puts the same stream objects back whenever it resumes (the live line
-    suspends it), so a replacement would not last: ``close`` is made a flush on the objects
-    themselves; only a stream that has no instance attributes is swapped for a stand-in."""
-    saved = (sys.stdout, sys.stderr)
-    patched: list[Any] = []
-    for name, stream in (("stdout", saved[0]), ("stderr", saved[1])):
-        if stream is None:
-            continue
-        try:
-            vars(stream)["close"] = _flush_of(stream)
-            patched.append(stream)
-        except TypeError:  # no __dict__: a C-level stream (no capture, -s)
-            setattr(sys, name, _Unclosable(stream))
-    try:
-        yield
-    finally:
-        for stream in patched:
+    * ``os._exit`` raises :class:`HandlerExited` instead of ending pytest, when called in this
+      process (a forked child, e.g. a DataLoader worker, exits for real); ``exits`` collects
+      the codes asked for;
+    * ``sys.stdout`` and ``sys.stderr`` are as they were, and still open, afterwards: pytest's
+      capture puts the same stream objects back whenever it resumes (the live line suspends
+      it), so a replacement would not last; ``close`` is made a flush on the objects
+      themselves, and only a stream that has no instance attributes (a C-level stream: no
+      capture, ``-s``) is swapped for a stand-in.
+
+    One class rather than two generator-based context managers: entered once per seed, the
+    generators' set-up was a tenth of a trivial item's cost."""
+
+    __slots__ = ("_exit", "_exits", "_patched", "_pid", "_real", "_saved")
+
+    def __init__(self, exits: list[int]) -> None:
+        self._exits = exits
+
+    def __enter__(self) -> None:
+        self._pid = pid = os.getpid()
+        self._real = real = os._exit
+        exits = self._exits
+
+        def _exit(code: int) -> None:
+            if os.getpid() != pid:
+                real(code)
+            exits.append(code)
+            raise HandlerExited(
+                f"the handler called os._exit({code}) in the pytest process (local executor); the "
+                "process was kept and the session goes on. Return or raise instead, or run it with "
+                "the process executor"
+            )
+
+        self._exit = _exit
+        os._exit = _exit  # type: ignore[assignment]
+        self._saved = saved = (sys.stdout, sys.stderr)
+        patched: list[Any] = []
+        for name, stream in (("stdout", saved[0]), ("stderr", saved[1])):
+            if stream is None:
+                continue
+            try:
+                vars(stream)["close"] = _flush_of(stream)
+                patched.append(stream)
+            except TypeError:  # no __dict__: a C-level stream (no capture, -s)
+                setattr(sys, name, _Unclosable(stream))
+        self._patched = patched
+
+    def __exit__(self, *exc: object) -> None:
+        for stream in self._patched:
             with contextlib.suppress(KeyError, TypeError):
                 del vars(stream)["close"]
-        sys.stdout, sys.stderr = saved
+        sys.stdout, sys.stderr = self._saved
+        if os._exit is self._exit:
+            os._exit = self._real
 
 
 def _flush_of(stream: Any) -> Callable[[], None]:
@@ -113,37 +145,6 @@ def _flush_of(stream: Any) -> Callable[[], None]:
             stream.flush()
 
     return close
-
-
-@contextmanager
-def _exit_caught(exits: list[int]) -> Iterator[None]:
-    """``os._exit`` raises :class:`HandlerExited` instead of ending pytest, while the handler
-    runs, when called in this process (a forked child, e.g. a DataLoader worker, exits for real)."""
-    pid = os.getpid()
-    real = os._exit
-
-    def _exit(code: int) -> None:
-        if os.getpid() != pid:
-            real(code)
-        exits.append(code)
-        raise HandlerExited(
-            f"the handler called os._exit({code}) in the pytest process (local executor); the process "
-            "was kept and the session goes on. Return or raise instead, or run it with the process executor"
-        )
-
-    os._exit = _exit  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        if os._exit is _exit:
-            os._exit = real
-
-
-@contextmanager
-def guarded(exits: list[int]) -> Iterator[None]:
-    """Everything a handler in the pytest process may do to it, undone or caught (see above)."""
-    with _exit_caught(exits), _stdio_kept():
-        yield
 
 
 def run_local(
