@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
-from collections.abc import Iterator
-from types import ModuleType
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -150,10 +150,16 @@ def _callobj(fixtures: tuple[str, ...]) -> Any:
     return func
 
 
-class SubItem(pytest.Function):
-    """One sub-experiment (or one point of its sweep); all its seeds run inside it."""
+class SubItem(pytest.Item):
+    """One sub-experiment (or one point of its sweep); all its seeds run inside it.
 
-    # Slots, not instance-dict entries: a pytest Function's ``__dict__`` is already at the size
+    A plain :class:`pytest.Item` when no fixture reaches it (the handler asks for none but
+    ``runner``, and no autouse or ``usefixtures`` fixture applies where the plan is): pytest's
+    fixture set-up and tear-down around an item cost as much as everything the item does
+    itself for a trivial handler, and would do nothing.  Otherwise a :class:`FixtureSubItem`,
+    a :class:`pytest.Function` whose fixtures pytest sets up as for any test."""
+
+    # Slots, not instance-dict entries: a pytest node's ``__dict__`` is already at the size
     # where a few more keys reallocate it (~0.8 KB per item in a 10,000-point sweep).
     # ``_mlexp_op``: on an xdist worker, the result op ``session.attach_op`` hands to OpCarrier.
     __slots__ = ("_mlexp_op", "experiment_id", "point", "point_index", "sub")
@@ -162,6 +168,8 @@ class SubItem(pytest.Function):
     point: SweepPoint | None
     point_index: int  # position in the sweep, for ordering without re-expanding the sweep
     experiment_id: str
+    #: The fixtures pytest set up for it, by name (a FixtureSubItem's own, from pytest).
+    funcargs: Mapping[str, Any] = MappingProxyType({})
 
     @classmethod
     def build(
@@ -175,17 +183,24 @@ class SubItem(pytest.Function):
         # pytest reads the fixtures an item needs from its callobj's signature: give it exactly
         # the handler's parameters (read from source, so collection never imports the handler).
         names = tuple(ctx.fixture_names(sub))
-        func = _callobj(names)
         name = f"{sub.id}[{point.key}]" if point is not None else sub.id
         # Computing the fixture closure was half the cost of building an item.  It depends on the
         # names asked for, the node's place (conftest visibility, autouse) and the item's own
         # marks at construction, which our items do not have yet (plan marks are added below):
         # so it is shared, as pytest shares one across the items of a parametrised test.
-        info = parent.fixtureinfos.get(names)
-        # No originalname: pytest 9.2 builds the node id from it and would drop the "[point]".
-        item: SubItem = super().from_parent(parent, name=name, callobj=func, fixtureinfo=info)
+        # None: no fixture reaches these items (a plain item).
+        try:
+            info = parent.fixtureinfos[names]
+        except KeyError:
+            info = parent.fixtureinfos[names] = _fixture_info(parent, names)
+        item: SubItem
         if info is None:
-            parent.fixtureinfos[names] = getattr(item, "_fixtureinfo", None)
+            item = super().from_parent(parent, name=name)
+        else:
+            # No originalname: pytest 9.2 builds the node id from it and would drop the "[point]".
+            item = FixtureSubItem.from_parent(
+                parent, name=name, callobj=_callobj(names), fixtureinfo=None if info is _ASK_PYTEST else info
+            )
         item.sub = sub
         item.point = point
         item.point_index = index
@@ -211,13 +226,34 @@ class SubItem(pytest.Function):
         skip_if_blocked(self)
         super().setup()
 
-    def repr_failure(self, excinfo: ExceptionInfo[BaseException]) -> str | TerminalRepr:  # type: ignore[override]
+    def repr_failure(self, excinfo: ExceptionInfo[BaseException], style: Any = None) -> str | TerminalRepr:
         if _is_failure(excinfo):
             return str(excinfo.value)
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         return self.path, self.sub.loc.line - 1, f"{self.sub.experiment_id}::{self.name}"
+
+
+class FixtureSubItem(SubItem, pytest.Function):  # type: ignore[misc]
+    """A sub-experiment item that fixtures reach: pytest sets them up (``item.funcargs``)
+    before it runs and tears them down after, as for any test function."""
+
+    __slots__ = ()
+
+
+def _fixture_info(parent: ExperimentNode, names: tuple[str, ...]) -> Any:
+    """The fixture closure of ``parent``'s items that ask for ``names`` (pytest's
+    ``FuncFixtureInfo``), or None when it is empty: no fixture, autouse included, reaches them."""
+    manager = getattr(parent.session, "_fixturemanager", None)
+    getinfo = getattr(manager, "getfixtureinfo", None)
+    if getinfo is None:  # a pytest without it: pytest works it out for each item
+        return _ASK_PYTEST
+    info = getinfo(node=parent, func=_callobj(names), cls=None)
+    return info if info.names_closure else None
+
+
+_ASK_PYTEST = object()
 
 
 class AssessmentItem(pytest.Item):

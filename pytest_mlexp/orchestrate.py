@@ -250,7 +250,9 @@ def run_sub_item(item: pytest.Item) -> None:
         fixtures = {n: funcargs[n] for n in ref.fixture_names if n != "runner" and n in funcargs}
         # The same tasks the dispatcher builds when it submits this item ahead.
         # (The local executor runs seeds in this process: the live line watches them directly.)
-        tasks = seed_tasks(state, ctx, sub, point, params, ref, progress=executor_name != "local")
+        tasks = seed_tasks(
+            state, ctx, sub, point, params, ref, progress=executor_name != "local", decision=decision
+        )
         with watching(item.config):  # the live progress line, for seeds run in this process
             outcomes = dispatcher_of(state).run(item, executor_name, tasks, fixtures)
         if any(o.warnings for o in outcomes):

@@ -49,7 +49,7 @@ class PlanContext:
         from .model import PlanError
         from .plan import parse_plan_text
         from .results import ResultsView
-        from .reuse import PlanFingerprints, PlanReconciler
+        from .reuse import PlanFingerprints, PlanReconciler, ReusePlan, plan_reuse
         from .store import ResultsStore, params_digest
 
         self.root = state.rootpath
@@ -117,6 +117,8 @@ class PlanContext:
         )
         self.results: ResultsView = ResultsView(plan, store, stub=stub)
         self._decisions: dict[str, ReusePlan] = {}
+        # Kept here: an import statement in decision() ran once per item.
+        self._new_decision, self._plan_reuse = ReusePlan, plan_reuse
         self._git: GitState | None = None
         self._read_by_dependents: set[str] | None = None
 
@@ -155,8 +157,6 @@ class PlanContext:
         got = self._decisions.get(key)
         if got is not None:
             return got
-        from .reuse import ReusePlan, plan_reuse
-
         results = self.results
         fp = self.fingerprints.node(sub, point, results.entry)
         if self.reuse and not self.stub:
@@ -166,7 +166,7 @@ class PlanContext:
                 }
             point_key = point.key if point else None
             stale = results.store.doc(sub.experiment_id).get("stale") or {}
-            got = plan_reuse(
+            got = self._plan_reuse(
                 fp,
                 self.fingerprints.seeds(sub),
                 current=results.entry(sub.id, point_key),
@@ -176,7 +176,7 @@ class PlanContext:
                 rejudged=self._rejudge(sub, point is not None),
             )
         else:
-            got = ReusePlan(fp)
+            got = self._new_decision(fp)
         self._decisions[key] = got
         return got
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from .handlers import HandlerRef
     from .model import SubExperiment, SweepPoint
-    from .reuse import NodeFingerprint
+    from .reuse import NodeFingerprint, ReusePlan
     from .session import MlexpSession, PlanContext
 
 __all__ = ["artifacts_dir", "build_task", "item_tasks", "provenance", "seed_tasks"]
@@ -160,11 +160,14 @@ def seed_tasks(
     ref: HandlerRef,
     *,
     progress: bool = True,
+    decision: ReusePlan | None = None,
 ) -> list[Task]:
     """The tasks of one item, one per seed (the first seed only under --stub), but for the seeds
-    a stored result holds under ``--mlexp-reuse`` (``PlanContext.decision``)."""
+    a stored result holds under ``--mlexp-reuse`` (``PlanContext.decision``, or ``decision``
+    when the caller has it)."""
     seeds = sub.seeds[:1] if state.stub else sub.seeds
-    decision = ctx.decision(sub, point)
+    if decision is None:
+        decision = ctx.decision(sub, point)
     fp = decision.fingerprint.fingerprint if decision.fingerprint is not None else None
     if decision.sources:
         seeds = tuple(decision.to_run(seeds))

@@ -192,6 +192,44 @@ experiments:
     assert subs["f_none"]["metrics"] == {"x": -1.0}
 
 
+def test_an_item_no_fixture_reaches_is_a_plain_item(project: Project) -> None:
+    # pytest's fixture set-up and tear-down around an item cost as much as a trivial handler's
+    # whole item: an item gets them only when a fixture reaches it (asked for by its handler,
+    # or autouse where the plan is; the test above has autouse reach every item).
+    project.plan(
+        """
+project: {name: Toy, hypothesis: "fixtures"}
+experiments:
+  e-fix:
+    sub_experiments:
+      f_data: {}
+      f_none: {sweep: {k: [1, 2]}}
+"""
+    )
+    project.pytester.makeconftest(
+        "import pytest\n"
+        "@pytest.fixture\n"
+        "def dataset():\n"
+        "    return [1.0, 2.0]\n"
+        "def pytest_collection_finish(session):\n"
+        "    for it in session.items:\n"
+        "        print('KIND', it.name, isinstance(it, pytest.Function))\n"
+    )
+    project.handlers(
+        "e_fix",
+        "def f_data(runner, dataset):\n    return {'metrics': {'x': sum(dataset)}}\n"
+        "def f_none(runner):\n    return {'metrics': {'x': runner.params['k']}}\n",
+    )
+    result = project.run("--experiment", "e-fix", "-s")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(
+        ["KIND f_data True", "KIND f_none[k_1] False", "KIND f_none[k_2] False", "KIND assessment False"]
+    )
+    subs = project.results("e-fix")["sub_experiments"]
+    assert subs["f_data"]["metrics"] == {"x": 3.0}
+    assert [subs["f_none"]["points"][f"k_{k}"]["metrics"]["x"] for k in (1, 2)] == [1, 2]
+
+
 def test_experiment_selection_by_prefix_sub_id_and_errors(project: Project) -> None:
     project.plan(PLAN)
     project.handlers("e_one", HANDLERS)
