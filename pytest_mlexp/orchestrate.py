@@ -247,7 +247,10 @@ def run_sub_item(item: pytest.Item) -> None:
         decision = ctx.decision(sub, point)
         prov = provenance(ctx, sub, params, decision.fingerprint)
         funcargs = item.funcargs  # type: ignore[attr-defined]
-        fixtures = {n: funcargs[n] for n in ref.fixture_names if n != "runner" and n in funcargs}
+        # (None at all for an item no fixture reaches: a plain pytest.Item, see items.py.)
+        fixtures = (
+            {n: funcargs[n] for n in ref.fixture_names if n != "runner" and n in funcargs} if funcargs else {}
+        )
         # The same tasks the dispatcher builds when it submits this item ahead.
         # (The local executor runs seeds in this process: the live line watches them directly.)
         tasks = seed_tasks(

@@ -90,8 +90,8 @@ class NodeFingerprint:
 
 class PlanFingerprints:
     """Current fingerprints of a plan's results; the parts shared by a sub-experiment's results
-    are computed once per session.  ``ref_of(sub)`` returns its handler (``HandlerRef``-like:
-    ``qualname``, ``module_path``, ``fixture_names``) or None when it has none."""
+    are computed once per session.  ``ref_of(sub)`` returns its handler (a ``HandlerRef``) or
+    None when it has none."""
 
     def __init__(
         self,
@@ -126,7 +126,8 @@ class PlanFingerprints:
         got: SubInputs | None = None
         if ref is not None:
             # Many sub-experiments share one handler (and deps): computed once for all of them.
-            key = (ref.module_path, ref.function, ref.fixture_names, sub.deps)
+            # (params and defaulted: what fixture_names is made of, without building it)
+            key = (ref.module_path, ref.function, ref.params, ref.defaulted, sub.deps)
             got = self._shared.get(key)
             if got is None:
                 if self._plan_dir is None:

@@ -99,6 +99,8 @@ class FrozenList(list[Any]):
 def freeze(value: Any, what: str) -> Any:
     """``value`` with every dict and list in it made read-only (copies: the caller's objects,
     the plan's own, are never handed out)."""
+    if value.__class__ is dict and not value:  # no params, no variant, no upstream: the usual case
+        return FrozenDict(value, what)
     if isinstance(value, Mapping):
         return FrozenDict({k: freeze(v, what) for k, v in value.items()}, what)
     if isinstance(value, list):

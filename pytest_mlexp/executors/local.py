@@ -132,8 +132,10 @@ class guarded:
 
     def __exit__(self, *exc: object) -> None:
         for stream in self._patched:
-            with contextlib.suppress(KeyError, TypeError):
+            try:  # noqa: SIM105 - not contextlib.suppress: an object per stream per seed
                 del vars(stream)["close"]
+            except (KeyError, TypeError):  # the handler replaced or removed it
+                pass
         sys.stdout, sys.stderr = self._saved
         if os._exit is self._exit:
             os._exit = self._real
