@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -218,18 +218,29 @@ def live_line(config: pytest.Config) -> LiveLine:
     return line
 
 
-@contextlib.contextmanager
-def watching(config: pytest.Config) -> Iterator[LiveLine]:
-    """Show seeds that run in this process (and thread) on the live line while inside."""
+def watching(config: pytest.Config) -> AbstractContextManager[object]:
+    """Show seeds that run in this process (and thread) on the live line while inside (a
+    context manager that does nothing when the line is off: no terminal, ``-q``...)."""
     line = live_line(config)
-    if not line.enabled:
-        yield line
-        return
-    from .execution import observers
+    return _Watching(line) if line.enabled else _IDLE
 
-    token = observers.set(line.sinks)
-    try:
-        yield line
-    finally:
-        observers.reset(token)
-        line.clear()
+
+_IDLE = contextlib.nullcontext()
+
+
+class _Watching:
+    __slots__ = ("_line", "_token", "_var")
+
+    def __init__(self, line: LiveLine) -> None:
+        from .execution import observers
+
+        self._line = line
+        self._var = observers
+
+    def __enter__(self) -> LiveLine:
+        self._token = self._var.set(self._line.sinks)
+        return self._line
+
+    def __exit__(self, *exc: object) -> None:
+        self._var.reset(self._token)
+        self._line.clear()
