@@ -393,8 +393,10 @@ def judge_stored(
 def _judge_result(
     plan: Plan | None, sub: SubExperiment, entry: Mapping[str, Any], stub: bool, lookup: Lookup | None
 ) -> SubState:
-    measured = Measurements.of_entry(entry)
-    judgements = _judge_criteria(sub, measured, stub=stub, lookup=lookup, is_outdated=outdated(entry))
+    judgements: tuple[Judgement, ...] = ()
+    if sub.success_criteria:  # (none: nothing to measure, e.g. a baseline others compare with)
+        measured = Measurements.of_entry(entry)
+        judgements = _judge_criteria(sub, measured, stub=stub, lookup=lookup, is_outdated=outdated(entry))
     why = wiring_error(plan, sub, entry) if plan is not None else None
     if why is not None:
         return SubState(sub, "error", judgements, entry, why, measured=True, wiring=True)
