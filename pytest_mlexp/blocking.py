@@ -5,7 +5,6 @@ and how each blocker is said.  Pure functions of the plan and the verdicts.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from .model import (
@@ -15,6 +14,7 @@ from .model import (
     SubState,
     Verdict,
 )
+from .structs import struct
 from .verdict import _RAN, _mapping, _who
 
 __all__ = ["Blocker", "blocker_details", "blockers", "gate_detail", "gate_status", "sub_blockers"]
@@ -23,7 +23,7 @@ __all__ = ["Blocker", "blocker_details", "blockers", "gate_detail", "gate_status
 # --- gates and blocking -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Blocker:
     """Why an experiment is blocked: a prerequisite (``dependency`` or ``gate``) and the text."""
 

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from .handler_modules import HandlerError, HandlerRef, load_handler, loaded_func
 from .normalize import ResultError, normalize_result
 from .records import ERROR, INFRA, OK, ErrorInfo, SeedOutcome, SeedResult, error_info, now_iso
 from .runner import ExperimentRunner, MetricSink, ProgressSink, inside
+from .structs import asdict, struct
 
 __all__ = [
     "ERROR",
@@ -64,7 +65,7 @@ class HandlerExited(SeedInterrupt):
     kind = "lost_worker"
 
 
-@dataclass
+@struct
 class Task:
     """Everything a worker needs to run one seed, as plain data (JSON- and pickle-safe)."""
 

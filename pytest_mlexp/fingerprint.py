@@ -31,9 +31,10 @@ import os
 import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .structs import struct
 
 __all__ = [
     "FINGERPRINT_VERSION",
@@ -70,7 +71,7 @@ def _file_sha(path: Path) -> str:
     return h.hexdigest()
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class SubInputs:
     """What a sub-experiment's results are computed from, besides params, point and seed.
 
@@ -129,7 +130,7 @@ class HashCache:
             self._dirty = False
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class _Source:
     """One parsed Python file: its digest, the modules it imports, the fixtures it defines."""
 

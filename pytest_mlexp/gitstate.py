@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+from .structs import struct
 
 __all__ = ["GitState", "git_state"]
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class GitState:
     """``commit`` is None outside a git work tree (then nothing is known to be dirty)."""
 

@@ -23,10 +23,10 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from .model import decider, replacements
+from .structs import struct
 
 if TYPE_CHECKING:
     from .model import Experiment, Gate, Plan
@@ -36,7 +36,7 @@ __all__ = ["Cycle", "Link", "PrerequisiteGraph", "graph_of"]
 LinkKind = Literal["dependency", "gate", "sub"]
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Link:
     """``waiter`` waits for ``target`` because of the plan at ``line`` (``why`` says how)."""
 
@@ -48,7 +48,7 @@ class Link:
     gate: str | None = None  # the gate that made a ``gate`` link
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Cycle:
     """A dependency cycle: ``path`` is ``(a, b, ..., a)``, ``links`` the link of each step."""
 

@@ -18,10 +18,10 @@ import sys
 import threading
 import types
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .structs import struct
 from .textutil import suggestions
 
 __all__ = [
@@ -77,7 +77,7 @@ class HandlerImportError(ImportError):
         return self.message
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class HandlerRef:
     """A handler found in the source, without importing it.
 

@@ -22,7 +22,6 @@ import re
 import textwrap
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,8 @@ from pytest_mlexp.handler_modules import (
 )
 from pytest_mlexp.model import SubExperiment
 from pytest_mlexp.textutil import suggestions
+
+from .structs import struct
 
 __all__ = [
     "HandlerAmbiguous",
@@ -89,7 +90,7 @@ class HandlerAmbiguous(HandlerError):
         self.paths = tuple(paths)
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class _Def:
     name: str
     lineno: int
@@ -99,7 +100,7 @@ class _Def:
     is_async: bool
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class _Module:
     path: Path
     sha256: str

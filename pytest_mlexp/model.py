@@ -9,9 +9,11 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
+
+from .structs import struct
 
 if TYPE_CHECKING:
     from .criteria.forms import Form
@@ -24,7 +26,7 @@ Direction = Literal["higher", "lower"]
 Aggregate = Literal["mean", "median", "min", "max", "all"]
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Loc:
     """Where something was written: the plan file and a 1-based line."""
 
@@ -52,7 +54,7 @@ class PlanError(Exception):
         return text
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Accepted:
     """A human decision recorded in the plan: the thing counts as passed and is listed for review."""
 
@@ -61,7 +63,7 @@ class Accepted:
     date: str = ""
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Achieved:
     """A measurement recorded by hand in the plan (``achieved:``, SPEC section 10): used for a
     criterion that no measured result supplies, shown as "recorded in the plan (line N), not
@@ -75,7 +77,7 @@ class Achieved:
         return f"recorded in the plan (line {self.loc.line}), not measured"
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class PlanStatus:
     """The plan's own ``status:`` annotation of an experiment (shown, compared, never decisive)."""
 
@@ -83,7 +85,7 @@ class PlanStatus:
     loc: Loc
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Criterion:
     """One success criterion, parsed (see ``criteria.parse_criterion``): a form and shared options.
 
@@ -150,14 +152,14 @@ class Criterion:
         return ref[0] if ref is not None else None
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Select:
     metric: str
     mode: Literal["max", "min"]
     loc: Loc | None = None  # where ``select:`` was written (a wiring error names the line)
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class SweepPoint:
     """One point of a sweep's cartesian product: ``key`` is what goes between the brackets."""
 
@@ -165,7 +167,7 @@ class SweepPoint:
     values: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class SubExperiment:
     id: str
     experiment_id: str
@@ -268,7 +270,7 @@ def point_key(values: Mapping[str, Any]) -> str:
     return "-".join(f"{_id_piece(k)}_{_id_piece(v)}" for k, v in values.items())
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Pivot:
     """A pivot block of an experiment (SPEC section 10): its own sub-experiments and criteria.
 
@@ -287,7 +289,7 @@ class Pivot:
     loc: Loc
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Experiment:
     id: str
     name: str
@@ -310,7 +312,7 @@ class Experiment:
         return next(p for p in self.pivots if p.key == key)
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Unlocks:
     """What a gate unlocks: experiment ids, every experiment of a phase, or free text only."""
 
@@ -320,7 +322,7 @@ class Unlocks:
     text: str = ""
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Gate:
     id: str
     name: str
@@ -331,7 +333,7 @@ class Gate:
     loc: Loc
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Project:
     name: str
     hypothesis: str
@@ -339,7 +341,7 @@ class Project:
     meta: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Prerequisite:
     """Something an experiment waits for: another experiment (``dependency``) or a gate."""
 
@@ -348,7 +350,7 @@ class Prerequisite:
     gate_id: str | None = None
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Plan:
     path: Path  # absolute path of the plan file
     project: Project
@@ -481,7 +483,7 @@ Level = Literal[
 ]
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Stats:
     """Statistics of one metric over seeds; ``ci95`` is the Student-t 95% interval of the mean."""
 
@@ -500,7 +502,7 @@ class Stats:
 Pairing = Literal["paired", "welch", "constant", "single"]
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Contrast:
     """How a criterion that compares two measurements was judged (SPEC section 3a).
 
@@ -559,7 +561,7 @@ def _float_or_none(value: Any) -> float | None:
     return None if value is None or isinstance(value, bool) else float(value)
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Judgement:
     """A criterion judged against a value (or the per-seed values)."""
 
@@ -628,7 +630,7 @@ OPENING: frozenset[str] = frozenset(("passed", "passed_with_pivot", "accepted", 
 SubStatus = Literal["passed", "failed", "error", "infra_error", "blocked", "not_run"]
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class SubState:
     """A sub-experiment judged from the current plan and its stored result (never from the
     status or criteria stored beside it): what every report shows of it."""
@@ -660,7 +662,7 @@ class SubState:
         )
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class PivotVerdict:
     """A pivot block judged: its criteria read only its own sub-experiments."""
 
@@ -670,7 +672,7 @@ class PivotVerdict:
     problems: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Verdict:
     """An experiment's verdict: a pure function of the plan and the merged results.
 

@@ -28,11 +28,12 @@ from __future__ import annotations
 import time
 import traceback as _traceback
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timezone
 from typing import Any, Final, Literal, TypedDict
 
 from .safetext import clean_text
+from .structs import field_names, struct
 
 __all__ = [
     "ERROR",
@@ -142,7 +143,7 @@ class OutcomeError(ValueError):
     """Data that is not an outcome (``SeedOutcome.from_dict``): the message says what is wrong."""
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class SeedOutcome:
     """One seed's outcome.  ``status`` ``ok`` comes with ``result``; ``error`` and
     ``infra_error`` with ``error``.  Handler errors and infrastructure failures are outcomes,
@@ -323,7 +324,7 @@ def as_outcome(value: Any, seed: int, source: str = "executor") -> SeedOutcome:
         )
 
 
-_OUTCOME_FIELDS = tuple(SeedOutcome.__dataclass_fields__)
+_OUTCOME_FIELDS = field_names(SeedOutcome)
 
 
 class ResultEntry(TypedDict, total=False):
@@ -403,7 +404,7 @@ def entry_from_dict(data: Any) -> ResultEntry | None:
 OpKind = Literal["record", "blocked", "experiment", "experiment_blocked"]
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class ResultOp:
     """What an item's result asks of the results owner; see the constructors."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ from .records import OUTDATED, SeedOutcome
 from .resultsdoc import HISTORY_LIMIT, fingerprint_of, unstale
 from .secrets import redact_params
 from .store import params_digest
+from .structs import struct
 
 if TYPE_CHECKING:
     from .model import Plan, SubExperiment, SweepPoint
@@ -67,7 +68,7 @@ def seeds_of(entry: Mapping[str, Any]) -> tuple[int, ...] | None:
     return None
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class NodeFingerprint:
     """The current fingerprint of one result the plan asks for (a sub-experiment or a point)."""
 
@@ -533,7 +534,7 @@ def _missing_artifacts(plan_root: Path, artifacts: Any) -> list[str]:
 # --- reuse -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class _Source:
     """A stored result seeds are reused from: a current or stale entry, or a history item."""
 
@@ -543,7 +544,7 @@ class _Source:
     imported: bool = False
 
 
-@dataclass
+@struct
 class ReusePlan:
     """Which seeds of an item stored results hold (``sources``: seed -> where from); the rest run."""
 

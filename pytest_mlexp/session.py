@@ -43,14 +43,13 @@ class PlanContext:
     """One plan file: its model, its results view, its handlers, and per-session caches."""
 
     def __init__(self, state: MlexpSession, path: Path) -> None:
-        import dataclasses
-
         from .handlers import HandlerIndex
         from .model import PlanError
         from .plan import parse_plan_text
         from .results import ResultsView
         from .reuse import PlanFingerprints, PlanReconciler, ReusePlan, plan_reuse
         from .store import ResultsStore, params_digest
+        from .structs import replace
 
         self.root = state.rootpath
         self.stub = state.stub
@@ -66,7 +65,7 @@ class PlanContext:
                 None, f"{shown}: cannot read the plan: {exc}", "check the path and encoding"
             ) from None
         # Messages name the file as the user sees it; files are resolved from the absolute path.
-        self.plan: Plan = dataclasses.replace(parse_plan_text(text, shown), path=path.resolve())
+        self.plan: Plan = replace(parse_plan_text(text, shown), path=path.resolve())
         for warning in self.plan.warnings:  # shown after collection, once
             if warning not in state.plan_warnings:
                 state.plan_warnings.append(warning)

@@ -31,7 +31,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
@@ -57,6 +57,7 @@ from .resultsdoc import (
     upgrade_entry,
 )
 from .safetext import clean_obj, clean_text, storable
+from .structs import struct
 from .yamlwrite import dump_yaml
 
 if TYPE_CHECKING:
@@ -207,7 +208,7 @@ def _stat_sig(path: Path) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-@dataclass
+@struct
 class _State:
     """One experiment's results file as this session sees it."""
 
@@ -237,7 +238,7 @@ class _State:
     prepared: bool = False
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class _Problem:
     """What is wrong with the file on disk: ``legacy`` (no schema; ``imported`` entries were
     read from it) or ``corrupt`` (``why``)."""

@@ -26,15 +26,14 @@ selected point judged as a single result; see ``select_point`` for the selection
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 from .criteria import Lookup, Measurements, judge, judge_measured, judged_value, point_value
 from .criteria.base import pct
 from .model import Achieved, Criterion, Judgement, Loc, Plan, SubExperiment, SubState
 from .records import ResultEntry, new_entry, outdated_reason, stale_reason
+from .structs import replace, struct
 from .textutil import closest_metric
 
 __all__ = [
@@ -87,7 +86,7 @@ def _judged_kind(entry: Mapping[str, Any]) -> bool:
 # --- what the plan needs a handler to report (SPEC section 5a) -----------------------------------
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Need:
     """A metric the plan needs a sub-experiment's handler to report, and who needs it."""
 
@@ -251,13 +250,13 @@ def lookup_for(plan: Plan, entry_of: Any) -> Lookup:
 def judge_recorded(c: Criterion, achieved: Achieved, *, stub: bool = False) -> Judgement:
     """``c`` judged on a value recorded in the plan: one value, no seeds, so ``confidence`` is
     not applied (the message says so, and it is listed for review like every recorded value)."""
-    plain = dataclasses.replace(c, confidence=None, aggregate="mean")
+    plain = replace(c, confidence=None, aggregate="mean")
     j = judge(plain, [achieved.value], stub=stub)
     head, sep, rest = j.message.partition(" needs ")
     message = f"{head} ({achieved}){sep}{rest}" if sep else f"{j.message} ({achieved})"
     if c.confidence is not None:
         message += f"; its {pct(c.confidence)} confidence is not applied to a recorded value"
-    return dataclasses.replace(j, message=message, stats=None, recorded=achieved)
+    return replace(j, message=message, stats=None, recorded=achieved)
 
 
 def unmeasured(c: Criterion, reason: str) -> Judgement:

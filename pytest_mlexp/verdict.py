@@ -56,9 +56,7 @@ Decisions the SPEC leaves open (also in the README):
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from .criteria import Lookup, Measurements, judge_measured
@@ -79,6 +77,7 @@ from .model import (
 )
 from .records import outdated_reason
 from .resultsdoc import seeds_added_after_inconclusive
+from .structs import replace, struct
 from .subjudge import (
     judge_recorded,
     judge_stored,
@@ -199,20 +198,18 @@ def _judge_criterion(
         if measured is not None and _supplied(measured.values(c.metric)) and not recorded_first:
             j = judge_measured(c, measured, lookup=lookup, stub=stub)
             if j.value is None and j.reason and j.reason.startswith("metric "):  # the source's own
-                j = dataclasses.replace(j, reason=f"{j.reason} by {c.from_}")
-            return dataclasses.replace(j, source=c.from_), ran
+                j = replace(j, reason=f"{j.reason} by {c.from_}")
+            return replace(j, source=c.from_), ran
         if not c.form.aggregates_metric and measured is not None:  # a comparison: its own words
-            return dataclasses.replace(
-                judge_measured(c, measured, lookup=lookup, stub=stub), source=c.from_
-            ), ran
+            return replace(judge_measured(c, measured, lookup=lookup, stub=stub), source=c.from_), ran
         achieved = _achieved_for(c, source, states, outer) if c.form.aggregates_metric else None
         if achieved is not None:
-            return dataclasses.replace(judge_recorded(c, achieved, stub=stub), source=c.from_), ran
+            return replace(judge_recorded(c, achieved, stub=stub), source=c.from_), ran
         if not ran:
-            return dataclasses.replace(unmeasured(c, f"{c.from_} has not run"), source=c.from_), ran
+            return replace(unmeasured(c, f"{c.from_} has not run"), source=c.from_), ran
         names = Measurements.of_entry(values_entry).names() if values_entry is not None else []
         reason = f"not reported by {c.from_}{_did_you_mean(c.metric, names)}"
-        return dataclasses.replace(unmeasured(c, reason), source=c.from_), ran
+        return replace(unmeasured(c, reason), source=c.from_), ran
     for state in reversed(states):  # the last sub-experiment in plan order that reported it
         if (
             state.measured
@@ -222,7 +219,7 @@ def _judge_criterion(
             measured = Measurements.of_entry(state.values_entry)
             if _supplied(measured.values(c.metric)):
                 j = judge_measured(c, measured, lookup=lookup, stub=stub)
-                return dataclasses.replace(j, source=state.sub.id), True
+                return replace(j, source=state.sub.id), True
     everything_ran = all(s.status not in ("not_run", "blocked") for s in states)
     achieved = _achieved_for(c, None, states, outer) if c.form.aggregates_metric else None
     if achieved is not None:
@@ -243,7 +240,7 @@ def _judge_criterion(
 # --- one part: the original criteria with the main list, or one pivot ----------------------------
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class _Part:
     criteria: tuple[Judgement, ...]
     judged: tuple[tuple[Judgement, bool], ...]  # (judgement, its source ran)

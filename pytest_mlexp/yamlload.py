@@ -31,7 +31,6 @@ from __future__ import annotations
 import math
 import re
 import reprlib
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -45,6 +44,8 @@ from yaml.events import (
     SequenceStartEvent,
     StreamEndEvent,
 )
+
+from .structs import struct
 
 try:
     from yaml import CSafeLoader as _BaseLoader
@@ -105,7 +106,7 @@ MapLines = tuple[int, dict[Any, tuple[int, int]]]
 SeqLines = tuple[int, list[int]]
 
 
-@dataclass
+@struct
 class Doc:
     """A loaded document and the lines of its containers.
 

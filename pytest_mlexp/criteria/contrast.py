@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from pytest_mlexp.criteria.base import HOW, OPS, UNICODE_OPS, CriterionError, Op, Outcome, display_name, fmt
@@ -50,6 +49,8 @@ from pytest_mlexp.stats import (
     welch_interval,
 )
 
+from ..structs import struct
+
 if TYPE_CHECKING:
     from pytest_mlexp.model import Criterion, Level
 
@@ -66,7 +67,7 @@ _WORDS: dict[str, tuple[str, str]] = {
 }
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class MetricComparison(Form):
     """``<op> sub:metric`` or ``<op> :metric``: this metric against another measurement."""
 
@@ -228,7 +229,7 @@ class MetricComparison(Form):
 # --- the two sides, and how they are compared ---------------------------------------------------
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class _Pair:
     """Both sides read and paired: the per-value differences (paired, constant, single), or the
     two samples (Welch); ``judgement`` judges them."""

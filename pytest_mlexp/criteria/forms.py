@@ -12,12 +12,10 @@ Adding a form: a subclass here (or in a module of its own, as ``contrast.py``), 
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from pytest_mlexp.criteria.base import (
@@ -34,6 +32,8 @@ from pytest_mlexp.criteria.base import (
     read_number,
 )
 from pytest_mlexp.criteria.judging import Lookup, Measurements, judge_values, judged_value, values_sentence
+
+from ..structs import asdict, field_names, struct
 
 if TYPE_CHECKING:
     from pytest_mlexp.model import Criterion, Direction, Judgement, Level
@@ -163,11 +163,11 @@ class Form(ABC):
 
     # --- plain data and schema ----------------------------------------------------------------
     def to_data(self) -> dict[str, Any]:
-        return {"form": self.name, **dataclasses.asdict(cast(Any, self))}
+        return {"form": self.name, **asdict(self)}
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Form:
-        fields = {f.name for f in dataclasses.fields(cast(Any, cls))}
+        fields = set(field_names(cls))
         return cls(**{k: v for k, v in data.items() if k in fields})
 
     @classmethod
@@ -189,7 +189,7 @@ class Form(ABC):
 # --- tiered: {target, acceptable, failure, direction} ---------------------------------------------
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Tiered(Form):
     """``{target, acceptable, failure, direction}``: passes on the good side of ``acceptable``
     (inclusive); levels ``target``, ``acceptable``, ``miss``, ``failure``.
@@ -384,7 +384,7 @@ def compare_score(op: Op, t: float, v: float) -> float:
     return -abs(v - t) if op == "==" else abs(v - t)
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Comparison(Form):
     """``x <op> threshold``; ``{min: x}`` is ``>= x`` and ``{max: x}`` is ``<= x``.  No default
     borderline for ``==`` / ``!=`` (there is no side to be close to)."""
@@ -468,7 +468,7 @@ _IN_RE = re.compile(rf"^\s*in\s*\[\s*({NUM})\s*,\s*({NUM})\s*\]\s*$", re.IGNOREC
 _IN_PAREN_RE = re.compile(rf"^\s*in\s*[\[(]\s*({NUM})\s*,\s*({NUM})\s*[\])]\s*$", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Range(Form):
     """``in [low, high]`` (both ends included); borderline near either end."""
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 from pytest_mlexp.criteria.base import HOW, display_name, fmt, pct, shown
 from pytest_mlexp.model import Accepted, Contrast, Criterion, Judgement, Level, Stats
 from pytest_mlexp.stats import _interval, _mean_std, seeds_phrase, seeds_to_settle
+
+from ..structs import struct
 
 __all__ = [
     "Lookup",
@@ -32,7 +33,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Measurements:
     """What one sub-experiment (or the selected point of a sweep) measured, as criteria read it.
 

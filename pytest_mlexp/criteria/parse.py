@@ -17,7 +17,6 @@ Decisions the SPEC leaves open (also in the README):
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, cast
@@ -36,6 +35,7 @@ from pytest_mlexp.model import (
     Plan,
     SubExperiment,
 )
+from pytest_mlexp.structs import asdict, replace
 
 __all__ = [
     "FORMS",
@@ -254,7 +254,7 @@ def _resolve(c: Criterion, judged_by: str | None, known: Collection[str]) -> Cri
             c.loc,
         )
     resolved = form.for_sub(c.metric, judged_by)
-    return c if resolved is form else dataclasses.replace(c, form=resolved)
+    return c if resolved is form else replace(c, form=resolved)
 
 
 def resolve_references(
@@ -284,9 +284,7 @@ def resolve_references(
             crits = tuple(_resolve(c, sub.id, known) for c in sub.success_criteria)
             for c in crits:
                 add(sub.id, c)
-            subs.append(
-                dataclasses.replace(sub, success_criteria=crits) if crits != sub.success_criteria else sub
-            )
+            subs.append(replace(sub, success_criteria=crits) if crits != sub.success_criteria else sub)
 
         def experiment_level(crits: Sequence[Criterion], owner: str) -> tuple[Criterion, ...]:
             out: list[Criterion] = []
@@ -307,7 +305,7 @@ def resolve_references(
 
         exp_crits = experiment_level(exp.success_criteria, f"experiment {exp.id!r}")
         pivots = tuple(
-            dataclasses.replace(p, success_criteria=crits)
+            replace(p, success_criteria=crits)
             if (crits := experiment_level(p.success_criteria, f"pivot {p.key!r}")) != p.success_criteria
             else p
             for p in exp.pivots
@@ -325,11 +323,9 @@ def resolve_references(
             continue
         for i, s in enumerate(new_subs):
             if s.id in gained:
-                new_subs[i] = dataclasses.replace(s, implicit_dependencies=tuple(d for d, _ in gained[s.id]))
+                new_subs[i] = replace(s, implicit_dependencies=tuple(d for d, _ in gained[s.id]))
         out.append(
-            dataclasses.replace(
-                exp, sub_experiments=tuple(new_subs), success_criteria=new_crits, pivots=new_pivots
-            )
+            replace(exp, sub_experiments=tuple(new_subs), success_criteria=new_crits, pivots=new_pivots)
         )
     return out, gained
 
@@ -371,7 +367,7 @@ def criterion_to_data(c: Criterion) -> dict[str, Any]:
         "aggregate": c.aggregate,
         "confidence": c.confidence,
         "from_": c.from_,
-        "accepted": dataclasses.asdict(c.accepted) if c.accepted is not None else None,
+        "accepted": asdict(c.accepted) if c.accepted is not None else None,
     }
 
 

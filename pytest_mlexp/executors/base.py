@@ -17,11 +17,12 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..records import INFRA, SeedOutcome, as_outcome, error_info
+from ..structs import struct
 
 if TYPE_CHECKING:
     from ..execution import Task
@@ -72,7 +73,7 @@ def infra_outcome(
     )
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class ExecutorContext:
     """What an executor may know of the session it serves (it never sees the session itself).
 
@@ -84,7 +85,7 @@ class ExecutorContext:
     plans: Callable[[], Sequence[Plan]] = tuple
 
 
-@dataclass
+@struct
 class Job:
     """One seed of one item, as handed to an executor."""
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from ..graph import PrerequisiteGraph
 from ..model import Experiment, Gate, PlanError
+from ..structs import struct
 from .context import Ctx
 from .keys import closest_id
 from .limits import shown
 
 
-@dataclass
+@struct
 class SubRef:
     """Where a sub-experiment was declared, and its dependency lines for later checks."""
 
@@ -22,7 +23,7 @@ class SubRef:
     compares: list[tuple[str, int]] = field(default_factory=list)  # criteria naming another sub
 
 
-@dataclass
+@struct
 class ExpRef:
     line: int
     deps: list[tuple[str, int]]

@@ -4,10 +4,11 @@ every level of a plan shares: ids, id lists, text, ``accepted`` and ``phase``.""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from ..model import ID_RE, Accepted, Loc, PlanError
+from ..structs import struct
 from ..yamlload import Doc
 from .keys import KNOWN_SETS, near_miss
 from .limits import MAX_ID_LENGTH, shown
@@ -19,7 +20,7 @@ ID_RULE = "ids are letters, digits, '_', '.' and '-', starting with a letter or 
 UNSET: Any = object()
 
 
-@dataclass
+@struct
 class Ctx:
     file: str
     doc: Doc

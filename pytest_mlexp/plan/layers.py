@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ..model import Select, parse_mark
+from ..structs import struct
 from .context import UNSET, Ctx, type_name
 from .keys import GPU_TYPE_AS, HANDLER_RE, INHERITABLE_KEYS, KNOWN_SETS, MARK_RE, SLURM_KEYS, closest_key
 from .limits import COUNTED, MAX_SEED_VALUE, MAX_SEEDS, MAX_SWEEP_POINTS, MAX_TIMEOUT, count, shown
@@ -18,7 +18,7 @@ INHERITABLE_SET = frozenset(INHERITABLE_KEYS)
 _SCALARS = (str, int, float, bool, type(None))
 
 
-@dataclass
+@struct
 class Layer:
     """The inheritable settings one level wrote; ``UNSET`` where it wrote nothing."""
 

@@ -6,12 +6,12 @@ Both dialects of SPEC section 2 go through one path: the tiered dialect is the d
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
 
 from ..model import Achieved, Criterion, Experiment, Loc, Plan, PlanError, Project, SubExperiment
+from ..structs import replace
 from ..yamlload import YamlError, load_yaml
 from .checks import ExpRef, SubRef, check_cycles, check_references, criterion_references, replaces_warnings
 from .context import UNSET, Ctx, as_text, check_id, id_list, parse_accepted, parse_phase, type_name
@@ -386,7 +386,7 @@ def _parse_criteria(
             aline = ctx.doc.value_line(spec, "achieved", mline)
             got = achieved_value(spec["achieved"], ctx.loc(aline), "criterion")
             if got is not None:
-                crit = dataclasses.replace(crit, achieved=got)
+                crit = replace(crit, achieved=got)
         out.append(crit)
         if isinstance(spec, dict) and "from" in spec:
             from_lines[metric] = ctx.doc.value_line(spec, "from", mline)

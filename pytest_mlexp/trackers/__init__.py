@@ -262,7 +262,7 @@ def replay_outcome(task: Task, outcome: SeedOutcome) -> SeedOutcome:
     not reach the tracker's store (a local MLflow store and Modal, or a cluster without a shared
     file system).  The run gets the seed's own start and end times, its logged history at its
     steps, and the same summary and artifacts as a run logged where the seed ran."""
-    from dataclasses import replace
+    from ..structs import replace
 
     times = {"started_at": outcome.started_at, "finished_at": outcome.finished_at}
     tracking = {k: v for k, v in task.tracking.items() if k != "log_from"}

@@ -226,6 +226,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "base",  # standard library (and PyYAML) only: data types, text, files, secrets
         (
+            "structs",
             "textutil",
             "safetext",
             "model",

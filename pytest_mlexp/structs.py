@@ -1,0 +1,309 @@
+"""``@struct``: a dataclass that is cheap to *create*, for the classes a plan run imports.
+
+Why not ``@dataclass``: import cost.  Python 3.11's ``dataclasses`` compiles every generated
+method with its own ``exec()`` (``__init__``, ``__repr__``, ``__eq__``, ``__hash__``, and for a
+frozen class ``__setattr__``/``__delattr__``), and without a docstring it also asks ``inspect``
+for the signature: about 350 us a class.  A local plan run imported 53 of them, about 18 ms of
+a ~47 ms import bill (``bench/imports.py``), fixed cost added to every ``pytest --experiment``.
+``@struct`` compiles only ``__init__`` (one ``exec()`` a class, ~30 us); ``__repr__``,
+``__eq__`` and ``__hash__`` are shared functions that read the fields through an
+``operator.attrgetter`` built once per class.
+
+What it keeps of ``@dataclass`` (what this code base relies on):
+
+* the same class body: annotated fields, defaults, ``dataclasses.field(default_factory=...,
+  repr=..., compare=..., hash=..., init=...)``, ``ClassVar`` annotations skipped, fields of a
+  ``@struct`` base class first, ``__post_init__`` called;
+* ``frozen=True``: assigning or deleting an attribute raises ``dataclasses.FrozenInstanceError``;
+  ``__hash__`` from the compared fields (a non-frozen struct is unhashable, as a dataclass is);
+* ``__eq__`` between instances of the same class, over the compared fields; ``__repr__`` as
+  ``Name(a=1, b='x')``; methods the class defines itself are never replaced;
+* ``slots=True``: the class is rebuilt with ``__slots__`` (as ``dataclass(slots=True)`` does;
+  a method using zero-argument ``super()`` must not be in such a class), pickle/copy work;
+* the ``dataclasses`` functions (``replace``, ``fields``, ``asdict``, ``is_dataclass``, pytest's
+  assertion diffs): ``__dataclass_fields__`` is built on first access by running the real
+  ``@dataclass`` on a stand-in class, so only code that asks pays for it.  Code on the run path
+  uses this module's :func:`replace`, :func:`field_names` and :func:`asdict` instead.
+
+Typing: ``dataclass_transform`` (PEP 681) makes mypy treat a ``@struct`` class as a dataclass
+(constructor signature, frozen attributes).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+from collections.abc import Callable
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, get_origin, overload
+
+if TYPE_CHECKING:  # typing.dataclass_transform is 3.11+; only the type checker needs it
+    from typing_extensions import dataclass_transform
+else:
+
+    def dataclass_transform(**_: Any) -> Callable[[Any], Any]:
+        return lambda f: f
+
+
+__all__ = ["asdict", "field_names", "replace", "struct"]
+
+T = TypeVar("T")
+_MISSING = dataclasses.MISSING
+_FrozenInstanceError = dataclasses.FrozenInstanceError
+_setattr = object.__setattr__
+
+
+class _HasFactory:  # the default of a field with a default_factory
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+_HAS_FACTORY = _HasFactory()
+
+
+class _Field:
+    __slots__ = ("compare", "default", "factory", "hash", "init", "name", "repr", "type")
+
+    def __init__(self, name: str, type_: Any, default: Any) -> None:
+        self.name = name
+        self.type = type_
+        self.default = default
+        self.factory: Any = _MISSING
+        self.init = self.repr = self.compare = True
+        self.hash: bool | None = None
+        if isinstance(default, dataclasses.Field):
+            spec = default
+            self.default = spec.default
+            self.factory = spec.default_factory
+            self.init, self.repr, self.compare, self.hash = spec.init, spec.repr, spec.compare, spec.hash
+
+
+def _is_classvar(annotation: Any) -> bool:
+    if isinstance(annotation, str):  # ``from __future__ import annotations``: as written
+        return annotation.startswith(("ClassVar", "typing.ClassVar", "t.ClassVar"))
+    return annotation is ClassVar or get_origin(annotation) is ClassVar
+
+
+def _fields_of(cls: type) -> list[_Field]:
+    fields: dict[str, _Field] = {}
+    for base in reversed(cls.__mro__[1:]):
+        for f in base.__dict__.get("__struct_fields__", ()):
+            fields[f.name] = f
+    for name, annotation in inspect.get_annotations(cls).items():
+        if _is_classvar(annotation):
+            continue
+        fields[name] = _Field(name, annotation, cls.__dict__.get(name, _MISSING))
+    return list(fields.values())
+
+
+def _init_source(
+    fields: list[_Field], *, frozen: bool, slots: bool, post_init: bool, ns: dict[str, Any]
+) -> str:
+    """``__init__``'s source; defaults and factories go in ``ns`` (its globals)."""
+    params = ["self"]
+    body = []
+    for f in fields:
+        value = f.name
+        if f.factory is not _MISSING:
+            ns[f"_f_{f.name}"] = f.factory
+            if f.init:
+                params.append(f"{f.name}=_HAS_FACTORY")
+                value = f"_f_{f.name}() if {f.name} is _HAS_FACTORY else {f.name}"
+            else:
+                value = f"_f_{f.name}()"
+        elif f.default is not _MISSING:
+            ns[f"_d_{f.name}"] = f.default
+            if f.init:
+                params.append(f"{f.name}=_d_{f.name}")
+            else:
+                value = f"_d_{f.name}"
+        elif f.init:
+            params.append(f.name)
+        else:
+            continue  # init=False without a default: set by __post_init__
+        if not frozen:
+            body.append(f"self.{f.name} = {value}")
+        elif slots:  # the slot's own setter: ~20% faster than object.__setattr__
+            body.append(f"_s_{f.name}(self, {value})")
+        else:  # straight into the instance dict: ~2x faster than object.__setattr__
+            body.append(f"_d[{f.name!r}] = {value}")
+    if frozen and not slots and body:
+        body.insert(0, "_d = self.__dict__")
+    if post_init:
+        body.append("self.__post_init__()")
+    return f"def __init__({', '.join(params)}):\n    " + ("\n    ".join(body) or "pass") + "\n"
+
+
+def _no_key(_: object) -> tuple[()]:
+    return ()
+
+
+def _key_getter(names: list[str]) -> Callable[[Any], Any]:
+    if not names:
+        return _no_key
+    if len(names) == 1:  # attrgetter of one name returns the value itself, not a 1-tuple
+        one = attrgetter(names[0])
+        return lambda obj: (one(obj),)
+    return attrgetter(*names)
+
+
+def _methods(cls: type, fields: list[_Field], frozen: bool) -> dict[str, Any]:
+    shown = [f.name for f in fields if f.repr]
+    key = _key_getter([f.name for f in fields if f.compare])
+    hashed = _key_getter([f.name for f in fields if (f.compare if f.hash is None else f.hash)])
+
+    def __repr__(self: Any) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in shown)
+        return f"{type(self).__qualname__}({inner})"
+
+    def __eq__(self: Any, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return bool(key(self) == key(other))
+        return NotImplemented
+
+    def __hash__(self: Any) -> int:
+        return hash(hashed(self))
+
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        raise _FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self: Any, name: str) -> None:
+        raise _FrozenInstanceError(f"cannot delete field {name!r}")
+
+    out: dict[str, Any] = {"__repr__": __repr__, "__eq__": __eq__}
+    # As @dataclass(eq=True): a class's own __hash__ stays; else frozen hashes its fields, and a
+    # mutable one is unhashable.
+    own_hash = cls.__dict__.get("__hash__", _MISSING)
+    if own_hash is _MISSING or (own_hash is None and "__eq__" in cls.__dict__):
+        out["__hash__"] = __hash__ if frozen else None
+    if frozen:
+        out["__setattr__"] = __setattr__
+        out["__delattr__"] = __delattr__
+    for name, func in out.items():
+        if func is not None:
+            func.__qualname__ = f"{cls.__qualname__}.{name}"
+    return out
+
+
+def _slotted(cls: type, fields: list[_Field], frozen: bool) -> type:
+    """``cls`` rebuilt with ``__slots__`` (a class's slots are fixed when it is created)."""
+    body = dict(cls.__dict__)
+    inherited = {s for base in cls.__mro__[1:] for s in base.__dict__.get("__slots__", ())}
+    names = tuple(f.name for f in fields if f.name not in inherited)
+    for name in (*names, "__dict__", "__weakref__"):
+        body.pop(name, None)
+    body["__slots__"] = names
+    if frozen:  # pickle and copy restore slots with setattr, which a frozen class refuses
+
+        def __getstate__(self: Any) -> list[Any]:
+            return [getattr(self, f.name) for f in fields]
+
+        def __setstate__(self: Any, state: list[Any]) -> None:
+            for f, value in zip(fields, state, strict=True):
+                _setattr(self, f.name, value)
+
+        body["__getstate__"] = __getstate__
+        body["__setstate__"] = __setstate__
+    new = type(cls)(cls.__name__, cls.__bases__, body)
+    new.__qualname__ = cls.__qualname__
+    return new
+
+
+class _DataclassFields:
+    """``__dataclass_fields__`` on first access: the real ``@dataclass`` run on a stand-in class
+    with the same fields, so ``dataclasses.replace``/``fields``/``asdict`` work unchanged."""
+
+    def __get__(self, obj: object, owner: type) -> dict[str, dataclasses.Field[Any]]:
+        fields: list[_Field] = owner.__struct_fields__  # type: ignore[attr-defined]
+        ns: dict[str, Any] = {"__annotations__": {}, "__module__": owner.__module__}
+        for f in fields:
+            ns["__annotations__"][f.name] = f.type
+            ns[f.name] = dataclasses.field(
+                default=f.default,
+                default_factory=f.factory,
+                init=f.init,
+                repr=f.repr,
+                compare=f.compare,
+                hash=f.hash,
+            )
+        frozen = owner.__struct_frozen__  # type: ignore[attr-defined]
+        stand_in: Any = dataclasses.dataclass(frozen=frozen)(type(owner.__name__, (), ns))
+        got: dict[str, dataclasses.Field[Any]] = stand_in.__dataclass_fields__
+        type.__setattr__(owner, "__dataclass_fields__", got)
+        type.__setattr__(owner, "__dataclass_params__", stand_in.__dataclass_params__)
+        return got
+
+
+@overload
+def struct(cls: type[T], /) -> type[T]: ...
+@overload
+def struct(*, frozen: bool = False, slots: bool = False) -> Callable[[type[T]], type[T]]: ...
+
+
+@dataclass_transform(field_specifiers=(dataclasses.field, dataclasses.Field))
+def struct(cls: type[T] | None = None, /, *, frozen: bool = False, slots: bool = False) -> Any:
+    """``@dataclass`` for what this code base uses of it, cheap to create (see the module doc)."""
+
+    def wrap(cls: type[T]) -> type[T]:
+        fields = _fields_of(cls)
+        ns: dict[str, Any] = {"_HAS_FACTORY": _HAS_FACTORY}
+        for f in fields:  # a class attribute that is a field() spec becomes its default
+            if f.name in cls.__dict__ and isinstance(cls.__dict__[f.name], dataclasses.Field):
+                if f.default is _MISSING:
+                    delattr(cls, f.name)
+                else:
+                    setattr(cls, f.name, f.default)
+        if slots:
+            cls = _slotted(cls, fields, frozen)
+        if "__init__" not in cls.__dict__:
+            if frozen and slots:
+                ns.update({f"_s_{f.name}": getattr(cls, f.name).__set__ for f in fields})
+            post_init = hasattr(cls, "__post_init__")
+            exec(_init_source(fields, frozen=frozen, slots=slots, post_init=post_init, ns=ns), ns)
+            init = ns["__init__"]
+            init.__qualname__ = f"{cls.__qualname__}.__init__"
+            type.__setattr__(cls, "__init__", init)
+        for name, func in _methods(cls, fields, frozen).items():
+            if name not in cls.__dict__ or name == "__hash__":
+                type.__setattr__(cls, name, func)
+        type.__setattr__(cls, "__struct_fields__", fields)
+        type.__setattr__(cls, "__struct_frozen__", frozen)
+        type.__setattr__(cls, "__match_args__", tuple(f.name for f in fields if f.init))
+        type.__setattr__(cls, "__dataclass_fields__", _DataclassFields())
+        return cls
+
+    return wrap if cls is None else wrap(cls)
+
+
+def field_names(obj: Any) -> tuple[str, ...]:
+    """The field names of a ``@struct`` class or instance, in order (``dataclasses.fields``)."""
+    cls: Any = obj if isinstance(obj, type) else type(obj)
+    return tuple(f.name for f in cls.__struct_fields__)
+
+
+def replace(obj: T, /, **changes: Any) -> T:
+    """A copy of a ``@struct`` instance with ``changes`` (``dataclasses.replace``)."""
+    for f in type(obj).__struct_fields__:  # type: ignore[attr-defined]
+        if f.init and f.name not in changes:
+            changes[f.name] = getattr(obj, f.name)
+    return type(obj)(**changes)
+
+
+def asdict(obj: Any) -> dict[str, Any]:
+    """A ``@struct`` instance as plain data, nested structs, lists, tuples and dicts copied
+    (``dataclasses.asdict``)."""
+    return {f.name: _plain(getattr(obj, f.name)) for f in type(obj).__struct_fields__}
+
+
+def _plain(value: Any) -> Any:  # dataclasses._asdict_inner, for structs
+    kind = type(value)
+    if hasattr(kind, "__struct_fields__"):
+        return asdict(value)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
+        return kind(*[_plain(v) for v in value])
+    if isinstance(value, (list, tuple)):
+        return kind(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return kind((_plain(k), _plain(v)) for k, v in value.items())
+    return copy.deepcopy(value)
