@@ -87,7 +87,8 @@ def module_list(tree: Path, scratch: Path) -> list[str]:
     env = {**env_for(tree), "MLEXP_BENCH_MODULES": str(target)}
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        sys.exit(f"the plan run in {root} failed ({proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+        tail = proc.stdout[-3000:] + proc.stderr[-2000:]
+        sys.exit(f"the plan run in {root} failed ({proc.returncode}):\n{tail}")
     got = json.loads(target.read_text(encoding="utf-8"))
     mods: list[str] = got["mlexp"]
     if got["yaml"]:

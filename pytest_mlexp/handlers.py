@@ -38,7 +38,7 @@ from pytest_mlexp.handler_modules import (
     module_name_for,
 )
 from pytest_mlexp.model import SubExperiment
-from pytest_mlexp.textutil import suggestions
+from pytest_mlexp.textutil import lazy_re, suggestions
 
 from .structs import struct
 
@@ -71,7 +71,7 @@ _SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "venv", 
 # A superset of the top-level ``def``s of a file: a top-level statement always starts in column 0
 # (a form feed is the only character allowed before it), so every top-level function matches.
 # False positives (a ``def`` at column 0 inside a string) are weeded out by the ``ast`` check.
-_DEF_RE = re.compile(rb"^(?:\xef\xbb\xbf)?\f*(?:async[ \t\f]+)?def[ \t\f]+([A-Za-z_][A-Za-z0-9_]*)", re.M)
+_DEF_RE = lazy_re(rb"^(?:\xef\xbb\xbf)?\f*(?:async[ \t\f]+)?def[ \t\f]+([A-Za-z_][A-Za-z0-9_]*)", re.M)
 
 
 class HandlerUnsupported(HandlerNotFound):

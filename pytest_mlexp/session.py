@@ -237,7 +237,8 @@ def initially_selected(config: pytest.Config, state: MlexpSession) -> bool:
     return bool(state.named_plans)
 
 
-_EXPERIMENTS_KEY = re.compile(rb"^[\"']?experiments[\"']?[ \t]*:", re.MULTILINE)
+# Compiled on first use (re's own cache): every pytest run imports this module, few look.
+_EXPERIMENTS_KEY = rb"(?m)^[\"']?experiments[\"']?[ \t]*:"
 
 
 def looks_like_plan(path: Path) -> bool:
@@ -248,7 +249,7 @@ def looks_like_plan(path: Path) -> bool:
             head = fh.read(4 << 20)
     except OSError:
         return False
-    return _EXPERIMENTS_KEY.search(head) is not None
+    return re.search(_EXPERIMENTS_KEY, head) is not None
 
 
 def named_plan_files(config: pytest.Config, configured: Path) -> set[Path]:

@@ -58,6 +58,7 @@ from .resultsdoc import (
 )
 from .safetext import clean_obj, clean_text, storable
 from .structs import struct
+from .textutil import lazy_re
 from .yamlwrite import dump_yaml
 
 if TYPE_CHECKING:
@@ -159,9 +160,9 @@ def load_yaml(data: bytes | str) -> Any:
 
 
 # A JSON escape of a lone surrogate (what ensure_ascii writes for "\udce9").
-_SURROGATE_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\ud[89a-f][0-9a-f]{2}")
+_SURROGATE_ESCAPE = lazy_re(r"(?<!\\)(?:\\\\)*\\ud[89a-f][0-9a-f]{2}")
 # The same escape in a YAML file an earlier version wrote (libyaml refuses to read it).
-_YAML_SURROGATE_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u(d[89a-f][0-9a-f]{2})", re.IGNORECASE)
+_YAML_SURROGATE_ESCAPE = lazy_re(rb"(?<!\\)((?:\\\\)*)\\u(d[89a-f][0-9a-f]{2})", re.IGNORECASE)
 
 
 def _journal_text(fields: Mapping[str, Any]) -> str:

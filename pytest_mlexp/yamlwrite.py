@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from .safetext import clean_obj, clean_text
+from .textutil import lazy_re
 
 __all__ = ["dump_yaml"]
 
@@ -37,7 +38,7 @@ _RESERVED = frozenset({"y", "n", "yes", "no", "true", "false", "on", "off", "nul
 # Characters YAML does not allow raw (or treats as line breaks) even inside double quotes.
 _NONPRINT_RE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
 # Characters that rule out a literal block scalar (``|``): controls other than tab and newline.
-_NO_LITERAL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
+_NO_LITERAL_RE = lazy_re("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
 _MAX_KEY = 1000  # YAML implicit keys are limited to 1024 characters
 
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from pytest_mlexp.textutil import closest, fmt_number
+from pytest_mlexp.textutil import closest, fmt_number, lazy_re
 
 if TYPE_CHECKING:
     from pytest_mlexp.model import Loc
@@ -22,7 +22,7 @@ Outcome = Literal["pass", "fail", "inconclusive"]
 
 #: A number as researchers write one in a rule: ``0.6``, ``.5``, ``1e-3``, ``-2.5E+2``, ``1_000``.
 NUM = r"[+-]?(?:\d+(?:_\d+)*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
-NUM_RE = re.compile(rf"^\s*{NUM}\s*$")
+NUM_RE = lazy_re(rf"^\s*{NUM}\s*$")
 #: The comparison operators, with the unicode ones people paste from papers.
 OPS = r"<=|>=|==|!=|<|>|≤|≥|≠"
 UNICODE_OPS: dict[str, Op] = {"≤": "<=", "≥": ">=", "≠": "!="}

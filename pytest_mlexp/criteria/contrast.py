@@ -19,7 +19,6 @@ No default borderline (the margin of a difference has no natural scale); an expl
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
@@ -50,12 +49,13 @@ from pytest_mlexp.stats import (
 )
 
 from ..structs import struct
+from ..textutil import lazy_re
 
 if TYPE_CHECKING:
     from pytest_mlexp.model import Criterion, Level
 
 _ID = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
-_REF_RE = re.compile(rf"^\s*({OPS})\s*({_ID})?:(\S+)\s*$")
+_REF_RE = lazy_re(rf"^\s*({OPS})\s*({_ID})?:(\S+)\s*$")
 _STRICT = (">", "<", "!=")
 _WORDS: dict[str, tuple[str, str]] = {
     ">": ("beats", "does not beat"),

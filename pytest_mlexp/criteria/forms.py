@@ -34,6 +34,7 @@ from pytest_mlexp.criteria.base import (
 from pytest_mlexp.criteria.judging import Lookup, Measurements, judge_values, judged_value, values_sentence
 
 from ..structs import asdict, field_names, struct
+from ..textutil import lazy_re
 
 if TYPE_CHECKING:
     from pytest_mlexp.model import Criterion, Direction, Judgement, Level
@@ -463,9 +464,9 @@ class Comparison(Form):
 
 # --- a range: "in [0.2, 0.4]", {min: x, max: y} ----------------------------------------------------
 
-_IN_RE = re.compile(rf"^\s*in\s*\[\s*({NUM})\s*,\s*({NUM})\s*\]\s*$", re.IGNORECASE)
+_IN_RE = lazy_re(rf"^\s*in\s*\[\s*({NUM})\s*,\s*({NUM})\s*\]\s*$", re.IGNORECASE)
 # Parentheses read as an open interval to a mathematician: refused rather than read as closed.
-_IN_PAREN_RE = re.compile(rf"^\s*in\s*[\[(]\s*({NUM})\s*,\s*({NUM})\s*[\])]\s*$", re.IGNORECASE)
+_IN_PAREN_RE = lazy_re(rf"^\s*in\s*[\[(]\s*({NUM})\s*,\s*({NUM})\s*[\])]\s*$", re.IGNORECASE)
 
 
 @struct(frozen=True)

@@ -4,11 +4,11 @@ byte of the researcher's text around it.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from ..atomic import atomic_write_bytes, remove_stale_temps
 from ..safetext import clean_text
+from ..textutil import lazy_re
 from .common import BEGIN, END, RESEARCHER_SECTIONS
 
 # --- the file ---------------------------------------------------------------------------------
@@ -73,7 +73,7 @@ PLACED_NOTE = (
     "everything outside the markers is yours and kept as it is._"
 )
 
-_HEADING = re.compile(r"^ {0,3}#{1,6}(?:[ \t]|$)")
+_HEADING = lazy_re(r"^ {0,3}#{1,6}(?:[ \t]|$)")
 
 
 def _after_first_heading(text: str) -> int | None:

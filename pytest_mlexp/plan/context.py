@@ -9,11 +9,12 @@ from typing import Any
 
 from ..model import ID_RE, Accepted, Loc, PlanError
 from ..structs import struct
+from ..textutil import lazy_re
 from ..yamlload import Doc
 from .keys import KNOWN_SETS, near_miss
 from .limits import MAX_ID_LENGTH, shown
 
-PHASE_VALUE = re.compile(r"^\s*(?:phase\s*)?(\d+)\b", re.IGNORECASE)
+PHASE_VALUE = lazy_re(r"^\s*(?:phase\s*)?(\d+)\b", re.IGNORECASE)
 _MESSAGE_CHARS = 300
 ID_RULE = "ids are letters, digits, '_', '.' and '-', starting with a letter or digit"
 

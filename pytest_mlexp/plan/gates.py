@@ -6,12 +6,13 @@ import re
 from typing import Any
 
 from ..model import ID_RE, Experiment, Gate, Unlocks
+from ..textutil import lazy_re
 from .checks import unknown_ref
 from .context import Ctx, as_text, check_id, id_list, parse_accepted, parse_phase, type_name
 from .keys import closest_id
 from .limits import shown
 
-_PHASE_IN_TEXT = re.compile(r"\bphase\s*(\d+)", re.IGNORECASE)
+_PHASE_IN_TEXT = lazy_re(r"\bphase\s*(\d+)", re.IGNORECASE)
 
 
 def parse_gates(ctx: Ctx, top: dict[Any, Any], raw: Any, experiments: list[Experiment]) -> list[Gate]:

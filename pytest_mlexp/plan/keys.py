@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from ..textutil import closest
+from ..textutil import closest, lazy_re
 
 # --- key tables (the schema is generated from these) ------------------------------------------
 
@@ -139,7 +139,7 @@ ANNOTATION_KEYS: dict[str, frozenset[str]] = {
 }
 
 HANDLER_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
-MARK_RE = re.compile(r"^[A-Za-z_]\w*(\(.*\))?$")  # a name, or a call: timeout(3600)
+MARK_RE = lazy_re(r"^[A-Za-z_]\w*(\(.*\))?$")  # a name, or a call: timeout(3600)
 
 
 def near_miss(key: Any, level: str) -> str | None:
