@@ -235,6 +235,30 @@ class _DataclassFields:
         return got
 
 
+def _build_init(cls: type, fields: list[_Field], *, frozen: bool, slots: bool) -> Any:
+    ns: dict[str, Any] = {"_HAS_FACTORY": _HAS_FACTORY}
+    if frozen and slots:
+        ns.update({f"_s_{f.name}": getattr(cls, f.name).__set__ for f in fields})
+    post_init = hasattr(cls, "__post_init__")
+    exec(_init_source(fields, frozen=frozen, slots=slots, post_init=post_init, ns=ns), ns)
+    init = ns["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    return init
+
+
+def _first_init(cls: type, fields: list[_Field], *, frozen: bool, slots: bool) -> Any:
+    """An ``__init__`` that compiles the real one on the class's first instance, then hands over:
+    the ``exec()`` is most of a struct's creation cost, and a run builds only some classes."""
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init = _build_init(cls, fields, frozen=frozen, slots=slots)
+        type.__setattr__(cls, "__init__", init)
+        init(self, *args, **kwargs)
+
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    return __init__
+
+
 @overload
 def struct(cls: type[T], /) -> type[T]: ...
 @overload
@@ -247,7 +271,6 @@ def struct(cls: type[T] | None = None, /, *, frozen: bool = False, slots: bool =
 
     def wrap(cls: type[T]) -> type[T]:
         fields = _fields_of(cls)
-        ns: dict[str, Any] = {"_HAS_FACTORY": _HAS_FACTORY}
         for f in fields:  # a class attribute that is a field() spec becomes its default
             if f.name in cls.__dict__ and isinstance(cls.__dict__[f.name], dataclasses.Field):
                 if f.default is _MISSING:
@@ -257,13 +280,7 @@ def struct(cls: type[T] | None = None, /, *, frozen: bool = False, slots: bool =
         if slots:
             cls = _slotted(cls, fields, frozen)
         if "__init__" not in cls.__dict__:
-            if frozen and slots:
-                ns.update({f"_s_{f.name}": getattr(cls, f.name).__set__ for f in fields})
-            post_init = hasattr(cls, "__post_init__")
-            exec(_init_source(fields, frozen=frozen, slots=slots, post_init=post_init, ns=ns), ns)
-            init = ns["__init__"]
-            init.__qualname__ = f"{cls.__qualname__}.__init__"
-            type.__setattr__(cls, "__init__", init)
+            type.__setattr__(cls, "__init__", _first_init(cls, fields, frozen=frozen, slots=slots))
         for name, func in _methods(cls, fields, frozen).items():
             if name not in cls.__dict__ or name == "__hash__":
                 type.__setattr__(cls, name, func)
