@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import field
@@ -283,7 +282,7 @@ class ResultsStore:
         self.fsync = fsync
         self.filename = "results.stub.yaml" if stub else "results.yaml"
         self._journal_prefix = ".results-stub." if stub else ".results."
-        self._token = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._token = f"{os.getpid()}-{os.urandom(4).hex()}"  # what secrets.token_hex does
         self._states: dict[str, _State] = {}
         self._touched: dict[str, None] = {}  # insertion-ordered set
         self._point_keys: dict[str, tuple[str, ...]] = {}
