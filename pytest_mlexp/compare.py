@@ -11,12 +11,13 @@ same seeds, Welch's interval otherwise (at least 2 values on each side).
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal
 
 from .stats import confidence_interval, welch_interval
+from .structs import struct
+from .textutil import lazy_re
 
 __all__ = [
     "MetricDelta",
@@ -29,8 +30,8 @@ __all__ = [
 ]
 
 _RAN = ("passed", "failed")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
-_COMMIT = re.compile(r"^[0-9a-fA-F]{4,40}$")
+_DATE = lazy_re(r"^\d{4}-\d{2}-\d{2}")  # mlexp diff --against only
+_COMMIT = lazy_re(r"^[0-9a-fA-F]{4,40}$")
 
 
 def _number(value: Any) -> float | None:
@@ -98,7 +99,7 @@ def against(
     raise ValueError(f"--against must be 'previous', a date (YYYY-MM-DD) or a git commit, not {spec!r}")
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class MetricDelta:
     """One metric in two runs: ``old`` → ``new``, the difference and, where seeds allow, its
     confidence interval (``pairing``: paired by seed, or Welch)."""
@@ -120,7 +121,7 @@ class MetricDelta:
         return out
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class RunDiff:
     """Two runs of one result: metric deltas, params that changed, criteria levels that moved."""
 

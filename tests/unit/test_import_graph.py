@@ -447,3 +447,34 @@ def test_a_local_plan_run_imports_only_what_it_uses(tmp_path: Path) -> None:
     modules = set(json.loads(out.read_text(encoding="utf-8")))
     assert "pytest_mlexp.orchestrate" in modules and "pytest_mlexp.criteria" in modules  # it did load a plan
     assert sorted(m for m in NOT_ON_A_LOCAL_RUN if m in modules) == []
+    # Nor any @dataclass: creating one costs ~350 us at import (pytest_mlexp/structs.py says why);
+    # the classes a plan run loads are @struct.
+    mods = _modules()
+    with_dataclasses = sorted(m for m in modules if m in mods and _dataclass_lines(mods[m]))
+    assert with_dataclasses == [], {m: _dataclass_lines(mods[m]) for m in with_dataclasses}
+
+
+def _dataclass_lines(path: Path) -> list[int]:
+    """The lines of the classes decorated ``@dataclass``/``@dataclasses.dataclass(...)``."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ClassDef):
+            for deco in node.decorator_list:
+                target = deco.func if isinstance(deco, ast.Call) else deco
+                name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+                if name == "dataclass":
+                    out.append(node.lineno)
+    return out
+
+
+def test_the_dataclass_check_sees_every_spelling(tmp_path: Path) -> None:
+    src = tmp_path / "m.py"
+    src.write_text(
+        "import dataclasses\nfrom dataclasses import dataclass\n"
+        "@dataclass\nclass A: pass\n"
+        "@dataclass(frozen=True)\nclass B: pass\n"
+        "@dataclasses.dataclass(slots=True)\nclass C: pass\n"
+        "@struct\nclass D: pass\n",
+        encoding="utf-8",
+    )
+    assert _dataclass_lines(src) == [4, 6, 8]

@@ -1,0 +1,210 @@
+"""``@struct`` (pytest_mlexp/structs.py) keeps what the code relies on of ``@dataclass``, and
+``textutil.lazy_re`` compiles a pattern only when it is used."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import pickle
+import re
+from dataclasses import field
+from typing import Any, ClassVar
+
+import pytest
+
+from pytest_mlexp.criteria.forms import Tiered
+from pytest_mlexp.execution import Task
+from pytest_mlexp.model import Criterion, Loc, Plan
+from pytest_mlexp.records import SeedOutcome
+from pytest_mlexp.structs import asdict, field_names, replace, struct
+from pytest_mlexp.textutil import lazy_re
+
+
+@struct(frozen=True)
+class Point:
+    x: int
+    y: int = 0
+    tags: list[str] = field(default_factory=list, compare=False)
+    secret: str = field(default="", repr=False)
+    kind: ClassVar[str] = "point"
+
+    def norm(self) -> int:
+        return abs(self.x) + abs(self.y)
+
+
+@struct(frozen=True)
+class Labelled(Point):
+    label: str = ""
+
+
+@struct
+class Box:
+    items: list[int] = field(default_factory=list)
+    seen: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.seen = len(self.items)
+
+
+@struct(frozen=True, slots=True)
+class Pair:
+    a: int
+    b: Any = None
+    note: str = field(default="", compare=False)
+
+
+@struct(frozen=True)
+class OwnMethods:
+    n: int
+
+    def __repr__(self) -> str:
+        return f"<{self.n}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, OwnMethods) and other.n % 10 == self.n % 10
+
+    def __hash__(self) -> int:
+        return self.n % 10
+
+
+def test_the_constructor_takes_fields_in_order_with_defaults_and_fresh_factories() -> None:
+    p = Point(1)
+    assert (p.x, p.y, p.tags, p.secret) == (1, 0, [], "")
+    assert Point(1).tags is not Point(1).tags  # a factory per instance, never a shared default
+    assert Point(2, 3, ["t"], "s") == Point(x=2, y=3, tags=["t"], secret="s")
+    assert Point.kind == "point" and "kind" not in field_names(Point)  # a ClassVar is no field
+    with pytest.raises(TypeError):
+        Point()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Point(1, bogus=2)  # type: ignore[call-arg]
+    assert Labelled(1, 2, label="L").label == "L" and field_names(Labelled)[-1] == "label"
+    assert Labelled(1).norm() == 1  # the class's own methods stay
+
+
+def test_the_first_instance_compiles_init_and_a_bad_first_call_still_raises() -> None:
+    @struct(frozen=True)
+    class Fresh:
+        a: int
+        b: str = "b"
+
+    with pytest.raises(TypeError):
+        Fresh(1, "b", "extra")  # type: ignore[call-arg]
+    assert list(inspect.signature(Fresh).parameters) == ["a", "b"]  # the real one, now
+    assert Fresh(1) == Fresh(a=1, b="b")
+
+
+def test_frozen_refuses_assignment_and_deletion_as_a_dataclass_does() -> None:
+    p = Point(1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.x = 2  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        del p.x  # type: ignore[misc]
+    pair = Pair(1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        pair.a = 3  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        pair.other = 1  # type: ignore[attr-defined]  # slots: no instance dict
+    assert not hasattr(pair, "__dict__")
+    loc = Loc("plan.yaml", 3)  # the model's own objects are read-only too
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loc.line = 4  # type: ignore[misc]
+
+
+def test_eq_and_hash_use_the_compared_fields_and_a_mutable_struct_is_unhashable() -> None:
+    assert Point(1, 2, ["a"]) == Point(1, 2, ["b"])  # tags: compare=False
+    assert hash(Point(1, 2, ["a"])) == hash(Point(1, 2, ["b"]))
+    assert Point(1, 2) != Point(1, 3)
+    assert Point(1) != Labelled(1)  # another class is never equal, as with dataclasses
+    assert Pair(1, note="x") == Pair(1, note="y") and len({Pair(1), Pair(1), Pair(2)}) == 2
+    assert Pair(1) != (1, None)
+    with pytest.raises(TypeError):
+        hash(Box())
+    assert Box([1]) == Box([1]) and Box([1]) != Box([2])
+    # What a class writes itself is never replaced.
+    assert OwnMethods(3) == OwnMethods(13) and hash(OwnMethods(13)) == 3 and repr(OwnMethods(3)) == "<3>"
+
+
+def test_repr_leaves_out_repr_false_fields_so_task_params_never_show() -> None:
+    assert repr(Point(1, 2, ["t"], "hunter2")) == "Point(x=1, y=2, tags=['t'])"
+    task = Task(
+        experiment_id="e",
+        sub_id="s",
+        point=None,
+        seed=0,
+        params={"api_key": "sk-secret"},
+        stub=False,
+        root="/r",
+        plan_root="/r",
+        module_path="m.py",
+        module_name="m",
+        function="f",
+        artifacts_dir="/a",
+        workdir="/w",
+    )
+    assert "sk-secret" not in repr(task) and repr(task).startswith("Task(experiment_id='e'")
+    assert task.to_dict()["params"] == {"api_key": "sk-secret"}  # plain data keeps them
+    assert task.to_dict()["params"] is not task.params
+
+
+def test_post_init_runs_and_init_false_fields_are_not_parameters() -> None:
+    assert Box([1, 2]).seen == 2
+    with pytest.raises(TypeError):
+        Box([1], 5)  # type: ignore[call-arg]
+
+
+def test_replace_asdict_and_field_names() -> None:
+    p = Point(1, 2, ["t"], "s")
+    q = replace(p, y=5)
+    assert (q.x, q.y, q.tags, q.secret) == (1, 5, ["t"], "s") and p.y == 2
+    assert field_names(p) == field_names(Point) == ("x", "y", "tags", "secret")
+    nested = Pair(Pair(1, [Point(2)]), {"k": (Point(3),)})
+    got = asdict(nested)
+    assert got == {
+        "a": {"a": 1, "b": [{"x": 2, "y": 0, "tags": [], "secret": ""}], "note": ""},
+        "b": {"k": ({"x": 3, "y": 0, "tags": [], "secret": ""},)},
+        "note": "",
+    }
+    assert got == dataclasses.asdict(nested)  # the same as the dataclasses function
+    box = Box([1])
+    assert replace(box, items=[1, 2]).seen == 2  # through __init__: __post_init__ runs again
+
+
+def test_the_dataclasses_functions_still_work_on_structs() -> None:
+    # Tests and off-path modules (cli, compare) use dataclasses.replace/fields/asdict.
+    p = Point(1, 2)
+    assert dataclasses.is_dataclass(p) and dataclasses.is_dataclass(Point)
+    assert [f.name for f in dataclasses.fields(p)] == ["x", "y", "tags", "secret"]
+    assert dataclasses.replace(p, x=7) == Point(7, 2)
+    assert dataclasses.asdict(p) == asdict(p)
+    crit = Criterion(metric="acc", form=Tiered(0.9, 0.8, None, "higher"))
+    assert dataclasses.replace(crit, aggregate="median").aggregate == "median"
+    assert dataclasses.replace(crit, aggregate="median").form is crit.form
+
+
+def test_slotted_frozen_structs_pickle_and_copy() -> None:
+    outcome = SeedOutcome(seed=3, status="ok", result={"metrics": {"x": 1.0}}, warnings=("w",))
+    for back in (pickle.loads(pickle.dumps(outcome)), copy.deepcopy(outcome), copy.copy(outcome)):
+        assert back == outcome and back.warnings == ("w",)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            back.seed = 4  # type: ignore[misc]
+    assert outcome.replace(seed=4).seed == 4 and outcome.seed == 3
+    assert copy.deepcopy(Point(1, tags=["a"])).tags == ["a"]
+
+
+def test_plan_indexes_stay_out_of_eq_and_repr() -> None:
+    fields = {f.name: f for f in dataclasses.fields(Plan)}
+    assert not fields["_exp_index"].compare and not fields["_exp_index"].repr
+
+
+def test_lazy_re_compiles_on_first_use_and_reads_pattern_without_compiling() -> None:
+    pat = lazy_re(r"^in\s*\[(\d+)\]$", re.IGNORECASE)
+    assert pat.pattern == r"^in\s*\[(\d+)\]$" and pat.flags == re.IGNORECASE
+    assert pat._compiled is None  # nothing compiled yet
+    m = pat.match("IN [3]")
+    assert m is not None and m.group(1) == "3"
+    assert isinstance(pat._compiled, re.Pattern)
+    assert pat.sub("x", "in [4]") == "x" and pat.search("nope") is None
+    raw = lazy_re(rb"(?m)^experiments:")
+    assert raw.search(b"a: 1\nexperiments:\n") is not None
+    assert raw.findall(b"experiments:\nexperiments:") == [b"experiments:", b"experiments:"]
