@@ -151,6 +151,10 @@ _INF_RE = re.compile(r"^[-+]?(\.inf|\.Inf|\.INF)$")
 _NAN_RE = re.compile(r"^(\.nan|\.NaN|\.NAN)$")
 _NULL_RE = re.compile(r"^(~|null|Null|NULL|)$")
 _BOOL_RE = re.compile(r"^(true|True|TRUE|false|False|FALSE)$")
+# The first characters those patterns can match at (with "" and "\n": ``$`` matches before a
+# final newline): a plain scalar starting with anything else is text, without 8 regex calls
+# (most scalars in a plan are ids and names).
+_MAYBE_NOT_TEXT = frozenset(("", "\n", *"~nNtTfF0123456789+-."))
 
 _MISS: Any = object()
 _MERGE_KEY: Any = object()  # stands for a plain ``<<`` key while its mapping is built
@@ -167,6 +171,8 @@ def _big_int(digits: int, line: int) -> YamlError:
 
 def _core(value: str, line: int) -> Any:
     """A plain scalar by the YAML 1.2 core schema: null, bool, int, float, else the string."""
+    if value[:1] not in _MAYBE_NOT_TEXT:
+        return value
     if _NULL_RE.match(value):
         return None
     if _BOOL_RE.match(value):
