@@ -30,6 +30,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .textutil import lazy_re
+
 __all__ = [
     "REDACTED",
     "Scrubber",
@@ -65,7 +67,7 @@ _KEY_PREFIXES = frozenset({"api", "access", "private"})
 _KEY_WORDS = frozenset({"key", "keys"})
 
 # Upper-case runs (``API`` in ``APIKey``), capitalised or lower-case words, digit runs.
-_WORD_RE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_WORD_RE = lazy_re(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 # Credential environment variables: these names, and any name ending in one of the suffixes
 # (or equal to a suffix without its underscore: ``TOKEN``).

@@ -343,7 +343,7 @@ def _check_tiers(
 
 # --- a comparison with a number: "< 0.35", ">= 0.6", "== 1", "!= 0", {min: x}, {max: x} -----------
 
-_CMP_RE = re.compile(rf"^\s*({OPS})\s*({NUM})\s*$")
+_CMP_RE = lazy_re(rf"^\s*({OPS})\s*({NUM})\s*$")
 _COMPARE_WORDS: dict[str, tuple[str, str]] = {
     ">=": ("is at least {t}", "is below {t}"),
     ">": ("is above {t}", "is not above {t}"),
