@@ -65,7 +65,7 @@ class HandlerExited(SeedInterrupt):
     kind = "lost_worker"
 
 
-@struct
+@struct(slots=True)
 class Task:
     """Everything a worker needs to run one seed, as plain data (JSON- and pickle-safe)."""
 

@@ -71,7 +71,7 @@ def _file_sha(path: Path) -> str:
     return h.hexdigest()
 
 
-@struct(frozen=True)
+@struct(frozen=True, slots=True)
 class SubInputs:
     """What a sub-experiment's results are computed from, besides params, point and seed.
 

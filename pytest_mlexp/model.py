@@ -26,7 +26,7 @@ Direction = Literal["higher", "lower"]
 Aggregate = Literal["mean", "median", "min", "max", "all"]
 
 
-@struct(frozen=True)
+@struct(frozen=True, slots=True)
 class Loc:
     """Where something was written: the plan file and a 1-based line."""
 
@@ -85,7 +85,7 @@ class PlanStatus:
     loc: Loc
 
 
-@struct(frozen=True)
+@struct(frozen=True, slots=True)
 class Criterion:
     """One success criterion, parsed (see ``criteria.parse_criterion``): a form and shared options.
 
@@ -159,7 +159,7 @@ class Select:
     loc: Loc | None = None  # where ``select:`` was written (a wiring error names the line)
 
 
-@struct(frozen=True)
+@struct(frozen=True, slots=True)
 class SweepPoint:
     """One point of a sweep's cartesian product: ``key`` is what goes between the brackets."""
 
@@ -167,7 +167,7 @@ class SweepPoint:
     values: Mapping[str, Any]
 
 
-@struct(frozen=True)
+@struct(frozen=True, slots=True)
 class SubExperiment:
     id: str
     experiment_id: str
@@ -483,7 +483,7 @@ Level = Literal[
 ]
 
 
-@struct(frozen=True)
+@struct(frozen=True, slots=True)
 class Stats:
     """Statistics of one metric over seeds; ``ci95`` is the Student-t 95% interval of the mean."""
 
@@ -561,7 +561,7 @@ def _float_or_none(value: Any) -> float | None:
     return None if value is None or isinstance(value, bool) else float(value)
 
 
-@struct(frozen=True)
+@struct(frozen=True, slots=True)
 class Judgement:
     """A criterion judged against a value (or the per-seed values)."""
 
@@ -630,7 +630,7 @@ OPENING: frozenset[str] = frozenset(("passed", "passed_with_pivot", "accepted", 
 SubStatus = Literal["passed", "failed", "error", "infra_error", "blocked", "not_run"]
 
 
-@struct(frozen=True)
+@struct(frozen=True, slots=True)
 class SubState:
     """A sub-experiment judged from the current plan and its stored result (never from the
     status or criteria stored beside it): what every report shows of it."""

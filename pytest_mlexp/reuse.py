@@ -68,7 +68,7 @@ def seeds_of(entry: Mapping[str, Any]) -> tuple[int, ...] | None:
     return None
 
 
-@struct(frozen=True)
+@struct(frozen=True, slots=True)
 class NodeFingerprint:
     """The current fingerprint of one result the plan asks for (a sub-experiment or a point)."""
 

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 
-@struct(frozen=True)
+@struct(frozen=True, slots=True)
 class Measurements:
     """What one sub-experiment (or the selected point of a sweep) measured, as criteria read it.
 
