@@ -59,10 +59,10 @@ import pytest
 mods = json.loads(sys.argv[1])
 if sys.argv[2] == "pre":
     import yaml
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 for m in mods:
     importlib.import_module(m)
-print((time.perf_counter() - t) * 1000)
+print((time.perf_counter() - t) * 1000, (time.process_time() - c) * 1000)
 """
 
 
@@ -99,7 +99,8 @@ def module_list(tree: Path, scratch: Path) -> list[str]:
     return mods
 
 
-def timed(tree: Path, mods: list[str], *, yaml_first: bool) -> float:
+def timed(tree: Path, mods: list[str], *, yaml_first: bool) -> tuple[float, float]:
+    """(wall ms, CPU ms) of the imports in one fresh interpreter."""
     out = subprocess.run(
         [sys.executable, "-c", TIMER, json.dumps(mods), "pre" if yaml_first else "with"],
         env=env_for(tree),
@@ -108,7 +109,8 @@ def timed(tree: Path, mods: list[str], *, yaml_first: bool) -> float:
         text=True,
         check=True,
     )
-    return float(out.stdout.strip())
+    wall, cpu = out.stdout.split()
+    return float(wall), float(cpu)
 
 
 def main() -> None:
@@ -121,7 +123,9 @@ def main() -> None:
         sides[opts.src] = Path(opts.src).resolve()
     with tempfile.TemporaryDirectory(prefix="mlexp-imports-") as tmp:
         lists = {name: module_list(tree, Path(tmp)) for name, tree in sides.items()}
-        times: dict[str, dict[bool, list[float]]] = {name: {True: [], False: []} for name in sides}
+        times: dict[str, dict[bool, list[tuple[float, float]]]] = {
+            name: {True: [], False: []} for name in sides
+        }
         for name, tree in sides.items():  # warm-up: byte-compile, fill the OS cache
             timed(tree, lists[name], yaml_first=False)
         order = list(sides)
@@ -130,14 +134,25 @@ def main() -> None:
                 for yaml_first in (False, True):
                     times[name][yaml_first].append(timed(sides[name], lists[name], yaml_first=yaml_first))
     print(f"importing the modules a local plan run uses (pytest already imported), median of {opts.reps}:")
+    medians: dict[str, list[float]] = {}
     for name in sides:
         n = sum(1 for m in lists[name] if m.startswith("pytest_mlexp"))
-        every = statistics.median(times[name][False])
-        ours = statistics.median(times[name][True])
-        print(f"  {name}: {n} pytest_mlexp modules + PyYAML {every:.1f} ms; without PyYAML {ours:.1f} ms")
+        medians[name] = [
+            statistics.median(t[i] for t in times[name][yaml_first])
+            for yaml_first in (False, True)
+            for i in (0, 1)
+        ]
+        every, every_cpu, ours, ours_cpu = medians[name]
+        print(
+            f"  {name}: {n} pytest_mlexp modules + PyYAML {every:.1f} ms (CPU {every_cpu:.1f}); "
+            f"without PyYAML {ours:.1f} ms (CPU {ours_cpu:.1f})"
+        )
     if opts.src:
-        a, b = (statistics.median(times[name][False]) for name in sides)
-        print(f"  ratio this tree / {opts.src}: {a / b:.2f}")
+        a, b = (medians[name] for name in sides)
+        print(
+            f"  this tree / {opts.src}: {a[0] / b[0]:.2f} (CPU {a[1] / b[1]:.2f}); "
+            f"without PyYAML {a[2] / b[2]:.2f} (CPU {a[3] / b[3]:.2f})"
+        )
 
 
 if __name__ == "__main__":
