@@ -99,6 +99,17 @@ def _fields_of(cls: type) -> list[_Field]:
         if _is_classvar(annotation):
             continue
         fields[name] = _Field(name, annotation, cls.__dict__.get(name, _MISSING))
+    # What @dataclass refuses when the class is created (the __init__ is compiled later).
+    defaulted = ""
+    for f in fields.values():
+        if f.default is not _MISSING and f.default.__class__.__hash__ is None:
+            raise ValueError(f"{cls.__qualname__}.{f.name}: mutable default; use field(default_factory=...)")
+        if not f.init:
+            continue
+        if f.default is not _MISSING or f.factory is not _MISSING:
+            defaulted = f.name
+        elif defaulted:
+            raise TypeError(f"{cls.__qualname__}: field {f.name!r} without a default follows {defaulted!r}")
     return list(fields.values())
 
 

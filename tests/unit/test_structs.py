@@ -224,3 +224,18 @@ def test_the_classes_made_by_the_thousand_are_slotted_and_keep_their_behaviour()
     loc = Loc("plan.yaml", 3)
     assert not hasattr(loc, "__dict__") and pickle.loads(pickle.dumps(loc)) == loc
     assert {loc: 1}[Loc("plan.yaml", 3)] == 1 and str(loc) == "plan.yaml:3"
+
+
+def test_mistakes_in_a_class_body_fail_when_the_class_is_made_not_at_its_first_instance() -> None:
+    with pytest.raises(TypeError, match="'b' without a default follows 'a'"):
+
+        @struct
+        class Order:
+            a: int = 0
+            b: int
+
+    with pytest.raises(ValueError, match="mutable default"):
+
+        @struct
+        class Shared:
+            items: list[int] = []  # noqa: RUF012
