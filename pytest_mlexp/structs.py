@@ -6,7 +6,8 @@ frozen class ``__setattr__``/``__delattr__``), and without a docstring it also a
 for the signature: about 350 us a class.  A local plan run imported 53 of them, about 18 ms of
 a ~47 ms import bill (``bench/imports.py``), fixed cost added to every ``pytest --experiment``.
 ``@struct`` compiles only ``__init__`` (one ``exec()`` a class, ~50 us), and only when the
-class's first instance is made (a run builds about two thirds of them); ``__repr__``,
+class's first instance is made (a run builds about two thirds of them; until then
+``inspect.signature`` of the class reads ``(*args, **kwargs)``); ``__repr__``,
 ``__eq__`` and ``__hash__`` are shared functions that read the fields through an
 ``operator.attrgetter`` built once per class.  Creating a struct class costs ~20 us; a local
 plan run's imports went from ~47 ms to ~25 ms.  An instance is also built faster than a
