@@ -13,7 +13,8 @@ budgets).  Two steps, each in fresh subprocesses:
 
 ``--src OTHER_TREE`` measures another checkout (e.g. ``/work/main``) the same way, alternated
 with this tree (ABAB...), so the two figures are taken side by side under the same load.
-Byte-code caching stays on (the first, untimed, run of each side fills it), as for any user.
+Byte-code caching stays on (the first, untimed, run of each side fills it), as for any user; the
+cache goes in the scratch folder, never into either tree.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
+CACHE: dict[str, str] = {}  # PYTHONPYCACHEPREFIX: set in main() to a folder of the scratch directory
 
 CONFTEST = """
 import json, os, sys
@@ -72,6 +74,7 @@ def env_for(tree: Path) -> dict[str, str]:
         env.pop(var, None)
     # PYTHONPATH comes before the editable install's finder: this tree's pytest_mlexp is imported.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH", "")]))
+    env.update(CACHE)
     return env
 
 
@@ -122,6 +125,7 @@ def main() -> None:
     if opts.src:
         sides[opts.src] = Path(opts.src).resolve()
     with tempfile.TemporaryDirectory(prefix="mlexp-imports-") as tmp:
+        CACHE["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
         lists = {name: module_list(tree, Path(tmp)) for name, tree in sides.items()}
         times: dict[str, dict[bool, list[tuple[float, float]]]] = {
             name: {True: [], False: []} for name in sides
