@@ -15,7 +15,8 @@
   block, set an experiment header).  It rides on the test report (``to_dict()``) from an xdist
   worker to the controller, which alone writes files.
 
-Why frozen dataclasses with slots for outcomes and ops: they are built once per seed/item and
+Why frozen, slotted ``@struct`` classes (``structs.py``: a dataclass cheap to create at import)
+for outcomes and ops: they are built once per seed/item and
 read field by field (attribute access, no key typos, one constructor that checks the shape);
 converting one to plain data happens only where it leaves the process.  Measured on the
 1,000-item bench, the per-item path did not get slower (README "Performance").
