@@ -145,6 +145,10 @@ def test_repr_leaves_out_repr_false_fields_so_task_params_never_show() -> None:
     assert "sk-secret" not in repr(task) and repr(task).startswith("Task(experiment_id='e'")
     assert task.to_dict()["params"] == {"api_key": "sk-secret"}  # plain data keeps them
     assert task.to_dict()["params"] is not task.params
+    back = pickle.loads(pickle.dumps(task))  # the Slurm executor pickles tasks (slotted, not frozen)
+    assert back == task and back.params == {"api_key": "sk-secret"}
+    back.tracking = {"mode": "offline"}  # not frozen: the dispatcher sets it
+    assert back != task
 
 
 def test_post_init_runs_and_init_false_fields_are_not_parameters() -> None:
