@@ -8,8 +8,9 @@ import os
 import secrets
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 try:  # POSIX only
     import fcntl as _fcntl
@@ -40,6 +41,76 @@ def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_files(items: Sequence[tuple[Path, bytes]], *, fsync: bool = True) -> list[OSError | None]:
+    """Each ``(path, data)`` written as ``atomic_write_bytes`` writes it, with the fsyncs of all
+    of them waited for together: what each file had failed with (None: written).
+
+    A session writes a results.yaml per experiment it ran, then a FINDINGS.md per experiment:
+    one fsync after another waits for one journal commit of the file system after another
+    (0.3 ms each on an idle disk, several ms on a busy one); issued together from a few threads,
+    the file system commits them in one or two.  The main thread only waits meanwhile (the
+    threads need the GIL only to return).  Every file is still durable before it replaces the
+    old one, and one file's failure (a full disk) neither stops nor undoes the others."""
+    errors: list[OSError | None] = [None] * len(items)
+    temps: list[tuple[int, Path, IO[bytes]]] = []
+    try:
+        for i, (path, data) in enumerate(items):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if path not in _cleaned:
+                    remove_stale_temps(path)
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+                opened: IO[bytes] = open(tmp, "wb")  # noqa: SIM115 - closed below, after its fsync
+                temps.append((i, tmp, opened))
+                opened.write(data)
+                opened.flush()
+            except OSError as exc:
+                errors[i] = exc
+        if fsync:
+            synced = [(i, handle) for i, _, handle in temps if errors[i] is None]
+            for (i, _), failed in zip(synced, _fsync_all([h.fileno() for _, h in synced]), strict=True):
+                errors[i] = failed
+        for i, tmp, handle in temps:
+            try:
+                handle.close()
+                if errors[i] is None:
+                    os.replace(tmp, items[i][0])
+                    continue
+            except OSError as exc:
+                errors[i] = errors[i] or exc
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    except BaseException:
+        # Ctrl-C midway: no temp file is left in the research folder (one already in place is
+        # the new file, written whole).
+        for _, tmp, handle in temps:
+            with contextlib.suppress(OSError):
+                handle.close()
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+    return errors
+
+
+def _fsync_all(fds: Sequence[int]) -> list[OSError | None]:
+    """``os.fsync`` of each, at once (see ``write_files``); what each failed with."""
+
+    def sync(fd: int) -> OSError | None:
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            return exc
+        return None
+
+    if len(fds) <= 1:
+        return [sync(fd) for fd in fds]
+    from concurrent.futures import ThreadPoolExecutor
+
+    # A pool per call: nothing lingers into a later fork (warm workers fork from this process).
+    with ThreadPoolExecutor(max_workers=min(len(fds), 16), thread_name_prefix="mlexp-fsync") as pool:
+        return list(pool.map(sync, fds))
 
 
 # Files whose folder this process already cleaned of dead writers' temp files.

@@ -236,8 +236,8 @@ def _states(
     test, gets them judged here from the stored entries)."""
     out = []
     judged: dict[str, SubState] = {}
-    for state in verdict.subs:  # by id once (looking each up in turn was quadratic)
-        judged.setdefault(state.sub.id, state)
+    for judged_state in verdict.subs:  # by id once (looking each up in turn was quadratic)
+        judged.setdefault(judged_state.sub.id, judged_state)
     for sub in exp.sub_experiments:
         state = judged.get(sub.id)
         if state is None:
