@@ -72,14 +72,24 @@ def cell(text: Any) -> str:
     return " ".join(body.split("\n")).replace("\r", "").replace("|", "\\|")
 
 
+# A table's two header lines, per header: most tables repeat one of a few (a metrics table per
+# sub-experiment).
+_TABLE_HEADS: dict[tuple[str, ...], tuple[str, str]] = {}
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    key = tuple(header)
+    heads = _TABLE_HEADS.get(key)
+    if heads is None:
+        heads = ("| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|")
+        if len(_TABLE_HEADS) < 256:
+            _TABLE_HEADS[key] = heads
+    out = list(heads)
     for row in rows:
-        texts = [c if c.__class__ is str else str(c) for c in row]
-        line = " | ".join(texts)
+        line = " | ".join(map(str, row))
         # Most rows need no cell escaped: only the separators' pipes, no line break.
-        if line.count("|") != len(texts) - 1 or "\n" in line or "\r" in line:
-            line = " | ".join(cell(c) for c in texts)
+        if line.count("|") != len(row) - 1 or "\n" in line or "\r" in line:
+            line = " | ".join(cell(c) for c in row)
         out.append(f"| {line} |")
     return out
 

@@ -103,3 +103,25 @@ def test_without_fsync_nothing_is_synced(tmp_path: Path, monkeypatch: pytest.Mon
     assert atomic.write_files([(tmp_path / "a", b"1"), (tmp_path / "b", b"2")], fsync=False) == [None, None]
     assert (tmp_path / "a").read_bytes() == b"1" and (tmp_path / "b").read_bytes() == b"2"
     assert atomic.write_files([]) == []
+
+
+@pytest.mark.parametrize("slow", [True, False], ids=["busy disk: together", "idle disk: in turn"])
+def test_fsyncs_go_to_threads_only_once_one_is_slow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slow: bool
+) -> None:
+    # "Slow" by the threshold, not by the clock: below zero every fsync counts as slow.
+    monkeypatch.setattr(atomic, "SLOW_FSYNC_S", -1.0 if slow else float("inf"))
+    threads: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        threads.append(threading.get_ident())
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    paths = [tmp_path / f"f{i}" for i in range(6)]
+    assert atomic.write_files([(p, b"x") for p in paths]) == [None] * 6
+    assert len(threads) == 6 and all(p.read_bytes() == b"x" for p in paths)
+    main = threading.get_ident()
+    assert threads[0] == main  # the first always in turn: it tells whether the disk is busy
+    assert any(t != main for t in threads[1:]) is slow
