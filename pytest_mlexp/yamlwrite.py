@@ -63,14 +63,25 @@ def _quote(text: str) -> str:
 _STRING_CACHE: dict[str, str] = {}
 
 
+def _render_string(text: str) -> str:
+    """``text`` as a YAML scalar: plain when that is safe (see ``_PLAIN_RE``), else quoted."""
+    if text.isascii():
+        # Ids and digests (a sub-experiment's id, a fingerprint: new in every entry) answered
+        # without the regex, exactly as it would answer them.
+        if text.isidentifier():
+            return text if text.lower() not in _RESERVED else f'"{text}"'
+        if text.isalnum():  # a digit first: quoted, and JSON's quoting of it adds only the quotes
+            return f'"{text}"'
+    if _PLAIN_RE.fullmatch(text) and text[-1] != " " and text.lower() not in _RESERVED:
+        return text
+    return _quote(text)
+
+
 def _string(text: str) -> str:
     cached = _STRING_CACHE.get(text)
     if cached is not None:
         return cached
-    if _PLAIN_RE.fullmatch(text) and text[-1] != " " and text.lower() not in _RESERVED:
-        out = text
-    else:
-        out = _quote(text)
+    out = _render_string(text)
     if len(text) <= 64:
         if len(_STRING_CACHE) > 50_000:
             _STRING_CACHE.clear()

@@ -146,3 +146,21 @@ def test_a_results_entry_is_written_as_before() -> None:
     loaded = yaml.load(text, Loader=yaml.SafeLoader)
     assert loaded["sub_experiments"]["s1"]["error"]["message"] == "line one\nline two\n"
     assert loaded["sub_experiments"]["s0"]["per_seed"] == {0: {"x": 1.0}, 1: {"x": 2.0}}
+
+
+def reference_string(text: str) -> str:
+    """How a string was written before ids and digests got their shortcut: by the regex."""
+    if yw._PLAIN_RE.fullmatch(text) and text[-1] != " " and text.lower() not in yw._RESERVED:
+        return text
+    return yw._quote(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    texts
+    | st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)
+    | st.from_regex(r"[0-9a-f]{1,64}", fullmatch=True)
+    | st.sampled_from(["Yes", "NULL", "off", "_", "None", "x1", "1x", "007", "s0_0", "a.b", "a-b", "é1"])
+)
+def test_ids_and_digests_are_written_as_the_regex_writes_them(text: str) -> None:
+    assert yw._render_string(text) == reference_string(text)
