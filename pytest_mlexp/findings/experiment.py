@@ -523,11 +523,12 @@ def _entry_body(
             out.append("")
 
     metrics = entry.get("metrics")
-    stats = entry.get("stats") if _is_map(entry.get("stats")) else {}
+    found = entry.get("stats")
+    stats: Mapping[str, Any] = found if found and _is_map(found) else {}
     if _is_map(metrics) and metrics:
         rows = []
         for name, value in metrics.items():
-            s = _stats_from(stats.get(name)) if _is_map(stats) else None
+            s = _stats_from(stats.get(name)) if stats else None
             spread = "—"
             if s is not None:
                 spread = f"std {fmt_value(s.std)}, n={s.n}"
