@@ -54,6 +54,12 @@ def write_files(items: Sequence[tuple[Path, bytes]], *, fsync: bool = True) -> l
     two; the main thread only waits meanwhile (the threads need the GIL only to return).  Every
     file is still durable before it replaces the old one, and one file's failure (a full disk)
     neither stops nor undoes the others."""
+    if len(items) > BATCH:  # a plan of many experiments: never more files open at once than this
+        return [
+            e
+            for start in range(0, len(items), BATCH)
+            for e in write_files(items[start : start + BATCH], fsync=fsync)
+        ]
     errors: list[OSError | None] = [None] * len(items)
     temps: list[tuple[int, Path, IO[bytes]]] = []
     try:
@@ -95,6 +101,9 @@ def write_files(items: Sequence[tuple[Path, bytes]], *, fsync: bool = True) -> l
     return errors
 
 
+# Files written (and held open until their fsync) at once by ``write_files``; the results store
+# holds as many folder locks at most (each an open file descriptor).
+BATCH = 64
 # An fsync slower than this means a busy disk: the remaining files are synced at once.
 SLOW_FSYNC_S = 0.001
 

@@ -38,7 +38,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import yaml
 
-from .atomic import locked, write_files
+from .atomic import BATCH, locked, write_files
 from .journal import PLAIN_JSON, dumps, fix_seed_keys, loads
 from .legacy import import_seed_results, imported_count, is_seed_runner
 from .model import Plan
@@ -913,15 +913,16 @@ class ResultsStore:
         first: BaseException | None = None
         touched = [self._states[experiment_id] for experiment_id in self._touched]
         due = sorted((state for state in touched if state.pending), key=lambda state: str(state.path))
-        failed = {
-            id(state): error
-            for state, error in zip(due, self._write_states(due), strict=True)
-            if error is not None
-        }
+        failed: dict[int, BaseException] = {}
+        for start in range(0, len(due), BATCH):  # a lock and a file open per experiment of a batch
+            batch = due[start : start + BATCH]
+            for state, error in zip(batch, self._write_states(batch), strict=True):
+                if error is not None:
+                    failed[id(state)] = error
         for state in touched:
-            error = failed.get(id(state))
-            if error is not None:
-                first = first or error  # its journal stays for the next session (see release)
+            failure = failed.get(id(state))
+            if failure is not None:
+                first = first or failure  # its journal stays for the next session (see release)
                 continue
             try:
                 if state.pending:

@@ -125,3 +125,20 @@ def test_fsyncs_go_to_threads_only_once_one_is_slow(
     main = threading.get_ident()
     assert threads[0] == main  # the first always in turn: it tells whether the disk is busy
     assert any(t != main for t in threads[1:]) is slow
+
+
+def test_many_files_are_written_a_batch_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A plan of many experiments must not hold a file open per experiment all at once.
+    monkeypatch.setattr(atomic, "BATCH", 2)
+    open_temps: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        open_temps.append(len(_temps(tmp_path)))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    paths = [tmp_path / f"f{i}" for i in range(5)]
+    assert atomic.write_files([(p, str(i).encode()) for i, p in enumerate(paths)]) == [None] * 5
+    assert [p.read_bytes() for p in paths] == [b"0", b"1", b"2", b"3", b"4"]
+    assert len(open_temps) == 5 and max(open_temps) <= 2

@@ -544,6 +544,16 @@ def test_flush_writes_the_experiments_files_with_their_fsyncs_together(
     assert set(read(results_path(plan, "exp"))["sub_experiments"]) == {"s1"}
     assert set(read(results_path(plan, "other"))["sub_experiments"]) == {"o1"}
 
+    # Many experiments: a batch at a time (a lock and an open file per experiment of a batch).
+    monkeypatch.setattr(store_mod, "BATCH", 1)
+    batches.clear()
+    store = new_store(plan)
+    store.record("other", "o1", entry(acc=0.1))
+    store.record("exp", "s1", entry(acc=0.2))
+    store.flush()
+    assert batches == [[results_path(plan, "exp")], [results_path(plan, "other")]]
+    assert read(results_path(plan, "other"))["sub_experiments"]["o1"]["metrics"] == {"acc": 0.1}
+
 
 # --- sessions ---------------------------------------------------------------------------------
 
