@@ -444,6 +444,7 @@ def versus(tmp: Path, reps: int, table: Table, other: str, n: int = 1000, big: i
 
 def writing_and_memory(tmp: Path, reps: int, table: Table, sizes: Sequence[int]) -> None:
     per: list[tuple[int, float, float]] = []
+    ends: list[tuple[int, float, float]] = []  # the session end alone (finish_session): wall, CPU
     samples: dict[int, list[float]] = {}  # writing CPU seconds of every repetition, per size
     samples_wall: dict[int, list[float]] = {}
     for n in sizes:
@@ -452,6 +453,8 @@ def writing_and_memory(tmp: Path, reps: int, table: Table, sizes: Sequence[int])
         spent: list[float] = []
         spent_cpu: list[float] = []  # process_time: what writing computed, without waits (fsync)
         walls: list[float] = []
+        finish: list[float] = []
+        finish_cpu: list[float] = []
         rss: list[int] = []
         plain_runs: list[Run] = []
         plain = param_project(tmp / f"param{n}-write", n) if n == max(sizes) else None
@@ -464,6 +467,8 @@ def writing_and_memory(tmp: Path, reps: int, table: Table, sizes: Sequence[int])
             assert got["n"] >= n, got
             spent.append(got["apply"] + got["finish"])
             spent_cpu.append(got["apply_cpu"] + got["finish_cpu"])
+            finish.append(got["finish"])
+            finish_cpu.append(got["finish_cpu"])
             walls.append(r.wall)
             rss.append(r.maxrss_kib)
             if plain is not None:
@@ -472,6 +477,7 @@ def writing_and_memory(tmp: Path, reps: int, table: Table, sizes: Sequence[int])
         samples_wall[n] = spent
         w = med(spent)
         per.append((n, w, med(spent_cpu)))
+        ends.append((n, med(finish), med(finish_cpu)))
         print(
             f"  {n:>6,} items: writing {w:.2f} s ({w / n * 1e6:.0f} us/item; CPU "
             f"{med(spent_cpu) / n * 1e6:.0f} us/item), run {med(walls):.2f} s "
@@ -500,6 +506,14 @@ def writing_and_memory(tmp: Path, reps: int, table: Table, sizes: Sequence[int])
             f"{(w / n) / (base_w / base_n):.2f} (CPU {(c / n) / (base_c / base_n):.2f}) "
             f"per item vs {base_n:,}",
             "linear: ~1",
+        )
+    for n, w, c in ends:
+        table.add(
+            f"of it the session end (finish_session), {n:,} items",
+            f"{w / n * 1e6:.0f} us/item (CPU {c / n * 1e6:.0f})",
+            "-",
+            f"{w * 1e3:.0f} ms (CPU {c * 1e3:.0f} ms)",
+            "",
         )
     for label, got in (("CPU", samples), ("wall", samples_wall)):
         slope, lo, hi = growth_exponent(got)

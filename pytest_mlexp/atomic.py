@@ -7,8 +7,9 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 try:  # POSIX only
     import fcntl as _fcntl
@@ -40,6 +41,100 @@ def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_files(items: Sequence[tuple[Path, bytes]], *, fsync: bool = True) -> list[OSError | None]:
+    """Each ``(path, data)`` written as ``atomic_write_bytes`` writes it, every temp file
+    written and fsynced before any replaces its file: what each file failed with (None: written).
+
+    A session writes a results.yaml per experiment it ran, then a FINDINGS.md per experiment:
+    one fsync after another waits for one journal commit of the file system after another
+    (0.1-0.3 ms each on an idle disk, several ms on a busy one).  On a busy disk the fsyncs are
+    issued together from threads (``_fsync_all``), and the file system commits them in one or
+    two; the main thread only waits meanwhile (the threads need the GIL only to return).  Every
+    file is still durable before it replaces the old one, and one file's failure (a full disk)
+    neither stops nor undoes the others."""
+    if len(items) > BATCH:  # a plan of many experiments: never more files open at once than this
+        return [
+            e
+            for start in range(0, len(items), BATCH)
+            for e in write_files(items[start : start + BATCH], fsync=fsync)
+        ]
+    errors: list[OSError | None] = [None] * len(items)
+    temps: list[tuple[int, Path, IO[bytes]]] = []
+    try:
+        for i, (path, data) in enumerate(items):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if path not in _cleaned:
+                    remove_stale_temps(path)
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+                opened: IO[bytes] = open(tmp, "wb")  # noqa: SIM115 - closed below, after its fsync
+                temps.append((i, tmp, opened))
+                opened.write(data)
+                opened.flush()
+            except OSError as exc:
+                errors[i] = exc
+        if fsync:
+            synced = [(i, handle) for i, _, handle in temps if errors[i] is None]
+            for (i, _), failed in zip(synced, _fsync_all([h.fileno() for _, h in synced]), strict=True):
+                errors[i] = failed
+        for i, tmp, handle in temps:
+            try:
+                handle.close()
+                if errors[i] is None:
+                    os.replace(tmp, items[i][0])
+                    continue
+            except OSError as exc:
+                errors[i] = errors[i] or exc
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    except BaseException:
+        # Ctrl-C midway: no temp file is left in the research folder (one already in place is
+        # the new file, written whole).
+        for _, tmp, handle in temps:
+            with contextlib.suppress(OSError):
+                handle.close()
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+    return errors
+
+
+# Files written (and held open until their fsync) at once by ``write_files``; the results store
+# holds as many folder locks at most (each an open file descriptor).
+BATCH = 64
+# An fsync slower than this means a busy disk: the remaining files are synced at once.
+SLOW_FSYNC_S = 0.001
+
+
+def _fsync_all(fds: Sequence[int]) -> list[OSError | None]:
+    """``os.fsync`` of each (see ``write_files``); what each failed with.  One after another
+    while the disk answers quickly (0.1-0.3 ms each on an idle disk: starting threads would cost
+    more); once one takes longer than ``SLOW_FSYNC_S`` (other work is writing to the disk, and
+    each fsync waits for its own journal commit), the rest are issued together from threads, so
+    the file system commits them at once (a tenth of the wait, measured on a shared VM)."""
+
+    def sync(fd: int) -> OSError | None:
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            return exc
+        return None
+
+    out: list[OSError | None] = []
+    for done, fd in enumerate(fds, start=1):
+        started = time.monotonic()
+        out.append(sync(fd))
+        rest = fds[done:]
+        if len(rest) > 1 and time.monotonic() - started > SLOW_FSYNC_S:
+            from concurrent.futures import ThreadPoolExecutor
+
+            # A pool per call: nothing lingers into a later fork (warm workers fork).
+            with ThreadPoolExecutor(max_workers=min(len(rest), 16), thread_name_prefix="mlexp-fsync") as pool:
+                out += pool.map(sync, rest)
+            break
+    return out
 
 
 # Files whose folder this process already cleaned of dead writers' temp files.

@@ -193,8 +193,8 @@ def criteria_spec(exp: Experiment, doc: Mapping[str, Any], verdict: Verdict) -> 
     shown = {(j.source, j.metric, j.rule) for j in verdict.criteria}
     for sub in exp.sub_experiments:
         entry = subs.get(sub.id)
-        judged = entry.get("criteria") if isinstance(entry, Mapping) else None
-        if not isinstance(judged, Mapping):
+        judged = entry.get("criteria") if entry.__class__ is dict or isinstance(entry, Mapping) else None
+        if not judged or not isinstance(judged, Mapping):  # (most have no criteria: {})
             continue
         for metric, data in judged.items():
             if isinstance(data, Mapping) and (sub.id, metric, data.get("rule")) not in shown:
@@ -388,8 +388,10 @@ def specs_for(plan: Plan, exp: Experiment, doc: Mapping[str, Any], verdict: Verd
         entry = subs.get(sub.id)
         if entry is None:
             continue
-        specs.append(sweep_spec(sub, entry))
-        specs.append(curves_spec(plan, sub, entry, present))
+        if sub.sweep:
+            specs.append(sweep_spec(sub, entry))
+        if sub.sweep or present:  # (a single run's curves are read only from a file that is there)
+            specs.append(curves_spec(plan, sub, entry, present))
     return [s for s in specs if s is not None]
 
 

@@ -81,7 +81,7 @@ def stale_reason(entry: Any) -> str | None:
 
 def outdated_reason(entry: Any) -> str | None:
     """Why a result is outdated (None: it is not, or it is not a mapping)."""
-    why = entry.get(OUTDATED) if isinstance(entry, Mapping) else None
+    why = entry.get(OUTDATED) if entry.__class__ is dict or isinstance(entry, Mapping) else None
     return str(why) if why else None
 
 

@@ -137,9 +137,9 @@ def finish_session(state: MlexpSession, session: pytest.Session) -> None:
 
 
 def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
-    from .atomic import locked
+    from .atomic import locked, write_files
     from .blocking import blocker_details, gate_detail
-    from .findings import render_experiment, render_project, update_findings_file
+    from .findings import findings_file_bytes, render_experiment, render_project, update_findings_file
 
     plan = ctx.plan
     # Rows name their plan as str(item.path), the absolute path the context was opened from:
@@ -178,6 +178,7 @@ def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
     def exists(relative: str) -> bool:  # links only to files that are there (SPEC section 10)
         return "://" in relative or (root / relative).is_file()
 
+    blocks: list[tuple[Path, str, str]] = []
     for exp in plan.experiments:
         if exp.id not in touched:
             continue
@@ -192,13 +193,22 @@ def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
             plots=charts,
             exists=exists,
         )
-        path = plan.root / "experiments" / exp.id / "FINDINGS.md"
-        update_findings_file(path, block, title=f"{exp.name} — findings")
+        blocks.append((plan.root / "experiments" / exp.id / "FINDINGS.md", block, f"{exp.name} — findings"))
     overview = plan.root / "FINDINGS.md"
     # Another session may have written other experiments since this one read them: under a lock
     # (two sessions never render the overview at once), every experiment this session did not
     # write is read again, so the overview written last shows every session's results.
     with locked(plan.root, warn=state.warn):  # the plan's folder itself: no lock file
+        # The experiments' files first, written together (their fsyncs waited for at once): the
+        # overview links only to those that are there.
+        files = [
+            (path, data)
+            for path, text, title in blocks
+            if (data := findings_file_bytes(path, text, title=title)) is not None
+        ]
+        failed = next((error for error in write_files(files) if error is not None), None)
+        if failed is not None:
+            raise failed  # the others are written; the session says so and exits 1
         written = set(results.store.touched())
         others = [e.id for e in plan.experiments if e.id not in written]
         if others:

@@ -231,6 +231,12 @@ class ResultsView:
             return own.get(sub_id) if sub_id in own else self.entry(sub_id)
 
         lookup = lookup_for(plan, entry_of)
+        # The verdict (computed just before the session-end write) judged these very entries:
+        # a state it made of the same entry object is this judgement, so it is not made twice.
+        # Only for a sub-experiment whose judgement reads no other entry (no implicit
+        # dependencies): those others may have changed since (a reconcile marks them outdated).
+        cached = self._verdicts.get(experiment_id)
+        judged = {s.sub.id: s for s in cached.subs} if cached is not None else {}
         out = dict(subs)
         for sub in plan.experiment(experiment_id).sub_experiments:
             entry = subs.get(sub.id)
@@ -240,15 +246,27 @@ class ResultsView:
             if isinstance(points, dict) and points:
                 out[sub.id] = _rejudged_sweep(plan, sub, entry, points, self.stub, lookup)
                 continue
-            state = judge_stored(plan, sub, entry, stub=self.stub, lookup=lookup)
-            if state.status not in ("passed", "failed", "error") or not state.measured:
+            state = judged.get(sub.id)
+            if state is None or state.values_entry is not entry or sub.implicit_dependencies:
+                state = judge_stored(plan, sub, entry, stub=self.stub, lookup=lookup)
+            status = state.status
+            if status not in ("passed", "failed", "error") or not state.measured:
                 continue
-            if state.status == "error" and not state.wiring:
+            if status == "error" and not state.wiring:
                 continue  # a handler's error: a fact, not a judgement
+            criteria = {j.metric: j.to_dict() for j in state.judgements}
+            wiring = state.wiring
+            if (
+                entry.get("status") == status
+                and _same(entry.get("criteria"), criteria)
+                and not wiring
+                and not _is_wiring_entry(entry)
+            ):
+                continue  # judged as stored: the entry itself is written (no copy)
             new = dict(entry)
-            new["status"] = state.status
-            new["criteria"] = {j.metric: j.to_dict() for j in state.judgements}
-            if state.wiring:
+            new["status"] = status
+            new["criteria"] = criteria
+            if wiring:
                 new["error"] = _wiring_block(state.detail)
             elif _is_wiring_entry(entry):
                 new.pop("error", None)
@@ -405,6 +423,15 @@ class _LazyVerdicts(Mapping[str, "Verdict"]):
 
     def __len__(self) -> int:
         return len(self._view.plan.experiments)
+
+
+def _same(stored: Any, made: Any) -> bool:
+    """Equal, with the same key order at every level (the order is what results.yaml shows)."""
+    if stored.__class__ is dict and made.__class__ is dict:
+        return list(stored) == list(made) and all(_same(stored[k], v) for k, v in made.items())
+    if stored.__class__ is list and made.__class__ is list:
+        return len(stored) == len(made) and all(_same(a, b) for a, b in zip(stored, made, strict=True))
+    return stored.__class__ is made.__class__ and stored == made
 
 
 def _wiring_block(message: str) -> dict[str, Any]:

@@ -301,28 +301,44 @@ def canonical(
     return out
 
 
+# The SPEC order of an entry's keys, per tuple of keys as stored: entries of one plan share a
+# handful of key sets, so each entry costs one lookup, not a pass over ENTRY_ORDER and its keys.
+_KEY_ORDER: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+
+
+def _key_order(keys: tuple[Any, ...]) -> tuple[Any, ...]:
+    order = _KEY_ORDER.get(keys)
+    if order is None:
+        present = set(keys)
+        first = [k for k in ENTRY_ORDER if k in present]
+        placed = set(first)
+        rest = [k for k in keys if k not in placed and k != "history"]
+        order = (*first, *rest, *(("history",) if "history" in present else ()))
+        if len(_KEY_ORDER) >= 1024:
+            _KEY_ORDER.clear()
+        _KEY_ORDER[keys] = order
+    return order
+
+
 def ordered_entry(entry: Any, points_order: tuple[str, ...]) -> Any:
+    """``entry`` with its keys in SPEC order (its points in plan order): the entry itself when
+    it is in that order already (what is written is never changed)."""
     if not isinstance(entry, dict):
         return entry
-    out: dict[str, Any] = {}
-    for key in ENTRY_ORDER:
-        if key in entry:
-            out[key] = entry[key]
-    for key, value in entry.items():
-        if key not in out and key != "history":
-            out[key] = value
-    if "history" in entry:
-        out["history"] = entry["history"]
-    points = out.get("points")
-    if isinstance(points, dict):
-        ordered: dict[str, Any] = {}
-        for key in points_order:
-            if key in points:
-                ordered[key] = ordered_entry(points[key], ())
-        for key, value in points.items():
-            if key not in ordered:
-                ordered[key] = ordered_entry(value, ())
-        out["points"] = ordered
+    keys = tuple(entry)
+    order = _key_order(keys)
+    points = entry.get("points")
+    if not isinstance(points, dict):
+        return entry if order == keys else {k: entry[k] for k in order}
+    out: dict[str, Any] = {k: entry[k] for k in order}
+    ordered: dict[str, Any] = {}
+    for key in points_order:
+        if key in points:
+            ordered[key] = ordered_entry(points[key], ())
+    for key, value in points.items():
+        if key not in ordered:
+            ordered[key] = ordered_entry(value, ())
+    out["points"] = ordered
     return out
 
 

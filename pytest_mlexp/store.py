@@ -37,7 +37,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import yaml
 
-from .atomic import atomic_write_text, locked
+from .atomic import BATCH, locked, write_files
 from .journal import PLAIN_JSON, dumps, fix_seed_keys, loads
 from .legacy import import_seed_results, imported_count, is_seed_runner
 from .model import Plan
@@ -793,6 +793,10 @@ class ResultsStore:
     def _compact(self, state: _State) -> None:
         """Rewrite results.yaml with everything journaled, then empty the journal."""
         self._write(state)
+        self._compacted(state)
+
+    def _compacted(self, state: _State) -> None:
+        """After results.yaml took everything journaled: empty the journal."""
         if state.journal is not None:
             # Only after the new results.yaml is in place: a crash in between replays the journal
             # again, which is harmless (set semantics).
@@ -806,26 +810,54 @@ class ResultsStore:
         return locked(folder, timeout_s=self.lock_timeout_s, warn=self.warn)
 
     def _write(self, state: _State) -> None:
+        error = self._write_states([state])[0]
+        if error is not None:
+            raise error
+
+    def _write_states(self, states: list[_State]) -> list[OSError | StoreError | yaml.YAMLError | None]:
+        """Rewrite these experiments' results files, each under its folder's lock (taken in path
+        order, so two sessions writing several never wait on each other in a circle), their
+        fsyncs waited for together (``atomic.write_files``): what each failed with (None:
+        written).  One experiment's failure leaves the others written."""
+        errors: list[OSError | StoreError | yaml.YAMLError | None] = [None] * len(states)
         started = time.monotonic()
-        state.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock(state.path.parent):
-            if _stat_sig(state.path) != state.disk_sig:
-                # Another session wrote (or removed) the file since we read it: merge over it.
-                disk, _, problem = self._read(state.path, state.experiment_id)
-                if problem is not None:  # what it wrote cannot be used: keep it, as on a first write
-                    self._set_problem_aside(state.path, problem)
-                self._mark_stale(state.experiment_id, disk)
-                state.doc = self._merge(disk, state)
-            elif self.reconciler is not None:
-                # What this session ran may have changed what other entries depend on (an
-                # upstream result's fingerprint): mark them again before they are written.
-                self.reconciler.reconcile(state.experiment_id, state.doc)
-            atomic_write_text(state.path, dump_yaml(self._canonical(state)), fsync=self.fsync)
-            state.disk_sig = _stat_sig(state.path)
-        state.entries_on_disk = count_entries(state.doc)
-        state.last_write = time.monotonic()
-        state.write_cost = state.last_write - started
-        self.rewrites += 1
+        written: list[int] = []
+        with contextlib.ExitStack() as held:
+            files: list[tuple[Path, bytes]] = []
+            for i, state in enumerate(states):
+                try:
+                    state.path.parent.mkdir(parents=True, exist_ok=True)
+                    held.enter_context(self._lock(state.path.parent))
+                    if _stat_sig(state.path) != state.disk_sig:
+                        # Another session wrote (or removed) the file since we read it: merge over it.
+                        disk, _, problem = self._read(state.path, state.experiment_id)
+                        if problem is not None:  # what it wrote cannot be used: keep it, as on a first write
+                            self._set_problem_aside(state.path, problem)
+                        self._mark_stale(state.experiment_id, disk)
+                        state.doc = self._merge(disk, state)
+                    elif self.reconciler is not None:
+                        # What this session ran may have changed what other entries depend on (an
+                        # upstream result's fingerprint): mark them again before they are written.
+                        self.reconciler.reconcile(state.experiment_id, state.doc)
+                    text = dump_yaml(self._canonical(state))
+                except (OSError, StoreError, yaml.YAMLError) as exc:
+                    errors[i] = exc
+                    continue
+                files.append((state.path, text.encode("utf-8", "surrogateescape")))
+                written.append(i)
+            for i, error in zip(written, write_files(files, fsync=self.fsync), strict=True):
+                if error is not None:
+                    errors[i] = error
+                else:
+                    states[i].disk_sig = _stat_sig(states[i].path)
+        done = time.monotonic()
+        for i, state in enumerate(states):
+            if errors[i] is None:
+                state.entries_on_disk = count_entries(state.doc)
+                state.last_write = done
+                state.write_cost = (done - started) / len(states)
+                self.rewrites += 1
+        return errors
 
     def _merge(self, disk: dict[str, Any], state: _State) -> dict[str, Any]:
         """The file on disk with this session's changes laid over it."""
@@ -875,17 +907,29 @@ class ResultsStore:
     def flush(self) -> None:
         """Write every touched experiment's results file and remove this session's journals.
 
-        Every experiment is attempted; the first failure is raised afterwards (its journal stays,
-        so the next session still recovers those results).
+        Every experiment is attempted (their files written together: ``_write_states``); the
+        first failure is raised afterwards (its journal stays, so the next session still
+        recovers those results).
         """
         first: BaseException | None = None
-        for experiment_id in list(self._touched):
-            state = self._states[experiment_id]
+        touched = [self._states[experiment_id] for experiment_id in self._touched]
+        due = sorted((state for state in touched if state.pending), key=lambda state: str(state.path))
+        failed: dict[int, BaseException] = {}
+        for start in range(0, len(due), BATCH):  # a lock and a file open per experiment of a batch
+            batch = due[start : start + BATCH]
+            for state, error in zip(batch, self._write_states(batch), strict=True):
+                if error is not None:
+                    failed[id(state)] = error
+        for state in touched:
+            failure = failed.get(id(state))
+            if failure is not None:
+                first = first or failure  # its journal stays for the next session (see release)
+                continue
             try:
                 if state.pending:
-                    self._compact(state)
-            except (OSError, StoreError, yaml.YAMLError) as exc:
-                first = first or exc  # its journal stays for the next session (see release)
+                    self._compacted(state)
+            except OSError as exc:
+                first = first or exc
                 continue
             if state.journal is not None:
                 state.journal.close()  # releases the flock

@@ -58,7 +58,11 @@ _RAN = ("passed", "failed")
 
 
 def _mapping(value: Any) -> Mapping[str, Any] | None:
-    return value if isinstance(value, Mapping) else None
+    # Asked a few times per entry: a dict (what results hold) or None (a key that is not there)
+    # answers without the Mapping ABC's machinery.
+    if value.__class__ is dict:
+        return value
+    return None if value is None else (value if isinstance(value, Mapping) else None)
 
 
 def _raw_values(entry: Mapping[str, Any], metric: str) -> list[Any]:

@@ -116,7 +116,11 @@ _UNMEASURED = ("missing", "unmeasured")
 
 
 def _mapping(value: Any) -> Mapping[str, Any] | None:
-    return value if isinstance(value, Mapping) else None
+    # Asked a few times per entry: a dict (what results hold) or None (a key that is not there)
+    # answers without the Mapping ABC's machinery.
+    if value.__class__ is dict:
+        return value
+    return None if value is None else (value if isinstance(value, Mapping) else None)
 
 
 def _who(acc: Accepted) -> str:
@@ -364,15 +368,19 @@ def _status(
 
 def _last_run(doc_subs: Mapping[str, Any]) -> str | None:
     latest = ""
-    for entry in doc_subs.values():
-        entry = _mapping(entry)
+    for value in doc_subs.values():
+        entry = _mapping(value)
         if entry is None:
             continue
-        stamps = [entry.get("finished_at")]
+        stamp = entry.get("finished_at")
+        if stamp and (text := str(stamp)) > latest:
+            latest = text
         points = _mapping(entry.get("points"))
         if points:
-            stamps += [p.get("finished_at") for p in points.values() if isinstance(p, Mapping)]
-        latest = max([latest, *(str(s) for s in stamps if s)])
+            for point in points.values():
+                stamp = point.get("finished_at") if isinstance(point, Mapping) else None
+                if stamp and (text := str(stamp)) > latest:
+                    latest = text
     return latest or None
 
 

@@ -64,14 +64,25 @@ def _quote(text: str) -> str:
 _STRING_CACHE: dict[str, str] = {}
 
 
+def _render_string(text: str) -> str:
+    """``text`` as a YAML scalar: plain when that is safe (see ``_PLAIN_RE``), else quoted."""
+    if text.isascii():
+        # Ids and digests (a sub-experiment's id, a fingerprint: new in every entry) answered
+        # without the regex, exactly as it would answer them.
+        if text.isidentifier():
+            return text if text.lower() not in _RESERVED else f'"{text}"'
+        if text.isalnum():  # a digit first: quoted, and JSON's quoting of it adds only the quotes
+            return f'"{text}"'
+    if _PLAIN_RE.fullmatch(text) and text[-1] != " " and text.lower() not in _RESERVED:
+        return text
+    return _quote(text)
+
+
 def _string(text: str) -> str:
     cached = _STRING_CACHE.get(text)
     if cached is not None:
         return cached
-    if _PLAIN_RE.fullmatch(text) and text[-1] != " " and text.lower() not in _RESERVED:
-        out = text
-    else:
-        out = _quote(text)
+    out = _render_string(text)
     if len(text) <= 64:
         if len(_STRING_CACHE) > 50_000:
             _STRING_CACHE.clear()
@@ -137,42 +148,115 @@ def _emit_literal(pad: str, head: str, text: str, out: list[str]) -> None:
         out.append(f"{inner}{line}\n" if line else "\n")
 
 
+# Lines of the common shapes, cached: a key's head at its indent (``"    status:"``) and a short
+# string value's tail (``" passed\n"``).  Keys and short values (statuses, metric names,
+# executors, digests, timestamps) repeat in every entry; a cached line part costs one lookup.
+_HEADS: dict[int, dict[str, str]] = {}
+_TAILS: dict[str, str] = {}
+_CACHE_MAX = 50_000
+_FLOAT_REPR = float.__repr__
+
+
+def _heads(indent: int) -> dict[str, str]:
+    heads = _HEADS.get(indent)
+    if heads is None:
+        heads = _HEADS[indent] = {}
+    return heads
+
+
+def _head(heads: dict[str, str], pad: str, key: Any) -> str:
+    head = f"{pad}{_key(key)}:"
+    if key.__class__ is str and len(key) <= 64:
+        if len(heads) > _CACHE_MAX:
+            heads.clear()
+        heads[key] = head
+    return head
+
+
+def _tail(value: str) -> str:
+    tail = f" {_string(value)}\n"
+    if len(value) <= 64:
+        if len(_TAILS) > _CACHE_MAX:
+            _TAILS.clear()
+        _TAILS[value] = tail
+    return tail
+
+
 def _emit_map(data: Mapping[Any, Any], indent: int, out: list[str]) -> None:
     pad = " " * indent
-    known = _STRING_CACHE
+    heads = _heads(indent)
+    tails = _TAILS
+    append = out.append
     for key, value in data.items():
-        # Most keys repeat and are cached already (short, so within _MAX_KEY): skip _key's calls.
-        text = known.get(key) if key.__class__ is str else None
-        head = f"{pad}{text if text is not None else _key(key)}:"
+        # Only str keys are cached, and no other key equals a str: a hit is this key's head.
+        head = heads.get(key) if key.__class__ is str else None
+        if head is None:
+            head = _head(heads, pad, key)
         kind = value.__class__
-        if kind is str and "\n" not in value:  # the common scalars first, as _scalar emits them
-            text = known.get(value)
-            out.append(f"{head} {text if text is not None else _string(value)}\n")
+        # The common shapes first, each written exactly as the general branches below would.
+        if kind is str:
+            tail = tails.get(value)
+            if tail is not None:
+                append(head + tail)
+            elif "\n" not in value:
+                append(head + _tail(value))
+            elif _literal_ok(value):
+                _emit_literal(pad, head, value, out)
+            else:
+                append(f"{head} {_string(value)}\n")
         elif kind is float:
-            out.append(f"{head} {_float(value)}\n")
-        elif isinstance(value, dict):
+            text = _FLOAT_REPR(value)
+            # nan, inf and exponents ("1e-05") need _float's care; "0.5" is written as it is.
+            append(f"{head} {_float(value) if 'n' in text or 'e' in text else text}\n")
+        elif kind is dict:
             if value:
-                out.append(head + "\n")
+                append(head + "\n")
                 _emit_map(value, indent + 2, out)
             else:
-                out.append(head + " {}\n")
-        elif isinstance(value, (list, tuple)):  # a tuple: as JSON (and the journal) has it
+                append(head + " {}\n")
+        elif kind is list:
             if value:
-                out.append(head + "\n")
+                append(head + "\n")
                 # Block sequences sit at their key's indent, as PyYAML writes them.
                 _emit_seq(value, indent, out)
             else:
-                out.append(head + " []\n")
-        elif isinstance(value, str) and _literal_ok(value):
-            _emit_literal(pad, head, value, out)
+                append(head + " []\n")
+        elif value is None:
+            append(head + " null\n")
+        elif kind is int:
+            append(f"{head} {value}\n")
         else:
-            out.append(f"{head} {_scalar(value)}\n")
+            _emit_other(value, pad, head, indent, out)
+
+
+def _emit_other(value: Any, pad: str, head: str, indent: int, out: list[str]) -> None:
+    """A map's value of a kind the fast branches of ``_emit_map`` leave alone (booleans,
+    tuples, subclasses of the plain types)."""
+    if isinstance(value, dict):
+        if value:
+            out.append(head + "\n")
+            _emit_map(value, indent + 2, out)
+        else:
+            out.append(head + " {}\n")
+    elif isinstance(value, (list, tuple)):  # a tuple: as JSON (and the journal) has it
+        if value:
+            out.append(head + "\n")
+            _emit_seq(value, indent, out)
+        else:
+            out.append(head + " []\n")
+    elif isinstance(value, str) and "\n" in value and _literal_ok(value):
+        _emit_literal(pad, head, value, out)
+    else:
+        out.append(f"{head} {_scalar(value)}\n")
 
 
 def _emit_seq(data: Sequence[Any], indent: int, out: list[str]) -> None:
     pad = " " * indent
     for value in data:
-        if isinstance(value, (dict, list, tuple)) and value:
+        kind = value.__class__
+        if kind is int or kind is str:  # seeds, names: the common items (as _scalar writes them)
+            out.append(f"{pad}- {_scalar(value)}\n")
+        elif isinstance(value, (dict, list, tuple)) and value:
             inner: list[str] = []
             if isinstance(value, dict):
                 _emit_map(value, indent + 2, inner)

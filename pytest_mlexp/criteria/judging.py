@@ -49,8 +49,8 @@ class Measurements:
         """From a results entry (SPEC section 8 shape: ``metrics``, and ``per_seed`` with seeds)."""
         per_seed, metrics = entry.get("per_seed"), entry.get("metrics")
         return cls(
-            per_seed if isinstance(per_seed, Mapping) else {},
-            metrics if isinstance(metrics, Mapping) else {},
+            per_seed if per_seed.__class__ is dict or isinstance(per_seed, Mapping) else {},
+            metrics if metrics.__class__ is dict or isinstance(metrics, Mapping) else {},
         )
 
     @classmethod

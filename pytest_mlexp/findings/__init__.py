@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .common import BEGIN, END, RESEARCHER_SECTIONS, cell, code, judgement_from_dict, relative_artifact
 from .experiment import render_experiment, tracking_line
-from .file import PLACED_NOTE, update_findings_file
+from .file import PLACED_NOTE, findings_file_bytes, update_findings_file
 from .overview import mermaid_graph, render_project, verdict_class
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "RESEARCHER_SECTIONS",
     "cell",
     "code",
+    "findings_file_bytes",
     "judgement_from_dict",
     "mermaid_graph",
     "relative_artifact",

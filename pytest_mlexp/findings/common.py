@@ -50,10 +50,15 @@ def _always(path: str) -> bool:
     return True
 
 
+# Types that are never mappings: most values checked are one of these or a dict.
+_NOT_MAPS = frozenset({type(None), str, int, float, bool, list, tuple})
+
+
 def _is_map(value: Any) -> TypeGuard[Mapping[Any, Any]]:
-    # A few dozen checks per sub-experiment: a dict (what results hold) answers without the
-    # Mapping ABC's machinery.
-    return value.__class__ is dict or isinstance(value, Mapping)
+    # A few dozen checks per sub-experiment: a dict (what results hold) or a plain value (None:
+    # a key that is not there) answers without the Mapping ABC's machinery.
+    cls = value.__class__
+    return cls is dict or (cls not in _NOT_MAPS and isinstance(value, Mapping))
 
 
 # --- small formatting helpers -----------------------------------------------------------------
@@ -67,9 +72,25 @@ def cell(text: Any) -> str:
     return " ".join(body.split("\n")).replace("\r", "").replace("|", "\\|")
 
 
+# A table's two header lines, per header: most tables repeat one of a few (a metrics table per
+# sub-experiment).
+_TABLE_HEADS: dict[tuple[str, ...], tuple[str, str]] = {}
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    key = tuple(header)
+    heads = _TABLE_HEADS.get(key)
+    if heads is None:
+        heads = ("| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|")
+        if len(_TABLE_HEADS) < 256:
+            _TABLE_HEADS[key] = heads
+    out = list(heads)
+    for row in rows:
+        line = " | ".join(map(str, row))
+        # Most rows need no cell escaped: only the separators' pipes, no line break.
+        if line.count("|") != len(row) - 1 or "\n" in line or "\r" in line:
+            line = " | ".join(cell(c) for c in row)
+        out.append(f"| {line} |")
     return out
 
 
@@ -224,8 +245,11 @@ def _states(
     """Each sub-experiment as the verdict judged it (a verdict built without them, in a unit
     test, gets them judged here from the stored entries)."""
     out = []
+    judged: dict[str, SubState] = {}
+    for judged_state in verdict.subs:  # by id once (looking each up in turn was quadratic)
+        judged.setdefault(judged_state.sub.id, judged_state)
     for sub in exp.sub_experiments:
-        state = verdict.sub_state(sub.id)
+        state = judged.get(sub.id)
         if state is None:
             state = judge_stored(None, sub, entries.get(sub.id), stale=stale.get(sub.id))
         out.append(state)

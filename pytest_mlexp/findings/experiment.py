@@ -18,7 +18,7 @@ from ..model import (
     SubState,
     Verdict,
 )
-from ..records import outdated_reason, stale_reason, tracker_label, tracking_of
+from ..records import OUTDATED, stale_reason, tracker_label, tracking_of
 from ..resultsdoc import earlier_attempts, seeds_added_after_inconclusive
 from ..subjudge import point_status
 from ..textutil import fmt_number as fmt_value  # the one number formatter
@@ -77,12 +77,11 @@ def plan_words(node: Experiment | SubExperiment) -> list[str]:
     """What the plan says about an experiment or sub-experiment in its own words: description,
     outcome, achieved (as text), future study, and each pivot's rationale."""
     meta = node.meta
-    out = [
-        f"**{label}:** {_plan_text(meta[key])}"
-        for key, label in PLAN_WORDS
-        if meta.get(key) not in (None, "")
-    ]
-    for pivot in getattr(node, "pivots", ()):
+    out: list[str] = []
+    if meta:
+        out += [f"**{n}:** {_plan_text(meta[k])}" for k, n in PLAN_WORDS if meta.get(k) not in (None, "")]
+    # (A sub-experiment has no pivots: asked without getattr's failed lookup, once per row.)
+    for pivot in node.pivots if isinstance(node, Experiment) else ():
         if pivot.rationale:
             label = f"{pivot.name} (`{pivot.key}`)" if pivot.name != pivot.key else f"`{pivot.key}`"
             out.append(f"**Pivot {label} rationale:** {_plan_text(pivot.rationale)}")
@@ -364,7 +363,7 @@ def _run_notes(entry: Mapping[str, Any]) -> list[str]:
         which = f"seeds {', '.join(str(x) for x in seeds)} " if isinstance(seeds, list) and seeds else ""
         why = "" if reused.get("imported") else " (same fingerprint: code, params and data unchanged)"
         out += [f"**Reused:** {which}{how} from the run of {when}{why}.", ""]
-    outdated = outdated_reason(entry)
+    outdated = entry.get(OUTDATED)  # as outdated_reason reads it, on the dict in hand
     if outdated:
         out += [f"**Outdated:** {outdated}; the result still counts: re-run it to refresh it.", ""]
     missing = entry.get("artifacts_missing")
@@ -466,6 +465,8 @@ def _attempt_lines(entry: Mapping[str, Any], stale: Any = None) -> list[str]:
     """How often this sub-experiment ran (and how often with its handler's code unchanged), and
     a flag when seeds were added after an inconclusive result: an interval computed after
     peeking at an earlier one is optimistic (optional stopping)."""
+    if stale is None and not entry.get("history"):
+        return []  # no earlier attempt: most entries
     history = earlier = earlier_attempts(entry, stale)
     if not history:
         return []
@@ -502,13 +503,15 @@ def _entry_body(
     """What ran and what it measured: facts, metrics with seed statistics, artifacts, links."""
     out: list[str] = []
     facts = []
-    if entry.get("executor"):
-        facts.append(f"executor `{entry['executor']}`")
+    executor = entry.get("executor")
+    if executor:
+        facts.append(f"executor `{executor}`")
     duration = entry.get("duration_s")
-    if isinstance(duration, (int, float)) and not isinstance(duration, bool):
+    if duration.__class__ is float or (isinstance(duration, (int, float)) and not isinstance(duration, bool)):
         facts.append(f"{duration:.1f} s")
-    if entry.get("finished_at"):
-        facts.append(f"finished {entry['finished_at']}")
+    finished = entry.get("finished_at")
+    if finished:
+        facts.append(f"finished {finished}")
     if facts:
         out += [f"{label or 'Ran'}: " + ", ".join(facts) + ".", ""]
     out += _attempt_lines(entry, stale)
@@ -520,11 +523,12 @@ def _entry_body(
             out.append("")
 
     metrics = entry.get("metrics")
-    stats = entry.get("stats") if _is_map(entry.get("stats")) else {}
+    found = entry.get("stats")
+    stats: Mapping[str, Any] = found if found and _is_map(found) else {}
     if _is_map(metrics) and metrics:
         rows = []
         for name, value in metrics.items():
-            s = _stats_from(stats.get(name)) if _is_map(stats) else None
+            s = _stats_from(stats.get(name)) if stats else None
             spread = "—"
             if s is not None:
                 spread = f"std {fmt_value(s.std)}, n={s.n}"
@@ -551,7 +555,7 @@ def _entry_body(
             else:
                 out.append(f"- [{name}]({target})")
             out.append("")
-    tracking = tracking_of(entry)
+    tracking = tracking_of(entry) if "tracking" in entry or "wandb" in entry else None
     if tracking is not None and label is None:
         line = tracking_line(tracking)
         if line:

@@ -94,6 +94,14 @@ def _after_first_heading(text: str) -> int | None:
 
 def update_findings_file(path: Path, block: str, *, title: str) -> None:
     """Put ``block`` between the markers in ``path``, keeping every other byte as it was."""
+    data = findings_file_bytes(path, block, title=title)
+    if data is not None:
+        atomic_write_bytes(path, data)
+
+
+def findings_file_bytes(path: Path, block: str, *, title: str) -> bytes | None:
+    """What ``update_findings_file`` writes to ``path``, or None when the file already holds
+    it (then it is left alone).  A session writes all its files together (``atomic.write_files``)."""
     block, title = clean_text(block), clean_text(title)  # always valid UTF-8 (see safetext)
     remove_stale_temps(path)  # even when nothing changes: a killed rewrite's temp file goes
     try:
@@ -103,8 +111,7 @@ def update_findings_file(path: Path, block: str, *, title: str) -> None:
     if data is None:
         heading = f"# {title}\n\n" if title else ""
         new = f"{heading}{BEGIN}\n{block.rstrip(chr(10))}\n{END}\n\n{RESEARCHER_SECTIONS}"
-        atomic_write_bytes(path, new.encode("utf-8"))
-        return
+        return new.encode("utf-8")
     # surrogateescape: bytes that are not UTF-8 survive the round trip unchanged.
     text = data.decode("utf-8", "surrogateescape")
     newline = "\r\n" if "\r\n" in text else "\n"
@@ -129,5 +136,4 @@ def update_findings_file(path: Path, block: str, *, title: str) -> None:
             lead = "" if before.endswith("\n") else newline
             new = before + lead + newline + placed + after
     encoded = new.encode("utf-8", "surrogateescape")
-    if encoded != data:
-        atomic_write_bytes(path, encoded)
+    return encoded if encoded != data else None

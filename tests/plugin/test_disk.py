@@ -136,16 +136,16 @@ def failing_journal(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             return _FailingJournal(handle, state)
         return handle
 
-    real_write = store_mod.atomic_write_text
+    real_write = store_mod.write_files
 
-    def fake_write(path: Path, text: str, **kwargs: Any) -> None:
+    def fake_write(items: list[tuple[Path, bytes]], **kwargs: Any) -> list[OSError | None]:
         # Once the disk is "full", rewriting results.yaml fails the same way.
         if state["on"] and state["writes"] >= state["ok"]:
-            raise OSError(state["errno"], os.strerror(state["errno"]))
-        real_write(path, text, **kwargs)
+            return [OSError(state["errno"], os.strerror(state["errno"])) for _ in items]
+        return real_write(items, **kwargs)
 
     monkeypatch.setattr(store_mod, "open", fake_open, raising=False)
-    monkeypatch.setattr(store_mod, "atomic_write_text", fake_write)
+    monkeypatch.setattr(store_mod, "write_files", fake_write)
     return state
 
 

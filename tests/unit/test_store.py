@@ -506,6 +506,55 @@ def test_failed_write_leaves_old_file_and_no_temp(plan: Plan, monkeypatch: pytes
     assert "s2" in new_store(plan).doc("exp")["sub_experiments"]
 
 
+def test_flush_writes_every_experiment_it_can_and_keeps_the_journal_of_one_it_cannot(plan: Plan) -> None:
+    store = new_store(plan)
+    store.record("exp", "s1", entry())
+    store.record("other", "o1", entry(acc=0.7))
+    results_path(plan, "exp").mkdir()  # a folder where results.yaml should be: its rewrite fails
+    with pytest.raises(OSError):
+        store.flush()
+    assert read(results_path(plan, "other"))["sub_experiments"]["o1"]["metrics"] == {"acc": 0.7}
+    assert not list(results_path(plan, "other").parent.glob(".results.*.journal"))
+    assert list(results_path(plan, "exp").parent.glob(".results.*.journal"))  # kept for the next session
+    assert not [p for p in plan.root.rglob("*.tmp")]
+    store.release()
+    del store
+    gc.collect()
+    results_path(plan, "exp").rmdir()
+    assert "s1" in new_store(plan).doc("exp")["sub_experiments"]  # recovered from the journal
+
+
+def test_flush_writes_the_experiments_files_with_their_fsyncs_together(
+    plan: Plan, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches: list[list[Path]] = []
+    real = store_mod.write_files
+
+    def spy(items: list[tuple[Path, bytes]], **kwargs: Any) -> list[OSError | None]:
+        batches.append([path for path, _ in items])
+        return real(items, **kwargs)
+
+    monkeypatch.setattr(store_mod, "write_files", spy)
+    store = new_store(plan)
+    store.record("other", "o1", entry())
+    store.record("exp", "s1", entry())
+    store.flush()
+    # One batch, in path order (two sessions take the folders' locks in the same order).
+    assert batches == [[results_path(plan, "exp"), results_path(plan, "other")]]
+    assert set(read(results_path(plan, "exp"))["sub_experiments"]) == {"s1"}
+    assert set(read(results_path(plan, "other"))["sub_experiments"]) == {"o1"}
+
+    # Many experiments: a batch at a time (a lock and an open file per experiment of a batch).
+    monkeypatch.setattr(store_mod, "BATCH", 1)
+    batches.clear()
+    store = new_store(plan)
+    store.record("other", "o1", entry(acc=0.1))
+    store.record("exp", "s1", entry(acc=0.2))
+    store.flush()
+    assert batches == [[results_path(plan, "exp")], [results_path(plan, "other")]]
+    assert read(results_path(plan, "other"))["sub_experiments"]["o1"]["metrics"] == {"acc": 0.1}
+
+
 # --- sessions ---------------------------------------------------------------------------------
 
 
