@@ -13,9 +13,9 @@ that other work on a shared machine does not count:
 * ``finish``: ``pytest_sessionfinish``, every plugin's (for a plan: results.yaml and
   FINDINGS.md are written; pytest writes its cache);
 * ``end``: after ``pytest_sessionfinish`` until the last ``pytest_unconfigure`` (the summary);
-* ``exit``: from ``pytest_unconfigure`` until the process is gone: pytest's clean-up and the
-  interpreter's finalisation, whose garbage collections go over everything still alive;
-  measured in wall time from the parent, on an otherwise idle machine the same as CPU time.
+* ``exit``: from the last ``pytest_unconfigure`` until the process is gone: pytest's clean-up
+  and the interpreter's finalisation, whose garbage collections go over everything still
+  alive (the child's CPU time from ``os.wait4`` minus its CPU time at that hook).
 
 Each phase is reported per side (medians over the repetitions, sides alternated) and as the
 difference per item, (plan − plain) / n, and, with two sizes, the marginal difference per item
@@ -31,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from perf import ENV, clean_results, param_project, plan_project  # bench/ is first on sys.path
@@ -85,12 +84,12 @@ class _Last:
     def pytest_unconfigure(self, config):
         _mark("unconfigure")
         with open(_target, "w") as fh:
-            json.dump({"marks": _marks, "wall_at_unconfigure": time.time()}, fh)
+            json.dump({"marks": _marks}, fh)
 """
 
 
 def one(root: Path, args: list[str], env: dict[str, str], scratch: Path) -> dict[str, float]:
-    """One run; its phases in seconds (``exit`` in wall time, the rest in CPU time)."""
+    """One run; its phases in CPU seconds."""
     out = scratch / "phases.json"
     out.unlink(missing_ok=True)
     env = {
@@ -98,21 +97,19 @@ def one(root: Path, args: list[str], env: dict[str, str], scratch: Path) -> dict
         "MLEXP_BENCH_PHASES": str(out),
         "PYTHONPATH": os.pathsep.join(p for p in (str(scratch), env.get("PYTHONPATH", "")) if p),
     }
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-p",
-        "no:randomly",
-        "-p",
-        "no:hypothesispytest",
-        "-p",
-        "bench_phases",
-    ]
-    proc = subprocess.run([*cmd, *args], cwd=root, env=env, capture_output=True, text=True, check=False)
-    ended = time.time()
-    if proc.returncode != 0:
-        sys.exit(f"{root}: pytest exited {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:hypothesispytest"]
+    with tempfile.TemporaryFile() as log:
+        child = subprocess.Popen(
+            [*cmd, "-p", "bench_phases", *args], cwd=root, env=env, stdout=log, stderr=log
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            log.seek(0)
+            sys.exit(
+                f"{root}: pytest exited {child.returncode}:\n{log.read()[-4000:].decode(errors='replace')}"
+            )
+    cpu_total = usage.ru_utime + usage.ru_stime  # the child's whole CPU time, its exit included
     data = json.loads(out.read_text(encoding="utf-8"))
     m = data["marks"]
     finish_end = m["sessionfinished"]
@@ -123,7 +120,7 @@ def one(root: Path, args: list[str], env: dict[str, str], scratch: Path) -> dict
         "run": m["sessionfinish"] - m["runtestloop"],
         "finish": finish_end - m["sessionfinish"],
         "end": m["unconfigure"] - finish_end,
-        "exit": ended - data["wall_at_unconfigure"],
+        "exit": cpu_total - m["unconfigure"],
     }
 
 

@@ -17,6 +17,15 @@ except ImportError:  # pragma: no cover - Windows
     _fcntl = None  # type: ignore[assignment]
 
 
+def _temp_for(path: Path) -> Path:
+    """A new temp file's name beside ``path`` (its folder made, stale temps of it removed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path not in _cleaned:
+        remove_stale_temps(path)
+    # os.urandom(4).hex() is secrets.token_hex(4) without importing secrets (and hmac) per run
+    return path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+
+
 def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
     """Write ``data`` to a temp file in ``path``'s folder, then ``os.replace`` it over ``path``.
 
@@ -24,11 +33,7 @@ def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
     system.  ``fsync`` makes the new content durable before the rename, so a power cut cannot
     leave an empty file where the old one was (the rename alone only orders the metadata).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path not in _cleaned:
-        remove_stale_temps(path)
-    # os.urandom(4).hex() is secrets.token_hex(4) without importing secrets (and hmac) per run
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    tmp = _temp_for(path)
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)
@@ -65,10 +70,7 @@ def write_files(items: Sequence[tuple[Path, bytes]], *, fsync: bool = True) -> l
     try:
         for i, (path, data) in enumerate(items):
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                if path not in _cleaned:
-                    remove_stale_temps(path)
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+                tmp = _temp_for(path)
                 opened: IO[bytes] = open(tmp, "wb")  # noqa: SIM115 - closed below, after its fsync
                 temps.append((i, tmp, opened))
                 opened.write(data)
