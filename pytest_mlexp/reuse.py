@@ -113,6 +113,7 @@ class PlanFingerprints:
         self._prereqs: dict[str, tuple[str, ...]] = {}
         self._shared: dict[tuple[Any, ...], SubInputs] = {}
         self._plan_dir: Path | None = None
+        self._fixed: dict[str, str] = {}  # fingerprints of results without upstream, by node key
 
     @property
     def fingerprinter(self) -> Fingerprinter:
@@ -179,10 +180,23 @@ class PlanFingerprints:
         inputs = self.sub_inputs(sub)
         if inputs is None:
             return None
+        return self._fingerprint(sub, point, inputs, self._upstream(sub, entry_of))
+
+    def _fingerprint(
+        self, sub: SubExperiment, point: SweepPoint | None, inputs: SubInputs, upstream: dict[str, str]
+    ) -> str:
+        # Without upstream a result's fingerprint is the same all session (its code and params
+        # are read once): asked when the item runs and again when its results file is written.
+        key = sub.id if point is None else f"{sub.id}[{point.key}]"
+        if not upstream:
+            got = self._fixed.get(key)
+            if got is not None:
+                return got
         _, digest = self.params(sub, point)
-        return node_fingerprint(
-            inputs.digest, digest, point.key if point else None, self._upstream(sub, entry_of)
-        )
+        fp = node_fingerprint(inputs.digest, digest, point.key if point else None, upstream)
+        if not upstream:
+            self._fixed[key] = fp
+        return fp
 
     def node(self, sub: SubExperiment, point: SweepPoint | None, entry_of: EntryOf) -> NodeFingerprint | None:
         """The fingerprint the result of ``sub`` (at ``point``) has now; ``entry_of(sub_id)``
@@ -192,7 +206,7 @@ class PlanFingerprints:
             return None
         _, digest = self.params(sub, point)
         upstream = self._upstream(sub, entry_of)
-        fp = node_fingerprint(inputs.digest, digest, point.key if point else None, upstream)
+        fp = self._fingerprint(sub, point, inputs, upstream)
         shown = inputs.inputs  # shared by the sub's results, never changed (provenance copies it)
         if upstream:
             shown = dict(shown)
@@ -473,7 +487,8 @@ class PlanReconciler:
                     why = "fingerprinted by another pytest-mlexp version"
                 else:
                     why = explain_change(_prov(entry, "inputs"), current.inputs, current.handler_file)
-        missing = _missing_artifacts(self.plan.root, entry.get("artifacts"))
+        artifacts = entry.get("artifacts")
+        missing = _missing_artifacts(self.plan.root, artifacts) if artifacts else []
         changes: dict[str, Any] = {}
         if entry.get(OUTDATED) != why:
             changes[OUTDATED] = why
