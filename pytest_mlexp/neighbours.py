@@ -21,6 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from _pytest.runner import runtestprotocol  # pytest's own module, loaded before any plugin
 
 if TYPE_CHECKING:
     from .session import MlexpSession
@@ -39,8 +40,6 @@ class RerunGuard:
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
         if not _is_experiment(item):
             return None
-        from _pytest.runner import runtestprotocol
-
         ihook = item.ihook
         ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         runtestprotocol(item, nextitem=nextitem)
