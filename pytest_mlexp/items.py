@@ -154,10 +154,11 @@ class SubItem(pytest.Item):
     """One sub-experiment (or one point of its sweep); all its seeds run inside it.
 
     A plain :class:`pytest.Item` when no fixture reaches it (the handler asks for none but
-    ``runner``, and no autouse or ``usefixtures`` fixture applies where the plan is): pytest's
-    fixture set-up and tear-down around an item cost as much as everything the item does
-    itself for a trivial handler, and would do nothing.  Otherwise a :class:`FixtureSubItem`,
-    a :class:`pytest.Function` whose fixtures pytest sets up as for any test."""
+    ``runner``, and no autouse fixture, the ``usefixtures`` ini option's included, applies
+    where the plan is): pytest's fixture set-up and tear-down around an item cost as much as
+    everything the item does itself for a trivial handler, and would do nothing.  Otherwise a
+    :class:`FixtureSubItem`, a :class:`pytest.Function` whose fixtures pytest sets up as for
+    any test."""
 
     # Slots, not instance-dict entries: a pytest node's ``__dict__`` is already at the size
     # where a few more keys reallocate it (~0.8 KB per item in a 10,000-point sweep).

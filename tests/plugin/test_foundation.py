@@ -230,6 +230,34 @@ experiments:
     assert [subs["f_none"]["points"][f"k_{k}"]["metrics"]["x"] for k in (1, 2)] == [1, 2]
 
 
+def test_the_usefixtures_ini_option_reaches_an_item_that_asks_for_no_fixture(project: Project) -> None:
+    # The ini option makes a fixture autouse everywhere: the item is then a Function and the
+    # fixture runs around it, as around any test.
+    project.plan(
+        """
+project: {name: Toy, hypothesis: "fixtures"}
+experiments:
+  e-fix:
+    sub_experiments:
+      f_none: {}
+"""
+    )
+    project.pytester.makeini("[pytest]\nusefixtures = watch\n")
+    project.pytester.makeconftest(
+        "import pytest\n"
+        "SEEN = []\n"
+        "@pytest.fixture\n"
+        "def watch(request):\n"
+        "    SEEN.append(request.node.name)\n"
+        "def pytest_sessionfinish(session):\n"
+        "    print('SEEN', SEEN)\n"
+    )
+    project.handlers("e_fix", "def f_none(runner):\n    return {'metrics': {'x': 1.0}}\n")
+    result = project.run("--experiment", "e-fix", "-s")
+    result.assert_outcomes(passed=2)
+    assert "SEEN ['f_none']" in result.stdout.str()
+
+
 def test_experiment_selection_by_prefix_sub_id_and_errors(project: Project) -> None:
     project.plan(PLAN)
     project.handlers("e_one", HANDLERS)
