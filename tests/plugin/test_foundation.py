@@ -143,21 +143,20 @@ def test_handlers_get_other_fixtures(project: Project) -> None:
     assert project.results("e-one")["sub_experiments"]["e1_a"]["metrics"]["accuracy"] == 0.99
 
 
+def fixture_plan(project: Project, subs: str) -> None:
+    """A one-experiment plan (``e-fix``) with these ``sub_experiments:`` lines (YAML, 6 spaces in)."""
+    project.plan(
+        'project: {name: Toy, hypothesis: "fixtures"}\nexperiments:\n  e-fix:\n    sub_experiments:\n' + subs
+    )
+
+
 def test_items_of_one_experiment_each_get_their_own_fixtures(project: Project) -> None:
     # Items under one experiment share a fixture closure per set of requested names (built
     # once, as for a parametrised test): a sweep and plain subs asking for different fixtures,
     # and an autouse fixture every one of them must see.
-    project.plan(
-        """
-project: {name: Toy, hypothesis: "fixtures"}
-experiments:
-  e-fix:
-    sub_experiments:
-      f_data: {}
-      f_sweep: {sweep: {k: [1, 2, 3]}}
-      f_both: {}
-      f_none: {}
-"""
+    fixture_plan(
+        project,
+        "      f_data: {}\n      f_sweep: {sweep: {k: [1, 2, 3]}}\n      f_both: {}\n      f_none: {}\n",
     )
     project.pytester.makeconftest(
         "import pytest\n"
@@ -196,16 +195,7 @@ def test_an_item_no_fixture_reaches_is_a_plain_item(project: Project) -> None:
     # pytest's fixture set-up and tear-down around an item cost as much as a trivial handler's
     # whole item: an item gets them only when a fixture reaches it (asked for by its handler,
     # or autouse where the plan is; the test above has autouse reach every item).
-    project.plan(
-        """
-project: {name: Toy, hypothesis: "fixtures"}
-experiments:
-  e-fix:
-    sub_experiments:
-      f_data: {}
-      f_none: {sweep: {k: [1, 2]}}
-"""
-    )
+    fixture_plan(project, "      f_data: {}\n      f_none: {sweep: {k: [1, 2]}}\n")
     project.pytester.makeconftest(
         "import pytest\n"
         "@pytest.fixture\n"
@@ -233,15 +223,7 @@ experiments:
 def test_the_usefixtures_ini_option_reaches_an_item_that_asks_for_no_fixture(project: Project) -> None:
     # The ini option makes a fixture autouse everywhere: the item is then a Function and the
     # fixture runs around it, as around any test.
-    project.plan(
-        """
-project: {name: Toy, hypothesis: "fixtures"}
-experiments:
-  e-fix:
-    sub_experiments:
-      f_none: {}
-"""
-    )
+    fixture_plan(project, "      f_none: {}\n")
     project.pytester.makeini("[pytest]\nusefixtures = watch\n")
     project.pytester.makeconftest(
         "import pytest\n"
