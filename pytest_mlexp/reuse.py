@@ -68,6 +68,11 @@ def seeds_of(entry: Mapping[str, Any]) -> tuple[int, ...] | None:
     return None
 
 
+def node_key(sub: SubExperiment, point: SweepPoint | None) -> str:
+    """A result's key: ``sub_id``, or ``sub_id[point]`` for a sweep point (as ``stale:`` keys it)."""
+    return sub.id if point is None else f"{sub.id}[{point.key}]"
+
+
 @struct(frozen=True, slots=True)
 class NodeFingerprint:
     """The current fingerprint of one result the plan asks for (a sub-experiment or a point)."""
@@ -159,7 +164,7 @@ class PlanFingerprints:
 
     def params(self, sub: SubExperiment, point: SweepPoint | None) -> tuple[dict[str, Any], str]:
         """The resolved params of a result and their digest (cached per result)."""
-        key = sub.id if point is None else f"{sub.id}[{point.key}]"
+        key = node_key(sub, point)
         got = self._params.get(key)
         if got is None:
             params = sub.resolved_params(self.stub, point)
@@ -185,18 +190,17 @@ class PlanFingerprints:
     def _fingerprint(
         self, sub: SubExperiment, point: SweepPoint | None, inputs: SubInputs, upstream: dict[str, str]
     ) -> str:
+        if upstream:
+            _, digest = self.params(sub, point)
+            return node_fingerprint(inputs.digest, digest, point.key if point else None, upstream)
         # Without upstream a result's fingerprint is the same all session (its code and params
         # are read once): asked when the item runs and again when its results file is written.
-        key = sub.id if point is None else f"{sub.id}[{point.key}]"
-        if not upstream:
-            got = self._fixed.get(key)
-            if got is not None:
-                return got
-        _, digest = self.params(sub, point)
-        fp = node_fingerprint(inputs.digest, digest, point.key if point else None, upstream)
-        if not upstream:
-            self._fixed[key] = fp
-        return fp
+        key = node_key(sub, point)
+        got = self._fixed.get(key)
+        if got is None:
+            _, digest = self.params(sub, point)
+            got = self._fixed[key] = node_fingerprint(inputs.digest, digest, point.key if point else None, {})
+        return got
 
     def node(self, sub: SubExperiment, point: SweepPoint | None, entry_of: EntryOf) -> NodeFingerprint | None:
         """The fingerprint the result of ``sub`` (at ``point``) has now; ``entry_of(sub_id)``

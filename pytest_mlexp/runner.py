@@ -203,15 +203,19 @@ class Results:
             folder = self._folder = Path(folder)
         return folder
 
-    def save_artifact(self, name: str, data: bytes | str) -> str:
+    def _target(self, name: str) -> Path:
+        """Where artifact ``name`` goes, its folders made: checked before any folder on the way
+        is made (a symlinked one could lead anywhere) and resolved after, so no symlink is
+        followed out of the artifacts folder."""
         folder = self.folder
         path = safe_artifact_path(folder, name)
         folder.mkdir(parents=True, exist_ok=True)
-        # Checked before any folder on the way is made (a symlinked one could lead anywhere),
-        # and written to the resolved path, so no symlink is followed out of the folder.
         _resolved_inside(folder, path, name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path = _resolved_inside(folder, path, name)
+        return _resolved_inside(folder, path, name)
+
+    def save_artifact(self, name: str, data: bytes | str) -> str:
+        path = self._target(name)
         if isinstance(data, str):
             path.write_text(data, encoding="utf-8")
         elif isinstance(data, (bytes, bytearray, memoryview)):
@@ -251,13 +255,7 @@ class Results:
         """An absolute path in the artifacts folder for the handler to write itself (a
         checkpoint, a file another library saves); it is recorded as an artifact if the file
         exists when the handler returns.  Its folder is created."""
-        folder = self.folder
-        path = safe_artifact_path(folder, name)
-        folder.mkdir(parents=True, exist_ok=True)
-        # As save_artifact: no symlink on the way may lead out of the folder.
-        _resolved_inside(folder, path, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path = _resolved_inside(folder, path, name)
+        path = self._target(name)
         if path not in self.claimed:
             self.claimed.append(path)
         return path

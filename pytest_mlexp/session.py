@@ -47,7 +47,7 @@ class PlanContext:
         from .model import PlanError
         from .plan import parse_plan_text
         from .results import ResultsView
-        from .reuse import PlanFingerprints, PlanReconciler, ReusePlan, plan_reuse
+        from .reuse import PlanFingerprints, PlanReconciler, ReusePlan, node_key, plan_reuse
         from .store import ResultsStore, params_digest
         from .structs import replace
 
@@ -117,7 +117,7 @@ class PlanContext:
         self.results: ResultsView = ResultsView(plan, store, stub=stub)
         self._decisions: dict[str, ReusePlan] = {}
         # Kept here: an import statement in decision() ran once per item.
-        self._new_decision, self._plan_reuse = ReusePlan, plan_reuse
+        self._new_decision, self._plan_reuse, self._node_key = ReusePlan, plan_reuse, node_key
         self._git: GitState | None = None
         self._read_by_dependents: set[str] | None = None
 
@@ -152,7 +152,7 @@ class PlanContext:
         """The item's fingerprint, and which of its seeds stored results hold under
         ``--mlexp-reuse`` (decided once per item: when its work is submitted, or when it runs,
         after what it waits for has reported)."""
-        key = sub.id if point is None else f"{sub.id}[{point.key}]"
+        key = self._node_key(sub, point)
         got = self._decisions.get(key)
         if got is not None:
             return got
