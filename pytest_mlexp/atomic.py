@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -174,22 +173,39 @@ def remove_stale_temps(path: Path) -> None:
             os.unlink(path.parent / name)
 
 
-def writable_problem(folder: Path) -> str | None:
-    """Why files cannot be written in ``folder``, or None when they can.
+def writable_problems(folders: Iterable[Path]) -> dict[Path, str]:
+    """Why files cannot be written in each of ``folders`` (only those that cannot).
 
     Tried for real (a file made and removed: permission bits say nothing for root, and a
     read-only mount only shows when writing), in the folder or, while it does not exist yet, in
-    the nearest folder above it that does (where it would be made): nothing is left behind."""
-    probe = folder
-    while not probe.exists():
-        if probe.parent == probe:
-            return "no folder above it exists"
-        probe = probe.parent
-    if not probe.is_dir():
-        return "a file is in the way" if probe != folder else "it is a file, not a folder"
+    the nearest folder above it that does (where it would be made): nothing is left behind.
+    Folders that would be made in the same existing folder (a first run's experiment folders)
+    share one try: the same answer, asked once rather than once per experiment."""
+    problems: dict[Path, str] = {}
+    tried: dict[Path, str | None] = {}
+    for folder in folders:
+        probe = folder
+        while not probe.exists():
+            if probe.parent == probe:
+                break
+            probe = probe.parent
+        if not probe.exists():
+            problems[folder] = "no folder above it exists"
+        elif not probe.is_dir():
+            problems[folder] = "a file is in the way" if probe != folder else "it is a file, not a folder"
+        else:
+            if probe not in tried:
+                tried[probe] = _write_check(probe)
+            why = tried[probe]
+            if why is not None:
+                problems[folder] = why
+    return problems
+
+
+def _write_check(folder: Path) -> str | None:
+    name = os.path.join(folder, f".mlexp-write-check.{os.getpid()}.{os.urandom(4).hex()}")
     try:
-        fd, name = tempfile.mkstemp(prefix=".mlexp-write-check.", dir=probe)
-        os.close(fd)
+        os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         os.unlink(name)
     except OSError as exc:
         return exc.strerror or str(exc)

@@ -83,18 +83,23 @@ def check_results_folders(state: MlexpSession, items: list[pytest.Item]) -> None
 
     ``items``: the session's items (their plans and experiments); empty on the xdist
     controller, which collects nothing: then the configured plan's folder and its experiments."""
-    from .atomic import writable_problem
+    from .atomic import writable_problems
 
     folders: dict[Path, None] = {}
     if items:
         from .items import AssessmentItem, SubItem
 
-        for item in items:
-            if isinstance(item, (SubItem, AssessmentItem)):
-                root = state.context_for(item.path).plan.root
-                if not state.stub:
-                    folders[root] = None  # FINDINGS.md
-                folders[root / "experiments" / item.experiment_id] = None
+        # The (plan file, experiment) pairs first: a Path join per item cost 5 ms in 1,000.
+        pairs = {
+            (item.path, item.experiment_id): None
+            for item in items
+            if isinstance(item, (SubItem, AssessmentItem))
+        }
+        for plan_path, experiment_id in pairs:
+            root = state.context_for(plan_path).plan.root
+            if not state.stub:
+                folders[root] = None  # FINDINGS.md
+            folders[root / "experiments" / experiment_id] = None
     else:
         root = state.plan_path.parent
         if not root.is_dir():
@@ -105,17 +110,15 @@ def check_results_folders(state: MlexpSession, items: list[pytest.Item]) -> None
         if experiments.is_dir():
             folders.update(dict.fromkeys(p for p in experiments.iterdir() if p.is_dir()))
     problems = []
-    for folder in folders:
-        why = writable_problem(folder)
-        if why is not None:
-            try:
-                shown = folder.relative_to(state.rootpath).as_posix()
-            except ValueError:
-                shown = str(folder)
-            problems.append(
-                f"mlexp: the results folder {shown} cannot be written ({why}); nothing was run. "
-                "Make it writable (a read-only mount? a full disk? a file in its place?) and run again"
-            )
+    for folder, why in writable_problems(folders).items():
+        try:
+            shown = folder.relative_to(state.rootpath).as_posix()
+        except ValueError:
+            shown = str(folder)
+        problems.append(
+            f"mlexp: the results folder {shown} cannot be written ({why}); nothing was run. "
+            "Make it writable (a read-only mount? a full disk? a file in its place?) and run again"
+        )
     if problems:
         raise pytest.UsageError("\n".join(problems))
 

@@ -43,3 +43,18 @@ def test_package_ships_typing_marker_schema_and_entry_point() -> None:
     package = ROOT / "pytest_mlexp"
     assert (package / "py.typed").is_file()
     assert (package / "schema" / "plan.schema.json").is_file()
+
+
+def test_the_package_metadata_stays_small() -> None:
+    """pytest reads every plugin's metadata on every run (pytest-metadata twice, the header's
+    plugin line twice): with the 200 KB README as the long description each read cost 2-3 ms,
+    ~5 ms of every pytest run's start-up (README "Performance")."""
+    import re
+    from importlib import metadata
+
+    # (tomllib is 3.11+; the project supports 3.10)
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    readme = re.search(r'^readme = "([^"]+)"', pyproject, re.M).group(1)  # type: ignore[union-attr]
+    assert (ROOT / readme).stat().st_size < 8_000, f"{readme}: keep the package's long description short"
+    installed = metadata.distribution("pytest-mlexp").read_text("METADATA") or ""
+    assert len(installed) < 10_000, "the installed METADATA is large: reinstall (pip install -e .)"

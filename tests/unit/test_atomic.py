@@ -142,3 +142,31 @@ def test_many_files_are_written_a_batch_at_a_time(tmp_path: Path, monkeypatch: p
     assert atomic.write_files([(p, str(i).encode()) for i, p in enumerate(paths)]) == [None] * 5
     assert [p.read_bytes() for p in paths] == [b"0", b"1", b"2", b"3", b"4"]
     assert len(open_temps) == 5 and max(open_temps) <= 2
+
+
+def test_folders_to_be_made_in_one_folder_share_one_write_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A first run's experiment folders do not exist yet: each would be made in experiments/'s
+    # nearest existing folder, so one try answers for all of them (and each is named).
+    tried: list[Path] = []
+
+    def read_only(folder: Path) -> str:
+        tried.append(folder)
+        return "Read-only file system"
+
+    monkeypatch.setattr(atomic, "_write_check", read_only)
+    folders = [tmp_path / "research" / "experiments" / f"e{i}" for i in range(3)]
+    problems = atomic.writable_problems([tmp_path, *folders])
+    assert tried == [tmp_path]
+    assert problems == dict.fromkeys([tmp_path, *folders], "Read-only file system")
+
+
+def test_a_write_check_leaves_nothing_behind_and_names_what_is_in_the_way(tmp_path: Path) -> None:
+    (tmp_path / "experiments").write_text("not a folder", encoding="utf-8")
+    problems = atomic.writable_problems([tmp_path, tmp_path / "experiments", tmp_path / "experiments" / "e1"])
+    assert problems == {
+        tmp_path / "experiments": "it is a file, not a folder",
+        tmp_path / "experiments" / "e1": "a file is in the way",
+    }
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiments"]
