@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["EarlyOrder", "OpCarrier", "SessionHooks"]
 
+SCRUBBER = "mlexp-report-scrubber"
+
 
 class EarlyOrder:
     """A plain ``tryfirst`` ``pytest_collection_modifyitems``: it runs after random-order
@@ -119,6 +121,14 @@ class SessionHooks:
 
             dispatcher_of(state).check_name(state.executor_override)
         config = session.config
+        if state.selected and not config.pluginmanager.has_plugin(SCRUBBER) and state.scrubber:
+            # What pytest shows of an experiment item (captured output, logs, locals): scrubbed,
+            # in a session that has secrets to hide (credential env values, the plans' secret
+            # params, known now).  Without any, the wrapper around every report of every item
+            # would only cost time.
+            from .scrubreports import ReportScrubber
+
+            config.pluginmanager.register(ReportScrubber(state), SCRUBBER)
         if (
             state.selected
             and not state.is_worker

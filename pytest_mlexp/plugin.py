@@ -154,15 +154,14 @@ def pytest_configure(config: pytest.Config) -> None:
         register_if_active(config)
     if state.selected:
         from .reporting import configure_lastfailed
-        from .scrubreports import ReportScrubber
         from .secrets import default_scrubber
 
         default_scrubber(refresh=True)  # this session's credentials (trackers scrub with it)
 
         configure_lastfailed(config)
         _sigterm_as_interrupt(config)
-        # What pytest shows of an experiment item (captured output, logs, locals): scrubbed.
-        config.pluginmanager.register(ReportScrubber(state), "mlexp-report-scrubber")
+        # (What pytest shows of an experiment item is scrubbed by a plugin registered once the
+        # plans are collected and the secrets known: SessionHooks.pytest_collection_finish.)
         if config.pluginmanager.hasplugin("rerunfailures") or config.pluginmanager.hasplugin("timeout"):
             from .neighbours import register  # experiment items never re-run nor timed out by them
 

@@ -171,3 +171,56 @@ def test_the_plans_own_file_is_the_only_place_the_plan_secret_stays(
     assert "research/experiments/e-k/results.yaml" in written
     assert "research/FINDINGS.md" in written
     assert not any(Path(name).name == "research_plan.yaml" for name in written)
+
+
+REPORTS_SCRUBBED = """
+import pytest
+
+def pytest_runtestloop(session):
+    scrubbing = session.config.pluginmanager.has_plugin("mlexp-report-scrubber")
+    (session.config.rootpath / "scrubbing.txt").write_text(str(scrubbing))
+"""
+
+
+def _no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from pytest_mlexp.secrets import secret_values
+
+    for name, value in list(os.environ.items()):
+        if value in secret_values():
+            monkeypatch.delenv(name)
+
+
+def test_a_secret_only_the_plan_holds_is_scrubbed_from_what_pytest_shows(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No credential in the environment: the plan's secret param alone, known once the plan is
+    # collected, puts the report scrubber in place before the first item runs.
+    _no_credentials(monkeypatch)
+    project.plan(PLAN)
+    project.handlers(
+        "handlers",
+        "def k_print(runner):\n    print('token is', runner.params['api_key'])\n    "
+        "return {'metrics': {'m': 1.0}}\n",
+    )
+    project.pytester.makeconftest(REPORTS_SCRUBBED)
+    result = project.run("--experiment", "k_print", "-rA")
+    out = result.stdout.str()
+    assert "token is ***" in out and PLAN_SECRET not in out
+    assert (project.path / "scrubbing.txt").read_text() == "True"
+
+
+def test_a_session_without_secrets_does_not_wrap_every_report(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_credentials(monkeypatch)
+    project.plan("experiments:\n  e-k:\n    sub_experiments: [k_plain]\n")
+    project.handlers(
+        "handlers", "def k_plain(runner):\n    print('nothing secret')\n    return {'metrics': {'m': 1.0}}\n"
+    )
+    project.pytester.makeconftest(REPORTS_SCRUBBED)
+    result = project.run("--experiment", "all", "-rA")
+    result.assert_outcomes(passed=2)
+    assert "nothing secret" in result.stdout.str()
+    assert (project.path / "scrubbing.txt").read_text() == "False"
