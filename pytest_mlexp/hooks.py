@@ -245,6 +245,10 @@ class SessionHooks:
         if state.write_error is not None:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # never 0 after a lost write
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.state.release()  # after everything written and shown (see MlexpSession.release)
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         state = self.state
         if state.to_estimate is not None:
