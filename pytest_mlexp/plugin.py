@@ -144,7 +144,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(EarlyOrder(state), "mlexp-early-order")
     if state.is_worker:
         config.pluginmanager.register(OpCarrier(), "mlexp-op-carrier")
-    if config.pluginmanager.hasplugin("xdist") and not state.is_worker:
+    if _distributing(config) and not state.is_worker:
         from .xdist_support import XdistHooks
 
         config.pluginmanager.register(XdistHooks(state), "mlexp-xdist")
@@ -166,6 +166,16 @@ def pytest_configure(config: pytest.Config) -> None:
             from .neighbours import register  # experiment items never re-run nor timed out by them
 
             register(config, state)
+
+
+def _distributing(config: pytest.Config) -> bool:
+    """Whether pytest-xdist runs this session on workers (its own test, after its
+    ``pytest_cmdline_main`` settled ``-n``): only then do its hooks call ours."""
+    return (
+        config.pluginmanager.hasplugin("xdist")
+        and getattr(config.option, "dist", "no") != "no"
+        and bool(getattr(config.option, "tx", None))
+    )
 
 
 def _validate_ini(config: pytest.Config) -> None:

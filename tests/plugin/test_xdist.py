@@ -134,3 +134,23 @@ def test_a_dist_mode_the_scheduler_replaces_is_named_once(
     plain = project.pytester.runpytest_subprocess(*args, "--dist", "loadscope")
     plain.assert_outcomes(passed=8)
     assert "--dist" not in plain.stdout.str()
+
+
+def test_the_xdist_hooks_are_registered_only_in_a_distributed_session(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An installed pytest-xdist alone (most sessions run without -n) does not call our hooks.
+    project.plan(PLAN)
+    project.handlers("handlers", HANDLERS)
+    monkeypatch.setenv("MLEXP_TEST_LOG", str(project.path / "calls.log"))
+    project.pytester.makeconftest(
+        "def pytest_sessionstart(session):\n"
+        "    if not hasattr(session.config, 'workerinput'):\n"
+        "        registered = session.config.pluginmanager.has_plugin('mlexp-xdist')\n"
+        "        (session.config.rootpath / 'xdist-hooks.txt').write_text(str(registered))\n"
+    )
+    args = ("-p", "no:randomly", "--experiment", "e-x")
+    project.pytester.runpytest_subprocess(*args).assert_outcomes(passed=3)
+    assert (project.path / "xdist-hooks.txt").read_text() == "False"
+    project.pytester.runpytest_subprocess(*args, "-n", "2").assert_outcomes(passed=3)
+    assert (project.path / "xdist-hooks.txt").read_text() == "True"
