@@ -58,6 +58,13 @@ def ex_2(runner):
 """
 
 
+def _project(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plan and handlers above, each handler logging its call to calls.log."""
+    project.plan(PLAN)
+    project.handlers("handlers", HANDLERS)
+    monkeypatch.setenv("MLEXP_TEST_LOG", str(project.path / "calls.log"))
+
+
 def _log(project: Project) -> list[list[str]]:
     path = project.path / "calls.log"
     return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
@@ -66,9 +73,7 @@ def _log(project: Project) -> list[list[str]]:
 def test_xdist_runs_components_apart_keeps_order_and_writes_once(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    project.plan(PLAN)
-    project.handlers("handlers", HANDLERS)
-    monkeypatch.setenv("MLEXP_TEST_LOG", str(project.path / "calls.log"))
+    _project(project, monkeypatch)
     (project.path / "meet").mkdir()
     monkeypatch.setenv("MLEXP_TEST_MEET", str(project.path / "meet"))
     result = project.pytester.runpytest_subprocess(
@@ -95,9 +100,7 @@ def test_xdist_runs_components_apart_keeps_order_and_writes_once(
 def test_xdist_worker_crash_is_infra_error_and_not_rerun(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    project.plan(PLAN)
-    project.handlers("handlers", HANDLERS)
-    monkeypatch.setenv("MLEXP_TEST_LOG", str(project.path / "calls.log"))
+    _project(project, monkeypatch)
     monkeypatch.setenv("CRASH", "1")
     result = project.pytester.runpytest_subprocess("-p", "no:randomly", "-n", "2", "--experiment", "e-x")
     order = [c[0] for c in _log(project)]
@@ -112,9 +115,7 @@ def test_xdist_worker_crash_is_infra_error_and_not_rerun(
 def test_a_dist_mode_the_scheduler_replaces_is_named_once(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    project.plan(PLAN)
-    project.handlers("handlers", HANDLERS)
-    monkeypatch.setenv("MLEXP_TEST_LOG", str(project.path / "calls.log"))
+    _project(project, monkeypatch)
     args = ("-p", "no:randomly", "-n", "2", "--experiment", "all")
     result = project.pytester.runpytest_subprocess(*args, "--dist", "worksteal")
     result.assert_outcomes(passed=8)
@@ -140,9 +141,7 @@ def test_the_xdist_hooks_are_registered_only_in_a_distributed_session(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An installed pytest-xdist alone (most sessions run without -n) does not call our hooks.
-    project.plan(PLAN)
-    project.handlers("handlers", HANDLERS)
-    monkeypatch.setenv("MLEXP_TEST_LOG", str(project.path / "calls.log"))
+    _project(project, monkeypatch)
     project.pytester.makeconftest(
         "def pytest_sessionstart(session):\n"
         "    if not hasattr(session.config, 'workerinput'):\n"
