@@ -169,8 +169,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _distributing(config: pytest.Config) -> bool:
-    """Whether pytest-xdist runs this session on workers (its own test, after its
-    ``pytest_cmdline_main`` settled ``-n``): only then do its hooks call ours."""
+    """Whether pytest-xdist runs this session on workers: the test xdist applies itself once its
+    ``pytest_cmdline_main`` has settled ``-n``.  Only then do its hooks call ours."""
     return (
         config.pluginmanager.hasplugin("xdist")
         and getattr(config.option, "dist", "no") != "no"

@@ -330,8 +330,8 @@ class MlexpSession:
     def release(self) -> None:
         """The session is over (``pytest_unconfigure``): let go of the plans, their results and
         fingerprints.  They hold reference cycles that only the garbage collector frees, and
-        kept alive into the interpreter's shutdown they cost a 1,000-item run ~7 ms more there
-        than freed now (``bench/phases.py``: the exit phase).  Anything asked afterwards (an
+        kept alive into the interpreter's shutdown they cost a 1,000-item run 7-14 ms more there
+        than freed now (README "Performance").  Anything asked afterwards (an
         in-process caller) reads the plan again."""
         self.contexts.clear()
         self._by_given.clear()

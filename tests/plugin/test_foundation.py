@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pytest_mlexp.session import session_of
 from tests.conftest import Project
 
 PLAN = """
@@ -372,8 +373,6 @@ def test_the_session_lets_go_of_its_plans_when_pytest_ends(project: Project) -> 
     )
     reprec.assertoutcome(passed=2)
     assert (project.path / "contexts.txt").read_text() == "1"  # in use while the session ran
-    from pytest_mlexp.session import session_of
-
     state = session_of(reprec.getcall("pytest_unconfigure").config)
     assert state.contexts == {} and state._by_given == {}
     assert project.results("e-r")["sub_experiments"]["r_one"]["metrics"] == {"m": 1.0}

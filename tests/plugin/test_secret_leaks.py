@@ -187,8 +187,9 @@ def _no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
     from pytest_mlexp.secrets import secret_values
 
+    credentials = set(secret_values())
     for name, value in list(os.environ.items()):
-        if value in secret_values():
+        if value in credentials:
             monkeypatch.delenv(name)
 
 
