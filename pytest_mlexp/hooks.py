@@ -245,9 +245,11 @@ class SessionHooks:
         if state.write_error is not None:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # never 0 after a lost write
 
-    @pytest.hookimpl(trylast=True)
+    @pytest.hookimpl(tryfirst=True)
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        self.state.release()  # after everything written and shown (see MlexpSession.release)
+        # After everything is written and shown; first, so that pytest's own full garbage
+        # collection at unconfigure has less to go over (see MlexpSession.release).
+        self.state.release()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         state = self.state
