@@ -16,13 +16,18 @@ except ImportError:  # pragma: no cover - Windows
     _fcntl = None  # type: ignore[assignment]
 
 
+def _unique() -> str:
+    """``<pid>.<8 hex digits>``: a name part no other writer uses (``remove_stale_temps`` reads
+    the pid back).  os.urandom(4).hex() is secrets.token_hex(4) without importing secrets."""
+    return f"{os.getpid()}.{os.urandom(4).hex()}"
+
+
 def _temp_for(path: Path) -> Path:
     """A new temp file's name beside ``path`` (its folder made, stale temps of it removed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path not in _cleaned:
         remove_stale_temps(path)
-    # os.urandom(4).hex() is secrets.token_hex(4) without importing secrets (and hmac) per run
-    return path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    return path.with_name(f".{path.name}.{_unique()}.tmp")
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
@@ -203,7 +208,7 @@ def writable_problems(folders: Iterable[Path]) -> dict[Path, str]:
 
 
 def _write_check(folder: Path) -> str | None:
-    name = os.path.join(folder, f".mlexp-write-check.{os.getpid()}.{os.urandom(4).hex()}")
+    name = os.path.join(folder, f".mlexp-write-check.{_unique()}")
     try:
         os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         os.unlink(name)

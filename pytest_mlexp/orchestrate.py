@@ -247,7 +247,7 @@ def run_sub_item(item: pytest.Item) -> None:
         decision = ctx.decision(sub, point)
         prov = provenance(ctx, sub, params, decision.fingerprint)
         funcargs = item.funcargs  # type: ignore[attr-defined]
-        # (None at all for an item no fixture reaches: a plain pytest.Item, see items.py.)
+        # (Empty for an item no fixture reaches: a plain pytest.Item, see items.py.)
         fixtures = (
             {n: funcargs[n] for n in ref.fixture_names if n != "runner" and n in funcargs} if funcargs else {}
         )
