@@ -251,8 +251,3 @@ def locked(
         yield
     finally:
         os.close(fd)  # closing releases the flock
-
-
-def atomic_write_text(path: Path, text: str, *, fsync: bool = True) -> None:
-    """``atomic_write_bytes`` for UTF-8 text, written exactly as given (no newline translation)."""
-    atomic_write_bytes(path, text.encode("utf-8", "surrogateescape"), fsync=fsync)

@@ -14,8 +14,9 @@ from .model import (
     SubState,
     Verdict,
 )
+from .records import as_mapping
 from .structs import struct
-from .verdict import _RAN, _mapping, _who
+from .verdict import _RAN, _who
 
 __all__ = ["Blocker", "blocker_details", "blockers", "gate_detail", "gate_status", "sub_blockers"]
 
@@ -173,7 +174,7 @@ def sub_blockers(plan: Plan, sub: SubExperiment, states_by_sub: Mapping[str, Any
         got = states_by_sub.get(dep)
         if isinstance(got, SubState):
             return got.status, got.counts_as_passed
-        entry = _mapping(got)
+        entry = as_mapping(got)
         status = entry.get("status") if entry is not None else None
         accepted = plan.has_sub(dep) and plan.sub(dep).accepted is not None
         return (str(status) if status is not None else None), status == "passed" or accepted

@@ -36,6 +36,7 @@ from typing import Any
 
 from . import curves as curve_files
 from .model import Criterion, Experiment, Plan, SubExperiment, Verdict
+from .records import as_mapping
 
 __all__ = ["FOLDER", "available", "experiment_plots", "png_digest", "specs_for"]
 
@@ -193,8 +194,9 @@ def criteria_spec(exp: Experiment, doc: Mapping[str, Any], verdict: Verdict) -> 
     shown = {(j.source, j.metric, j.rule) for j in verdict.criteria}
     for sub in exp.sub_experiments:
         entry = subs.get(sub.id)
-        judged = entry.get("criteria") if entry.__class__ is dict or isinstance(entry, Mapping) else None
-        if not judged or not isinstance(judged, Mapping):  # (most have no criteria: {})
+        found = as_mapping(entry)
+        judged = as_mapping(found.get("criteria")) if found is not None else None
+        if not judged:  # (most have no criteria: {})
             continue
         for metric, data in judged.items():
             if isinstance(data, Mapping) and (sub.id, metric, data.get("rule")) not in shown:

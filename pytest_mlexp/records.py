@@ -48,6 +48,7 @@ __all__ = [
     "ResultOp",
     "SeedOutcome",
     "SeedResult",
+    "as_mapping",
     "as_outcome",
     "entry_from_dict",
     "error_info",
@@ -73,6 +74,15 @@ STALE_REASON: Final = "stale_reason"  # under ``stale:``: why the plan no longer
 OUTDATED: Final = "outdated"  # a current result whose code or ``deps:`` changed since it ran: why
 
 
+def as_mapping(value: Any) -> Mapping[str, Any] | None:
+    """``value`` when it is a mapping, else None.  Asked many times per entry (its metrics,
+    points, error, tracking...): a dict (what results hold) or None (a key that is not there)
+    answers without the ``Mapping`` ABC's machinery."""
+    if value.__class__ is dict:
+        return value
+    return None if value is None else (value if isinstance(value, Mapping) else None)
+
+
 def stale_reason(entry: Any) -> str | None:
     """Why a stale entry went stale (None: not a mapping, or it says nothing)."""
     why = entry.get(STALE_REASON) if isinstance(entry, Mapping) else None
@@ -81,7 +91,8 @@ def stale_reason(entry: Any) -> str | None:
 
 def outdated_reason(entry: Any) -> str | None:
     """Why a result is outdated (None: it is not, or it is not a mapping)."""
-    why = entry.get(OUTDATED) if entry.__class__ is dict or isinstance(entry, Mapping) else None
+    found = as_mapping(entry)
+    why = found.get(OUTDATED) if found is not None else None
     return str(why) if why else None
 
 
@@ -378,11 +389,11 @@ def tracker_label(key: Any) -> str:
 def tracking_of(entry: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """An entry's tracked run: its ``tracking:`` block, or a schema-1 ``wandb:`` block read as
     one (``tracker: wandb``); None when it has neither."""
-    block = entry.get("tracking")
-    if isinstance(block, Mapping):
+    block = as_mapping(entry.get("tracking"))
+    if block is not None:
         return block
-    legacy = entry.get("wandb")
-    if isinstance(legacy, Mapping):
+    legacy = as_mapping(entry.get("wandb"))
+    if legacy is not None:
         return {"tracker": "wandb", **legacy}
     return None
 

@@ -32,7 +32,7 @@ from typing import Any, cast
 from .criteria import Lookup, Measurements, judge, judge_measured, judged_value, point_value
 from .criteria.base import pct
 from .model import Achieved, Criterion, Judgement, Loc, Plan, SubExperiment, SubState
-from .records import ResultEntry, new_entry, outdated_reason, stale_reason
+from .records import ResultEntry, as_mapping, new_entry, outdated_reason, stale_reason
 from .structs import replace, struct
 from .textutil import closest_metric
 
@@ -57,26 +57,18 @@ _ERRORED = ("error", "infra_error")
 _RAN = ("passed", "failed")
 
 
-def _mapping(value: Any) -> Mapping[str, Any] | None:
-    # Asked a few times per entry: a dict (what results hold) or None (a key that is not there)
-    # answers without the Mapping ABC's machinery.
-    if value.__class__ is dict:
-        return value
-    return None if value is None else (value if isinstance(value, Mapping) else None)
-
-
 def _raw_values(entry: Mapping[str, Any], metric: str) -> list[Any]:
-    per_seed = _mapping(entry.get("per_seed"))
+    per_seed = as_mapping(entry.get("per_seed"))
     if per_seed:
         vals = [s.get(metric) if isinstance(s, Mapping) else None for s in per_seed.values()]
         if any(v is not None for v in vals):
             return vals
-    metrics = _mapping(entry.get("metrics")) or {}
+    metrics = as_mapping(entry.get("metrics")) or {}
     return [metrics.get(metric)]
 
 
 def _is_wiring(entry: Mapping[str, Any]) -> bool:
-    err = _mapping(entry.get("error"))
+    err = as_mapping(entry.get("error"))
     return err is not None and err.get("kind") == "wiring"
 
 
@@ -204,11 +196,11 @@ def _value_entry(
     sub: SubExperiment, entry: Mapping[str, Any], lookup: Lookup | None = None
 ) -> Mapping[str, Any] | None:
     """The entry that holds a sub-experiment's values: for a sweep, its selected point."""
-    points = _mapping(entry.get("points"))
+    points = as_mapping(entry.get("points"))
     if not points:
         return entry
     selected = select_point(sub, points, lookup)
-    return _mapping(points.get(selected)) if selected is not None else None
+    return as_mapping(points.get(selected)) if selected is not None else None
 
 
 def sub_values(sub: SubExperiment, entry: Mapping[str, Any] | None, metric: str) -> list[Any]:
@@ -226,10 +218,10 @@ def measurements(sub: SubExperiment, entry: Any, plan: Plan | None = None) -> Me
     """What a stored entry measured, as criteria read it (a sweep: its selected point); None when
     there is nothing to read (never ran, blocked, errored -- with ``plan``, its wiring judged
     now: a result that lacks what the plan needs of it is an error, not a result)."""
-    entry = _mapping(entry)
+    entry = as_mapping(entry)
     if entry is None:
         return None
-    if _mapping(entry.get("points")):
+    if as_mapping(entry.get("points")):
         values = _value_entry(sub, entry)
         return Measurements.of_entry(values) if values is not None else None
     if not _judged_kind(entry):
@@ -341,7 +333,7 @@ def _never_measured(sub: SubExperiment, why: str, stub: bool) -> tuple[Judgement
 
 
 def _error_detail(entry: Mapping[str, Any]) -> str:
-    err = _mapping(entry.get("error"))
+    err = as_mapping(entry.get("error"))
     if err is None:
         return str(entry.get("error") or "")
     text = str(err.get("message") or "").strip().splitlines()
@@ -351,7 +343,7 @@ def _error_detail(entry: Mapping[str, Any]) -> str:
 
 
 def _stale_reason(stale: Any) -> str | None:
-    entry = _mapping(stale)
+    entry = as_mapping(stale)
     if entry is None:
         return None
     # written by the store when it moves an entry aside (records.STALE_REASON); an entry moved
@@ -371,14 +363,14 @@ def judge_stored(
     """``sub`` judged from its stored ``entry`` (None: nothing stored) and the current plan (see
     the module docstring).  ``stale``: its entry under ``stale:``, shown when nothing current is
     stored.  Without ``plan`` there is no wiring check (tests of criteria alone)."""
-    entry = _mapping(entry)
+    entry = as_mapping(entry)
     if entry is None or not entry:
         why = _stale_reason(stale)
         detail = f"its result is stale: {why}" if why else ""
         ran = "its result is stale" if why else f"{sub.id} has not run"
         return SubState(sub, "not_run", _never_measured(sub, ran, stub), None, detail, stale=why)
     stored = entry.get("status")
-    points = _mapping(entry.get("points"))
+    points = as_mapping(entry.get("points"))
     if points:
         return _sweep_state(plan, sub, points, stub, lookup)
     if stored == "blocked":
@@ -386,7 +378,7 @@ def judge_stored(
         judged = _never_measured(sub, "blocked", stub)
         return SubState(sub, "blocked", judged, None, str(detail or ""))
     if stored in _ERRORED and not _is_wiring(entry):
-        has_values = bool(_mapping(entry.get("metrics")) or _mapping(entry.get("per_seed")))
+        has_values = bool(as_mapping(entry.get("metrics")) or as_mapping(entry.get("per_seed")))
         return SubState(sub, cast(Any, stored), (), entry, _error_detail(entry), measured=has_values)
     if not _judged_kind(entry):  # skipped, cancelled, unknown: counts as never run
         return SubState(sub, "not_run", _never_measured(sub, f"{sub.id} has not run", stub), None, "")
@@ -445,7 +437,7 @@ def _ordered_points(sub: SubExperiment, points: Mapping[str, Any]) -> list[tuple
     keys = sorted(points, key=lambda k: order.get(k, unknown))
     out = []
     for key in keys:
-        entry = _mapping(points[key])
+        entry = as_mapping(points[key])
         if (
             entry is not None
             and entry.get("status") in ("passed", "failed", "error")
@@ -502,7 +494,7 @@ def _sweep(
     statuses: dict[str, str] = {}
     wiring: dict[str, str] = {}
     for key, raw in points.items():
-        point = _mapping(raw) or {}
+        point = as_mapping(raw) or {}
         status, why = point_status(plan, sub, point)
         statuses[key] = status
         if why:
@@ -538,7 +530,7 @@ def _sweep_state(
     status, selected, judgements, message, wiring = _sweep(plan, sub, points, stub, lookup)
     if status in ("blocked", "not_run"):
         return SubState(sub, cast(Any, status), _never_measured(sub, status, stub), None, message)
-    values = _mapping(points.get(selected)) if selected is not None else None
+    values = as_mapping(points.get(selected)) if selected is not None else None
     return SubState(
         sub, cast(Any, status), judgements, values, message, selected=selected, measured=True, wiring=wiring
     )
@@ -562,7 +554,7 @@ def summarize_sweep(
     status, selected, judgements, message, _ = _sweep(plan, sub, points, stub, lookup)
     out = new_entry("skipped" if status == "not_run" else status, selected=selected, metrics={})
     point = cast(Mapping[str, Any], points[selected]) if selected is not None else {}
-    out["metrics"] = dict(_mapping(point.get("metrics")) or {})
+    out["metrics"] = dict(as_mapping(point.get("metrics")) or {})
     fields = cast(dict[str, Any], out)
     for key in ("per_seed", "stats", "finding"):
         fields[key] = point.get(key)

@@ -75,7 +75,7 @@ from .model import (
     Verdict,
     VerdictName,
 )
-from .records import outdated_reason
+from .records import as_mapping, outdated_reason
 from .resultsdoc import seeds_added_after_inconclusive
 from .structs import replace, struct
 from .subjudge import (
@@ -113,14 +113,6 @@ _ERRORED = ("error", "infra_error")
 _RAN = ("passed", "failed")
 _UNMET = ("miss", "failure", "fail")
 _UNMEASURED = ("missing", "unmeasured")
-
-
-def _mapping(value: Any) -> Mapping[str, Any] | None:
-    # Asked a few times per entry: a dict (what results hold) or None (a key that is not there)
-    # answers without the Mapping ABC's machinery.
-    if value.__class__ is dict:
-        return value
-    return None if value is None else (value if isinstance(value, Mapping) else None)
 
 
 def _who(acc: Accepted) -> str:
@@ -190,12 +182,12 @@ def _judge_criterion(
             ran = source.status not in ("not_run", "blocked")
             values_entry = source.values_entry
         else:  # a sub of another experiment: read what this document holds of it
-            entry = _mapping(doc_subs.get(c.from_))
+            entry = as_mapping(doc_subs.get(c.from_))
             ran = entry is not None and entry.get("status") not in ("blocked", "skipped", None)
             if entry is not None:
-                points = _mapping(entry.get("points"))
+                points = as_mapping(entry.get("points"))
                 if points and entry.get("selected") in points:
-                    entry = _mapping(points[entry["selected"]])
+                    entry = as_mapping(points[entry["selected"]])
             values_entry = entry
         measured = Measurements.of_entry(values_entry) if values_entry is not None and ran else None
         recorded_first = outdated(values_entry) and _achieved_for(c, source, states, outer) is not None
@@ -369,13 +361,13 @@ def _status(
 def _last_run(doc_subs: Mapping[str, Any]) -> str | None:
     latest = ""
     for value in doc_subs.values():
-        entry = _mapping(value)
+        entry = as_mapping(value)
         if entry is None:
             continue
         stamp = entry.get("finished_at")
         if stamp and (text := str(stamp)) > latest:
             latest = text
-        points = _mapping(entry.get("points"))
+        points = as_mapping(entry.get("points"))
         if points:
             for point in points.values():
                 stamp = point.get("finished_at") if isinstance(point, Mapping) else None
@@ -482,12 +474,12 @@ def experiment_verdict(
 
     ``entries``: stored entries of sub-experiments outside this document, for criteria that
     compare with them (SPEC section 3a); without it only this document is read."""
-    doc_subs = _mapping(doc.get("sub_experiments")) or {}
-    stale = _mapping(doc.get("stale")) or {}
+    doc_subs = as_mapping(doc.get("sub_experiments")) or {}
+    stale = as_mapping(doc.get("stale")) or {}
 
     def entry_of(sub_id: str) -> Mapping[str, Any] | None:
         if sub_id in doc_subs or entries is None:
-            return _mapping(doc_subs.get(sub_id))
+            return as_mapping(doc_subs.get(sub_id))
         return entries(sub_id)
 
     lookup = lookup_for(plan, entry_of)
@@ -734,8 +726,8 @@ def imported_review_line(exp: Experiment, doc_subs: Mapping[str, Any]) -> str | 
     imported = [
         (s.id, entry["imported"])
         for s in exp.sub_experiments
-        for entry in (_mapping(doc_subs.get(s.id)),)
-        if entry is not None and _mapping(entry.get("imported")) is not None
+        for entry in (as_mapping(doc_subs.get(s.id)),)
+        if entry is not None and as_mapping(entry.get("imported")) is not None
     ]
     if not imported:
         return None

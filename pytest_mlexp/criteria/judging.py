@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from pytest_mlexp.criteria.base import HOW, display_name, fmt, pct, shown
 from pytest_mlexp.model import Accepted, Contrast, Criterion, Judgement, Level, Stats
+from pytest_mlexp.records import as_mapping
 from pytest_mlexp.stats import _interval, _mean_std, seeds_phrase, seeds_to_settle
 
 from ..structs import struct
@@ -48,10 +49,7 @@ class Measurements:
     def of_entry(cls, entry: Mapping[str, Any]) -> Measurements:
         """From a results entry (SPEC section 8 shape: ``metrics``, and ``per_seed`` with seeds)."""
         per_seed, metrics = entry.get("per_seed"), entry.get("metrics")
-        return cls(
-            per_seed if per_seed.__class__ is dict or isinstance(per_seed, Mapping) else {},
-            metrics if metrics.__class__ is dict or isinstance(metrics, Mapping) else {},
-        )
+        return cls(as_mapping(per_seed) or {}, as_mapping(metrics) or {})
 
     @classmethod
     def of_values(cls, metric: str, values: Sequence[Any]) -> Measurements:

@@ -18,6 +18,7 @@ from ..model import (
     SubState,
     Verdict,
 )
+from ..records import as_mapping
 from ..subjudge import judge_stored
 from ..textutil import fmt_number as fmt_value  # the one number formatter
 
@@ -50,15 +51,8 @@ def _always(path: str) -> bool:
     return True
 
 
-# Types that are never mappings: most values checked are one of these or a dict.
-_NOT_MAPS = frozenset({type(None), str, int, float, bool, list, tuple})
-
-
 def _is_map(value: Any) -> TypeGuard[Mapping[Any, Any]]:
-    # A few dozen checks per sub-experiment: a dict (what results hold) or a plain value (None:
-    # a key that is not there) answers without the Mapping ABC's machinery.
-    cls = value.__class__
-    return cls is dict or (cls not in _NOT_MAPS and isinstance(value, Mapping))
+    return as_mapping(value) is not None  # a few dozen checks per sub-experiment
 
 
 # --- small formatting helpers -----------------------------------------------------------------

@@ -555,7 +555,7 @@ def _entry_body(
             else:
                 out.append(f"- [{name}]({target})")
             out.append("")
-    tracking = tracking_of(entry) if "tracking" in entry or "wandb" in entry else None
+    tracking = tracking_of(entry)
     if tracking is not None and label is None:
         line = tracking_line(tracking)
         if line:

@@ -13,6 +13,7 @@ from pytest_mlexp.records import (
     OutcomeError,
     ResultOp,
     SeedOutcome,
+    as_mapping,
     as_outcome,
     entry_from_dict,
     new_entry,
@@ -152,3 +153,24 @@ def test_ops_travel_as_plain_data() -> None:
         assert ResultOp.from_dict(data) == op
     with pytest.raises(ValueError, match="not a result op"):
         ResultOp.from_dict({"op": "delete", "plan": "p", "experiment": "e"})
+
+
+def test_as_mapping_answers_for_any_mapping_and_nothing_else() -> None:
+    """The one reader the verdict, the sub-experiment judge, gates and FINDINGS share: a dict
+    answers at once, but any other mapping (a read-only view, a frozen params mapping) counts too."""
+    from types import MappingProxyType
+
+    from pytest_mlexp.records import tracking_of
+
+    plain = {"a": 1}
+    view = MappingProxyType({"a": 1})
+    assert as_mapping(plain) is plain
+    assert as_mapping(view) is view
+    for other in (None, "a", 1, 1.5, True, ["a"], ("a",), {"a"}):
+        assert as_mapping(other) is None
+    assert tracking_of({"tracking": view}) is view
+    assert tracking_of({"tracking": "not a block", "wandb": MappingProxyType({"url": "u"})}) == {
+        "tracker": "wandb",
+        "url": "u",
+    }
+    assert tracking_of({"tracking": None}) is None
