@@ -49,7 +49,7 @@ class PlanContext:
     def __init__(self, state: MlexpSession, path: Path) -> None:
         from .handlers import HandlerIndex
         from .model import PlanError
-        from .plan import parse_plan_text
+        from .plancache import load_plan_cached
         from .results import ResultsView
         from .reuse import PlanFingerprints, PlanReconciler, ReusePlan, node_key, plan_reuse
         from .store import ResultsStore, params_digest
@@ -62,14 +62,15 @@ class PlanContext:
             shown = path.relative_to(self.root).as_posix()
         except ValueError:
             shown = str(path)
+        # Messages name the file as the user sees it; files are resolved from the absolute path.
+        # The parsed model is cached beside the plan, like byte-code (plancache.py).
         try:
-            text = path.read_text(encoding="utf-8")
+            parsed = load_plan_cached(path.read_bytes(), shown, path.resolve())
         except (OSError, UnicodeDecodeError) as exc:
             raise PlanError(
                 None, f"{shown}: cannot read the plan: {exc}", "check the path and encoding"
             ) from None
-        # Messages name the file as the user sees it; files are resolved from the absolute path.
-        self.plan: Plan = replace(parse_plan_text(text, shown), path=path.resolve())
+        self.plan: Plan = replace(parsed, path=path.resolve())
         for warning in self.plan.warnings:  # shown after collection, once
             if warning not in state.plan_warnings:
                 state.plan_warnings.append(warning)

@@ -22,8 +22,10 @@ HANDLERS_FILE = "starter_study.py"
 # What pytest-mlexp (and the trackers it drives) leave beside the research that is not research:
 # stub results and artifacts, W&B's offline runs, MLflow's default store, and the journal and
 # temporary files of results.yaml and FINDINGS.md writing (store.py, atomic.py; locks are taken
-# on folders, so there are no lock files).
+# on folders, so there are no lock files), and byte-code caches, the plan's parsed form among them
+# (plancache.py).
 GITIGNORE_LINES = (
+    "__pycache__/",
     "results.stub.yaml",
     "artifacts-stub/",
     "wandb/",

@@ -35,8 +35,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-import yaml
-
 from .atomic import BATCH, locked, write_files
 from .journal import PLAIN_JSON, dumps, fix_seed_keys, loads
 from .legacy import import_seed_results, imported_count, is_seed_runner
@@ -58,7 +56,7 @@ from .resultsdoc import (
 from .safetext import clean_obj, clean_text, storable
 from .structs import struct
 from .textutil import lazy_re
-from .yamlwrite import dump_yaml
+from .yamlwrite import dump_yaml, yaml_error
 
 if TYPE_CHECKING:
     from .records import ResultEntry
@@ -107,7 +105,6 @@ try:  # POSIX only; elsewhere sessions are not locked against each other (see _l
 except ImportError:  # pragma: no cover - Windows
     _fcntl = None  # type: ignore[assignment]
 
-_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _UNREADABLE: Any = object()
 
 
@@ -149,10 +146,12 @@ def load_yaml(data: bytes | str) -> Any:
     """Safe load, with libyaml's parser when it is available."""
     # Loading builds many small containers; cyclic GC passes over them make a large results file
     # load superlinearly (and they cannot form cycles), so pause GC meanwhile.
+    import yaml  # not at import: a run with no results file to read never needs PyYAML
+
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return yaml.load(data, Loader=_YAML_LOADER)
+        return yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     finally:
         if enabled:
             gc.enable()
@@ -339,12 +338,12 @@ class ResultsStore:
         sig = _stat_sig(path)
         try:
             raw = load_yaml(data)
-        except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
+        except (yaml_error(), UnicodeDecodeError, ValueError) as exc:
             raw = _UNREADABLE
             if b"\\u" in data or b"\\U" in data:
                 # Written by an earlier version with "\udce9" escapes (a lone surrogate):
                 # every entry is still there, only those escapes need reading differently.
-                with contextlib.suppress(yaml.YAMLError, UnicodeDecodeError, ValueError):
+                with contextlib.suppress(yaml_error(), UnicodeDecodeError, ValueError):
                     raw = load_yaml(_repair_surrogate_escapes(data))
             if raw is _UNREADABLE:
                 why = f"cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0]})"
@@ -761,7 +760,7 @@ class ResultsStore:
         if due:
             try:
                 self._compact(state)
-            except (OSError, StoreError, yaml.YAMLError) as exc:
+            except (OSError, StoreError, yaml_error()) as exc:
                 # The record is durable in the journal already; a failed rewrite (disk full, a
                 # newer tool's file appeared) must not fail the item.  Retry after twice as many
                 # records so a persistent failure does not cost a rewrite attempt per item.
@@ -814,12 +813,12 @@ class ResultsStore:
         if error is not None:
             raise error
 
-    def _write_states(self, states: list[_State]) -> list[OSError | StoreError | yaml.YAMLError | None]:
+    def _write_states(self, states: list[_State]) -> list[Exception | None]:
         """Rewrite these experiments' results files, each under its folder's lock (taken in path
         order, so two sessions writing several never wait on each other in a circle), their
         fsyncs waited for together (``atomic.write_files``): what each failed with (None:
         written).  One experiment's failure leaves the others written."""
-        errors: list[OSError | StoreError | yaml.YAMLError | None] = [None] * len(states)
+        errors: list[Exception | None] = [None] * len(states)
         started = time.monotonic()
         written: list[int] = []
         with contextlib.ExitStack() as held:
@@ -840,7 +839,7 @@ class ResultsStore:
                         # upstream result's fingerprint): mark them again before they are written.
                         self.reconciler.reconcile(state.experiment_id, state.doc)
                     text = dump_yaml(self._canonical(state))
-                except (OSError, StoreError, yaml.YAMLError) as exc:
+                except (OSError, StoreError, yaml_error()) as exc:
                     errors[i] = exc
                     continue
                 files.append((state.path, text.encode("utf-8", "surrogateescape")))

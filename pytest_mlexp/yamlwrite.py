@@ -13,17 +13,30 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-import yaml
 
 from .safetext import clean_obj, clean_text
 from .textutil import lazy_re
 
-__all__ = ["dump_yaml"]
+__all__ = ["dump_yaml", "yaml_error"]
 
-_YAML_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+class _NotRaised(Exception):
+    """Stands for PyYAML's errors while PyYAML is not imported: nothing can raise them then."""
+
+
+def yaml_error() -> type[Exception]:
+    """PyYAML's base error, for ``except`` clauses (evaluated only when an exception arrives),
+    without importing PyYAML: a plan run whose plan comes from the cache (``plancache.py``) and
+    whose results files are new never needs it (its import weighs ~9 ms, and its modules on
+    every later garbage collection)."""
+    module = sys.modules.get("yaml")
+    error = getattr(module, "YAMLError", None)
+    return error if isinstance(error, type) and issubclass(error, Exception) else _NotRaised
+
+
 _QUOTE_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
@@ -282,8 +295,14 @@ def dump_yaml(data: Mapping[str, Any]) -> str:
         _emit_map(data, 0, out)
     except _Unsupported:
         # Values we did not produce ourselves (a hand-edited file may hold dates or sets).
+        import yaml
+
         text: str = yaml.dump(
-            clean_obj(dict(data)), Dumper=_YAML_DUMPER, sort_keys=False, allow_unicode=True, width=1 << 30
+            clean_obj(dict(data)),
+            Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper),
+            sort_keys=False,
+            allow_unicode=True,
+            width=1 << 30,
         )
         return text
     return "".join(out)

@@ -7,6 +7,7 @@ param of the plan."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,17 +64,19 @@ def _setup(project: Project, monkeypatch: pytest.MonkeyPatch, *, fail: bool = Fa
     monkeypatch.setenv("HF_TOKEN", HF_TOKEN)
     monkeypatch.setenv("WANDB_API_KEY", WANDB_API_KEY)
     monkeypatch.setenv("WANDB_MODE", "offline")  # trackers on: the hook's tracker records what it got
+    # Caches written as for any user (the plan's model, plancache.py), whatever this suite runs under.
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
     if fail:
         monkeypatch.setenv("FAIL", "1")
 
 
 def _everything_written(project: Project, result: pytest.RunResult) -> dict[str, str]:
     written = {"terminal": result.stdout.str() + result.stderr.str()}
-    for path in project.path.rglob("*"):
-        if path.is_file() and path.suffix in (".yaml", ".md", ".xml", ".log", ".json", ".journal", ""):
-            if path.name in ("research_plan.yaml",) or path.suffix == ".py":
+    for path in project.path.rglob("*"):  # every file, binary ones too (a cache, a pickle)
+        if path.is_file():
+            if path.name in ("research_plan.yaml",) or path.suffix in (".py", ".pyc"):
                 continue  # the plan holds its own secrets, as the researcher wrote them
-            written[str(path.relative_to(project.path))] = path.read_text(errors="replace")
+            written[str(path.relative_to(project.path))] = path.read_bytes().decode("utf-8", "replace")
     return written
 
 

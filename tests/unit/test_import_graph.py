@@ -254,6 +254,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "criteria",
             "plan.*",
             "plan",
+            "plancache",
             "schema",
             "subjudge",
             "verdict",
@@ -409,6 +410,7 @@ def pytest_unconfigure(config):
 def test_a_local_plan_run_imports_only_what_it_uses(tmp_path: Path) -> None:
     import json
     import os
+    import shutil
     import subprocess
     import sys
 
@@ -431,22 +433,36 @@ def test_a_local_plan_run_imports_only_what_it_uses(tmp_path: Path) -> None:
     out = tmp_path / "modules.json"
     # pytest-randomly imports numpy, hypothesis's plugin more: this repository's dev tools.
     pytest_cmd = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:hypothesispytest"]
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER")}
+    # Byte-code (and so the plan's cache, plancache.py) written as for any user.
+    drop = ("PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(WANDB_MODE="disabled", MLEXP_TEST_MODULES=str(out))
-    done = subprocess.run(
-        [*pytest_cmd, "-q", "--experiment", "all", "--mlexp-wandb", "disabled"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "3 passed" in done.stdout  # two sub-experiments and the assessment ran for real
-    modules = set(json.loads(out.read_text(encoding="utf-8")))
+
+    def run() -> set[str]:
+        shutil.rmtree(tmp_path / "research" / "experiments", ignore_errors=True)
+        done = subprocess.run(
+            [*pytest_cmd, "-q", "--experiment", "all", "--mlexp-wandb", "disabled"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "3 passed" in done.stdout  # two sub-experiments and the assessment ran for real
+        return set(json.loads(out.read_text(encoding="utf-8")))
+
+    modules = run()
     assert "pytest_mlexp.orchestrate" in modules and "pytest_mlexp.criteria" in modules  # it did load a plan
     assert sorted(m for m in NOT_ON_A_LOCAL_RUN if m in modules) == []
+    assert {"yaml", "pytest_mlexp.plan.load"} <= modules  # the first run parses the plan
+    # Run again, the plan unchanged and no results file to read: the model comes from the cache,
+    # and neither PyYAML nor the plan parser is imported.
+    again = run()
+    assert "pytest_mlexp.plancache" in again and "pytest_mlexp.orchestrate" in again
+    parser = sorted(m for m in again if m == "yaml" or m.startswith(("yaml.", "pytest_mlexp.plan.")))
+    assert parser == [] and "pytest_mlexp.yamlload" not in again and "pytest_mlexp.plan" not in again
     # Nor any @dataclass: creating one costs ~350 us at import (pytest_mlexp/structs.py says why);
     # the classes a plan run loads are @struct.
     mods = _modules()
