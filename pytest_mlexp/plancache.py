@@ -178,15 +178,11 @@ def _write(path: Path, key: bytes, plan: Plan) -> None:
         payload = pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # a model pickle cannot hold is simply not cached
         return
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            fh.write(_MAGIC + key + payload)
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    from .atomic import atomic_write_bytes
+
+    # No fsync: a cache torn by a power cut is a miss (its key or its pickle does not read).
+    with contextlib.suppress(OSError):
+        atomic_write_bytes(path, _MAGIC + key + payload, fsync=False)
 
 
 def load_plan_cached(data: bytes, shown: str, plan_path: Path) -> Plan:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 import pytest_mlexp.plan as plan_pkg
 from pytest_mlexp import plancache
-from pytest_mlexp.model import PlanError
+from pytest_mlexp.model import Plan, PlanError
 from pytest_mlexp.plan import parse_plan_text
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +47,7 @@ def _plan_file(tmp_path: Path, text: str = PLAN) -> Path:
     return path
 
 
-def _load(path: Path, shown: str = "research/research_plan.yaml") -> object:
+def _load(path: Path, shown: str = "research/research_plan.yaml") -> Plan:
     return plancache.load_plan_cached(path.read_bytes(), shown, path)
 
 
@@ -54,7 +55,7 @@ def _parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Counts parses (a miss parses; a hit does not)."""
     calls: list[str] = []
 
-    def counting(text: str, shown: str) -> object:
+    def counting(text: str, shown: str) -> Plan:
         calls.append(shown)
         return parse_plan_text(text, shown)
 
@@ -99,7 +100,7 @@ def test_anything_the_model_came_from_that_changes_is_a_miss(
         monkeypatch.chdir(tmp_path / "research")
     plan = _load(path, shown)
     assert parses == [shown]
-    sub = plan.sub("a")  # type: ignore[attr-defined]
+    sub = plan.sub("a")
     assert sub.params["lr"] == (0.3 if change == "plan bytes" else 0.1)
     assert sub.loc.file == shown
     assert _load(path, shown) == plan and parses == [shown]  # and the new model is cached
@@ -200,7 +201,7 @@ def test_windows_line_ends_read_as_before(tmp_path: Path) -> None:
     path.write_bytes(PLAN.replace("\n", "\r\n").encode("utf-8"))
     plan = _load(path)
     assert plan == parse_plan_text(PLAN, "research/research_plan.yaml")
-    assert plan.sub("b").loc.line == 9  # type: ignore[attr-defined]
+    assert plan.sub("b").loc.line == 9
 
 
 def test_a_plan_that_is_not_utf8_is_refused_as_before(tmp_path: Path) -> None:
@@ -252,3 +253,25 @@ def test_a_plan_that_holds_a_secret_is_never_cached(tmp_path: Path, where: str, 
     assert plancache.holds_secret(plan) is not cached
     assert plancache.cache_file(path).exists() is cached
     assert _load(path) == plan
+
+
+def test_writers_at_once_leave_one_whole_file(tmp_path: Path) -> None:
+    # xdist workers miss together and each writes the cache: each writes its own temp file and
+    # renames it, so the file is always one writer's whole file, and no temp file is left.
+    path = _plan_file(tmp_path)
+    plan = parse_plan_text(PLAN, "research/research_plan.yaml")
+    key = plancache._key(path.read_bytes(), "research/research_plan.yaml")
+    where = plancache.cache_file(path)
+    barrier = threading.Barrier(8)
+
+    def write() -> None:
+        barrier.wait()
+        plancache._write(where, key, plan)
+
+    threads = [threading.Thread(target=write) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(p.name for p in where.parent.iterdir()) == [where.name]
+    assert plancache._read(where, key) == plan
