@@ -37,7 +37,8 @@ import hashlib
 import os
 import sys
 from collections.abc import Mapping
-from pathlib import Path
+from enum import Enum
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -132,7 +133,8 @@ def _read(path: Path, key: bytes) -> Plan | None:
 def holds_secret(obj: Any) -> bool:
     """Whether text under a secret-named key (``secrets.is_secret_key``: ``api_key``,
     ``password``, ``hf_token``...) is anywhere in ``obj``: a model (its fields), a mapping, a
-    list or tuple, at any depth.  What results.yaml redacts (``secrets.redact_params``: every
+    list or tuple, at any depth (any other kind of object but a path or an enum counts as one:
+    the model is made of those).  What results.yaml redacts (``secrets.redact_params``: every
     string there, however short), the cache does not hold; numbers and flags it keeps, as
     results.yaml does (``max_tokens: 512``)."""
     from .secrets import is_secret_key
@@ -153,9 +155,10 @@ def holds_secret(obj: Any) -> bool:
                 stack.append(value)
         elif isinstance(item, (list, tuple, set, frozenset)):
             stack.extend(item)
-        else:
-            for f in getattr(type(item), "__struct_fields__", ()):
-                stack.append(getattr(item, f.name, None))
+        elif hasattr(type(item), "__struct_fields__"):
+            stack.extend(getattr(item, f.name, None) for f in type(item).__struct_fields__)
+        elif not isinstance(item, (PurePath, Enum)):
+            return True  # a kind of value this walk cannot see into: not cached, to be safe
     return False
 
 
@@ -169,8 +172,16 @@ def _has_text(value: Any) -> bool:
     return False
 
 
+def _cacheable(plan: Plan) -> bool:
+    """Nothing secret in it.  The ``modal:`` section's ``secrets`` are the *names* of Modal
+    secrets (``modal.Secret.from_name``), not their values: they may be cached."""
+    modal = {k: v for k, v in plan.modal.items() if k != "secrets"}
+    fields = type(plan).__struct_fields__  # type: ignore[attr-defined]
+    return not holds_secret([modal if f.name == "modal" else getattr(plan, f.name) for f in fields])
+
+
 def _write(path: Path, key: bytes, plan: Plan) -> None:
-    if sys.dont_write_bytecode or holds_secret(plan):
+    if sys.dont_write_bytecode or not _cacheable(plan):
         return
     import pickle
 

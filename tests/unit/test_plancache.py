@@ -225,6 +225,7 @@ def test_every_plan_in_this_repository_comes_back_equal(plan_file: str) -> None:
     # Equality is field by field; a sentinel or a shared object that pickling split would differ.
     text = (REPO / plan_file).read_text(encoding="utf-8")
     plan = parse_plan_text(text, plan_file)
+    assert plancache._cacheable(plan)  # the walk sees into all of it; modal's secrets are names
     again = pickle.loads(pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL))
     assert again == plan and repr(again) == repr(plan)
     for exp, exp_again in zip(plan.experiments, again.experiments, strict=True):
@@ -241,6 +242,8 @@ def test_every_plan_in_this_repository_comes_back_equal(plan_file: str) -> None:
         ("      c:\n        sweep: {password: [hunter2, hunter3]}\n", False),
         ("      c:\n        params: {auth: {secret: abc}}\n", False),  # nested, and short
         ("      c:\n        owner_access_key: abc\n", False),  # an annotation key, kept in meta
+        ("modal: {secrets: [wandb, hf-token], env: {HF_TOKEN: hf_abcdefgh}}\n", False),
+        ("modal: {secrets: [wandb, hf-token]}\n", True),  # the names of Modal secrets, no values
         # what results.yaml keeps under such keys too: flags, numbers, null
         ("      c:\n        params: {use_api_key: true, max_tokens: 512, token_budget: null}\n", True),
         ("      c:\n        params: {lr: 0.1, label: tokenizer}\n", True),
@@ -250,7 +253,7 @@ def test_a_plan_that_holds_a_secret_is_never_cached(tmp_path: Path, where: str, 
     # A cache file would be one more copy of the secret, in a folder a .gitignore may miss.
     path = _plan_file(tmp_path, PLAN + where)
     plan = _load(path)
-    assert plancache.holds_secret(plan) is not cached
+    assert plancache._cacheable(plan) is cached
     assert plancache.cache_file(path).exists() is cached
     assert _load(path) == plan
 
@@ -275,3 +278,12 @@ def test_writers_at_once_leave_one_whole_file(tmp_path: Path) -> None:
         t.join()
     assert sorted(p.name for p in where.parent.iterdir()) == [where.name]
     assert plancache._read(where, key) == plan
+
+
+def test_a_value_the_secret_check_cannot_see_into_is_not_cached() -> None:
+    class Opaque:
+        def __init__(self) -> None:
+            self.hidden = {"api_key": "sk-123456789"}
+
+    assert plancache.holds_secret({"params": {"lr": 0.1}, "where": Path("/x")}) is False
+    assert plancache.holds_secret({"params": {"lr": 0.1}, "extra": Opaque()}) is True
