@@ -815,3 +815,42 @@ def test_dump_yaml_round_trips_through_pyyaml(data: dict[Any, Any]) -> None:
     text = dump_yaml(data)
     assert yaml.load(text, Loader=yaml.SafeLoader) == data
     assert yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) == data
+
+
+def test_a_corrupt_file_is_moved_aside_when_pyyaml_was_not_imported_yet(tmp_path: Path) -> None:
+    """PyYAML is imported only to read a file (store.load_yaml), and the store's ``except``
+    clauses name its error through ``yamlwrite.yaml_error()``: in a fresh process, where the
+    read is what imports PyYAML, its error must still be caught (a plan run whose plan came from
+    the cache has not imported it)."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        from pathlib import Path
+        from tests import factories
+        from pytest_mlexp.model import Loc, Plan, Project
+        from pytest_mlexp.store import ResultsStore
+        assert "yaml" not in sys.modules, "imported before the read"
+        loc = Loc("research_plan.yaml", 1)
+        root = Path({str(tmp_path)!r}) / "research"
+        exp = factories.experiment("exp", [factories.sub("s1", "exp", loc=loc)], loc=loc)
+        plan = Plan(path=root / "research_plan.yaml", project=Project("D", "h", None, {{}}),
+                    experiments=(exp,), gates=(), modal={{}}, meta={{}})
+        path = root / "experiments" / "exp" / "results.yaml"
+        path.parent.mkdir(parents=True)
+        path.write_text("schema: 1\\nsub_experiments: {{s1: [unclosed\\n", encoding="utf-8")
+        warned = []
+        store = ResultsStore(plan, stub=False, warn=warned.append)
+        assert store.doc("exp")["sub_experiments"] == {{}}
+        assert "yaml" in sys.modules
+        store.record("exp", "s1", {{"status": "passed", "metrics": {{"acc": 0.9}}}})
+        store.flush()
+        print(len(warned), sorted(p.name for p in path.parent.glob("results.yaml.corrupt-*")))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    count, aside = proc.stdout.split(" ", 1)
+    assert count == "1" and "results.yaml.corrupt-" in aside
+    written = read(tmp_path / "research" / "experiments" / "exp" / "results.yaml")
+    assert written["sub_experiments"]["s1"]["status"] == "passed"
