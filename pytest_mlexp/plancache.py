@@ -134,10 +134,10 @@ def holds_secret(obj: Any) -> bool:
     """Whether text under a secret-named key (``secrets.is_secret_key``: ``api_key``,
     ``password``, ``hf_token``...) is anywhere in ``obj``: a model (its fields), a mapping, a
     list or tuple, at any depth (any other kind of object but a path or an enum counts as one:
-    the model is made of those).  What results.yaml redacts (``secrets.redact_params``: every
+    the model is made of those).  What results.yaml redacts (``secrets.secret_texts``: every
     string there, however short), the cache does not hold; numbers and flags it keeps, as
     results.yaml does (``max_tokens: 512``)."""
-    from .secrets import is_secret_key
+    from .secrets import secret_texts
 
     # A loop over a stack, not recursion: a 1,000-sub-experiment plan is ~25,000 objects.
     atoms = (str, bytes, int, float, bool, type(None))
@@ -149,26 +149,15 @@ def holds_secret(obj: Any) -> bool:
             continue
         seen.add(id(item))
         if isinstance(item, Mapping):
-            for key, value in item.items():
-                if isinstance(key, str) and is_secret_key(key) and _has_text(value):
-                    return True
-                stack.append(value)
+            if secret_texts(item):
+                return True
+            stack.extend(item.values())  # models inside a mapping (``achieved``), walked too
         elif isinstance(item, (list, tuple, set, frozenset)):
             stack.extend(item)
         elif hasattr(type(item), "__struct_fields__"):
             stack.extend(getattr(item, f.name, None) for f in type(item).__struct_fields__)
         elif not isinstance(item, (PurePath, Enum)):
             return True  # a kind of value this walk cannot see into: not cached, to be safe
-    return False
-
-
-def _has_text(value: Any) -> bool:
-    if isinstance(value, (str, bytes)):
-        return True
-    if isinstance(value, Mapping):
-        return any(_has_text(v) for v in value.values())
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return any(_has_text(v) for v in value)
     return False
 
 

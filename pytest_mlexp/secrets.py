@@ -40,6 +40,7 @@ __all__ = [
     "key_words",
     "redact_params",
     "secret_param_values",
+    "secret_texts",
     "secret_values",
 ]
 
@@ -130,15 +131,21 @@ def _collect(value: Any, secret: bool, out: list[str]) -> None:
             _collect(v, secret, out)
 
 
+def secret_texts(params: Mapping[str, Any]) -> list[str]:
+    """Every string under a secret-named key of ``params``, at any depth, however short: what
+    :func:`redact_params` replaces (the plan cache keeps no plan that has one, plancache.py)."""
+    out: list[str] = []
+    _collect(params, False, out)
+    return out
+
+
 def secret_param_values(params: Mapping[str, Any]) -> list[str]:
     """The string values :func:`redact_params` hides, for scrubbing them from text as well.
 
     (A handler that prints its ``api_key`` param, or an exception message that quotes it.)
     Short and flag-like values are left out, as for environment variables.
     """
-    out: list[str] = []
-    _collect(params, False, out)
-    return _longest_first(v for v in out if _worth_scrubbing(v))
+    return _longest_first(v for v in secret_texts(params) if _worth_scrubbing(v))
 
 
 def _is_credential_env(name: str) -> bool:
