@@ -64,13 +64,14 @@ class PlanContext:
             shown = str(path)
         # Messages name the file as the user sees it; files are resolved from the absolute path.
         # The parsed model is cached beside the plan, like byte-code (plancache.py).
+        resolved = path.resolve()
         try:
-            parsed = load_plan_cached(path.read_bytes(), shown, path.resolve())
+            parsed = load_plan_cached(path.read_bytes(), shown, resolved)
         except (OSError, UnicodeDecodeError) as exc:
             raise PlanError(
                 None, f"{shown}: cannot read the plan: {exc}", "check the path and encoding"
             ) from None
-        self.plan: Plan = replace(parsed, path=path.resolve())
+        self.plan: Plan = replace(parsed, path=resolved)
         for warning in self.plan.warnings:  # shown after collection, once
             if warning not in state.plan_warnings:
                 state.plan_warnings.append(warning)
