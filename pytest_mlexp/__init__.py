@@ -5,12 +5,15 @@ tracker uses.  Everything else is internal and may change.  Names load on first 
 pytest run imports this package (the plugin lives in it), so importing it costs nothing.
 
 PYTEST_DONT_REWRITE: the plugin has no test assertions to rewrite, and in-process pytester
-runs would otherwise warn that it was imported before rewriting could start.
+runs would otherwise warn that it was imported before rewriting could start.  For the same
+reason the package's other modules load through Python's own importer, not pytest's
+assertion-rewriting one (``_load_without_assertion_rewriting`` below).
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -41,6 +44,38 @@ if TYPE_CHECKING:
     from .remote import run_task, run_task_with_files
     from .runner import ExperimentRunner
     from .trackers.base import Tracker, TrackerRun
+
+
+def _load_without_assertion_rewriting() -> None:
+    """Take this package off the list of what pytest's assertion rewriter loads.
+
+    pytest marks every plugin's package for rewriting before it imports the plugin, and then
+    loads each of the package's modules through its own import hook: it reads and hashes the
+    module's source to check its cached byte-code, and reads the byte-code with
+    ``marshal.load`` on a file object, which makes a read call for every object it decodes.
+    For the ~60 modules a plan run imports that cost 15-40 ms a run (README "Performance"),
+    for nothing: the package makes no test assertions (it raises its own failures), which
+    is also why its docstring says PYTEST_DONT_REWRITE.  Only this ``__init__`` still comes through the hook
+    (it is what runs this).  ``_must_rewrite`` is pytest's own set of marked names: if a later
+    pytest names it otherwise, nothing changes here and the package is simply rewritten
+    again (``test_the_package_is_not_loaded_by_the_assertion_rewriter`` says so)."""
+    prefix = __name__ + "."
+    for finder in sys.meta_path:
+        marked = getattr(finder, "_must_rewrite", None)
+        if not isinstance(marked, set):
+            continue
+        ours = [name for name in marked if name == __name__ or name.startswith(prefix)]
+        if not ours:
+            continue
+        marked.difference_update(ours)
+        seen = getattr(finder, "_marked_for_rewrite_cache", None)  # name -> marked, memoised
+        if isinstance(seen, dict):
+            for name in [n for n in seen if n == __name__ or n.startswith(prefix)]:
+                del seen[name]
+
+
+_load_without_assertion_rewriting()
+
 
 # The one place the version is written (pyproject.toml reads it from here).
 __version__ = "0.1.0"
