@@ -471,60 +471,64 @@ def versus(tmp: Path, reps: int, table: Table, other: str, n: int = 1000, big: i
 
 
 def writing_and_memory(tmp: Path, reps: int, table: Table, sizes: Sequence[int]) -> None:
+    """Writing per item at each size, peak RSS and the whole run at the largest.  The sizes are
+    measured in rounds, one run of each per round in a rotating order, not one size after the
+    other: a machine that gets busier or quieter over the minutes this takes (a shared VM does)
+    then shifts every size alike, instead of showing up as growth (or shrinking) with size."""
     per: list[tuple[int, float, float]] = []
     ends: list[tuple[int, float, float]] = []  # the session end alone (finish_session): wall, CPU
-    samples: dict[int, list[float]] = {}  # writing CPU seconds of every repetition, per size
-    samples_wall: dict[int, list[float]] = {}
+    samples: dict[int, list[float]] = {n: [] for n in sizes}  # writing CPU seconds, per size
+    samples_wall: dict[int, list[float]] = {n: [] for n in sizes}
+    finish: dict[int, list[float]] = {n: [] for n in sizes}
+    finish_cpu: dict[int, list[float]] = {n: [] for n in sizes}
+    walls: dict[int, list[float]] = {n: [] for n in sizes}
+    rss: list[int] = []  # the largest size's
+    plain_runs: list[Run] = []
+    biggest = max(sizes)
+    plans = {n: plan_project(tmp / f"plan{n}-write", n) for n in sizes}
+    plain = param_project(tmp / f"param{biggest}-write", biggest)
     for n in sizes:
-        plan = plan_project(tmp / f"plan{n}-write", n)
-        times = tmp / f"times{n}.json"
-        spent: list[float] = []
-        spent_cpu: list[float] = []  # process_time: what writing computed, without waits (fsync)
-        walls: list[float] = []
-        finish: list[float] = []
-        finish_cpu: list[float] = []
-        rss: list[int] = []
-        plain_runs: list[Run] = []
-        plain = param_project(tmp / f"param{n}-write", n) if n == max(sizes) else None
-        run_plan(plan)  # warm-up
-        if plain is not None:
-            run_plain(plain)
-        for _ in range(reps):
-            r = run_plan(plan, times=times)
+        run_plan(plans[n])  # warm-up
+    run_plain(plain)
+    for rep in range(reps):
+        order = [*sizes[rep % len(sizes) :], *sizes[: rep % len(sizes)]]
+        for n in order:
+            times = tmp / f"times{n}.json"
+            r = run_plan(plans[n], times=times)
             got = json.loads(times.read_text(encoding="utf-8"))
             assert got["n"] >= n, got
-            spent.append(got["apply"] + got["finish"])
-            spent_cpu.append(got["apply_cpu"] + got["finish_cpu"])
-            finish.append(got["finish"])
-            finish_cpu.append(got["finish_cpu"])
-            walls.append(r.wall)
-            rss.append(r.maxrss_kib)
-            if plain is not None:
+            samples_wall[n].append(got["apply"] + got["finish"])
+            # process_time: what writing computed, without waits (fsync)
+            samples[n].append(got["apply_cpu"] + got["finish_cpu"])
+            finish[n].append(got["finish"])
+            finish_cpu[n].append(got["finish_cpu"])
+            walls[n].append(r.wall)
+            if n == biggest:
+                rss.append(r.maxrss_kib)
                 plain_runs.append(run_plain(plain))
-        samples[n] = spent_cpu
-        samples_wall[n] = spent
-        w = med(spent)
-        per.append((n, w, med(spent_cpu)))
-        ends.append((n, med(finish), med(finish_cpu)))
+    for n in sizes:
+        w = med(samples_wall[n])
+        per.append((n, w, med(samples[n])))
+        ends.append((n, med(finish[n]), med(finish_cpu[n])))
         print(
             f"  {n:>6,} items: writing {w:.2f} s ({w / n * 1e6:.0f} us/item; CPU "
-            f"{med(spent_cpu) / n * 1e6:.0f} us/item), run {med(walls):.2f} s "
-            f"({med(walls) / n * 1e3:.2f} ms/item)",
+            f"{med(samples[n]) / n * 1e6:.0f} us/item), run {med(walls[n]):.2f} s "
+            f"({med(walls[n]) / n * 1e3:.2f} ms/item)",
             flush=True,
         )
-        if plain is not None:
-            a, b = med([float(x) for x in rss]), med([float(r.maxrss_kib) for r in plain_runs])
-            table.add(
-                f"peak RSS, {n:,} items run",
-                f"{a / 1024:.0f} MiB",
-                f"{b / 1024:.0f} MiB",
-                f"{a / b:.2f}",
-                verdict(a / b, 1.5),
-            )
-            pw = med([r.wall for r in plain_runs])
-            table.add(
-                f"{n:,} items, run (wall)", f"{med(walls):.2f} s", f"{pw:.2f} s", f"{med(walls) / pw:.2f}", ""
-            )
+    a, b = med([float(x) for x in rss]), med([float(r.maxrss_kib) for r in plain_runs])
+    table.add(
+        f"peak RSS, {biggest:,} items run",
+        f"{a / 1024:.0f} MiB",
+        f"{b / 1024:.0f} MiB",
+        f"{a / b:.2f}",
+        verdict(a / b, 1.5),
+    )
+    pw = med([r.wall for r in plain_runs])
+    big_wall = med(walls[biggest])
+    table.add(
+        f"{biggest:,} items, run (wall)", f"{big_wall:.2f} s", f"{pw:.2f} s", f"{big_wall / pw:.2f}", ""
+    )
     base_n, base_w, base_c = per[0]
     for n, w, c in per:
         table.add(
