@@ -3,6 +3,10 @@ a plain default and tests override what they are about."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from pytest_mlexp.model import Experiment, Loc, SubExperiment
@@ -87,3 +91,45 @@ class Recorder(Tracker):
 def pytest_mlexp_tracker(config):
     return Recorder()
 '''
+
+
+def write_small_study(root: Path, subs: tuple[str, ...] = ("a",)) -> None:
+    """A one-experiment plan (``e1``, an ``acc`` criterion) whose sub-experiments all run the
+    handler ``experiments/h.py:trivial`` (``acc`` 0.9: passed), for tests that run pytest on it."""
+    (root / "experiments").mkdir()
+    (root / "experiments" / "h.py").write_text(
+        "def trivial(runner):\n    return {'metrics': {'acc': 0.9}}\n", encoding="utf-8"
+    )
+    (root / "research").mkdir()
+    (root / "research" / "research_plan.yaml").write_text(
+        "project: {name: p, hypothesis: h}\n"
+        'defaults: {handler: "experiments.h:trivial"}\n'
+        "experiments:\n"
+        "  e1:\n"
+        f"    sub_experiments: [{', '.join(subs)}]\n"
+        "    success_criteria: {acc: {target: 0.8, acceptable: 0.5}}\n",
+        encoding="utf-8",
+    )
+
+
+def run_pytest(cwd: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m pytest *args`` in a fresh process (without this repository's random-order
+    plugin), its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:randomly", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def child_env(*drop: str, **extra: str) -> dict[str, str]:
+    """This process's environment for a child pytest: without what would make it an xdist worker
+    or add options, nor ``drop``; with W&B disabled and ``extra``."""
+    gone = {"PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER", *drop}
+    env = {k: v for k, v in os.environ.items() if k not in gone}
+    env.update(WANDB_MODE="disabled", **extra)
+    return env

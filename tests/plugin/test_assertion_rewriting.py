@@ -19,6 +19,7 @@ from types import SimpleNamespace
 import pytest
 
 import pytest_mlexp
+from tests.factories import child_env, run_pytest, write_small_study
 
 REPO = Path(pytest_mlexp.__file__).resolve().parents[1]
 
@@ -49,39 +50,16 @@ def test_the_package_is_not_loaded_by_the_assertion_rewriter(tmp_path: Path) -> 
         "import helpers\n\ndef test_rewritten():\n    value = 1\n    assert value + 1 == 3\n",
         encoding="utf-8",
     )
-    (tmp_path / "experiments").mkdir()
-    (tmp_path / "experiments" / "h.py").write_text(
-        "def trivial(runner):\n    return {'metrics': {'acc': 0.9}}\n", encoding="utf-8"
-    )
-    (tmp_path / "research").mkdir()
-    (tmp_path / "research" / "research_plan.yaml").write_text(
-        "project: {name: p, hypothesis: h}\n"
-        'defaults: {handler: "experiments.h:trivial"}\n'
-        "experiments:\n"
-        "  e1:\n"
-        "    sub_experiments: [a]\n"
-        "    success_criteria: {acc: {target: 0.8, acceptable: 0.5}}\n",
-        encoding="utf-8",
-    )
+    write_small_study(tmp_path)
     out = tmp_path / "loaders.json"
-    drop = ("PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER")
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env.update(WANDB_MODE="disabled", MLEXP_TEST_LOADERS=str(out))
+    env = child_env(MLEXP_TEST_LOADERS=str(out))
     # As a wheel install has it: the package on sys.path, where pytest finds it to mark it.  (An
     # editable install's package is found only by its own import hook, which pytest does not
     # look through: such a checkout is not rewritten, fix or not.)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
 
     def run(*args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
-        done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider", *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = run_pytest(tmp_path, "-p", "no:cacheprovider", *args, env=env)
         return done, json.loads(out.read_text(encoding="utf-8"))
 
     def ours(loaders: dict[str, str]) -> dict[str, str]:

@@ -14,6 +14,8 @@ import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.factories import child_env, run_pytest, write_small_study
+
 PACKAGE = "pytest_mlexp"
 ROOT = Path(__file__).resolve().parents[2] / PACKAGE
 
@@ -409,46 +411,21 @@ def pytest_unconfigure(config):
 
 def test_a_local_plan_run_imports_only_what_it_uses(tmp_path: Path) -> None:
     import json
-    import os
     import shutil
-    import subprocess
-    import sys
 
     (tmp_path / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     (tmp_path / "conftest.py").write_text(_MODULES_CONFTEST, encoding="utf-8")
-    (tmp_path / "experiments").mkdir()
-    (tmp_path / "experiments" / "h.py").write_text(
-        "def trivial(runner):\n    return {'metrics': {'acc': 0.9}}\n", encoding="utf-8"
-    )
-    (tmp_path / "research").mkdir()
-    (tmp_path / "research" / "research_plan.yaml").write_text(
-        "project: {name: p, hypothesis: h}\n"
-        'defaults: {handler: "experiments.h:trivial"}\n'
-        "experiments:\n"
-        "  e1:\n"
-        "    sub_experiments: [a, b]\n"
-        "    success_criteria: {acc: {target: 0.8, acceptable: 0.5}}\n",
-        encoding="utf-8",
-    )
+    write_small_study(tmp_path, ("a", "b"))
     out = tmp_path / "modules.json"
-    # pytest-randomly imports numpy, hypothesis's plugin more: this repository's dev tools.
-    pytest_cmd = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:hypothesispytest"]
+    # pytest-randomly imports numpy (run_pytest turns it off), hypothesis's plugin more: this
+    # repository's dev tools.
+    args = ("-p", "no:hypothesispytest", "-q", "--experiment", "all", "--mlexp-wandb", "disabled")
     # Byte-code (and so the plan's cache, plancache.py) written as for any user.
-    drop = ("PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env.update(WANDB_MODE="disabled", MLEXP_TEST_MODULES=str(out))
+    env = child_env("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX", MLEXP_TEST_MODULES=str(out))
 
     def run() -> set[str]:
         shutil.rmtree(tmp_path / "research" / "experiments", ignore_errors=True)
-        done = subprocess.run(
-            [*pytest_cmd, "-q", "--experiment", "all", "--mlexp-wandb", "disabled"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = run_pytest(tmp_path, *args, env=env)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "3 passed" in done.stdout  # two sub-experiments and the assessment ran for real
         return set(json.loads(out.read_text(encoding="utf-8")))
