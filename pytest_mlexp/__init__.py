@@ -54,11 +54,12 @@ def _load_without_assertion_rewriting() -> None:
     module's source to check its cached byte-code, and reads the byte-code with
     ``marshal.load`` on a file object, which makes a read call for every object it decodes.
     For the ~60 modules a plan run imports that cost 15-40 ms a run (README "Performance"),
-    for nothing: the package makes no test assertions (it raises its own failures), which
-    is also why its docstring says PYTEST_DONT_REWRITE.  Only this ``__init__`` still comes through the hook
-    (it is what runs this).  ``_must_rewrite`` is pytest's own set of marked names: if a later
-    pytest names it otherwise, nothing changes here and the package is simply rewritten
-    again (``test_the_package_is_not_loaded_by_the_assertion_rewriter`` says so)."""
+    for nothing: the package makes no test assertions (it raises its own failures), which is
+    also why its docstring says PYTEST_DONT_REWRITE.  Only this ``__init__`` still comes
+    through the hook (it is what runs this).  ``_must_rewrite`` is pytest's own set of marked
+    names: if a later pytest names it otherwise, nothing changes here and the package is
+    simply rewritten again (``test_the_package_is_not_loaded_by_the_assertion_rewriter``
+    says so)."""
     prefix = __name__ + "."
     for finder in sys.meta_path:
         marked = getattr(finder, "_must_rewrite", None)
