@@ -196,6 +196,19 @@ def test_slotted_frozen_structs_pickle_and_copy() -> None:
     assert copy.deepcopy(Point(1, tags=["a"])).tags == ["a"]
 
 
+@struct(frozen=True, slots=True)
+class Triple(Pair):
+    c: int = 9
+
+
+def test_unpickling_sets_every_slot_own_and_inherited_and_checks_the_count() -> None:
+    triple = Triple(1, 2, note="n", c=3)
+    for back in (pickle.loads(pickle.dumps(triple)), copy.copy(triple)):
+        assert (back.a, back.b, back.note, back.c) == (1, 2, "n", 3) and back == triple
+    with pytest.raises(TypeError, match="2 values for 4 fields"):
+        Triple(1, 2).__setstate__([1, 2])  # type: ignore[attr-defined]
+
+
 def test_plan_indexes_stay_out_of_eq_and_repr() -> None:
     fields = {f.name: f for f in dataclasses.fields(Plan)}
     assert not fields["_exp_index"].compare and not fields["_exp_index"].repr
