@@ -51,7 +51,7 @@ def _may_be_in_work_tree(root: str) -> bool:
     the file of a linked work tree or submodule) in it or any folder above it, and no
     ``GIT_DIR``/``GIT_WORK_TREE`` pointing elsewhere.  git looks the same way (its ceiling and
     file-system settings only make it stop sooner), so not starting it then changes no answer;
-    it saves a process start (a few ms of CPU) in every session of a project outside git."""
+    it saves a process start (about 1 ms of CPU) in every session of a project outside git."""
     if os.environ.get("GIT_DIR") or os.environ.get("GIT_WORK_TREE"):
         return True
     folder = os.path.abspath(root)

@@ -227,7 +227,8 @@ def _slotted(cls: type, fields: list[_Field], frozen: bool) -> type:
         body["__setstate__"] = __setstate__
     new = type(cls)(cls.__name__, cls.__bases__, body)
     new.__qualname__ = cls.__qualname__
-    setters.extend(getattr(new, f.name).__set__ for f in fields)
+    if frozen:
+        setters.extend(getattr(new, f.name).__set__ for f in fields)
     return new
 
 
