@@ -32,12 +32,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from perf import PER_EXPERIMENT, write_plan  # bench/ is this script's folder, first on sys.path
+# bench/ is this script's folder, first on sys.path
+from perf import DEV_PLUGINS_OFF, PER_EXPERIMENT, write_plan
 
 ENV = {**os.environ, "WANDB_MODE": "disabled", "PYTHONHASHSEED": "0"}
 for _var in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX"):
     ENV.pop(_var, None)
-BASE = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:hypothesispytest", "-q"]
+BASE = [sys.executable, "-m", "pytest", *DEV_PLUGINS_OFF, "-q"]
 
 # Times the fingerprint code (outermost calls only) and the collection phase, in the child.
 CONFTEST = """

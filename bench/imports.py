@@ -28,6 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from perf import DEV_PLUGINS_OFF  # bench/ is this script's folder, first on sys.path
+
 HERE = Path(__file__).resolve().parent.parent
 CACHE: dict[str, str] = {}  # PYTHONPYCACHEPREFIX: set in main() to a folder of the scratch directory
 
@@ -88,7 +90,7 @@ def module_list(tree: Path, scratch: Path) -> list[str]:
     (root / "experiments" / "bench.py").write_text(HANDLER, encoding="utf-8")
     (root / "research" / "research_plan.yaml").write_text(PLAN, encoding="utf-8")
     target = root / "modules.json"
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:hypothesispytest"]
+    cmd = [sys.executable, "-m", "pytest", "-q", *DEV_PLUGINS_OFF]
     cmd += ["--experiment", "all", "--mlexp-wandb", "disabled"]
     env = {**env_for(tree), "MLEXP_BENCH_MODULES": str(target)}
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, check=False)

@@ -4,7 +4,8 @@ Builds scratch projects in a temporary folder and measures pytest-mlexp against 
 *side by side in one run*: every comparison alternates the two commands, repeats them, and
 reports the ratio of the medians (the machine may be noisy; a ratio of medians measured
 together is what stays meaningful).  Every command runs in a fresh subprocess with
-``-p no:randomly`` (pytest-randomly imports numpy and reorders items) and ``WANDB_MODE=disabled``.
+``-p no:randomly`` (pytest-randomly imports numpy and reorders items), the repository's other dev
+plugins off (``DEV_PLUGINS_OFF``) and ``WANDB_MODE=disabled``.
 
 1. start-up: ``pytest --co -q`` in a project without a plan, plugin on vs ``-p no:mlexp``
    (budget <= 1.03); and a check that a pytest run with the plugin imports none of torch, numpy,
@@ -60,10 +61,27 @@ ENV = {**os.environ, "WANDB_MODE": "disabled", "PYTHONHASHSEED": "0"}
 # every module it imports); the cache goes to the scratch folder, never into the tree.
 for _var in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX"):
     ENV.pop(_var, None)
-# pytest-randomly imports numpy and reorders; hypothesis's plugin imports hypothesis at the end of
-# every run (~0.1 s): both are this repository's dev tools, not a user's, and they would only
-# dilute the plugin's share of the time.  pytest-xdist stays (an extra of ours).
-BASE = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:hypothesispytest"]
+# This repository's dev tools, not a user's, off in every bench run: they would only dilute the
+# plugin's share of the time.  pytest-randomly imports numpy and reorders; hypothesis's plugin
+# imports hypothesis at the end of every run (~0.1 s); pytest-rerunfailures (it starts a socket
+# server thread and wraps every item's reports) and pytest-timeout are there for the tests of
+# how experiment items live beside them (``neighbours.py``), pytest-html (with pytest-metadata,
+# which gathers the environment at every start) for the test of the HTML report.  With the
+# last ones on, both sides paid them and the 1,000-item ratio read lower than a user's (README,
+# Performance).  Every pytest plugin only the ``dev`` extra brings is here (checked by
+# tests/unit/test_bench_plugins.py); pytest-xdist stays (an extra of ours).  ``-p no:NAME`` of a
+# plugin that is not installed does nothing.
+DEV_PLUGINS = (
+    "randomly",
+    "hypothesispytest",
+    "rerunfailures",
+    "timeout",
+    "html",
+    "html_fixtures",
+    "metadata",
+)
+DEV_PLUGINS_OFF = tuple(arg for name in DEV_PLUGINS for arg in ("-p", f"no:{name}"))
+BASE = [sys.executable, "-m", "pytest", *DEV_PLUGINS_OFF]
 
 
 # --- running one child ----------------------------------------------------------------------

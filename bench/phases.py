@@ -33,7 +33,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from perf import ENV, clean_results, param_project, plan_project  # bench/ is first on sys.path
+from perf import BASE, ENV, clean_results, param_project, plan_project  # bench/ is first on sys.path
 
 PHASES = ("start", "configure", "collect", "run", "finish", "end", "exit")
 
@@ -97,7 +97,7 @@ def one(root: Path, args: list[str], env: dict[str, str], scratch: Path) -> dict
         "MLEXP_BENCH_PHASES": str(out),
         "PYTHONPATH": os.pathsep.join(p for p in (str(scratch), env.get("PYTHONPATH", "")) if p),
     }
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:hypothesispytest"]
+    cmd = BASE
     with tempfile.TemporaryFile() as log:
         child = subprocess.Popen(
             [*cmd, "-p", "bench_phases", *args], cwd=root, env=env, stdout=log, stderr=log
