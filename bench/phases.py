@@ -97,10 +97,9 @@ def one(root: Path, args: list[str], env: dict[str, str], scratch: Path) -> dict
         "MLEXP_BENCH_PHASES": str(out),
         "PYTHONPATH": os.pathsep.join(p for p in (str(scratch), env.get("PYTHONPATH", "")) if p),
     }
-    cmd = BASE
     with tempfile.TemporaryFile() as log:
         child = subprocess.Popen(
-            [*cmd, "-p", "bench_phases", *args], cwd=root, env=env, stdout=log, stderr=log
+            [*BASE, "-p", "bench_phases", *args], cwd=root, env=env, stdout=log, stderr=log
         )
         _, status, usage = os.wait4(child.pid, 0)
         child.returncode = os.waitstatus_to_exitcode(status)
