@@ -209,6 +209,24 @@ def test_unpickling_sets_every_slot_own_and_inherited_and_checks_the_count() -> 
         Triple(1, 2).__setstate__([1, 2])  # type: ignore[attr-defined]
 
 
+@struct(frozen=True, slots=True)
+class Nothing:
+    pass
+
+
+def test_restoring_is_compiled_per_class_for_any_number_of_fields() -> None:
+    # Each class compiles its own restorer the first time one of its instances is restored:
+    # a class without fields, and a base and its subclass (different fields) in either order.
+    assert pickle.loads(pickle.dumps(Nothing())) == Nothing()
+    triple, pair = Triple(4, 5, note="t", c=6), Pair(7, 8, note="p")
+    assert pickle.loads(pickle.dumps([triple, pair])) == [triple, pair]
+    assert pickle.loads(pickle.dumps([pair, triple])) == [pair, triple]
+    with pytest.raises(TypeError, match="1 values for 0 fields"):
+        Nothing().__setstate__([1])  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match="4 values for 3 fields"):
+        Pair(1, 2).__setstate__([1, 2, 3, 4])  # type: ignore[attr-defined]
+
+
 def test_plan_indexes_stay_out_of_eq_and_repr() -> None:
     fields = {f.name: f for f in dataclasses.fields(Plan)}
     assert not fields["_exp_index"].compare and not fields["_exp_index"].repr
