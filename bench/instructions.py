@@ -59,6 +59,7 @@ from perf import (  # bench/ is first on sys.path
     plain_project,
     plan_project,
     run,
+    use_checkout,
     verdict,
 )
 
@@ -115,9 +116,7 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not on PATH (Debian: apt-get install valgrind); bench/perf.py measures time")
     if opts.src:
-        ENV["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [os.path.abspath(opts.src), ENV.get("PYTHONPATH", "")])
-        )
+        use_checkout(opts.src)
     small, n = opts.small, opts.n
     with tempfile.TemporaryDirectory(prefix="mlexp-instr-") as scratch:
         tmp = Path(opts.keep) if opts.keep else Path(scratch)
@@ -126,7 +125,7 @@ def main() -> None:
         plain = plain_project(tmp / "plain")
         plans = {k: plan_project(tmp / f"plan{k}-run", k) for k in (small, n)}
         params = {k: param_project(tmp / f"param{k}-run", k) for k in (small, n)}
-        # (name, folder, args, is a plan run): each run alone in its folder, so they can run at once.
+        # (name, folder, args, is a plan run)
         jobs: list[tuple[str, Path, list[str], bool]] = [
             ("start-up on", plain, ["--co", "-q"], False),
             ("start-up off", plain, ["--co", "-q", "-p", "no:mlexp"], False),

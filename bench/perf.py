@@ -606,6 +606,12 @@ def growth_exponent(samples: dict[int, list[float]], rounds: int = 2000) -> tupl
     return best, boot[int(0.05 * rounds)], boot[int(0.95 * rounds) - 1]
 
 
+def use_checkout(src: str) -> None:
+    """Every later run imports pytest_mlexp from ``src`` (first on PYTHONPATH, before the
+    editable install's finder)."""
+    ENV["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.abspath(src), ENV.get("PYTHONPATH", "")]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=5, help="repetitions of each comparison (default 5)")
@@ -618,9 +624,7 @@ def main() -> None:
     )
     opts = parser.parse_args()
     if opts.src:
-        ENV["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [os.path.abspath(opts.src), ENV.get("PYTHONPATH", "")])
-        )
+        use_checkout(opts.src)
     reps = 2 if opts.quick else opts.reps
     only = set(filter(None, opts.only.split(","))) or {"startup", "item", "collect", "write"}
     if opts.vs:
