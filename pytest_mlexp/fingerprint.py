@@ -34,6 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .fastjson import Encoder
 from .structs import struct
 
 __all__ = [
@@ -506,7 +507,7 @@ def seed_fingerprint(fingerprint: str, seed: int) -> str:
     return _sha(f"{fingerprint}\nseed={seed}".encode("ascii", "backslashreplace"))
 
 
-_TOKEN_JSON = json.JSONEncoder(sort_keys=True, default=repr, separators=(",", ":"), ensure_ascii=False)
+_TOKEN_JSON = Encoder(sort_keys=True, default=repr, separators=(",", ":"), ensure_ascii=False)
 
 
 def upstream_token(entry: Mapping[str, Any] | None) -> str:

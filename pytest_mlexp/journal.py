@@ -13,6 +13,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from .fastjson import Encoder
+
 __all__ = ["PLAIN_JSON", "dumps", "fix_seed_keys", "loads"]
 
 
@@ -31,10 +33,10 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
-_JOURNAL_JSON = json.JSONEncoder(default=_json_default)
+_JOURNAL_JSON = Encoder(default=_json_default)
 # Without a default: refuses anything that is not JSON's own (dict, list, tuple, str, int, float,
 # bool, None), which is how record() tells an entry it can keep as it is.
-PLAIN_JSON = json.JSONEncoder()
+PLAIN_JSON = Encoder()
 
 
 def dumps(obj: Any) -> str:

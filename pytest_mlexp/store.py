@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from .atomic import BATCH, locked, write_files
+from .fastjson import Encoder
 from .journal import PLAIN_JSON, dumps, fix_seed_keys, loads
 from .legacy import import_seed_results, imported_count, is_seed_runner
 from .model import Plan
@@ -128,7 +129,7 @@ class ResultsWriteError(OSError):
 
 # Encoders built once: ``json.dumps`` with any keyword builds a new encoder on every call, which
 # was a fifth of the cost of recording a small entry.
-_DIGEST_JSON = json.JSONEncoder(sort_keys=True, default=repr, separators=(",", ":"), ensure_ascii=False)
+_DIGEST_JSON = Encoder(sort_keys=True, default=repr, separators=(",", ":"), ensure_ascii=False)
 
 
 def params_digest(params: Mapping[str, Any]) -> str:

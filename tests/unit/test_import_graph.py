@@ -240,6 +240,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "stats",
             "yamlload",
             "yamlwrite",
+            "fastjson",
             "journal",
             "curves",
             "hookspecs",
