@@ -113,15 +113,16 @@ class Dispatcher:
         ``subs``: the session's sub-experiment items with their positions."""
         self._session = session
         self._position = {it.nodeid: i for i, it in subs}
+        ahead = [(i, item) for i, item in subs if self._executor_ahead(item) is not None]
+        if not ahead:
+            return  # every item runs its own seeds when pytest reaches it (the local executor)
         by_exp: dict[tuple[str, str], list[int]] = {}
         by_sub: dict[tuple[str, str], list[int]] = {}
         for i, it in subs:
             plan = str(it.path)
             by_exp.setdefault((plan, it.experiment_id), []).append(i)  # type: ignore[attr-defined]
             by_sub.setdefault((plan, it.sub.id), []).append(i)  # type: ignore[attr-defined]
-        for i, item in subs:
-            if self._executor_ahead(item) is None:
-                continue
+        for i, item in ahead:
             ready = 1 + max(self._prerequisite_positions(item, by_exp, by_sub), default=-1)
             heapq.heappush(self._waiting, (ready, i, item))
         self.advance(0)
@@ -181,15 +182,16 @@ class Dispatcher:
         self, item: pytest.Item, executor: str, tasks: Sequence[Task], fixtures: Mapping[str, Any]
     ) -> list[SeedOutcome]:
         """The outcomes of the item's seeds, in seed order (waits for work submitted ahead)."""
-        position = self._position.get(item.nodeid)
-        if position is not None and not item.session.shouldstop:
+        nodeid = item.nodeid  # a property that builds the text: asked once
+        position = self._position.get(nodeid)
+        if position is not None and self._waiting and not item.session.shouldstop:
             self.advance(position)
         try:
             ex = self.executor(executor)
         except UnknownExecutor as exc:
             return [SeedOutcome.failure(t.seed, "executor", exc, traceback="") for t in tasks[:1]]
-        handles = self._ahead.pop(item.nodeid, None)
-        deadline = self.state.deadlines.get(item.nodeid)  # a timeout mark (neighbours.py)
+        handles = self._ahead.pop(nodeid, None) if self._ahead else None
+        deadline = self.state.deadlines.get(nodeid)  # a timeout mark (neighbours.py)
         if handles is None and ex.__class__ is LocalExecutor:
             # The built-in local executor runs each seed inside submit() anyway: the same calls,
             # without a Job and a handle per seed.

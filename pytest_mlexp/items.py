@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import itertools
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,51 @@ def _orchestrate() -> ModuleType:
 
 
 _ORCHESTRATE = f"{__package__}.orchestrate"
+
+
+def _flat_keywords_class() -> type[Any] | None:
+    try:
+        from _pytest.mark.structures import NodeKeywords
+    except ImportError:  # pragma: no cover - a pytest that moved it: items keep pytest's own
+        return None
+    if "_markers" not in getattr(NodeKeywords, "__slots__", ()):
+        return None  # pragma: no cover - a pytest whose keywords are kept otherwise
+
+    class FlatKeywords(NodeKeywords):  # type: ignore[misc]
+        """An item's keywords, iterated in one pass over its parents.
+
+        pytest's ``NodeKeywords`` iterates as one generator per parent, nested: every name
+        passes up through each level, and each level checks it against its own names.  Every
+        report of an item copies them (``dict.fromkeys(item.keywords, 1)``, three reports per
+        item): 5.4 µs for an item six levels deep (session, two folders, plan, experiment),
+        3.2 for a test function four levels deep.  The same names in the same order (each where
+        it first appears, the item's own first), read level by level: 2.4 µs."""
+
+        __slots__ = ()
+
+        def __iter__(self) -> Iterator[str]:
+            levels: list[Iterable[str]] = [self._markers]
+            keywords: Any = self
+            while keywords.parent is not None:
+                keywords = keywords.parent.keywords
+                if not isinstance(keywords, NodeKeywords):  # a plugin's own: it walks the rest
+                    levels.append(list(keywords))
+                    break
+                levels.append(keywords._markers)
+            # dict.fromkeys keeps a repeated name where it first appeared.
+            return iter(dict.fromkeys(itertools.chain.from_iterable(levels)))
+
+    return FlatKeywords
+
+
+_FLAT_KEYWORDS = _flat_keywords_class()
+
+
+def _flatten_keywords(item: pytest.Item) -> None:
+    # The same object, its class swapped (the subclass adds no slots): names added to it
+    # before or after (add_marker, plugins) stay where pytest keeps them.
+    if _FLAT_KEYWORDS is not None and item.keywords.__class__ is _FLAT_KEYWORDS.__base__:
+        item.keywords.__class__ = _FLAT_KEYWORDS
 
 
 def skip_if_blocked(item: pytest.Item) -> None:
@@ -202,6 +248,7 @@ class SubItem(pytest.Item):
             item = FixtureSubItem.from_parent(
                 parent, name=name, callobj=_callobj(names), fixtureinfo=None if info is _ASK_PYTEST else info
             )
+        _flatten_keywords(item)
         item.sub = sub
         item.point = point
         item.point_index = index
@@ -262,6 +309,7 @@ class AssessmentItem(pytest.Item):
 
     def __init__(self, *, experiment: Experiment, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        _flatten_keywords(self)
         self.experiment = experiment
         self.experiment_id = experiment.id
 

@@ -145,6 +145,8 @@ def secret_param_values(params: Mapping[str, Any]) -> list[str]:
     (A handler that prints its ``api_key`` param, or an exception message that quotes it.)
     Short and flag-like values are left out, as for environment variables.
     """
+    if not params:  # most sub-experiments' stub_params, many params: asked for every one at start
+        return []
     return _longest_first(v for v in secret_texts(params) if _worth_scrubbing(v))
 
 

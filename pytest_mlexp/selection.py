@@ -375,11 +375,14 @@ def order_items(state: MlexpSession, items: list[pytest.Item], paths: _Paths | N
     slots = [i for i, it in enumerate(items) if isinstance(it, (SubItem, AssessmentItem))]
     if not slots:
         return
-    plans = sorted({str(paths.resolved(items[i])) for i in slots})
+    current = [items[i] for i in slots]
+    # The second call (after --ff and the like) usually finds them as the first left them: the
+    # same items in the same order (items compare by identity) sort the same, so no sort.
+    if current == state.ordered:
+        return
+    plans = sorted({str(paths.resolved(it)) for it in current})
     rank = {p: i for i, p in enumerate(plans)}
-    ordered = sorted(
-        (items[i] for i in slots),
-        key=lambda it: (rank[str(paths.resolved(it))], *order_key(it, paths)),
-    )
+    ordered = sorted(current, key=lambda it: (rank[str(paths.resolved(it))], *order_key(it, paths)))
     for slot, it in zip(slots, ordered, strict=True):
         items[slot] = it
+    state.ordered = ordered

@@ -335,6 +335,8 @@ class MlexpSession:
         # An --experiment value that matched nothing: raised when collection finishes (hooks.py).
         self.selection_error: pytest.UsageError | None = None
         self.to_estimate: list[pytest.Item] | None = None  # --co: the items whose cost is estimated
+        # The experiment items as selection.order_items last left them (it runs twice a session).
+        self.ordered: list[pytest.Item] = []
         # Set by dispatch.dispatcher_of when experiments first run; closed at session end.
         self.dispatcher: Dispatcher | None = None
         self.selected = initially_selected(config, self)

@@ -316,6 +316,63 @@ def test_marks_from_plan_apply(project: Project) -> None:
     assert "e1_b" not in result.stdout.str()
 
 
+KEYWORDS_CONFTEST = """
+import json
+from _pytest.mark.structures import NodeKeywords
+
+SEEN = {}
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.parent.keywords["on_experiment"] = True   # a parent's keyword, added late
+        item.session.keywords["e1_b"] = True           # the same name as an item, higher up
+        item.keywords["late"] = True
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        SEEN.setdefault(report.nodeid, {})["report"] = list(report.keywords)
+
+def pytest_runtest_setup(item):
+    SEEN[item.nodeid] = {
+        "kind": type(item.keywords).__name__,
+        "names": list(item.keywords),
+        "pytest": list(NodeKeywords.__iter__(item.keywords)),
+        "len": len(item.keywords),
+        "has": ["on_experiment" in item.keywords, "slow" in item.keywords, "nothing" in item.keywords],
+    }
+
+def pytest_sessionfinish(session):
+    with open("keywords.json", "w") as fh:
+        json.dump(SEEN, fh)
+"""
+
+
+def test_item_keywords_are_pytests_names_in_pytests_order(project: Project) -> None:
+    # Items iterate their keywords in one pass over their parents (items.py: a report copies
+    # them three times per item): the same names, in the same order, as pytest's NodeKeywords.
+    import json
+
+    project.plan(PLAN.replace("      e1_b:\n", "      e1_b:\n        marks: [slow]\n"))
+    project.handlers("e_one", HANDLERS)
+    project.pytester.makeconftest(KEYWORDS_CONFTEST)
+    result = project.run("--experiment", "e-one")
+    result.assert_outcomes(passed=3)
+    seen = json.loads((project.path / "keywords.json").read_text(encoding="utf-8"))
+    assert len(seen) == 3
+    for nodeid, got in seen.items():
+        assert got["kind"] == "FlatKeywords", nodeid
+        assert got["names"] == got["pytest"], nodeid
+        assert got["report"] == got["names"], nodeid
+        assert got["len"] == len(got["pytest"])
+        assert got["has"][0] and not got["has"][2]
+    b = next(v for k, v in seen.items() if k.endswith("::e1_b"))
+    assert b["names"][:3] == ["e1_b", "slow", "late"]  # its own names first, in pytest's order
+    assert b["names"].count("e1_b") == 1 and "on_experiment" in b["names"]
+    # -k and -m read them as before.
+    result = project.run("--experiment", "e-one", "-k", "research_plan.yaml and slow", "--co", "-q")
+    result.stdout.fnmatch_lines(["*::e1_b", "*1/3 tests collected*"])
+
+
 def test_ordinary_tests_not_even_imported_with_experiment(project: Project) -> None:
     project.plan(PLAN)
     project.handlers("e_one", HANDLERS)
