@@ -318,15 +318,23 @@ def test_marks_from_plan_apply(project: Project) -> None:
 
 KEYWORDS_CONFTEST = """
 import json
+import pytest
 from _pytest.mark.structures import NodeKeywords
 
 SEEN = {}
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "session_mark: on the session node")
+    config.addinivalue_line("markers", "slow: slow")
 
 def pytest_collection_modifyitems(items):
     for item in items:
         item.parent.keywords["on_experiment"] = True   # a parent's keyword, added late
         item.session.keywords["e1_b"] = True           # the same name as an item, higher up
         item.keywords["late"] = True
+    items[0].parent.add_marker(pytest.mark.skipif(False, reason="never"))
+    items[0].session.add_marker("session_mark")
+    items[0].parent.parent.add_marker("slow")          # the same mark on the plan's node
 
 def pytest_runtest_logreport(report):
     if report.when == "call":
@@ -339,6 +347,10 @@ def pytest_runtest_setup(item):
         "pytest": list(NodeKeywords.__iter__(item.keywords)),
         "len": len(item.keywords),
         "has": ["on_experiment" in item.keywords, "slow" in item.keywords, "nothing" in item.keywords],
+        "marks": [[n.name, m.name] for n, m in item.iter_markers_with_node()],
+        "pytest_marks": [[n.name, m.name] for n, m in pytest.Item.iter_markers_with_node(item)],
+        "slow": [[n.name, m.name] for n, m in item.iter_markers_with_node("slow")],
+        "pytest_slow": [[n.name, m.name] for n, m in pytest.Item.iter_markers_with_node(item, "slow")],
     }
 
 def pytest_sessionfinish(session):
@@ -347,9 +359,9 @@ def pytest_sessionfinish(session):
 """
 
 
-def test_item_keywords_are_pytests_names_in_pytests_order(project: Project) -> None:
-    # Items iterate their keywords in one pass over their parents (items.py: a report copies
-    # them three times per item): the same names, in the same order, as pytest's NodeKeywords.
+def test_item_keywords_and_marks_are_pytests_in_pytests_order(project: Project) -> None:
+    # Items iterate their keywords and marks in one pass over their parents (items.py: pytest
+    # reads them several times per item): the same as pytest's own walk, in the same order.
     import json
 
     project.plan(PLAN.replace("      e1_b:\n", "      e1_b:\n        marks: [slow]\n"))
@@ -365,12 +377,17 @@ def test_item_keywords_are_pytests_names_in_pytests_order(project: Project) -> N
         assert got["report"] == got["names"], nodeid
         assert got["len"] == len(got["pytest"])
         assert got["has"][0] and not got["has"][2]
+        assert got["marks"] == got["pytest_marks"] and got["slow"] == got["pytest_slow"], nodeid
+        assert ["e-one", "skipif"] in got["marks"] and ["", "session_mark"] in got["marks"]
     b = next(v for k, v in seen.items() if k.endswith("::e1_b"))
     assert b["names"][:3] == ["e1_b", "slow", "late"]  # its own names first, in pytest's order
     assert b["names"].count("e1_b") == 1 and "on_experiment" in b["names"]
+    assert b["slow"] == [["e1_b", "slow"], ["research_plan.yaml", "slow"]]  # its own first
     # -k and -m read them as before.
-    result = project.run("--experiment", "e-one", "-k", "research_plan.yaml and slow", "--co", "-q")
-    result.stdout.fnmatch_lines(["*::e1_b", "*1/3 tests collected*"])
+    result = project.run("--experiment", "e-one", "-k", "research_plan.yaml and e1_a", "--co", "-q")
+    result.stdout.fnmatch_lines(["*::e1_a", "*1/3 tests collected*"])
+    result = project.run("--experiment", "e-one", "-m", "slow and skipif", "--co", "-q")
+    result.stdout.fnmatch_lines(["*3 tests collected*"])  # the plan node's mark reaches all three
 
 
 def test_ordinary_tests_not_even_imported_with_experiment(project: Project) -> None:
