@@ -679,7 +679,7 @@ class ResultsStore:
             # itself, and its JSON is the journal line.  Decoding the line again for a private
             # copy was the largest part of recording an item.
             text = PLAIN_JSON.encode(op)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             # Something else (a Path, a numpy scalar, a cycle, an int too long for text): keep
             # what a replay will rebuild; a value that cannot be written at all becomes text
             # that says so, and only that value is lost, never the entry or another one.

@@ -766,6 +766,29 @@ def test_non_plain_values_still_write(plan: Plan) -> None:
     assert read(results_path(plan))["sub_experiments"]["s1"]["artifacts"] == ["artifacts/s1/a.png"]
 
 
+def test_a_cycle_or_a_very_deep_value_still_writes(plan: Plan) -> None:
+    # The journal's fast encoder has no circular-reference check: a cycle raises RecursionError
+    # there, and the entry takes the slow path like any other value JSON cannot hold.
+    loop: list[Any] = ["start"]
+    loop.append(loop)
+    deep: list[Any] = []
+    for _ in range(50_000):
+        deep = [deep]
+    e = entry()
+    e["params"] = {"loop": loop, "deep": deep, "ok": 1}
+    store = new_store(plan)
+    store.record("exp", "s1", e)
+    kept = store.doc("exp")["sub_experiments"]["s1"]
+    assert kept["params"]["ok"] == 1 and kept["metrics"] == e["metrics"]
+    # What a replay rebuilds: finite plain data (the cycle cut where it comes round again).
+    assert kept["params"]["loop"] is not loop and kept["params"]["loop"][0] == "start"
+    json.dumps(kept)
+    replayed = new_store(plan, readonly=True).doc("exp")["sub_experiments"]["s1"]
+    assert replayed == kept
+    store.flush()
+    assert read(results_path(plan))["sub_experiments"]["s1"]["params"] == kept["params"]
+
+
 def test_plain_entries_are_kept_as_given_and_replay_alike(plan: Plan) -> None:
     e = entry()
     e["params"] = {"shape": (2, 3), "layers": [{"width": 8}]}
