@@ -359,6 +359,7 @@ class MlexpSession:
         self.contexts.clear()
         self._by_given.clear()
         self.ops.clear()
+        self.ordered = []  # the items: pytest lets go of them with its session
         self._scrubber = None
         self._fingerprinter = None
 

@@ -462,4 +462,5 @@ def test_the_session_lets_go_of_its_plans_when_pytest_ends(project: Project) -> 
     assert alive == [False, False, False]  # the context, its results view and its store
     state = session_of(config)
     assert state.contexts == {} and state._by_given == {}
+    assert state.ordered == []  # nor the items it ordered
     assert project.results("e-r")["sub_experiments"]["r_one"]["metrics"] == {"m": 1.0}
