@@ -190,7 +190,7 @@ class Dispatcher:
             ex = self.executor(executor)
         except UnknownExecutor as exc:
             return [SeedOutcome.failure(t.seed, "executor", exc, traceback="") for t in tasks[:1]]
-        handles = self._ahead.pop(nodeid, None) if self._ahead else None
+        handles = self._ahead.pop(nodeid, None)
         deadline = self.state.deadlines.get(nodeid)  # a timeout mark (neighbours.py)
         if handles is None and ex.__class__ is LocalExecutor:
             # The built-in local executor runs each seed inside submit() anyway: the same calls,
