@@ -25,6 +25,7 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
+from .idcache import IdentityCache
 from .model import decider, replacements
 from .structs import struct
 
@@ -308,16 +309,13 @@ def _find_cycle(
     return None
 
 
-_CACHE: dict[int, tuple[Plan, PrerequisiteGraph]] = {}
+_GRAPHS: IdentityCache[Plan, PrerequisiteGraph] = IdentityCache()
 
 
 def graph_of(plan: Plan) -> PrerequisiteGraph:
-    """The plan's graph, built once per plan object (a plan is frozen)."""
-    hit = _CACHE.get(id(plan))
-    if hit is not None and hit[0] is plan:
-        return hit[1]
-    graph = PrerequisiteGraph(plan.experiments, plan.gates)
-    if len(_CACHE) >= 32:
-        _CACHE.clear()
-    _CACHE[id(plan)] = (plan, graph)
-    return graph
+    """The plan's graph, built once per plan object (a plan is frozen), kept while it lives."""
+    return _GRAPHS.get(plan, _build_graph)
+
+
+def _build_graph(plan: Plan) -> PrerequisiteGraph:
+    return PrerequisiteGraph(plan.experiments, plan.gates)  # never the plan itself (idcache)

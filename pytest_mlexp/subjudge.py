@@ -31,6 +31,7 @@ from typing import Any, cast
 
 from .criteria import Lookup, Measurements, judge, judge_measured, judged_value, point_value
 from .criteria.base import pct
+from .idcache import IdentityCache
 from .model import Achieved, Criterion, Judgement, Loc, Plan, SubExperiment, SubState
 from .records import ResultEntry, as_mapping, new_entry, outdated_reason, stale_reason
 from .structs import replace, struct
@@ -91,7 +92,7 @@ class Need:
     loc: Loc | None
 
 
-_NEEDS: dict[int, tuple[Plan, dict[str, tuple[Need, ...]]]] = {}
+_NEEDS: IdentityCache[Plan, dict[str, tuple[Need, ...]]] = IdentityCache()
 
 
 def _supplied(sub: SubExperiment, c: Criterion) -> bool:
@@ -100,14 +101,8 @@ def _supplied(sub: SubExperiment, c: Criterion) -> bool:
 
 def needed_metrics(plan: Plan, sub: SubExperiment) -> tuple[Need, ...]:
     """What ``sub``'s handler must report (its wiring check), in plan order.  Computed once per
-    plan object (a plan is frozen)."""
-    hit = _NEEDS.get(id(plan))
-    if hit is None or hit[0] is not plan:
-        if len(_NEEDS) >= 32:
-            _NEEDS.clear()
-        hit = (plan, _all_needs(plan))
-        _NEEDS[id(plan)] = hit
-    return hit[1].get(sub.id, ())
+    plan object (a plan is frozen), kept while it lives."""
+    return _NEEDS.get(plan, _all_needs).get(sub.id, ())
 
 
 def _all_needs(plan: Plan) -> dict[str, tuple[Need, ...]]:

@@ -24,6 +24,7 @@ from typing import Any, cast
 from pytest_mlexp.criteria.base import EXAMPLES, NUM, NUM_RE, CriterionError, is_number, near_miss, number
 from pytest_mlexp.criteria.contrast import MetricComparison
 from pytest_mlexp.criteria.forms import Comparison, Form, Range, Schema, Tiered
+from pytest_mlexp.idcache import IdentityCache
 from pytest_mlexp.model import (
     ID_RE,
     Accepted,
@@ -330,15 +331,17 @@ def resolve_references(
     return out, gained
 
 
-_COMPARED: dict[int, tuple[Plan, dict[str, tuple[str, ...]]]] = {}
+_COMPARED: IdentityCache[Plan, dict[str, tuple[str, ...]]] = IdentityCache()
 
 
 def metrics_compared_with(plan: Plan) -> Mapping[str, tuple[str, ...]]:
     """Sub-experiment id -> the metrics of it that criteria elsewhere compare with (the stub's
-    wiring check asks it for them).  Computed once per plan object (a plan is frozen)."""
-    hit = _COMPARED.get(id(plan))
-    if hit is not None and hit[0] is plan:
-        return hit[1]
+    wiring check asks it for them).  Computed once per plan object (a plan is frozen), kept
+    while it lives."""
+    return _COMPARED.get(plan, _compared)
+
+
+def _compared(plan: Plan) -> dict[str, tuple[str, ...]]:
     found: dict[str, list[str]] = {}
     for exp in plan.experiments:
         pivot_criteria = (c for p in exp.pivots for c in p.success_criteria)
@@ -347,11 +350,7 @@ def metrics_compared_with(plan: Plan) -> Mapping[str, tuple[str, ...]]:
             ref = c.form.references()
             if ref is not None and ref[1] not in found.setdefault(ref[0], []):
                 found[ref[0]].append(ref[1])
-    out = {sub_id: tuple(metrics) for sub_id, metrics in found.items()}
-    if len(_COMPARED) >= 32:
-        _COMPARED.clear()
-    _COMPARED[id(plan)] = (plan, out)
-    return out
+    return {sub_id: tuple(metrics) for sub_id, metrics in found.items()}
 
 
 # --- plain data (criteria travel to worker processes) and schema ---------------------------------
