@@ -234,6 +234,10 @@ class SessionHooks:
             from .reporting import finish_session
 
             finish_session(state, session)
+        elif state.is_worker and state.dispatcher is not None:
+            # An xdist worker writes no results (its controller does), but its executors are
+            # its own: idle warm workers tidy up and exit, and its scratch folder goes.
+            state.dispatcher.close()
         state.save_caches()
         # After the results are written (teardown may wait on uploads): every process that ran
         # seeds ends its tracker here; W&B's offline files are complete only after teardown.

@@ -238,6 +238,45 @@ def _end_children(before: set[int]) -> None:
         reap(started, timeout=10.0)
 
 
+def _stdlib_forkserver_pid() -> int | None:
+    """The pid of multiprocessing's fork server in this process, when one was started (a
+    ``Pool`` or a torch ``DataLoader`` with the ``"forkserver"`` start method, the default on
+    Linux from Python 3.14)."""
+    module = sys.modules.get("multiprocessing.forkserver")
+    pid = getattr(getattr(module, "_forkserver", None), "_forkserver_pid", None)
+    return pid if isinstance(pid, int) else None
+
+
+def _forget_stdlib_forkserver(pid: int) -> None:
+    """The fork server a seed started was ended with the seed's other children; multiprocessing
+    keeps its pid and, asked again, ``os.waitpid``s it (``ChildProcessError``: we reaped it)
+    rather than starting a new one, so every later seed in this worker that used it failed.
+    Forget it as ``ForkServer._stop`` does (without its wait: it is gone), so that the next
+    seed's pool starts a fresh one.  Private state of the standard library (3.8 to 3.14): on a
+    Python where it differs, nothing is changed."""
+    server = getattr(sys.modules.get("multiprocessing.forkserver"), "_forkserver", None)
+    lock = getattr(server, "_lock", None)
+    if server is None or lock is None:
+        return
+    try:
+        with lock:
+            if getattr(server, "_forkserver_pid", None) != pid:
+                return  # started again meanwhile (a thread the handler left), or not ours
+            alive_fd = server._forkserver_alive_fd
+            address = server._forkserver_address
+            server._forkserver_pid = None
+            server._forkserver_alive_fd = None
+            server._forkserver_address = None
+            if isinstance(alive_fd, int):
+                with contextlib.suppress(OSError):
+                    os.close(alive_fd)
+            if isinstance(address, str) and address and not address.startswith("\0"):
+                with contextlib.suppress(OSError):
+                    os.unlink(address)  # the listening socket's file (not an abstract name)
+    except Exception:  # never the seed's outcome, never the worker
+        pass
+
+
 def _free_memory() -> None:
     """Between seeds: give the GPU memory torch caches back, so that the next seed (or another
     process on this GPU) has it."""
@@ -253,8 +292,17 @@ def _free_memory() -> None:
         pass
 
 
-def run_one(header: Mapping[str, Any], blob: bytes, baseline: Baseline, idle_fd: int) -> dict[str, Any]:
-    """One seed in a warm worker: fresh state, output to the seed's log, children ended after."""
+def run_one(
+    header: Mapping[str, Any],
+    blob: bytes,
+    baseline: Baseline,
+    idle_fd: int,
+    started: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """One seed in a warm worker: fresh state, output to the seed's log, children ended after.
+    ``started``: called once the handler's module is imported, as the handler is called (the
+    pytest process counts the seed's timeout from then, as under ``local``, where the module
+    is imported before any seed runs)."""
     from .procutil import children
 
     baseline.restore()
@@ -270,6 +318,7 @@ def run_one(header: Mapping[str, Any], blob: bytes, baseline: Baseline, idle_fd:
         # What the module started on import belongs to the worker (later seeds may rely on
         # it); what the handler starts from here on belongs to this seed.
         before.update(children())
+        started()
 
     try:
         # Params, upstream and variant come from this message's JSON: a fresh copy every seed.
@@ -278,7 +327,10 @@ def run_one(header: Mapping[str, Any], blob: bytes, baseline: Baseline, idle_fd:
         return outcome.to_dict()
     finally:
         _flush_streams()
+        forkserver = _stdlib_forkserver_pid()
         _end_children(before)
+        if forkserver is not None and forkserver not in before:
+            _forget_stdlib_forkserver(forkserver)
         _redirect_output(idle_fd)
         if log_fd != idle_fd:
             os.close(log_fd)
@@ -292,7 +344,10 @@ def serve(sock: socket.socket) -> int:
     state :class:`Baseline` took, until told to exit or the pytest process goes away.
 
     Messages (``wire.py``): ``{"op": "run", "task": {...}, "log": path}`` with the pickled
-    fixtures as the blob, answered by ``{"op": "done", "outcome": {...}}``; ``{"op": "exit"}``."""
+    fixtures as the blob, answered by ``{"op": "started"}`` once the handler's module is
+    imported and the handler is called, then ``{"op": "done", "outcome": {...}}`` (a seed that
+    fails before its handler is called, a module that does not import, sends only the
+    latter); ``{"op": "exit"}``."""
     from . import wire
     from .procutil import children, kill_trees, reap, set_child_subreaper
 
@@ -314,7 +369,7 @@ def serve(sock: socket.socket) -> int:
             header, blob = message
             if header.get("op") != "run":
                 return 0
-            outcome = run_one(header, blob, baseline, idle_fd)
+            outcome = run_one(header, blob, baseline, idle_fd, lambda: wire.send(sock, {"op": "started"}))
             wire.send(sock, {"op": "done", "outcome": outcome})
             _free_memory()
     finally:

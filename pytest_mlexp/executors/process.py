@@ -20,7 +20,7 @@ from typing import Any
 
 from ..records import OutcomeError, SeedOutcome, now_iso
 from .base import FutureHandle, Handle, Job, PoolExecutor, infra_outcome
-from .workers import WorkerPool, WorkerStartError
+from .workers import START_TIMEOUT_S, WorkerPool, WorkerStartError
 
 #: seeds a warm worker runs before it is replaced (``resources.max_seeds_per_worker``)
 DEFAULT_MAX_SEEDS = 100
@@ -179,10 +179,18 @@ class ProcessExecutor(PoolExecutor):
         finally:
             self.gpu_pool.release(gpus)
         if run.timed_out:
+            if run.started or run.import_limit is None:
+                what = f"exceeded resources.timeout of {task.timeout:g} s; the worker was killed"
+            else:  # the seed's own clock had not started: its module never finished importing
+                what = (
+                    f"the import of {task.module_name} took more than {run.import_limit:g} s in a new "
+                    "worker; the worker was killed (resources.timeout counts from the handler's "
+                    f"call; its module's import may take the larger of it and {START_TIMEOUT_S:g} s)"
+                )
             return infra_outcome(
                 task,
                 "timeout",
-                f"exceeded resources.timeout of {task.timeout:g} s; the worker was killed",
+                what,
                 started_at=started,
                 traceback=run.output,
                 duration_s=time.monotonic() - t0,

@@ -62,9 +62,14 @@ class SeedRun:
     pid: int
     #: the worker's exit code when it ended (negative: the signal); None when it still runs
     code: int | None = None
+    #: killed for taking too long: the handler (``started``), or the import of its module
     timed_out: bool = False
     #: the tail of what the seed printed, when it failed or its worker was lost
     output: str = ""
+    #: the handler was called (its module imported): a seed's timeout counts from then
+    started: bool = False
+    #: the seconds the import of the handler's module was allowed (when it took longer)
+    import_limit: float | None = None
 
     @property
     def exit_text(self) -> str:
@@ -80,6 +85,7 @@ class _Worker:
     proc: subprocess.Popen[bytes] | None = None  # started by us, not forked by the server
     seeds: int = 0
     dead: bool = False
+    killed: bool = False  # by kill(): a cancel or a stop, never run again
 
 
 _KILLED = object()  # kill() came before the token's seed had a worker
@@ -303,18 +309,21 @@ class WorkerPool:
         self.started.append(proc.pid)
         return _Worker(proc.pid, mine, tuple(gpus), one_shot, proc=proc)
 
-    def _take(self, gpus: Sequence[str], fresh: bool) -> _Worker:
-        """An idle warm worker pinned to ``gpus``, else a new one (retiring an idle one with
-        other GPUs when ``size`` are already alive)."""
+    def _take(self, gpus: Sequence[str], fresh: bool, max_seeds: int) -> _Worker:
+        """An idle warm worker pinned to ``gpus`` that has run fewer than ``max_seeds`` seeds
+        (the seed's own limit, checked before it runs: an item that asks for few seeds per
+        worker never starts in one that has run many), else a new one, retiring an idle one
+        (one too old for this seed first, else one with other GPUs) when ``size`` are alive."""
         key = tuple(gpus)
         retire: _Worker | None = None
         with self._lock:
             if not fresh:
                 for i, worker in enumerate(self._idle):
-                    if worker.gpus == key:
+                    if worker.gpus == key and worker.seeds < max_seeds:
                         return self._idle.pop(i)
                 if self._warm >= self.size and self._idle:
-                    retire = self._idle.pop(0)
+                    old = [i for i, w in enumerate(self._idle) if w.gpus == key]
+                    retire = self._idle.pop(old[0] if old else 0)
                     self._warm -= 1
                 self._warm += 1
         if retire is not None:
@@ -353,42 +362,67 @@ class WorkerPool:
         fresh: bool = False,
         max_seeds: int = 100,
         timeout: float | None = None,
+        import_timeout: float | None = None,
         token: Hashable | None = None,
     ) -> SeedRun:
         """Run one seed (``task``: a ``Task.to_dict()``) in a worker and wait for it.
 
-        ``fresh``: in a worker of its own, which exits afterwards.  ``timeout``: seconds before
-        the worker is killed (``SeedRun.timed_out``).  ``token``: what :meth:`kill` is called with.
+        ``fresh``: in a worker of its own, which exits afterwards.  ``timeout``: seconds the
+        handler may run, counted from its call, before the worker is killed
+        (``SeedRun.timed_out``); the import of its module before that is not counted (as under
+        ``local``, which imports it before any seed), but bounded on its own by
+        ``import_timeout`` (default: the larger of ``timeout`` and ``START_TIMEOUT_S``; no bound
+        without a timeout).  ``token``: what :meth:`kill` is called with.  A warm worker that
+        died before the seed began (while it waited: the kernel's OOM killer, a thread an
+        earlier seed left behind) costs the seed nothing: it runs on a new worker.
         Raises :class:`WorkerStartError` when no worker could be started."""
         token = object() if token is None else token
+        if import_timeout is None and timeout is not None:
+            import_timeout = max(timeout, START_TIMEOUT_S)
         with self._lock:
             if self._closed:
                 return SeedRun(None, 0)
             self._active[token] = None
         worker: _Worker | None = None
         try:
-            worker = self._take(gpus, fresh)
-            with self._lock:
-                killed = self._active.get(token) is _KILLED or self._closed
-                self._active[token] = worker
-            if killed:
-                self._lose(worker)
-                return SeedRun(None, worker.pid, self._exit_code(worker))
-            return self._run_on(worker, task, blob, timeout, max_seeds)
+            while True:
+                worker = self._take(gpus, fresh, max_seeds)
+                with self._lock:
+                    killed = self._active.get(token) is _KILLED or self._closed
+                    self._active[token] = worker
+                if killed:
+                    self._lose(worker)
+                    return SeedRun(None, worker.pid, self._exit_code(worker))
+                reused = worker.seeds > 0
+                run = self._run_on(worker, task, blob, timeout, import_timeout, max_seeds)
+                if run.outcome is None and reused and not (run.started or run.timed_out or worker.killed):
+                    continue  # it died before this seed began: a new worker (this one is lost)
+                return run
         finally:
             with self._lock:
                 self._active.pop(token, None)
 
     def _run_on(
-        self, worker: _Worker, task: Mapping[str, Any], blob: bytes, timeout: float | None, max_seeds: int
+        self,
+        worker: _Worker,
+        task: Mapping[str, Any],
+        blob: bytes,
+        timeout: float | None,
+        import_timeout: float | None,
+        max_seeds: int,
     ) -> SeedRun:
         log = self.scratch.new_file("seed", ".log")
         try:
             reply: tuple[dict[str, Any], bytes] | None
-            timed_out = False
+            timed_out = started = False
             try:
                 wire.send(worker.sock, {"op": "run", "task": task, "log": str(log)}, blob)
-                reply = wire.recv(worker.sock, timeout=timeout)
+                # "started" once the handler's module is imported; "done" alone when the seed
+                # failed before its handler was called (a module that does not import).
+                reply = wire.recv(worker.sock, timeout=import_timeout)
+                if reply is not None and reply[0].get("op") == "started":
+                    started = True
+                    reply = wire.recv(worker.sock, timeout=timeout)
             except TimeoutError:
                 reply, timed_out = None, True
             except OSError:  # it died mid-message, or before reading ours
@@ -396,11 +430,19 @@ class WorkerPool:
             outcome = reply[0].get("outcome") if reply is not None else None
             if not isinstance(outcome, dict):
                 self._lose(worker)
-                return SeedRun(None, worker.pid, self._exit_code(worker), timed_out, _tail(log))
+                return SeedRun(
+                    None,
+                    worker.pid,
+                    self._exit_code(worker),
+                    timed_out,
+                    _tail(log),
+                    started=started,
+                    import_limit=import_timeout if timed_out and not started else None,
+                )
             worker.seeds += 1
             self._release(worker, max_seeds)
             output = _tail(log) if outcome.get("status") != "ok" else ""
-            return SeedRun(outcome, worker.pid, output=output)
+            return SeedRun(outcome, worker.pid, output=output, started=started)
         finally:
             with contextlib.suppress(OSError):
                 log.unlink()
@@ -436,6 +478,7 @@ class WorkerPool:
                 self._active[token] = _KILLED
                 return
         if isinstance(worker, _Worker):
+            worker.killed = True
             kill_group(worker.pid)
 
     def close(self) -> None:

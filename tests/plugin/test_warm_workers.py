@@ -128,6 +128,7 @@ def test_workers_stay_warm_across_items_and_seeds_unless_told_otherwise(
     assert len(set(iso)) == 2 and warm not in iso  # a fresh process for every seed
     most = pids("w_max")
     assert len(set(most)) == 3  # replaced after each seed
+    assert warm not in most  # nor started in one that had run 4 seeds already
     # Every worker imported the handler module exactly once, however many seeds it ran.
     everyone = {warm, *iso, *most, int((marks / "w_kbi").read_text())}
     assert sorted(imports(marks)) == sorted(everyone)
@@ -391,3 +392,24 @@ def test_dispatch_ahead_to_warm_workers_is_bounded_and_reports_in_plan_order(
         for s in (0, 1):
             who = project.path / "research" / "artifacts" / f"o_{i}" / fp / f"seed{s}" / "who.txt"
             assert who.read_text() == f"o_{i}-{s}"
+
+
+def test_an_xdist_worker_closes_its_warm_workers_and_scratch_folder(
+    project: Project, marks: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An xdist worker writes no results (the controller does), and it skipped the session end
+    # that closes the executors: its idle warm workers were killed by the fork server rather
+    # than let go, and its scratch folder was left until a later session swept it.
+    scratch_tmp = project.path / "tmp"
+    scratch_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch_tmp))  # the xdist workers' temp folder: only ours
+    project.plan(REUSE_PLAN.replace("      w_kbi: {resources: {retries: 2}}\n", ""))
+    project.handlers("e_one", REUSE)
+    result = project.run("--experiment", "all", "-n", "2")
+    result.assert_outcomes(passed=5)
+    subs = project.results("e-one")["sub_experiments"]
+    assert all(subs[s]["status"] == "passed" for s in ("w_a", "w_b", "w_iso", "w_max"))
+    roots = list(scratch_tmp.glob("pytest-mlexp-*"))
+    assert roots, "the xdist workers made no scratch folder here: the test checks nothing"
+    left = [p for root in roots for p in root.iterdir()]
+    assert left == [], f"left behind: {left}"

@@ -513,3 +513,103 @@ def test_scratch_is_private_and_swept_once_its_session_is_gone(tmp_path: Path) -
     finally:
         live.communicate(timeout=HANG_GUARD_S)  # closes its stdin: it ends
     assert [p.name for p in sweep(root)] == [live_path.name]  # gone once its owner ended
+
+
+# --- a seed's clock, a worker that died while idle, the seeds-per-worker limit, multiprocessing --
+
+SLOW_IMPORT = (
+    PREAMBLE
+    + """
+time.sleep(float(os.environ.get("MLEXP_TEST_IMPORT_S", "0")))  # torch + CUDA, say
+
+def quick(runner):
+    return {"metrics": {"pid": os.getpid()}}
+"""
+)
+
+
+def test_the_timeout_counts_from_the_handlers_call_not_its_modules_import(
+    pool: WorkerPool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under local the module is imported before any seed runs; a new warm worker imports it
+    # inside the seed's message.  Counted against the timeout, an import longer than it timed
+    # out every seed: the worker was killed, and its replacement imported again.
+    monkeypatch.setenv("MLEXP_TEST_IMPORT_S", "3")
+    h = Handlers(tmp_path, SLOW_IMPORT)
+    runs = [pool.run(h.task("quick", s, timeout=1.0).to_dict(), timeout=1.0) for s in (0, 1)]
+    assert [metrics(r)["pid"] for r in runs] == [runs[0].pid] * 2  # one worker, one import
+    assert all(r.started and not r.timed_out for r in runs)
+
+
+def test_an_import_that_never_ends_is_still_stopped_and_said_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLEXP_TEST_IMPORT_S", "300")
+    h = Handlers(tmp_path, SLOW_IMPORT)
+    pool = WorkerPool(size=1, cwd=str(tmp_path), scratch=SessionScratch(tmp_path / "scratch"))
+    try:
+        run = pool.run(h.task("quick").to_dict(), timeout=1.0, import_timeout=0.5)
+    finally:
+        pool.close()
+    assert run.outcome is None and run.timed_out and not run.started and run.import_limit == 0.5
+    assert not alive(run.pid)
+    # Through the executor, the seed says what took too long (the import bound there is the
+    # larger of the timeout and START_TIMEOUT_S, made small here).
+    monkeypatch.setattr("pytest_mlexp.executors.workers.START_TIMEOUT_S", 0.5)
+    ex = ProcessExecutor(concurrency=1, gpus=[], cwd=str(tmp_path))
+    try:
+        out = ex.submit(Job(h.task("quick", timeout=0.2), {"timeout": 0.2})).result(HANG_GUARD_S)
+    finally:
+        ex.close()
+    assert out.status == "infra_error" and out.error is not None and out.error["kind"] == "timeout"
+    assert "the import of warm_handlers took more than 0.5 s in a new worker" in out.error["message"]
+
+
+def test_a_worker_that_died_while_idle_costs_the_next_seed_nothing(pool: WorkerPool, tmp_path: Path) -> None:
+    # The kernel's OOM killer picks an idle worker holding a data set; or a thread an earlier
+    # seed left behind ends the process.  The next seed sent to it never began: it used to come
+    # back as a lost worker, an attempt spent.
+    h = Handlers(tmp_path, SLOW_IMPORT)
+    first = pool.run(h.task("quick", 0).to_dict())
+    os.kill(first.pid, signal.SIGKILL)
+    wait_for(lambda: not alive(first.pid), "the idle worker to die")
+    second = pool.run(h.task("quick", 1).to_dict())
+    assert metrics(second)["pid"] == second.pid != first.pid
+    assert h.imports() == [first.pid, second.pid]
+
+
+def test_a_seed_never_starts_in_a_worker_past_its_own_seeds_per_worker_limit(
+    pool: WorkerPool, tmp_path: Path
+) -> None:
+    h = Handlers(tmp_path, SLOW_IMPORT)
+    warm = [pool.run(h.task("quick", s).to_dict()).pid for s in range(3)]
+    assert warm == [warm[0]] * 3
+    leaky = [pool.run(h.task("quick", s).to_dict(), max_seeds=2).pid for s in range(3)]
+    assert warm[0] not in leaky  # it had run 3 seeds: too many for an item that allows 2
+    assert leaky[0] == leaky[1] != leaky[2]  # and the new one is replaced after 2
+
+
+FORKSERVER = (
+    PREAMBLE
+    + """
+import multiprocessing
+
+def pooled(runner):
+    # A Pool (or a torch DataLoader) with the "forkserver" start method: the default on Linux
+    # from Python 3.14.  The standard library starts its fork server once per process.
+    with multiprocessing.get_context("forkserver").Pool(1) as workers:
+        got = workers.map(abs, [-1, -2, -3])
+    return {"metrics": {"pid": os.getpid(), "sum": sum(got)}}
+"""
+)
+
+
+def test_seeds_of_one_worker_can_each_use_multiprocessings_fork_server(
+    pool: WorkerPool, tmp_path: Path
+) -> None:
+    # The fork server a seed starts ends with the seed's other children; multiprocessing kept
+    # its pid and failed every later seed with ChildProcessError ("No child processes").
+    h = Handlers(tmp_path, FORKSERVER)
+    runs = [pool.run(h.task("pooled", s).to_dict()) for s in range(3)]
+    assert [metrics(r)["sum"] for r in runs] == [6, 6, 6]
+    assert len({r.pid for r in runs}) == 1
