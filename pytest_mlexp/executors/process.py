@@ -15,7 +15,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..records import OutcomeError, SeedOutcome, now_iso
@@ -70,38 +71,73 @@ def gpus_wanted(resources: Mapping[str, Any]) -> int:
 
 
 class GpuPool:
-    """Hands out GPU ids so that concurrent workers get distinct GPUs while there are enough.
+    """Hands out GPU ids: a seed gets as many distinct GPUs as it asks for (all of them at
+    most), and waits while that many are not free.
 
-    Round-robin over the least-used ids: with more workers than GPUs (an explicit
-    ``--mlexp-concurrency``) they share, as evenly as possible.
+    Each GPU runs ``per_gpu`` seeds at once: one while the concurrency is at most the number of
+    GPUs (the default, a slot per GPU), so two seeds that want two GPUs each never sit on the
+    same two; with a higher ``--mlexp-concurrency`` they share, as evenly as possible
+    (``ceil(slots / GPUs)`` each).  Requests are served in the order they came, so one that
+    wants several GPUs is not passed over for ever by seeds that want one.  Among the free
+    GPUs: round-robin over the least used.
     """
 
-    def __init__(self, gpus: Sequence[str]) -> None:
+    def __init__(self, gpus: Sequence[str], slots: int | None = None) -> None:
         self.gpus = list(gpus)
+        n = len(self.gpus)
+        self.per_gpu = max(1, -(-(slots or n) // n)) if n else 1
         self._use = dict.fromkeys(self.gpus, 0)
         self._next = 0
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._queue: deque[object] = deque()
 
-    def acquire(self, count: int = 1) -> list[str]:
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for GPUs (tests, diagnostics)."""
+        with self._cond:
+            return len(self._queue)
+
+    def acquire(self, count: int = 1, cancelled: Callable[[], bool] = lambda: False) -> list[str] | None:
+        """``count`` distinct GPU ids (at most all of them), once they are free; None when
+        ``cancelled()`` turns true first (asked between waits)."""
         if not self.gpus:
             return []
-        with self._lock:
-            chosen: list[str] = []
-            n = len(self.gpus)
-            for _ in range(min(count, n)):
-                # scan from the round-robin cursor; the first least-used id wins
-                order = [self.gpus[(self._next + i) % n] for i in range(n)]
-                best = min((g for g in order if g not in chosen), key=lambda g: self._use[g])
-                chosen.append(best)
-                self._use[best] += 1
-                self._next = (self.gpus.index(best) + 1) % n
-            return chosen
+        n = len(self.gpus)
+        count = min(max(1, count), n)
+        ticket = object()
+        with self._cond:
+            self._queue.append(ticket)
+            try:
+                while True:
+                    if self._queue[0] is ticket:
+                        free = [g for g in self.gpus if self._use[g] < self.per_gpu]
+                        if len(free) >= count:
+                            return self._take(free, count)
+                    if cancelled():
+                        return None
+                    self._cond.wait(0.25)  # woken by a release; the timeout re-asks cancelled()
+            finally:
+                self._queue.remove(ticket)
+                self._cond.notify_all()  # the next in line may go now
+
+    def _take(self, free: list[str], count: int) -> list[str]:
+        n = len(self.gpus)
+        chosen: list[str] = []
+        for _ in range(count):
+            # scan from the round-robin cursor; the first least-used free id wins
+            order = [self.gpus[(self._next + i) % n] for i in range(n)]
+            best = min((g for g in order if g in free and g not in chosen), key=lambda g: self._use[g])
+            chosen.append(best)
+            self._use[best] += 1
+            self._next = (self.gpus.index(best) + 1) % n
+        return chosen
 
     def release(self, ids: Sequence[str]) -> None:
-        with self._lock:
+        with self._cond:
             for g in ids:
                 if self._use.get(g, 0) > 0:
                     self._use[g] -= 1
+            self._cond.notify_all()
 
 
 def max_seeds_per_worker(resources: Mapping[str, Any]) -> int:
@@ -130,7 +166,7 @@ class ProcessExecutor(PoolExecutor):
         fork_server: bool = True,
     ) -> None:
         super().__init__(concurrency=concurrency)
-        self.gpu_pool = GpuPool(visible_gpus() if gpus is None else gpus)
+        self.gpu_pool = GpuPool(visible_gpus() if gpus is None else gpus, slots=self.concurrency)
         # handlers see the same working directory as under local
         self.pool = WorkerPool(
             size=self.concurrency or 1,
@@ -151,11 +187,27 @@ class ProcessExecutor(PoolExecutor):
         return super().submit(job)
 
     def run_job(self, handle: FutureHandle, attempt: int) -> SeedOutcome:
+        wanted = gpus_wanted(handle.job.resources)
+        outcome = self._run_job(handle, attempt, wanted)
+        have = len(self.gpu_pool.gpus)
+        if have and wanted > have:
+            outcome = outcome.with_warnings(
+                [
+                    f"{handle.job.task.sub_id} asks for {wanted} GPUs (resources.gpu "
+                    f"{handle.job.resources.get('gpu')!r}); {have} are visible here "
+                    f"({','.join(self.gpu_pool.gpus)}): it ran on all {have}"
+                ]
+            )
+        return outcome
+
+    def _run_job(self, handle: FutureHandle, attempt: int, wanted: int) -> SeedOutcome:
         job = handle.job
         task = job.task
         started, t0 = now_iso(), time.monotonic()
-        wanted = gpus_wanted(job.resources)
-        gpus = self.gpu_pool.acquire(wanted)
+        got = self.gpu_pool.acquire(wanted, cancelled=lambda: handle.cancelled or self._closed)
+        if got is None:  # cancelled (or the session ended) while it waited for GPUs
+            return infra_outcome(task, "cancelled", "cancelled while it waited for GPUs", started_at=started)
+        gpus = got
         # A slot has one GPU: an item that wants more gets a worker of its own, pinned to them.
         fresh = job.resources.get("isolate") is True or (bool(self.gpu_pool.gpus) and wanted > 1)
         try:

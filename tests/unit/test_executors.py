@@ -7,6 +7,7 @@ import pickle
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -130,13 +131,52 @@ def test_visible_gpus_from_cuda_visible_devices() -> None:
 
 
 def test_gpu_pool_gives_distinct_gpus_round_robin_then_shares() -> None:
-    pool = GpuPool(["0", "1", "2"])
+    pool = GpuPool(["0", "1", "2"], slots=6)  # --mlexp-concurrency 6 on 3 GPUs: two a GPU
+    assert pool.per_gpu == 2
     a, b, c = pool.acquire(), pool.acquire(), pool.acquire()
+    assert a is not None and b is not None and c is not None
     assert sorted(a + b + c) == ["0", "1", "2"]
     pool.release(b)
     assert pool.acquire() == b  # the free one, not a busy one
-    assert len(set(pool.acquire(2))) == 2  # oversubscribed: shared, still distinct within a worker
+    two = pool.acquire(2)
+    assert two is not None and len(set(two)) == 2  # shared, still distinct within a worker
     assert GpuPool([]).acquire() == []
+    assert GpuPool(["0", "1"]).per_gpu == 1 and GpuPool(["0", "1"], slots=3).per_gpu == 2
+
+
+HANG_GUARD_S = 60.0
+
+
+def wait_for(predicate: Any, what: str) -> None:
+    """Poll ``predicate`` until it holds (the guard only stops a hang; it asserts no speed)."""
+    deadline = time.monotonic() + HANG_GUARD_S
+    while not predicate():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_a_seed_that_wants_several_gpus_waits_for_them_in_its_turn() -> None:
+    # A slot per GPU (the default concurrency): two seeds that want both GPUs used to run at
+    # once, each pinned to both (four claims on two GPUs).
+    pool = GpuPool(["0", "1"])
+    first = pool.acquire(2)
+    assert first is not None and sorted(first) == ["0", "1"]
+    assert pool.acquire(2, cancelled=lambda: True) is None  # busy: it would wait
+    got: list[list[str] | None] = []
+    waiter = threading.Thread(target=lambda: got.append(pool.acquire(2)))
+    waiter.start()
+    wait_for(lambda: pool.waiting == 1, "the second seed to wait")
+    pool.release(first[:1])
+    # One GPU is free, but the seed that wants two came first: a seed that wants one waits too.
+    assert pool.acquire(1, cancelled=lambda: True) is None
+    pool.release(first[1:])
+    waiter.join(HANG_GUARD_S)
+    assert not waiter.is_alive() and got and sorted(got[0] or []) == ["0", "1"]
+    assert pool.waiting == 0
+    # Asking for more than there are gets them all (the executor says so in the outcome).
+    assert pool.acquire(4, cancelled=lambda: True) is None  # still busy: waits, in turn
+    pool.release(got[0] or [])
+    assert sorted(pool.acquire(4) or []) == ["0", "1"]
     assert gpus_wanted({"gpu": "A100:2"}) == 2 and gpus_wanted({"gpu": "H100"}) == 1 and gpus_wanted({}) == 1
 
 

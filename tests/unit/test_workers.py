@@ -428,8 +428,15 @@ def test_warm_workers_keep_their_gpu_and_a_bigger_item_gets_its_own(tmp_path: Pa
         seen = [ex.submit(Job(h.task("where", s))).result(HANG_GUARD_S) for s in range(4)]
         big = ex.submit(Job(h.task("where", 9), {"gpu": "A100:2"})).result(HANG_GUARD_S)
         last = ex.submit(Job(h.task("where", 10))).result(HANG_GUARD_S)
+        over = ex.submit(Job(h.task("where", 11), {"gpu": "A100:4"})).result(HANG_GUARD_S)
+        assert ex.gpu_pool.per_gpu == 1  # a slot per GPU: seeds never share one
     finally:
         ex.close()
+    # More GPUs than there are: all of them, and the outcome says so (it was silent).
+    assert over.result is not None and sorted(over.result["metrics"]["gpu"].split(",")) == ["4", "7"]
+    assert over.warnings == (
+        "where asks for 4 GPUs (resources.gpu 'A100:4'); 2 are visible here (4,7): it ran on all 2",
+    )
     pins = {(o.result["metrics"]["pid"], o.result["metrics"]["gpu"]) for o in seen if o.result}
     assert {gpu for _, gpu in pins} == {"4", "7"} and len(pins) == 2  # one worker per GPU, reused
     assert big.result is not None and last.result is not None
