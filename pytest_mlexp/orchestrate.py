@@ -98,6 +98,15 @@ def _finding(outcomes: Sequence[SeedOutcome]) -> str | None:
     return f"seed {seed} (of {len(ok)} seeds): {text}"
 
 
+def _seed_failure(out: SeedOutcome) -> str:
+    """One line for a failed seed: ``infra_error (lost_worker) LostWorker: the worker ...``."""
+    err = out.error or {}
+    lines = str(err.get("message", "")).strip().splitlines()
+    first = lines[0] if lines else ""
+    text = f"{out.status} ({err.get('kind', 'handler')}) {err.get('type', 'Error')}: {first}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 def wiring_block(message: str) -> dict[str, Any]:
     """The ``error:`` of a wiring error (SPEC section 5a)."""
     return {"kind": "wiring", "type": "MissingMetric", "message": message, "traceback": ""}
@@ -124,15 +133,15 @@ def build_entry(
     metrics, per_seed = aggregate_seeds(outcomes)
     # One pass over the seeds for everything taken from them (the first seed that has it, or
     # every seed's, each once, in seed order): a pass per field was a tenth of building it.
-    failed_out: SeedOutcome | None = None
+    failed: list[SeedOutcome] = []
     artifacts: list[str] = []
     issues: dict[str, None] = {}
     blockers: dict[str, None] = {}
     tracking: list[dict[str, Any]] = []
     extra = device = packages = None
     for out in outcomes:
-        if failed_out is None and not out.ok:
-            failed_out = out
+        if not out.ok:
+            failed.append(out)
         res = out.result
         if res is not None:
             for path in res["artifacts"]:
@@ -177,10 +186,17 @@ def build_entry(
         prov["packages"] = dict(packages)
     entry["started_at"] = min(o.started_at for o in outcomes) if outcomes else None
     entry["finished_at"] = max(o.finished_at for o in outcomes) if outcomes else None
-    if failed_out is not None:
-        entry["status"] = INFRA if any(o.status == INFRA for o in outcomes) else ERROR
-        error = dict(failed_out.error or {})
-        error["seed"] = failed_out.seed
+    if failed:
+        status = entry["status"] = INFRA if any(o.status == INFRA for o in failed) else ERROR
+        # The error shown is a seed's whose failure is the item's status (its kind says the
+        # same thing as the status); every other failed seed is named under other_seeds, so
+        # a lost worker beside a handler's exception is not lost from view.
+        shown = next(o for o in failed if o.status == status)
+        error = dict(shown.error or {})
+        error["seed"] = shown.seed
+        others = [f"seed {o.seed}: {_seed_failure(o)}" for o in failed if o is not shown]
+        if others:
+            error["other_seeds"] = others
         entry["error"] = error  # type: ignore[typeddict-item]
         return entry
     # Judged from the current plan the way every later report judges it (subjudge.py): the
@@ -218,6 +234,9 @@ def failure_message(item: pytest.Item, entry: ResultEntry, messages: Sequence[st
         if err.get("seed") is not None and len(sub.seeds) > 1:
             head += f" in seed {err['seed']}"
         lines.append(f"{head}: {err.get('type', 'Error')}: {err.get('message', '')}")
+        others = err.get("other_seeds")
+        if isinstance(others, list):
+            lines.extend(f"  also {text}" for text in others)
         hint = hint_for(str(err.get("type", "")), str(err.get("message", "")))
         if hint:
             lines.append(f"hint: {hint}")

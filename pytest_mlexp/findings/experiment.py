@@ -428,6 +428,9 @@ def _render_sub(
             message = _first_line(error.get("message"))
             summary = f"{error.get('type', 'Error')}: {message}"
             out += [f"**Error{kind}:** {code(summary)}", ""]
+            others = error.get("other_seeds")
+            if isinstance(others, list) and others:  # other seeds that failed another way
+                out += [f"- also {code(_first_line(text))}" for text in others] + [""]
     points = entry.get("points")
     if _is_map(points) and points:
         out += _judgement_lines(state, say)

@@ -296,3 +296,49 @@ def test_a_fork_based_data_loader_still_works_while_os_exit_is_caught(project: P
     assert subs["l_2"]["status"] == "infra_error"
     assert subs["l_2"]["error"]["kind"] == "lost_worker"
     assert result.ret == 1
+
+
+MIXED_PLAN = """
+project: {name: Toy, hypothesis: "x"}
+experiments:
+  e-x:
+    sub_experiments:
+      x_mixed: {seeds: 3}
+"""
+
+MIXED_HANDLERS = """
+import os
+
+def x_mixed(runner):
+    if runner.seed == 0:
+        raise RuntimeError("boom in seed 0")
+    if runner.seed == 1:
+        print("seed 1 about to die")
+        os._exit(9)
+    return {"metrics": {"m": 1.0}}
+"""
+
+
+def test_seeds_that_fail_differently_are_each_named_and_the_error_matches_the_status(
+    project: Project,
+) -> None:
+    # The item was infra_error (a lost worker in seed 1) while its error said "handler" (seed
+    # 0's exception), and seed 1's lost worker appeared nowhere.
+    project.plan(MIXED_PLAN)
+    project.handlers("handlers", MIXED_HANDLERS)
+    result = project.pytester.runpytest_subprocess("-p", "no:randomly", "--experiment", "all")
+    assert result.ret == 1
+    sub = project.results("e-x")["sub_experiments"]["x_mixed"]
+    assert sub["status"] == "infra_error"
+    error = sub["error"]
+    assert error["kind"] == "lost_worker" and error["seed"] == 1 and "os._exit(9)" in error["message"]
+    assert error["other_seeds"] == ["seed 0: error (handler) RuntimeError: boom in seed 0"]
+    assert sub["per_seed"] == {2: {"m": 1.0}}  # the seed that returned is kept
+    result.stdout.fnmatch_lines(
+        [
+            "*x_mixed: infra_error (lost_worker) in seed 1: *os._exit(9)*",
+            "  also seed 0: error (handler) RuntimeError: boom in seed 0",
+        ]
+    )
+    findings = project.findings("e-x")
+    assert "- also `seed 0: error (handler) RuntimeError: boom in seed 0`" in findings
