@@ -395,7 +395,11 @@ class WorkerPool:
                     return SeedRun(None, worker.pid, self._exit_code(worker))
                 reused = worker.seeds > 0
                 run = self._run_on(worker, task, blob, timeout, import_timeout, max_seeds)
-                if run.outcome is None and reused and not (run.started or run.timed_out or worker.killed):
+                if (
+                    run.outcome is None
+                    and reused
+                    and not (run.started or run.timed_out or worker.killed or self._closed)
+                ):
                     continue  # it died before this seed began: a new worker (this one is lost)
                 return run
         finally:
