@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .model import gpu_request
+
 if TYPE_CHECKING:
     from .model import SubExperiment
 
@@ -57,16 +59,13 @@ def parse_prices(text: str) -> dict[str, float]:
 
 
 def gpu_of(resources: Mapping[str, Any]) -> tuple[str | None, int]:
-    """``resources.gpu`` as (type, count): ``"H100:2"`` -> ("H100", 2); none -> (None, 0)."""
-    raw = resources.get("gpu")
-    if not isinstance(raw, str) or not raw.strip():
+    """``resources.gpu`` as (type, count), read as the executors read it (``model.gpu_request``):
+    ``"H100:2"`` -> ("H100", 2); ``"2"`` or ``"any:2"`` -> ("any", 2) (hours of no one type,
+    never priced); none -> (None, 0)."""
+    count, kind = gpu_request(resources.get("gpu"))
+    if not count:
         return None, 0
-    kind, _, count = raw.strip().partition(":")
-    try:
-        n = int(count) if count else 1
-    except ValueError:
-        n = 1
-    return kind, max(n, 1)
+    return kind or "any", count
 
 
 def _seconds(entry: Mapping[str, Any]) -> float | None:

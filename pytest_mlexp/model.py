@@ -259,6 +259,23 @@ def parse_mark(text: str) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
     return node.func.id, args, kwargs
 
 
+def gpu_request(spec: Any) -> tuple[int, str | None]:
+    """``resources.gpu`` as (count, type as written), read one way by every executor and the
+    estimate: ``"A100:2"`` -> ``(2, "A100")``; ``"A100"`` -> ``(1, "A100")``; ``"2"``, ``2`` or
+    ``"any:2"`` -> ``(2, None)``; ``"any"`` -> ``(1, None)``; nothing -> ``(0, None)``."""
+    text = "" if spec is None or isinstance(spec, bool) else str(spec).strip()
+    if not text:
+        return 0, None
+    name, sep, count = text.rpartition(":")
+    if not sep:
+        name, count = text, ""
+    if name.isdigit() and not count:
+        return int(name), None
+    n = max(1, int(count)) if count.isdigit() else 1
+    kind = name.strip()
+    return n, None if kind.lower() in ("", "any", "gpu") else kind
+
+
 def _id_piece(value: Any) -> str:
     text = repr(value) if isinstance(value, float) else str(value)
     return re.sub(r"[^A-Za-z0-9_.]", "_", text)

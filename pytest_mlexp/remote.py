@@ -312,7 +312,9 @@ def run_one(
     except OSError:
         log_fd = idle_fd
     _redirect_output(log_fd)
-    before: set[int] = set()
+    # What runs now (other modules' import-time processes, a fork server they started) is the
+    # worker's, whether or not this seed's module then imports.
+    before: set[int] = set(children())
 
     def imported() -> None:
         # What the module started on import belongs to the worker (later seeds may rely on

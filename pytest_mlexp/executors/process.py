@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ..model import gpu_request
 from ..records import OutcomeError, SeedOutcome, now_iso
 from .base import FutureHandle, Handle, Job, PoolExecutor, infra_outcome
 from .workers import START_TIMEOUT_S, WorkerPool, WorkerStartError
@@ -60,14 +61,9 @@ def _nvidia_smi_gpus() -> tuple[str, ...]:
 
 
 def gpus_wanted(resources: Mapping[str, Any]) -> int:
-    """GPUs one worker gets: the count in ``gpu: "A100:2"``, else 1."""
-    spec = resources.get("gpu")
-    if isinstance(spec, str) and ":" in spec:
-        try:
-            return max(1, int(spec.rsplit(":", 1)[1]))
-        except ValueError:
-            return 1
-    return 1
+    """GPUs one worker gets: the count of ``resources.gpu`` (``"A100:2"``, ``"2"``, ``"any:2"``:
+    2, read as every executor reads it, ``model.gpu_request``), else 1."""
+    return max(1, gpu_request(resources.get("gpu"))[0])
 
 
 class GpuPool:

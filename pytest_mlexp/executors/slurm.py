@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..model import gpu_request
 from ..procutil import alive
 from ..records import SeedOutcome
 from .backend import (
@@ -85,19 +86,10 @@ SETUP_HINT = (
 
 # --- resources -> submitit parameters (pure) -----------------------------------------------------
 def parse_gpu(spec: Any) -> tuple[int, str | None]:
-    """``"A100:2"`` -> ``(2, "a100")``; ``"A100"`` -> ``(1, "a100")``; ``"2"`` or ``"any:2"`` ->
-    ``(2, None)``; nothing -> ``(0, None)``."""
-    text = "" if spec is None or isinstance(spec, bool) else str(spec).strip()
-    if not text:
-        return 0, None
-    name, sep, count = text.rpartition(":")
-    if not sep:
-        name, count = text, ""
-    if name.isdigit() and not count:
-        return int(name), None
-    n = max(1, int(count)) if count.isdigit() else 1
-    kind = name.strip().lower()
-    return n, None if kind in ("", "any", "gpu") else kind
+    """``model.gpu_request`` with the type in lower case, as Slurm's gres names are:
+    ``"A100:2"`` -> ``(2, "a100")``; ``"2"`` or ``"any:2"`` -> ``(2, None)``."""
+    count, kind = gpu_request(spec)
+    return count, kind.lower() if kind else None
 
 
 def _number(value: Any) -> float | None:

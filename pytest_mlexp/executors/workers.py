@@ -309,17 +309,18 @@ class WorkerPool:
         self.started.append(proc.pid)
         return _Worker(proc.pid, mine, tuple(gpus), one_shot, proc=proc)
 
-    def _take(self, gpus: Sequence[str], fresh: bool, max_seeds: int) -> _Worker:
+    def _take(self, gpus: Sequence[str], fresh: bool, max_seeds: int, new: bool = False) -> _Worker:
         """An idle warm worker pinned to ``gpus`` that has run fewer than ``max_seeds`` seeds
         (the seed's own limit, checked before it runs: an item that asks for few seeds per
-        worker never starts in one that has run many), else a new one, retiring an idle one
-        (one too old for this seed first, else one with other GPUs) when ``size`` are alive."""
+        worker never starts in one that has run many), else (or when ``new``) a new one,
+        retiring an idle one (one too old for this seed first, else one with other GPUs) when
+        ``size`` are alive."""
         key = tuple(gpus)
         retire: _Worker | None = None
         with self._lock:
             if not fresh:
                 for i, worker in enumerate(self._idle):
-                    if worker.gpus == key and worker.seeds < max_seeds:
+                    if not new and worker.gpus == key and worker.seeds < max_seeds:
                         return self._idle.pop(i)
                 if self._warm >= self.size and self._idle:
                     old = [i for i, w in enumerate(self._idle) if w.gpus == key]
@@ -384,9 +385,10 @@ class WorkerPool:
                 return SeedRun(None, 0)
             self._active[token] = None
         worker: _Worker | None = None
+        new = False
         try:
             while True:
-                worker = self._take(gpus, fresh, max_seeds)
+                worker = self._take(gpus, fresh, max_seeds, new)
                 with self._lock:
                     killed = self._active.get(token) is _KILLED or self._closed
                     self._active[token] = worker
@@ -400,7 +402,10 @@ class WorkerPool:
                     and reused
                     and not (run.started or run.timed_out or worker.killed or self._closed)
                 ):
-                    continue  # it died before this seed began: a new worker (this one is lost)
+                    # It died before this seed began: once more, free, on a new worker (not the
+                    # next idle one: a module whose import kills its worker would take them all).
+                    new = True
+                    continue
                 return run
         finally:
             with self._lock:

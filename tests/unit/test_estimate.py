@@ -29,6 +29,7 @@ def test_prices_and_gpus() -> None:
     assert gpu_of({"gpu": "H100:2"}) == ("H100", 2)
     assert gpu_of({"gpu": "A100-80GB"}) == ("A100-80GB", 1)
     assert gpu_of({}) == (None, 0)
+    assert gpu_of({"gpu": "2"}) == gpu_of({"gpu": "any:2"}) == ("any", 2)  # was ("2", 1), ("any", 2)
     assert [render_duration(s) for s in (12, 600, 3600, 5400, 90000)] == [
         "12 s",
         "10 min",

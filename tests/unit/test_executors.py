@@ -27,6 +27,7 @@ from pytest_mlexp.executors.modal import (
     translate_modal_error,
 )
 from pytest_mlexp.executors.process import GpuPool, ProcessExecutor, gpus_wanted, visible_gpus
+from pytest_mlexp.model import gpu_request
 from pytest_mlexp.remote import FixtureError, pack_fixtures, run_task, unpack_fixtures
 
 
@@ -178,6 +179,10 @@ def test_a_seed_that_wants_several_gpus_waits_for_them_in_its_turn() -> None:
     pool.release(got[0] or [])
     assert sorted(pool.acquire(4) or []) == ["0", "1"]
     assert gpus_wanted({"gpu": "A100:2"}) == 2 and gpus_wanted({"gpu": "H100"}) == 1 and gpus_wanted({}) == 1
+    # Read as Slurm reads it (model.gpu_request): "2" and "any:2" are two GPUs (were one here).
+    assert gpus_wanted({"gpu": "2"}) == gpus_wanted({"gpu": "any:2"}) == gpus_wanted({"gpu": 2}) == 2
+    assert gpu_request("A100-80GB:4") == (4, "A100-80GB") and gpu_request("gpu") == (1, None)
+    assert gpu_request(True) == (0, None) and gpu_request(" ") == (0, None)
 
 
 def test_process_workers_are_pinned_to_distinct_gpus(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ asserts on elapsed time.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -620,3 +621,83 @@ def test_seeds_of_one_worker_can_each_use_multiprocessings_fork_server(
     runs = [pool.run(h.task("pooled", s).to_dict()) for s in range(3)]
     assert [metrics(r)["sum"] for r in runs] == [6, 6, 6]
     assert len({r.pid for r in runs}) == 1
+
+
+TOGETHER = (
+    PREAMBLE
+    + """
+import subprocess
+
+# A process this module starts when it is imported: the worker's, for as long as it lives.
+KEEPER = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+(MARKS / f"keeper-{os.getpid()}").write_text(str(KEEPER.pid))
+
+def together(runner):
+    # three seeds at once, so that three warm workers exist (60 s is only a hang guard)
+    (MARKS / f"in-{os.getpid()}").write_text("")
+    deadline = time.monotonic() + 60
+    while len(list(MARKS.glob("in-*"))) < 3:
+        assert time.monotonic() < deadline, "the three seeds never ran at once"
+        time.sleep(0.01)
+    return {"metrics": {"pid": os.getpid()}}
+
+def alone(runner):
+    return {"metrics": {"pid": os.getpid(), "keeper": KEEPER.poll() is None}}
+"""
+)
+
+
+def _other_module(h: Handlers, name: str, source: str) -> Task:
+    (h.root / f"{name}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+    return dataclasses.replace(h.task("boom"), module_path=f"{name}.py", module_name=name)
+
+
+def test_a_module_whose_import_kills_its_worker_gets_one_free_retry_not_one_per_idle_worker(
+    tmp_path: Path,
+) -> None:
+    h = Handlers(tmp_path, TOGETHER)
+    pool = WorkerPool(size=3, cwd=str(tmp_path), scratch=SessionScratch(tmp_path / "scratch"))
+    try:
+        threads = [
+            threading.Thread(target=lambda s=s: pool.run(h.task("together", s).to_dict())) for s in range(3)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(HANG_GUARD_S)
+        warm = set(h.imports())
+        assert len(warm) == 3
+        crash = _other_module(
+            h,
+            "crash_handlers",
+            """
+            import os
+            from pathlib import Path
+            with open(Path(__file__).parent / "marks" / "crash_imports", "a") as fh:
+                fh.write(f"{os.getpid()}\\n")
+            os._exit(7)
+            """,
+        )
+        run = pool.run(crash.to_dict())
+    finally:
+        pool.close()
+    assert run.outcome is None and run.code == 7  # lost, and counted: the new worker's death
+    died = [int(p) for p in (tmp_path / "marks" / "crash_imports").read_text().split()]
+    # A warm worker it was sent to first (it might have died idle: one free retry), then a new
+    # one; it used to go through every idle warm worker before one was counted.
+    assert len(died) == 2 and died[0] in warm and died[1] not in warm
+
+
+def test_a_module_that_does_not_import_leaves_other_modules_processes_alone(
+    pool: WorkerPool, tmp_path: Path
+) -> None:
+    h = Handlers(tmp_path, TOGETHER)
+    first = pool.run(h.task("alone").to_dict())
+    assert metrics(first)["keeper"] is True
+    keeper = int((tmp_path / "marks" / f"keeper-{first.pid}").read_text())
+    broken = _other_module(h, "broken_handlers", "raise ImportError('not today')\n")
+    failed = pool.run(broken.to_dict())
+    assert failed.outcome is not None and failed.outcome["error"]["kind"] == "import"
+    assert failed.pid == first.pid and alive(keeper)  # the other module's process lives on
+    again = pool.run(h.task("alone", 1).to_dict())
+    assert metrics(again) == {"pid": first.pid, "keeper": True}
