@@ -191,7 +191,7 @@ def build_entry(
         # The error shown is a seed's whose failure is the item's status (its kind says the
         # same thing as the status); every other failed seed is named under other_seeds, so
         # a lost worker beside a handler's exception is not lost from view.
-        shown = next(o for o in failed if o.status == status)
+        shown = next((o for o in failed if o.status == status), failed[0])
         error = dict(shown.error or {})
         error["seed"] = shown.seed
         others = [f"seed {o.seed}: {_seed_failure(o)}" for o in failed if o is not shown]
