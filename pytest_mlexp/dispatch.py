@@ -67,6 +67,9 @@ class Dispatcher:
         self.config = state.config
         self._executors: dict[str, Executor] = {}
         self._ahead: dict[str, list[Handle]] = {}  # nodeid -> handles submitted ahead
+        # nodeid -> the item and tasks submitted ahead, until pytest reports anything of the item
+        # (hooks.py drops it then): what finished_ahead may keep at session end
+        self.unreported: dict[str, tuple[pytest.Item, list[Task]]] = {}
         self._position: dict[str, int] = {}  # nodeid -> index in the session's items
         self._waiting: list[tuple[int, int, pytest.Item]] = []  # (ready at position, position, item)
         self._stopped = False
@@ -176,6 +179,7 @@ class Dispatcher:
         tasks = _route_tracking(ex, item_tasks(item, ref))
         jobs = [Job(task, sub.resources, priority=position) for task in tasks]
         self._ahead[item.nodeid] = ex.submit_all(jobs)  # one unit: the slurm executor's job array
+        self.unreported[item.nodeid] = (item, tasks)
 
     # --- running an item ------------------------------------------------------------------------
     def run(
@@ -191,6 +195,7 @@ class Dispatcher:
         except UnknownExecutor as exc:
             return [SeedOutcome.failure(t.seed, "executor", exc, traceback="") for t in tasks[:1]]
         handles = self._ahead.pop(nodeid, None)
+        self.unreported.pop(nodeid, None)
         deadline = self.state.deadlines.get(nodeid)  # a timeout mark (neighbours.py)
         if handles is None and ex.__class__ is LocalExecutor:
             # The built-in local executor runs each seed inside submit() anyway: the same calls,
@@ -311,6 +316,24 @@ class Dispatcher:
         # A third party's handle may return the outcome as a mapping (its to_dict() shape).
         return [as_outcome(out, task.seed, "executor") for out, task in zip(raw, tasks, strict=False)]
 
+    def finished_ahead(self) -> list[tuple[pytest.Item, list[SeedOutcome]]]:
+        """Items submitted ahead that pytest never reached (``-x``, Ctrl-C: no report of them at
+        all, not even a setup's) but whose every seed finished, none of them cancelled, with
+        their outcomes: work that is done, and not to be lost."""
+        out = []
+        for nodeid, handles in self._ahead.items():
+            got = self.unreported.get(nodeid)
+            if got is None or not handles or not all(h.done() for h in handles):
+                continue
+            item, tasks = got
+            outcomes = [
+                as_outcome(h.result(), task.seed, "executor") for h, task in zip(handles, tasks, strict=False)
+            ]
+            if any((o.error or {}).get("kind") == "cancelled" for o in outcomes):
+                continue  # stopped midway: what ran is not a result
+            out.append((item, outcomes))
+        return out
+
     def cancel_all(self) -> None:
         """Stop new submissions and cancel everything queued or running."""
         self._stopped = True
@@ -326,3 +349,4 @@ class Dispatcher:
         Modal calls cancelled, the Modal app stopped)."""
         self.cancel_all()
         self._ahead.clear()
+        self.unreported.clear()

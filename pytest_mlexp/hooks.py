@@ -188,6 +188,9 @@ class SessionHooks:
         # The report of the phase that produced the op: the call, or a setup that skipped (a
         # blocked item).  From an xdist worker (or a crashed one) it arrives on the report.
         state = self.state
+        dispatcher = state.dispatcher
+        if dispatcher is not None and dispatcher.unreported:
+            dispatcher.unreported.pop(report.nodeid, None)  # reached: pytest reports it
         raw = getattr(report, OP_KEY, None)
         op: ResultOp | None
         if raw is not None:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from .model import SubExperiment
     from .reuse import ReusePlan
-    from .session import PlanContext
+    from .session import MlexpSession, PlanContext
 
 
 class MlexpFailure(Exception):
@@ -250,7 +250,6 @@ def run_sub_item(item: pytest.Item) -> None:
     ctx = state.context_for(item.path)
     sub: SubExperiment = item.sub  # type: ignore[attr-defined]
     point = item.point  # type: ignore[attr-defined]
-    point_key = point.key if point else None
     stub = state.stub
     params = sub.resolved_params(stub, point)
     executor_name = state.executor_for(sub)
@@ -277,18 +276,57 @@ def run_sub_item(item: pytest.Item) -> None:
         )
         with watching(item.config):  # the live progress line, for seeds run in this process
             outcomes = dispatcher_of(state).run(item, executor_name, tasks, fixtures)
-        if any(o.warnings for o in outcomes):
-            state.tracking.observe(outcomes)  # a tracker that switched off stays off
-        if decision.sources:
-            from .reuse import reused_outcomes
-
-            outcomes = sorted([*outcomes, *reused_outcomes(decision)], key=lambda o: o.seed)
+        outcomes = _observed(state, outcomes, decision)
     messages: list[str] = []
+    entry, op = _entry_and_op(state, ctx, item, outcomes, decision, prov, executor_name, messages)
+    if op is not None:
+        state.attach_op(item, op)
+    _add_properties(item, entry)
+    status = entry["status"]
+    if status == "passed":
+        return
+    if status == ERROR and item.config.option.usepdb:
+        original = next((o.exc for o in outcomes if o.exc is not None), None)
+        if original is not None:
+            raise original  # --pdb: post-mortem in the handler's own frame
+    raise MlexpFailure(state.scrub(failure_message(item, entry, messages)))
+
+
+def _observed(
+    state: MlexpSession, outcomes: list[SeedOutcome], decision: ReusePlan | None
+) -> list[SeedOutcome]:
+    """The item's outcomes as its entry takes them: a tracker that switched off is told, and
+    the seeds reused from stored results (``--mlexp-reuse``) join those that ran."""
+    if any(o.warnings for o in outcomes):
+        state.tracking.observe(outcomes)  # a tracker that switched off stays off
+    if decision is not None and decision.sources:
+        from .reuse import reused_outcomes
+
+        outcomes = sorted([*outcomes, *reused_outcomes(decision)], key=lambda o: o.seed)
+    return outcomes
+
+
+def _entry_and_op(
+    state: MlexpSession,
+    ctx: PlanContext,
+    item: pytest.Item,
+    outcomes: Sequence[SeedOutcome],
+    decision: ReusePlan | None,
+    prov: dict[str, Any],
+    executor_name: str,
+    messages: list[str],
+) -> tuple[ResultEntry, ResultOp | None]:
+    """The item's results entry from its seeds' outcomes, and the op that records it (None for
+    a cancelled item whose stored result stays)."""
+    sub: SubExperiment = item.sub  # type: ignore[attr-defined]
+    point = item.point  # type: ignore[attr-defined]
+    point_key = point.key if point else None
+    stub = state.stub
     entry = build_entry(
         ctx,
         sub,
         point_key=point_key,
-        params=params,
+        params=sub.resolved_params(stub, point),
         outcomes=outcomes,
         executor=executor_name,
         stub=stub,
@@ -300,22 +338,53 @@ def run_sub_item(item: pytest.Item) -> None:
     entry = state.scrub_obj(entry)  # tracebacks and findings may quote a secret
     # A cancelled item (Ctrl-C/SIGTERM while it ran on process/modal) never overwrites a stored
     # result (SPEC section 8): with one stored, nothing is recorded and the item just fails.
-    if not (_cancelled(entry) and ctx.results.has_result(sub.id, point_key)):
-        # Tracker (and executor) warnings travel on the op, so the xdist controller prints them.
-        warnings = [str(w) for o in outcomes for w in o.warnings]
-        # Learning curves ride along, cut down here (a report must stay small); stub runs keep none.
-        curves = None if stub or not any(o.history for o in outcomes) else curves_from(outcomes)
-        op = ResultOp.record(str(item.path), sub.experiment_id, sub.id, point_key, entry, warnings, curves)
-        state.attach_op(item, op)
-    _add_properties(item, entry)
-    status = entry["status"]
-    if status == "passed":
-        return
-    if status == ERROR and item.config.option.usepdb:
-        original = next((o.exc for o in outcomes if o.exc is not None), None)
-        if original is not None:
-            raise original  # --pdb: post-mortem in the handler's own frame
-    raise MlexpFailure(state.scrub(failure_message(item, entry, messages)))
+    if _cancelled(entry) and ctx.results.has_result(sub.id, point_key):
+        return entry, None
+    # Tracker (and executor) warnings travel on the op, so the xdist controller prints them.
+    warnings = [str(w) for o in outcomes for w in o.warnings]
+    # Learning curves ride along, cut down here (a report must stay small); stub runs keep none.
+    curves = None if stub or not any(o.history for o in outcomes) else curves_from(outcomes)
+    return entry, ResultOp.record(
+        str(item.path), sub.experiment_id, sub.id, point_key, entry, warnings, curves
+    )
+
+
+def keep_finished_ahead(
+    state: MlexpSession, finished: Sequence[tuple[pytest.Item, list[SeedOutcome]]]
+) -> None:
+    """Session end: items whose seeds all finished ahead of pytest (dispatched to workers
+    before pytest reached them) but that pytest never reported (``-x``, ``--maxfail``,
+    Ctrl-C stopped it first) are recorded all the same: finished work is never lost.  They
+    count as run (the summary, ``--lf``) and the session says which they were."""
+    kept: list[str] = []
+    for item, outcomes in finished:
+        ctx = state.context_for(item.path)
+        sub: SubExperiment = item.sub  # type: ignore[attr-defined]
+        point = item.point  # type: ignore[attr-defined]
+        params = sub.resolved_params(state.stub, point)
+        decision = ctx.decision(sub, point)
+        prov = provenance(ctx, sub, params, decision.fingerprint)
+        outcomes = _observed(state, outcomes, decision)
+        executor_name = state.executor_for(sub)
+        _, op = _entry_and_op(state, ctx, item, outcomes, decision, prov, executor_name, [])
+        if op is None:
+            continue
+        try:
+            ctx.results.apply(op)
+        except OSError as exc:  # a full disk, a read-only folder (store.ResultsWriteError)
+            state.results_not_written(exc)
+            continue
+        for line in op.warnings:
+            state.warn(line)
+        from .reporting import sub_row
+
+        sub_row(state, item.nodeid, op)
+        kept.append(item.name)
+    if kept:
+        state.notes_end.append(
+            f"mlexp: {len(kept)} item(s) finished in a worker before the session stopped, "
+            f"without a pytest report; their results are kept: {', '.join(kept)}"
+        )
 
 
 def _mark_reused(entry: ResultEntry, decision: ReusePlan, executor: str) -> None:

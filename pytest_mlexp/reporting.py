@@ -23,6 +23,7 @@ __all__ = [
     "estimate_line",
     "finish_session",
     "record_row",
+    "sub_row",
     "terminal_summary",
 ]
 
@@ -42,12 +43,19 @@ def record_row(state: MlexpSession, ctx: PlanContext, report: pytest.TestReport,
             "plan": sys.intern(op.plan),
         }
         return
+    sub_row(state, report.nodeid, op)
+
+
+def sub_row(state: MlexpSession, nodeid: str, op: ResultOp) -> None:
+    """The summary row of a sub-experiment item's op (its report's, or one kept at session end
+    without a report: ``orchestrate.keep_finished_ahead``)."""
+    kind = op.kind
     sub_id = str(op.sub)
     name = sub_id + (f"[{op.point}]" if op.point else "")
     # Built in one go (a dict that grows past its first size is reallocated), with the plan
     # path shared between rows: a 10,000-item run keeps 10,000 of these to the end.
     if kind == "blocked":
-        state.records[report.nodeid] = {
+        state.records[nodeid] = {
             "status": "blocked",
             "reason": op.reason or "",
             "metrics": {},
@@ -55,13 +63,13 @@ def record_row(state: MlexpSession, ctx: PlanContext, report: pytest.TestReport,
             "kind": "sub",
             "experiment": op.experiment,
             "name": name,
-            "nodeid": report.nodeid,
+            "nodeid": nodeid,
             "plan": sys.intern(op.plan),
         }
         return
     entry = op.entry or {}
     tracking = entry.get("tracking")
-    state.records[report.nodeid] = {
+    state.records[nodeid] = {
         "status": entry.get("status"),
         "metrics": entry.get("metrics") or {},
         "criteria": entry.get("criteria") or {},
@@ -72,7 +80,7 @@ def record_row(state: MlexpSession, ctx: PlanContext, report: pytest.TestReport,
         "kind": "sub",
         "experiment": op.experiment,
         "name": name,
-        "nodeid": report.nodeid,
+        "nodeid": nodeid,
         "plan": sys.intern(op.plan),
     }
 
@@ -124,6 +132,13 @@ def check_results_folders(state: MlexpSession, items: list[pytest.Item]) -> None
 
 
 def finish_session(state: MlexpSession, session: pytest.Session) -> None:
+    dispatcher = state.dispatcher
+    if dispatcher is not None:
+        finished = dispatcher.finished_ahead()
+        if finished:
+            from .orchestrate import keep_finished_ahead
+
+            keep_finished_ahead(state, finished)
     ran = bool(state.records)
     if ran:
         for ctx in state.contexts.values():

@@ -413,3 +413,76 @@ def test_an_xdist_worker_closes_its_warm_workers_and_scratch_folder(
     assert roots, "the xdist workers made no scratch folder here: the test checks nothing"
     left = [p for root in roots for p in root.iterdir()]
     assert left == [], f"left behind: {left}"
+
+
+AHEAD_PLAN = """
+project: {name: Toy, hypothesis: "x"}
+defaults: {executor: process}
+experiments:
+  e-one:
+    sub_experiments: [h_fail, h_done, h_hang]
+"""
+
+AHEAD = (
+    PREAMBLE
+    + """
+def h_fail(runner):
+    raise RuntimeError("the first item fails")
+
+def h_done(runner):
+    return {"metrics": {"pid": os.getpid()}}
+
+def h_hang(runner):
+    (MARKS / "h_hang").write_text(str(os.getpid()))
+    _wait_for("never")  # in flight when the session stops
+"""
+)
+
+# The first item waits (in the pytest process) until the second, dispatched ahead to the other
+# worker, has come back, and h_hang has started: then -x stops the session on the first.
+AHEAD_CONFTEST = """
+import os, time
+from pathlib import Path
+import pytest
+from pytest_mlexp.session import session_of
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if item.name != "h_fail":
+        return
+    dispatcher = session_of(item.config).dispatcher
+    done = [n for n in dispatcher._ahead if n.endswith("h_done")]
+    if not done:
+        return  # the --lf run: h_done is not selected
+    hang = Path(os.environ["MARKS"]) / "h_hang"
+    deadline = time.monotonic() + 60  # a hang guard
+    while not (all(h.done() for h in dispatcher._ahead[done[0]]) and hang.exists()):
+        assert time.monotonic() < deadline, "h_done never finished ahead"
+        time.sleep(0.01)
+"""
+
+
+def test_work_that_finished_ahead_is_kept_when_x_stops_the_session(project: Project, marks: Path) -> None:
+    # Dispatched ahead to a warm worker, h_done finished before pytest reached it; -x stopped
+    # the session on h_fail, and h_done's result was thrown away (and --lf ran it again).
+    project.plan(AHEAD_PLAN)
+    project.handlers("e_one", AHEAD)
+    project.pytester.makeconftest(AHEAD_CONFTEST)
+    result = project.run("--experiment", "all", "--mlexp-concurrency", "2", "-x")
+    result.assert_outcomes(failed=1)
+    subs = project.results("e-one")["sub_experiments"]
+    assert subs["h_done"]["status"] == "passed" and subs["h_done"]["executor"] == "process"
+    assert subs["h_fail"]["status"] == "error"
+    assert "h_hang" not in subs  # in flight: stopped, nothing recorded
+    result.stdout.fnmatch_lines(
+        [
+            "*1 item(s) finished in a worker before the session stopped, without a pytest report;"
+            " their results are kept: h_done*"
+        ]
+    )
+    assert not alive(int((marks / "h_hang").read_text()))
+    # --lf runs what failed and what never finished, not what was kept.
+    (marks / "never").write_text("")
+    again = project.run("--experiment", "all", "--lf", "-v")
+    again.stdout.fnmatch_lines(["*h_fail*", "*h_hang*"])
+    assert "h_done" not in again.stdout.str().split("experiment summary")[0]
