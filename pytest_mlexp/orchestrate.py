@@ -351,12 +351,12 @@ def _entry_and_op(
 
 def keep_finished_ahead(
     state: MlexpSession, finished: Sequence[tuple[pytest.Item, list[SeedOutcome]]]
-) -> None:
+) -> list[tuple[pytest.Item, ResultOp]]:
     """Session end: items whose seeds all finished ahead of pytest (dispatched to workers
     before pytest reached them) but that pytest never reported (``-x``, ``--maxfail``,
-    Ctrl-C stopped it first) are recorded all the same: finished work is never lost.  They
-    count as run (the summary, ``--lf``) and the session says which they were."""
-    kept: list[str] = []
+    Ctrl-C stopped it first) are recorded all the same: finished work is never lost.  Returns
+    those recorded, with their ops (the caller counts them as run: the summary, ``--lf``)."""
+    kept: list[tuple[pytest.Item, ResultOp]] = []
     for item, outcomes in finished:
         ctx = state.context_for(item.path)
         sub: SubExperiment = item.sub  # type: ignore[attr-defined]
@@ -365,8 +365,7 @@ def keep_finished_ahead(
         decision = ctx.decision(sub, point)
         prov = provenance(ctx, sub, params, decision.fingerprint)
         outcomes = _observed(state, outcomes, decision)
-        executor_name = state.executor_for(sub)
-        _, op = _entry_and_op(state, ctx, item, outcomes, decision, prov, executor_name, [])
+        _, op = _entry_and_op(state, ctx, item, outcomes, decision, prov, state.executor_for(sub), [])
         if op is None:
             continue
         try:
@@ -376,15 +375,8 @@ def keep_finished_ahead(
             continue
         for line in op.warnings:
             state.warn(line)
-        from .reporting import sub_row
-
-        sub_row(state, item.nodeid, op)
-        kept.append(item.name)
-    if kept:
-        state.notes_end.append(
-            f"mlexp: {len(kept)} item(s) finished in a worker before the session stopped, "
-            f"without a pytest report; their results are kept: {', '.join(kept)}"
-        )
+        kept.append((item, op))
+    return kept
 
 
 def _mark_reused(entry: ResultEntry, decision: ReusePlan, executor: str) -> None:

@@ -136,9 +136,7 @@ def finish_session(state: MlexpSession, session: pytest.Session) -> None:
     if dispatcher is not None:
         finished = dispatcher.finished_ahead()
         if finished:
-            from .orchestrate import keep_finished_ahead
-
-            keep_finished_ahead(state, finished)
+            _keep_finished_ahead(state, finished)
     ran = bool(state.records)
     if ran:
         for ctx in state.contexts.values():
@@ -152,6 +150,19 @@ def finish_session(state: MlexpSession, session: pytest.Session) -> None:
     _update_lastfailed(state, ran, _never_finished(state, session) if ran else ())
     if state.dispatcher is not None:
         state.dispatcher.close()
+
+
+def _keep_finished_ahead(state: MlexpSession, finished: Sequence[tuple[pytest.Item, Any]]) -> None:
+    from .orchestrate import keep_finished_ahead
+
+    kept = keep_finished_ahead(state, finished)
+    for item, op in kept:
+        sub_row(state, item.nodeid, op)
+    if kept:
+        state.notes_end.append(
+            f"mlexp: {len(kept)} item(s) finished in a worker before the session stopped, "
+            f"without a pytest report; their results are kept: {', '.join(it.name for it, _ in kept)}"
+        )
 
 
 def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
