@@ -278,7 +278,7 @@ def run_sub_item(item: pytest.Item) -> None:
             outcomes = dispatcher_of(state).run(item, executor_name, tasks, fixtures)
         outcomes = _observed(state, outcomes, decision)
     messages: list[str] = []
-    entry, op = _entry_and_op(state, ctx, item, outcomes, decision, prov, executor_name, messages)
+    entry, op = _entry_and_op(state, ctx, item, params, outcomes, decision, prov, executor_name, messages)
     if op is not None:
         state.attach_op(item, op)
     _add_properties(item, entry)
@@ -310,14 +310,15 @@ def _entry_and_op(
     state: MlexpSession,
     ctx: PlanContext,
     item: pytest.Item,
+    params: Mapping[str, Any],
     outcomes: Sequence[SeedOutcome],
     decision: ReusePlan | None,
     prov: dict[str, Any],
     executor_name: str,
     messages: list[str],
 ) -> tuple[ResultEntry, ResultOp | None]:
-    """The item's results entry from its seeds' outcomes, and the op that records it (None for
-    a cancelled item whose stored result stays)."""
+    """The item's results entry from its seeds' outcomes (``params``: its resolved params), and
+    the op that records it (None for a cancelled item whose stored result stays)."""
     sub: SubExperiment = item.sub  # type: ignore[attr-defined]
     point = item.point  # type: ignore[attr-defined]
     point_key = point.key if point else None
@@ -326,7 +327,7 @@ def _entry_and_op(
         ctx,
         sub,
         point_key=point_key,
-        params=sub.resolved_params(stub, point),
+        params=params,
         outcomes=outcomes,
         executor=executor_name,
         stub=stub,
@@ -365,7 +366,8 @@ def keep_finished_ahead(
         decision = ctx.decision(sub, point)
         prov = provenance(ctx, sub, params, decision.fingerprint)
         outcomes = _observed(state, outcomes, decision)
-        _, op = _entry_and_op(state, ctx, item, outcomes, decision, prov, state.executor_for(sub), [])
+        executor_name = state.executor_for(sub)
+        _, op = _entry_and_op(state, ctx, item, params, outcomes, decision, prov, executor_name, [])
         if op is None:
             continue
         try:
