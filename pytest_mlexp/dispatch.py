@@ -8,18 +8,26 @@ reported.  When pytest reaches an item, the item waits for its handles (or submi
 
 "Prerequisites" are the plan's prerequisite graph (``graph.py``): the experiments whose
 verdicts can block the item's experiment, and the sub-experiments its own waits for.
+
+Under ``-x`` / ``--maxfail=N`` a seed that fails ahead (in a worker, while pytest still waits on
+an earlier item) means pytest will stop at that item, or earlier: work submitted ahead for the
+items after it that has not started yet is withdrawn then, not when pytest gets there.  An
+item that pytest reaches after all (a plugin turned the failure into a pass) submits its seeds
+when it is reached, as under ``local``.
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .executors import UnknownExecutor, builtin_executor
-from .executors.base import Executor, ExecutorContext, Handle, Job, infra_outcome
+from .executors.base import Executor, ExecutorContext, FutureHandle, Handle, Job, infra_outcome
 from .executors.local import LocalExecutor, run_local
 from .graph import graph_of
 from .records import SeedOutcome, as_outcome
@@ -73,6 +81,14 @@ class Dispatcher:
         self._position: dict[str, int] = {}  # nodeid -> index in the session's items
         self._waiting: list[tuple[int, int, pytest.Item]] = []  # (ready at position, position, item)
         self._stopped = False
+        # -x / --maxfail: positions of items with a seed that failed ahead; the position pytest
+        # will stop at, at the latest; the items withdrawn for it and not reached (yet).  The
+        # lock guards these and _ahead, which an executor's thread reads when a seed fails.
+        self._maxfail: int = getattr(self.config.option, "maxfail", 0) or 0
+        self._lock = threading.Lock()
+        self._failing: set[int] = set()
+        self._stop_at: int | None = None
+        self.withdrawn: dict[str, pytest.Item] = {}
         self._session: pytest.Session | None = None
         # Task and log files a killed session left (they may hold raw params) go now.
         sweep_stale()
@@ -171,6 +187,8 @@ class Dispatcher:
             self._submit_ahead(item, pos)
 
     def _submit_ahead(self, item: pytest.Item, position: int) -> None:
+        if self._stop_at is not None and position > self._stop_at:
+            return  # past where -x will stop: it submits its own work if pytest gets there
         ex = self._executor_ahead(item)
         if ex is None:
             return
@@ -178,8 +196,47 @@ class Dispatcher:
         ref = self.state.context_for(item.path).handler(sub)
         tasks = _route_tracking(ex, item_tasks(item, ref))
         jobs = [Job(task, sub.resources, priority=position) for task in tasks]
-        self._ahead[item.nodeid] = ex.submit_all(jobs)  # one unit: the slurm executor's job array
-        self.unreported[item.nodeid] = (item, tasks)
+        nodeid = item.nodeid
+        handles = ex.submit_all(jobs)  # one unit: the slurm executor's job array
+        with self._lock:
+            self._ahead[nodeid] = handles
+            self.unreported[nodeid] = (item, tasks)
+        # A failure of an xfail-marked item does not count towards --maxfail.
+        if self._maxfail and item.get_closest_marker("xfail") is None:
+            watch = functools.partial(self._seed_done, position)
+            for handle in handles:
+                if isinstance(handle, FutureHandle):  # a third party's own handle: not watched
+                    handle.add_done_callback(watch)
+
+    def _seed_done(self, position: int, handle: FutureHandle) -> None:
+        """In an executor's thread, as a seed submitted ahead ends: once ``--maxfail`` items
+        have a failed seed, pytest will stop at the last of them or before, so the work of
+        later items that has not started is withdrawn (cancelled, and forgotten: an item that
+        pytest reaches after all submits its own)."""
+        outcome = as_outcome(handle.result(), handle.job.task.seed, "executor")
+        if outcome.ok or (outcome.error or {}).get("kind") == "cancelled":
+            return
+        withdrawn: list[Handle] = []
+        with self._lock:
+            self._failing.add(position)
+            if len(self._failing) < self._maxfail:
+                return
+            stop = sorted(self._failing)[self._maxfail - 1]
+            if self._stop_at is not None and stop >= self._stop_at:
+                return
+            self._stop_at = stop
+            for nodeid, handles in list(self._ahead.items()):
+                if self._position.get(nodeid, -1) <= stop:
+                    continue
+                if any(getattr(h, "started", True) for h in handles):
+                    continue  # running: it ends with the session, or finishes and is kept
+                del self._ahead[nodeid]
+                got = self.unreported.pop(nodeid, None)
+                if got is not None:
+                    self.withdrawn[nodeid] = got[0]
+                withdrawn.extend(handles)
+        for h in withdrawn:
+            h.cancel()
 
     # --- running an item ------------------------------------------------------------------------
     def run(
@@ -194,7 +251,11 @@ class Dispatcher:
             ex = self.executor(executor)
         except UnknownExecutor as exc:
             return [SeedOutcome.failure(t.seed, "executor", exc, traceback="") for t in tasks[:1]]
-        handles = self._ahead.pop(nodeid, None)
+        handles = None
+        if self._ahead or self.withdrawn:
+            with self._lock:
+                handles = self._ahead.pop(nodeid, None)
+                self.withdrawn.pop(nodeid, None)  # reached after all: its seeds run now
         self.unreported.pop(nodeid, None)
         deadline = self.state.deadlines.get(nodeid)  # a timeout mark (neighbours.py)
         if handles is None and ex.__class__ is LocalExecutor:
@@ -321,7 +382,9 @@ class Dispatcher:
         all, not even a setup's) but whose every seed finished, none of them cancelled, with
         their outcomes: work that is done, and not to be lost."""
         out = []
-        for nodeid, handles in self._ahead.items():
+        with self._lock:
+            ahead = list(self._ahead.items())
+        for nodeid, handles in ahead:
             got = self.unreported.get(nodeid)
             if got is None or not handles or not all(h.done() for h in handles):
                 continue
@@ -338,7 +401,9 @@ class Dispatcher:
         """Stop new submissions and cancel everything queued or running."""
         self._stopped = True
         self._waiting.clear()
-        for handles in self._ahead.values():
+        with self._lock:
+            ahead = list(self._ahead.values())
+        for handles in ahead:
             for h in handles:
                 h.cancel()
         for ex in self._executors.values():
@@ -348,5 +413,6 @@ class Dispatcher:
         """Session end: whatever is still queued or running is cancelled (processes killed,
         Modal calls cancelled, the Modal app stopped)."""
         self.cancel_all()
-        self._ahead.clear()
-        self.unreported.clear()
+        with self._lock:
+            self._ahead.clear()
+            self.unreported.clear()

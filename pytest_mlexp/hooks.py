@@ -189,8 +189,9 @@ class SessionHooks:
         # blocked item).  From an xdist worker (or a crashed one) it arrives on the report.
         state = self.state
         dispatcher = state.dispatcher
-        if dispatcher is not None and dispatcher.unreported:
+        if dispatcher is not None and (dispatcher.unreported or dispatcher.withdrawn):
             dispatcher.unreported.pop(report.nodeid, None)  # reached: pytest reports it
+            dispatcher.withdrawn.pop(report.nodeid, None)
         raw = getattr(report, OP_KEY, None)
         op: ResultOp | None
         if raw is not None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .execution import Task, import_failure, import_handler, run_seed
+from .fastjson import Encoder
 from .records import SeedOutcome, now_iso
 
 
@@ -123,14 +124,15 @@ def run_outcome(
         )
 
 
-def _jsonable(value: Any) -> Any:
-    return repr(value)
+# Made when this module is imported, before the handler's: a handler that replaces json.dumps
+# does not change how its outcome is written (as wire.py's messages).
+_encode_outcome = Encoder(default=repr).encode
 
 
 def write_outcome(path: Path, outcome: Mapping[str, Any]) -> None:
     """Write atomically: the parent never reads half an outcome from a worker killed mid-write."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(outcome, default=_jsonable), encoding="utf-8")
+    tmp.write_text(_encode_outcome(outcome), encoding="utf-8")
     os.replace(tmp, path)
 
 

@@ -137,6 +137,15 @@ def finish_session(state: MlexpSession, session: pytest.Session) -> None:
         finished = dispatcher.finished_ahead()
         if finished:
             _keep_finished_ahead(state, finished)
+        withdrawn = list(dispatcher.withdrawn.values())
+        if withdrawn:
+            limit = state.config.option.maxfail
+            flag = "-x" if limit == 1 else f"--maxfail={limit}"
+            state.notes_end.append(
+                f"mlexp: {len(withdrawn)} item(s) submitted ahead were withdrawn before they started, "
+                f"once failures ahead meant {flag} would stop the session first: "
+                f"{', '.join(it.name for it in withdrawn)}"
+            )
     ran = bool(state.records)
     if ran:
         for ctx in state.contexts.values():

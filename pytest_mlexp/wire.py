@@ -3,6 +3,11 @@
 A message is a JSON header (a mapping) and an optional binary blob (pickled fixtures), each
 preceded by its length.  Nothing a handler prints can reach the socket: the worker's stdout
 and stderr go to a log file.  Standard library only: the worker imports this before the handler.
+
+The encoder and decoder are made when this module is imported, before any handler's module:
+a warm worker runs many modules' seeds in one interpreter, and one that replaces
+``json.dumps`` or ``json.loads`` (a NumPy-aware ``dumps``, a call counter) would otherwise
+change every later message of the worker, or break them (the seed then read as a lost worker).
 """
 
 from __future__ import annotations
@@ -16,11 +21,16 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .fastjson import Encoder
+
 __all__ = ["WireError", "recv", "recv_with_fds", "send", "send_with_fds"]
 
 _LENGTHS = struct.Struct("!II")
 #: a header this large is a protocol error, not a message (the outcome of one seed is far smaller)
 MAX_HEADER = 1 << 30
+# default=repr: a stray non-JSON value in a task or an outcome is shown, never a crash
+_encode = Encoder(default=repr).encode
+_decode = json.JSONDecoder().decode
 
 
 class WireError(OSError):
@@ -28,8 +38,7 @@ class WireError(OSError):
 
 
 def _frame(header: Mapping[str, Any], blob: bytes) -> bytes:
-    # default=repr: a stray non-JSON value in a task or an outcome is shown, never a crash
-    data = json.dumps(header, default=repr).encode("utf-8")
+    data = _encode(header).encode("utf-8")
     return _LENGTHS.pack(len(data), len(blob)) + data + blob
 
 
@@ -88,8 +97,8 @@ def _body(
     data = _read_exact(sock, size, deadline) or b""
     blob = (_read_exact(sock, blob_size, deadline) or b"") if blob_size else b""
     try:
-        header = json.loads(data)
-    except ValueError as exc:
+        header = _decode(data.decode("utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError is one too
         raise WireError(f"not a message: {exc}") from None
     if not isinstance(header, dict):
         raise WireError("not a message: the header is not a mapping")

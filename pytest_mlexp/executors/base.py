@@ -138,6 +138,19 @@ class FutureHandle(Handle):
         # Added to the cancelled outcome of a running job: the executor cannot stop it
         # (PoolExecutor without kill()).
         self.cancel_note = cancel_note
+        self._callbacks: list[Callable[[FutureHandle], object]] = []
+
+    def add_done_callback(self, fn: Callable[[FutureHandle], object]) -> None:
+        """Call ``fn(self)`` once the outcome is set (at once if it is), in the thread that sets
+        it (an executor's worker thread), before :meth:`done` turns true: whoever sees the
+        handle done sees what its callbacks did.  What ``fn`` raises is ignored (it must not
+        stop the thread that runs the other jobs)."""
+        with self._lock:
+            if self._outcome is None:
+                self._callbacks.append(fn)
+                return
+        with contextlib.suppress(Exception):
+            fn(self)
 
     def set_result(self, outcome: SeedOutcome) -> bool:
         """Complete the handle; False when it was already complete (e.g. cancelled)."""
@@ -145,10 +158,17 @@ class FutureHandle(Handle):
             if self._outcome is not None:
                 return False
             self._outcome = outcome
+            callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            with contextlib.suppress(Exception):
+                fn(self)
         self._event.set()
         return True
 
     def result(self, timeout: float | None = None) -> SeedOutcome:
+        outcome = self._outcome
+        if outcome is not None:  # set (its callbacks, which may ask for it, may still be running)
+            return outcome
         # Waiting in slices keeps the main thread responsive to Ctrl-C on every platform.
         end = None if timeout is None else time.monotonic() + timeout
         while not self._event.wait(0.25 if end is None else max(0.0, min(0.25, end - time.monotonic()))):

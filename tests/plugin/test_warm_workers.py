@@ -427,6 +427,7 @@ AHEAD = (
     PREAMBLE
     + """
 def h_fail(runner):
+    _wait_for("h_hang")  # h_hang has started: nothing is left queued to withdraw
     raise RuntimeError("the first item fails")
 
 def h_done(runner):
@@ -486,3 +487,100 @@ def test_work_that_finished_ahead_is_kept_when_x_stops_the_session(project: Proj
     again = project.run("--experiment", "all", "--lf", "-v")
     again.stdout.fnmatch_lines(["*h_fail*", "*h_hang*"])
     assert "h_done" not in again.stdout.str().split("experiment summary")[0]
+
+
+WITHDRAW_PLAN = """
+project: {name: Toy, hypothesis: "x"}
+defaults: {executor: process}
+experiments:
+  e-one:
+    sub_experiments: [w_gate, w_fail, w_later, w_last]
+"""
+
+WITHDRAW = (
+    PREAMBLE
+    + """
+def w_gate(runner):
+    (MARKS / "w_gate").write_text("")
+    _wait_for("release")  # pytest waits on this item while w_fail fails in the other worker
+    return {"metrics": {"ok": 1}}
+
+def w_fail(runner):
+    (MARKS / "w_fail").write_text("")
+    raise RuntimeError("fails while pytest still waits on w_gate")
+
+def w_later(runner):
+    (MARKS / "w_later").write_text("")
+    return {"metrics": {"ok": 1}}
+
+def w_last(runner):
+    (MARKS / "w_last").write_text("")
+    return {"metrics": {"ok": 1}}
+"""
+)
+
+# w_gate is released once w_fail's seed is done (a handle is done once its callbacks ran):
+# the two items after w_fail were still queued behind the two busy workers then.  The "flip"
+# run turns w_fail's report into a pass, as a plugin may: pytest then reaches the withdrawn
+# items, which run when reached.
+WITHDRAW_CONFTEST = """
+import os, time
+from pathlib import Path
+import pytest
+from pytest_mlexp.session import session_of
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if item.name != "w_gate":
+        return
+    dispatcher = session_of(item.config).dispatcher
+    failing = [n for n in dispatcher._ahead if n.endswith("w_fail")][0]
+    deadline = time.monotonic() + 60  # a hang guard
+    while not all(h.done() for h in dispatcher._ahead[failing]):
+        assert time.monotonic() < deadline, "w_fail never finished ahead"
+        time.sleep(0.01)
+    (Path(os.environ["MARKS"]) / "release").write_text("")
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if os.environ.get("FLIP") and item.name == "w_fail" and report.when == "call":
+        report.outcome = "passed"
+    return report
+"""
+
+
+def test_x_withdraws_queued_work_once_a_failure_ahead_means_the_session_stops_there(
+    project: Project, marks: Path
+) -> None:
+    # The session stopped at w_fail, yet the two items queued after it started in the workers
+    # that w_fail and then w_gate freed: work (GPU time) that -x was always going to throw away.
+    project.plan(WITHDRAW_PLAN)
+    project.handlers("e_one", WITHDRAW)
+    project.pytester.makeconftest(WITHDRAW_CONFTEST)
+    result = project.run("--experiment", "all", "--mlexp-concurrency", "2", "-x")
+    result.assert_outcomes(passed=1, failed=1)
+    assert not (marks / "w_later").exists() and not (marks / "w_last").exists()
+    result.stdout.fnmatch_lines(
+        [
+            "*2 item(s) submitted ahead were withdrawn before they started, once failures ahead"
+            " meant -x would stop the session first: w_later, w_last*"
+        ]
+    )
+    subs = project.results("e-one")["sub_experiments"]
+    assert sorted(subs) == ["w_fail", "w_gate"]  # nothing recorded for what never ran
+
+
+def test_a_withdrawn_item_that_pytest_reaches_after_all_runs_then(
+    project: Project, marks: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.plan(WITHDRAW_PLAN)
+    project.handlers("e_one", WITHDRAW)
+    project.pytester.makeconftest(WITHDRAW_CONFTEST)
+    monkeypatch.setenv("FLIP", "1")
+    result = project.run("--experiment", "all", "--mlexp-concurrency", "2", "-x")
+    result.assert_outcomes(passed=4, failed=1)  # the assessment still sees w_fail's error
+    assert (marks / "w_later").exists() and (marks / "w_last").exists()
+    assert "submitted ahead were withdrawn" not in result.stdout.str()
+    subs = project.results("e-one")["sub_experiments"]
+    assert subs["w_later"]["status"] == "passed" and subs["w_last"]["status"] == "passed"

@@ -304,3 +304,27 @@ def test_handler_package_names() -> None:
 def test_unknown_executor_message_lists_the_builtins() -> None:
     text = str(UnknownExecutor("sge"))
     assert "'sge'" in text and all(n in text for n in BUILTIN_EXECUTORS) and "pytest_mlexp_executor" in text
+
+
+def test_a_handles_done_callbacks_run_once_before_it_reads_done_and_never_break_its_thread(
+    tmp_path: Path,
+) -> None:
+    # The dispatcher withdraws queued work from such a callback (-x): whoever sees the handle
+    # done must see the withdrawal made.
+    task = make_task(tmp_path, "f", "def f(runner):\n    return {}\n")
+    handle = FutureHandle(Job(task))
+    seen: list[tuple[str, bool, str]] = []
+
+    def look(h: FutureHandle) -> None:
+        seen.append(("look", h.done(), h.result().status))  # result() inside: no deadlock
+
+    def broken(h: FutureHandle) -> None:
+        raise RuntimeError("a callback's bug")
+
+    handle.add_done_callback(broken)
+    handle.add_done_callback(look)
+    assert handle.set_result(infra_outcome(task, "lost_worker", "gone"))
+    assert seen == [("look", False, "infra_error")] and handle.done()
+    assert not handle.set_result(infra_outcome(task, "timeout", "again"))  # once only
+    handle.add_done_callback(look)  # already done: called at once
+    assert seen[-1] == ("look", True, "infra_error") and len(seen) == 2

@@ -701,3 +701,47 @@ def test_a_module_that_does_not_import_leaves_other_modules_processes_alone(
     assert failed.pid == first.pid and alive(keeper)  # the other module's process lives on
     again = pool.run(h.task("alone", 1).to_dict())
     assert metrics(again) == {"pid": first.pid, "keeper": True}
+
+
+JSON_PATCHER = (
+    PREAMBLE
+    + """
+import json
+
+# What research code does to make NumPy values "just work" (or a call counter): json's own
+# functions replaced for the whole interpreter, here with ones that would break any protocol.
+def _dumps(obj, *args, **kwargs):
+    return "<not json>"
+
+def _loads(text, *args, **kwargs):
+    raise ValueError("patched out")
+
+json.dumps = _dumps
+json.loads = _loads
+
+def patched(runner):
+    return {"metrics": {"pid": os.getpid(), "mine": json.dumps({"a": 1})}}
+"""
+)
+
+
+def test_a_handler_module_that_replaces_json_dumps_does_not_break_its_worker(
+    pool: WorkerPool, tmp_path: Path
+) -> None:
+    # The worker's messages went through json.dumps/json.loads looked up at each call: the
+    # reply to the first seed was "<not json>", and the seed read as a lost worker.
+    h = Handlers(tmp_path, JSON_PATCHER)
+    runs = [pool.run(h.task("patched", s).to_dict()) for s in range(2)]
+    assert [metrics(r) for r in runs] == [{"pid": runs[0].pid, "mine": "<not json>"}] * 2
+    assert h.imports() == [runs[0].pid]  # the same warm worker, the module imported once
+
+
+def test_the_worker_entry_point_writes_its_outcome_past_a_replaced_json_dumps(tmp_path: Path) -> None:
+    h = Handlers(tmp_path, JSON_PATCHER)
+    task_file, out_file = tmp_path / "task.json", tmp_path / "out.json"
+    task_file.write_text(json.dumps(h.task("patched").to_dict()), encoding="utf-8")
+    subprocess.run(
+        [sys.executable, "-m", "pytest_mlexp.remote", str(task_file), str(out_file)], cwd=tmp_path, check=True
+    )
+    outcome = json.loads(out_file.read_text(encoding="utf-8"))
+    assert outcome["status"] == "ok" and outcome["result"]["metrics"]["mine"] == "<not json>"
