@@ -11,9 +11,13 @@ verdicts can block the item's experiment, and the sub-experiments its own waits 
 
 Under ``-x`` / ``--maxfail=N`` a seed that fails ahead (in a worker, while pytest still waits on
 an earlier item) means pytest will stop at that item, or earlier: work submitted ahead for the
-items after it that has not started yet is withdrawn then, not when pytest gets there.  An
-item that pytest reaches after all (a plugin turned the failure into a pass) submits its seeds
-when it is reached, as under ``local``.
+items after it that has not started yet is withdrawn then, not when pytest gets there.  The
+prediction may be wrong (a plugin turned the failure into a pass): when pytest goes past the
+predicted stop, what was withdrawn or held back is submitted ahead again, and no later
+failure withdraws anything.
+
+Items that may be skipped (a ``skip`` or ``skipif`` mark, ``xfail(run=False)``) are never
+submitted ahead: pytest decides when it reaches them, and a skipped item's handler must not run.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .executors import UnknownExecutor, builtin_executor
-from .executors.base import Executor, ExecutorContext, FutureHandle, Handle, Job, infra_outcome
+from .executors.base import Executor, ExecutorContext, FutureHandle, Handle, Job, PoolExecutor, infra_outcome
 from .executors.local import LocalExecutor, run_local
 from .graph import graph_of
 from .records import SeedOutcome, as_outcome
@@ -59,6 +63,14 @@ def _route_tracking(ex: Executor, tasks: Sequence[Task]) -> list[Task]:
     return out
 
 
+def _may_skip(item: pytest.Item) -> bool:
+    """Whether pytest may skip the item when it reaches it: a ``skip`` or ``skipif`` mark
+    (judged only then), or ``xfail(run=False)``."""
+    if item.get_closest_marker("skip") is not None or item.get_closest_marker("skipif") is not None:
+        return True
+    return any(not mark.kwargs.get("run", True) for mark in item.iter_markers("xfail"))
+
+
 def dispatcher_of(state: MlexpSession) -> Dispatcher:
     """The session's dispatcher, made on first use (closed at session end by reporting.py)."""
     found = state.dispatcher
@@ -81,6 +93,7 @@ class Dispatcher:
         self._position: dict[str, int] = {}  # nodeid -> index in the session's items
         self._waiting: list[tuple[int, int, pytest.Item]] = []  # (ready at position, position, item)
         self._stopped = False
+        self.interrupted: str | None = None  # why Ctrl-C or SIGTERM cancelled the work in flight
         # -x / --maxfail: positions of items with a seed that failed ahead; the position pytest
         # will stop at, at the latest; the items withdrawn for it and not reached (yet).  The
         # lock guards these and _ahead, which an executor's thread reads when a seed fails.
@@ -89,6 +102,10 @@ class Dispatcher:
         self._failing: set[int] = set()
         self._stop_at: int | None = None
         self.withdrawn: dict[str, pytest.Item] = {}
+        self._held: list[tuple[int, pytest.Item]] = []  # ready, but past the predicted stop
+        # sub-experiment item's position -> its experiment's assessment's (--maxfail=N, N > 1:
+        # a failed sub-experiment fails its assessment too, a second failure)
+        self._assessment_of: dict[int, int] = {}
         self._session: pytest.Session | None = None
         # Task and log files a killed session left (they may hold raw params) go now.
         sweep_stale()
@@ -127,14 +144,25 @@ class Dispatcher:
             raise pytest.UsageError(f"--mlexp-executor: {exc}") from None
 
     # --- dispatch ahead ---------------------------------------------------------------------------
-    def start(self, session: pytest.Session, subs: Sequence[tuple[int, pytest.Item]]) -> None:
+    def start(
+        self,
+        session: pytest.Session,
+        subs: Sequence[tuple[int, pytest.Item]],
+        assessments: Mapping[tuple[str, str], int] | None = None,
+    ) -> None:
         """Submit ahead what can start now; remember what waits for a prerequisite in this run.
-        ``subs``: the session's sub-experiment items with their positions."""
+        ``subs``: the session's sub-experiment items with their positions; ``assessments``:
+        (plan path, experiment id) -> the position of its assessment item."""
         self._session = session
         self._position = {it.nodeid: i for i, it in subs}
         ahead = [(i, item) for i, item in subs if self._executor_ahead(item) is not None]
         if not ahead:
             return  # every item runs its own seeds when pytest reaches it (the local executor)
+        if self._maxfail > 1 and assessments:
+            for i, it in ahead:
+                found = assessments.get((str(it.path), it.experiment_id))  # type: ignore[attr-defined]
+                if found is not None:
+                    self._assessment_of[i] = found
         by_exp: dict[tuple[str, str], list[int]] = {}
         by_sub: dict[tuple[str, str], list[int]] = {}
         for i, it in subs:
@@ -168,7 +196,7 @@ class Dispatcher:
             ref = self.state.context_for(item.path).handler(item.sub)  # type: ignore[attr-defined]
         except LookupError:  # unknown executor, missing handler: the item reports it
             return None
-        if not ex.concurrent or any(n != "runner" for n in ref.fixture_names):
+        if not ex.concurrent or any(n != "runner" for n in ref.fixture_names) or _may_skip(item):
             return None
         return ex
 
@@ -188,7 +216,8 @@ class Dispatcher:
 
     def _submit_ahead(self, item: pytest.Item, position: int) -> None:
         if self._stop_at is not None and position > self._stop_at:
-            return  # past where -x will stop: it submits its own work if pytest gets there
+            self._held.append((position, item))  # past where -x will stop: see _mispredicted
+            return
         ex = self._executor_ahead(item)
         if ex is None:
             return
@@ -209,16 +238,22 @@ class Dispatcher:
                     handle.add_done_callback(watch)
 
     def _seed_done(self, position: int, handle: FutureHandle) -> None:
-        """In an executor's thread, as a seed submitted ahead ends: once ``--maxfail`` items
-        have a failed seed, pytest will stop at the last of them or before, so the work of
-        later items that has not started is withdrawn (cancelled, and forgotten: an item that
-        pytest reaches after all submits its own)."""
+        """In an executor's thread, as a seed submitted ahead ends: a failed one counts."""
         outcome = as_outcome(handle.result(), handle.job.task.seed, "executor")
-        if outcome.ok or (outcome.error or {}).get("kind") == "cancelled":
-            return
-        withdrawn: list[Handle] = []
+        if not outcome.ok and (outcome.error or {}).get("kind") != "cancelled":
+            self._failed(position)
+
+    def _failed(self, position: int) -> None:
+        """The item at ``position`` will fail.  Once ``--maxfail`` items will, pytest stops at
+        the last of them or before, so the work of later items that has not started is
+        withdrawn: cancelled, and forgotten (an item that pytest reaches after all submits its
+        own).  Runs in an executor's thread, or in the main thread (an item's time ran out)."""
         with self._lock:
+            if not self._maxfail:
+                return  # -x not given, or a prediction already went wrong (_mispredicted)
             self._failing.add(position)
+            if position in self._assessment_of:
+                self._failing.add(self._assessment_of[position])
             if len(self._failing) < self._maxfail:
                 return
             stop = sorted(self._failing)[self._maxfail - 1]
@@ -228,15 +263,33 @@ class Dispatcher:
             for nodeid, handles in list(self._ahead.items()):
                 if self._position.get(nodeid, -1) <= stop:
                     continue
-                if any(getattr(h, "started", True) for h in handles):
-                    continue  # running: it ends with the session, or finishes and is kept
+                got = self.unreported.get(nodeid)
+                ex = None if got is None else self._executors.get(self.state.executor_for(got[0].sub))  # type: ignore[attr-defined]
+                # All of the item's seeds, or none: one that started goes on (kept if it
+                # finishes, cancelled if it still runs when the session stops).
+                if not isinstance(ex, PoolExecutor) or not ex.withdraw(handles):
+                    continue
                 del self._ahead[nodeid]
-                got = self.unreported.pop(nodeid, None)
+                self.unreported.pop(nodeid, None)
                 if got is not None:
                     self.withdrawn[nodeid] = got[0]
-                withdrawn.extend(handles)
-        for h in withdrawn:
-            h.cancel()
+
+    def _mispredicted(self, position: int) -> None:
+        """pytest went past the position it was to stop at (a failure ahead did not fail its
+        item): submit ahead again what was withdrawn or held back and is still to come, and
+        withdraw nothing more this session."""
+        with self._lock:
+            self._maxfail = 0
+            self._stop_at = None
+            again = [(self._position[n], it) for n, it in self.withdrawn.items()]
+            again = [(p, it) for p, it in again if p > position]
+            for _, it in again:
+                self.withdrawn.pop(it.nodeid, None)
+            again += [(p, it) for p, it in self._held if p > position]
+            self._held.clear()
+        for pos, it in sorted(again, key=lambda pair: pair[0]):
+            if it.nodeid not in self._ahead and self.state.blocked_reason(it) is None:
+                self._submit_ahead(it, pos)
 
     # --- running an item ------------------------------------------------------------------------
     def run(
@@ -245,6 +298,8 @@ class Dispatcher:
         """The outcomes of the item's seeds, in seed order (waits for work submitted ahead)."""
         nodeid = item.nodeid  # a property that builds the text: asked once
         position = self._position.get(nodeid)
+        if position is not None and self._stop_at is not None and position > self._stop_at:
+            self._mispredicted(position)
         if position is not None and self._waiting and not item.session.shouldstop:
             self.advance(position)
         try:
@@ -280,7 +335,9 @@ class Dispatcher:
                 for task in tasks
             ]
             handles = ex.submit_all(jobs)
-        outcomes = self._wait(item, handles, tasks, follow=executor != "local", deadline=deadline)
+        outcomes = self._wait(
+            item, handles, tasks, follow=executor != "local", deadline=deadline, position=position
+        )
         if any(_logged_here(ex, t) for t in tasks):
             from .trackers import replay_outcome
 
@@ -304,9 +361,12 @@ class Dispatcher:
                 break
         return out
 
-    @staticmethod
     def _results(
-        handles: Sequence[Handle], tasks: Sequence[Task], deadline: tuple[float, str] | None
+        self,
+        handles: Sequence[Handle],
+        tasks: Sequence[Task],
+        deadline: tuple[float, str] | None,
+        position: int | None,
     ) -> list[Any]:
         """Every handle's outcome; past the item's deadline, what has not finished is cancelled
         (workers killed) and recorded as an infra_error (timeout)."""
@@ -317,6 +377,8 @@ class Dispatcher:
             try:
                 out.append(handle.result(timeout=max(0.0, deadline[0] - time.monotonic())))
             except TimeoutError:
+                if position is not None:
+                    self._failed(position)  # before the cancel frees a worker for later items
                 for other in handles[index:]:
                     other.cancel()
                 for other, task in zip(handles[index:], tasks[index:], strict=False):
@@ -361,11 +423,15 @@ class Dispatcher:
         *,
         follow: bool = False,
         deadline: tuple[float, str] | None = None,
+        position: int | None = None,
     ) -> list[SeedOutcome]:
         try:
             if follow:
                 self._follow(handles, None if deadline is None else deadline[0])
-            raw = self._results(handles, tasks, deadline)
+            counted = None  # the item's timeout mark, run out, is a failure for --maxfail
+            if deadline is not None and self._maxfail and item.get_closest_marker("xfail") is None:
+                counted = position
+            raw = self._results(handles, tasks, deadline, counted)
         except KeyboardInterrupt as exc:
             # Ctrl-C, or SIGTERM (the plugin turns it into KeyboardInterrupt): cancel everything
             # in flight and end the session as interrupted after this item, which reports its
@@ -373,6 +439,7 @@ class Dispatcher:
             reason = str(exc) or "Ctrl-C"
             self.cancel_all()
             item.session.shouldstop = f"interrupted ({reason}): work in flight was cancelled"
+            self.interrupted = reason  # hooks.KeepInterrupted: exit code 2 also under -x
             raw = [h.result() for h in handles]
         # A third party's handle may return the outcome as a mapping (its to_dict() shape).
         return [as_outcome(out, task.seed, "executor") for out, task in zip(raw, tasks, strict=False)]

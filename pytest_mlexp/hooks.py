@@ -59,6 +59,26 @@ class OpCarrier:
         return report
 
 
+class KeepInterrupted:
+    """A Ctrl-C or SIGTERM that cancelled the work in flight ends the session as interrupted
+    (exit code 2) under ``-x`` / ``--maxfail`` too: the cancelled item is a failure, and pytest,
+    which checks ``shouldfail`` before ``shouldstop`` (and cannot unset it), would end the
+    session as failed (1)."""
+
+    def __init__(self, state: MlexpSession) -> None:
+        self.state = state
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        try:
+            return (yield)
+        except session.Failed:
+            dispatcher = self.state.dispatcher
+            if dispatcher is not None and dispatcher.interrupted and session.shouldstop:
+                raise session.Interrupted(session.shouldstop) from None
+            raise
+
+
 class SessionHooks:
     """The hooks that need the session's state (registered as ``mlexp-session``)."""
 
@@ -179,10 +199,15 @@ class SessionHooks:
             return
         if state.selected and not state.is_worker and not config.option.collectonly and session.items:
             from .dispatch import dispatcher_of
-            from .items import SubItem
+            from .items import AssessmentItem, SubItem
 
             subs = [(i, it) for i, it in enumerate(session.items) if isinstance(it, SubItem)]
-            dispatcher_of(state).start(session, subs)
+            assessments = {
+                (str(it.path), it.experiment_id): i
+                for i, it in enumerate(session.items)
+                if isinstance(it, AssessmentItem)
+            }
+            dispatcher_of(state).start(session, subs, assessments)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         # The report of the phase that produced the op: the call, or a setup that skipped (a

@@ -135,13 +135,14 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from .hooks import EarlyOrder, OpCarrier, SessionHooks
+    from .hooks import EarlyOrder, KeepInterrupted, OpCarrier, SessionHooks
     from .session import MlexpSession
 
     _validate_ini(config)
     state = MlexpSession(config)
     config.pluginmanager.register(SessionHooks(state), "mlexp-session")
     config.pluginmanager.register(EarlyOrder(state), "mlexp-early-order")
+    config.pluginmanager.register(KeepInterrupted(state), "mlexp-keep-interrupted")
     if state.is_worker:
         config.pluginmanager.register(OpCarrier(), "mlexp-op-carrier")
     if _distributing(config) and not state.is_worker:

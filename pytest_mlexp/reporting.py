@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .session import CACHE_LF, CACHE_LF_WATCH, CACHE_RAN
-from .textutil import fmt_number
+from .textutil import fmt_number, listed
 
 if TYPE_CHECKING:
     from .records import ResultOp
@@ -144,7 +144,7 @@ def finish_session(state: MlexpSession, session: pytest.Session) -> None:
             state.notes_end.append(
                 f"mlexp: {len(withdrawn)} item(s) submitted ahead were withdrawn before they started, "
                 f"once failures ahead meant {flag} would stop the session first: "
-                f"{', '.join(it.name for it in withdrawn)}"
+                f"{listed([it.name for it in withdrawn])}"
             )
     ran = bool(state.records)
     if ran:
@@ -170,7 +170,7 @@ def _keep_finished_ahead(state: MlexpSession, finished: Sequence[tuple[pytest.It
     if kept:
         state.notes_end.append(
             f"mlexp: {len(kept)} item(s) finished in a worker before the session stopped, "
-            f"without a pytest report; their results are kept: {', '.join(it.name for it, _ in kept)}"
+            f"without a pytest report; their results are kept: {listed([it.name for it, _ in kept])}"
         )
 
 

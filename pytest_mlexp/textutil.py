@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, AnyStr, cast
 
-__all__ = ["closest", "closest_metric", "distance", "fmt_number", "lazy_re", "suggestions"]
+__all__ = ["closest", "closest_metric", "distance", "fmt_number", "lazy_re", "listed", "suggestions"]
 
 
 class _LazyPattern:
@@ -136,3 +136,11 @@ def fmt_number(value: Any) -> str:
     if "e+" in text and abs(x) < 1e15:  # 12345.6 reads better as 12346 than as 1.235e+04
         text = f"{x:.0f}"
     return text
+
+
+def listed(names: Sequence[str], limit: int = 10) -> str:
+    """``a, b, c``; past ``limit`` names, the first ones and how many more (a closing line that
+    names every point of a large sweep would fill the terminal)."""
+    if len(names) <= limit:
+        return ", ".join(names)
+    return ", ".join(names[:limit]) + f" and {len(names) - limit} more"

@@ -18,7 +18,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .fastjson import Encoder
@@ -30,7 +30,20 @@ _LENGTHS = struct.Struct("!II")
 MAX_HEADER = 1 << 30
 # default=repr: a stray non-JSON value in a task or an outcome is shown, never a crash
 _encode = Encoder(default=repr).encode
-_decode = json.JSONDecoder().decode
+# The decoder's scanner (C, where there is one) is made here too: JSONDecoder.decode would look
+# up raw_decode on the class at each call, which a module may have replaced.
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _decode(text: str) -> Any:
+    """One JSON document with nothing after it (a frame holds exactly one, no spaces around)."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration as exc:
+        raise ValueError(f"expecting a value at character {exc.value}") from None
+    if end != len(text):
+        raise ValueError(f"extra data at character {end}")
+    return value
 
 
 class WireError(OSError):

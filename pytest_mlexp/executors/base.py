@@ -400,6 +400,17 @@ class PoolExecutor(Executor):
             return outcome
         return handle.result()  # cancelled between attempts: the outcome the cancel set
 
+    def withdraw(self, handles: Sequence[Handle]) -> bool:
+        """Cancel ``handles`` (the seeds of one item) as one unit, if none of them has started:
+        no worker thread can take one meanwhile (it takes a job under the same lock).  False,
+        and nothing done, when one has started or finished (or is not a FutureHandle)."""
+        with self._cond:
+            if any(not isinstance(h, FutureHandle) or h.started or h.done() for h in handles):
+                return False
+            for handle in handles:
+                handle.cancel()  # queued: nothing to kill; the worker threads skip it
+        return True
+
     def close(self) -> None:
         with self._cond:
             self._closed = True

@@ -375,9 +375,12 @@ def c_b(runner):
 """
 
 
+@pytest.mark.parametrize("stop_first", [[], ["-x"]], ids=["plain", "x"])
 def test_sigterm_cancels_work_in_flight_without_losing_stored_results(
-    project: Project, monkeypatch: pytest.MonkeyPatch
+    project: Project, monkeypatch: pytest.MonkeyPatch, stop_first: list[str]
 ) -> None:
+    # With -x, the cancelled item's failure ended the session as failed (exit code 1), not
+    # interrupted.
     marks = project.path / "marks"
     marks.mkdir()
     monkeypatch.setenv("MARKS", str(marks))
@@ -386,7 +389,7 @@ def test_sigterm_cancels_work_in_flight_without_losing_stored_results(
     project.run("--experiment", "c_b").assert_outcomes(passed=1, failed=1)  # c_b: stored
     (marks / "slow").write_text("")
     proc = project.pytester.popen(
-        [sys.executable, "-m", "pytest", "-p", "no:randomly", "--experiment", "all"], stdin=None
+        [sys.executable, "-m", "pytest", "-p", "no:randomly", "--experiment", "all", *stop_first], stdin=None
     )
     deadline = time.monotonic() + 60  # a hang guard
     while not all((marks / f"{s}.pid").exists() for s in ("c_a", "c_b")):  # both dispatched ahead
@@ -394,7 +397,7 @@ def test_sigterm_cancels_work_in_flight_without_losing_stored_results(
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out.decode()
     assert b"interrupted (SIGTERM)" in out
     for s in ("c_a", "c_b"):
         pid = int((marks / f"{s}.pid").read_text())

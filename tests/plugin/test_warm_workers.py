@@ -541,6 +541,12 @@ def pytest_runtest_setup(item):
         time.sleep(0.01)
     (Path(os.environ["MARKS"]) / "release").write_text("")
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item):
+    if item.name == "w_last":  # was it submitted ahead (again) before pytest reached it?
+        ahead = item.nodeid in session_of(item.config).dispatcher._ahead
+        (Path(os.environ["MARKS"]) / "w_last-ahead").write_text(str(ahead))
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
@@ -584,3 +590,132 @@ def test_a_withdrawn_item_that_pytest_reaches_after_all_runs_then(
     assert "submitted ahead were withdrawn" not in result.stdout.str()
     subs = project.results("e-one")["sub_experiments"]
     assert subs["w_later"]["status"] == "passed" and subs["w_last"]["status"] == "passed"
+    # pytest went on past w_fail: what was withdrawn went ahead again, not one by one
+    assert (marks / "w_last-ahead").read_text() == "True"
+
+
+SKIP_PLAN = """
+project: {name: Toy, hypothesis: "x"}
+defaults: {executor: process}
+experiments:
+  e-one:
+    sub_experiments:
+      s_skip: {marks: ["skip(reason='not today')"]}
+      s_maybe: {marks: ["skipif(False, reason='runs after all')"]}
+      s_norun: {marks: ["xfail(run=False, reason='known to hang')"]}
+      s_plain: {}
+"""
+
+SKIP = (
+    PREAMBLE
+    + """
+def _ran(runner):
+    (MARKS / runner.sub_experiment_id).write_text("")
+    return {"metrics": {"ok": 1}}
+
+def s_skip(runner):
+    return _ran(runner)
+
+def s_maybe(runner):
+    return _ran(runner)
+
+def s_norun(runner):
+    return _ran(runner)
+
+def s_plain(runner):
+    return _ran(runner)
+"""
+)
+
+
+def test_an_item_that_pytest_may_skip_is_never_dispatched_ahead(project: Project, marks: Path) -> None:
+    # Dispatch ahead ignored marks: a skip-marked item's handler ran in a worker while pytest
+    # reported the item skipped (and, under -x, its failure stopped dispatch ahead).
+    project.plan(SKIP_PLAN)
+    project.handlers("e_one", SKIP)
+    result = project.run("--experiment", "all", "--mlexp-concurrency", "2", "-rsx")
+    result.assert_outcomes(passed=2, skipped=1, xfailed=1, failed=1)  # the assessment: two never ran
+    assert not (marks / "s_skip").exists() and not (marks / "s_norun").exists()
+    assert (marks / "s_maybe").exists() and (marks / "s_plain").exists()
+
+
+TIMEOUT_PLAN = """
+project: {name: Toy, hypothesis: "x"}
+defaults: {executor: process}
+experiments:
+  e-one:
+    sub_experiments:
+      t_slow: {marks: ["timeout(1)"]}
+      t_later: {}
+"""
+
+TIMEOUT = (
+    PREAMBLE
+    + """
+def t_slow(runner):
+    _wait_for("never")  # runs into the item's 1-s timeout mark
+
+def t_later(runner):
+    (MARKS / "t_later").write_text("")
+    return {"metrics": {"ok": 1}}
+"""
+)
+
+
+def test_an_items_timeout_mark_under_x_withdraws_what_is_queued_before_its_worker_is_freed(
+    project: Project, marks: Path
+) -> None:
+    # The seed cancelled at the item's deadline read as "cancelled", not a failure, and the
+    # worker its kill freed started t_later, which -x then killed.
+    project.plan(TIMEOUT_PLAN)
+    project.handlers("e_one", TIMEOUT)
+    result = project.run("--experiment", "all", "--mlexp-concurrency", "1", "-x")
+    result.assert_outcomes(failed=1)
+    assert not (marks / "t_later").exists()
+    result.stdout.fnmatch_lines(["*1 item(s) submitted ahead were withdrawn before they started*: t_later*"])
+
+
+MAXFAIL_PLAN = """
+project: {name: Toy, hypothesis: "x"}
+defaults: {executor: process}
+experiments:
+  e-one:
+    sub_experiments: [w_gate, w_fail]
+  e-two:
+    sub_experiments: [m_1, m_2, m_3]
+"""
+
+MAXFAIL = (
+    PREAMBLE
+    + """
+def _ran(runner):
+    (MARKS / runner.sub_experiment_id).write_text("")
+    return {"metrics": {"ok": 1}}
+
+def m_1(runner):
+    return _ran(runner)
+
+def m_2(runner):
+    return _ran(runner)
+
+def m_3(runner):
+    return _ran(runner)
+"""
+)
+
+
+def test_maxfail_counts_the_assessment_a_failed_sub_experiment_fails_too(
+    project: Project, marks: Path
+) -> None:
+    # --maxfail=2: w_fail and then e-one's assessment are the two failures pytest stops after;
+    # counting only failed seeds, nothing was withdrawn and e-two's items started.
+    project.plan(MAXFAIL_PLAN)
+    project.handlers("e_one", WITHDRAW)
+    project.handlers("e_two", MAXFAIL)
+    project.pytester.makeconftest(WITHDRAW_CONFTEST)
+    result = project.run("--experiment", "all", "--mlexp-concurrency", "2", "--maxfail=2")
+    result.assert_outcomes(passed=1, failed=2)
+    assert not any((marks / m).exists() for m in ("m_1", "m_2", "m_3"))
+    result.stdout.fnmatch_lines(
+        ["*3 item(s) submitted ahead were withdrawn*--maxfail=2 would stop the session first: m_1, m_2, m_3*"]
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_mlexp.textutil import closest, distance, fmt_number, suggestions
+from pytest_mlexp.textutil import closest, distance, fmt_number, listed, suggestions
 
 
 @pytest.mark.parametrize(
@@ -50,3 +50,9 @@ def test_suggestions_are_closest_first_and_bounded() -> None:
 )
 def test_fmt_number(value: object, text: str) -> None:
     assert fmt_number(value) == text
+
+
+def test_listed_names_a_few_and_counts_the_rest() -> None:
+    assert listed(["a", "b"]) == "a, b"
+    assert listed([f"p{i}" for i in range(10)]) == ", ".join(f"p{i}" for i in range(10))
+    assert listed([f"p{i}" for i in range(38)], limit=3) == "p0, p1, p2 and 35 more"

@@ -718,6 +718,7 @@ def _loads(text, *args, **kwargs):
 
 json.dumps = _dumps
 json.loads = _loads
+json.JSONDecoder.raw_decode = _loads  # what JSONDecoder().decode looks up at each call
 
 def patched(runner):
     return {"metrics": {"pid": os.getpid(), "mine": json.dumps({"a": 1})}}
