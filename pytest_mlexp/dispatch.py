@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     import pytest
 
     from .execution import Task
+    from .model import Plan
     from .session import MlexpSession
 
 __all__ = ["Dispatcher", "dispatcher_of"]
@@ -64,11 +65,50 @@ def _route_tracking(ex: Executor, tasks: Sequence[Task]) -> list[Task]:
 
 
 def _may_skip(item: pytest.Item) -> bool:
-    """Whether pytest may skip the item when it reaches it: a ``skip`` or ``skipif`` mark
-    (judged only then), or ``xfail(run=False)``."""
-    if item.get_closest_marker("skip") is not None or item.get_closest_marker("skipif") is not None:
+    """Whether a mark makes pytest skip the item when it reaches it: ``skip``, a ``skipif``
+    whose condition holds, ``xfail(run=False)`` (without ``--runxfail``).  Judged as pytest's
+    skipping plugin judges them (its functions; a condition that cannot be judged counts as a
+    skip); a skip a conftest hook or fixture decides at set-up cannot be seen from here."""
+    marked = any(item.iter_markers("skip")) or any(item.iter_markers("skipif"))
+    if not marked and (item.config.option.runxfail or not any(item.iter_markers("xfail"))):
+        return False
+    try:
+        from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
+
+        if evaluate_skip_marks(item) is not None:
+            return True
+        xfail = None if item.config.option.runxfail else evaluate_xfail_marks(item)
+        return xfail is not None and not xfail.run
+    except BaseException as exc:  # a condition's error, or the pytest.fail() pytest raises for it
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         return True
-    return any(not mark.kwargs.get("run", True) for mark in item.iter_markers("xfail"))
+
+
+def warm_up(state: MlexpSession, plan: Plan) -> None:
+    """Start the process executor's fork server while collection goes on, when a sub-experiment
+    of ``plan`` that ``--experiment`` may select runs under it: the server's interpreter start
+    and imports (~0.1 s) are then done by the time the run loop hands out the first seed,
+    instead of being in its way.  ``--experiment`` values that are all experiment or
+    sub-experiment ids narrow it down; any other form (``all``, a short id, a prefix) counts
+    every sub-experiment of the plan.  Nothing under ``--co``; a plugin's executor named
+    ``process`` is left alone."""
+    if state.config.option.collectonly:
+        return
+    subs = [sub for exp in plan.experiments for sub in exp.sub_experiments]
+    named = set(state.experiment_args)
+    if named and all(plan.has_experiment(v) or plan.has_sub(v) for v in named):
+        subs = [s for s in subs if s.experiment_id in named or s.id in named]
+    if not any(state.executor_for(sub) == "process" for sub in subs):
+        return
+    from .executors.process import ProcessExecutor
+
+    try:
+        ex = dispatcher_of(state).executor("process")
+    except Exception:  # an executor that cannot be made: the items report it when they run
+        return
+    if isinstance(ex, ProcessExecutor):
+        ex.pool.start()
 
 
 def dispatcher_of(state: MlexpSession) -> Dispatcher:
@@ -113,6 +153,12 @@ class Dispatcher:
         self.context = ExecutorContext(
             root=state.rootpath, handlers_dir=state.handlers_dir, plans=state.plans
         )
+
+    @property
+    def started(self) -> bool:
+        """Whether the run loop started (``start``): made during collection (``warm_up``), a
+        dispatcher may have nothing to report."""
+        return self._session is not None
 
     # --- registry -------------------------------------------------------------------------------
     def executor(self, name: str) -> Executor:
@@ -161,7 +207,8 @@ class Dispatcher:
         if self._maxfail > 1 and assessments:
             for i, it in ahead:
                 found = assessments.get((str(it.path), it.experiment_id))  # type: ignore[attr-defined]
-                if found is not None:
+                exp = self.state.context_for(it.path).plan.experiment(it.experiment_id)  # type: ignore[attr-defined]
+                if found is not None and exp.accepted is None:  # accepted: its assessment passes
                     self._assessment_of[i] = found
         by_exp: dict[tuple[str, str], list[int]] = {}
         by_sub: dict[tuple[str, str], list[int]] = {}
@@ -226,8 +273,14 @@ class Dispatcher:
         tasks = _route_tracking(ex, item_tasks(item, ref))
         jobs = [Job(task, sub.resources, priority=position) for task in tasks]
         nodeid = item.nodeid
-        handles = ex.submit_all(jobs)  # one unit: the slurm executor's job array
+        # Submitted under the lock: a failure ahead that ends meanwhile waits for the item to
+        # be in _ahead before it decides what to withdraw, and the worker thread it ended in
+        # cannot take this item's seeds first (it is the thread that waits).
         with self._lock:
+            if self._stop_at is not None and position > self._stop_at:
+                self._held.append((position, item))
+                return
+            handles = ex.submit_all(jobs)  # one unit: the slurm executor's job array
             self._ahead[nodeid] = handles
             self.unreported[nodeid] = (item, tasks)
         # A failure of an xfail-marked item does not count towards --maxfail.
@@ -260,19 +313,21 @@ class Dispatcher:
             if self._stop_at is not None and stop >= self._stop_at:
                 return
             self._stop_at = stop
-            for nodeid, handles in list(self._ahead.items()):
-                if self._position.get(nodeid, -1) <= stop:
-                    continue
-                got = self.unreported.get(nodeid)
-                ex = None if got is None else self._executors.get(self.state.executor_for(got[0].sub))  # type: ignore[attr-defined]
-                # All of the item's seeds, or none: one that started goes on (kept if it
-                # finishes, cancelled if it still runs when the session stops).
-                if not isinstance(ex, PoolExecutor) or not ex.withdraw(handles):
-                    continue
-                del self._ahead[nodeid]
-                self.unreported.pop(nodeid, None)
-                if got is not None:
-                    self.withdrawn[nodeid] = got[0]
+            for nodeid in [n for n in self._ahead if self._position.get(n, -1) > stop]:
+                self._withdraw(nodeid)
+
+    def _withdraw(self, nodeid: str) -> None:
+        """Take an item's work off its pool's queue, all of its seeds or none: one that started
+        goes on (kept if it finishes, cancelled if it still runs when the session stops).
+        Called with the lock held."""
+        got = self.unreported.get(nodeid)
+        if got is None:
+            return
+        ex = self._executors.get(self.state.executor_for(got[0].sub))  # type: ignore[attr-defined]
+        if isinstance(ex, PoolExecutor) and ex.withdraw(self._ahead[nodeid]):
+            del self._ahead[nodeid]
+            del self.unreported[nodeid]
+            self.withdrawn[nodeid] = got[0]
 
     def _mispredicted(self, position: int) -> None:
         """pytest went past the position it was to stop at (a failure ahead did not fail its

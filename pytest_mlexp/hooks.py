@@ -259,14 +259,18 @@ class SessionHooks:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         state = self.state
-        if not state.is_worker and (state.records or state.dispatcher is not None or _lf_sets(state)):
+        dispatcher = state.dispatcher
+        ran = dispatcher is not None and dispatcher.started
+        if not state.is_worker and (state.records or ran or _lf_sets(state)):
             from .reporting import finish_session
 
             finish_session(state, session)
-        elif state.is_worker and state.dispatcher is not None:
+        elif dispatcher is not None:
             # An xdist worker writes no results (its controller does), but its executors are
-            # its own: idle warm workers tidy up and exit, and its scratch folder goes.
-            state.dispatcher.close()
+            # its own: idle warm workers tidy up and exit, and its scratch folder goes.  So
+            # does the fork server that collection started (dispatch.warm_up) for a run loop
+            # that never started (a collection error, every item deselected).
+            dispatcher.close()
         state.save_caches()
         # After the results are written (teardown may wait on uploads): every process that ran
         # seeds ends its tracker here; W&B's offline files are complete only after teardown.

@@ -162,6 +162,9 @@ class PlanFile(pytest.File):
                     ctx.results.store.doc(exp.id)
             except StoreError as exc:
                 raise self.CollectError(str(exc)) from None
+            from .dispatch import warm_up
+
+            warm_up(state, ctx.plan)
         for exp in ctx.plan.experiments:
             yield ExperimentNode.from_parent(self, name=exp.id, experiment=exp)
 

@@ -143,8 +143,7 @@ def finish_session(state: MlexpSession, session: pytest.Session) -> None:
             flag = "-x" if limit == 1 else f"--maxfail={limit}"
             state.notes_end.append(
                 f"mlexp: {len(withdrawn)} item(s) submitted ahead were withdrawn before they started, "
-                f"once failures ahead meant {flag} would stop the session first: "
-                f"{listed([it.name for it in withdrawn])}"
+                f"as {flag} stops the session at an earlier failure: {listed([it.name for it in withdrawn])}"
             )
     ran = bool(state.records)
     if ran:

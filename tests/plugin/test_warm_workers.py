@@ -569,8 +569,8 @@ def test_x_withdraws_queued_work_once_a_failure_ahead_means_the_session_stops_th
     assert not (marks / "w_later").exists() and not (marks / "w_last").exists()
     result.stdout.fnmatch_lines(
         [
-            "*2 item(s) submitted ahead were withdrawn before they started, once failures ahead"
-            " meant -x would stop the session first: w_later, w_last*"
+            "*2 item(s) submitted ahead were withdrawn before they started, as -x stops the session"
+            " at an earlier failure: w_later, w_last*"
         ]
     )
     subs = project.results("e-one")["sub_experiments"]
@@ -601,7 +601,8 @@ experiments:
   e-one:
     sub_experiments:
       s_skip: {marks: ["skip(reason='not today')"]}
-      s_maybe: {marks: ["skipif(False, reason='runs after all')"]}
+      s_maybe: {marks: ["skipif('sys.platform == \\"nowhere\\"', reason='runs after all')"]}
+      s_true: {marks: ["skipif('sys.platform != \\"nowhere\\"', reason='skipped here')"]}
       s_norun: {marks: ["xfail(run=False, reason='known to hang')"]}
       s_plain: {}
 """
@@ -622,21 +623,42 @@ def s_maybe(runner):
 def s_norun(runner):
     return _ran(runner)
 
+def s_true(runner):
+    return _ran(runner)
+
 def s_plain(runner):
     return _ran(runner)
 """
 )
 
 
-def test_an_item_that_pytest_may_skip_is_never_dispatched_ahead(project: Project, marks: Path) -> None:
+# Whether s_maybe (a skipif that does not hold) went ahead like an unmarked item.
+SKIP_CONFTEST = """
+import os
+from pathlib import Path
+import pytest
+from pytest_mlexp.session import session_of
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item):
+    if item.name == "s_maybe":
+        ahead = item.nodeid in session_of(item.config).dispatcher._ahead
+        (Path(os.environ["MARKS"]) / "s_maybe-ahead").write_text(str(ahead))
+"""
+
+
+def test_an_item_that_a_mark_skips_is_never_dispatched_ahead(project: Project, marks: Path) -> None:
     # Dispatch ahead ignored marks: a skip-marked item's handler ran in a worker while pytest
-    # reported the item skipped (and, under -x, its failure stopped dispatch ahead).
+    # reported the item skipped (and, under -x, its failure stopped dispatch ahead).  A skipif
+    # that does not hold (a platform guard) still goes ahead.
     project.plan(SKIP_PLAN)
     project.handlers("e_one", SKIP)
+    project.pytester.makeconftest(SKIP_CONFTEST)
     result = project.run("--experiment", "all", "--mlexp-concurrency", "2", "-rsx")
-    result.assert_outcomes(passed=2, skipped=1, xfailed=1, failed=1)  # the assessment: two never ran
-    assert not (marks / "s_skip").exists() and not (marks / "s_norun").exists()
+    result.assert_outcomes(passed=2, skipped=2, xfailed=1, failed=1)  # the assessment: 3 never ran
+    assert not any((marks / s).exists() for s in ("s_skip", "s_norun", "s_true"))
     assert (marks / "s_maybe").exists() and (marks / "s_plain").exists()
+    assert (marks / "s_maybe-ahead").read_text() == "True"
 
 
 TIMEOUT_PLAN = """
@@ -717,5 +739,137 @@ def test_maxfail_counts_the_assessment_a_failed_sub_experiment_fails_too(
     result.assert_outcomes(passed=1, failed=2)
     assert not any((marks / m).exists() for m in ("m_1", "m_2", "m_3"))
     result.stdout.fnmatch_lines(
-        ["*3 item(s) submitted ahead were withdrawn*--maxfail=2 would stop the session first: m_1, m_2, m_3*"]
+        ["*3 item(s) submitted ahead were withdrawn*as --maxfail=2 stops the session at an earlier*: m_1,*"]
     )
+
+
+WARM_UP_PLAN = """
+project: {name: Toy, hypothesis: "x"}
+experiments:
+  e-one:
+    executor: process
+    sub_experiments: [u_a]
+  e-two:
+    sub_experiments: [u_local]
+"""
+
+WARM_UP = (
+    PREAMBLE
+    + """
+def u_a(runner):
+    return {"metrics": {"ok": 1}}
+
+def u_local(runner):
+    return {"metrics": {"ok": 1}}
+"""
+)
+
+# What collection left behind, seen before the run loop starts: the fork server's pid, if any.
+WARM_UP_CONFTEST = """
+import os
+from pathlib import Path
+from pytest_mlexp.executors.process import ProcessExecutor
+from pytest_mlexp.session import session_of
+
+def pytest_collection_finish(session):
+    dispatcher = session_of(session.config).dispatcher
+    ex = None if dispatcher is None else dispatcher._executors.get("process")
+    pid = ex.pool.server_pid if isinstance(ex, ProcessExecutor) else None
+    (Path(os.environ["MARKS"]) / "server").write_text(str(pid))
+"""
+
+
+def test_collection_starts_the_fork_server_when_a_selected_item_runs_under_process(
+    project: Project, marks: Path
+) -> None:
+    # The server's interpreter start and imports (~0.1 s) were in the first seed's way: it
+    # started when the run loop handed out the first seed.
+    project.plan(WARM_UP_PLAN)
+    project.handlers("e_one", WARM_UP)
+    project.handlers("e_two", WARM_UP.replace("def u_a(", "def _unused("))
+    project.pytester.makeconftest(WARM_UP_CONFTEST)
+    server = marks / "server"
+
+    project.run("--experiment", "e-one").assert_outcomes(passed=2)
+    pid = int(server.read_text())
+    wait_until(lambda: not alive(pid), "the fork server to end with the session")
+
+    for nothing_under_process in (["--experiment", "e-two"], ["--experiment", "all", "--co"]):
+        project.run(*nothing_under_process)
+        assert server.read_text() == "None", nothing_under_process
+
+    # Collected and warmed up, then every item deselected: the server still ends with pytest.
+    project.run("--experiment", "all", "-k", "no_such_item").assert_outcomes()
+    pid = int(server.read_text())
+    wait_until(lambda: not alive(pid), "the fork server of a session that ran nothing to end")
+
+
+RACE_PLAN = """
+project: {name: Toy, hypothesis: "x"}
+defaults: {executor: process}
+experiments:
+  e-one:
+    sub_experiments:
+      r_0: {}
+      r_fail: {}
+      r_dep: {dependencies: [r_0]}
+"""
+
+RACE = (
+    PREAMBLE
+    + """
+def r_0(runner):
+    return {"metrics": {"ok": 1}}
+
+def r_fail(runner):
+    _wait_for("submitting")  # r_dep is being submitted
+    raise RuntimeError("fails while r_dep is being submitted")
+
+def r_dep(runner):
+    (MARKS / "r_dep").write_text("")
+    return {"metrics": {"ok": 1}}
+"""
+)
+
+# r_dep goes ahead once r_0 has reported; its submission is held open until r_fail's outcome
+# is in: the failure ahead ends in the middle of the submission.
+RACE_CONFTEST = """
+import os, time
+from pathlib import Path
+from pytest_mlexp.executors.process import ProcessExecutor
+from pytest_mlexp.session import session_of
+
+CONFIG = []
+_submit_all = ProcessExecutor.submit_all
+
+def pytest_configure(config):
+    CONFIG.append(config)
+
+def submit_all(self, jobs):
+    handles = _submit_all(self, jobs)
+    if jobs and jobs[0].task.sub_id == "r_dep":
+        (Path(os.environ["MARKS"]) / "submitting").write_text("")
+        ahead = session_of(CONFIG[0]).dispatcher._ahead
+        failing = [h for n, hs in ahead.items() if n.endswith("r_fail") for h in hs]
+        deadline = time.monotonic() + 60  # a hang guard
+        while not all(h._outcome is not None for h in failing):
+            assert time.monotonic() < deadline, "r_fail never failed"
+            time.sleep(0.01)
+    return handles
+
+ProcessExecutor.submit_all = submit_all
+"""
+
+
+def test_a_failure_ahead_during_a_submission_withdraws_the_item_being_submitted(
+    project: Project, marks: Path
+) -> None:
+    # r_fail's failure was counted while r_dep was being submitted: r_dep was not in the
+    # dispatcher's books yet, so it was not withdrawn, and the worker r_fail freed took it.
+    project.plan(RACE_PLAN)
+    project.handlers("e_one", RACE)
+    project.pytester.makeconftest(RACE_CONFTEST)
+    result = project.run("--experiment", "all", "--mlexp-concurrency", "1", "-x")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*1 item(s) submitted ahead were withdrawn before they started*: r_dep"])
+    assert not (marks / "r_dep").exists()
