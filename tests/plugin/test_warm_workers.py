@@ -51,6 +51,28 @@ def imports(marks: Path) -> list[int]:
     return [int(p) for p in (marks / "imports").read_text().split()]
 
 
+def run_plan(
+    project: Project, plan: str, handlers: str, *args: str, conftest: str = "", concurrency: int = 2
+) -> pytest.RunResult:
+    """Run every experiment of a one-experiment plan (e-one) under ``process``."""
+    project.plan(plan)
+    project.handlers("e_one", handlers)
+    if conftest:
+        project.pytester.makeconftest(conftest)
+    return project.run("--experiment", "all", "--mlexp-concurrency", str(concurrency), *args)
+
+
+def marking_handlers(*names: str) -> str:
+    """A handler module whose handlers each leave a marker file named after their
+    sub-experiment (what ran) and return one metric."""
+    body = "".join(f"\ndef {n}(runner):\n    return _ran(runner)\n" for n in names)
+    return (
+        PREAMBLE
+        + '\ndef _ran(runner):\n    (MARKS / runner.sub_experiment_id).write_text("")\n'
+        + ('    return {"metrics": {"ok": 1}}\n' + body)
+    )
+
+
 def wait_until(predicate: Callable[[], object], what: str, explain: Callable[[], str] = str) -> None:
     deadline = time.monotonic() + HANG_GUARD_S
     while not predicate():
@@ -109,9 +131,7 @@ def w_kbi(runner):
 def test_workers_stay_warm_across_items_and_seeds_unless_told_otherwise(
     project: Project, marks: Path
 ) -> None:
-    project.plan(REUSE_PLAN)
-    project.handlers("e_one", REUSE)
-    result = project.run("--experiment", "all", "--mlexp-concurrency", "1", "-v")
+    result = run_plan(project, REUSE_PLAN, REUSE, "-v", concurrency=1)
     result.assert_outcomes(passed=4, failed=2)  # w_kbi, and the assessment it fails
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # a handler's KeyboardInterrupt stops nothing
     subs = project.results("e-one")["sub_experiments"]
@@ -186,10 +206,7 @@ def fixture_pid():
 def test_children_of_a_handler_end_with_its_seed_but_a_fixture_process_lives_on(
     project: Project, marks: Path
 ) -> None:
-    project.plan(CHILD_PLAN)
-    project.handlers("e_one", CHILD)
-    project.pytester.makeconftest(CHILD_CONFTEST)
-    result = project.run("--experiment", "all", "--mlexp-concurrency", "1")
+    result = run_plan(project, CHILD_PLAN, CHILD, conftest=CHILD_CONFTEST, concurrency=1)
     result.assert_outcomes(passed=3)
     subs = project.results("e-one")["sub_experiments"]
     check = subs["c_check"]["metrics"]
@@ -224,9 +241,7 @@ def x_slow(runner):
 
 
 def test_x_stops_the_session_and_kills_work_in_flight(project: Project, marks: Path) -> None:
-    project.plan(STOP_PLAN)
-    project.handlers("e_one", STOP)
-    result = project.run("--experiment", "all", "--mlexp-concurrency", "2", "-x")
+    result = run_plan(project, STOP_PLAN, STOP, "-x")
     result.assert_outcomes(failed=1)
     running = json.loads((marks / "x_slow.json").read_text())
     # The worker and its child were sent SIGKILL before pytest returned; on a loaded machine the
@@ -372,9 +387,7 @@ def o_5(runner):
 def test_dispatch_ahead_to_warm_workers_is_bounded_and_reports_in_plan_order(
     project: Project, marks: Path
 ) -> None:
-    project.plan(BOUND_PLAN)
-    project.handlers("e_one", BOUND)
-    result = project.run("--experiment", "all", "--mlexp-concurrency", "2", "-v")
+    result = run_plan(project, BOUND_PLAN, BOUND, "-v")
     result.assert_outcomes(passed=6)  # and the assessment
     # Reported in plan order, though o_1 finished after o_2 and o_3 (fnmatch_lines keeps order).
     result.stdout.fnmatch_lines([f"*::e-one::o_{i} PASSED*" for i in range(1, 6)])
@@ -439,37 +452,46 @@ def h_hang(runner):
 """
 )
 
-# The first item waits (in the pytest process) until the second, dispatched ahead to the other
-# worker, has come back, and h_hang has started: then -x stops the session on the first.
-AHEAD_CONFTEST = """
+# Helpers of the conftest.py files below: they run in the pytest process under test.
+CONFTEST_HELPERS = """
 import os, time
 from pathlib import Path
 import pytest
 from pytest_mlexp.session import session_of
 
+MARKS = Path(os.environ["MARKS"])
+
+def wait_ahead(item, name, also=lambda: True):
+    # Until the seeds of `name`, dispatched ahead, are done and also() holds (60 s: a hang
+    # guard); False when `name` was not dispatched ahead.
+    ahead = session_of(item.config).dispatcher._ahead
+    found = [n for n in ahead if n.endswith(name)]
+    if not found:
+        return False
+    deadline = time.monotonic() + 60
+    while not (all(h.done() for h in ahead[found[0]]) and also()):
+        assert time.monotonic() < deadline, f"{name} never finished ahead"
+        time.sleep(0.01)
+    return True
+"""
+
+# The first item waits (in the pytest process) until the second, dispatched ahead to the other
+# worker, has come back, and h_hang has started: then -x stops the session on the first.
+AHEAD_CONFTEST = (
+    CONFTEST_HELPERS
+    + """
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    if item.name != "h_fail":
-        return
-    dispatcher = session_of(item.config).dispatcher
-    done = [n for n in dispatcher._ahead if n.endswith("h_done")]
-    if not done:
-        return  # the --lf run: h_done is not selected
-    hang = Path(os.environ["MARKS"]) / "h_hang"
-    deadline = time.monotonic() + 60  # a hang guard
-    while not (all(h.done() for h in dispatcher._ahead[done[0]]) and hang.exists()):
-        assert time.monotonic() < deadline, "h_done never finished ahead"
-        time.sleep(0.01)
+    if item.name == "h_fail":  # h_done is not dispatched ahead in the --lf run (not selected)
+        wait_ahead(item, "h_done", also=(MARKS / "h_hang").exists)
 """
+)
 
 
 def test_work_that_finished_ahead_is_kept_when_x_stops_the_session(project: Project, marks: Path) -> None:
     # Dispatched ahead to a warm worker, h_done finished before pytest reached it; -x stopped
     # the session on h_fail, and h_done's result was thrown away (and --lf ran it again).
-    project.plan(AHEAD_PLAN)
-    project.handlers("e_one", AHEAD)
-    project.pytester.makeconftest(AHEAD_CONFTEST)
-    result = project.run("--experiment", "all", "--mlexp-concurrency", "2", "-x")
+    result = run_plan(project, AHEAD_PLAN, AHEAD, "-x", conftest=AHEAD_CONFTEST)
     result.assert_outcomes(failed=1)
     subs = project.results("e-one")["sub_experiments"]
     assert subs["h_done"]["status"] == "passed" and subs["h_done"]["executor"] == "process"
@@ -523,23 +545,14 @@ def w_last(runner):
 # the two items after w_fail were still queued behind the two busy workers then.  The "flip"
 # run turns w_fail's report into a pass, as a plugin may: pytest then reaches the withdrawn
 # items, which run when reached.
-WITHDRAW_CONFTEST = """
-import os, time
-from pathlib import Path
-import pytest
-from pytest_mlexp.session import session_of
-
+WITHDRAW_CONFTEST = (
+    CONFTEST_HELPERS
+    + """
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    if item.name != "w_gate":
-        return
-    dispatcher = session_of(item.config).dispatcher
-    failing = [n for n in dispatcher._ahead if n.endswith("w_fail")][0]
-    deadline = time.monotonic() + 60  # a hang guard
-    while not all(h.done() for h in dispatcher._ahead[failing]):
-        assert time.monotonic() < deadline, "w_fail never finished ahead"
-        time.sleep(0.01)
-    (Path(os.environ["MARKS"]) / "release").write_text("")
+    if item.name == "w_gate":
+        wait_ahead(item, "w_fail")
+        (MARKS / "release").write_text("")
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_call(item):
@@ -554,6 +567,7 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "passed"
     return report
 """
+)
 
 
 def test_x_withdraws_queued_work_once_a_failure_ahead_means_the_session_stops_there(
@@ -561,10 +575,7 @@ def test_x_withdraws_queued_work_once_a_failure_ahead_means_the_session_stops_th
 ) -> None:
     # The session stopped at w_fail, yet the two items queued after it started in the workers
     # that w_fail and then w_gate freed: work (GPU time) that -x was always going to throw away.
-    project.plan(WITHDRAW_PLAN)
-    project.handlers("e_one", WITHDRAW)
-    project.pytester.makeconftest(WITHDRAW_CONFTEST)
-    result = project.run("--experiment", "all", "--mlexp-concurrency", "2", "-x")
+    result = run_plan(project, WITHDRAW_PLAN, WITHDRAW, "-x", conftest=WITHDRAW_CONFTEST)
     result.assert_outcomes(passed=1, failed=1)
     assert not (marks / "w_later").exists() and not (marks / "w_last").exists()
     result.stdout.fnmatch_lines(
@@ -580,11 +591,8 @@ def test_x_withdraws_queued_work_once_a_failure_ahead_means_the_session_stops_th
 def test_a_withdrawn_item_that_pytest_reaches_after_all_runs_then(
     project: Project, marks: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    project.plan(WITHDRAW_PLAN)
-    project.handlers("e_one", WITHDRAW)
-    project.pytester.makeconftest(WITHDRAW_CONFTEST)
     monkeypatch.setenv("FLIP", "1")
-    result = project.run("--experiment", "all", "--mlexp-concurrency", "2", "-x")
+    result = run_plan(project, WITHDRAW_PLAN, WITHDRAW, "-x", conftest=WITHDRAW_CONFTEST)
     result.assert_outcomes(passed=4, failed=1)  # the assessment still sees w_fail's error
     assert (marks / "w_later").exists() and (marks / "w_last").exists()
     assert "submitted ahead were withdrawn" not in result.stdout.str()
@@ -607,29 +615,7 @@ experiments:
       s_plain: {}
 """
 
-SKIP = (
-    PREAMBLE
-    + """
-def _ran(runner):
-    (MARKS / runner.sub_experiment_id).write_text("")
-    return {"metrics": {"ok": 1}}
-
-def s_skip(runner):
-    return _ran(runner)
-
-def s_maybe(runner):
-    return _ran(runner)
-
-def s_norun(runner):
-    return _ran(runner)
-
-def s_true(runner):
-    return _ran(runner)
-
-def s_plain(runner):
-    return _ran(runner)
-"""
-)
+SKIP = marking_handlers("s_skip", "s_maybe", "s_norun", "s_true", "s_plain")
 
 
 # Whether s_maybe (a skipif that does not hold) went ahead like an unmarked item.
@@ -651,10 +637,7 @@ def test_an_item_that_a_mark_skips_is_never_dispatched_ahead(project: Project, m
     # Dispatch ahead ignored marks: a skip-marked item's handler ran in a worker while pytest
     # reported the item skipped (and, under -x, its failure stopped dispatch ahead).  A skipif
     # that does not hold (a platform guard) still goes ahead.
-    project.plan(SKIP_PLAN)
-    project.handlers("e_one", SKIP)
-    project.pytester.makeconftest(SKIP_CONFTEST)
-    result = project.run("--experiment", "all", "--mlexp-concurrency", "2", "-rsx")
+    result = run_plan(project, SKIP_PLAN, SKIP, "-rsx", conftest=SKIP_CONFTEST)
     result.assert_outcomes(passed=2, skipped=2, xfailed=1, failed=1)  # the assessment: 3 never ran
     assert not any((marks / s).exists() for s in ("s_skip", "s_norun", "s_true"))
     assert (marks / "s_maybe").exists() and (marks / "s_plain").exists()
@@ -689,9 +672,7 @@ def test_an_items_timeout_mark_under_x_withdraws_what_is_queued_before_its_worke
 ) -> None:
     # The seed cancelled at the item's deadline read as "cancelled", not a failure, and the
     # worker its kill freed started t_later, which -x then killed.
-    project.plan(TIMEOUT_PLAN)
-    project.handlers("e_one", TIMEOUT)
-    result = project.run("--experiment", "all", "--mlexp-concurrency", "1", "-x")
+    result = run_plan(project, TIMEOUT_PLAN, TIMEOUT, "-x", concurrency=1)
     result.assert_outcomes(failed=1)
     assert not (marks / "t_later").exists()
     result.stdout.fnmatch_lines(["*1 item(s) submitted ahead were withdrawn before they started*: t_later*"])
@@ -707,23 +688,7 @@ experiments:
     sub_experiments: [m_1, m_2, m_3]
 """
 
-MAXFAIL = (
-    PREAMBLE
-    + """
-def _ran(runner):
-    (MARKS / runner.sub_experiment_id).write_text("")
-    return {"metrics": {"ok": 1}}
-
-def m_1(runner):
-    return _ran(runner)
-
-def m_2(runner):
-    return _ran(runner)
-
-def m_3(runner):
-    return _ran(runner)
-"""
-)
+MAXFAIL = marking_handlers("m_1", "m_2", "m_3")
 
 
 def test_maxfail_counts_the_assessment_a_failed_sub_experiment_fails_too(
@@ -866,10 +831,7 @@ def test_a_failure_ahead_during_a_submission_withdraws_the_item_being_submitted(
 ) -> None:
     # r_fail's failure was counted while r_dep was being submitted: r_dep was not in the
     # dispatcher's books yet, so it was not withdrawn, and the worker r_fail freed took it.
-    project.plan(RACE_PLAN)
-    project.handlers("e_one", RACE)
-    project.pytester.makeconftest(RACE_CONFTEST)
-    result = project.run("--experiment", "all", "--mlexp-concurrency", "1", "-x")
+    result = run_plan(project, RACE_PLAN, RACE, "-x", conftest=RACE_CONFTEST, concurrency=1)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*1 item(s) submitted ahead were withdrawn before they started*: r_dep"])
     assert not (marks / "r_dep").exists()
