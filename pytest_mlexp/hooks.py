@@ -202,11 +202,13 @@ class SessionHooks:
             from .items import AssessmentItem, SubItem
 
             subs = [(i, it) for i, it in enumerate(session.items) if isinstance(it, SubItem)]
-            assessments = {
-                (str(it.path), it.experiment_id): i
-                for i, it in enumerate(session.items)
-                if isinstance(it, AssessmentItem)
-            }
+            assessments = None  # --maxfail=N, N > 1: a failed item's assessment is a failure too
+            if config.option.maxfail > 1:
+                assessments = {
+                    (str(it.path), it.experiment_id): i
+                    for i, it in enumerate(session.items)
+                    if isinstance(it, AssessmentItem)
+                }
             dispatcher_of(state).start(session, subs, assessments)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
