@@ -203,7 +203,7 @@ class SessionHooks:
 
             subs = [(i, it) for i, it in enumerate(session.items) if isinstance(it, SubItem)]
             assessments = None  # --maxfail=N, N > 1: a failed item's assessment is a failure too
-            if config.option.maxfail > 1:
+            if (config.option.maxfail or 0) > 1:
                 assessments = {
                     (str(it.path), it.experiment_id): i
                     for i, it in enumerate(session.items)
