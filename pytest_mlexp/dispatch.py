@@ -262,9 +262,6 @@ class Dispatcher:
             self._submit_ahead(item, pos)
 
     def _submit_ahead(self, item: pytest.Item, position: int) -> None:
-        if self._stop_at is not None and position > self._stop_at:
-            self._held.append((position, item))  # past where -x will stop: see _mispredicted
-            return
         ex = self._executor_ahead(item)
         if ex is None:
             return
@@ -278,7 +275,7 @@ class Dispatcher:
         # cannot take this item's seeds first (it is the thread that waits).
         with self._lock:
             if self._stop_at is not None and position > self._stop_at:
-                self._held.append((position, item))
+                self._held.append((position, item))  # past where -x will stop: see _mispredicted
                 return
             handles = ex.submit_all(jobs)  # one unit: the slurm executor's job array
             self._ahead[nodeid] = handles

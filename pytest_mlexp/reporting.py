@@ -137,14 +137,8 @@ def finish_session(state: MlexpSession, session: pytest.Session) -> None:
         finished = dispatcher.finished_ahead()
         if finished:
             _keep_finished_ahead(state, finished)
-        withdrawn = list(dispatcher.withdrawn.values())
-        if withdrawn:
-            limit = state.config.option.maxfail
-            flag = "-x" if limit == 1 else f"--maxfail={limit}"
-            state.notes_end.append(
-                f"mlexp: {len(withdrawn)} item(s) submitted ahead were withdrawn before they started, "
-                f"as {flag} stops the session at an earlier failure: {listed([it.name for it in withdrawn])}"
-            )
+        if dispatcher.withdrawn:
+            _note_withdrawn(state, list(dispatcher.withdrawn.values()))
     ran = bool(state.records)
     if ran:
         for ctx in state.contexts.values():
@@ -171,6 +165,16 @@ def _keep_finished_ahead(state: MlexpSession, finished: Sequence[tuple[pytest.It
             f"mlexp: {len(kept)} item(s) finished in a worker before the session stopped, "
             f"without a pytest report; their results are kept: {listed([it.name for it, _ in kept])}"
         )
+
+
+def _note_withdrawn(state: MlexpSession, withdrawn: Sequence[pytest.Item]) -> None:
+    """The closing line naming the items whose work -x withdrew and pytest never reached."""
+    limit = state.config.option.maxfail
+    flag = "-x" if limit == 1 else f"--maxfail={limit}"
+    state.notes_end.append(
+        f"mlexp: {len(withdrawn)} item(s) submitted ahead were withdrawn before they started, "
+        f"as {flag} stops the session at an earlier failure: {listed([it.name for it in withdrawn])}"
+    )
 
 
 def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
