@@ -115,6 +115,18 @@ def _flatten_keywords(item: pytest.Item) -> None:
         item.keywords.__class__ = _FLAT_KEYWORDS
 
 
+def _add_plan_marks(item: pytest.Item, marks: tuple[str, ...]) -> None:
+    """The plan's ``marks`` (``slow``, ``"skip(reason='later')"``) on ``item``, each name
+    registered (``--strict-markers`` accepts them)."""
+    from .model import parse_mark
+
+    state = session_of(item.config)
+    for text in marks:
+        name, args, kwargs = parse_mark(text)  # checked when the plan was read
+        state.register_mark(name)
+        item.add_marker(getattr(pytest.mark, name)(*args, **kwargs) if args or kwargs else name)
+
+
 def skip_if_blocked(item: pytest.Item) -> None:
     """Skip an experiment item whose gate, dependency or sub-dependency holds it back (the
     reason is recorded as the item's result)."""
@@ -279,13 +291,7 @@ class SubItem(_MarksInOneLoop, pytest.Item):
         item.point_index = index
         item.experiment_id = sub.experiment_id
         if sub.marks:
-            from .model import parse_mark
-
-            state = session_of(parent.config)
-            for text in sub.marks:
-                name, args, kwargs = parse_mark(text)  # checked when the plan was read
-                state.register_mark(name)
-                item.add_marker(getattr(pytest.mark, name)(*args, **kwargs) if args or kwargs else name)
+            _add_plan_marks(item, sub.marks)
         return item
 
     @property
@@ -337,6 +343,8 @@ class AssessmentItem(_MarksInOneLoop, pytest.Item):
         _flatten_keywords(self)
         self.experiment = experiment
         self.experiment_id = experiment.id
+        if experiment.marks:
+            _add_plan_marks(self, experiment.marks)
 
     def setup(self) -> None:
         skip_if_blocked(self)

@@ -324,6 +324,9 @@ class Experiment:
     achieved: Mapping[str, Achieved] = field(default_factory=dict)
     pivots: tuple[Pivot, ...] = ()
     plan_status: PlanStatus | None = None
+    # The marks given under ``defaults:`` and on the experiment itself (not a sub-experiment's
+    # own): its assessment carries them, so a skipped or deselected experiment is one whole.
+    marks: tuple[str, ...] = ()
 
     def pivot(self, key: str) -> Pivot:
         return next(p for p in self.pivots if p.key == key)

@@ -265,6 +265,7 @@ def _parse_experiment(
         achieved=achieved_of(ctx, spec, known.get("achieved"), "experiment"),
         pivots=tuple(pivots),
         plan_status=plan_status(meta.get("status"), ctx.loc(ctx.kline(spec, "status"))),
+        marks=base.marks,
     )
     return exp, ExpRef(line, deps, from_lines, replaces_lines)
 

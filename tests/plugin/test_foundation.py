@@ -316,6 +316,25 @@ def test_marks_from_plan_apply(project: Project) -> None:
     assert "e1_b" not in result.stdout.str()
 
 
+def test_an_experiments_marks_reach_its_assessment_and_a_sub_experiments_do_not(project: Project) -> None:
+    # A mark on the experiment (or under defaults) marks the whole experiment: -m selects its
+    # assessment with its sub-experiments, and a skip mark skips the assessment too instead of
+    # failing it with "never ran".
+    marks = "    marks: [slow, \"skip(reason='later')\"]\n"
+    project.plan(PLAN.replace("    phase: 1\n", "    phase: 1\n" + marks))
+    project.handlers("e_one", HANDLERS)
+    result = project.run("--experiment", "e-one", "-m", "slow", "--strict-markers", "--co", "-q")
+    result.stdout.fnmatch_lines(["*::e1_a", "*::e1_b", "*::assessment", "*3 tests collected*"])
+    result = project.run("--experiment", "e-one", "-rs")
+    result.assert_outcomes(skipped=3)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["SKIPPED ?3? *: later"])  # fnmatch: [3] is a class
+    # A sub-experiment's own mark stays its own: the assessment is not slow.
+    project.plan(PLAN.replace("      e1_b:\n", "      e1_b:\n        marks: [slow]\n"))
+    result = project.run("--experiment", "e-one", "-m", "slow", "--strict-markers", "--co", "-q")
+    result.stdout.fnmatch_lines(["*::e1_b", "*1/3 tests collected*"])
+
+
 KEYWORDS_CONFTEST = """
 import json
 import pytest
