@@ -60,12 +60,17 @@ class TimeoutGuard:
             return None  # a unit test: pytest-timeout's own timer
         sub = getattr(item, "sub", None)
         seconds = getattr(settings, "timeout", None)
-        if sub is not None and any(_is_timeout_mark(m) for m in sub.marks) and seconds:
-            text = (
-                f"the item's timeout mark ran out ({seconds:g} s, pytest-timeout): "
-                "the running seed was stopped and no further seed was run"
-            )
-            self.state.deadlines[item.nodeid] = (time.monotonic() + float(seconds), text)
+        # An assessment carries its experiment's plan marks: a timeout mark there is for the
+        # experiment's work, and judging it needs no timer.
+        experiment = getattr(item, "experiment", None)
+        marks = sub.marks if sub is not None else getattr(experiment, "marks", ())
+        if any(_is_timeout_mark(m) for m in marks) and seconds:
+            if sub is not None:
+                text = (
+                    f"the item's timeout mark ran out ({seconds:g} s, pytest-timeout): "
+                    "the running seed was stopped and no further seed was run"
+                )
+                self.state.deadlines[item.nodeid] = (time.monotonic() + float(seconds), text)
         elif not self._said:
             self._said = True
             self.state.notes_end.append(

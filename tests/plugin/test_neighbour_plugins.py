@@ -173,3 +173,17 @@ def test_an_ini_timeout_for_unit_tests_does_not_touch_experiment_items(project: 
         assert "Timeout (>0.1s) from pytest-timeout" in result.stdout.str()
     else:
         result.assert_outcomes(passed=4)
+
+
+def test_an_experiments_timeout_mark_times_its_sub_experiments_and_leaves_its_assessment_alone(
+    project: Project,
+) -> None:
+    # The experiment's marks reach its assessment too (an experiment is skipped or selected
+    # whole); its timeout mark is for the work, not for judging it: no timer, and no note that
+    # pytest-timeout's timeout is not for experiment items.
+    project.plan(UNIT_TIMEOUT_PLAN.replace("  e-u:\n", '  e-u:\n    marks: ["timeout(60)"]\n'))
+    project.handlers("handlers", UNIT_TIMEOUT_HANDLERS)
+    result = project.pytester.runpytest_subprocess("-p", "no:randomly", "--experiment", "all")
+    result.assert_outcomes(passed=2)
+    assert "applies to unit tests" not in result.stdout.str()
+    assert project.results("e-u")["sub_experiments"]["u_1"]["status"] == "passed"
