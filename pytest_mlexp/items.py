@@ -117,11 +117,14 @@ def _flatten_keywords(item: pytest.Item) -> None:
 
 def _add_plan_marks(item: pytest.Item, marks: tuple[str, ...]) -> None:
     """The plan's ``marks`` (``slow``, ``"skip(reason='later')"``) on ``item``, each name
-    registered (``--strict-markers`` accepts them)."""
+    registered (``--strict-markers`` accepts them).  ``marks`` run outermost first (defaults,
+    experiment, sub-experiment); they are added innermost first, so that where a plugin takes
+    the closest mark (pytest-timeout's ``timeout``, an ``xfail`` reason) the innermost wins, as
+    every other setting of the plan does."""
     from .model import parse_mark
 
     state = session_of(item.config)
-    for text in marks:
+    for text in reversed(marks):
         name, args, kwargs = parse_mark(text)  # checked when the plan was read
         state.register_mark(name)
         item.add_marker(getattr(pytest.mark, name)(*args, **kwargs) if args or kwargs else name)

@@ -7,7 +7,8 @@
 * **pytest-timeout**: its ini or command-line ``timeout`` is meant for unit tests, and its
   signal or thread method would fail an experiment with a traceback inside the plugin, or end
   the session without writing results.  It does not apply to experiment items (one line says
-  so).  A ``timeout`` mark given through the plan's ``marks:`` (``"timeout(3600)"``) does:
+  so).  A ``timeout`` mark on the item (the plan's ``marks:``, ``"timeout(3600)"``, or one a
+  conftest adds; the innermost wins) does:
   through pytest-timeout's own hook (``pytest_timeout_set_timer``) the item gets a deadline
   that its executor enforces, so an expiry is ``infra_error (timeout)``: the running seed is
   stopped (the worker killed), no further seed runs, and every other result is kept.
@@ -58,14 +59,11 @@ class TimeoutGuard:
     def pytest_timeout_set_timer(self, item: pytest.Item, settings: Any) -> bool | None:
         if not _is_experiment(item):
             return None  # a unit test: pytest-timeout's own timer
-        sub = getattr(item, "sub", None)
         seconds = getattr(settings, "timeout", None)
-        # An assessment carries its experiment's plan marks: a timeout mark there is for the
-        # experiment's work, and judging it needs no timer.
-        experiment = getattr(item, "experiment", None)
-        marks = sub.marks if sub is not None else getattr(experiment, "marks", ())
-        if any(_is_timeout_mark(m) for m in marks) and seconds:
-            if sub is not None:
+        # A timeout mark (the plan's, or one a conftest added) sets the item's limit; an
+        # assessment carries its experiment's marks, and judging needs no timer.
+        if item.get_closest_marker("timeout") is not None:
+            if seconds and getattr(item, "sub", None) is not None:
                 text = (
                     f"the item's timeout mark ran out ({seconds:g} s, pytest-timeout): "
                     "the running seed was stopped and no further seed was run"
@@ -86,10 +84,6 @@ class TimeoutGuard:
             return None
         self.state.deadlines.pop(item.nodeid, None)
         return True
-
-
-def _is_timeout_mark(text: str) -> bool:
-    return text == "timeout" or text.startswith("timeout(")
 
 
 def register(config: pytest.Config, state: MlexpSession) -> None:

@@ -187,3 +187,54 @@ def test_an_experiments_timeout_mark_times_its_sub_experiments_and_leaves_its_as
     result.assert_outcomes(passed=2)
     assert "applies to unit tests" not in result.stdout.str()
     assert project.results("e-u")["sub_experiments"]["u_1"]["status"] == "passed"
+
+
+NESTED_TIMEOUT_PLAN = """
+project: {name: Nested, hypothesis: "h"}
+defaults: {marks: ["timeout(OUTER)"]}
+experiments:
+  e-n:
+    sub_experiments:
+      n_1:
+        marks: ["timeout(INNER)"]
+"""
+
+NESTED_TIMEOUT_HANDLERS = """
+import time
+
+def n_1(runner):
+    time.sleep(2)
+    return {"metrics": {"m": 1.0}}
+"""
+
+
+@pytest.mark.parametrize(("outer", "inner", "status"), [(1, 60, "passed"), (60, 1, "infra_error")])
+def test_the_innermost_timeout_mark_of_the_plan_wins(
+    project: Project, outer: int, inner: int, status: str
+) -> None:
+    # Plan marks accumulate outermost first; pytest-timeout takes the closest mark, so they are
+    # put on the item innermost first: a sub-experiment's own limit beats the defaults'.
+    project.plan(NESTED_TIMEOUT_PLAN.replace("OUTER", str(outer)).replace("INNER", str(inner)))
+    project.handlers("handlers", NESTED_TIMEOUT_HANDLERS)
+    project.pytester.runpytest_subprocess("-p", "no:randomly", "--experiment", "all")
+    entry = project.results("e-n")["sub_experiments"]["n_1"]
+    assert entry["status"] == status
+    if status == "infra_error":
+        assert entry["error"]["kind"] == "timeout" and "(1 s, pytest-timeout)" in entry["error"]["message"]
+
+
+def test_a_timeout_mark_a_conftest_adds_to_an_experiment_item_is_its_limit(project: Project) -> None:
+    project.plan(
+        NESTED_TIMEOUT_PLAN.replace('defaults: {marks: ["timeout(OUTER)"]}\n', "").replace(
+            '        marks: ["timeout(INNER)"]\n', "        seeds: 1\n"
+        )
+    )
+    project.handlers("handlers", NESTED_TIMEOUT_HANDLERS)
+    project.pytester.makeconftest(
+        "import pytest\n\ndef pytest_collection_modifyitems(items):\n"
+        "    for item in items:\n        item.add_marker(pytest.mark.timeout(1))\n"
+    )
+    result = project.pytester.runpytest_subprocess("-p", "no:randomly", "--experiment", "all")
+    entry = project.results("e-n")["sub_experiments"]["n_1"]
+    assert entry["status"] == "infra_error" and entry["error"]["kind"] == "timeout"
+    assert "applies to unit tests" not in result.stdout.str()  # it came from a mark, not the ini
