@@ -228,6 +228,8 @@ class SessionHooks:
         else:
             op = None
         if op is None:  # the other reports, and every non-plan test
+            if report.outcome == "skipped":
+                state.skipped.append(report.nodeid)
             return
         ctx = state.context_for(op.plan)
         if not state.is_worker:

@@ -290,10 +290,23 @@ def _plotter(state: MlexpSession) -> Any:
 def _fail_if_all_blocked(state: MlexpSession, session: pytest.Session) -> None:
     subs = [r for r in state.records.values() if r["kind"] == "sub"]
     if subs and all(r["status"] == "blocked" for r in subs):
-        reasons = sorted({r.get("reason", "") for r in subs})
-        state.notes_end.append(
-            "mlexp: every selected sub-experiment was blocked, so nothing ran: " + "; ".join(reasons)
-        )
+        reasons = "; ".join(sorted({r.get("reason", "") for r in subs}))
+        # Sub-experiments of the same plans that a mark or a conftest skipped were selected and
+        # not blocked: nothing ran, as the researcher asked (a skipped experiment blocks those
+        # that wait for it), and the session is not failed for it.
+        plans = {nodeid.split("::", 1)[0] for nodeid in state.records}
+        skipped = [
+            nodeid
+            for nodeid in state.skipped
+            if nodeid.split("::", 1)[0] in plans and not nodeid.endswith("::assessment")
+        ]
+        if skipped:
+            state.notes_end.append(
+                f"mlexp: nothing ran: {len(skipped)} sub-experiment item(s) were skipped (a mark or a "
+                f"conftest) and the other {len(subs)} blocked: {reasons}"
+            )
+            return
+        state.notes_end.append("mlexp: every selected sub-experiment was blocked, so nothing ran: " + reasons)
         if session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

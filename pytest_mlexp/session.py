@@ -325,6 +325,9 @@ class MlexpSession:
         self.notes_end: list[str] = []  # shown at the end of the experiment summary
         self.records: dict[str, dict[str, Any]] = {}  # nodeid -> summary row, in run order
         self.ops: dict[str, ResultOp] = {}  # nodeid -> result op awaiting its report
+        # Items pytest skipped without a result of ours (a skip mark, a conftest), by node id:
+        # not "blocked", for the session's "everything was blocked" check (reporting.py).
+        self.skipped: list[str] = []
         self.warned: list[str] = []
         # The first results write that failed (a full disk, a read-only folder): one error line,
         # the session stops after the item, and it exits 1 (reporting.py, hooks.py).

@@ -72,6 +72,25 @@ def test_all_blocked_session_fails_and_names_blocker(project: Project) -> None:
     result.stdout.fnmatch_lines(["*every selected sub-experiment was blocked*gate g1*"])
 
 
+def test_an_experiment_skipped_by_a_mark_blocks_its_dependents_without_failing_the_session(
+    project: Project,
+) -> None:
+    # e-b skipped as asked, e-c waits for it: nothing ran, but not every selected
+    # sub-experiment was *blocked* (SPEC: exit 1 only then), so pytest's all-skipped exit 0.
+    project.plan(PLAN.replace("    phase: 2\n", "    phase: 2\n    marks: [\"skip(reason='later')\"]\n"))
+    project.handlers("handlers", HANDLERS)
+    result = project.run("--experiment", "e-b", "--experiment", "e-c", "-rs")
+    result.assert_outcomes(skipped=4)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "*nothing ran: 1 sub-experiment item(s) were skipped (a mark or a conftest)"
+            " and the other 1 blocked*e-b*"
+        ]
+    )
+    assert "every selected sub-experiment was blocked" not in result.stdout.str()
+
+
 def test_prerequisites_judged_from_stored_results(project: Project, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     _setup(project)
     monkeypatch.setenv("ACC", "0.9")
