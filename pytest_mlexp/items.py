@@ -115,6 +115,23 @@ def _flatten_keywords(item: pytest.Item) -> None:
         item.keywords.__class__ = _FLAT_KEYWORDS
 
 
+def _with_used_fixtures(names: tuple[str, ...], marks: tuple[str, ...]) -> tuple[str, ...]:
+    """``names`` and the fixtures a plan ``usefixtures`` mark names (``"usefixtures('db')"``).
+
+    pytest reads ``usefixtures`` marks when it works out an item's fixtures, which for these
+    items happens before their plan marks are on them: the names join the closure here (set up
+    as for any test; the handler still gets only the fixtures it asks for)."""
+    used = list(names)
+    for text in marks:
+        if "usefixtures" in text:
+            from .model import parse_mark
+
+            name, args, _ = parse_mark(text)  # checked when the plan was read
+            if name == "usefixtures":
+                used.extend(a for a in args if isinstance(a, str) and a not in used)
+    return tuple(used)
+
+
 def _add_plan_marks(item: pytest.Item, marks: tuple[str, ...]) -> None:
     """The plan's ``marks`` (``slow``, ``"skip(reason='later')"``) on ``item``, each name
     registered (``--strict-markers`` accepts them).  ``marks`` run outermost first (defaults,
@@ -270,6 +287,8 @@ class SubItem(_MarksInOneLoop, pytest.Item):
         # pytest reads the fixtures an item needs from its callobj's signature: give it exactly
         # the handler's parameters (read from source, so collection never imports the handler).
         names = tuple(ctx.fixture_names(sub))
+        if sub.marks:
+            names = _with_used_fixtures(names, sub.marks)
         name = f"{sub.id}[{point.key}]" if point is not None else sub.id
         # Computing the fixture closure was half the cost of building an item.  It depends on the
         # names asked for, the node's place (conftest visibility, autouse) and the item's own

@@ -243,6 +243,39 @@ def test_the_usefixtures_ini_option_reaches_an_item_that_asks_for_no_fixture(pro
     assert "SEEN ['f_none']" in result.stdout.str()
 
 
+def test_a_usefixtures_mark_in_the_plan_sets_the_fixture_up_around_the_item(project: Project) -> None:
+    # pytest reads usefixtures marks when it works out an item's fixtures, before the plan's
+    # marks are on the item: they are read from the plan instead. The handler still gets only
+    # the fixtures it asks for.
+    fixture_plan(
+        project,
+        "      f_used:\n        marks: [\"usefixtures('watch', 'env')\"]\n      f_none: {}\n",
+    )
+    project.pytester.makeconftest(
+        "import os, pytest\n"
+        "SEEN = []\n"
+        "@pytest.fixture\n"
+        "def watch(request):\n"
+        "    SEEN.append(request.node.name)\n"
+        "@pytest.fixture\n"
+        "def env(monkeypatch):\n"
+        "    monkeypatch.setenv('FROM_FIXTURE', '7')\n"
+        "def pytest_sessionfinish(session):\n"
+        "    print('SEEN', SEEN)\n"
+    )
+    project.handlers(
+        "e_fix",
+        "import os\n"
+        "def f_used(runner):\n    return {'metrics': {'x': float(os.environ.get('FROM_FIXTURE', 0))}}\n"
+        "def f_none(runner):\n    return {'metrics': {'x': float(os.environ.get('FROM_FIXTURE', 0))}}\n",
+    )
+    result = project.run("--experiment", "e-fix", "-s")
+    result.assert_outcomes(passed=3)
+    assert "SEEN ['f_used']" in result.stdout.str()
+    subs = project.results("e-fix")["sub_experiments"]
+    assert subs["f_used"]["metrics"] == {"x": 7.0} and subs["f_none"]["metrics"] == {"x": 0.0}
+
+
 def test_experiment_selection_by_prefix_sub_id_and_errors(project: Project) -> None:
     project.plan(PLAN)
     project.handlers("e_one", HANDLERS)
