@@ -34,6 +34,7 @@ from .executors import UnknownExecutor, builtin_executor
 from .executors.base import Executor, ExecutorContext, FutureHandle, Handle, Job, PoolExecutor, infra_outcome
 from .executors.local import LocalExecutor, run_local
 from .graph import graph_of
+from .items import skipped_by_marks
 from .records import SeedOutcome, as_outcome
 from .scratch import sweep_stale
 from .tasks import item_tasks
@@ -62,27 +63,6 @@ def _route_tracking(ex: Executor, tasks: Sequence[Task]) -> list[Task]:
         if _logged_here(ex, task):
             task.tracking = {**task.tracking, "log_from": "owner"}
     return out
-
-
-def _may_skip(item: pytest.Item) -> bool:
-    """Whether a mark makes pytest skip the item when it reaches it: ``skip``, a ``skipif``
-    whose condition holds, ``xfail(run=False)`` (without ``--runxfail``).  Judged as pytest's
-    skipping plugin judges them (its functions; a condition that cannot be judged counts as a
-    skip); a skip a conftest hook or fixture decides at set-up cannot be seen from here."""
-    marked = any(item.iter_markers("skip")) or any(item.iter_markers("skipif"))
-    if not marked and (item.config.option.runxfail or not any(item.iter_markers("xfail"))):
-        return False
-    try:
-        from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
-
-        if evaluate_skip_marks(item) is not None:
-            return True
-        xfail = None if item.config.option.runxfail else evaluate_xfail_marks(item)
-        return xfail is not None and not xfail.run
-    except BaseException as exc:  # a condition's error, or the pytest.fail() pytest raises for it
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        return True
 
 
 def warm_up(state: MlexpSession, plan: Plan) -> None:
@@ -243,7 +223,7 @@ class Dispatcher:
             ref = self.state.context_for(item.path).handler(item.sub)  # type: ignore[attr-defined]
         except LookupError:  # unknown executor, missing handler: the item reports it
             return None
-        if not ex.concurrent or any(n != "runner" for n in ref.fixture_names) or _may_skip(item):
+        if not ex.concurrent or any(n != "runner" for n in ref.fixture_names) or skipped_by_marks(item):
             return None
         return ex
 

@@ -147,6 +147,27 @@ def _add_plan_marks(item: pytest.Item, marks: tuple[str, ...]) -> None:
         item.add_marker(getattr(pytest.mark, name)(*args, **kwargs) if args or kwargs else name)
 
 
+def skipped_by_marks(item: pytest.Item) -> bool:
+    """Whether a mark makes pytest skip the item when it reaches it: ``skip``, a ``skipif``
+    whose condition holds, ``xfail(run=False)`` (without ``--runxfail``).  Judged as pytest's
+    skipping plugin judges them (its functions; a condition that cannot be judged counts as a
+    skip); a skip a conftest hook or fixture decides at set-up cannot be seen from here."""
+    marked = any(item.iter_markers("skip")) or any(item.iter_markers("skipif"))
+    if not marked and (item.config.option.runxfail or not any(item.iter_markers("xfail"))):
+        return False
+    try:
+        from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
+
+        if evaluate_skip_marks(item) is not None:
+            return True
+        xfail = None if item.config.option.runxfail else evaluate_xfail_marks(item)
+        return xfail is not None and not xfail.run
+    except BaseException as exc:  # a condition's error, or the pytest.fail() pytest raises for it
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return True
+
+
 def skip_if_blocked(item: pytest.Item) -> None:
     """Skip an experiment item whose gate, dependency or sub-dependency holds it back (the
     reason is recorded as the item's result)."""

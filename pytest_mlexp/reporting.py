@@ -764,10 +764,15 @@ def estimate_line(state: MlexpSession, items: list[pytest.Item]) -> str:
     import os
 
     from .estimate import ItemCost, estimate, parse_prices
+    from .items import skipped_by_marks
 
     costs: list[ItemCost] = []
     docs: dict[str, Any] = {}  # experiment id -> its results (the first plan's, should two share one)
+    skipped = 0
     for item in items:
+        if skipped_by_marks(item):  # a skip mark, a skipif that holds, xfail(run=False): costs nothing
+            skipped += 1
+            continue
         sub = item.sub  # type: ignore[attr-defined]
         point = item.point  # type: ignore[attr-defined]
         ctx = state.context_for(item.path)
@@ -791,4 +796,5 @@ def estimate_line(state: MlexpSession, items: list[pytest.Item]) -> str:
 
     raw = str(state.config.getini("mlexp_gpu_prices") or "")
     prices = parse_prices(raw) if raw.strip() else None
-    return "mlexp: " + estimate(costs, doc_of_item, prices=prices, concurrency=concurrency).line()
+    line = estimate(costs, doc_of_item, prices=prices, concurrency=concurrency).line()
+    return f"mlexp: {line}" + (f"; not counted: {skipped} item(s) a mark skips" if skipped else "")

@@ -592,6 +592,16 @@ def test_collect_only_ends_with_the_cost_estimate(project: Project) -> None:
     project.pytester.makeini("[pytest]\nmlexp_gpu_prices = H100=3.95 A100-80GB=2.50\n")
     result = project.run("--experiment", "all", "--co", "-q")
     result.stdout.fnmatch_lines(["mlexp: estimate for 5 items (6 seeds); unknown for 5 never run"])
+    # Items a plan mark skips cost nothing: counted apart, not in the estimate.
+    project.plan(plan.replace("      r_c:\n", "      r_c:\n        marks: [\"skip(reason='later')\"]\n"))
+    result = project.run("--experiment", "all", "--co", "-q")
+    result.stdout.fnmatch_lines(
+        [
+            "mlexp: estimate for 4 items (5 seeds); unknown for 4 never run;"
+            " not counted: 1 item(s) a mark skips"
+        ]
+    )
+    project.plan(plan)
     # stored durations: r_a 2 seeds in 7200 s, r_c 1800 s, r_d one point 3600 s
     folder = project.experiment_dir("e-r")
     folder.mkdir(parents=True)
