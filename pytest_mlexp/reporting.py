@@ -769,8 +769,9 @@ def estimate_line(state: MlexpSession, items: list[pytest.Item]) -> str:
     costs: list[ItemCost] = []
     docs: dict[str, Any] = {}  # experiment id -> its results (the first plan's, should two share one)
     skipped = 0
+    memo: dict[int, frozenset[str]] = {}
     for item in items:
-        if skipped_by_marks(item):  # a skip mark, a skipif that holds, xfail(run=False): costs nothing
+        if skipped_by_marks(item, memo):  # a skip mark, a skipif that holds, xfail(run=False): costs nothing
             skipped += 1
             continue
         sub = item.sub  # type: ignore[attr-defined]
