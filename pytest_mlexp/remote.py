@@ -161,45 +161,110 @@ def _end_group(code: int) -> None:
 
 # --- warm workers -------------------------------------------------------------------------------
 
-#: signal handlers a handler may change, put back before the next seed
+#: signal handlers a handler may change, put back before the next seed (those that can be caught)
 _SIGNALS = tuple(
     getattr(signal, name)
-    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGALRM", "SIGUSR1", "SIGUSR2", "SIGCHLD", "SIGPIPE")
+    for name in (
+        "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGUSR1",
+        "SIGUSR2", "SIGCHLD", "SIGPIPE", "SIGWINCH", "SIGURG", "SIGXCPU", "SIGXFSZ",
+    )
     if hasattr(signal, name)
+)  # fmt: skip
+_TIMERS = tuple(
+    getattr(signal, n) for n in ("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF") if hasattr(signal, n)
 )
+#: the worker's own variables: a seed's environment (pytest's) never changes them
+_WORKER_KEYS = ("CUDA_VISIBLE_DEVICES", "MLEXP_PARENT_PID", "PYTHONPATH", "PYTHONUNBUFFERED")
 
 
 class Baseline:
     """The process state a worker starts each seed from, taken when it starts serving:
     the environment (``CUDA_VISIBLE_DEVICES``, ``MLEXP_*``), the working directory,
-    ``sys.argv``, the standard streams and signal handlers (and no pending alarm).  A seed
-    that changed them leaves the next seed none the wiser.  What the handler's own modules
-    keep in their globals stays: that is what a warm worker is for."""
+    ``sys.argv``, the standard streams, signal handlers and the blocked-signal mask (and no
+    timer pending).  A seed that changed them leaves the next seed none the wiser.  What the
+    handler's own modules keep in their globals stays: that is what a warm worker is for; so
+    does what importing them changed in that state (:meth:`absorb`), as the module is not
+    imported again for the next seed."""
 
     def __init__(self) -> None:
         self.environ = dict(os.environ)
         self.cwd = os.getcwd()
         self.argv = list(sys.argv)
         self.signals = {s: signal.getsignal(s) for s in _SIGNALS}
+        self.mask = _signal_mask()
+        #: what module imports in this worker set (a value) or removed (None) in the environment
+        self.imported_env: dict[str, str | None] = {}
+
+    def absorb(self, environ_before: Mapping[str, str]) -> None:
+        """An import that loaded new modules is done: what it changed in the environment (from
+        ``environ_before``), the working directory and signal handlers is the worker's from now
+        on (``os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ...)`` at a module's top)."""
+        now = os.environ
+        for key in {*environ_before, *now}:
+            if key not in _WORKER_KEYS and environ_before.get(key) != now.get(key):
+                value = now.get(key)
+                self.imported_env[key] = value
+                if value is None:
+                    self.environ.pop(key, None)
+                else:
+                    self.environ[key] = value
+        with contextlib.suppress(OSError):
+            self.cwd = os.getcwd()
+        self.signals = {s: signal.getsignal(s) for s in _SIGNALS}
+
+    def seed_environ(self, given: Mapping[str, str]) -> dict[str, str]:
+        """A seed's environment: ``given`` (the pytest process's when the seed was submitted,
+        its fixtures' variables included, as a fresh worker started then would have), with
+        the worker's own variables (its GPUs) and what its module imports set."""
+        env = {str(k): str(v) for k, v in given.items()}
+        for key in _WORKER_KEYS:
+            if key in self.environ:
+                env[key] = self.environ[key]
+        for key, value in self.imported_env.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        return env
 
     def restore(self) -> None:
         if os.environ != self.environ:
+            tz = os.environ.get("TZ")
             os.environ.clear()
             os.environ.update(self.environ)
+            if tz != os.environ.get("TZ") and hasattr(time, "tzset"):
+                time.tzset()  # the seed's time zone is not the next one's
         try:
             if os.getcwd() != self.cwd:
                 os.chdir(self.cwd)
         except OSError:  # the folder it left us in was removed
-            os.chdir(self.cwd)
-        if sys.argv != self.argv:
-            sys.argv[:] = self.argv
+            with contextlib.suppress(OSError):
+                os.chdir(self.cwd)
+        argv = getattr(sys, "argv", None)
+        if not isinstance(argv, list) or argv != self.argv:
+            sys.argv = list(self.argv)  # a tuple, or deleted: a new list, not a slice assignment
         if hasattr(signal, "setitimer"):
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            for timer in _TIMERS:
+                with contextlib.suppress(OSError, ValueError):
+                    signal.setitimer(timer, 0)
         for signum, handler in self.signals.items():
             if handler is not None and signal.getsignal(signum) is not handler:
-                with contextlib.suppress(OSError, ValueError):
+                with contextlib.suppress(OSError, ValueError, TypeError):
                     signal.signal(signum, handler)
+        if self.mask is not None and _signal_mask() != self.mask:
+            with contextlib.suppress(OSError, ValueError):
+                signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
         _restore_streams()
+
+
+def _signal_mask() -> set[Any] | None:
+    """The calling thread's blocked signals (None where that cannot be read)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    try:
+        return set(signal.pthread_sigmask(signal.SIG_BLOCK, ()))
+    except (OSError, ValueError):
+        return None
 
 
 def _restore_streams() -> None:
@@ -308,6 +373,10 @@ def run_one(
     from .procutil import children
 
     baseline.restore()
+    given = header.get("env")
+    if isinstance(given, dict):
+        os.environ.clear()
+        os.environ.update(baseline.seed_environ(given))
     log = header.get("log")
     try:
         log_fd = os.open(str(log), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600) if log else idle_fd
@@ -317,11 +386,15 @@ def run_one(
     # What runs now (other modules' import-time processes, a fork server they started) is the
     # worker's, whether or not this seed's module then imports.
     before: set[int] = set(children())
+    modules, environ_before = len(sys.modules), dict(os.environ)
 
     def imported() -> None:
         # What the module started on import belongs to the worker (later seeds may rely on
-        # it); what the handler starts from here on belongs to this seed.
+        # it); what the handler starts from here on belongs to this seed.  So does what a first
+        # import changed in the environment, the folder or the signal handlers.
         before.update(children())
+        if len(sys.modules) != modules:
+            baseline.absorb(environ_before)
         started()
 
     try:

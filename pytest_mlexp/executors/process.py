@@ -182,6 +182,14 @@ class ProcessExecutor(PoolExecutor):
         self.pool.start()  # the fork server imports while the first items are handed out
         return super().submit(job)
 
+    def _queued(self, handles: Sequence[FutureHandle]) -> None:
+        # The environment a fresh process started now would get, fixtures' variables included
+        # (an item's seeds are submitted after its set-up): a warm worker, started earlier,
+        # runs each seed in it (``remote.Baseline.seed_environ``).
+        environ = dict(os.environ)
+        for handle in handles:
+            handle.environ = environ  # type: ignore[attr-defined]
+
     def run_job(self, handle: FutureHandle, attempt: int) -> SeedOutcome:
         wanted = gpus_wanted(handle.job.resources)
         outcome = self._run_job(handle, attempt, wanted)
@@ -215,6 +223,7 @@ class ProcessExecutor(PoolExecutor):
                 max_seeds=max_seeds_per_worker(job.resources),
                 timeout=task.timeout,
                 token=handle,
+                environ=getattr(handle, "environ", None),
             )
         except WorkerStartError as exc:
             return infra_outcome(

@@ -365,6 +365,7 @@ class WorkerPool:
         timeout: float | None = None,
         import_timeout: float | None = None,
         token: Hashable | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> SeedRun:
         """Run one seed (``task``: a ``Task.to_dict()``) in a worker and wait for it.
 
@@ -376,6 +377,8 @@ class WorkerPool:
         without a timeout).  ``token``: what :meth:`kill` is called with.  A warm worker that
         died before the seed began (while it waited: the kernel's OOM killer, a thread an
         earlier seed left behind) costs the seed nothing: it runs on a new worker.
+        ``environ``: the environment the seed runs in (the pytest process's when it was
+        submitted; the worker keeps its own GPUs); None: the worker's own.
         Raises :class:`WorkerStartError` when no worker could be started."""
         token = object() if token is None else token
         if import_timeout is None and timeout is not None:
@@ -396,7 +399,7 @@ class WorkerPool:
                     self._lose(worker)
                     return SeedRun(None, worker.pid, self._exit_code(worker))
                 reused = worker.seeds > 0
-                run = self._run_on(worker, task, blob, timeout, import_timeout, max_seeds)
+                run = self._run_on(worker, task, blob, timeout, import_timeout, max_seeds, environ)
                 if (
                     run.outcome is None
                     and reused
@@ -419,13 +422,17 @@ class WorkerPool:
         timeout: float | None,
         import_timeout: float | None,
         max_seeds: int,
+        environ: Mapping[str, str] | None = None,
     ) -> SeedRun:
         log = self.scratch.new_file("seed", ".log")
+        message: dict[str, Any] = {"op": "run", "task": task, "log": str(log)}
+        if environ is not None:
+            message["env"] = dict(environ)
         try:
             reply: tuple[dict[str, Any], bytes] | None
             timed_out = started = False
             try:
-                wire.send(worker.sock, {"op": "run", "task": task, "log": str(log)}, blob)
+                wire.send(worker.sock, message, blob)
                 # "started" once the handler's module is imported; "done" alone when the seed
                 # failed before its handler was called (a module that does not import).
                 reply = wire.recv(worker.sock, timeout=import_timeout)

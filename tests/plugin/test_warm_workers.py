@@ -835,3 +835,66 @@ def test_a_failure_ahead_during_a_submission_withdraws_the_item_being_submitted(
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*1 item(s) submitted ahead were withdrawn before they started*: r_dep"])
     assert not (marks / "r_dep").exists()
+
+
+FIXTURE_ENV_PLAN = """
+project: {name: Toy, hypothesis: "x"}
+defaults: {executor: process}
+experiments:
+  e-one:
+    sub_experiments:
+      f_a: {seeds: 2}
+      f_b: {seeds: 2}
+      f_c: {}
+"""
+
+FIXTURE_ENV = (
+    PREAMBLE
+    + """
+def _seen(runner):
+    return {"metrics": {
+        "mine": float(os.environ.get("ITEM") == runner.sub_experiment_id),
+        "session": float(os.environ.get("DATA_HOME") == "set-up"),
+        "pid": os.getpid(),
+    }}
+
+def f_a(runner):
+    return _seen(runner)
+
+def f_b(runner):
+    return _seen(runner)
+
+def f_c(runner):
+    return _seen(runner)
+"""
+)
+
+# A session fixture (a variable, as one that starts a data service would export its address)
+# and an autouse fixture per item; the handlers take only `runner`.
+FIXTURE_ENV_CONFTEST = """
+import os, pytest
+
+@pytest.fixture(scope="session", autouse=True)
+def data_home():
+    os.environ["DATA_HOME"] = "set-up"
+    yield
+    del os.environ["DATA_HOME"]
+
+@pytest.fixture(autouse=True)
+def item_env(monkeypatch, request):
+    monkeypatch.setenv("ITEM", request.node.name)
+"""
+
+
+def test_fixtures_that_reach_an_item_are_set_up_before_its_seeds_run_in_a_warm_worker(
+    project: Project, marks: Path
+) -> None:
+    # Autouse fixtures reach every item: such items are not dispatched ahead (their seeds ran
+    # before their set-up), and each seed runs in the environment of the moment it was
+    # submitted (a warm worker kept the one it started with: f_b saw ITEM=f_a).
+    result = run_plan(project, FIXTURE_ENV_PLAN, FIXTURE_ENV, conftest=FIXTURE_ENV_CONFTEST, concurrency=1)
+    result.assert_outcomes(passed=4)
+    subs = project.results("e-one")["sub_experiments"]
+    assert len({subs[s]["metrics"]["pid"] for s in ("f_a", "f_b", "f_c")}) == 1  # one warm worker
+    for sub in ("f_a", "f_b", "f_c"):
+        assert subs[sub]["metrics"]["mine"] == 1.0 and subs[sub]["metrics"]["session"] == 1.0, sub

@@ -183,9 +183,12 @@ def spoil(runner):
     os.environ["SPOILED"] = "1"
     del os.environ["MLEXP_WORKER"]
     os.chdir(runner.workdir)
-    sys.argv.append("--spoiled")
+    sys.argv = ("train.py", "--spoiled")  # a tuple: the worker's own put-back must not choke on it
     signal.signal(signal.SIGTERM, lambda *a: None)
+    signal.signal(signal.SIGPROF, lambda *a: None)
     signal.setitimer(signal.ITIMER_REAL, 3600)
+    signal.setitimer(signal.ITIMER_PROF, 3600)
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR2])
     sys.stdout.close()
     return {"metrics": {"pid": os.getpid()}}
 
@@ -199,7 +202,10 @@ def look(runner):
         "cwd": os.getcwd(),
         "argv_spoiled": "--spoiled" in sys.argv,
         "sigterm_default": signal.getsignal(signal.SIGTERM) is signal.SIG_DFL,
+        "sigprof_default": signal.getsignal(signal.SIGPROF) is signal.SIG_DFL,
         "alarm": signal.getitimer(signal.ITIMER_REAL)[0],
+        "prof_timer": signal.getitimer(signal.ITIMER_PROF)[0],
+        "usr2_blocked": signal.SIGUSR2 in signal.pthread_sigmask(signal.SIG_BLOCK, []),
         "log_mode": oct(os.fstat(1).st_mode & 0o777),
     }}
 """
@@ -228,9 +234,68 @@ def test_process_state_the_plugin_set_up_is_put_back_before_each_seed(tmp_path: 
         "cwd": str(tmp_path),
         "argv_spoiled": False,
         "sigterm_default": True,
+        "sigprof_default": True,
         "alarm": 0.0,
+        "prof_timer": 0.0,
+        "usr2_blocked": False,
         "log_mode": "0o600",  # the seed's output goes to a file only its owner may read
     }
+
+
+IMPORT_TIME = (
+    PREAMBLE
+    + """
+import signal
+# What importing the module changes stays the worker's: the module is not imported again.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+signal.signal(signal.SIGUSR1, lambda *a: None)
+os.chdir(Path(__file__).parent / "marks")
+
+def look(runner):
+    seed_set_before = os.environ.get("SEED_SET")
+    os.environ["SEED_SET"] = "1"  # a seed's own change: gone for the next seed
+    return {"metrics": {
+        "pid": os.getpid(),
+        "cublas": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        "item": os.environ.get("ITEM"),
+        "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "seed_set_before": seed_set_before,
+        "usr1_kept": signal.getsignal(signal.SIGUSR1) is not signal.SIG_DFL,
+        "cwd": os.getcwd(),
+    }}
+"""
+)
+
+
+def test_what_the_module_import_changed_stays_and_each_seed_runs_in_the_environment_it_was_sent(
+    tmp_path: Path,
+) -> None:
+    # The pytest process sends the environment of the moment each seed was submitted (its
+    # item's fixtures' variables included): a worker started earlier runs the seed in it, keeps
+    # its own GPU, and keeps what its module's import set (not imported again for seed 2).
+    h = Handlers(tmp_path, IMPORT_TIME)
+    pool = WorkerPool(
+        size=1,
+        cwd=str(tmp_path),
+        env=lambda gpus: {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(gpus)},
+        scratch=SessionScratch(tmp_path / "scratch"),
+    )
+    given = {k: v for k, v in os.environ.items() if k != "CUBLAS_WORKSPACE_CONFIG"}
+    try:
+        seen = [
+            metrics(pool.run(h.task("look", seed).to_dict(), gpus=["3"], environ={**given, "ITEM": item}))
+            for seed, item in ((0, "s_a"), (1, "s_b"))
+        ]
+        worker_own = metrics(pool.run(h.task("look", 2).to_dict(), gpus=["3"]))
+    finally:
+        pool.close()
+    assert seen[0]["pid"] == seen[1]["pid"] == worker_own["pid"]
+    assert h.imports() == [seen[0]["pid"]]  # imported once
+    for got, item in zip(seen, ("s_a", "s_b"), strict=True):
+        assert got["item"] == item and got["cuda"] == "3" and got["cublas"] == ":4096:8"
+        assert got["seed_set_before"] is None and got["usr1_kept"]
+        assert got["cwd"] == str(tmp_path / "marks")
+    assert worker_own["item"] is None and worker_own["cublas"] == ":4096:8"  # no environment sent
 
 
 CRASHY = (
