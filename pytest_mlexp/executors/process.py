@@ -163,6 +163,7 @@ class ProcessExecutor(PoolExecutor):
     ) -> None:
         super().__init__(concurrency=concurrency)
         self.gpu_pool = GpuPool(visible_gpus() if gpus is None else gpus, slots=self.concurrency)
+        self._environ: dict[str, str] | None = None  # the last environment seeds were submitted in
         # handlers see the same working directory as under local
         self.pool = WorkerPool(
             size=self.concurrency or 1,
@@ -186,7 +187,9 @@ class ProcessExecutor(PoolExecutor):
         # The environment a fresh process started now would get, fixtures' variables included
         # (an item's seeds are submitted after its set-up): a warm worker, started earlier,
         # runs each seed in it (``remote.Baseline.seed_environ``).
-        environ = dict(os.environ)
+        environ = self._environ
+        if environ is None or environ != os.environ:  # one copy shared while it stays the same
+            environ = self._environ = dict(os.environ)
         for handle in handles:
             handle.environ = environ  # type: ignore[attr-defined]
 
