@@ -12,6 +12,7 @@ worker or container imports before the handler does.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import json
@@ -454,6 +455,14 @@ def serve(sock: socket.socket) -> int:
         if trackers is not None:
             with contextlib.suppress(Exception):
                 trackers.teardown_all()  # offline tracker files are complete once this returns
+        # What the handlers' modules registered with atexit (a file flushed and closed, a
+        # library's run finished) runs as it would at the end of the pytest process under
+        # ``local``: the worker itself ends with os._exit, which skips it.  Before the leftover
+        # children are killed (multiprocessing's own hook ends its pools).  A callback that
+        # hangs is ended with the worker by the session's close.
+        with contextlib.suppress(Exception):
+            atexit._run_exitfuncs()  # runs each once and clears them (what raises is printed)
+        _flush_streams()
         leftover = children()
         if leftover:
             kill_trees(leftover)

@@ -298,6 +298,44 @@ def test_what_the_module_import_changed_stays_and_each_seed_runs_in_the_environm
     assert worker_own["item"] is None and worker_own["cublas"] == ":4096:8"  # no environment sent
 
 
+AT_EXIT = (
+    PREAMBLE
+    + """
+import atexit
+_csv = open(MARKS / f"rows-{os.getpid()}.csv", "a")  # buffered: flushed when it is closed
+
+def _bye():
+    _csv.close()
+    (MARKS / f"bye-{os.getpid()}").write_text("")
+
+atexit.register(_bye)
+
+def row(runner):
+    _csv.write(f"{runner.seed}\\n")
+    return {"metrics": {"pid": os.getpid()}}
+"""
+)
+
+
+@pytest.mark.parametrize("fresh", [False, True], ids=["warm", "isolate"])
+def test_the_atexit_functions_of_a_handlers_module_run_when_its_worker_ends(
+    tmp_path: Path, fresh: bool
+) -> None:
+    # Under local they run at the end of the pytest process; a worker ends with os._exit.
+    h = Handlers(tmp_path, AT_EXIT)
+    pool = WorkerPool(size=1, cwd=str(tmp_path), scratch=SessionScratch(tmp_path / "scratch"))
+    try:
+        pids = [metrics(pool.run(h.task("row", seed).to_dict(), fresh=fresh))["pid"] for seed in (0, 1)]
+    finally:
+        pool.close()
+    marks = tmp_path / "marks"
+    for pid in set(pids):
+        wait_for(lambda pid=pid: (marks / f"bye-{pid}").exists(), f"the atexit function of worker {pid}")
+    rows = sorted(line for pid in set(pids) for line in (marks / f"rows-{pid}.csv").read_text().split())
+    assert rows == ["0", "1"]
+    assert (len(set(pids)) == 2) is fresh
+
+
 CRASHY = (
     PREAMBLE
     + """
