@@ -174,8 +174,13 @@ _SIGNALS = tuple(
 _TIMERS = tuple(
     getattr(signal, n) for n in ("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF") if hasattr(signal, n)
 )
-#: the worker's own variables: a seed's environment (pytest's) never changes them
-_WORKER_KEYS = ("CUDA_VISIBLE_DEVICES", "MLEXP_PARENT_PID", "PYTHONPATH", "PYTHONUNBUFFERED")
+#: the worker's own variables (and every ``MLEXP_*`` it has): a seed's environment (pytest's)
+#: never changes them
+_WORKER_KEYS = frozenset({"CUDA_VISIBLE_DEVICES", "PYTHONPATH", "PYTHONUNBUFFERED"})
+
+
+def _worker_key(key: str) -> bool:
+    return key in _WORKER_KEYS or key.startswith("MLEXP_")
 
 
 class Baseline:
@@ -202,7 +207,7 @@ class Baseline:
         on (``os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ...)`` at a module's top)."""
         now = os.environ
         for key in {*environ_before, *now}:
-            if key not in _WORKER_KEYS and environ_before.get(key) != now.get(key):
+            if not _worker_key(key) and environ_before.get(key) != now.get(key):
                 value = now.get(key)
                 self.imported_env[key] = value
                 if value is None:
@@ -218,9 +223,9 @@ class Baseline:
         its fixtures' variables included, as a fresh worker started then would have), with
         the worker's own variables (its GPUs) and what its module imports set."""
         env = {str(k): str(v) for k, v in given.items()}
-        for key in _WORKER_KEYS:
-            if key in self.environ:
-                env[key] = self.environ[key]
+        for key, own in self.environ.items():
+            if _worker_key(key):
+                env[key] = own
         for key, value in self.imported_env.items():
             if value is None:
                 env.pop(key, None)
