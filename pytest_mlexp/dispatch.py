@@ -34,9 +34,9 @@ from .executors import UnknownExecutor, builtin_executor
 from .executors.base import Executor, ExecutorContext, FutureHandle, Handle, Job, PoolExecutor, infra_outcome
 from .executors.local import LocalExecutor, run_local
 from .graph import graph_of
-from .items import FixtureSubItem, skipped_by_marks
 from .records import SeedOutcome, as_outcome
 from .scratch import sweep_stale
+from .skipmarks import skipped_by_marks
 from .tasks import item_tasks
 
 if TYPE_CHECKING:
@@ -223,13 +223,15 @@ class Dispatcher:
             ref = self.state.context_for(item.path).handler(item.sub)  # type: ignore[attr-defined]
         except LookupError:  # unknown executor, missing handler: the item reports it
             return None
+        import pytest  # loaded: this runs in a pytest session
+
         # A fixture that reaches the item (one its handler asks for, an autouse one, a plan
         # usefixtures mark) is set up before its seeds run, as around any test: such an item
         # submits its work when pytest reaches it (a database a session fixture starts, a
         # variable it sets, are there by then).
         if (
             not ex.concurrent
-            or isinstance(item, FixtureSubItem)
+            or isinstance(item, pytest.Function)  # items.FixtureSubItem: a fixture reaches it
             or any(n != "runner" for n in ref.fixture_names)
             or skipped_by_marks(item)
         ):

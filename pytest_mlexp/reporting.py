@@ -764,7 +764,7 @@ def estimate_line(state: MlexpSession, items: list[pytest.Item]) -> str:
     import os
 
     from .estimate import ItemCost, estimate, parse_prices
-    from .items import skipped_by_marks
+    from .skipmarks import skipped_by_marks
 
     costs: list[ItemCost] = []
     docs: dict[str, Any] = {}  # experiment id -> its results (the first plan's, should two share one)

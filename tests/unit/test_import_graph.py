@@ -302,6 +302,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "live",
             "session",
             "tasks",
+            "skipmarks",
             "dispatch",
             "orchestrate",
             "items",

@@ -212,14 +212,19 @@ def look(runner):
 )
 
 
-def test_process_state_the_plugin_set_up_is_put_back_before_each_seed(tmp_path: Path) -> None:
-    h = Handlers(tmp_path, STATE)
-    pool = WorkerPool(
+def pinned_pool(tmp_path: Path) -> WorkerPool:
+    """One warm worker whose environment pins it to the GPUs it is given."""
+    return WorkerPool(
         size=1,
         cwd=str(tmp_path),
         env=lambda gpus: {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(gpus)},
         scratch=SessionScratch(tmp_path / "scratch"),
     )
+
+
+def test_process_state_the_plugin_set_up_is_put_back_before_each_seed(tmp_path: Path) -> None:
+    h = Handlers(tmp_path, STATE)
+    pool = pinned_pool(tmp_path)
     try:
         spoiled = metrics(pool.run(h.task("spoil").to_dict(), gpus=["3"]))
         seen = metrics(pool.run(h.task("look").to_dict(), gpus=["3"]))
@@ -274,12 +279,7 @@ def test_what_the_module_import_changed_stays_and_each_seed_runs_in_the_environm
     # item's fixtures' variables included): a worker started earlier runs the seed in it, keeps
     # its own GPU, and keeps what its module's import set (not imported again for seed 2).
     h = Handlers(tmp_path, IMPORT_TIME)
-    pool = WorkerPool(
-        size=1,
-        cwd=str(tmp_path),
-        env=lambda gpus: {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(gpus)},
-        scratch=SessionScratch(tmp_path / "scratch"),
-    )
+    pool = pinned_pool(tmp_path)
     given = {k: v for k, v in os.environ.items() if k != "CUBLAS_WORKSPACE_CONFIG"}
     try:
         seen = [
