@@ -94,7 +94,11 @@ from pathlib import Path
 
 def _run(runner):
     marks = Path(os.environ["MARKS"])
-    (marks / f"{runner.sub_experiment_id}.pid").write_text(str(os.getpid()))
+    # Written whole, then renamed: the test waits for the file and reads it (SIGTERM may
+    # come between an open and its write).
+    tmp = marks / f"{runner.sub_experiment_id}.pid.tmp"
+    tmp.write_text(str(os.getpid()))
+    tmp.replace(marks / f"{runner.sub_experiment_id}.pid")
     time.sleep(120)
     return {"metrics": {"value": 1}}
 
