@@ -223,6 +223,8 @@ class Dispatcher:
             ref = self.state.context_for(item.path).handler(item.sub)  # type: ignore[attr-defined]
         except LookupError:  # unknown executor, missing handler: the item reports it
             return None
+        if not ex.concurrent:
+            return None  # local: nothing starts before pytest reaches it
         import pytest  # loaded: this runs in a pytest session
 
         # A fixture that reaches the item (one its handler asks for, an autouse one, a plan
@@ -230,8 +232,7 @@ class Dispatcher:
         # submits its work when pytest reaches it (a database a session fixture starts, a
         # variable it sets, are there by then).
         if (
-            not ex.concurrent
-            or isinstance(item, pytest.Function)  # items.FixtureSubItem: a fixture reaches it
+            isinstance(item, pytest.Function)  # items.FixtureSubItem: a fixture reaches it
             or any(n != "runner" for n in ref.fixture_names)
             or skipped_by_marks(item)
         ):

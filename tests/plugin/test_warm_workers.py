@@ -823,6 +823,9 @@ def submit_all(self, jobs):
     return handles
 
 ProcessExecutor.submit_all = submit_all
+
+def pytest_unconfigure(config):
+    ProcessExecutor.submit_all = _submit_all  # the session runs in the test's own process
 """
 
 
