@@ -101,6 +101,18 @@ def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _store_code_loaded_outside(template_store: Path) -> None:
+    """Every test here has MLflow's SQL store code imported by this process first.
+
+    ``project.run`` runs pytest in this process, and pytester takes back every module the inner
+    session imported. SQLAlchemy's compiled modules are not imported again after that: they keep
+    the first import's classes. Their checks by identity then fail against the new classes
+    (``TypeError: 'InternalTraversal' object is not callable``). This happened when a test that
+    does not use ``template_store`` ran first in its process (``-n 2`` picks which).
+    """
+
+
 @pytest.fixture
 def store(project: Project, template_store: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The project's default store location, filled from the template."""
