@@ -414,9 +414,11 @@ class Dispatcher:
     ) -> list[Any]:
         """Every handle's outcome; past the item's deadline, what has not finished is cancelled
         (workers killed) and recorded as an infra_error (timeout)."""
-        if deadline is None:
-            return [h.result() for h in handles]
         out: list[Any] = []
+        if deadline is None:
+            out += [h.result() for h in handles]
+            self._settled(handles)
+            return out
         for index, handle in enumerate(handles):
             try:
                 out.append(handle.result(timeout=max(0.0, deadline[0] - time.monotonic())))
@@ -431,7 +433,18 @@ class Dispatcher:
                         got = infra_outcome(task, "timeout", deadline[1])
                     out.append(got)
                 break
+        self._settled(handles)
         return out
+
+    @staticmethod
+    def _settled(handles: Sequence[Handle]) -> None:
+        """Wait until every handle's callbacks have run.  A seed that fails ahead withdraws the
+        work of later items in one (``_seed_done``), in an executor's thread that may not get
+        the CPU for a while: the item must not report first (under ``-x`` the session would end
+        before the withdrawal, and its summary line would be missing)."""
+        for handle in handles:
+            if isinstance(handle, FutureHandle):
+                handle.wait_done()
 
     @staticmethod
     def _follow(handles: Sequence[Handle], until: float | None = None) -> None:

@@ -180,6 +180,13 @@ class FutureHandle(Handle):
     def done(self) -> bool:
         return self._event.is_set()
 
+    def wait_done(self) -> None:
+        """Wait until the handle is done: its outcome set *and* its callbacks run.  ``result``
+        returns as soon as the outcome is set (a callback may ask for it), so a thread that must
+        see what the callbacks did waits here too."""
+        while not self._event.wait(0.25):  # in slices: Ctrl-C stays responsive
+            pass
+
     def cancel(self) -> None:
         with self._lock:
             if self._outcome is not None or self.cancelled:

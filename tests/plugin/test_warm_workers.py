@@ -829,12 +829,47 @@ def pytest_unconfigure(config):
 """
 
 
+# Added to RACE_CONFTEST: the executor's thread that counts r_fail's failure (and withdraws r_dep)
+# does not get the CPU until the main thread, which has r_fail's outcome, waits for that thread,
+# as on a busy machine.
+STARVED_CONFTEST = """
+import threading
+from pytest_mlexp.dispatch import Dispatcher
+from pytest_mlexp.executors.base import FutureHandle
+
+_failed, _wait_done = Dispatcher._failed, FutureHandle.wait_done
+WAITING = threading.Event()
+
+def failed(self, position):
+    if threading.current_thread() is not threading.main_thread():
+        WAITING.wait(30)  # a hang guard: without the wait below, r_fail reports first
+    return _failed(self, position)
+
+def wait_done(self):
+    if self.job.task.sub_id == "r_fail":
+        WAITING.set()
+    return _wait_done(self)
+
+Dispatcher._failed, FutureHandle.wait_done = failed, wait_done
+
+_race_unconfigure = pytest_unconfigure  # RACE_CONFTEST's, which this one follows
+
+def pytest_unconfigure(config):
+    Dispatcher._failed, FutureHandle.wait_done = _failed, _wait_done
+    _race_unconfigure(config)
+"""
+
+
+@pytest.mark.parametrize("starved", [False, True], ids=["", "its-failure-counted-late"])
 def test_a_failure_ahead_during_a_submission_withdraws_the_item_being_submitted(
-    project: Project, marks: Path
+    project: Project, marks: Path, starved: bool
 ) -> None:
     # r_fail's failure was counted while r_dep was being submitted: r_dep was not in the
     # dispatcher's books yet, so it was not withdrawn, and the worker r_fail freed took it.
-    result = run_plan(project, RACE_PLAN, RACE, "-x", conftest=RACE_CONFTEST, concurrency=1)
+    # Starved: the thread that counts the failure runs late; r_fail's item reported first, -x
+    # ended the session, and the line below was missing (seen once under -n 2).
+    conftest = RACE_CONFTEST + (STARVED_CONFTEST if starved else "")
+    result = run_plan(project, RACE_PLAN, RACE, "-x", conftest=conftest, concurrency=1)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*1 item(s) submitted ahead were withdrawn before they started*: r_dep"])
     assert not (marks / "r_dep").exists()
