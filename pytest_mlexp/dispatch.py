@@ -22,8 +22,10 @@ submitted ahead: pytest decides when it reaches them, and a skipped item's handl
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import heapq
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -34,6 +36,7 @@ from .executors import UnknownExecutor, builtin_executor
 from .executors.base import Executor, ExecutorContext, FutureHandle, Handle, Job, PoolExecutor, infra_outcome
 from .executors.local import LocalExecutor, run_local
 from .graph import graph_of
+from .live import shown
 from .records import SeedOutcome, as_outcome
 from .scratch import sweep_stale
 from .skipmarks import skipped_by_marks
@@ -63,6 +66,17 @@ def _route_tracking(ex: Executor, tasks: Sequence[Task]) -> list[Task]:
         if _logged_here(ex, task):
             task.tracking = {**task.tracking, "log_from": "owner"}
     return out
+
+
+def _drop_progress_files(handles: Sequence[Handle]) -> None:
+    """Remove the live line's progress files of finished seeds: the line follows one seed at a
+    time, and removes only the files of those it followed."""
+    for handle in handles:
+        task = getattr(getattr(handle, "job", None), "task", None)
+        path = getattr(task, "progress_file", None)
+        if path:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 def warm_up(state: MlexpSession, plan: Plan) -> None:
@@ -259,7 +273,7 @@ class Dispatcher:
             return
         sub = item.sub  # type: ignore[attr-defined]
         ref = self.state.context_for(item.path).handler(sub)
-        tasks = _route_tracking(ex, item_tasks(item, ref))
+        tasks = _route_tracking(ex, item_tasks(item, ref, progress=shown(item.config)))
         jobs = [Job(task, sub.resources, priority=position) for task in tasks]
         nodeid = item.nodeid
         # Submitted under the lock: a failure ahead that ends meanwhile waits for the item to
@@ -382,6 +396,7 @@ class Dispatcher:
         outcomes = self._wait(
             item, handles, tasks, follow=executor != "local", deadline=deadline, position=position
         )
+        _drop_progress_files(handles)
         if any(_logged_here(ex, t) for t in tasks):
             from .trackers import replay_outcome
 
@@ -538,5 +553,7 @@ class Dispatcher:
         Modal calls cancelled, the Modal app stopped)."""
         self.cancel_all()
         with self._lock:
+            for handles in self._ahead.values():
+                _drop_progress_files(handles)  # of items pytest never reached (-x, Ctrl-C)
             self._ahead.clear()
             self.unreported.clear()

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .execution import Task
     from .runner import MetricSink, ProgressSink
 
-__all__ = ["LiveLine", "eta_seconds", "live_line", "watching"]
+__all__ = ["LiveLine", "eta_seconds", "live_line", "shown", "watching"]
 
 PLUGIN_NAME = "mlexp-live"
 MIN_INTERVAL = 0.1  # at most 10 redraws a second: a tight training loop must not pay for the terminal
@@ -216,6 +216,12 @@ def live_line(config: pytest.Config) -> LiveLine:
     )
     config.pluginmanager.register(line, PLUGIN_NAME)
     return line
+
+
+def shown(config: pytest.Config) -> bool:
+    """Whether the live line is on.  Seeds that run in another process write a progress file
+    for it only then: nothing would read (or remove) one in a CI log."""
+    return live_line(config).enabled
 
 
 def watching(config: pytest.Config) -> AbstractContextManager[object]:

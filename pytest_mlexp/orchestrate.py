@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .curves import from_outcomes as curves_from
 from .dispatch import dispatcher_of
-from .live import watching
+from .live import shown, watching
 from .records import ERROR, INFRA, ResultEntry, ResultOp, SeedOutcome, new_entry, tracking_of
 from .secrets import redact_params
 from .session import session_of
@@ -272,8 +272,9 @@ def run_sub_item(item: pytest.Item) -> None:
         # The same tasks the dispatcher builds when it submits this item ahead.
         # (The local executor runs seeds in this process: the live line watches them directly.)
         tasks = seed_tasks(
-            state, ctx, sub, point, params, ref, progress=executor_name != "local", decision=decision
-        )
+            state, ctx, sub, point, params, ref, progress=executor_name != "local" and shown(item.config),
+            decision=decision,
+        )  # fmt: skip
         with watching(item.config):  # the live progress line, for seeds run in this process
             outcomes = dispatcher_of(state).run(item, executor_name, tasks, fixtures)
         outcomes = _observed(state, outcomes, decision)

@@ -225,6 +225,26 @@ def test_live_line_in_a_run(project: Project, monkeypatch: pytest.MonkeyPatch) -
     assert "\x1b[K" + plain[len("research/research_plan.yaml ") :] + "\n" in out
 
 
+@pytest.mark.parametrize("terminal", [False, True], ids=["ci-log", "terminal"])
+def test_seeds_in_workers_leave_no_progress_file_behind(
+    project: Project, monkeypatch: pytest.MonkeyPatch, terminal: bool
+) -> None:
+    # A worker writes its seed's points to a progress file for the live line.  In a CI log
+    # nothing read them or removed them: two files a seed, run after run, in the work folders.
+    # On a terminal the line follows one seed at a time and removed only the files it followed.
+    project.plan(PLAN.replace("seeds: 2", "seeds: 4"))
+    project.handlers("exp_a", HANDLERS)
+    if terminal:
+        monkeypatch.setattr(live, "_enabled", lambda config, tr: True)
+    for _ in range(2):
+        result = project.run(
+            "--experiment", "exp-a", "--mlexp-executor", "process", "--mlexp-concurrency", "2"
+        )  # fmt: skip
+        assert result.ret == 0
+        assert ("\x1b[K" in result.stdout.str()) is terminal
+    assert [str(p) for p in project.path.rglob(".mlexp-progress-*")] == []
+
+
 @pytest.mark.skipif(not hasattr(__import__("os"), "openpty"), reason="needs a pseudo-terminal")
 @pytest.mark.parametrize("executor", ["local", "process"])
 def test_live_line_on_a_real_terminal(project: Project, executor: str) -> None:
