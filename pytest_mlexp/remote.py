@@ -201,10 +201,11 @@ class Baseline:
         #: what module imports in this worker set (a value) or removed (None) in the environment
         self.imported_env: dict[str, str | None] = {}
 
-    def absorb(self, environ_before: Mapping[str, str]) -> None:
+    def absorb(self, environ_before: Mapping[str, str], cwd_before: str | None = None) -> None:
         """An import that loaded new modules is done: what it changed in the environment (from
-        ``environ_before``), the working directory and signal handlers is the worker's from now
-        on (``os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ...)`` at a module's top)."""
+        ``environ_before``), the working directory (from ``cwd_before``) and signal handlers is
+        the worker's from now on (``os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ...)`` at a
+        module's top).  A folder the seed was sent to run in stays the seed's."""
         now = os.environ
         for key in {*environ_before, *now}:
             if not _worker_key(key) and environ_before.get(key) != now.get(key):
@@ -215,7 +216,9 @@ class Baseline:
                 else:
                     self.environ[key] = value
         with contextlib.suppress(OSError):
-            self.cwd = os.getcwd()
+            now_cwd = os.getcwd()
+            if now_cwd != cwd_before:
+                self.cwd = now_cwd
         self.signals = {s: signal.getsignal(s) for s in _SIGNALS}
 
     def seed_environ(self, given: Mapping[str, str]) -> dict[str, str]:
@@ -383,6 +386,10 @@ def run_one(
     if isinstance(given, dict):
         os.environ.clear()
         os.environ.update(baseline.seed_environ(given))
+    folder = header.get("cwd")  # the pytest process's, where a fixture changed it
+    if isinstance(folder, str):
+        with contextlib.suppress(OSError):  # gone by now: the worker's own, as before
+            os.chdir(folder)
     log = header.get("log")
     try:
         log_fd = os.open(str(log), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600) if log else idle_fd
@@ -393,6 +400,10 @@ def run_one(
     # worker's, whether or not this seed's module then imports.
     before: set[int] = set(children())
     modules, environ_before = len(sys.modules), dict(os.environ)
+    try:
+        cwd_before: str | None = os.getcwd()
+    except OSError:
+        cwd_before = None
 
     def imported() -> None:
         # What the module started on import belongs to the worker (later seeds may rely on
@@ -400,7 +411,7 @@ def run_one(
         # import changed in the environment, the folder or the signal handlers.
         before.update(children())
         if len(sys.modules) != modules:
-            baseline.absorb(environ_before)
+            baseline.absorb(environ_before, cwd_before)
         started()
 
     try:

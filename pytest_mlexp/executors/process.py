@@ -190,8 +190,16 @@ class ProcessExecutor(PoolExecutor):
         environ = self._environ
         if environ is None or environ != os.environ:  # one copy shared while it stays the same
             environ = self._environ = dict(os.environ)
+        # The folder too, when it is not the one workers start in (a fixture's chdir).
+        try:
+            folder: str | None = os.getcwd()
+        except OSError:  # pytest's folder was removed: the workers keep theirs
+            folder = None
+        if folder == self.pool.cwd:
+            folder = None
         for handle in handles:
             handle.environ = environ  # type: ignore[attr-defined]
+            handle.cwd = folder  # type: ignore[attr-defined]
 
     def run_job(self, handle: FutureHandle, attempt: int) -> SeedOutcome:
         wanted = gpus_wanted(handle.job.resources)
@@ -227,6 +235,7 @@ class ProcessExecutor(PoolExecutor):
                 timeout=task.timeout,
                 token=handle,
                 environ=getattr(handle, "environ", None),
+                cwd=getattr(handle, "cwd", None),
             )
         except WorkerStartError as exc:
             return infra_outcome(

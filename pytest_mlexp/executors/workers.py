@@ -366,6 +366,7 @@ class WorkerPool:
         import_timeout: float | None = None,
         token: Hashable | None = None,
         environ: Mapping[str, str] | None = None,
+        cwd: str | None = None,
     ) -> SeedRun:
         """Run one seed (``task``: a ``Task.to_dict()``) in a worker and wait for it.
 
@@ -378,7 +379,8 @@ class WorkerPool:
         died before the seed began (while it waited: the kernel's OOM killer, a thread an
         earlier seed left behind) costs the seed nothing: it runs on a new worker.
         ``environ``: the environment the seed runs in (the pytest process's when it was
-        submitted; the worker keeps its own GPUs); None: the worker's own.
+        submitted; the worker keeps its own GPUs); None: the worker's own.  ``cwd``: the folder
+        the seed runs in (the pytest process's, where a fixture changed it); None: the worker's.
         Raises :class:`WorkerStartError` when no worker could be started."""
         token = object() if token is None else token
         if import_timeout is None and timeout is not None:
@@ -399,7 +401,7 @@ class WorkerPool:
                     self._lose(worker)
                     return SeedRun(None, worker.pid, self._exit_code(worker))
                 reused = worker.seeds > 0
-                run = self._run_on(worker, task, blob, timeout, import_timeout, max_seeds, environ)
+                run = self._run_on(worker, task, blob, timeout, import_timeout, max_seeds, environ, cwd)
                 if (
                     run.outcome is None
                     and reused
@@ -423,11 +425,14 @@ class WorkerPool:
         import_timeout: float | None,
         max_seeds: int,
         environ: Mapping[str, str] | None = None,
+        cwd: str | None = None,
     ) -> SeedRun:
         log = self.scratch.new_file("seed", ".log")
         message: dict[str, Any] = {"op": "run", "task": task, "log": str(log)}
         if environ is not None:
             message["env"] = dict(environ)
+        if cwd is not None:
+            message["cwd"] = cwd
         try:
             reply: tuple[dict[str, Any], bytes] | None
             timed_out = started = False

@@ -893,6 +893,7 @@ def _seen(runner):
     return {"metrics": {
         "mine": float(os.environ.get("ITEM") == runner.sub_experiment_id),
         "session": float(os.environ.get("DATA_HOME") == "set-up"),
+        "folder": float(os.path.basename(os.getcwd()) == runner.sub_experiment_id),
         "pid": os.getpid(),
     }}
 
@@ -919,8 +920,11 @@ def data_home():
     del os.environ["DATA_HOME"]
 
 @pytest.fixture(autouse=True)
-def item_env(monkeypatch, request):
+def item_env(monkeypatch, request, tmp_path):
     monkeypatch.setenv("ITEM", request.node.name)
+    folder = tmp_path / request.node.name
+    folder.mkdir()
+    monkeypatch.chdir(folder)
 """
 
 
@@ -928,11 +932,13 @@ def test_fixtures_that_reach_an_item_are_set_up_before_its_seeds_run_in_a_warm_w
     project: Project, marks: Path
 ) -> None:
     # Autouse fixtures reach every item: such items are not dispatched ahead (their seeds ran
-    # before their set-up), and each seed runs in the environment of the moment it was
-    # submitted (a warm worker kept the one it started with: f_b saw ITEM=f_a).
+    # before their set-up), and each seed runs in the environment and the folder of the
+    # moment it was submitted (a warm worker kept the ones it started with: f_b saw ITEM=f_a,
+    # and no seed ran in the folder its fixture changed to, as it does under local).
     result = run_plan(project, FIXTURE_ENV_PLAN, FIXTURE_ENV, conftest=FIXTURE_ENV_CONFTEST, concurrency=1)
     result.assert_outcomes(passed=4)
     subs = project.results("e-one")["sub_experiments"]
     assert len({subs[s]["metrics"]["pid"] for s in ("f_a", "f_b", "f_c")}) == 1  # one warm worker
     for sub in ("f_a", "f_b", "f_c"):
-        assert subs[sub]["metrics"]["mine"] == 1.0 and subs[sub]["metrics"]["session"] == 1.0, sub
+        metrics = subs[sub]["metrics"]
+        assert (metrics["mine"], metrics["session"], metrics["folder"]) == (1.0, 1.0, 1.0), sub

@@ -298,6 +298,39 @@ def test_what_the_module_import_changed_stays_and_each_seed_runs_in_the_environm
     assert worker_own["item"] is None and worker_own["cublas"] == ":4096:8"  # no environment sent
 
 
+FOLDER = (
+    PREAMBLE
+    + """
+def here(runner):
+    os.chdir("/")  # a seed's own change: gone for the next seed
+    return {"metrics": {"pid": os.getpid()}}
+
+def where(runner):
+    return {"metrics": {"pid": os.getpid(), "cwd": os.getcwd()}}
+"""
+)
+
+
+def test_a_seed_runs_in_the_folder_it_was_sent_and_the_next_one_in_the_workers(tmp_path: Path) -> None:
+    # The pytest process sends its folder where a fixture changed it (monkeypatch.chdir). The
+    # first seed imports the module while in that folder: the import did not change the folder,
+    # so the folder stays the seed's, not the worker's.
+    h = Handlers(tmp_path, FOLDER)
+    sent = tmp_path / "fixture-folder"
+    sent.mkdir()
+    pool = pinned_pool(tmp_path)
+    try:
+        first = metrics(pool.run(h.task("here", 0).to_dict(), cwd=str(sent)))
+        runs = [
+            metrics(pool.run(h.task("where", seed).to_dict(), cwd=folder))
+            for seed, folder in ((1, str(sent)), (2, None), (3, str(tmp_path / "removed-meanwhile")))
+        ]
+    finally:
+        pool.close()
+    assert {first["pid"], *(r["pid"] for r in runs)} == {first["pid"]}  # one warm worker
+    assert [r["cwd"] for r in runs] == [str(sent), str(tmp_path), str(tmp_path)]
+
+
 AT_EXIT = (
     PREAMBLE
     + """
