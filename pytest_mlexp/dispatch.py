@@ -137,6 +137,8 @@ class Dispatcher:
         self._stop_at: int | None = None
         self.withdrawn: dict[str, pytest.Item] = {}
         self._held: list[tuple[int, pytest.Item]] = []  # ready, but past the predicted stop
+        # The environment and folder work submitted ahead runs in (set by start())
+        self._start_state: tuple[dict[str, str] | None, str | None] = (None, None)
         # sub-experiment item's position -> its experiment's assessment's (--maxfail=N, N > 1:
         # a failed sub-experiment fails its assessment too, a second failure)
         self._assessment_of: dict[int, int] = {}
@@ -198,6 +200,12 @@ class Dispatcher:
         ahead = [(i, item) for i, item in subs if self._executor_ahead(item) is not None]
         if not ahead:
             return  # every item runs its own seeds when pytest reaches it (the local executor)
+        # Work submitted ahead runs in the state of the session's start: later it would be
+        # submitted while another item's fixtures are set up (its folder, its variables).
+        try:
+            self._start_state = (dict(os.environ), os.getcwd())
+        except OSError:
+            self._start_state = (dict(os.environ), None)
         if self._maxfail > 1 and assessments:
             for i, it in ahead:
                 found = assessments.get((str(it.path), it.experiment_id))  # type: ignore[attr-defined]
@@ -274,7 +282,8 @@ class Dispatcher:
         sub = item.sub  # type: ignore[attr-defined]
         ref = self.state.context_for(item.path).handler(sub)
         tasks = _route_tracking(ex, item_tasks(item, ref, progress=shown(item.config)))
-        jobs = [Job(task, sub.resources, priority=position) for task in tasks]
+        environ, cwd = self._start_state
+        jobs = [Job(task, sub.resources, priority=position, environ=environ, cwd=cwd) for task in tasks]
         nodeid = item.nodeid
         # Submitted under the lock: a failure ahead that ends meanwhile waits for the item to
         # be in _ahead before it decides what to withdraw, and the worker thread it ended in

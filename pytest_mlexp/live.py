@@ -209,8 +209,10 @@ def live_line(config: pytest.Config) -> LiveLine:
     tw = getattr(tr, "_tw", None) if tr is not None else None
     capman = config.pluginmanager.get_plugin("capturemanager")
     uncaptured = getattr(capman, "global_and_fixture_disabled", None) or contextlib.nullcontext
+    if tw is None and tr is not None:
+        tw = config.get_terminal_writer()
     line = LiveLine(
-        tw if tw is not None else config.get_terminal_writer(),
+        tw,  # None without pytest's terminal reporter (-p no:terminal): the line is off
         enabled=_enabled(config, tr),
         uncaptured=uncaptured,
     )
@@ -226,7 +228,7 @@ def shown(config: pytest.Config) -> bool:
 
 def watching(config: pytest.Config) -> AbstractContextManager[object]:
     """Show seeds that run in this process (and thread) on the live line while inside (a
-    context manager that does nothing when the line is off: no terminal, ``-q``...)."""
+    context manager that does nothing when the line is off: not a terminal, ``-s``...)."""
     line = live_line(config)
     return _Watching(line) if line.enabled else _IDLE
 

@@ -387,9 +387,12 @@ def run_one(
         os.environ.clear()
         os.environ.update(baseline.seed_environ(given))
     folder = header.get("cwd")  # the pytest process's, where a fixture changed it
+    no_folder: OSError | None = None
     if isinstance(folder, str):
-        with contextlib.suppress(OSError):  # gone by now: the worker's own, as before
+        try:
             os.chdir(folder)
+        except OSError as exc:  # removed meanwhile: under local the handler would fail in it
+            no_folder = exc
     log = header.get("log")
     try:
         log_fd = os.open(str(log), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600) if log else idle_fd
@@ -417,6 +420,14 @@ def run_one(
     try:
         # Params, upstream and variant come from this message's JSON: a fresh copy every seed.
         task = Task.from_dict(header["task"])
+        if no_folder is not None:
+            return SeedOutcome.failure(
+                task.seed,
+                "handler",
+                f"{type(no_folder).__name__}: the folder this seed was to run in, {folder}, is "
+                f"gone ({no_folder.strerror}): a fixture's folder removed before the seed started",
+                started_at=now_iso(),
+            ).to_dict()
         outcome = run_outcome(task, blob or None, follow=True, interrupt_is_error=True, imported=imported)
         return outcome.to_dict()
     finally:

@@ -100,6 +100,11 @@ class Job:
     #: lower runs first: the item's position in the session, so the item pytest is waiting for
     #: is never stuck behind work submitted ahead for later items
     priority: int = 0
+    #: the pytest process's environment and folder the seed is to run in, for an executor whose
+    #: workers outlive a seed (``process``); None: those of the moment it is submitted.  Work
+    #: submitted ahead carries the session's start state: no other item's fixtures in it.
+    environ: Mapping[str, str] | None = None
+    cwd: str | None = None
 
     @property
     def retries(self) -> int:

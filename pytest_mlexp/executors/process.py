@@ -186,20 +186,21 @@ class ProcessExecutor(PoolExecutor):
     def _queued(self, handles: Sequence[FutureHandle]) -> None:
         # The environment a fresh process started now would get, fixtures' variables included
         # (an item's seeds are submitted after its set-up): a warm worker, started earlier,
-        # runs each seed in it (``remote.Baseline.seed_environ``).
+        # runs each seed in it (``remote.Baseline.seed_environ``).  Work submitted ahead says
+        # which (Job.environ, Job.cwd): not the item's that pytest is running meanwhile.
         environ = self._environ
         if environ is None or environ != os.environ:  # one copy shared while it stays the same
             environ = self._environ = dict(os.environ)
         # The folder too, when it is not the one workers start in (a fixture's chdir).
         try:
-            folder: str | None = os.getcwd()
+            current: str | None = os.getcwd()
         except OSError:  # pytest's folder was removed: the workers keep theirs
-            folder = None
-        if folder == self.pool.cwd:
-            folder = None
+            current = None
         for handle in handles:
-            handle.environ = environ  # type: ignore[attr-defined]
-            handle.cwd = folder  # type: ignore[attr-defined]
+            job = handle.job
+            folder = current if job.cwd is None else job.cwd
+            handle.environ = environ if job.environ is None else job.environ  # type: ignore[attr-defined]
+            handle.cwd = None if folder == self.pool.cwd else folder  # type: ignore[attr-defined]
 
     def run_job(self, handle: FutureHandle, attempt: int) -> SeedOutcome:
         wanted = gpus_wanted(handle.job.resources)

@@ -225,6 +225,17 @@ def test_live_line_in_a_run(project: Project, monkeypatch: pytest.MonkeyPatch) -
     assert "\x1b[K" + plain[len("research/research_plan.yaml ") :] + "\n" in out
 
 
+@pytest.mark.parametrize("executor", ["local", "process"])
+def test_a_session_without_pytests_terminal_reporter_runs_its_items(project: Project, executor: str) -> None:
+    # -p no:terminal: the live line asked pytest for a terminal writer there is none of
+    # (every item failed; under process, whose work goes ahead, an INTERNALERROR).
+    project.plan(PLAN)
+    project.handlers("exp_a", HANDLERS)
+    result = project.run("--experiment", "exp-a", "--mlexp-executor", executor, "-p", "no:terminal")
+    assert result.ret == 0
+    assert project.results("exp-a")["sub_experiments"]["e_a_1"]["status"] == "passed"
+
+
 @pytest.mark.parametrize("terminal", [False, True], ids=["ci-log", "terminal"])
 def test_seeds_in_workers_leave_no_progress_file_behind(
     project: Project, monkeypatch: pytest.MonkeyPatch, terminal: bool

@@ -928,6 +928,58 @@ def item_env(monkeypatch, request, tmp_path):
 """
 
 
+AHEAD_STATE_PLAN = """
+project: {name: Toy, hypothesis: "x"}
+defaults: {executor: process}
+experiments:
+  e-one:
+    sub_experiments:
+      d_a: {}
+      d_fix: {marks: ["usefixtures('into_tmp')"]}
+      d_b: {dependencies: [d_a]}
+"""
+
+AHEAD_STATE = (
+    PREAMBLE
+    + """
+def _seen(runner):
+    return {"metrics": {"fixture_var": float("FIX" in os.environ)}, "finding": os.getcwd()}
+
+def d_a(runner):
+    return _seen(runner)
+
+def d_fix(runner):
+    return _seen(runner)
+
+def d_b(runner):
+    return _seen(runner)
+"""
+)
+
+AHEAD_STATE_CONFTEST = """
+import pytest
+
+@pytest.fixture
+def into_tmp(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FIX", "d_fix's")
+"""
+
+
+def test_work_submitted_ahead_runs_in_the_state_of_the_sessions_start_not_another_items(
+    project: Project, marks: Path
+) -> None:
+    # d_b goes ahead once d_a has reported: while pytest runs d_fix, whose fixture moved into
+    # its tmp_path and set a variable. d_b ran there, with that variable (and failed when the
+    # fixture's folder was removed); under local it runs in the project's folder, without it.
+    result = run_plan(project, AHEAD_STATE_PLAN, AHEAD_STATE, conftest=AHEAD_STATE_CONFTEST, concurrency=2)
+    result.assert_outcomes(passed=4)
+    subs = project.results("e-one")["sub_experiments"]
+    seen = {s: (subs[s]["finding"], subs[s]["metrics"]["fixture_var"]) for s in ("d_a", "d_fix", "d_b")}
+    assert seen["d_a"] == seen["d_b"] == (str(project.path), 0.0)
+    assert seen["d_fix"][0] != str(project.path) and seen["d_fix"][1] == 1.0
+
+
 def test_fixtures_that_reach_an_item_are_set_up_before_its_seeds_run_in_a_warm_worker(
     project: Project, marks: Path
 ) -> None:

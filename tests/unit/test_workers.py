@@ -323,12 +323,17 @@ def test_a_seed_runs_in_the_folder_it_was_sent_and_the_next_one_in_the_workers(t
         first = metrics(pool.run(h.task("here", 0).to_dict(), cwd=str(sent)))
         runs = [
             metrics(pool.run(h.task("where", seed).to_dict(), cwd=folder))
-            for seed, folder in ((1, str(sent)), (2, None), (3, str(tmp_path / "removed-meanwhile")))
+            for seed, folder in ((1, str(sent)), (2, None))
         ]
+        gone = pool.run(h.task("where", 3).to_dict(), cwd=str(tmp_path / "removed-meanwhile"))
     finally:
         pool.close()
     assert {first["pid"], *(r["pid"] for r in runs)} == {first["pid"]}  # one warm worker
-    assert [r["cwd"] for r in runs] == [str(sent), str(tmp_path), str(tmp_path)]
+    assert [r["cwd"] for r in runs] == [str(sent), str(tmp_path)]
+    # A folder gone before its seed started: under local the handler would fail in it; this
+    # seed did not run elsewhere instead (its relative files would land in the worker's folder).
+    assert gone.outcome is not None and gone.outcome["status"] == "error"
+    assert "removed-meanwhile, is gone" in gone.outcome["error"]["message"]
 
 
 AT_EXIT = (
