@@ -68,6 +68,22 @@ def _route_tracking(ex: Executor, tasks: Sequence[Task]) -> list[Task]:
     return out
 
 
+def _time_of_its_own(handles: Sequence[Handle], deadline: tuple[float, str, float]) -> float | None:
+    """When an item's time runs out, not counting the time its seeds waited for a worker (busy
+    with work submitted ahead for later items): its limit from its first seed's start, if that
+    is later than from its set-up; while none has started, a moment from now (look again).
+    None for a handle that does not say when it started (a third party's)."""
+    starts: list[float] = []
+    for handle in handles:
+        if not isinstance(handle, FutureHandle):
+            return None
+        if handle.started_at is not None:
+            starts.append(handle.started_at)
+    if not starts:
+        return time.monotonic() + 0.25
+    return max(deadline[0], min(starts) + deadline[2])
+
+
 def _drop_progress_files(handles: Sequence[Handle]) -> None:
     """Remove the live line's progress files of finished seeds: the line follows one seed at a
     time, and removes only the files of those it followed."""
@@ -417,7 +433,7 @@ class Dispatcher:
 
     @staticmethod
     def _local_until(
-        tasks: Sequence[Task], fixtures: Mapping[str, Any], deadline: tuple[float, str]
+        tasks: Sequence[Task], fixtures: Mapping[str, Any], deadline: tuple[float, str, float]
     ) -> list[SeedOutcome]:
         """Seeds in this process until the item's deadline: the seed running when it passes is
         stopped (infra_error, timeout) and no further seed runs."""
@@ -433,7 +449,7 @@ class Dispatcher:
         self,
         handles: Sequence[Handle],
         tasks: Sequence[Task],
-        deadline: tuple[float, str] | None,
+        deadline: tuple[float, str, float] | None,
         position: int | None,
     ) -> list[Any]:
         """Every handle's outcome; past the item's deadline, what has not finished is cancelled
@@ -443,9 +459,19 @@ class Dispatcher:
             out += [h.result() for h in handles]
             self._settled(handles)
             return out
+        end = deadline[0]
         for index, handle in enumerate(handles):
             try:
-                out.append(handle.result(timeout=max(0.0, deadline[0] - time.monotonic())))
+                while True:
+                    try:
+                        got = handle.result(timeout=max(0.0, end - time.monotonic()))
+                        break
+                    except TimeoutError:
+                        later = _time_of_its_own(handles, deadline)
+                        if later is None or later <= time.monotonic():
+                            raise
+                        end = later
+                out.append(got)
             except TimeoutError:
                 if position is not None:
                     self._failed(position)  # before the cancel frees a worker for later items
@@ -503,7 +529,7 @@ class Dispatcher:
         tasks: Sequence[Task],
         *,
         follow: bool = False,
-        deadline: tuple[float, str] | None = None,
+        deadline: tuple[float, str, float] | None = None,
         position: int | None = None,
     ) -> list[SeedOutcome]:
         try:

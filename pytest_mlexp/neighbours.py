@@ -68,7 +68,8 @@ class TimeoutGuard:
                     f"the item's timeout mark ran out ({seconds:g} s, pytest-timeout): "
                     "the running seed was stopped and no further seed was run"
                 )
-                self.state.deadlines[item.nodeid] = (time.monotonic() + float(seconds), text)
+                limit = float(seconds)
+                self.state.deadlines[item.nodeid] = (time.monotonic() + limit, text, limit)
         elif not self._said:
             self._said = True
             self.state.notes_end.append(

@@ -421,11 +421,12 @@ def run_one(
         # Params, upstream and variant come from this message's JSON: a fresh copy every seed.
         task = Task.from_dict(header["task"])
         if no_folder is not None:
+            where = folder or "the pytest process's current folder"
             return SeedOutcome.failure(
                 task.seed,
                 "handler",
-                f"{type(no_folder).__name__}: the folder this seed was to run in, {folder}, is "
-                f"gone ({no_folder.strerror}): a fixture's folder removed before the seed started",
+                f"{type(no_folder).__name__}: the folder this seed was to run in, {where}, is gone "
+                f"({no_folder.strerror}): a fixture's folder removed before the seed started",
                 started_at=now_iso(),
             ).to_dict()
         outcome = run_outcome(task, blob or None, follow=True, interrupt_is_error=True, imported=imported)

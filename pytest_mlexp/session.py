@@ -333,7 +333,7 @@ class MlexpSession:
         # the session stops after the item, and it exits 1 (reporting.py, hooks.py).
         self.write_error: str | None = None
         # nodeid -> (time.monotonic() deadline, what it was): an item's timeout mark (neighbours.py)
-        self.deadlines: dict[str, tuple[float, str]] = {}
+        self.deadlines: dict[str, tuple[float, str, float]] = {}  # node id -> (end, text, seconds)
         self.session: pytest.Session | None = None
         # An --experiment value that matched nothing: raised when collection finishes (hooks.py).
         self.selection_error: pytest.UsageError | None = None

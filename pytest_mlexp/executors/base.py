@@ -139,6 +139,7 @@ class FutureHandle(Handle):
         self._lock = threading.Lock()
         self.cancelled = False
         self.started = False
+        self.started_at: float | None = None  # time.monotonic() when a worker thread took it
         self._on_cancel = on_cancel  # called (once) with this handle when cancelled while running
         # Added to the cancelled outcome of a running job: the executor cannot stop it
         # (PoolExecutor without kill()).
@@ -361,6 +362,7 @@ class PoolExecutor(Executor):
                     handle = heapq.heappop(self._queue)[2]
                     if not handle.cancelled:
                         handle.started = True
+                        handle.started_at = time.monotonic()
                         self._running.add(handle)
                         return handle
                 if self._closed:

@@ -193,9 +193,9 @@ class ProcessExecutor(PoolExecutor):
             environ = self._environ = dict(os.environ)
         # The folder too, when it is not the one workers start in (a fixture's chdir).
         try:
-            current: str | None = os.getcwd()
-        except OSError:  # pytest's folder was removed: the workers keep theirs
-            current = None
+            current = os.getcwd()
+        except OSError:  # pytest's folder was removed: "" makes the seed fail, as under local
+            current = ""
         for handle in handles:
             job = handle.job
             folder = current if job.cwd is None else job.cwd

@@ -678,6 +678,60 @@ def test_an_items_timeout_mark_under_x_withdraws_what_is_queued_before_its_worke
     result.stdout.fnmatch_lines(["*1 item(s) submitted ahead were withdrawn before they started*: t_later*"])
 
 
+QUEUED_PLAN = """
+project: {name: Toy, hypothesis: "x"}
+defaults: {executor: process}
+experiments:
+  e-one:
+    sub_experiments:
+      q_first: {}
+      q_fix: {marks: ["timeout(2)", "usefixtures('set_up')"]}
+      q_long: {}
+"""
+
+QUEUED = (
+    PREAMBLE
+    + """
+def q_first(runner):
+    return {"metrics": {"ok": 1}}
+
+def q_fix(runner):
+    return {"metrics": {"ok": 1}}
+
+def q_long(runner):
+    # Holds the only worker until q_fix's 2 s would have run out counted from its set-up.
+    _wait_for("q_fix-set-up")
+    held_until = float((MARKS / "q_fix-set-up").read_text()) + 2.5
+    while time.time() < held_until:
+        time.sleep(0.05)
+    return {"metrics": {"ok": 1}}
+"""
+)
+
+QUEUED_CONFTEST = """
+import os, time
+from pathlib import Path
+import pytest
+
+@pytest.fixture
+def set_up():
+    (Path(os.environ["MARKS"]) / "q_fix-set-up").write_text(str(time.time()))
+"""
+
+
+def test_an_items_timeout_mark_does_not_count_the_time_its_seed_waited_for_a_worker(
+    project: Project, marks: Path
+) -> None:
+    # q_long went ahead and took the only worker when q_first ended; q_fix (a fixture reaches
+    # it: submitted when pytest gets there) waited behind it, and its 2 s, counted from its
+    # set-up, ran out before its seed started: "infra_error (timeout) ... the running seed was
+    # stopped", for a seed that never ran. (Under local nothing waits.)
+    pytest.importorskip("pytest_timeout")
+    result = run_plan(project, QUEUED_PLAN, QUEUED, conftest=QUEUED_CONFTEST, concurrency=1)
+    result.assert_outcomes(passed=4)
+    assert project.results("e-one")["sub_experiments"]["q_fix"]["status"] == "passed"
+
+
 MAXFAIL_PLAN = """
 project: {name: Toy, hypothesis: "x"}
 defaults: {executor: process}
@@ -978,6 +1032,60 @@ def test_work_submitted_ahead_runs_in_the_state_of_the_sessions_start_not_anothe
     seen = {s: (subs[s]["finding"], subs[s]["metrics"]["fixture_var"]) for s in ("d_a", "d_fix", "d_b")}
     assert seen["d_a"] == seen["d_b"] == (str(project.path), 0.0)
     assert seen["d_fix"][0] != str(project.path) and seen["d_fix"][1] == 1.0
+
+
+GONE_PLAN = """
+project: {name: Toy, hypothesis: "x"}
+defaults: {executor: process}
+experiments:
+  e-one:
+    sub_experiments:
+      g_rm: {marks: ["usefixtures('into_session_folder')"]}
+      g_next: {marks: ["usefixtures('into_session_folder')"]}
+"""
+
+GONE = (
+    PREAMBLE
+    + """
+import shutil
+
+def g_rm(runner):
+    shutil.rmtree(os.environ["SESSION_FOLDER"])  # the folder pytest itself is in
+    return {"metrics": {"ok": 1}}
+
+def g_next(runner):
+    Path("next.txt").write_text("x")  # relative: under local, FileNotFoundError
+    return {"metrics": {"ok": 1}}
+"""
+)
+
+GONE_CONFTEST = """
+import os, tempfile
+import pytest
+
+@pytest.fixture(scope="session")
+def into_session_folder():
+    before = os.getcwd()
+    folder = tempfile.mkdtemp()
+    os.chdir(folder)
+    os.environ["SESSION_FOLDER"] = folder
+    yield
+    os.chdir(before)
+    del os.environ["SESSION_FOLDER"]  # the inner session runs in the test's own process
+"""
+
+
+def test_a_seed_whose_folder_is_gone_fails_instead_of_writing_elsewhere(
+    project: Project, marks: Path
+) -> None:
+    # The pytest process's own folder was removed by an earlier seed: g_next ran in the worker's
+    # folder (the project) and left next.txt there, where under local it fails.
+    result = run_plan(project, GONE_PLAN, GONE, conftest=GONE_CONFTEST, concurrency=1)
+    result.assert_outcomes(passed=1, failed=2)  # g_next and the assessment
+    entry = project.results("e-one")["sub_experiments"]["g_next"]
+    assert entry["status"] == "error"
+    assert "the pytest process's current folder, is gone" in entry["error"]["message"]
+    assert not (project.path / "next.txt").exists()
 
 
 def test_fixtures_that_reach_an_item_are_set_up_before_its_seeds_run_in_a_warm_worker(
