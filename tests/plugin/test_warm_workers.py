@@ -940,26 +940,24 @@ experiments:
       f_c: {}
 """
 
-FIXTURE_ENV = (
-    PREAMBLE
-    + """
-def _seen(runner):
-    return {"metrics": {
+
+def seeing_handlers(seen: str, *names: str) -> str:
+    """A handler module whose handlers all return ``_seen(runner)`` (``seen``: its body)."""
+    body = "".join(f"\ndef {n}(runner):\n    return _seen(runner)\n" for n in names)
+    return PREAMBLE + "\ndef _seen(runner):\n" + seen + body
+
+
+FIXTURE_ENV = seeing_handlers(
+    """    return {"metrics": {
         "mine": float(os.environ.get("ITEM") == runner.sub_experiment_id),
         "session": float(os.environ.get("DATA_HOME") == "set-up"),
         "folder": float(os.path.basename(os.getcwd()) == runner.sub_experiment_id),
         "pid": os.getpid(),
     }}
-
-def f_a(runner):
-    return _seen(runner)
-
-def f_b(runner):
-    return _seen(runner)
-
-def f_c(runner):
-    return _seen(runner)
-"""
+""",
+    "f_a",
+    "f_b",
+    "f_c",
 )
 
 # A session fixture (a variable, as one that starts a data service would export its address)
@@ -993,21 +991,12 @@ experiments:
       d_b: {dependencies: [d_a]}
 """
 
-AHEAD_STATE = (
-    PREAMBLE
-    + """
-def _seen(runner):
-    return {"metrics": {"fixture_var": float("FIX" in os.environ)}, "finding": os.getcwd()}
-
-def d_a(runner):
-    return _seen(runner)
-
-def d_fix(runner):
-    return _seen(runner)
-
-def d_b(runner):
-    return _seen(runner)
-"""
+AHEAD_STATE = seeing_handlers(
+    """    return {"metrics": {"fixture_var": float("FIX" in os.environ)}, "finding": os.getcwd()}
+""",
+    "d_a",
+    "d_fix",
+    "d_b",
 )
 
 AHEAD_STATE_CONFTEST = """
