@@ -298,9 +298,11 @@ class Dispatcher:
         sub = item.sub  # type: ignore[attr-defined]
         ref = self.state.context_for(item.path).handler(sub)
         tasks = _route_tracking(ex, item_tasks(item, ref, progress=shown(item.config)))
-        environ, cwd = self._start_state
-        jobs = [Job(task, sub.resources, priority=position, environ=environ, cwd=cwd) for task in tasks]
         nodeid = item.nodeid
+        environ, cwd = self._start_state
+        if environ is not None:  # what pytest sets while the item's call runs, as under local
+            environ = {**environ, "PYTEST_CURRENT_TEST": f"{nodeid} (call)"}
+        jobs = [Job(task, sub.resources, priority=position, environ=environ, cwd=cwd) for task in tasks]
         # Submitted under the lock: a failure ahead that ends meanwhile waits for the item to
         # be in _ahead before it decides what to withdraw, and the worker thread it ended in
         # cannot take this item's seeds first (it is the thread that waits).

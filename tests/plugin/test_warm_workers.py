@@ -992,7 +992,14 @@ experiments:
 """
 
 AHEAD_STATE = seeing_handlers(
-    """    return {"metrics": {"fixture_var": float("FIX" in os.environ)}, "finding": os.getcwd()}
+    """    current = os.environ.get("PYTEST_CURRENT_TEST", "")
+    return {
+        "metrics": {
+            "fixture_var": float("FIX" in os.environ),
+            "current_test": float(current.endswith(f"::{runner.sub_experiment_id} (call)")),
+        },
+        "finding": os.getcwd(),
+    }
 """,
     "d_a",
     "d_fix",
@@ -1021,6 +1028,8 @@ def test_work_submitted_ahead_runs_in_the_state_of_the_sessions_start_not_anothe
     seen = {s: (subs[s]["finding"], subs[s]["metrics"]["fixture_var"]) for s in ("d_a", "d_fix", "d_b")}
     assert seen["d_a"] == seen["d_b"] == (str(project.path), 0.0)
     assert seen["d_fix"][0] != str(project.path) and seen["d_fix"][1] == 1.0
+    # What pytest sets while an item's call runs, as under local (the start state has none)
+    assert [subs[s]["metrics"]["current_test"] for s in ("d_a", "d_fix", "d_b")] == [1.0, 1.0, 1.0]
 
 
 GONE_PLAN = """
