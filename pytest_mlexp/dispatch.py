@@ -69,10 +69,11 @@ def _route_tracking(ex: Executor, tasks: Sequence[Task]) -> list[Task]:
 
 
 def _time_of_its_own(handles: Sequence[Handle], deadline: tuple[float, str, float]) -> float | None:
-    """When an item's time runs out, not counting the time its seeds waited for a worker (busy
-    with work submitted ahead for later items): its limit from its first seed's start, if that
-    is later than from its set-up; while none has started, a moment from now (look again).
-    None for a handle that does not say when it started (a third party's)."""
+    """When an item's time runs out: its limit counted from its first seed's start, whenever
+    that was (before pytest reached the item, for work submitted ahead: under ``local`` that
+    time would have been the item's own), never counting the time its seeds waited for a
+    worker; while none has started, a moment from now (look again).  None for a handle that
+    does not say when it started (a third party's): the limit from the item's set-up."""
     starts: list[float] = []
     for handle in handles:
         if not isinstance(handle, FutureHandle):
@@ -81,7 +82,23 @@ def _time_of_its_own(handles: Sequence[Handle], deadline: tuple[float, str, floa
             starts.append(handle.started_at)
     if not starts:
         return time.monotonic() + 0.25
-    return max(deadline[0], min(starts) + deadline[2])
+    return min(starts) + deadline[2]
+
+
+def _ran_past_text(handle: Handle, limit: float) -> str:
+    took = (getattr(handle, "finished_at", 0.0) or 0.0) - (getattr(handle, "started_at", 0.0) or 0.0)
+    return (
+        f"the item's timeout mark ran out ({limit:g} s, pytest-timeout) while its seed ran ahead, "
+        f"before pytest reached the item (it took {took:.1f} s): its result is not kept, as the "
+        "seed would have been stopped at the limit under local"
+    )
+
+
+def _ran_past(handle: Handle, end: float) -> bool:
+    """Whether a seed finished (ahead, unwatched) after its item's time had run out: under
+    ``local`` it would have been stopped then."""
+    finished = getattr(handle, "finished_at", None)
+    return finished is not None and finished > end and not getattr(handle, "cancelled", False)
 
 
 def _drop_progress_files(handles: Sequence[Handle]) -> None:
@@ -461,7 +478,8 @@ class Dispatcher:
             out += [h.result() for h in handles]
             self._settled(handles)
             return out
-        end = deadline[0]
+        own = _time_of_its_own(handles, deadline)
+        end = deadline[0] if own is None else own
         for index, handle in enumerate(handles):
             try:
                 while True:
@@ -471,8 +489,15 @@ class Dispatcher:
                     except TimeoutError:
                         later = _time_of_its_own(handles, deadline)
                         if later is None or later <= time.monotonic():
+                            end = end if later is None else later
                             raise
                         end = later
+                # A seed that ran ahead, unwatched, for longer than the item's limit (it has
+                # started, so its item's end is known now, not a look-again moment).
+                own = _time_of_its_own(handles, deadline)
+                if own is not None and _ran_past(handle, own):
+                    end = own
+                    raise TimeoutError
                 out.append(got)
             except TimeoutError:
                 if position is not None:
@@ -481,7 +506,9 @@ class Dispatcher:
                     other.cancel()
                 for other, task in zip(handles[index:], tasks[index:], strict=False):
                     got = as_outcome(other.result(), task.seed, "executor")
-                    if not got.ok and (got.error or {}).get("kind") == "cancelled":
+                    if _ran_past(other, end):
+                        got = infra_outcome(task, "timeout", _ran_past_text(other, deadline[2]))
+                    elif not got.ok and (got.error or {}).get("kind") == "cancelled":
                         got = infra_outcome(task, "timeout", deadline[1])
                     out.append(got)
                 break

@@ -140,6 +140,7 @@ class FutureHandle(Handle):
         self.cancelled = False
         self.started = False
         self.started_at: float | None = None  # time.monotonic() when a worker thread took it
+        self.finished_at: float | None = None  # time.monotonic() when its outcome was set
         self._on_cancel = on_cancel  # called (once) with this handle when cancelled while running
         # Added to the cancelled outcome of a running job: the executor cannot stop it
         # (PoolExecutor without kill()).
@@ -164,6 +165,7 @@ class FutureHandle(Handle):
             if self._outcome is not None:
                 return False
             self._outcome = outcome
+            self.finished_at = time.monotonic()
             callbacks, self._callbacks = self._callbacks, []
         for fn in callbacks:
             with contextlib.suppress(Exception):

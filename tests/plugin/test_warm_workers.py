@@ -732,6 +732,45 @@ def test_an_items_timeout_mark_does_not_count_the_time_its_seed_waited_for_a_wor
     assert project.results("e-one")["sub_experiments"]["q_fix"]["status"] == "passed"
 
 
+AHEAD_LIMIT_PLAN = """
+project: {name: Toy, hypothesis: "x"}
+defaults: {executor: process}
+experiments:
+  e-one:
+    sub_experiments:
+      l_first: {}
+      l_limited: {marks: ["timeout(1)"]}
+"""
+
+AHEAD_LIMIT = (
+    PREAMBLE
+    + """
+def l_first(runner):
+    _wait_for("l_limited-done")  # pytest reaches l_limited only once its seed has finished
+    return {"metrics": {"ok": 1}}
+
+def l_limited(runner):
+    # Runs past its item's 1-s mark ahead of the item: under local it would be stopped at 1 s.
+    end = time.monotonic() + 1.5
+    while time.monotonic() < end:
+        time.sleep(0.05)
+    (MARKS / "l_limited-done").write_text("")
+    return {"metrics": {"ok": 1}}
+"""
+)
+
+
+def test_an_items_timeout_mark_counts_the_time_its_seed_ran_ahead(project: Project, marks: Path) -> None:
+    # The mark's clock started when pytest reached the item: a seed that ran ahead for longer
+    # than the limit passed under process and failed under local (same plan, two verdicts).
+    pytest.importorskip("pytest_timeout")
+    result = run_plan(project, AHEAD_LIMIT_PLAN, AHEAD_LIMIT)
+    result.assert_outcomes(passed=1, failed=2)  # l_limited, and the assessment
+    entry = project.results("e-one")["sub_experiments"]["l_limited"]
+    assert entry["status"] == "infra_error", entry
+    result.stdout.fnmatch_lines(["*l_limited*timeout mark ran out (1 s, pytest-timeout) while its seed ran ahead*"])
+
+
 MAXFAIL_PLAN = """
 project: {name: Toy, hypothesis: "x"}
 defaults: {executor: process}
