@@ -212,6 +212,9 @@ def _sigterm_as_interrupt(config: pytest.Config) -> None:
         return
 
     def _on_term(signum: int, frame: Any) -> None:
+        workers = config.pluginmanager.get_plugin("mlexp-xdist")  # under -n: the controller
+        if workers is not None:
+            workers.interrupt_workers()
         raise KeyboardInterrupt("SIGTERM")
 
     previous = signal.signal(signal.SIGTERM, _on_term)

@@ -11,6 +11,9 @@ Registered only when xdist is active (see ``plugin.py``); imported lazily.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +28,32 @@ class XdistHooks:
 
     def __init__(self, state: MlexpSession) -> None:
         self.state = state
+        self.worker_pids: dict[str, int] = {}  # gateway id -> pid of a local (popen) worker
+
+    def pytest_xdist_newgateway(self, gateway: Any) -> None:
+        pid = _local_pid(gateway)
+        if pid is not None:
+            self.worker_pids[str(gateway.id)] = pid
+
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        # Its pid may be another process's soon: never signalled after the worker is gone.
+        self.worker_pids.pop(str(getattr(getattr(node, "gateway", None), "id", "")), None)
+
+    def interrupt_workers(self) -> None:
+        """SIGTERM reached the controller alone (``docker stop``, ``kill <pid>``, a scheduler):
+        the workers get the SIGINT a terminal's Ctrl-C would have given them, so they stop what
+        they run now instead of draining the work xdist already sent them (finishing items
+        whose reports nobody reads any more: minutes of work thrown away)."""
+        reached = 0
+        for pid in list(self.worker_pids.values()):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGINT)
+                reached += 1
+        if reached:
+            self.state.notes_end.append(
+                f"mlexp: SIGTERM: {reached} xdist worker(s) interrupted, as a terminal's Ctrl-C would have "
+                "(the items they were running are not recorded; nothing more was started)"
+            )
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
@@ -73,3 +102,12 @@ class XdistHooks:
         op = ResultOp.record(str(path), experiment, sub_id, point.rstrip("]") or None, entry)
         setattr(report, OP_KEY, op.to_dict())
         report.longrepr = message
+
+
+def _local_pid(gateway: Any) -> int | None:
+    """The pid of a worker xdist started on this machine (a ``popen`` gateway); None for other
+    gateways (an ssh or socket one: their local process is a connection, not the worker)."""
+    if not getattr(getattr(gateway, "spec", None), "popen", False):
+        return None
+    pid = getattr(getattr(getattr(gateway, "_io", None), "popen", None), "pid", None)  # execnet's
+    return pid if isinstance(pid, int) else None

@@ -153,3 +153,69 @@ def test_the_xdist_hooks_are_registered_only_in_a_distributed_session(
     assert (project.path / "xdist-hooks.txt").read_text() == "False"
     project.pytester.runpytest_subprocess(*args, "-n", "2").assert_outcomes(passed=3)
     assert (project.path / "xdist-hooks.txt").read_text() == "True"
+
+
+TERM_PLAN = """
+project: {name: Par, hypothesis: "h"}
+experiments:
+  e-t:
+    sub_experiments: [t_1, t_2, t_3]
+"""
+
+TERM_HANDLERS = """
+import os, time
+from pathlib import Path
+MARKS = Path(os.environ["MARKS"])
+
+def t_1(runner):
+    return {"metrics": {"m": 1.0}}
+
+def t_2(runner):
+    (MARKS / "t_2.pid").write_text(str(os.getpid()))
+    deadline = time.monotonic() + 60  # a hang guard: it waits for a mark nobody writes
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+    except KeyboardInterrupt:
+        (MARKS / "t_2-interrupted").write_text("")
+        raise
+    return {"metrics": {"m": 2.0}}
+
+def t_3(runner):
+    (MARKS / "t_3").write_text("")
+    return {"metrics": {"m": 3.0}}
+"""
+
+
+def test_sigterm_to_the_controller_alone_stops_its_workers_as_ctrl_c_would(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SIGTERM to the controller only (docker stop, kill <pid>): the workers, which a terminal's
+    # Ctrl-C would have reached too, went on through the items xdist had sent them, and the
+    # results of what they finished were read by no one.  Now each worker is interrupted in
+    # the item it runs (t_2 sees the KeyboardInterrupt) and starts nothing more.
+    import signal
+    import sys
+    import time
+
+    marks = project.path / "marks"
+    marks.mkdir()
+    monkeypatch.setenv("MARKS", str(marks))
+    project.plan(TERM_PLAN)
+    project.handlers("handlers", TERM_HANDLERS)
+    proc = project.pytester.popen(
+        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-n", "2", "--experiment", "all"], stdin=None
+    )
+    deadline = time.monotonic() + 60  # a hang guard
+    while not (marks / "t_2.pid").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, "t_2 never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out.decode()
+    assert (marks / "t_2-interrupted").exists(), out.decode()
+    # (Without the forwarding, execnet interrupts its worker too, but only 5 s into the
+    # controller's teardown: time enough to start and finish further items, unrecorded.)
+    assert b" xdist worker(s) interrupted, as a terminal's Ctrl-C would have" in out, out.decode()
+    assert not (marks / "t_3").exists()
+    assert project.results("e-t")["sub_experiments"]["t_1"]["status"] == "passed"
