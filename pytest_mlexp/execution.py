@@ -19,7 +19,14 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from .handler_modules import HandlerError, HandlerRef, load_handler, loaded_function
+from .handler_modules import (
+    HandlerChanged,
+    HandlerError,
+    HandlerRef,
+    imported_digest,
+    load_handler,
+    loaded_function,
+)
 from .normalize import ResultError, normalize_result
 from .records import ERROR, INFRA, OK, ErrorInfo, SeedOutcome, SeedResult, error_info, now_iso
 from .runner import ExperimentRunner, MetricSink, ProgressSink, inside
@@ -95,6 +102,9 @@ class Task:
     # A handler registry (plan key ``handlers:``): ``function`` is the registry attribute of
     # the module and this the key to look up in what it gives (the sub-experiment id).
     registry_key: str | None = None
+    # sha256 of the handler's module as the session read it (its provenance's handler_sha256):
+    # a worker that imports other source (the file edited meanwhile) refuses to run it.
+    source_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -352,10 +362,26 @@ def import_handler(task: Task) -> Callable[..., Any]:
             os.fspath(root),
         )
     fn: Callable[..., Any] | None = loaded_function(task.module_name, paths[0], paths[1], task.function)
-    if fn is not None:
-        return fn
-    loaded: Callable[..., Any] = load_handler(_ref_of(task), Path(task.root))
-    return loaded
+    if fn is None:
+        fn = load_handler(_ref_of(task), Path(task.root))
+    expected = task.source_sha256
+    if expected:
+        got = imported_digest(task.module_name)
+        if got is not None and got != expected:
+            raise HandlerChanged(_changed_text(task, expected, got))
+    return fn
+
+
+def _changed_text(task: Task, expected: str, got: str) -> str:
+    now = (
+        f"its source hashed {got[:12]} when this process imported it" if got else "it changed while importing"
+    )
+    return (
+        f"{task.module_path} changed on disk after the session read it (its source hashed "
+        f"{expected[:12]} then; {now}): this seed would run other code than its result's provenance "
+        "records, so it did not run. Re-run the session; edits made while a session runs reach "
+        "only the worker processes started after them"
+    )
 
 
 def _ref_of(task: Task) -> HandlerRef:

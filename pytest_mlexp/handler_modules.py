@@ -25,10 +25,12 @@ from .structs import struct
 from .textutil import suggestions
 
 __all__ = [
+    "HandlerChanged",
     "HandlerError",
     "HandlerImportError",
     "HandlerNotFound",
     "HandlerRef",
+    "imported_digest",
     "load_handler",
     "loaded_function",
     "module_name_for",
@@ -51,6 +53,11 @@ class HandlerError(LookupError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class HandlerChanged(HandlerError):
+    """The handler's module, as this process imported it, is not the source the session
+    fingerprinted: the file was edited during the session (a worker started after the edit)."""
 
 
 class HandlerNotFound(HandlerError):
@@ -174,7 +181,26 @@ def _same_file(a: object, b: Path) -> bool:
     return isinstance(a, str) and os.path.normcase(os.path.abspath(a)) == os.path.normcase(str(b))
 
 
+# module name -> sha256 of the source _exec ran for it ("" when the file changed while it ran)
+_digests: dict[str, str] = {}
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def imported_digest(module_name: str) -> str | None:
+    """The source digest of the handler module this process imported under ``module_name``
+    (as the session's handler index computes it); None when another importer loaded it."""
+    return _digests.get(module_name)
+
+
 def _exec(name: str, path: Path, is_package: bool, display: str) -> types.ModuleType:
+    # The source as it is on either side of the import: the same file then is the code that ran.
+    before = _file_digest(path)
     spec = importlib.util.spec_from_file_location(
         name, path, submodule_search_locations=[str(path.parent)] if is_package else None
     )
@@ -189,6 +215,7 @@ def _exec(name: str, path: Path, is_package: bool, display: str) -> types.Module
         raise HandlerImportError(
             f"importing handler module {display} (as {name}) failed: {type(exc).__name__}: {exc}"
         ) from exc
+    _digests[name] = before if _file_digest(path) == before else ""
     return module
 
 

@@ -148,6 +148,7 @@ def build_task(
         # tracker settings as plain data; the run opens where the handler runs (trackers/)
         tracking=state.tracking.settings_for(ctx.plan, ctx.root_text, sub, point_key, variant, seed, params),
         registry_key=ref.registry_key,
+        source_sha256=(ref.source_sha256 or None) if ref.registry_key is None else None,
     )
 
 

@@ -773,6 +773,45 @@ def test_an_items_timeout_mark_counts_the_time_its_seed_ran_ahead(project: Proje
     )
 
 
+EDITED_PLAN = """
+project: {name: Toy, hypothesis: "x"}
+defaults: {executor: process}
+experiments:
+  e-one:
+    sub_experiments:
+      c_first: {}
+      c_fresh: {resources: {isolate: true}}
+"""
+
+EDITED = (
+    PREAMBLE
+    + """
+def c_first(runner):
+    # The researcher's edit, made while the session runs (before c_fresh's worker starts:
+    # there is one slot).
+    Path(__file__).write_text(Path(__file__).read_text() + "\\n# edited\\n")
+    return {"metrics": {"ok": 1}}
+
+def c_fresh(runner):
+    return {"metrics": {"ok": 1}}
+"""
+)
+
+
+def test_a_worker_that_imports_an_edited_handler_module_refuses_to_run_it(
+    project: Project, marks: Path
+) -> None:
+    # A worker started after the edit (isolate: a fresh one per seed) imported the new source
+    # and ran it, while the result's provenance (handler_sha256, the fingerprint) named the
+    # source the session read: a later --mlexp-reuse could reuse a number of other code.
+    result = run_plan(project, EDITED_PLAN, EDITED, concurrency=1)
+    result.assert_outcomes(passed=1, failed=2)  # c_fresh, and the assessment
+    entry = project.results("e-one")["sub_experiments"]["c_fresh"]
+    assert entry["status"] == "error", entry
+    assert "changed on disk after the session read it" in entry["error"]["message"]
+    assert entry["error"]["kind"] == "handler"
+
+
 MAXFAIL_PLAN = """
 project: {name: Toy, hypothesis: "x"}
 defaults: {executor: process}
