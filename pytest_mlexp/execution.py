@@ -9,6 +9,7 @@ Standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import sys
@@ -136,7 +137,8 @@ _SEEDED_MAX = 32
 
 
 def seed_everything(seed: int) -> None:
-    """Seed random, and numpy/torch only when the handler already imported them."""
+    """Seed random, and numpy/torch when they are imported (those that are not yet are seeded
+    by :class:`_SeedOnImport` if the handler imports them)."""
     state = _SEEDED.get(seed)
     if state is not None:
         random.setstate(state)
@@ -144,12 +146,79 @@ def seed_everything(seed: int) -> None:
         random.seed(seed)
         if len(_SEEDED) < _SEEDED_MAX:
             _SEEDED[seed] = random.getstate()
-    np = sys.modules.get("numpy")
-    if np is not None:
-        np.random.seed(seed % (2**32))
-    torch = sys.modules.get("torch")
-    if torch is not None and hasattr(torch, "manual_seed"):
-        torch.manual_seed(seed)
+    for name in _LIBRARIES:
+        module = sys.modules.get(name)
+        if module is not None:
+            _seed_library(name, module, seed)
+
+
+# The libraries with a global generator a seed sets, besides random.
+_LIBRARIES = ("numpy", "torch")
+
+
+def _seed_library(name: str, module: Any, seed: int) -> None:
+    if name == "numpy":
+        module.random.seed(seed % (2**32))
+    elif hasattr(module, "manual_seed"):
+        module.manual_seed(seed)
+
+
+class _SeedOnImport:
+    """In ``sys.meta_path`` while a handler runs, when numpy or torch is not imported yet: the
+    first import of one, in the handler's body (``import torch`` inside the function, or a
+    helper module's), seeds it as soon as it is loaded.  Without it the first seed a process
+    runs draws unseeded numbers where later seeds of the same process are seeded, so results
+    depended on how seeds were spread over workers (``--mlexp-concurrency``, ``isolate``)."""
+
+    def __init__(self, seed: int, names: frozenset[str]) -> None:
+        self.seed = seed
+        self.names = names
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name not in self.names:
+            return None
+        # Asked for a spec only (importlib.util.find_spec: "is torch installed?") or for an
+        # import: either way a spec whose loader seeds; only an import runs it.
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None) if finder is not self else None
+            spec = find(name, path, target) if find is not None else None
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _SeededLoader(spec.loader, name, self.seed)
+        return spec
+
+
+class _SeededLoader:
+    """A library's own loader, that seeds the library once it has run.  The module sees its
+    real loader (``__loader__``, ``__spec__.loader``) from the moment its code runs."""
+
+    def __init__(self, loader: Any, name: str, seed: int) -> None:
+        self._loader = loader
+        self._name = name
+        self._seed = seed
+
+    def create_module(self, spec: Any) -> Any:
+        create = getattr(self._loader, "create_module", None)
+        return create(spec) if create is not None else None
+
+    def exec_module(self, module: Any) -> None:
+        module.__loader__ = self._loader
+        if getattr(module, "__spec__", None) is not None:
+            module.__spec__.loader = self._loader
+        self._loader.exec_module(module)
+        _seed_library(self._name, module, self._seed)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._loader, attribute)
+
+
+def _seed_on_import(seed: int) -> _SeedOnImport | None:
+    modules = sys.modules
+    missing = frozenset(name for name in _LIBRARIES if name not in modules)
+    return _SeedOnImport(seed, missing) if missing else None
 
 
 def run_seed(
@@ -209,8 +278,11 @@ def run_seed(
     exc_kept: BaseException | None = None
     infra = False
     pid = os.getpid()
+    hook = _seed_on_import(task.seed)
     try:
         seed_everything(task.seed)
+        if hook is not None:
+            sys.meta_path.insert(0, hook)
         try:
             returned = handler(**kwargs)
         finally:
@@ -218,6 +290,9 @@ def run_seed(
                 # A child the handler forked, returning (or raising) into our code: it must
                 # never go on to record results or run the rest of the session.
                 _REAL_EXIT(0)
+            if hook is not None:
+                with contextlib.suppress(ValueError):
+                    sys.meta_path.remove(hook)
     except KeyboardInterrupt as exc:
         if not interrupt_is_error:
             raise  # Ctrl-C in the pytest process

@@ -887,3 +887,41 @@ def test_the_worker_entry_point_writes_its_outcome_past_a_replaced_json_dumps(tm
     )
     outcome = json.loads(out_file.read_text(encoding="utf-8"))
     assert outcome["status"] == "ok" and outcome["result"]["metrics"]["mine"] == "<not json>"
+
+
+LAZY = (
+    PREAMBLE
+    + """
+def lazy(runner):
+    import importlib.util
+    assert importlib.util.find_spec("torch") is not None  # as a library asks "is torch there?"
+    import numpy, torch  # in the body: not imported when the seed starts in a new process
+    return {"metrics": {
+        "pid": os.getpid(), "numpy": float(numpy.random.rand()), "torch": float(torch.rand(1))
+    }}
+"""
+)
+
+
+def test_numpy_and_torch_first_imported_by_a_seed_are_seeded_for_it(pool: WorkerPool, tmp_path: Path) -> None:
+    # The first seed a process ran drew unseeded numbers when its handler imported numpy and
+    # torch inside its body, while later seeds of that process were seeded: seed 1's numbers
+    # depended on whether it was its worker's first (--mlexp-concurrency, isolate).
+    pytest.importorskip("numpy")
+    pytest.importorskip("torch")
+    h = Handlers(tmp_path, LAZY)
+    warm = [metrics(pool.run(h.task("lazy", s).to_dict())) for s in (0, 1)]
+    assert warm[0]["pid"] == warm[1]["pid"]
+    fresh = []
+    for s in (0, 1):  # each seed the first of a new process: the one-seed entry point
+        task_file, out_file = tmp_path / f"task{s}.json", tmp_path / f"out{s}.json"
+        task_file.write_text(json.dumps(h.task("lazy", s).to_dict()), encoding="utf-8")
+        subprocess.run(
+            [sys.executable, "-m", "pytest_mlexp.remote", str(task_file), str(out_file)],
+            cwd=tmp_path,
+            check=True,
+        )
+        fresh.append(json.loads(out_file.read_text(encoding="utf-8"))["result"]["metrics"])
+    for s in (0, 1):
+        assert (warm[s]["numpy"], warm[s]["torch"]) == (fresh[s]["numpy"], fresh[s]["torch"]), s
+    assert warm[0]["numpy"] != warm[1]["numpy"]
