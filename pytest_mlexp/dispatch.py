@@ -116,17 +116,9 @@ def warm_up(state: MlexpSession, plan: Plan) -> None:
     """Start the process executor's fork server while collection goes on, when a sub-experiment
     of ``plan`` that ``--experiment`` may select runs under it: the server's interpreter start
     and imports (~0.1 s) are then done by the time the run loop hands out the first seed,
-    instead of being in its way.  ``--experiment`` values that are all experiment or
-    sub-experiment ids narrow it down; any other form (``all``, a short id, a prefix) counts
-    every sub-experiment of the plan.  Nothing under ``--co``; a plugin's executor named
-    ``process`` is left alone."""
-    if state.config.option.collectonly:
-        return
-    subs = [sub for exp in plan.experiments for sub in exp.sub_experiments]
-    named = set(state.experiment_args)
-    if named and all(plan.has_experiment(v) or plan.has_sub(v) for v in named):
-        subs = [s for s in subs if s.experiment_id in named or s.id in named]
-    if not any(state.executor_for(sub) == "process" for sub in subs):
+    instead of being in its way (see :func:`may_run_under`).  Nothing under ``--co``; a
+    plugin's executor named ``process`` is left alone."""
+    if state.config.option.collectonly or not may_run_under(state, plan, "process"):
         return
     from .executors.process import ProcessExecutor
 
@@ -136,6 +128,17 @@ def warm_up(state: MlexpSession, plan: Plan) -> None:
         return
     if isinstance(ex, ProcessExecutor):
         ex.pool.start()
+
+
+def may_run_under(state: MlexpSession, plan: Plan, executor: str) -> bool:
+    """Whether a sub-experiment of ``plan`` that ``--experiment`` may select runs under
+    ``executor``.  ``--experiment`` values that are all experiment or sub-experiment ids narrow
+    it down; any other form (``all``, a short id, a prefix) counts every sub-experiment."""
+    subs = [sub for exp in plan.experiments for sub in exp.sub_experiments]
+    named = set(state.experiment_args)
+    if named and all(plan.has_experiment(v) or plan.has_sub(v) for v in named):
+        subs = [s for s in subs if s.experiment_id in named or s.id in named]
+    return any(state.executor_for(sub) == executor for sub in subs)
 
 
 def dispatcher_of(state: MlexpSession) -> Dispatcher:

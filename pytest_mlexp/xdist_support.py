@@ -73,6 +73,11 @@ class XdistHooks:
                     "other tests are spread by module (as with --dist loadscope)"
                 )
 
+        note = oversubscribed(self.state, config)
+        if note is not None:
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(note)
         return MlexpScheduling(config, log, self.state)
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
@@ -111,3 +116,34 @@ def _local_pid(gateway: Any) -> int | None:
         return None
     pid = getattr(getattr(getattr(gateway, "_io", None), "popen", None), "pid", None)  # execnet's
     return pid if isinstance(pid, int) else None
+
+
+def oversubscribed(state: MlexpSession, config: pytest.Config) -> str | None:
+    """The warning for ``-n N`` with more xdist workers than the ``process`` executor's slots
+    (``--mlexp-concurrency``, else the visible GPUs): each worker keeps at least one slot (and
+    one GPU), so N seeds run at once and GPUs are shared.  None when that cannot happen."""
+    workers = getattr(config.option, "numprocesses", None)
+    if not isinstance(workers, int) or workers < 2 or not state.plan_path.is_file():
+        return None
+    flag: int | None = config.getoption("mlexp_concurrency", None)
+    from .executors.process import visible_gpus
+
+    gpus = visible_gpus()
+    limit = flag or len(gpus)
+    if not limit or workers <= limit:
+        return None
+    from .dispatch import may_run_under
+
+    try:
+        plan = state.context_for(state.plan_path).plan
+    except Exception:  # a plan that does not load: the workers report it
+        return None
+    if not may_run_under(state, plan, "process"):
+        return None
+    what = f"--mlexp-concurrency {flag}" if flag else f"{len(gpus)} GPU(s) visible"
+    shared = ", sharing GPUs (out of GPU memory is likely)" if gpus and workers > len(gpus) else ""
+    return (
+        f"mlexp: warning: -n {workers} with {what}: each xdist worker runs one seed at a time at "
+        f"least, so up to {workers} run at once{shared}; use -n {limit} or fewer, or no -n (the "
+        "process executor runs seeds side by side itself)"
+    )

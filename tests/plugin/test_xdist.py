@@ -219,3 +219,36 @@ def test_sigterm_to_the_controller_alone_stops_its_workers_as_ctrl_c_would(
     assert b" xdist worker(s) interrupted, as a terminal's Ctrl-C would have" in out, out.decode()
     assert not (marks / "t_3").exists()
     assert project.results("e-t")["sub_experiments"]["t_1"]["status"] == "passed"
+
+
+SHARE_PLAN = """
+project: {name: Par, hypothesis: "h"}
+experiments:
+  e-s:
+    executor: process
+    sub_experiments: [s_1]
+"""
+
+
+def test_more_xdist_workers_than_process_slots_is_named_before_the_run(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each xdist worker keeps one slot at least (and one GPU): -n 2 with one GPU ran two seeds
+    # on it at once, and --mlexp-concurrency 1 -n 2 ran two seeds at once, without a word.
+    project.plan(SHARE_PLAN)
+    project.handlers("handlers", "def s_1(runner):\n    return {'metrics': {'m': 1.0}}\n")
+    args = ("-p", "no:randomly", "-n", "2", "--experiment", "all")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    one_gpu = project.pytester.runpytest_subprocess(*args)
+    one_gpu.assert_outcomes(passed=2)
+    one_gpu.stdout.fnmatch_lines(
+        ["mlexp: warning: -n 2 with 1 GPU(s) visible: *up to 2 run at once, sharing GPUs*; use -n 1*"]
+    )
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    one_slot = project.pytester.runpytest_subprocess(*args, "--mlexp-concurrency", "1")
+    one_slot.stdout.fnmatch_lines(
+        ["mlexp: warning: -n 2 with --mlexp-concurrency 1: *up to 2 run at once; use -n 1*"]
+    )
+    enough = project.pytester.runpytest_subprocess(*args, "--mlexp-concurrency", "2")
+    enough.assert_outcomes(passed=2)
+    assert "mlexp: warning: -n" not in enough.stdout.str()
