@@ -413,7 +413,7 @@ def entry_from_dict(data: Any) -> ResultEntry | None:
     return None
 
 
-OpKind = Literal["record", "blocked", "experiment", "experiment_blocked"]
+OpKind = Literal["record", "blocked", "experiment", "experiment_blocked", "kept"]
 
 
 @struct(frozen=True, slots=True)
@@ -447,6 +447,12 @@ class ResultOp:
         return cls("record", plan, experiment, sub, point, entry, warnings=tuple(warnings), curves=curves)
 
     @classmethod
+    def kept(cls, plan: str, experiment: str, sub: str, point: str | None, entry: ResultEntry) -> ResultOp:
+        """A cancelled run over a stored result: nothing is stored (the stored result is kept,
+        SPEC section 8), but the summary shows the cancelled ``entry`` and says so."""
+        return cls("kept", plan, experiment, sub, point, entry)
+
+    @classmethod
     def blocked(cls, plan: str, experiment: str, sub: str, point: str | None, reason: str) -> ResultOp:
         """Record ``blocked`` with ``reason`` unless a result is stored."""
         return cls("blocked", plan, experiment, sub, point, reason=reason)
@@ -475,7 +481,7 @@ class ResultOp:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ResultOp:
         kind = data["op"]
-        if kind not in ("record", "blocked", "experiment", "experiment_blocked"):
+        if kind not in ("record", "blocked", "experiment", "experiment_blocked", "kept"):
             raise ValueError(f"not a result op: {kind!r}")
         return cls(
             kind,

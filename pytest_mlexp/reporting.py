@@ -83,6 +83,8 @@ def sub_row(state: MlexpSession, nodeid: str, op: ResultOp) -> None:
         "nodeid": nodeid,
         "plan": sys.intern(op.plan),
     }
+    if kind == "kept":  # cancelled over a stored result, which stays
+        state.records[nodeid]["kept"] = True
 
 
 def check_results_folders(state: MlexpSession, items: list[pytest.Item]) -> None:
@@ -752,6 +754,8 @@ def _row_detail(row: Mapping[str, Any]) -> str:
         parts.append(text)
     if row.get("error"):
         parts.append(f"[{row['error']}]")
+    if row.get("kept"):
+        parts.append("(the stored result is kept)")
     if reused and not reused.get("seeds"):
         pass  # nothing ran: the stored duration is the original run's, not this session's
     elif row.get("duration_s") is not None:

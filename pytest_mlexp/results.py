@@ -296,7 +296,7 @@ class ResultsView:
         """Apply one item's op: to the store (the owner of the files) or to the overlay (a
         worker: ``store.readonly``)."""
         kind = op.kind
-        if kind == "experiment_blocked":
+        if kind == "experiment_blocked" or kind == "kept":
             return
         write = not self.store.readonly
         if kind == "experiment":

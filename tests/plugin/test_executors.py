@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -410,3 +411,32 @@ def test_sigterm_cancels_work_in_flight_without_losing_stored_results(
     subs = project.results("e-one")["sub_experiments"]
     assert subs["c_a"]["status"] == "infra_error" and subs["c_a"]["error"]["kind"] == "cancelled"
     assert subs["c_b"]["status"] == "passed"  # a cancelled run never overwrites a stored result
+
+
+def test_an_item_cancelled_over_its_stored_result_has_its_row_in_the_summary(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The item pytest was waiting on when SIGTERM came, with a result stored: nothing was
+    # recorded (right), and nothing shown either: the summary's counts left out the failure
+    # pytest itself reported.
+    marks = project.path / "marks"
+    marks.mkdir()
+    monkeypatch.setenv("MARKS", str(marks))
+    project.plan(CANCEL_PLAN)
+    project.handlers("e_one", CANCEL)
+    project.run("--experiment", "all").assert_outcomes(passed=3)  # c_a and c_b: stored
+    (marks / "slow").write_text("")
+    proc = project.pytester.popen(
+        [sys.executable, "-m", "pytest", "-p", "no:randomly", "--experiment", "c_a"], stdin=None
+    )
+    deadline = time.monotonic() + 60  # a hang guard
+    while not (marks / "c_a.pid").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, "c_a never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out.decode()
+    text = out.decode()
+    assert re.search(r"c_a +infra_error +\[cancelled\] +\(the stored result is kept\)", text), text
+    assert "Errors: 1 (infra 1)" in text, text
+    assert project.results("e-one")["sub_experiments"]["c_a"]["status"] == "passed"
