@@ -206,14 +206,19 @@ class ProcessExecutor(PoolExecutor):
         wanted = gpus_wanted(handle.job.resources)
         outcome = self._run_job(handle, attempt, wanted)
         have = len(self.gpu_pool.gpus)
-        if have and wanted > have:
-            outcome = outcome.with_warnings(
-                [
-                    f"{handle.job.task.sub_id} asks for {wanted} GPUs (resources.gpu "
-                    f"{handle.job.resources.get('gpu')!r}); {have} are visible here "
-                    f"({','.join(self.gpu_pool.gpus)}): it ran on all {have}"
-                ]
-            )
+        if wanted > have and (have or gpu_request(handle.job.resources.get("gpu"))[0] > 0):
+            plural = "s" if wanted > 1 else ""
+            gpu = handle.job.resources.get("gpu")
+            asks = f"{handle.job.task.sub_id} asks for {wanted} GPU{plural} (resources.gpu {gpu!r})"
+            if have:
+                said = (
+                    f"{asks}; {have} are visible here ({','.join(self.gpu_pool.gpus)}): it ran on all {have}"
+                )
+            else:  # a GPU study on a machine without one (or CUDA_VISIBLE_DEVICES hiding them)
+                said = (
+                    f"{asks}; none is visible here (CUDA_VISIBLE_DEVICES, nvidia-smi): it ran without a GPU"
+                )
+            outcome = outcome.with_warnings([said])
         return outcome
 
     def _run_job(self, handle: FutureHandle, attempt: int, wanted: int) -> SeedOutcome:

@@ -587,6 +587,23 @@ def test_warm_workers_keep_their_gpu_and_a_bigger_item_gets_its_own(tmp_path: Pa
     assert (last.result["metrics"]["pid"], last.result["metrics"]["gpu"]) in pins
 
 
+def test_an_item_asking_for_gpus_where_none_is_visible_says_it_ran_without(tmp_path: Path) -> None:
+    # It ran on the CPU without a word (with too few GPUs visible it said so).
+    h = Handlers(tmp_path, PINNED)
+    ex = ProcessExecutor(concurrency=1, gpus=[], cwd=str(tmp_path))
+    try:
+        one = ex.submit(Job(h.task("where"), {"gpu": "A100"})).result(HANG_GUARD_S)
+        none = ex.submit(Job(h.task("where"))).result(HANG_GUARD_S)
+    finally:
+        ex.close()
+    assert one.ok and none.ok
+    assert one.warnings == (
+        "where asks for 1 GPU (resources.gpu 'A100'); none is visible here (CUDA_VISIBLE_DEVICES, "
+        "nvidia-smi): it ran without a GPU",
+    )
+    assert none.warnings == ()
+
+
 def test_a_keyboard_interrupt_from_a_handler_is_an_error_not_a_lost_worker(tmp_path: Path) -> None:
     h = Handlers(tmp_path, PINNED)
     ex = ProcessExecutor(concurrency=1, gpus=[], cwd=str(tmp_path))
