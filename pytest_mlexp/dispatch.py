@@ -603,6 +603,21 @@ class Dispatcher:
             out.append((item, outcomes))
         return out
 
+    def running_ahead(self) -> list[pytest.Item]:
+        """Items submitted ahead that pytest never reached whose seeds are running still: the
+        session's end (``-x``, Ctrl-C) stops them, and nothing of them is recorded."""
+        out = []
+        with self._lock:
+            ahead = list(self._ahead.items())
+        for nodeid, handles in ahead:
+            got = self.unreported.get(nodeid)
+            running = not all(h.done() for h in handles) and any(
+                getattr(h, "started", False) for h in handles
+            )
+            if got is not None and running:
+                out.append(got[0])
+        return out
+
     def cancel_all(self) -> None:
         """Stop new submissions and cancel everything queued or running."""
         self._stopped = True

@@ -141,6 +141,13 @@ def finish_session(state: MlexpSession, session: pytest.Session) -> None:
             _keep_finished_ahead(state, finished)
         if dispatcher.withdrawn:
             _note_withdrawn(state, list(dispatcher.withdrawn.values()))
+        running = dispatcher.running_ahead()
+        if running:
+            state.notes_end.append(
+                f"mlexp: {len(running)} item(s) running ahead in a worker were stopped with the session, "
+                f"before pytest reached them; nothing of them is recorded (--lf runs them): "
+                f"{listed([it.name for it in running])}"
+            )
     ran = bool(state.records)
     if ran:
         for ctx in state.contexts.values():

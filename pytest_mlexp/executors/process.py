@@ -272,11 +272,15 @@ class ProcessExecutor(PoolExecutor):
             )
         if run.outcome is None:
             gpu_note = f" on GPU {','.join(gpus)}" if gpus else ""
+            # Before "started": while the handler's module was imported (a module that ends the
+            # process at import, os._exit or a crash, is not a handler that did).
+            when = "before reporting a result" if run.started else f"while importing {task.module_name}"
+            said = "its output ends with the lines above" if run.output.strip() else "it printed nothing"
             return infra_outcome(
                 task,
                 "lost_worker",
-                f"the worker process{gpu_note} {run.exit_text} before reporting a result "
-                f"(attempt {attempt} of {job.retries + 1}); its output ends with the lines above",
+                f"the worker process{gpu_note} {run.exit_text} {when} "
+                f"(attempt {attempt} of {job.retries + 1}); {said}",
                 started_at=started,
                 traceback=run.output,
                 duration_s=time.monotonic() - t0,

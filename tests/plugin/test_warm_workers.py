@@ -812,6 +812,39 @@ def test_a_worker_that_imports_an_edited_handler_module_refuses_to_run_it(
     assert entry["error"]["kind"] == "handler"
 
 
+RUNNING_PLAN = """
+project: {name: Toy, hypothesis: "x"}
+defaults: {executor: process}
+experiments:
+  e-one:
+    sub_experiments: [r_fail, r_long]
+"""
+
+RUNNING = (
+    PREAMBLE
+    + """
+def r_fail(runner):
+    _wait_for("r_long-started")  # r_long went ahead and runs when this one fails
+    raise RuntimeError("r_fail fails")
+
+def r_long(runner):
+    (MARKS / "r_long-started").write_text("")
+    _wait_for("never")  # a hang guard: the session's stop ends it
+"""
+)
+
+
+def test_items_running_ahead_that_a_stop_ends_are_named(project: Project, marks: Path) -> None:
+    # -x stopped the session while r_long ran ahead in a worker: it was cancelled with the
+    # session and no line said so (the withdrawn, never started, and the kept were named).
+    result = run_plan(project, RUNNING_PLAN, RUNNING, "-x")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["mlexp: 1 item(s) running ahead in a worker were stopped with the session, *: r_long"]
+    )
+    assert "r_long" not in project.results("e-one")["sub_experiments"]
+
+
 MAXFAIL_PLAN = """
 project: {name: Toy, hypothesis: "x"}
 defaults: {executor: process}

@@ -587,6 +587,20 @@ def test_warm_workers_keep_their_gpu_and_a_bigger_item_gets_its_own(tmp_path: Pa
     assert (last.result["metrics"]["pid"], last.result["metrics"]["gpu"]) in pins
 
 
+def test_a_worker_that_dies_importing_the_handler_module_says_so(tmp_path: Path) -> None:
+    # It read as any lost worker ("before reporting a result ... its output ends with the lines
+    # above", with no lines): the module's import ended the process, not a handler.
+    h = Handlers(tmp_path, "import os\nos._exit(7)\n\ndef f(runner):\n    return {'metrics': {}}\n")
+    ex = ProcessExecutor(concurrency=1, gpus=[], cwd=str(tmp_path))
+    try:
+        out = ex.submit(Job(h.task("f"))).result(HANG_GUARD_S)
+    finally:
+        ex.close()
+    assert out.status == "infra_error" and out.error is not None and out.error["kind"] == "lost_worker"
+    assert "exited with code 7 while importing warm_handlers" in out.error["message"], out.error
+    assert out.error["message"].endswith("it printed nothing"), out.error
+
+
 def test_an_item_asking_for_gpus_where_none_is_visible_says_it_ran_without(tmp_path: Path) -> None:
     # It ran on the CPU without a word (with too few GPUs visible it said so).
     h = Handlers(tmp_path, PINNED)
