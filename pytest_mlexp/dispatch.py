@@ -85,8 +85,17 @@ def _time_of_its_own(handles: Sequence[Handle], deadline: tuple[float, str, floa
     return min(starts) + deadline[2]
 
 
+def _ran_for(handle: Handle) -> float:
+    """How long a seed ran (0 when it never started, or its handle does not say)."""
+    start = getattr(handle, "started_at", None)
+    if start is None:
+        return 0.0
+    end: float = getattr(handle, "finished_at", None) or time.monotonic()
+    return round(max(0.0, end - float(start)), 4)
+
+
 def _ran_past_text(handle: Handle, limit: float) -> str:
-    took = (getattr(handle, "finished_at", 0.0) or 0.0) - (getattr(handle, "started_at", 0.0) or 0.0)
+    took = _ran_for(handle)
     return (
         f"the item's timeout mark ran out ({limit:g} s, pytest-timeout) while its seed ran ahead, "
         f"before pytest reached the item (it took {took:.1f} s): its result is not kept, as the "
@@ -510,9 +519,11 @@ class Dispatcher:
                 for other, task in zip(handles[index:], tasks[index:], strict=False):
                     got = as_outcome(other.result(), task.seed, "executor")
                     if _ran_past(other, end):
-                        got = infra_outcome(task, "timeout", _ran_past_text(other, deadline[2]))
+                        got = infra_outcome(
+                            task, "timeout", _ran_past_text(other, deadline[2]), duration_s=_ran_for(other)
+                        )
                     elif not got.ok and (got.error or {}).get("kind") == "cancelled":
-                        got = infra_outcome(task, "timeout", deadline[1])
+                        got = infra_outcome(task, "timeout", deadline[1], duration_s=_ran_for(other))
                     out.append(got)
                 break
         self._settled(handles)

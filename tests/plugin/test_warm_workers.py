@@ -768,6 +768,7 @@ def test_an_items_timeout_mark_counts_the_time_its_seed_ran_ahead(project: Proje
     result.assert_outcomes(passed=1, failed=2)  # l_limited, and the assessment
     entry = project.results("e-one")["sub_experiments"]["l_limited"]
     assert entry["status"] == "infra_error", entry
+    assert entry["duration_s"] >= 1.5, entry  # how long it ran (the handler's own loop), not 0.0
     result.stdout.fnmatch_lines(
         ["*l_limited*timeout mark ran out (1 s, pytest-timeout) while its seed ran ahead*"]
     )
