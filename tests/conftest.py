@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import re
+import signal
 import subprocess
+import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,10 +89,38 @@ class Project:
         assert isinstance(data, dict)
         return data
 
+    def interrupt(
+        self, *args: str, started: Callable[[], bool], sig: int = signal.SIGTERM
+    ) -> tuple[int, str]:
+        """Run pytest with ``args`` in a subprocess, send it ``sig`` once ``started()`` holds
+        (the work it waits for began), and return its exit code and output."""
+        proc = self.pytester.popen(
+            [sys.executable, "-m", "pytest", "-p", "no:randomly", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60  # a hang guard
+        while not started():
+            assert time.monotonic() < deadline and proc.poll() is None, "the work never started"
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=90)
+        return proc.returncode, out.decode(errors="replace")
+
     def findings(self, experiment_id: str | None = None) -> str:
         if experiment_id is None:
             return (self.path / "research" / "FINDINGS.md").read_text(encoding="utf-8")
         return (self.experiment_dir(experiment_id) / "FINDINGS.md").read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def marks(project: Project, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder handlers leave marker files in (``MARKS``: workers and jobs inherit it)."""
+    folder = project.path / "marks"
+    folder.mkdir()
+    monkeypatch.setenv("MARKS", str(folder))
+    return folder
 
 
 @pytest.fixture

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -115,19 +112,9 @@ def _sigterm_mid_run(project: Project, executor: str, example: str, marks: Path)
     project.plan(STOP_PLAN.replace("EXECUTOR", executor))
     project.handlers("e_one", STOP)
     project.pytester.makeconftest((EXAMPLES / example).read_text(encoding="utf-8"))
-    proc = project.pytester.popen(
-        [sys.executable, "-m", "pytest", "-p", "no:randomly", "--experiment", "all"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    return project.interrupt(
+        "--experiment", "all", started=lambda: all((marks / f"{s}.pid").exists() for s in ("s_a", "s_b"))
     )
-    deadline = time.monotonic() + HANG_GUARD_S
-    while not all((marks / f"{s}.pid").exists() for s in ("s_a", "s_b")):
-        assert time.monotonic() < deadline and proc.poll() is None, "the work never started"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=HANG_GUARD_S)
-    return proc.returncode, out.decode(errors="replace")
 
 
 def _assert_stopped(project: Project, marks: Path, code: int, out: str) -> None:
@@ -151,12 +138,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_the_executor_example_stops_its_work_on_sigterm(
-    project: Project, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    marks = project.path / "marks"
-    marks.mkdir()
-    monkeypatch.setenv("MARKS", str(marks))
+def test_the_executor_example_stops_its_work_on_sigterm(project: Project, marks: Path) -> None:
     code, out = _sigterm_mid_run(project, "background", "executor_example.py", marks)
     _assert_stopped(project, marks, code, out)
 
@@ -185,13 +167,8 @@ def test_the_ray_example_runs_seeds_on_ray(project: Project) -> None:
 
 
 @needs_ray
-def test_the_ray_example_keeps_pytests_sigterm_handler(
-    project: Project, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_ray_example_keeps_pytests_sigterm_handler(project: Project, marks: Path) -> None:
     # ray.init replaces SIGTERM's handler; the example restores it (keep_signal_handlers), so a
     # SIGTERM still cancels the work, writes results.yaml and ends the session as interrupted.
-    marks = project.path / "marks"
-    marks.mkdir()
-    monkeypatch.setenv("MARKS", str(marks))
     code, out = _sigterm_mid_run(project, "ray", "ray_executor.py", marks)
     _assert_stopped(project, marks, code, out)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -117,12 +115,7 @@ def s_a(runner):
 """ + "".join(f"\ndef {n}(runner):\n    return _work(runner)\n" for n in ("f_a", "f_b", "f_c", "f_d"))
 
 
-def test_dispatch_ahead_overlaps_and_dependents_wait(
-    project: Project, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    marks = project.path / "marks"
-    marks.mkdir()
-    monkeypatch.setenv("MARKS", str(marks))
+def test_dispatch_ahead_overlaps_and_dependents_wait(project: Project, marks: Path) -> None:
     project.plan(OVERLAP_PLAN)
     project.handlers("first", OVERLAP)
     result = project.run("--experiment", "all", "--mlexp-concurrency", "4", "-v")
@@ -382,28 +375,22 @@ def c_b(runner):
 
 @pytest.mark.parametrize("stop_first", [[], ["-x"]], ids=["plain", "x"])
 def test_sigterm_cancels_work_in_flight_without_losing_stored_results(
-    project: Project, monkeypatch: pytest.MonkeyPatch, stop_first: list[str]
+    project: Project, marks: Path, stop_first: list[str]
 ) -> None:
     # With -x, the cancelled item's failure ended the session as failed (exit code 1), not
     # interrupted.
-    marks = project.path / "marks"
-    marks.mkdir()
-    monkeypatch.setenv("MARKS", str(marks))
     project.plan(CANCEL_PLAN)
     project.handlers("e_one", CANCEL)
     project.run("--experiment", "c_b").assert_outcomes(passed=1, failed=1)  # c_b: stored
     (marks / "slow").write_text("")
-    proc = project.pytester.popen(
-        [sys.executable, "-m", "pytest", "-p", "no:randomly", "--experiment", "all", *stop_first], stdin=None
+    code, out = project.interrupt(  # once both went ahead
+        "--experiment",
+        "all",
+        *stop_first,
+        started=lambda: all((marks / f"{s}.pid").exists() for s in ("c_a", "c_b")),
     )
-    deadline = time.monotonic() + 60  # a hang guard
-    while not all((marks / f"{s}.pid").exists() for s in ("c_a", "c_b")):  # both dispatched ahead
-        assert time.monotonic() < deadline and proc.poll() is None, "workers never started"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out.decode()
-    assert b"interrupted (SIGTERM)" in out
+    assert code == pytest.ExitCode.INTERRUPTED, out
+    assert "interrupted (SIGTERM)" in out
     for s in ("c_a", "c_b"):
         pid = int((marks / f"{s}.pid").read_text())
         with pytest.raises(ProcessLookupError):  # the workers were killed, not orphaned
@@ -414,29 +401,17 @@ def test_sigterm_cancels_work_in_flight_without_losing_stored_results(
 
 
 def test_an_item_cancelled_over_its_stored_result_has_its_row_in_the_summary(
-    project: Project, monkeypatch: pytest.MonkeyPatch
+    project: Project, marks: Path
 ) -> None:
     # The item pytest was waiting on when SIGTERM came, with a result stored: nothing was
     # recorded (right), and nothing shown either: the summary's counts left out the failure
     # pytest itself reported.
-    marks = project.path / "marks"
-    marks.mkdir()
-    monkeypatch.setenv("MARKS", str(marks))
     project.plan(CANCEL_PLAN)
     project.handlers("e_one", CANCEL)
     project.run("--experiment", "all").assert_outcomes(passed=3)  # c_a and c_b: stored
     (marks / "slow").write_text("")
-    proc = project.pytester.popen(
-        [sys.executable, "-m", "pytest", "-p", "no:randomly", "--experiment", "c_a"], stdin=None
-    )
-    deadline = time.monotonic() + 60  # a hang guard
-    while not (marks / "c_a.pid").exists():
-        assert time.monotonic() < deadline and proc.poll() is None, "c_a never started"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out.decode()
-    text = out.decode()
+    code, text = project.interrupt("--experiment", "c_a", started=(marks / "c_a.pid").exists)
+    assert code == pytest.ExitCode.INTERRUPTED, text
     assert re.search(r"c_a +infra_error +\[cancelled\] +\(the stored result is kept\)", text), text
     assert "Errors: 1 (infra 1)" in text, text
     assert project.results("e-one")["sub_experiments"]["c_a"]["status"] == "passed"

@@ -39,14 +39,6 @@ def _wait_for(name):
 """
 
 
-@pytest.fixture
-def marks(project: Project, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = project.path / "marks"
-    path.mkdir()
-    monkeypatch.setenv("MARKS", str(path))
-    return path
-
-
 def imports(marks: Path) -> list[int]:
     return [int(p) for p in (marks / "imports").read_text().split()]
 

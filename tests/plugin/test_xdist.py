@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import Project
@@ -188,35 +190,20 @@ def t_3(runner):
 
 
 def test_sigterm_to_the_controller_alone_stops_its_workers_as_ctrl_c_would(
-    project: Project, monkeypatch: pytest.MonkeyPatch
+    project: Project, marks: Path
 ) -> None:
     # SIGTERM to the controller only (docker stop, kill <pid>): the workers, which a terminal's
     # Ctrl-C would have reached too, went on through the items xdist had sent them, and the
     # results of what they finished were read by no one.  Now each worker is interrupted in
     # the item it runs (t_2 sees the KeyboardInterrupt) and starts nothing more.
-    import signal
-    import sys
-    import time
-
-    marks = project.path / "marks"
-    marks.mkdir()
-    monkeypatch.setenv("MARKS", str(marks))
     project.plan(TERM_PLAN)
     project.handlers("handlers", TERM_HANDLERS)
-    proc = project.pytester.popen(
-        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-n", "2", "--experiment", "all"], stdin=None
-    )
-    deadline = time.monotonic() + 60  # a hang guard
-    while not (marks / "t_2.pid").exists():
-        assert time.monotonic() < deadline and proc.poll() is None, "t_2 never started"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=90)
-    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out.decode()
-    assert (marks / "t_2-interrupted").exists(), out.decode()
+    code, out = project.interrupt("-n", "2", "--experiment", "all", started=(marks / "t_2.pid").exists)
+    assert code == pytest.ExitCode.INTERRUPTED, out
+    assert (marks / "t_2-interrupted").exists(), out
     # (Without the forwarding, execnet interrupts its worker too, but only 5 s into the
     # controller's teardown: time enough to start and finish further items, unrecorded.)
-    assert b" xdist worker(s) interrupted, as a terminal's Ctrl-C would have" in out, out.decode()
+    assert " xdist worker(s) interrupted, as a terminal's Ctrl-C would have" in out, out
     assert not (marks / "t_3").exists()
     assert project.results("e-t")["sub_experiments"]["t_1"]["status"] == "passed"
 

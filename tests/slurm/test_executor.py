@@ -84,15 +84,6 @@ def cluster() -> Iterator[None]:
     yield
 
 
-@pytest.fixture
-def marks(project: Project, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A folder where handlers leave their Slurm job ids (jobs inherit the environment)."""
-    folder = project.path / "marks"
-    folder.mkdir()
-    monkeypatch.setenv("MARKS", str(folder))
-    return folder
-
-
 def _session_folders(project: Project) -> list[Path]:
     base = project.path / ".pytest_cache" / "d" / "mlexp-slurm"
     return sorted(base.iterdir()) if base.is_dir() else []
