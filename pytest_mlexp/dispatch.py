@@ -72,30 +72,38 @@ def _time_of_its_own(handles: Sequence[Handle], deadline: tuple[float, str, floa
     """When an item's time runs out: its limit counted from its first seed's start, whenever
     that was (before pytest reached the item, for work submitted ahead: under ``local`` that
     time would have been the item's own), never counting the time its seeds waited for a
-    worker; while none has started, a moment from now (look again).  None for a handle that
-    does not say when it started (a third party's): the limit from the item's set-up."""
+    worker; while none has started, a moment from now (look again).  Where a start is only
+    the submission to a back end (``started_exactly`` false: a cluster's queue may hold the
+    job), not before the item's set-up.  None for a handle that does not say when it started
+    (a third party's): the limit from the item's set-up."""
     starts: list[float] = []
+    exact = True
     for handle in handles:
         if not isinstance(handle, FutureHandle):
             return None
         if handle.started_at is not None:
             starts.append(handle.started_at)
+            exact = exact and handle.started_exactly
     if not starts:
         return time.monotonic() + 0.25
-    return min(starts) + deadline[2]
+    own = min(starts) + deadline[2]
+    return own if exact else max(deadline[0], own)
 
 
-def _ran_for(handle: Handle) -> float:
-    """How long a seed ran (0 when it never started, or its handle does not say)."""
+def _ran_for(handle: Handle, since: float) -> float:
+    """How long a seed ran (0 when it never started, or its handle does not say); from
+    ``since`` (the item's set-up) at the earliest where its start is only its submission."""
     start = getattr(handle, "started_at", None)
     if start is None:
         return 0.0
+    if not getattr(handle, "started_exactly", False):
+        start = max(float(start), since)
     end: float = getattr(handle, "finished_at", None) or time.monotonic()
     return round(max(0.0, end - float(start)), 4)
 
 
 def _ran_past_text(handle: Handle, limit: float) -> str:
-    took = _ran_for(handle)
+    took = _ran_for(handle, 0.0)  # exact starts only (_ran_past)
     return (
         f"the item's timeout mark ran out ({limit:g} s, pytest-timeout) while its seed ran ahead, "
         f"before pytest reached the item (it took {took:.1f} s): its result is not kept, as the "
@@ -106,6 +114,8 @@ def _ran_past_text(handle: Handle, limit: float) -> str:
 def _ran_past(handle: Handle, end: float) -> bool:
     """Whether a seed finished (ahead, unwatched) after its item's time had run out: under
     ``local`` it would have been stopped then."""
+    if not getattr(handle, "started_exactly", False):
+        return False  # a remote job's start is its submission: when it really ran is unknown
     finished = getattr(handle, "finished_at", None)
     return finished is not None and finished > end and not getattr(handle, "cancelled", False)
 
@@ -518,12 +528,12 @@ class Dispatcher:
                     other.cancel()
                 for other, task in zip(handles[index:], tasks[index:], strict=False):
                     got = as_outcome(other.result(), task.seed, "executor")
+                    set_up = deadline[0] - deadline[2]
                     if _ran_past(other, end):
-                        got = infra_outcome(
-                            task, "timeout", _ran_past_text(other, deadline[2]), duration_s=_ran_for(other)
-                        )
+                        text = _ran_past_text(other, deadline[2])
+                        got = infra_outcome(task, "timeout", text, duration_s=_ran_for(other, set_up))
                     elif not got.ok and (got.error or {}).get("kind") == "cancelled":
-                        got = infra_outcome(task, "timeout", deadline[1], duration_s=_ran_for(other))
+                        got = infra_outcome(task, "timeout", deadline[1], duration_s=_ran_for(other, set_up))
                     out.append(got)
                 break
         self._settled(handles)

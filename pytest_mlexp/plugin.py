@@ -208,7 +208,10 @@ def _sigterm_as_interrupt(config: pytest.Config) -> None:
     writing still happens and nothing finished is lost."""
     import threading
 
-    if threading.current_thread() is not threading.main_thread() or hasattr(config, "workerinput"):
+    # In an xdist worker too: the controller passes a SIGTERM on to its workers when they
+    # ignore SIGINT (xdist_support.interrupt_workers), and a service manager's stop signals
+    # every process of the group.
+    if threading.current_thread() is not threading.main_thread():
         return
 
     def _on_term(signum: int, frame: Any) -> None:

@@ -50,6 +50,18 @@ class MlexpScheduling(LoadScopeScheduling):  # type: ignore[misc]
                 return f"{parts[0]}::component:{comps[parts[1]]}"
         return str(super()._split_scope(nodeid))
 
+    def schedule(self) -> None:
+        first = self.collection is None
+        super().schedule()
+        if first and self.collection:
+            # What the workers collected (after -k, -m, the plans named): before work goes out.
+            from .xdist_support import oversubscribed
+
+            note = oversubscribed(self._state, self.config, len(self.nodes), self.collection)
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            if note is not None and reporter is not None:
+                reporter.write_line(note)
+
     def remove_node(self, node: Any) -> str | None:
         """As xdist's, but the item that was running when the worker died is marked done, so
         requeueing its unit does not run that sub-experiment a second time."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ class XdistHooks:
     def __init__(self, state: MlexpSession) -> None:
         self.state = state
         self.worker_pids: dict[str, int] = {}  # gateway id -> pid of a local (popen) worker
+        self._interrupted = False
 
     def pytest_xdist_newgateway(self, gateway: Any) -> None:
         pid = _local_pid(gateway)
@@ -44,10 +46,17 @@ class XdistHooks:
         the workers get the SIGINT a terminal's Ctrl-C would have given them, so they stop what
         they run now instead of draining the work xdist already sent them (finishing items
         whose reports nobody reads any more: minutes of work thrown away)."""
+        if self._interrupted:
+            return  # a second SIGTERM: the workers were told once
+        self._interrupted = True
         reached = 0
         for pid in list(self.worker_pids.values()):
+            # A worker that ignores SIGINT (started from a script's background job: the shell
+            # makes those ignore it) gets SIGTERM, which the plugin turns into an interruption
+            # in workers too.
+            sig = signal.SIGTERM if _ignores_sigint(pid) else signal.SIGINT
             with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGINT)
+                os.kill(pid, sig)
                 reached += 1
         if reached:
             self.state.notes_end.append(
@@ -73,11 +82,6 @@ class XdistHooks:
                     "other tests are spread by module (as with --dist loadscope)"
                 )
 
-        note = oversubscribed(self.state, config)
-        if note is not None:
-            reporter = config.pluginmanager.get_plugin("terminalreporter")
-            if reporter is not None:
-                reporter.write_line(note)
         return MlexpScheduling(config, log, self.state)
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
@@ -109,6 +113,19 @@ class XdistHooks:
         report.longrepr = message
 
 
+def _ignores_sigint(pid: int) -> bool:
+    """Whether process ``pid`` ignores SIGINT (Linux: its ``SigIgn`` mask); False where that
+    cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("SigIgn:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
+
+
 def _local_pid(gateway: Any) -> int | None:
     """The pid of a worker xdist started on this machine (a ``popen`` gateway); None for other
     gateways (an ssh or socket one: their local process is a connection, not the worker)."""
@@ -118,27 +135,22 @@ def _local_pid(gateway: Any) -> int | None:
     return pid if isinstance(pid, int) else None
 
 
-def oversubscribed(state: MlexpSession, config: pytest.Config) -> str | None:
-    """The warning for ``-n N`` with more xdist workers than the ``process`` executor's slots
-    (``--mlexp-concurrency``, else the visible GPUs): each worker keeps at least one slot (and
-    one GPU), so N seeds run at once and GPUs are shared.  None when that cannot happen."""
-    workers = getattr(config.option, "numprocesses", None)
-    if not isinstance(workers, int) or workers < 2 or not state.plan_path.is_file():
+def oversubscribed(
+    state: MlexpSession, config: pytest.Config, workers: int, nodeids: Sequence[str]
+) -> str | None:
+    """The warning for more xdist workers than the ``process`` executor's slots
+    (``--mlexp-concurrency``, else the visible GPUs) when a collected item (``nodeids``: what
+    the workers collected, after ``-k``/``-m``) runs under ``process``: each worker keeps one
+    slot (and one GPU) at least, so ``workers`` seeds run at once and GPUs are shared.  None
+    when that cannot happen."""
+    if workers < 2:
         return None
     flag: int | None = config.getoption("mlexp_concurrency", None)
     from .executors.process import visible_gpus
 
     gpus = visible_gpus()
     limit = flag or len(gpus)
-    if not limit or workers <= limit:
-        return None
-    from .dispatch import may_run_under
-
-    try:
-        plan = state.context_for(state.plan_path).plan
-    except Exception:  # a plan that does not load: the workers report it
-        return None
-    if not may_run_under(state, plan, "process"):
+    if not limit or workers <= limit or not _runs_under_process(state, nodeids):
         return None
     what = f"--mlexp-concurrency {flag}" if flag else f"{len(gpus)} GPU(s) visible"
     shared = ", sharing GPUs (out of GPU memory is likely)" if gpus and workers > len(gpus) else ""
@@ -147,3 +159,22 @@ def oversubscribed(state: MlexpSession, config: pytest.Config) -> str | None:
         f"least, so up to {workers} run at once{shared}; use -n {limit} or fewer, or no -n (the "
         "process executor runs seeds side by side itself)"
     )
+
+
+def _runs_under_process(state: MlexpSession, nodeids: Sequence[str]) -> bool:
+    """Whether one of the sub-experiment items ``nodeids`` names runs under ``process``."""
+    plans: dict[str, Any] = {}
+    for nodeid in nodeids:
+        parts = nodeid.split("::")
+        if len(parts) < 3 or not parts[0].endswith(".yaml") or parts[2] == "assessment":
+            continue
+        if parts[0] not in plans:
+            try:
+                plans[parts[0]] = state.context_for(Path(state.rootpath) / parts[0]).plan
+            except Exception:  # a plan that does not load: the workers report it
+                plans[parts[0]] = None
+        plan = plans[parts[0]]
+        sub_id = parts[2].partition("[")[0]
+        if plan is not None and plan.has_sub(sub_id) and state.executor_for(plan.sub(sub_id)) == "process":
+            return True
+    return False

@@ -90,15 +90,17 @@ class Project:
         return data
 
     def interrupt(
-        self, *args: str, started: Callable[[], bool], sig: int = signal.SIGTERM
+        self, *args: str, started: Callable[[], bool], sig: int = signal.SIGTERM, **popen: Any
     ) -> tuple[int, str]:
-        """Run pytest with ``args`` in a subprocess, send it ``sig`` once ``started()`` holds
-        (the work it waits for began), and return its exit code and output."""
+        """Run pytest with ``args`` in a subprocess (``popen``: more of ``subprocess.Popen``'s
+        arguments), send it ``sig`` once ``started()`` holds (the work it waits for began), and
+        return its exit code and output."""
         proc = self.pytester.popen(
             [sys.executable, "-m", "pytest", "-p", "no:randomly", *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            **popen,
         )
         deadline = time.monotonic() + 60  # a hang guard
         while not started():

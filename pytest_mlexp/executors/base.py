@@ -140,6 +140,10 @@ class FutureHandle(Handle):
         self.cancelled = False
         self.started = False
         self.started_at: float | None = None  # time.monotonic() when a worker thread took it
+        # Whether started_at is when the work itself began (the process executor: its worker
+        # threads are its slots); for a remote back end it is the submission, and the job may
+        # then wait in the cluster's queue.
+        self.started_exactly = False
         self.finished_at: float | None = None  # time.monotonic() when its outcome was set
         self._on_cancel = on_cancel  # called (once) with this handle when cancelled while running
         # Added to the cancelled outcome of a running job: the executor cannot stop it

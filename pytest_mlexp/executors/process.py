@@ -228,6 +228,10 @@ class ProcessExecutor(PoolExecutor):
         got = self.gpu_pool.acquire(wanted, cancelled=lambda: handle.cancelled or self._closed)
         if got is None:  # cancelled (or the session ended) while it waited for GPUs
             return infra_outcome(task, "cancelled", "cancelled while it waited for GPUs", started_at=started)
+        # Its slot's thread and its GPUs: the seed starts now (an item's timeout mark counts
+        # from here, not the wait for GPUs another item held).
+        handle.started_at = time.monotonic()
+        handle.started_exactly = True
         gpus = got
         # A slot has one GPU: an item that wants more gets a worker of its own, pinned to them.
         fresh = job.resources.get("isolate") is True or (bool(self.gpu_pool.gpus) and wanted > 1)

@@ -238,3 +238,65 @@ def test_a_timeout_mark_a_conftest_adds_to_an_experiment_item_is_its_limit(proje
     entry = project.results("e-n")["sub_experiments"]["n_1"]
     assert entry["status"] == "infra_error" and entry["error"]["kind"] == "timeout"
     assert "applies to unit tests" not in result.stdout.str()  # it came from a mark, not the ini
+
+
+LANE_CONFTEST = """
+import queue, threading
+from pytest_mlexp import NotYet, RemoteExecutor
+from pytest_mlexp.remote import run_task
+
+class OneLane(RemoteExecutor):
+    # A cluster that runs one job at a time, in order: jobs submitted ahead wait in its queue.
+    name = "lane"
+    poll_s = 0.05
+
+    def __init__(self):
+        super().__init__(concurrency=4)
+        self.jobs = queue.Queue()
+        threading.Thread(target=self._lane, daemon=True).start()
+
+    def _lane(self):
+        while True:
+            task, box = self.jobs.get()
+            box.append(run_task(task))
+
+    def launch(self, handle, attempt):
+        box = []
+        self.jobs.put((handle.job.task.to_dict(), box))
+        return box
+
+    def wait(self, call, timeout):
+        if not call:
+            raise NotYet()
+        return call[0]
+
+    def cancel_call(self, call):
+        pass
+
+def pytest_mlexp_executor(name, config):
+    return OneLane() if name == "lane" else None
+"""
+
+LANE_PLAN = """
+project: {name: Lane, hypothesis: "h"}
+defaults: {handler: "experiments.handlers:nap", executor: lane, marks: ["timeout(1.2)"]}
+experiments:
+  e-l:
+    sub_experiments: [n_1, n_2, n_3, n_4]
+"""
+
+
+def test_a_timeout_mark_does_not_count_the_time_a_job_waited_in_a_back_ends_queue(project: Project) -> None:
+    # Work submitted ahead to a remote back end "starts" when it is submitted (a slot of the
+    # executor takes it); the cluster's queue then holds it.  Counted from there, n_3 and n_4
+    # (0.5 s of work each, queued behind the others) ran past their 1.2-s marks: a regression
+    # of counting the time a seed ran ahead, which only the process executor knows exactly.
+    pytest.importorskip("pytest_timeout")
+    project.plan(LANE_PLAN)
+    project.handlers(
+        "handlers",
+        "import time\n\ndef nap(runner):\n    time.sleep(0.5)\n    return {'metrics': {'m': 1.0}}\n",
+    )
+    project.pytester.makeconftest(LANE_CONFTEST)
+    result = project.pytester.runpytest_subprocess("-p", "no:randomly", "--experiment", "all")
+    result.assert_outcomes(passed=5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -189,16 +190,26 @@ def t_3(runner):
 """
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell script's background job
+
+
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
 def test_sigterm_to_the_controller_alone_stops_its_workers_as_ctrl_c_would(
-    project: Project, marks: Path
+    project: Project, marks: Path, sigint: str
 ) -> None:
     # SIGTERM to the controller only (docker stop, kill <pid>): the workers, which a terminal's
     # Ctrl-C would have reached too, went on through the items xdist had sent them, and the
     # results of what they finished were read by no one.  Now each worker is interrupted in
-    # the item it runs (t_2 sees the KeyboardInterrupt) and starts nothing more.
+    # the item it runs (t_2 sees the KeyboardInterrupt) and starts nothing more.  [ignored]:
+    # pytest started as a script's background job (`pytest -n 2 & ... kill $!`), whose
+    # processes ignore SIGINT: the SIGINT passed on did nothing, the line said otherwise.
     project.plan(TERM_PLAN)
     project.handlers("handlers", TERM_HANDLERS)
-    code, out = project.interrupt("-n", "2", "--experiment", "all", started=(marks / "t_2.pid").exists)
+    popen = {"preexec_fn": _ignore_sigint} if sigint == "ignored" else {}
+    code, out = project.interrupt(
+        "-n", "2", "--experiment", "all", started=(marks / "t_2.pid").exists, **popen
+    )
     assert code == pytest.ExitCode.INTERRUPTED, out
     assert (marks / "t_2-interrupted").exists(), out
     # (Without the forwarding, execnet interrupts its worker too, but only 5 s into the
@@ -214,6 +225,8 @@ experiments:
   e-s:
     executor: process
     sub_experiments: [s_1]
+  e-l:
+    sub_experiments: [l_1]
 """
 
 
@@ -223,11 +236,15 @@ def test_more_xdist_workers_than_process_slots_is_named_before_the_run(
     # Each xdist worker keeps one slot at least (and one GPU): -n 2 with one GPU ran two seeds
     # on it at once, and --mlexp-concurrency 1 -n 2 ran two seeds at once, without a word.
     project.plan(SHARE_PLAN)
-    project.handlers("handlers", "def s_1(runner):\n    return {'metrics': {'m': 1.0}}\n")
+    project.handlers(
+        "handlers",
+        "def s_1(runner):\n    return {'metrics': {'m': 1.0}}\n\n"
+        "def l_1(runner):\n    return {'metrics': {'m': 1.0}}\n",
+    )
     args = ("-p", "no:randomly", "-n", "2", "--experiment", "all")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     one_gpu = project.pytester.runpytest_subprocess(*args)
-    one_gpu.assert_outcomes(passed=2)
+    one_gpu.assert_outcomes(passed=4)
     one_gpu.stdout.fnmatch_lines(
         ["mlexp: warning: -n 2 with 1 GPU(s) visible: *up to 2 run at once, sharing GPUs*; use -n 1*"]
     )
@@ -237,5 +254,9 @@ def test_more_xdist_workers_than_process_slots_is_named_before_the_run(
         ["mlexp: warning: -n 2 with --mlexp-concurrency 1: *up to 2 run at once; use -n 1*"]
     )
     enough = project.pytester.runpytest_subprocess(*args, "--mlexp-concurrency", "2")
-    enough.assert_outcomes(passed=2)
+    enough.assert_outcomes(passed=4)
     assert "mlexp: warning: -n" not in enough.stdout.str()
+    # What runs decides, after -k: only e-l's local items here.
+    local_only = project.pytester.runpytest_subprocess(*args, "--mlexp-concurrency", "1", "-k", "e-l")
+    local_only.assert_outcomes(passed=2)
+    assert "mlexp: warning: -n" not in local_only.stdout.str()
