@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -133,48 +132,3 @@ def _local_pid(gateway: Any) -> int | None:
         return None
     pid = getattr(getattr(getattr(gateway, "_io", None), "popen", None), "pid", None)  # execnet's
     return pid if isinstance(pid, int) else None
-
-
-def oversubscribed(
-    state: MlexpSession, config: pytest.Config, workers: int, nodeids: Sequence[str]
-) -> str | None:
-    """The warning for more xdist workers than the ``process`` executor's slots
-    (``--mlexp-concurrency``, else the visible GPUs) when a collected item (``nodeids``: what
-    the workers collected, after ``-k``/``-m``) runs under ``process``: each worker keeps one
-    slot (and one GPU) at least, so ``workers`` seeds run at once and GPUs are shared.  None
-    when that cannot happen."""
-    if workers < 2:
-        return None
-    flag: int | None = config.getoption("mlexp_concurrency", None)
-    from .executors.process import visible_gpus
-
-    gpus = visible_gpus()
-    limit = flag or len(gpus)
-    if not limit or workers <= limit or not _runs_under_process(state, nodeids):
-        return None
-    what = f"--mlexp-concurrency {flag}" if flag else f"{len(gpus)} GPU(s) visible"
-    shared = ", sharing GPUs (out of GPU memory is likely)" if gpus and workers > len(gpus) else ""
-    return (
-        f"mlexp: warning: -n {workers} with {what}: each xdist worker runs one seed at a time at "
-        f"least, so up to {workers} run at once{shared}; use -n {limit} or fewer, or no -n (the "
-        "process executor runs seeds side by side itself)"
-    )
-
-
-def _runs_under_process(state: MlexpSession, nodeids: Sequence[str]) -> bool:
-    """Whether one of the sub-experiment items ``nodeids`` names runs under ``process``."""
-    plans: dict[str, Any] = {}
-    for nodeid in nodeids:
-        parts = nodeid.split("::")
-        if len(parts) < 3 or not parts[0].endswith(".yaml") or parts[2] == "assessment":
-            continue
-        if parts[0] not in plans:
-            try:
-                plans[parts[0]] = state.context_for(Path(state.rootpath) / parts[0]).plan
-            except Exception:  # a plan that does not load: the workers report it
-                plans[parts[0]] = None
-        plan = plans[parts[0]]
-        sub_id = parts[2].partition("[")[0]
-        if plan is not None and plan.has_sub(sub_id) and state.executor_for(plan.sub(sub_id)) == "process":
-            return True
-    return False
