@@ -212,7 +212,9 @@ class _SeededLoader:
         _seed_library(self._name, module, self._seed)
 
     def __getattr__(self, attribute: str) -> Any:
-        return getattr(self._loader, attribute)
+        # object.__getattribute__: a copy made without __init__ has no _loader, and asking
+        # for it through this method again would recurse.
+        return getattr(object.__getattribute__(self, "_loader"), attribute)
 
 
 def _seed_on_import(seed: int) -> _SeedOnImport | None:

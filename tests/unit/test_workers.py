@@ -956,3 +956,19 @@ def test_numpy_and_torch_first_imported_by_a_seed_are_seeded_for_it(pool: Worker
     for s in (0, 1):
         assert (warm[s]["numpy"], warm[s]["torch"]) == (fresh[s]["numpy"], fresh[s]["torch"]), s
     assert warm[0]["numpy"] != warm[1]["numpy"]
+
+
+def test_the_seeding_loader_stands_in_for_the_librarys_own() -> None:
+    # What importlib.util.find_spec("torch") hands a library while a seed runs: it answers as
+    # the real loader does, and a copy of it (made without __init__) does not recurse.
+    import copy
+
+    from pytest_mlexp.execution import _SeededLoader
+
+    class Real:
+        is_package = staticmethod(lambda name: True)
+
+    seeded = _SeededLoader(Real(), "numpy", 0)
+    assert seeded.is_package("numpy") is True
+    with pytest.raises(AttributeError):
+        copy.copy(seeded).missing  # noqa: B018 - the attribute access is the test
