@@ -174,9 +174,11 @@ def t_1(runner):
     return {"metrics": {"m": 1.0}}
 
 def t_2(runner):
-    (MARKS / "t_2.pid").write_text(str(os.getpid()))
     deadline = time.monotonic() + 60  # a hang guard: it waits for a mark nobody writes
     try:
+        # Inside the try: the test signals once it sees this file, which may be before the
+        # write has returned.
+        (MARKS / "t_2.pid").write_text(str(os.getpid()))
         while time.monotonic() < deadline:
             time.sleep(0.01)
     except KeyboardInterrupt:
