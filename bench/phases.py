@@ -20,6 +20,12 @@ that other work on a shared machine does not count:
 Each phase is reported per side (medians over the repetitions, sides alternated) and as the
 difference per item, (plan − plain) / n, and, with two sizes, the marginal difference per item
 between them (fixed costs cancel out).  A conftest plugin records the marks; both sides get it.
+
+The last two columns are the garbage collector's share of each phase (CPU time inside
+collections, from ``gc.callbacks``): the collector's work grows with everything alive, not
+with the instructions a plugin runs, so it is where time and ``bench/instructions.py``'s
+counts part.  The exit phase's figure covers pytest's clean-up only: the interpreter's own
+collections at exit call no callbacks.
 """
 
 from __future__ import annotations
@@ -38,15 +44,37 @@ from perf import BASE, ENV, clean_results, param_project, plan_project  # bench/
 PHASES = ("start", "configure", "collect", "run", "finish", "end", "exit")
 
 MARKS_PLUGIN = """
-import json, os, time
+import atexit, gc, json, os, time
 import pytest
 
 _marks = {}
+_gc = {}  # the collector's CPU time so far, at each mark
 _target = os.environ["MLEXP_BENCH_PHASES"]
+_in_gc = [0.0, 0.0]  # [total so far, when the running collection started]
+
+
+def _collecting(phase, info):
+    if phase == "start":
+        _in_gc[1] = time.process_time()
+    else:
+        _in_gc[0] += time.process_time() - _in_gc[1]
+
+
+gc.callbacks.append(_collecting)
 
 
 def _mark(name):
     _marks[name] = time.process_time()
+    _gc[name] = _in_gc[0]
+
+
+@atexit.register
+def _at_exit():
+    # pytest's clean-up (its second full collection) has run; the interpreter's own
+    # collections at exit call no callbacks, so the exit phase's figure stops here.
+    _mark("atexit")
+    with open(_target, "w") as fh:
+        json.dump({"marks": _marks, "gc": _gc}, fh)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -83,13 +111,11 @@ class _Last:
     @pytest.hookimpl(trylast=True)
     def pytest_unconfigure(self, config):
         _mark("unconfigure")
-        with open(_target, "w") as fh:
-            json.dump({"marks": _marks}, fh)
 """
 
 
 def one(root: Path, args: list[str], env: dict[str, str], scratch: Path) -> dict[str, float]:
-    """One run; its phases in CPU seconds."""
+    """One run; its phases in CPU seconds, and (``gc:<phase>``) the garbage collector's share."""
     out = scratch / "phases.json"
     out.unlink(missing_ok=True)
     env = {
@@ -111,8 +137,18 @@ def one(root: Path, args: list[str], env: dict[str, str], scratch: Path) -> dict
     cpu_total = usage.ru_utime + usage.ru_stime  # the child's whole CPU time, its exit included
     data = json.loads(out.read_text(encoding="utf-8"))
     m = data["marks"]
+    g = data["gc"]
     finish_end = m["sessionfinished"]
-    return {
+    collector = {
+        "gc:start": g["configure"],
+        "gc:configure": g["sessionstart"] - g["configure"],
+        "gc:collect": g["runtestloop"] - g["collection"],
+        "gc:run": g["sessionfinish"] - g["runtestloop"],
+        "gc:finish": g["sessionfinished"] - g["sessionfinish"],
+        "gc:end": g["unconfigure"] - g["sessionfinished"],
+        "gc:exit": g["atexit"] - g["unconfigure"],
+    }
+    return collector | {
         "start": m["configure"],
         "configure": m["sessionstart"] - m["configure"],
         "collect": m["runtestloop"] - m["collection"],
@@ -153,16 +189,20 @@ def main() -> None:
                 root, args = projects[key]
                 clean_results(root)
                 got[key].append(one(root, args, env, scratch))
-    med = {k: {p: statistics.median(r[p] for r in v) for p in PHASES} for k, v in got.items()}
+    fields = (*PHASES, *(f"gc:{p}" for p in PHASES))
+    med = {k: {p: statistics.median(r[p] for r in v) for p in fields} for k, v in got.items()}
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {opts.reps} repetitions, medians, ms")
     for n in sizes:
         plan, plain = med[("plan", n)], med[("plain", n)]
-        print(f"\n{n} items            plan    plain   difference  per item")
+        print(f"\n{n} items            plan    plain   difference  per item   collector: plan  plain")
         for p in (*PHASES, "total"):
-            a = sum(plan.values()) if p == "total" else plan[p]
-            b = sum(plain.values()) if p == "total" else plain[p]
+            a = sum(plan[q] for q in PHASES) if p == "total" else plan[p]
+            b = sum(plain[q] for q in PHASES) if p == "total" else plain[p]
+            ga = sum(plan[f"gc:{q}"] for q in PHASES) if p == "total" else plan[f"gc:{p}"]
+            gb = sum(plain[f"gc:{q}"] for q in PHASES) if p == "total" else plain[f"gc:{p}"]
             print(
                 f"  {p:<12} {a * 1e3:8.1f} {b * 1e3:8.1f} {(a - b) * 1e3:10.1f} {(a - b) / n * 1e6:7.1f} µs"
+                f" {ga * 1e3:13.1f} {gb * 1e3:6.1f}"
             )
     if len(sizes) >= 2:
         lo, hi = sizes[0], sizes[-1]
@@ -172,7 +212,7 @@ def main() -> None:
             def marg(side: str, p: str = p) -> float:
                 def tot(n: int) -> float:
                     m = med[(side, n)]
-                    return sum(m.values()) if p == "total" else m[p]
+                    return sum(m[q] for q in PHASES) if p == "total" else m[p]
 
                 return (tot(hi) - tot(lo)) / (hi - lo) * 1e6
 
