@@ -72,7 +72,7 @@ _TABLE_HEADS: dict[tuple[str, ...], tuple[str, str]] = {}
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    key = tuple(header)
+    key = header if header.__class__ is tuple else tuple(header)  # (a constant's: no copy)
     heads = _TABLE_HEADS.get(key)
     if heads is None:
         heads = ("| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|")

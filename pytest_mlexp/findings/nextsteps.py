@@ -148,20 +148,25 @@ def _next_steps(
 def _provenance_rows(exp: Experiment, entries: Mapping[str, Any]) -> list[list[str]]:
     rows = []
     for sub in exp.sub_experiments:
-        entry = entries.get(sub.id)
-        if not _is_map(entry):
+        entry: Any = entries.get(sub.id)
+        # (_is_map's answer for a dict, without the call: once per sub-experiment)
+        if not (entry.__class__ is dict or _is_map(entry)):
             continue
-        prov = entry.get("provenance")
-        if not _is_map(prov):
+        prov: Any = entry.get("provenance")
+        if not (prov.__class__ is dict or _is_map(prov)):
             # A sweep's summary has none of its own: show the selected point's.
             points = entry.get("points")
             selected = entry.get("selected")
             if _is_map(points) and _is_map(points.get(selected)):
                 prov = points[selected].get("provenance")
-        if not _is_map(prov):
-            continue
+            if not _is_map(prov):
+                continue
         packages = prov.get("packages")
-        pkgs = ", ".join(f"{k} {v}" for k, v in packages.items()) if _is_map(packages) else "—"
+        pkgs = (
+            ", ".join(f"{k} {v}" for k, v in packages.items())
+            if packages is not None and _is_map(packages)
+            else "—"
+        )
         commit = str(prov.get("git_commit") or "—")[:12]
         dirty = prov.get("git_dirty")
         handler = str(prov.get("handler_sha256") or "—")[:12]
