@@ -164,17 +164,11 @@ def _emit_literal(pad: str, head: str, text: str, out: list[str]) -> None:
 # Lines of the common shapes, cached: a key's head at its indent (``"    status:"``) and a short
 # string value's tail (``" passed\n"``).  Keys and short values (statuses, metric names,
 # executors, digests, timestamps) repeat in every entry; a cached line part costs one lookup.
-_HEADS: dict[int, dict[str, str]] = {}
+# Per indent: its padding and its heads (one lookup per map: an entry holds several).
+_LEVELS: dict[int, tuple[str, dict[str, str]]] = {}
 _TAILS: dict[str, str] = {}
 _CACHE_MAX = 50_000
 _FLOAT_REPR = float.__repr__
-
-
-def _heads(indent: int) -> dict[str, str]:
-    heads = _HEADS.get(indent)
-    if heads is None:
-        heads = _HEADS[indent] = {}
-    return heads
 
 
 def _head(heads: dict[str, str], pad: str, key: Any) -> str:
@@ -196,13 +190,16 @@ def _tail(value: str) -> str:
 
 
 def _emit_map(data: Mapping[Any, Any], indent: int, out: list[str]) -> None:
-    pad = " " * indent
-    heads = _heads(indent)
+    level = _LEVELS.get(indent)
+    if level is None:
+        level = _LEVELS[indent] = (" " * indent, {})
+    pad, heads = level
     tails = _TAILS
     append = out.append
     for key, value in data.items():
-        # Only str keys are cached, and no other key equals a str: a hit is this key's head.
-        head = heads.get(key) if key.__class__ is str else None
+        # Only str keys are cached, and only a str (or a str subclass, which _key writes as the
+        # str it equals) equals a str: a hit is this key's head, whatever the key's type.
+        head = heads.get(key)
         if head is None:
             head = _head(heads, pad, key)
         kind = value.__class__
@@ -267,8 +264,10 @@ def _emit_seq(data: Sequence[Any], indent: int, out: list[str]) -> None:
     pad = " " * indent
     for value in data:
         kind = value.__class__
-        if kind is int or kind is str:  # seeds, names: the common items (as _scalar writes them)
-            out.append(f"{pad}- {_scalar(value)}\n")
+        if kind is int:  # seeds: the common items (written as _scalar writes an int)
+            out.append(f"{pad}- {value}\n")
+        elif kind is str:  # names
+            out.append(f"{pad}- {_string(value)}\n")
         elif isinstance(value, (dict, list, tuple)) and value:
             inner: list[str] = []
             if isinstance(value, dict):
