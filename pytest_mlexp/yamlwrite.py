@@ -207,7 +207,8 @@ def _emit_map(data: Mapping[Any, Any], indent: int, out: list[str]) -> None:
         if kind is str:
             tail = tails.get(value)
             if tail is not None:
-                append(head + tail)
+                append(head)  # (two pieces, no concatenation: "".join copies them once)
+                append(tail)
             elif "\n" not in value:
                 append(head + _tail(value))
             elif _literal_ok(value):
@@ -220,19 +221,24 @@ def _emit_map(data: Mapping[Any, Any], indent: int, out: list[str]) -> None:
             append(f"{head} {_float(value) if 'n' in text or 'e' in text else text}\n")
         elif kind is dict:
             if value:
-                append(head + "\n")
+                append(head)
+                append("\n")
                 _emit_map(value, indent + 2, out)
             else:
-                append(head + " {}\n")
+                append(head)
+                append(" {}\n")
         elif kind is list:
             if value:
-                append(head + "\n")
+                append(head)
+                append("\n")
                 # Block sequences sit at their key's indent, as PyYAML writes them.
                 _emit_seq(value, indent, out)
             else:
-                append(head + " []\n")
+                append(head)
+                append(" []\n")
         elif value is None:
-            append(head + " null\n")
+            append(head)
+            append(" null\n")
         elif kind is int:
             append(f"{head} {value}\n")
         else:
@@ -275,6 +281,7 @@ def _emit_seq(data: Sequence[Any], indent: int, out: list[str]) -> None:
             else:
                 _emit_seq(value, indent + 2, inner)
             # The first line goes on the dash line ("- key: value"); the rest keep their indent.
+            # (Its first piece starts with the inner indent: a head, or a whole line.)
             out.append(f"{pad}- {inner[0][indent + 2 :]}")
             out.extend(inner[1:])
         elif isinstance(value, dict):
