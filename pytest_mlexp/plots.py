@@ -194,9 +194,12 @@ def criteria_spec(exp: Experiment, doc: Mapping[str, Any], verdict: Verdict) -> 
     shown = {(j.source, j.metric, j.rule) for j in verdict.criteria}
     for sub in exp.sub_experiments:
         entry = subs.get(sub.id)
-        found = as_mapping(entry)
-        judged = as_mapping(found.get("criteria")) if found is not None else None
-        if not judged:  # (most have no criteria: {})
+        found = entry if entry.__class__ is dict else as_mapping(entry)  # (a dict: no call)
+        stored = found.get("criteria") if found is not None else None
+        if not stored:  # (most have no criteria: {})
+            continue
+        judged = as_mapping(stored)
+        if not judged:
             continue
         for metric, data in judged.items():
             if isinstance(data, Mapping) and (sub.id, metric, data.get("rule")) not in shown:

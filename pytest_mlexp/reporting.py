@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -150,6 +151,21 @@ def finish_session(state: MlexpSession, session: pytest.Session) -> None:
             )
     ran = bool(state.records)
     if ran:
+        _write_all(state)
+        _fail_if_all_blocked(state, session)
+    _update_lastfailed(state, ran, _never_finished(state, session) if ran else ())
+    if state.dispatcher is not None:
+        state.dispatcher.close()
+
+
+def _write_all(state: MlexpSession) -> None:
+    """Every plan's results files and findings.  Cyclic GC is paused meanwhile (as
+    ``store.load_yaml`` does): the writing makes many short-lived containers (the documents in
+    SPEC order, each sub-experiment's lines), none in a cycle, and each collection they set off
+    would walk the whole session's heap (a 1,000-item session's items, reports and results)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
         for ctx in state.contexts.values():
             try:
                 _write_outputs(state, ctx)
@@ -157,10 +173,9 @@ def finish_session(state: MlexpSession, session: pytest.Session) -> None:
                 state.results_not_written(exc)
             finally:
                 ctx.results.store.release()
-        _fail_if_all_blocked(state, session)
-    _update_lastfailed(state, ran, _never_finished(state, session) if ran else ())
-    if state.dispatcher is not None:
-        state.dispatcher.close()
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _keep_finished_ahead(state: MlexpSession, finished: Sequence[tuple[pytest.Item, Any]]) -> None:

@@ -254,13 +254,17 @@ class ResultsView:
                 continue
             if status == "error" and not state.wiring:
                 continue  # a handler's error: a fact, not a judgement
-            criteria = {j.metric: j.to_dict() for j in state.judgements}
+            judgements = state.judgements
+            # (Without criteria, judged as stored means an empty mapping stored: _same's answer
+            # without its calls, for most entries of most plans.)
+            criteria = {j.metric: j.to_dict() for j in judgements} if judgements else {}
+            stored = entry.get("criteria")
             wiring = state.wiring
             if (
                 entry.get("status") == status
-                and _same(entry.get("criteria"), criteria)
+                and (_same(stored, criteria) if judgements else stored.__class__ is dict and not stored)
                 and not wiring
-                and not _is_wiring_entry(entry)
+                and ("error" not in entry or not _is_wiring_entry(entry))
             ):
                 continue  # judged as stored: the entry itself is written (no copy)
             new = dict(entry)

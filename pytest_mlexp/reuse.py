@@ -387,7 +387,8 @@ class PlanReconciler:
                 current = subs.get(sub_id)
                 if not _is_result(current) and sub_id in stale:
                     self._restore_into(doc, sub_id, sub_id, None)
-                self._annotate(doc, sub_id, subs.get(sub_id))
+                # (its node is known: not looked up again from its key, once per entry)
+                self._annotate(doc, sub_id, subs.get(sub_id), node_of=(sub, None))
                 continue
             restored = False
             for point in self.fps.points(sub):
@@ -471,15 +472,20 @@ class PlanReconciler:
         }
 
     def _annotate(
-        self, doc: dict[str, Any], node: str, entry: Any, container: dict[str, Any] | None = None
+        self,
+        doc: dict[str, Any],
+        node: str,
+        entry: Any,
+        container: dict[str, Any] | None = None,
+        node_of: tuple[SubExperiment, SweepPoint | None] | None = None,
     ) -> str | None:
         """Mark (or unmark) ``outdated`` and ``artifacts_missing`` on a current entry; returns why
-        it is outdated."""
+        it is outdated.  ``node_of``: what ``_node(node)`` gives, when the caller knows it."""
         if not _is_result(entry) or "points" in entry:
             return None
         fp = fingerprint_of(entry)
         why: str | None = None
-        found = self._node(node) if fp is not None else None
+        found = (node_of or self._node(node)) if fp is not None else None
         now = None
         if found is not None:
             sub, point = found

@@ -114,9 +114,26 @@ def closest_metric(word: str, candidates: Iterable[str]) -> str | None:
     return matches[0] if len(matches) == 1 else None
 
 
+# Floats already formatted: a value is shown several times (FINDINGS.md's tables and sentences,
+# the overview, the terminal's summary), and many results share values.  Keyed by float only
+# (equal floats format alike: -0.0 and 0.0 are both "0"), cleared when full.
+_FLOAT_TEXT: dict[float, str] = {}
+
+
 def fmt_number(value: Any) -> str:
     """A value for people: numbers to 4 significant digits (``0.912``, ``1.23e-05``, ``12346``),
     ``NaN``/``inf``, booleans as ``true``/``false``, None as a dash, anything else as ``str``."""
+    if value.__class__ is float:
+        text = _FLOAT_TEXT.get(value)
+        if text is None:
+            if len(_FLOAT_TEXT) >= 4096:
+                _FLOAT_TEXT.clear()
+            text = _FLOAT_TEXT[value] = _fmt_number(value)
+        return text
+    return _fmt_number(value)
+
+
+def _fmt_number(value: Any) -> str:
     if value is None:
         return "—"
     if value is True or value is False:

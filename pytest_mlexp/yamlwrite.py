@@ -164,17 +164,11 @@ def _emit_literal(pad: str, head: str, text: str, out: list[str]) -> None:
 # Lines of the common shapes, cached: a key's head at its indent (``"    status:"``) and a short
 # string value's tail (``" passed\n"``).  Keys and short values (statuses, metric names,
 # executors, digests, timestamps) repeat in every entry; a cached line part costs one lookup.
-_HEADS: dict[int, dict[str, str]] = {}
+# Per indent: its padding and its heads (one lookup per map: an entry holds several).
+_LEVELS: dict[int, tuple[str, dict[str, str]]] = {}
 _TAILS: dict[str, str] = {}
 _CACHE_MAX = 50_000
 _FLOAT_REPR = float.__repr__
-
-
-def _heads(indent: int) -> dict[str, str]:
-    heads = _HEADS.get(indent)
-    if heads is None:
-        heads = _HEADS[indent] = {}
-    return heads
 
 
 def _head(heads: dict[str, str], pad: str, key: Any) -> str:
@@ -196,13 +190,16 @@ def _tail(value: str) -> str:
 
 
 def _emit_map(data: Mapping[Any, Any], indent: int, out: list[str]) -> None:
-    pad = " " * indent
-    heads = _heads(indent)
+    level = _LEVELS.get(indent)
+    if level is None:
+        level = _LEVELS[indent] = (" " * indent, {})
+    pad, heads = level
     tails = _TAILS
     append = out.append
     for key, value in data.items():
-        # Only str keys are cached, and no other key equals a str: a hit is this key's head.
-        head = heads.get(key) if key.__class__ is str else None
+        # Only str keys are cached, and only a str (or a str subclass, which _key writes as the
+        # str it equals) equals a str: a hit is this key's head, whatever the key's type.
+        head = heads.get(key)
         if head is None:
             head = _head(heads, pad, key)
         kind = value.__class__
@@ -210,7 +207,8 @@ def _emit_map(data: Mapping[Any, Any], indent: int, out: list[str]) -> None:
         if kind is str:
             tail = tails.get(value)
             if tail is not None:
-                append(head + tail)
+                append(head)  # (two pieces, no concatenation: "".join copies them once)
+                append(tail)
             elif "\n" not in value:
                 append(head + _tail(value))
             elif _literal_ok(value):
@@ -223,19 +221,24 @@ def _emit_map(data: Mapping[Any, Any], indent: int, out: list[str]) -> None:
             append(f"{head} {_float(value) if 'n' in text or 'e' in text else text}\n")
         elif kind is dict:
             if value:
-                append(head + "\n")
+                append(head)
+                append("\n")
                 _emit_map(value, indent + 2, out)
             else:
-                append(head + " {}\n")
+                append(head)
+                append(" {}\n")
         elif kind is list:
             if value:
-                append(head + "\n")
+                append(head)
+                append("\n")
                 # Block sequences sit at their key's indent, as PyYAML writes them.
                 _emit_seq(value, indent, out)
             else:
-                append(head + " []\n")
+                append(head)
+                append(" []\n")
         elif value is None:
-            append(head + " null\n")
+            append(head)
+            append(" null\n")
         elif kind is int:
             append(f"{head} {value}\n")
         else:
@@ -267,8 +270,10 @@ def _emit_seq(data: Sequence[Any], indent: int, out: list[str]) -> None:
     pad = " " * indent
     for value in data:
         kind = value.__class__
-        if kind is int or kind is str:  # seeds, names: the common items (as _scalar writes them)
-            out.append(f"{pad}- {_scalar(value)}\n")
+        if kind is int:  # seeds: the common items (written as _scalar writes an int)
+            out.append(f"{pad}- {value}\n")
+        elif kind is str:  # names
+            out.append(f"{pad}- {_string(value)}\n")
         elif isinstance(value, (dict, list, tuple)) and value:
             inner: list[str] = []
             if isinstance(value, dict):
@@ -276,6 +281,7 @@ def _emit_seq(data: Sequence[Any], indent: int, out: list[str]) -> None:
             else:
                 _emit_seq(value, indent + 2, inner)
             # The first line goes on the dash line ("- key: value"); the rest keep their indent.
+            # (Its first piece starts with the inner indent: a head, or a whole line.)
             out.append(f"{pad}- {inner[0][indent + 2 :]}")
             out.extend(inner[1:])
         elif isinstance(value, dict):

@@ -72,7 +72,7 @@ _TABLE_HEADS: dict[tuple[str, ...], tuple[str, str]] = {}
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    key = tuple(header)
+    key = header if header.__class__ is tuple else tuple(header)  # (a constant's: no copy)
     heads = _TABLE_HEADS.get(key)
     if heads is None:
         heads = ("| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|")
@@ -80,7 +80,10 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
             _TABLE_HEADS[key] = heads
     out = list(heads)
     for row in rows:
-        line = " | ".join(map(str, row))
+        try:  # cells are text (str() of each, a call per cell, only for a row that holds other values)
+            line = " | ".join(row)
+        except TypeError:
+            line = " | ".join(map(str, row))
         # Most rows need no cell escaped: only the separators' pipes, no line break.
         if line.count("|") != len(row) - 1 or "\n" in line or "\r" in line:
             line = " | ".join(cell(c) for c in row)

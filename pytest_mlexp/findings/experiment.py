@@ -385,10 +385,14 @@ def _render_sub(
     sub = state.sub
     charts = charts or {}
     out: list[str] = []
-    words = plan_words(sub)
-    name = f" ({sub.name})" if sub.name != sub.id else ""
+    # The helpers below are called only where they have something to say: this runs once per
+    # sub-experiment (10,000 of them in a large plan), and most say nothing in their own words,
+    # carry no run notes, judgements or charts.
+    words = plan_words(sub) if sub.meta else []
+    shown = sub.name
+    name = f" ({shown})" if shown != sub.id else ""
     pivot = f" — pivot `{sub.pivot}`" if sub.pivot else ""
-    if not _is_map(entry) or not entry:
+    if not (entry.__class__ is dict or _is_map(entry)) or not entry:  # (a dict: no call)
         old = stale.get(sub.id)
         if state.stale is not None and _is_map(old):
             out += [f"#### `{sub.id}`: stale{name}{pivot}", ""]
@@ -405,10 +409,11 @@ def _render_sub(
             out += ["No result recorded yet.", ""]
         out += _judgement_lines(state, say)
         return out
-    imported = entry.get("imported")
-    mark = " — imported" if _is_map(imported) else ""
+    imported: Any = entry.get("imported")
+    is_imported = imported is not None and _is_map(imported)
+    mark = " — imported" if is_imported else ""
     out += [f"#### `{sub.id}`: {_state_word(state)}{name}{pivot}{mark}", ""]
-    if _is_map(imported):
+    if is_imported:
         out += [_imported_line(sub, imported), ""]
     if words:
         out += ["From the plan: " + "; ".join(words), ""]
@@ -418,12 +423,13 @@ def _render_sub(
         out += [f"**Finding:** {entry['finding']}", ""]
     if state.status == "blocked" and (entry.get("blocked_reason") or state.detail):
         out += [f"**Blocked:** {entry.get('blocked_reason') or state.detail}", ""]
-    out += _run_notes(entry)
+    if "reused" in entry or OUTDATED in entry or "artifacts_missing" in entry:
+        out += _run_notes(entry)
     if state.wiring:
         out += [f"**Wiring error:** {state.detail}", ""]
     else:
         error = entry.get("error")
-        if _is_map(error) and state.status in ("error", "infra_error"):
+        if state.status in ("error", "infra_error") and _is_map(error):
             kind = f" ({error['kind']})" if error.get("kind") else ""
             message = _first_line(error.get("message"))
             summary = f"{error.get('type', 'Error')}: {message}"
@@ -432,7 +438,7 @@ def _render_sub(
             if isinstance(others, list) and others:  # other seeds that failed another way
                 out += [f"- also {code(_first_line(text))}" for text in others] + [""]
     points = entry.get("points")
-    if _is_map(points) and points:
+    if points is not None and _is_map(points) and points:
         out += _judgement_lines(state, say)
         out += _points_table(sub, points, state.selected, stale, plan)
         out += _chart(charts, f"{sub.id}-sweep.png", f"{sub.id}: the sweep", where)
@@ -442,8 +448,10 @@ def _render_sub(
         )
         return out
     out += _entry_body(sub, entry, where, None, exists, stale.get(sub.id))
-    out += _judgement_lines(state, say)
-    out += _chart(charts, f"{sub.id}-curves.png", f"{sub.id}: learning curves", where)
+    if state.judgements:
+        out += _judgement_lines(state, say)
+    if charts:
+        out += _chart(charts, f"{sub.id}-curves.png", f"{sub.id}: learning curves", where)
     return out
 
 
@@ -517,18 +525,17 @@ def _entry_body(
         facts.append(f"finished {finished}")
     if facts:
         out += [f"{label or 'Ran'}: " + ", ".join(facts) + ".", ""]
-    out += _attempt_lines(entry, stale)
-    for key, title in (("issues", "Issues"), ("blockers", "Blockers")):
-        notes = entry.get(key)
-        if isinstance(notes, list) and notes:
-            out += [f"**{title}:**", ""]
-            out += [f"- {_first_line(n)}" for n in notes]
-            out.append("")
+    # (Each helper and loop below only where the entry has something for it: most have no
+    # earlier attempt, no notes, no tracked run.)
+    if stale is not None or entry.get("history"):
+        out += _attempt_lines(entry, stale)
+    if "issues" in entry or "blockers" in entry:
+        out += _notes(entry)
 
     metrics = entry.get("metrics")
     found = entry.get("stats")
     stats: Mapping[str, Any] = found if found and _is_map(found) else {}
-    if _is_map(metrics) and metrics:
+    if (metrics.__class__ is dict or _is_map(metrics)) and metrics:
         rows = []
         for name, value in metrics.items():
             s = _stats_from(stats.get(name)) if stats else None
@@ -538,7 +545,7 @@ def _entry_body(
                 if s.ci95 is not None:
                     spread += f", 95% CI [{fmt_value(s.ci95[0])}, {fmt_value(s.ci95[1])}]"
             rows.append([f"`{name}`", fmt_value(value), spread])
-        out += _table(["Metric", "Value", "Seeds"], rows)
+        out += _table(_METRICS_HEADER, rows)
         out.append("")
 
     artifacts = entry.get("artifacts")
@@ -558,11 +565,27 @@ def _entry_body(
             else:
                 out.append(f"- [{name}]({target})")
             out.append("")
-    tracking = tracking_of(entry)
-    if tracking is not None and label is None:
-        line = tracking_line(tracking)
-        if line:
-            out += [line, ""]
+    if label is None and ("tracking" in entry or "wandb" in entry):  # what tracking_of reads
+        tracking = tracking_of(entry)
+        if tracking is not None:
+            line = tracking_line(tracking)
+            if line:
+                out += [line, ""]
+    return out
+
+
+_METRICS_HEADER = ("Metric", "Value", "Seeds")
+
+
+def _notes(entry: Mapping[str, Any]) -> list[str]:
+    """An entry's issues and blockers, each a list of one-line notes."""
+    out: list[str] = []
+    for key, title in (("issues", "Issues"), ("blockers", "Blockers")):
+        notes = entry.get(key)
+        if isinstance(notes, list) and notes:
+            out += [f"**{title}:**", ""]
+            out += [f"- {_first_line(n)}" for n in notes]
+            out.append("")
     return out
 
 

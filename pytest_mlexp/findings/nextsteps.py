@@ -48,13 +48,7 @@ def _next_steps(
             "Unblock it: make the prerequisites above pass (or record `accepted: {reason, by, date}` "
             "where the plan names them), then run `pytest --experiment " + exp.id + "`."
         )
-    errored = [s.sub.id for s in states if s.status in ("error", "infra_error")]
-    failed = [s.sub.id for s in states if s.status == "failed" and not s.counts_as_passed]
-    # An entry the previous runner left unfinished (``in_progress``, ``skipped``) is kept under
-    # ``stale:`` but never ran: the plan did not change under it.
-    unfinished = [s for s in states if s.stale is not None and s.stale.startswith(UNFINISHED_IMPORT)]
-    never = [s.sub.id for s in states if s.status == "not_run" and (s.stale is None or s in unfinished)]
-    stale_ids = [s.sub.id for s in states if s.stale is not None and s not in unfinished]
+    errored, failed, never, stale_ids = _by_status(states)
     if errored:
         cmd = (
             f"pytest --experiment {errored[0]}" if len(errored) == 1 else f"pytest --experiment {exp.id} --lf"
@@ -145,23 +139,51 @@ def _next_steps(
     return steps
 
 
+def _by_status(states: Sequence[SubState]) -> tuple[list[str], list[str], list[str], list[str]]:
+    """The ids of the sub-experiments that errored, failed (not accepted), never ran and went
+    stale, in plan order: one pass over the states (a large experiment has thousands)."""
+    errored: list[str] = []
+    failed: list[str] = []
+    never: list[str] = []
+    stale_ids: list[str] = []
+    for s in states:
+        status, stale = s.status, s.stale
+        if status in ("error", "infra_error"):
+            errored.append(s.sub.id)
+        elif status == "failed" and not s.counts_as_passed:
+            failed.append(s.sub.id)
+        # An entry the previous runner left unfinished (``in_progress``, ``skipped``) is kept
+        # under ``stale:`` but never ran: the plan did not change under it.
+        unfinished = stale is not None and stale.startswith(UNFINISHED_IMPORT)
+        if status == "not_run" and (stale is None or unfinished):
+            never.append(s.sub.id)
+        if stale is not None and not unfinished:
+            stale_ids.append(s.sub.id)
+    return errored, failed, never, stale_ids
+
+
 def _provenance_rows(exp: Experiment, entries: Mapping[str, Any]) -> list[list[str]]:
     rows = []
     for sub in exp.sub_experiments:
-        entry = entries.get(sub.id)
-        if not _is_map(entry):
+        entry: Any = entries.get(sub.id)
+        # (_is_map's answer for a dict, without the call: once per sub-experiment)
+        if not (entry.__class__ is dict or _is_map(entry)):
             continue
-        prov = entry.get("provenance")
-        if not _is_map(prov):
+        prov: Any = entry.get("provenance")
+        if not (prov.__class__ is dict or _is_map(prov)):
             # A sweep's summary has none of its own: show the selected point's.
             points = entry.get("points")
             selected = entry.get("selected")
             if _is_map(points) and _is_map(points.get(selected)):
                 prov = points[selected].get("provenance")
-        if not _is_map(prov):
-            continue
+            if not _is_map(prov):
+                continue
         packages = prov.get("packages")
-        pkgs = ", ".join(f"{k} {v}" for k, v in packages.items()) if _is_map(packages) else "—"
+        pkgs = (
+            ", ".join(f"{k} {v}" for k, v in packages.items())
+            if packages is not None and _is_map(packages)
+            else "—"
+        )
         commit = str(prov.get("git_commit") or "—")[:12]
         dirty = prov.get("git_dirty")
         handler = str(prov.get("handler_sha256") or "—")[:12]
