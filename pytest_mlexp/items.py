@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .gcpause import paused
 from .records import ResultOp
 from .session import session_of
 
@@ -180,7 +181,8 @@ class PlanFile(pytest.File):
         state = session_of(self.config)
         state.mark_collected(self.path)  # also when broken: never collect (and report) it twice
         try:
-            ctx = state.context_for(self.path)
+            with paused():  # the plan read (or its cache unpickled): thousands of objects, kept
+                ctx = state.context_for(self.path)
         except PlanError as exc:
             if state.selected:
                 raise self.CollectError(exc.render()) from None
@@ -209,22 +211,25 @@ class ExperimentNode(pytest.Collector):
         # SubItem.build): every item under one node with the same names has the same closure.
         self.fixtureinfos: dict[tuple[str, ...], Any] = {}
 
-    def collect(self) -> Iterator[pytest.Item]:
+    def collect(self) -> list[pytest.Item]:
         from .graph import graph_of
 
         state = session_of(self.config)
         ctx = state.context_for(self.path)
         exp = self.experiment
         plan = ctx.plan
-        for sub_id in graph_of(plan).sub_order(exp.id):
-            sub = plan.sub(sub_id)
-            points = sub.points()
-            if points:
-                for index, point in enumerate(points):
-                    yield SubItem.build(self, ctx, sub, point, index)
-            else:
-                yield SubItem.build(self, ctx, sub, None, 0)
-        yield AssessmentItem.from_parent(self, name="assessment", experiment=exp)
+        items: list[pytest.Item] = []
+        with paused():  # an item is a dozen containers, all kept: built without collections
+            for sub_id in graph_of(plan).sub_order(exp.id):
+                sub = plan.sub(sub_id)
+                points = sub.points()
+                if points:
+                    for index, point in enumerate(points):
+                        items.append(SubItem.build(self, ctx, sub, point, index))
+                else:
+                    items.append(SubItem.build(self, ctx, sub, None, 0))
+            items.append(AssessmentItem.from_parent(self, name="assessment", experiment=exp))
+        return items
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         return self.path, self.experiment.loc.line - 1, self.experiment.id

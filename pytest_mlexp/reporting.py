@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import gc
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -163,9 +162,9 @@ def _write_all(state: MlexpSession) -> None:
     ``store.load_yaml`` does): the writing makes many short-lived containers (the documents in
     SPEC order, each sub-experiment's lines), none in a cycle, and each collection they set off
     would walk the whole session's heap (a 1,000-item session's items, reports and results)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    from .gcpause import paused
+
+    with paused():
         for ctx in state.contexts.values():
             try:
                 _write_outputs(state, ctx)
@@ -173,9 +172,6 @@ def _write_all(state: MlexpSession) -> None:
                 state.results_not_written(exc)
             finally:
                 ctx.results.store.release()
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _keep_finished_ahead(state: MlexpSession, finished: Sequence[tuple[pytest.Item, Any]]) -> None:

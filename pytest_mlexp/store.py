@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gc
 import hashlib
 import json
 import os
@@ -37,6 +36,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from .atomic import BATCH, locked, write_files
 from .fastjson import Encoder
+from .gcpause import paused
 from .journal import PLAIN_JSON, dumps, fix_seed_keys, loads
 from .legacy import import_seed_results, imported_count, is_seed_runner
 from .model import Plan
@@ -149,13 +149,8 @@ def load_yaml(data: bytes | str) -> Any:
     # load superlinearly (and they cannot form cycles), so pause GC meanwhile.
     import yaml  # not at import: a run with no results file to read never needs PyYAML
 
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with paused():
         return yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    finally:
-        if enabled:
-            gc.enable()
 
 
 # A JSON escape of a lone surrogate (what ensure_ascii writes for "\udce9").
