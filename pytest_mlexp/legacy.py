@@ -31,7 +31,7 @@ from typing import Any
 
 from .model import Plan
 from .normalize import ResultError, normalize_metrics, plain_data
-from .records import new_entry
+from .records import UNFINISHED_IMPORT, new_entry
 from .resultsdoc import empty_doc
 from .verdict import judge_sub
 
@@ -47,8 +47,6 @@ __all__ = [
 ]
 
 LEGACY_NAME = "results.legacy.yaml"
-# The stale reason of an entry the previous runner never finished: findings count it as never run.
-UNFINISHED_IMPORT = "imported with status "
 PREVIOUS_RUNNER = "previous_runner"  # the top-level key of a results document that keeps the rest
 STALE_REASON = "stale_reason"
 

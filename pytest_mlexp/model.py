@@ -19,8 +19,10 @@ if TYPE_CHECKING:
     from .criteria.forms import Form
 
 from .secrets import is_secret_key
+from .textutil import lazy_re
 
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Lazy: only parsing a plan checks ids, and a run mostly reads its plan from the cache.
+ID_RE = lazy_re(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 Direction = Literal["higher", "lower"]
 Aggregate = Literal["mean", "median", "min", "max", "all"]

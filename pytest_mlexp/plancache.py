@@ -86,9 +86,9 @@ def _code() -> bytes:
     global _code_stamp
     if _code_stamp is None:
         import importlib.util
-        import pickle
 
-        h = hashlib.sha256(f"{sys.version}\0{pickle.HIGHEST_PROTOCOL}\n".encode())
+        # The pickle format (``_write``'s highest protocol) is the interpreter's: its version.
+        h = hashlib.sha256(f"{sys.version}\n".encode())
         h.update(source_stamp(os.path.dirname(os.path.abspath(__file__))))
         # PyYAML reads the document (libyaml's events): found, not imported (that is the cost
         # the cache saves).
@@ -119,12 +119,17 @@ def _read(path: Path, key: bytes) -> Plan | None:
     head = len(_MAGIC) + _KEY_SIZE
     if blob[: len(_MAGIC)] != _MAGIC or blob[len(_MAGIC) : head] != key:
         return None
-    import pickle
+    # pickle's C half, which pickle.loads is: pickle.py itself (the Python pickler and
+    # unpickler) is ~5 M instructions to import, on every run that reads its plan from here.
+    try:
+        from _pickle import loads
+    except ImportError:  # an interpreter without it
+        from pickle import loads
 
     from .model import Plan
 
     try:
-        plan = pickle.loads(blob[head:])
+        plan = loads(blob[head:])
     except Exception:  # a torn or foreign file is a miss, whatever it raises
         return None
     return plan if isinstance(plan, Plan) else None

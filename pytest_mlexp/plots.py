@@ -28,7 +28,6 @@ import io
 import json
 import math
 import os
-import re
 import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 from . import curves as curve_files
 from .model import Criterion, Experiment, Plan, SubExperiment, Verdict
 from .records import as_mapping
+from .textutil import lazy_re
 
 __all__ = ["FOLDER", "available", "experiment_plots", "png_digest", "specs_for"]
 
@@ -46,7 +46,8 @@ MAX_CRITERIA = 24
 MAX_KEYS = 6
 MAX_SWEEP_LINES = 12
 MAX_SWEEP_PARAMS = 4
-_OURS = re.compile(r"^(criteria|.+-sweep|.+-curves)\.png$")
+# Lazy: matched only against the files of an experiment's existing plots folder.
+_OURS = lazy_re(r"^(criteria|.+-sweep|.+-curves)\.png$")
 
 # Colours: green for what passes, amber for a miss, red for failure (colour-blind safe enough
 # with the labels on each band).

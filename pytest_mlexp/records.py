@@ -42,6 +42,7 @@ __all__ = [
     "OK",
     "OUTDATED",
     "STALE_REASON",
+    "UNFINISHED_IMPORT",
     "ErrorInfo",
     "OutcomeError",
     "ResultEntry",
@@ -72,6 +73,10 @@ _STATUSES = frozenset((OK, ERROR, INFRA))
 # read them through the two readers below, so a writer and a reader can never disagree on a name.
 STALE_REASON: Final = "stale_reason"  # under ``stale:``: why the plan no longer stands behind it
 OUTDATED: Final = "outdated"  # a current result whose code or ``deps:`` changed since it ran: why
+# The stale reason (its start) of an entry the previous runner never finished: written by
+# ``legacy.py`` when it adopts such a file, read by FINDINGS' next steps (which then need not
+# import the adopter).
+UNFINISHED_IMPORT: Final = "imported with status "
 
 
 def as_mapping(value: Any) -> Mapping[str, Any] | None:

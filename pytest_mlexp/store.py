@@ -38,7 +38,6 @@ from .atomic import BATCH, locked, write_files
 from .fastjson import Encoder
 from .gcpause import paused
 from .journal import PLAIN_JSON, dumps, fix_seed_keys, loads
-from .legacy import import_seed_results, imported_count, is_seed_runner
 from .model import Plan
 from .resultsdoc import (
     HISTORY_LIMIT,
@@ -354,6 +353,9 @@ class ResultsStore:
             )
         schema = raw.get("schema")
         if schema is None or (isinstance(schema, int) and not isinstance(schema, bool) and schema < 1):
+            # Deferred: only a file without a schema needs the adopter of the old seed runner's.
+            from .legacy import import_seed_results, imported_count, is_seed_runner
+
             if self.stub or not is_seed_runner(raw):
                 return empty_doc(experiment_id), None, _Problem("legacy")
             doc = import_seed_results(raw, experiment_id, self.plan)

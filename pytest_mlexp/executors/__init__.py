@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .backend import RemoteExecutor
 from .base import (
     RETRYABLE,
     Executor,
@@ -29,6 +28,8 @@ from .local import LocalExecutor
 
 if TYPE_CHECKING:
     import pytest
+
+    from .backend import RemoteExecutor
 
 __all__ = [
     "BUILTIN_EXECUTORS",
@@ -50,6 +51,19 @@ DEFAULT_MODAL_CONCURRENCY = 32
 #: seeds submitted to Slurm at once (submitit's own default array parallelism): the cluster's
 #: scheduler decides what runs
 DEFAULT_SLURM_CONCURRENCY = 256
+
+
+if not TYPE_CHECKING:  # (hidden from mypy, which then checks every other name imported from here)
+
+    def __getattr__(name: str) -> Any:
+        # RemoteExecutor (backend.py) is imported when asked for: only remote back ends build on
+        # it, and a local run would import it for nothing.
+        if name == "RemoteExecutor":
+            from .backend import RemoteExecutor
+
+            globals()[name] = RemoteExecutor
+            return RemoteExecutor
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class UnknownExecutor(LookupError):

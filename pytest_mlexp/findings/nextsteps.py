@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..legacy import UNFINISHED_IMPORT
 from ..model import (
     Experiment,
     SubState,
     Verdict,
 )
+from ..records import UNFINISHED_IMPORT
 from ..textutil import fmt_number as fmt_value  # the one number formatter
 from .common import _is_map, _states
 
