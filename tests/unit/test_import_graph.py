@@ -241,6 +241,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "yamlload",
             "yamlwrite",
             "fastjson",
+            "gcpause",
             "idcache",
             "journal",
             "curves",
