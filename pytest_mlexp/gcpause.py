@@ -4,10 +4,11 @@ Reading the cached plan, building a plan's items, loading a results file and wri
 session's results and findings each make tens of thousands of containers that are either kept
 (the plan, the items) or dropped at once (a document's lines), and none of which form cycles.
 With the collector on, every 700 of them set off a young collection, every tenth of those a
-middle one, and after enough of those a full one, which walks everything alive: in a 1,000-item
-session that was one full collection during collection (~40 ms on a 2-CPU VM) and dozens of
-smaller ones.  Paused, the same work sets off one young collection when the block ends, and
-reference counting frees what is dropped as before.  Only the plugin's own code runs inside a
+middle one, and after enough of those a full one, which walks everything alive: collecting a
+1,000-item plan set off 48 young and middle collections and a full one.  Paused, the same
+work sets off one young collection when the block ends, and reference counting frees what is
+dropped as before.  (The objects kept still count toward the next full collection: in that
+session it comes later, during the run, instead.)  Only the plugin's own code runs inside a
 paused block: a handler, a fixture or another plugin's hook never does.
 """
 
