@@ -297,11 +297,11 @@ class Dispatcher:
         """The item's executor when its work may start before pytest reaches it."""
         try:
             ex = self.executor(self.state.executor_for(item.sub))  # type: ignore[attr-defined]
+            if not ex.concurrent:
+                return None  # local: nothing starts before pytest reaches it (no handler asked)
             ref = self.state.context_for(item.path).handler(item.sub)  # type: ignore[attr-defined]
         except LookupError:  # unknown executor, missing handler: the item reports it
             return None
-        if not ex.concurrent:
-            return None  # local: nothing starts before pytest reaches it
         import pytest  # loaded: this runs in a pytest session
 
         # A fixture that reaches the item (one its handler asks for, an autouse one, a plan

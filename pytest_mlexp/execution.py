@@ -154,6 +154,7 @@ def seed_everything(seed: int) -> None:
 
 # The libraries with a global generator a seed sets, besides random.
 _LIBRARIES = ("numpy", "torch")
+_LIBRARY_SET = frozenset(_LIBRARIES)
 
 
 def _seed_library(name: str, module: Any, seed: int) -> None:
@@ -218,8 +219,8 @@ class _SeededLoader:
 
 
 def _seed_on_import(seed: int) -> _SeedOnImport | None:
-    modules = sys.modules
-    missing = frozenset(name for name in _LIBRARIES if name not in modules)
+    # (frozenset.difference with a dict looks each name up in it: no Python loop, per seed.)
+    missing = _LIBRARY_SET.difference(sys.modules)
     return _SeedOnImport(seed, missing) if missing else None
 
 

@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 ALLOWED_KEYS = ("metrics", "finding", "artifacts")
+_ALLOWED = frozenset(ALLOWED_KEYS)
 # A short series (per-class scores, a few checkpoints) is kept as information; anything longer
 # belongs in an artifact.  SPEC section 10.
 MAX_LIST = 64
@@ -242,14 +243,20 @@ def normalize_result(returned: Any, handler: str | None = None) -> dict[str, Any
     :class:`ResultError` with a message that shows what was returned.
     """
     who = f"handler {handler}" if handler else "the handler"
-    if not isinstance(returned, Mapping):
+    if returned.__class__ is not dict and not isinstance(returned, Mapping):
         raise _returned_error(who, returned)
 
-    unknown = [k for k in returned if k not in ALLOWED_KEYS]
-    # A near miss of a known key is a typo (its value would be lost); anything else is the
-    # handler's own information, kept under ``extra`` (SPEC section 10).
-    near = {k: closest(k, ALLOWED_KEYS) if isinstance(k, str) else None for k in unknown}
-    typos = [k for k in unknown if near[k] is not None or not isinstance(k, str)]
+    unknown: list[Any]
+    near: dict[Any, str | None]
+    typos: list[Any]
+    if returned.__class__ is dict and returned.keys() <= _ALLOWED:
+        unknown, near, typos = [], {}, []  # only known keys (the usual case): nothing to look for
+    else:
+        unknown = [k for k in returned if k not in ALLOWED_KEYS]
+        # A near miss of a known key is a typo (its value would be lost); anything else is the
+        # handler's own information, kept under ``extra`` (SPEC section 10).
+        near = {k: closest(k, ALLOWED_KEYS) if isinstance(k, str) else None for k in unknown}
+        typos = [k for k in unknown if near[k] is not None or not isinstance(k, str)]
     # The repr is for the messages below only: a large metrics dict is costly to show.
     shown = _short_repr(returned) if typos or "metrics" not in returned else ""
     if "metrics" not in returned:
@@ -274,7 +281,7 @@ def normalize_result(returned: Any, handler: str | None = None) -> dict[str, Any
         )
 
     raw_metrics = returned["metrics"]
-    if not isinstance(raw_metrics, Mapping):
+    if raw_metrics.__class__ is not dict and not isinstance(raw_metrics, Mapping):
         raise ResultError(
             f"{who} returned 'metrics' as a {_type_name(raw_metrics)} ({_short_repr(raw_metrics, 120)}): it "
             f"must be a mapping of metric name to value, e.g. {{'accuracy': 0.97}}",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from .curves import from_outcomes as curves_from
@@ -35,6 +36,14 @@ class MlexpFailure(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+# A field of every outcome, read by map(): no generator (a frame) per use, several per item.
+_DURATION = attrgetter("duration_s")
+_STARTED = attrgetter("started_at")
+_FINISHED = attrgetter("finished_at")
+_HISTORY = attrgetter("history")
+_WARNINGS = attrgetter("warnings")
 
 
 def _is_number(v: Any) -> bool:
@@ -166,7 +175,7 @@ def build_entry(
     entry["params"] = redact_params(params)
     entry["artifacts"] = artifacts
     entry["executor"] = executor
-    entry["duration_s"] = round(sum(o.duration_s for o in outcomes), 3)
+    entry["duration_s"] = round(sum(map(_DURATION, outcomes)), 3)
     # What the handler noted (runner.add_issue / add_blocker) and returned besides its metrics,
     # over every seed, each once (SPEC section 10); kept when a seed then failed, too.
     if issues:
@@ -184,8 +193,8 @@ def build_entry(
         prov["device"] = device
     if packages:
         prov["packages"] = dict(packages)
-    entry["started_at"] = min(o.started_at for o in outcomes) if outcomes else None
-    entry["finished_at"] = max(o.finished_at for o in outcomes) if outcomes else None
+    entry["started_at"] = min(map(_STARTED, outcomes)) if outcomes else None
+    entry["finished_at"] = max(map(_FINISHED, outcomes)) if outcomes else None
     if failed:
         status = entry["status"] = INFRA if any(o.status == INFRA for o in failed) else ERROR
         # The error shown is a seed's whose failure is the item's status (its kind says the
@@ -263,25 +272,31 @@ def run_sub_item(item: pytest.Item) -> None:
     else:
         # The fingerprint, and under --mlexp-reuse the seeds stored results already hold.
         decision = ctx.decision(sub, point)
-        prov = provenance(ctx, sub, params, decision.fingerprint)
+        prov = provenance(ctx, sub, params, decision.fingerprint, ref=ref)
         funcargs = item.funcargs  # type: ignore[attr-defined]
         # (Empty for an item no fixture reaches: a plain pytest.Item, see items.py.)
         fixtures = (
             {n: funcargs[n] for n in ref.fixture_names if n != "runner" and n in funcargs} if funcargs else {}
         )
+        live = shown(item.config)  # the live progress line
         # The same tasks the dispatcher builds when it submits this item ahead.
         # (The local executor runs seeds in this process: the live line watches them directly.)
         tasks = seed_tasks(
-            state, ctx, sub, point, params, ref, progress=executor_name != "local" and shown(item.config),
-            decision=decision,
+            state, ctx, sub, point, params, ref, progress=executor_name != "local" and live, decision=decision
         )  # fmt: skip
-        with watching(item.config):  # the live progress line, for seeds run in this process
-            outcomes = dispatcher_of(state).run(item, executor_name, tasks, fixtures)
+        run = dispatcher_of(state).run
+        if live:
+            with watching(item.config):  # for seeds run in this process
+                outcomes = run(item, executor_name, tasks, fixtures)
+        else:  # (no context entered and left for nothing: once per item)
+            outcomes = run(item, executor_name, tasks, fixtures)
         outcomes = _observed(state, outcomes, decision)
     messages: list[str] = []
     entry, op = _entry_and_op(state, ctx, item, params, outcomes, decision, prov, executor_name, messages)
     if op is not None:
         state.attach_op(item, op)
+    if decision is not None:
+        ctx.settled(sub, point)
     _add_properties(item, entry)
     status = entry["status"]
     if status == "passed":
@@ -298,7 +313,7 @@ def _observed(
 ) -> list[SeedOutcome]:
     """The item's outcomes as its entry takes them: a tracker that switched off is told, and
     the seeds reused from stored results (``--mlexp-reuse``) join those that ran."""
-    if any(o.warnings for o in outcomes):
+    if any(map(_WARNINGS, outcomes)):
         state.tracking.observe(outcomes)  # a tracker that switched off stays off
     if decision is not None and decision.sources:
         from .reuse import reused_outcomes
@@ -346,7 +361,7 @@ def _entry_and_op(
     # Tracker (and executor) warnings travel on the op, so the xdist controller prints them.
     warnings = [str(w) for o in outcomes for w in o.warnings]
     # Learning curves ride along, cut down here (a report must stay small); stub runs keep none.
-    curves = None if stub or not any(o.history for o in outcomes) else curves_from(outcomes)
+    curves = None if stub or not any(map(_HISTORY, outcomes)) else curves_from(outcomes)
     return entry, ResultOp.record(
         str(item.path), sub.experiment_id, sub.id, point_key, entry, warnings, curves
     )
@@ -428,7 +443,8 @@ def _add_properties(item: pytest.Item, entry: ResultEntry) -> None:
         props.append(
             (f"criterion.{name}", f"{c.get('level')} ({'passed' if c.get('passed') else 'not passed'})")
         )
-    tracking = tracking_of(entry)
+    # (Neither block: no call to find none, once per item.)
+    tracking = tracking_of(entry) if "tracking" in entry or "wandb" in entry else None
     if tracking is not None:
         tracker = tracking.get("tracker")
         props.append(("tracking.tracker", tracker))
@@ -438,7 +454,8 @@ def _add_properties(item: pytest.Item, entry: ResultEntry) -> None:
         if tracker == "wandb" and tracking.get("url"):
             props.append(("wandb.url", tracking["url"]))  # the first release's name, which CI scripts read
     reused = entry.get("reused")
-    if isinstance(reused, Mapping):  # SPEC section 11: the seeds' results were reused, not run
+    # SPEC section 11: the seeds' results were reused, not run (None first: no ABC check for it)
+    if reused is not None and isinstance(reused, Mapping):
         props.append(("reused", _reused_text(reused)))
     for path in entry.get("artifacts") or ():  # relative to the plan's folder (pytest-html shows figures)
         props.append(("mlexp.artifact", path))

@@ -35,6 +35,7 @@ from .store import params_digest
 from .structs import struct
 
 if TYPE_CHECKING:
+    from .graph import PrerequisiteGraph
     from .model import Plan, SubExperiment, SweepPoint
 
 __all__ = [
@@ -119,6 +120,7 @@ class PlanFingerprints:
         self._shared: dict[tuple[Any, ...], SubInputs] = {}
         self._plan_dir: Path | None = None
         self._fixed: dict[str, str] = {}  # fingerprints of results without upstream, by node key
+        self._graph: PrerequisiteGraph | None = None  # graph_of(plan), asked once per sub-experiment
 
     @property
     def fingerprinter(self) -> Fingerprinter:
@@ -162,9 +164,13 @@ class PlanFingerprints:
     def point(self, sub: SubExperiment, key: str | None) -> SweepPoint | None:
         return None if key is None else self._point_map(sub).get(key)
 
-    def params(self, sub: SubExperiment, point: SweepPoint | None) -> tuple[dict[str, Any], str]:
-        """The resolved params of a result and their digest (cached per result)."""
-        key = node_key(sub, point)
+    def params(
+        self, sub: SubExperiment, point: SweepPoint | None, key: str | None = None
+    ) -> tuple[dict[str, Any], str]:
+        """The resolved params of a result and their digest (cached per result; ``key``: its
+        :func:`node_key`, when the caller has it)."""
+        if key is None:
+            key = node_key(sub, point)
         got = self._params.get(key)
         if got is None:
             params = sub.resolved_params(self.stub, point)
@@ -177,7 +183,10 @@ class PlanFingerprints:
     def _upstream(self, sub: SubExperiment, entry_of: EntryOf) -> dict[str, str]:
         deps = self._prereqs.get(sub.id)
         if deps is None:
-            deps = self._prereqs[sub.id] = graph_of(self.plan).sub_prerequisites(sub.id)
+            graph = self._graph
+            if graph is None:
+                graph = self._graph = graph_of(self.plan)
+            deps = self._prereqs[sub.id] = graph.sub_prerequisites(sub.id)
         return {dep: upstream_token(entry_of(dep)) for dep in deps} if deps else {}
 
     def digest(self, sub: SubExperiment, point: SweepPoint | None, entry_of: EntryOf) -> str | None:
@@ -188,29 +197,40 @@ class PlanFingerprints:
         return self._fingerprint(sub, point, inputs, self._upstream(sub, entry_of))
 
     def _fingerprint(
-        self, sub: SubExperiment, point: SweepPoint | None, inputs: SubInputs, upstream: dict[str, str]
+        self,
+        sub: SubExperiment,
+        point: SweepPoint | None,
+        inputs: SubInputs,
+        upstream: dict[str, str],
+        key: str | None = None,
     ) -> str:
+        if key is None:
+            key = node_key(sub, point)
         if upstream:
-            _, digest = self.params(sub, point)
+            _, digest = self.params(sub, point, key)
             return node_fingerprint(inputs.digest, digest, point.key if point else None, upstream)
         # Without upstream a result's fingerprint is the same all session (its code and params
         # are read once): asked when the item runs and again when its results file is written.
-        key = node_key(sub, point)
         got = self._fixed.get(key)
         if got is None:
-            _, digest = self.params(sub, point)
+            _, digest = self.params(sub, point, key)
             got = self._fixed[key] = node_fingerprint(inputs.digest, digest, point.key if point else None, {})
         return got
 
-    def node(self, sub: SubExperiment, point: SweepPoint | None, entry_of: EntryOf) -> NodeFingerprint | None:
+    def node(
+        self, sub: SubExperiment, point: SweepPoint | None, entry_of: EntryOf, key: str | None = None
+    ) -> NodeFingerprint | None:
         """The fingerprint the result of ``sub`` (at ``point``) has now; ``entry_of(sub_id)``
-        gives the current entry of a sub-experiment it waits for.  None without a handler."""
+        gives the current entry of a sub-experiment it waits for.  None without a handler.
+        ``key``: its :func:`node_key`, when the caller has it (worked out once per item)."""
         inputs = self.sub_inputs(sub)
         if inputs is None:
             return None
-        _, digest = self.params(sub, point)
+        if key is None:
+            key = node_key(sub, point)
+        _, digest = self.params(sub, point, key)
         upstream = self._upstream(sub, entry_of)
-        fp = self._fingerprint(sub, point, inputs, upstream)
+        fp = self._fingerprint(sub, point, inputs, upstream, key)
         shown = inputs.inputs  # shared by the sub's results, never changed (provenance copies it)
         if upstream:
             shown = dict(shown)

@@ -96,11 +96,18 @@ class FrozenList(list[Any]):
         return (list, (_thawed(self),))
 
 
+_NEW_DICT = dict.__new__
+
+
 def freeze(value: Any, what: str) -> Any:
     """``value`` with every dict and list in it made read-only (copies: the caller's objects,
     the plan's own, are never handed out)."""
     if value.__class__ is dict and not value:  # no params, no variant, no upstream: the usual case
-        return FrozenDict(value, what)
+        # Made empty without FrozenDict.__init__ (a Python call, with dict's own under it, that
+        # has nothing to copy): three per seed.
+        empty = _NEW_DICT(FrozenDict)
+        empty._what = what
+        return empty
     if isinstance(value, Mapping):
         return FrozenDict({k: freeze(v, what) for k, v in value.items()}, what)
     if isinstance(value, list):

@@ -175,7 +175,7 @@ class PlanContext:
         if got is not None:
             return got
         results = self.results
-        fp = self.fingerprints.node(sub, point, results.entry)
+        fp = self.fingerprints.node(sub, point, results.entry, key)
         if self.reuse and not self.stub:
             if self._read_by_dependents is None:
                 self._read_by_dependents = {
@@ -196,6 +196,12 @@ class PlanContext:
             got = self._new_decision(fp)
         self._decisions[key] = got
         return got
+
+    def settled(self, sub: SubExperiment, point: SweepPoint | None) -> None:
+        """The item ran and its result is handed on: nothing asks for its decision again (it
+        runs once a session), so it is not kept (two objects per item the collector would go
+        over to the session's end)."""
+        self._decisions.pop(self._node_key(sub, point), None)
 
     def _rejudge(self, sub: SubExperiment, point: bool) -> Callable[[Mapping[str, Any]], str]:
         """A stored result's status judged by today's plan (``subjudge.py``): what reuse asks."""
@@ -224,12 +230,11 @@ def join_simple(base: str, *names: str) -> str:
     """``str(Path(base, *names))`` for a ``base`` that is already a Path's text, without building
     Paths when every name is one plain component (the common case: ids, ``seed0``).  Windows
     always takes the Path way (drive letters make "plain" harder to tell)."""
-    if os.name == "nt":
+    # Every name plain: none empty, ``.`` or ``..``, none with a ``/`` (asked of the tuple and
+    # of the names joined, without a Python loop over the names: twice per seed).
+    if os.name == "nt" or "" in names or "." in names or ".." in names or "/" in "".join(names):
         return str(Path(base, *names))
-    for name in names:
-        if not name or name in (".", "..") or "/" in name:
-            return str(Path(base, *names))
-    # os.path.join's result for plain names, without its per-name checks (twice per seed).
+    # os.path.join's result for plain names, without its per-name checks.
     return base + "/" + "/".join(names) if base and base[-1] != "/" else base + "/".join(names)
 
 

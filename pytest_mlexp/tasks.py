@@ -64,14 +64,24 @@ def artifacts_dir(
 
 
 def provenance(
-    ctx: PlanContext, sub: SubExperiment, params: Mapping[str, Any], fp: NodeFingerprint | None = None
+    ctx: PlanContext,
+    sub: SubExperiment,
+    params: Mapping[str, Any],
+    fp: NodeFingerprint | None = None,
+    *,
+    ref: HandlerRef | None = None,
 ) -> dict[str, Any]:
     """``provenance:`` of a result: git state, handler source digest, params digest, Python, and
-    its fingerprint (SPEC section 11) with the seeds it holds and a digest per input."""
-    try:
-        handler_sha: str | None = ctx.handler(sub).source_sha256
-    except LookupError:
-        handler_sha = None
+    its fingerprint (SPEC section 11) with the seeds it holds and a digest per input.  ``ref``:
+    its handler (``ctx.handler(sub)``), when the caller has it."""
+    handler_sha: str | None
+    if ref is not None:
+        handler_sha = ref.source_sha256
+    else:
+        try:
+            handler_sha = ctx.handler(sub).source_sha256
+        except LookupError:
+            handler_sha = None
     files = fp.files if fp is not None else ()
     # All but the params digest and the fingerprint is the same for every result computed from
     # the same handler and files, all session: asked once per such pair, not once per item.
