@@ -102,9 +102,11 @@ class _MarksInOneLoop:
         found = []
         node: Any = self
         while node is not None:
-            for mark in node.own_markers:
-                if name is None or getattr(mark, "name", None) == name:
-                    found.append((node, mark))
+            marks = node.own_markers
+            if marks:  # most levels have none: no list iterator made for them (36 per item)
+                for mark in marks:
+                    if name is None or getattr(mark, "name", None) == name:
+                        found.append((node, mark))
             node = node.parent
         return iter(found)
 

@@ -87,12 +87,16 @@ class NodeFingerprint:
 
     def provenance(self) -> dict[str, Any]:
         """What results.yaml keeps of it under ``provenance``."""
-        return {
-            "fingerprint": self.fingerprint,
-            "fingerprint_version": FINGERPRINT_VERSION,
-            "seeds": list(self.seeds),
-            "inputs": dict(self.inputs),
-        }
+        out: dict[str, Any] = {}
+        self.add_provenance(out)
+        return out
+
+    def add_provenance(self, out: dict[str, Any]) -> None:
+        """:meth:`provenance`'s keys set in ``out``, in that order (``tasks.provenance``)."""
+        out["fingerprint"] = self.fingerprint
+        out["fingerprint_version"] = FINGERPRINT_VERSION
+        out["seeds"] = list(self.seeds)
+        out["inputs"] = dict(self.inputs)
 
 
 class PlanFingerprints:
@@ -114,7 +118,9 @@ class PlanFingerprints:
         self.stub = stub
         self.ref_of = ref_of
         self._subs: dict[str, SubInputs | None] = {}
-        self._params: dict[str, tuple[dict[str, Any], str]] = {}
+        # The params digest of each result, by node key: only the text is kept (not the resolved
+        # params beside it in a tuple: two objects per item the collector went over to the end).
+        self._digests: dict[str, str] = {}
         self._points: dict[str, dict[str, SweepPoint]] = {}
         self._prereqs: dict[str, tuple[str, ...]] = {}
         self._shared: dict[tuple[Any, ...], SubInputs] = {}
@@ -164,17 +170,28 @@ class PlanFingerprints:
     def point(self, sub: SubExperiment, key: str | None) -> SweepPoint | None:
         return None if key is None else self._point_map(sub).get(key)
 
-    def params(
-        self, sub: SubExperiment, point: SweepPoint | None, key: str | None = None
-    ) -> tuple[dict[str, Any], str]:
-        """The resolved params of a result and their digest (cached per result; ``key``: its
-        :func:`node_key`, when the caller has it)."""
+    def params(self, sub: SubExperiment, point: SweepPoint | None) -> tuple[dict[str, Any], str]:
+        """The resolved params of a result and their digest."""
+        params = sub.resolved_params(self.stub, point)
+        return params, self.params_sha(sub, point, params=params)
+
+    def params_sha(
+        self,
+        sub: SubExperiment,
+        point: SweepPoint | None,
+        key: str | None = None,
+        *,
+        params: dict[str, Any] | None = None,
+    ) -> str:
+        """The digest of a result's resolved params (cached per result; ``key``: its
+        :func:`node_key`, ``params``: its resolved params, when the caller has them)."""
         if key is None:
             key = node_key(sub, point)
-        got = self._params.get(key)
+        got = self._digests.get(key)
         if got is None:
-            params = sub.resolved_params(self.stub, point)
-            got = self._params[key] = (params, params_digest(params))
+            if params is None:
+                params = sub.resolved_params(self.stub, point)
+            got = self._digests[key] = params_digest(params)
         return got
 
     def seeds(self, sub: SubExperiment) -> tuple[int, ...]:
@@ -207,13 +224,13 @@ class PlanFingerprints:
         if key is None:
             key = node_key(sub, point)
         if upstream:
-            _, digest = self.params(sub, point, key)
+            digest = self.params_sha(sub, point, key)
             return node_fingerprint(inputs.digest, digest, point.key if point else None, upstream)
         # Without upstream a result's fingerprint is the same all session (its code and params
         # are read once): asked when the item runs and again when its results file is written.
         got = self._fixed.get(key)
         if got is None:
-            _, digest = self.params(sub, point, key)
+            digest = self.params_sha(sub, point, key)
             got = self._fixed[key] = node_fingerprint(inputs.digest, digest, point.key if point else None, {})
         return got
 
@@ -228,7 +245,7 @@ class PlanFingerprints:
             return None
         if key is None:
             key = node_key(sub, point)
-        _, digest = self.params(sub, point, key)
+        digest = self.params_sha(sub, point, key)
         upstream = self._upstream(sub, entry_of)
         fp = self._fingerprint(sub, point, inputs, upstream, key)
         shown = inputs.inputs  # shared by the sub's results, never changed (provenance copies it)
@@ -337,9 +354,9 @@ class PlanReconciler:
         if node is None:
             return "not in plan"
         sub, point = node
-        params, digest = self.fps.params(sub, point)
         stored = _prov(entry, "params_sha256")
-        if stored is not None and stored != digest:
+        if stored is not None and stored != self.fps.params_sha(sub, point):
+            params, _ = self.fps.params(sub, point)  # (only when they changed)
             return params_change(entry.get("params"), params)
         seeds = seeds_of(entry)
         want = self.fps.seeds(sub)

@@ -669,7 +669,8 @@ class ResultsStore:
         new = dict(entry)  # the store's own top level; nested values are never changed in place
         new.pop("history", None)
         stored = self._stored(experiment_id, sub_id, point)
-        hist = history_after(stored, same=_same_attempt(stored, new))
+        # Nothing stored (a first run): no history to carry, and no calls to find none.
+        hist = [] if stored is None else history_after(stored, same=_same_attempt(stored, new))
         op = {"op": "r", "sub": sub_id, "point": point, "history": hist, "entry": new}
         try:
             # Entries are plain data (results are normalised to it): the view keeps the entry
