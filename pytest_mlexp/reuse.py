@@ -118,8 +118,8 @@ class PlanFingerprints:
         self.stub = stub
         self.ref_of = ref_of
         self._subs: dict[str, SubInputs | None] = {}
-        # The params digest of each result, by node key: only the text is kept (not the resolved
-        # params beside it in a tuple: two objects per item the collector went over to the end).
+        # The params digest of each result, by node key: only the text is kept (not in a tuple
+        # beside the resolved params: a container per item the collector went over to the end).
         self._digests: dict[str, str] = {}
         self._points: dict[str, dict[str, SweepPoint]] = {}
         self._prereqs: dict[str, tuple[str, ...]] = {}
