@@ -172,6 +172,10 @@ def build_entry(
     if sub.seeds_given and not stub:
         entry["per_seed"] = per_seed
         entry["stats"] = seed_stats(per_seed)
+    if point_key is None and not failed:
+        # Its place in SPEC order, filled in once judged (below): then the entry is written as
+        # it is, not copied into that order at every write (``resultsdoc.ordered_entry``).
+        entry["criteria"] = {}
     entry["params"] = redact_params(params)
     entry["artifacts"] = artifacts
     entry["executor"] = executor

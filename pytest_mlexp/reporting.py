@@ -624,7 +624,9 @@ def terminal_summary(state: MlexpSession, tr: Any) -> None:
             detail = _row_detail(row)
             if row["name"] in selected:
                 detail += "  [selected]"
-            lines.append(_wrapped(f"  {row['name']:<32} {status:<11} ", detail, width))
+            head = f"  {row['name']:<32} {status:<11} "
+            # (_wrapped's own answer for a line that fits, without the call: most rows fit.)
+            lines.append(head + detail if len(head) + len(detail) <= width else _wrapped(head, detail, width))
             if row.get("link"):
                 lines.append(f"  {'':<32} {row['link']}")
         if not subs and ctx is not None:
@@ -763,13 +765,17 @@ def _row_detail(row: Mapping[str, Any]) -> str:
         what = "reused (imported)" if reused.get("imported") else "reused"
         seeds = reused.get("seeds")
         parts.append(f"({what} {when})" if not seeds else f"({len(seeds)} seeds {what} {when})")
-    criteria = row.get("criteria") or {}
-    for name, value in list((row.get("metrics") or {}).items())[:4]:
-        text = f"{name}={fmt_number(value)}"
-        c = criteria.get(name)
-        if c:
-            text += f" ({c.get('rule')}: {c.get('level')})"
-        parts.append(text)
+    metrics = row.get("metrics")
+    if metrics:
+        criteria = row.get("criteria")
+        # (The first four metrics: a row's own mapping when it has no more, without a copy.)
+        for name, value in metrics.items() if len(metrics) <= 4 else list(metrics.items())[:4]:
+            text = f"{name}={fmt_number(value)}"
+            if criteria:  # (most rows: none)
+                c = criteria.get(name)
+                if c:
+                    text += f" ({c.get('rule')}: {c.get('level')})"
+            parts.append(text)
     if row.get("error"):
         parts.append(f"[{row['error']}]")
     if row.get("kept"):

@@ -172,11 +172,17 @@ class ResultsView:
         """Sub-experiments whose current result was imported from another runner (SPEC
         section 10: ``imported:`` on the entry), in plan order."""
         subs = self.doc(experiment_id).get("sub_experiments") or {}
-        return [
-            s.id
-            for s in self.plan.experiment(experiment_id).sub_experiments
-            if isinstance(subs.get(s.id), Mapping) and isinstance(subs[s.id].get("imported"), Mapping)
-        ]
+        out = []
+        for s in self.plan.experiment(experiment_id).sub_experiments:
+            entry = subs.get(s.id)
+            # (A dict, and no ``imported:`` in it: most entries, answered without the ABC checks;
+            # asked for every sub-experiment of the session's summary.)
+            if not (entry.__class__ is dict or isinstance(entry, Mapping)):
+                continue
+            imported = entry.get("imported")
+            if imported is not None and isinstance(imported, Mapping):
+                out.append(s.id)
+        return out
 
     def verdict(self, experiment_id: str) -> Verdict:
         cached = self._verdicts.get(experiment_id)

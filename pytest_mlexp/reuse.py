@@ -418,6 +418,8 @@ class PlanReconciler:
             return
         subs: dict[str, Any] = doc["sub_experiments"]
         stale: dict[str, Any] = doc["stale"]
+        # Every sub-experiment here is this experiment's: one reader of its entries for all.
+        entry_of = self._entry_of(doc, experiment_id)
         for sub_id in graph_of(self.plan).sub_order(experiment_id):
             sub = self.plan.sub(sub_id)
             if not sub.sweep:
@@ -425,7 +427,7 @@ class PlanReconciler:
                 if not _is_result(current) and sub_id in stale:
                     self._restore_into(doc, sub_id, sub_id, None)
                 # (its node is known: not looked up again from its key, once per entry)
-                self._annotate(doc, sub_id, subs.get(sub_id), node_of=(sub, None))
+                self._annotate(doc, sub_id, subs.get(sub_id), node_of=(sub, None), entry_of=entry_of)
                 continue
             restored = False
             for point in self.fps.points(sub):
@@ -515,9 +517,11 @@ class PlanReconciler:
         entry: Any,
         container: dict[str, Any] | None = None,
         node_of: tuple[SubExperiment, SweepPoint | None] | None = None,
+        entry_of: EntryOf | None = None,
     ) -> str | None:
         """Mark (or unmark) ``outdated`` and ``artifacts_missing`` on a current entry; returns why
-        it is outdated.  ``node_of``: what ``_node(node)`` gives, when the caller knows it."""
+        it is outdated.  ``node_of``: what ``_node(node)`` gives, when the caller knows it;
+        ``entry_of``: ``_entry_of(doc, its experiment)``, when the caller made it already."""
         if not _is_result(entry) or "points" in entry:
             return None
         fp = fingerprint_of(entry)
@@ -526,7 +530,7 @@ class PlanReconciler:
         now = None
         if found is not None:
             sub, point = found
-            now = self.fps.digest(sub, point, self._entry_of(doc, sub.experiment_id))
+            now = self.fps.digest(sub, point, entry_of or self._entry_of(doc, sub.experiment_id))
         if now is not None and now != fp:
             current = self._current(node, doc)
             if current is not None:

@@ -174,12 +174,18 @@ _FLOAT_REPR = float.__repr__
 
 
 def _head(heads: dict[str, str], pad: str, key: Any) -> str:
-    head = f"{pad}{_key(key)}:"
     if key.__class__ is str and len(key) <= 64:
+        # An id (each sub-experiment's is new, once per entry): plain unless reserved, as
+        # _render_string answers it, without its calls and the string cache.
+        if key.isascii() and key.isidentifier() and key.lower() not in _RESERVED:
+            head = f"{pad}{key}:"
+        else:
+            head = f"{pad}{_key(key)}:"
         if len(heads) > _CACHE_MAX:
             heads.clear()
         heads[key] = head
-    return head
+        return head
+    return f"{pad}{_key(key)}:"
 
 
 def _tail(value: str) -> str:

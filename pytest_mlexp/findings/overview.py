@@ -63,14 +63,21 @@ def _last_run(doc: Mapping[str, Any] | None) -> str:
     latest = ""
     subs = doc.get("sub_experiments")
     if _is_map(subs):
+        # The greatest stamp as text (what max() of them gives), compared as each is read: once
+        # per entry, with no list or generator made for the one stamp most entries hold.
         for entry in subs.values():
             if not _is_map(entry):
                 continue
-            stamps = [entry.get("finished_at")]
+            stamp = entry.get("finished_at")
+            if stamp and (text := str(stamp)) > latest:
+                latest = text
             points = entry.get("points")
-            if _is_map(points):
-                stamps += [p.get("finished_at") for p in points.values() if _is_map(p)]
-            latest = max([latest, *(str(s) for s in stamps if s)])
+            if points is not None and _is_map(points):
+                for p in points.values():
+                    if _is_map(p):
+                        stamp = p.get("finished_at")
+                        if stamp and (text := str(stamp)) > latest:
+                            latest = text
     return latest or str(doc.get("updated_at") or "—")
 
 
