@@ -100,3 +100,41 @@ def test_a_plans_items_are_built_without_setting_off_a_collection(
     result = project.run("--experiment", "e1", "--co", "-q", "-s")
     result.stdout.fnmatch_lines(["*3001 tests collected*"])
     assert "collections during the plan's collection: 0 []" in result.stdout.str()
+
+
+# Counts, once the run loop is over, the per-item objects of the run that are still alive.
+COUNT_CONFTEST = """
+import gc
+
+import pytest
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    names = ("ReusePlan", "NodeFingerprint")
+    alive = {n: sum(type(o).__name__ == n for o in gc.get_objects()) for n in names}
+    print(f"alive after the run loop: {alive}")
+"""
+
+
+def test_an_items_reuse_decision_is_not_kept_once_it_ran(project: Project) -> None:
+    # Each item's decision (its fingerprint, what it may reuse) is asked for when it runs and
+    # never again: kept to the session's end, it was two objects per item that every
+    # collection of the old generation went over (PlanContext.settled).
+    project.plan(
+        textwrap.dedent(
+            """\
+            project: {name: gc, hypothesis: h}
+            defaults: {handler: "experiments.h:run"}
+            experiments:
+              e1:
+                sub_experiments: [%s]
+            """
+        )
+        % ", ".join(f"s{i}" for i in range(40))
+    )
+    project.handlers("h", "def run(runner):\n    return {'metrics': {'m': 1.0}}\n")
+    project.pytester.makeconftest(COUNT_CONFTEST)
+    result = project.run("--experiment", "e1", "-s")
+    result.stdout.fnmatch_lines(["*41 passed*"])
+    assert "alive after the run loop: {'ReusePlan': 0, 'NodeFingerprint': 0}" in result.stdout.str()
