@@ -41,6 +41,21 @@ def test_a_collector_turned_off_by_the_user_stays_off(collector_on: None) -> Non
     assert not gc.isenabled()
 
 
+def _plan(project: Project, subs: str, args: str) -> None:
+    """A one-experiment plan whose ``sub_experiments:`` is ``subs`` (the text after the colon),
+    every handler call answering ``{'m': 1.0}``."""
+    head = textwrap.dedent(
+        """\
+        project: {name: gc, hypothesis: h}
+        defaults: {handler: "experiments.h:run"}
+        experiments:
+          e1:
+            sub_experiments:"""
+    )
+    project.plan(head + subs + "\n")
+    project.handlers("h", f"def run({args}):\n    return {{'metrics': {{'m': 1.0}}}}\n")
+
+
 # Records every collection that starts while the plugin reads the plan (session.py's
 # context_for) or builds an item (items.py's SubItem.build).
 CONFTEST = """
@@ -81,21 +96,7 @@ def test_a_plans_items_are_built_without_setting_off_a_collection(
     # 3,000 items are ~40,000 containers, all kept: with the collector on they set off dozens
     # of collections, each of which walks the young objects (and every tenth more).
     values = ", ".join(str(i) for i in range(3000))
-    project.plan(
-        textwrap.dedent(
-            """\
-            project: {name: gc, hypothesis: h}
-            defaults: {handler: "experiments.h:run"}
-            experiments:
-              e1:
-                sub_experiments:
-                  s:
-                    sweep: {x: [%s]}
-            """
-        )
-        % values
-    )
-    project.handlers("h", "def run(runner, x):\n    return {'metrics': {'m': 1.0}}\n")
+    _plan(project, f"\n      s:\n        sweep: {{x: [{values}]}}", "runner, x")
     project.pytester.makeconftest(CONFTEST)
     result = project.run("--experiment", "e1", "--co", "-q", "-s")
     result.stdout.fnmatch_lines(["*3001 tests collected*"])
@@ -121,19 +122,7 @@ def test_an_items_reuse_decision_is_not_kept_once_it_ran(project: Project) -> No
     # Each item's decision (its fingerprint, what it may reuse) is asked for when it runs and
     # never again: kept to the session's end, it was two objects per item that every
     # collection of the old generation went over (PlanContext.settled).
-    project.plan(
-        textwrap.dedent(
-            """\
-            project: {name: gc, hypothesis: h}
-            defaults: {handler: "experiments.h:run"}
-            experiments:
-              e1:
-                sub_experiments: [%s]
-            """
-        )
-        % ", ".join(f"s{i}" for i in range(40))
-    )
-    project.handlers("h", "def run(runner):\n    return {'metrics': {'m': 1.0}}\n")
+    _plan(project, " [" + ", ".join(f"s{i}" for i in range(40)) + "]", "runner")
     project.pytester.makeconftest(COUNT_CONFTEST)
     result = project.run("--experiment", "e1", "-s")
     result.stdout.fnmatch_lines(["*41 passed*"])
