@@ -360,7 +360,7 @@ def _entry_and_op(
     # A cancelled item (Ctrl-C/SIGTERM while it ran on process/modal) never overwrites a stored
     # result (SPEC section 8): with one stored, nothing is recorded and the item fails; its
     # summary row says it was cancelled and the stored result kept.
-    if entry.get("status") == INFRA and _cancelled(entry) and ctx.results.has_result(sub.id, point_key):
+    if _cancelled(entry) and ctx.results.has_result(sub.id, point_key):
         return entry, ResultOp.kept(str(item.path), sub.experiment_id, sub.id, point_key, entry)
     # Tracker (and executor) warnings travel on the op, so the xdist controller prints them.
     warnings = [str(w) for o in outcomes for w in o.warnings]
