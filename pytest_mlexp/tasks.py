@@ -53,15 +53,11 @@ def artifacts_dir(
     """``<plan folder>/artifacts/<sub_id>/<fingerprint[:12]>[/<point>][/seed<k>]`` (SPEC sections
     4 and 11): each fingerprint has its own folder, so a restored or reused result still links
     its own files.  Stub runs keep ``artifacts-stub/<sub_id>[/<point>][/seed<k>]`` (scratch)."""
-    # (_folder only for a long name: a call per task otherwise)
-    parts = [
-        "artifacts-stub" if stub else "artifacts",
-        sub_id if len(sub_id) <= _FOLDER_MAX else _folder(sub_id),
-    ]
+    parts = ["artifacts-stub" if stub else "artifacts", _folder(sub_id)]
     if fingerprint and not stub:
         parts.append(fingerprint[:12])
     if point:
-        parts.append(point if len(point) <= _FOLDER_MAX else _folder(point))
+        parts.append(_folder(point))
     if seed is not None:
         parts.append(f"seed{seed}")
     return join_simple(plan_root, *parts)
