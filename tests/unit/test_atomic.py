@@ -127,6 +127,42 @@ def test_fsyncs_go_to_threads_only_once_one_is_slow(
     assert any(t != main for t in threads[1:]) is slow
 
 
+@pytest.mark.parametrize("threads", [2, 16])
+@pytest.mark.parametrize("startable", [True, False], ids=["threads", "no thread to be had"])
+def test_fsyncs_synced_together_report_each_file_s_own_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int, startable: bool
+) -> None:
+    # Fewer threads than files (each syncs every n-th), or none at all (a process limit: the
+    # shares are synced in this thread): every file synced once, its failure at its own place.
+    monkeypatch.setattr(atomic, "SLOW_FSYNC_S", -1.0)
+    monkeypatch.setattr(atomic, "FSYNC_THREADS", threads)
+    if not startable:
+
+        def no_thread(*args: Any) -> int:
+            raise RuntimeError("can't start new thread")
+
+        monkeypatch.setattr(atomic._thread, "start_new_thread", no_thread)
+    synced: list[str] = []
+    lock = threading.Lock()
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        with lock:
+            synced.append(name)
+        if "/f3/" in name or "/f6/" in name:
+            raise OSError(5, "I/O error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    paths = [tmp_path / f"f{i}" / "results.yaml" for i in range(8)]
+    errors = atomic.write_files([(p, b"x") for p in paths])
+    assert [i for i, e in enumerate(errors) if e is not None] == [3, 6]
+    assert len(synced) == len(set(synced)) == 8
+    assert [p.exists() for p in paths] == [i not in (3, 6) for i in range(8)]
+    assert _temps(tmp_path) == []
+
+
 def test_many_files_are_written_a_batch_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A plan of many experiments must not hold a file open per experiment all at once.
     monkeypatch.setattr(atomic, "BATCH", 2)
