@@ -163,6 +163,25 @@ def test_fsyncs_synced_together_report_each_file_s_own_failure(
     assert _temps(tmp_path) == []
 
 
+def test_an_unexpected_error_in_a_sync_thread_reaches_the_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only OSErrors are a file's own failure; anything else must not pass for a synced file.
+    monkeypatch.setattr(atomic, "SLOW_FSYNC_S", -1.0)
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(tmp_path / "f2")):
+            raise MemoryError
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    paths = [tmp_path / f"f{i}" / "results.yaml" for i in range(4)]
+    with pytest.raises(MemoryError):
+        atomic.write_files([(p, b"x") for p in paths])
+    assert not any(p.exists() for p in paths) and _temps(tmp_path) == []
+
+
 def test_many_files_are_written_a_batch_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A plan of many experiments must not hold a file open per experiment all at once.
     monkeypatch.setattr(atomic, "BATCH", 2)
