@@ -407,6 +407,10 @@ _versions: dict[str, str | None] = {}
 
 def loaded_packages() -> dict[str, str]:
     """Versions of the well-known ML packages this process has imported (never imports them)."""
+    # Once per seed, and usually none is imported: a view's isdisjoint looks each name up in
+    # sys.modules without a Python loop (it iterates over the shorter side).
+    if _TRACKED.keys().isdisjoint(sys.modules.keys()):
+        return {}
     out: dict[str, str] = {}
     for module, dist in _TRACKED.items():
         if module not in sys.modules:
