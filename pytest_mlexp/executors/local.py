@@ -56,10 +56,6 @@ def alarm(seconds: float | None, message: str | None = None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-# No time limit (the common case): alarm() would only yield; skip building its generator.
-_NO_ALARM = contextlib.nullcontext()
-
-
 class _Unclosable:
     """A stream that only flushes when closed, for streams whose ``close`` cannot be patched on
     the object itself (the interpreter's own ``sys.stdout`` under ``-s``)."""
@@ -180,10 +176,16 @@ def run_local(
             )
     exits: list[int] = []
     try:
-        with guarded(exits), alarm(seconds, message) if seconds else _NO_ALARM:
-            outcome = run_seed(
-                task, fn, fixtures=fixtures, metric_sinks=metric_sinks, progress_sinks=progress_sinks
-            )
+        with guarded(exits):
+            if seconds:
+                with alarm(seconds, message):
+                    outcome = run_seed(
+                        task, fn, fixtures=fixtures, metric_sinks=metric_sinks, progress_sinks=progress_sinks
+                    )
+            else:  # no time limit (the common case): no context entered and left for nothing
+                outcome = run_seed(
+                    task, fn, fixtures=fixtures, metric_sinks=metric_sinks, progress_sinks=progress_sinks
+                )
     except SeedTimeout as exc:  # ran out after the handler returned (a tracker finishing)
         return infra_outcome(task, "timeout", str(exc), started_at=started)
     except HandlerExited as exc:
