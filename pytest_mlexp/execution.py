@@ -314,8 +314,8 @@ def run_seed(
         except ResultError as exc:
             error = {"kind": "invalid_result", "type": "ResultError", "message": str(exc), "traceback": ""}
         else:
-            artifacts = list(normalized.get("artifacts") or [])
-            outside = _outside_artifacts(task, artifacts, runner.results.saved)
+            artifacts = normalized["artifacts"]  # a list of its own
+            outside = _outside_artifacts(task, artifacts, runner.results.saved) if artifacts else None
             if outside:
                 error = {
                     "kind": "invalid_result",
@@ -328,9 +328,11 @@ def run_seed(
                     "traceback": "",
                 }
                 artifacts = []
-            for path in runner.results.written():
-                if path not in artifacts:
-                    artifacts.append(path)
+            results = runner.results
+            if results.saved or results.claimed:  # (most seeds save none: no call for nothing)
+                for path in results.written():
+                    if path not in artifacts:
+                        artifacts.append(path)
         if error is None:
             result = {
                 "metrics": normalized["metrics"],
