@@ -346,21 +346,24 @@ def run_seed(
                     f"{task.sub_id}: the handler returned {', '.join(map(repr, extra))} besides "
                     "metrics/finding/artifacts: kept under 'extra' in results.yaml"
                 )
+    # By position, in SeedOutcome's field order: a class call with keywords packs them into a
+    # dict and __init__ unpacks it again, a third of the outcome's cost (test_execution checks).
     outcome = SeedOutcome(
-        seed=task.seed,
-        status=(INFRA if infra else ERROR) if error is not None else OK,
-        result=result,
-        error=error,
-        started_at=started,
-        finished_at=now_iso(),
-        duration_s=round(time.perf_counter() - t0, 4),
-        history=runner.history,
-        packages=loaded_packages(),
-        device=runner._device,
-        warnings=tuple(warnings),
-        issues=tuple(runner.issues),
-        blockers=tuple(runner.blockers),
-        exc=exc_kept,
+        task.seed,  # seed
+        (INFRA if infra else ERROR) if error is not None else OK,  # status
+        result,  # result
+        error,  # error
+        started,  # started_at
+        now_iso(),  # finished_at
+        round(time.perf_counter() - t0, 4),  # duration_s
+        runner.history,  # history
+        loaded_packages(),  # packages
+        runner._device,  # device
+        None,  # tracking (a tracked run's, below)
+        tuple(warnings),  # warnings
+        tuple(runner.issues),  # issues
+        tuple(runner.blockers),  # blockers
+        exc_kept,  # exc
     )
     if tracked is not None:
         outcome = tracked.close(outcome)  # never raises: failures become outcome warnings
