@@ -50,6 +50,7 @@ __all__ = [
 # os._exit as it was when this module was imported: what a forked child leaves with, even
 # while the local executor has patched os._exit around a handler.
 _REAL_EXIT = os._exit
+_new = object.__new__
 
 
 class SeedInterrupt(BaseException):
@@ -254,7 +255,11 @@ def run_seed(
         more_metrics, more_progress = watch(task)
         metric_sinks = (*metric_sinks, *more_metrics)
         progress_sinks = (*progress_sinks, *more_progress)
-    runner = ExperimentRunner(
+    # Made and initialised in two calls, not by a class call: that packs the keywords into a
+    # dict for __init__ to unpack (its parameters are keyword-only), once per seed.
+    runner = _new(ExperimentRunner)
+    ExperimentRunner.__init__(
+        runner,
         experiment_id=task.experiment_id,
         sub_experiment_id=task.sub_id,
         params=task.params,
