@@ -277,8 +277,10 @@ def run_seed(
         on_runner(runner)
     started = now_iso()
     t0 = time.perf_counter()
-    kwargs = dict(fixtures or {})
-    kwargs["runner"] = runner
+    kwargs = None
+    if fixtures:
+        kwargs = dict(fixtures)
+        kwargs["runner"] = runner
     result: SeedResult | None = None
     error: ErrorInfo | None = None
     warnings: list[str] = []
@@ -291,7 +293,8 @@ def run_seed(
         if hook is not None:
             sys.meta_path.insert(0, hook)
         try:
-            returned = handler(**kwargs)
+            # (no fixtures, the usual case: no dict made for the one keyword)
+            returned = handler(runner=runner) if kwargs is None else handler(**kwargs)
         finally:
             if os.getpid() != pid:
                 # A child the handler forked, returning (or raising) into our code: it must
