@@ -50,7 +50,7 @@ __all__ = [
 # os._exit as it was when this module was imported: what a forked child leaves with, even
 # while the local executor has patched os._exit around a handler.
 _REAL_EXIT = os._exit
-_new = object.__new__
+_new = object.__new__  # (an instance made without its class's call: see run_seed)
 
 
 class SeedInterrupt(BaseException):
@@ -355,7 +355,7 @@ def run_seed(
                     "metrics/finding/artifacts: kept under 'extra' in results.yaml"
                 )
     # By position, in SeedOutcome's field order: a class call with keywords packs them into a
-    # dict and __init__ unpacks it again, a third of the outcome's cost (test_execution checks).
+    # dict and __init__ unpacks it again, a third of the outcome's cost (test_runner_api checks).
     outcome = SeedOutcome(
         task.seed,  # seed
         (INFRA if infra else ERROR) if error is not None else OK,  # status
