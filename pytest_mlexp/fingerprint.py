@@ -498,7 +498,8 @@ def node_fingerprint(
 ) -> str:
     """A result's fingerprint: its sub-experiment's, its params, its point, its upstream."""
     text = f"{sub_digest}\nparams={params_sha256}\npoint={point or ''}\n"
-    text += "".join(f"upstream {dep}={token}\n" for dep, token in sorted(upstream.items()))
+    if upstream:  # (most results wait for none: no generator made and run for nothing)
+        text += "".join(f"upstream {dep}={token}\n" for dep, token in sorted(upstream.items()))
     return _sha(text.encode("utf-8", "surrogatepass"))
 
 

@@ -275,7 +275,7 @@ def run_sub_item(item: pytest.Item) -> None:
         decision = None
     else:
         # The fingerprint, and under --mlexp-reuse the seeds stored results already hold.
-        decision = ctx.decision(sub, point)
+        decision = ctx.decision(sub, point, params)
         prov = provenance(ctx, sub, params, decision.fingerprint, ref=ref)
         funcargs = item.funcargs  # type: ignore[attr-defined]
         # (Empty for an item no fixture reaches: a plain pytest.Item, see items.py.)

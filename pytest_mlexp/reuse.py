@@ -220,34 +220,44 @@ class PlanFingerprints:
         inputs: SubInputs,
         upstream: dict[str, str],
         key: str | None = None,
+        digest: str | None = None,
     ) -> str:
+        """``digest``: its params digest (:meth:`params_sha`), when the caller has it."""
         if key is None:
             key = node_key(sub, point)
         if upstream:
-            digest = self.params_sha(sub, point, key)
+            if digest is None:
+                digest = self.params_sha(sub, point, key)
             return node_fingerprint(inputs.digest, digest, point.key if point else None, upstream)
         # Without upstream a result's fingerprint is the same all session (its code and params
         # are read once): asked when the item runs and again when its results file is written.
         got = self._fixed.get(key)
         if got is None:
-            digest = self.params_sha(sub, point, key)
+            if digest is None:
+                digest = self.params_sha(sub, point, key)
             got = self._fixed[key] = node_fingerprint(inputs.digest, digest, point.key if point else None, {})
         return got
 
     def node(
-        self, sub: SubExperiment, point: SweepPoint | None, entry_of: EntryOf, key: str | None = None
+        self,
+        sub: SubExperiment,
+        point: SweepPoint | None,
+        entry_of: EntryOf,
+        key: str | None = None,
+        params: dict[str, Any] | None = None,
     ) -> NodeFingerprint | None:
         """The fingerprint the result of ``sub`` (at ``point``) has now; ``entry_of(sub_id)``
         gives the current entry of a sub-experiment it waits for.  None without a handler.
-        ``key``: its :func:`node_key`, when the caller has it (worked out once per item)."""
+        ``key``: its :func:`node_key`, ``params``: its resolved params, when the caller has
+        them (worked out once per item)."""
         inputs = self.sub_inputs(sub)
         if inputs is None:
             return None
         if key is None:
             key = node_key(sub, point)
-        digest = self.params_sha(sub, point, key)
+        digest = self.params_sha(sub, point, key, params=params)
         upstream = self._upstream(sub, entry_of)
-        fp = self._fingerprint(sub, point, inputs, upstream, key)
+        fp = self._fingerprint(sub, point, inputs, upstream, key, digest)
         shown = inputs.inputs  # shared by the sub's results, never changed (provenance copies it)
         if upstream:
             shown = dict(shown)

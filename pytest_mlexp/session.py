@@ -166,16 +166,19 @@ class PlanContext:
         except LookupError:
             return None
 
-    def decision(self, sub: SubExperiment, point: SweepPoint | None) -> ReusePlan:
+    def decision(
+        self, sub: SubExperiment, point: SweepPoint | None, params: dict[str, Any] | None = None
+    ) -> ReusePlan:
         """The item's fingerprint, and which of its seeds stored results hold under
         ``--mlexp-reuse`` (decided once per item: when its work is submitted, or when it runs,
-        after what it waits for has reported)."""
+        after what it waits for has reported).  ``params``: its resolved params, when the
+        caller has them."""
         key = self._node_key(sub, point)
         got = self._decisions.get(key)
         if got is not None:
             return got
         results = self.results
-        fp = self.fingerprints.node(sub, point, results.entry, key)
+        fp = self.fingerprints.node(sub, point, results.entry, key, params)
         if self.reuse and not self.stub:
             if self._read_by_dependents is None:
                 self._read_by_dependents = {

@@ -134,33 +134,36 @@ def build_task(
     variant = point.values if point else {}
     workdir = state.workdir_text(sub.id, point_key, seed)
     multi = len(sub.seeds) > 1 and not stub
+    # tracker settings as plain data; the run opens where the handler runs (trackers/)
+    tracking = state.tracking.settings_for(ctx.plan, ctx.root_text, sub, point_key, variant, seed, params)
+    # 12 random hex digits, as uuid4().hex[:12] gave (its first 6 bytes are all random).
+    progress_file = (
+        os.path.join(workdir, f".mlexp-progress-{os.urandom(6).hex()}.jsonl") if progress else None
+    )
+    folder = artifacts_dir(ctx.plan_root_text, sub.id, point_key, seed if multi else None, stub, fingerprint)
+    # By position, in Task's field order: a class call with 20 keywords packs them into a dict
+    # and __init__ unpacks it again, a quarter of a task's cost (test_tasks checks the order).
     return Task(
-        experiment_id=sub.experiment_id,
-        sub_id=sub.id,
-        point=point_key,
-        seed=seed,
-        params=dict(params),
-        stub=stub,
-        root=ctx.root_text,
-        plan_root=ctx.plan_root_text,
-        module_path=module_path,
-        module_name=ref.module_name,
-        function=ref.function,
-        artifacts_dir=artifacts_dir(
-            ctx.plan_root_text, sub.id, point_key, seed if multi else None, stub, fingerprint
-        ),
-        workdir=workdir,
-        upstream=ctx.results.upstream(sub) if sub.dependencies else {},
-        variant=dict(variant),
-        timeout=_timeout(sub),
-        # 12 random hex digits, as uuid4().hex[:12] gave (its first 6 bytes are all random).
-        progress_file=(
-            os.path.join(workdir, f".mlexp-progress-{os.urandom(6).hex()}.jsonl") if progress else None
-        ),
-        # tracker settings as plain data; the run opens where the handler runs (trackers/)
-        tracking=state.tracking.settings_for(ctx.plan, ctx.root_text, sub, point_key, variant, seed, params),
-        registry_key=ref.registry_key,
-        source_sha256=(ref.source_sha256 or None) if ref.registry_key is None else None,
+        sub.experiment_id,  # experiment_id
+        sub.id,  # sub_id
+        point_key,  # point
+        seed,  # seed
+        dict(params),  # params
+        stub,  # stub
+        ctx.root_text,  # root
+        ctx.plan_root_text,  # plan_root
+        module_path,  # module_path
+        ref.module_name,  # module_name
+        ref.function,  # function
+        folder,  # artifacts_dir
+        workdir,  # workdir
+        ctx.results.upstream(sub) if sub.dependencies else {},  # upstream
+        dict(variant),  # variant
+        _timeout(sub),  # timeout
+        tracking,  # tracking
+        progress_file,  # progress_file
+        ref.registry_key,  # registry_key
+        (ref.source_sha256 or None) if ref.registry_key is None else None,  # source_sha256
     )
 
 

@@ -22,14 +22,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from functools import partial
+from typing import Any, NoReturn
 
 from ..execution import HandlerExited, SeedTimeout, Task, import_failure, import_handler, run_seed
 from ..records import SeedOutcome, now_iso
 from ..runner import MetricSink, ProgressSink
 from .base import DoneHandle, Executor, Handle, Job, infra_outcome
 
-__all__ = ["LocalExecutor", "SeedTimeout", "alarm", "guarded", "run_local"]
+__all__ = ["LocalExecutor", "SeedTimeout", "alarm", "guard", "guarded", "run_local", "unguard"]
 
 
 @contextmanager
@@ -55,10 +56,6 @@ def alarm(seconds: float | None, message: str | None = None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-# No time limit (the common case): alarm() would only yield; skip building its generator.
-_NO_ALARM = contextlib.nullcontext()
-
-
 class _Unclosable:
     """A stream that only flushes when closed, for streams whose ``close`` cannot be patched on
     the object itself (the interpreter's own ``sys.stdout`` under ``-s``)."""
@@ -81,8 +78,14 @@ class _Unclosable:
         setattr(self._stream, name, value)
 
 
-class guarded:
-    """Everything a handler in the pytest process may do to it, undone or caught, while it runs:
+# What guard() changed, for unguard() to put back: os._exit as it was and its stand-in, the
+# streams as they were, and the __dict__s of those whose close was patched.
+_Undo = tuple[Callable[[int], NoReturn], Callable[[int], None], tuple[Any, Any], list[dict[str, Any]]]
+
+
+def guard(exits: list[int]) -> _Undo:
+    """Everything a handler in the pytest process may do to it, made harmless until
+    :func:`unguard` (call it whatever happens: ``try``/``finally``):
 
     * ``os._exit`` raises :class:`HandlerExited` instead of ending pytest, when called in this
       process (a forked child, e.g. a DataLoader worker, exits for real); ``exits`` collects
@@ -93,60 +96,70 @@ class guarded:
       themselves, and only a stream that has no instance attributes (a C-level stream: no
       capture, ``-s``) is swapped for a stand-in.
 
-    One class rather than two generator-based context managers: entered once per seed, the
-    generators' set-up was a tenth of a trivial item's cost."""
+    Two functions rather than a context manager (:class:`guarded`): once per seed, a class's
+    construction, ``__enter__`` and ``__exit__`` cost as much as the patching itself."""
+    pid = os.getpid()
+    real = os._exit
 
-    __slots__ = ("_exit", "_exits", "_patched", "_pid", "_real", "_saved")
+    def _exit(code: int) -> None:
+        if os.getpid() != pid:
+            real(code)
+        exits.append(code)
+        raise HandlerExited(
+            f"the handler called os._exit({code}) in the pytest process (local executor); the "
+            "process was kept and the session goes on. Return or raise instead, or run it with "
+            "the process executor"
+        )
+
+    os._exit = _exit  # type: ignore[assignment]
+    saved = (sys.stdout, sys.stderr)
+    patched: list[dict[str, Any]] = []  # the streams' __dict__s (kept: asked for once)
+    for name, stream in (("stdout", saved[0]), ("stderr", saved[1])):
+        if stream is None:
+            continue
+        try:
+            attributes = vars(stream)
+        except TypeError:  # no __dict__: a C-level stream (no capture, -s)
+            setattr(sys, name, _Unclosable(stream))
+        else:
+            attributes["close"] = partial(_flush_quietly, stream)
+            patched.append(attributes)
+    return real, _exit, saved, patched
+
+
+def unguard(undo: _Undo) -> None:
+    """Undo :func:`guard`."""
+    real, stand_in, saved, patched = undo
+    for attributes in patched:
+        try:  # noqa: SIM105 - not contextlib.suppress: an object per stream per seed
+            del attributes["close"]
+        except KeyError:  # the handler removed it (or replaced the stream's __dict__)
+            pass
+    sys.stdout, sys.stderr = saved
+    if os._exit is stand_in:
+        os._exit = real  # type: ignore[assignment]
+
+
+class guarded:
+    """:func:`guard` and :func:`unguard` as a context manager."""
+
+    __slots__ = ("_exits", "_undo")
 
     def __init__(self, exits: list[int]) -> None:
         self._exits = exits
 
     def __enter__(self) -> None:
-        self._pid = pid = os.getpid()
-        self._real = real = os._exit
-        exits = self._exits
-
-        def _exit(code: int) -> None:
-            if os.getpid() != pid:
-                real(code)
-            exits.append(code)
-            raise HandlerExited(
-                f"the handler called os._exit({code}) in the pytest process (local executor); the "
-                "process was kept and the session goes on. Return or raise instead, or run it with "
-                "the process executor"
-            )
-
-        self._exit = _exit
-        os._exit = _exit  # type: ignore[assignment]
-        self._saved = saved = (sys.stdout, sys.stderr)
-        patched: list[Any] = []
-        for name, stream in (("stdout", saved[0]), ("stderr", saved[1])):
-            if stream is None:
-                continue
-            try:
-                vars(stream)["close"] = _flush_of(stream)
-                patched.append(stream)
-            except TypeError:  # no __dict__: a C-level stream (no capture, -s)
-                setattr(sys, name, _Unclosable(stream))
-        self._patched = patched
+        self._undo = guard(self._exits)
 
     def __exit__(self, *exc: object) -> None:
-        for stream in self._patched:
-            try:  # noqa: SIM105 - not contextlib.suppress: an object per stream per seed
-                del vars(stream)["close"]
-            except (KeyError, TypeError):  # the handler replaced or removed it
-                pass
-        sys.stdout, sys.stderr = self._saved
-        if os._exit is self._exit:
-            os._exit = self._real
+        unguard(self._undo)
 
 
-def _flush_of(stream: Any) -> Callable[[], None]:
-    def close() -> None:
-        with contextlib.suppress(Exception):
-            stream.flush()
-
-    return close
+def _flush_quietly(stream: Any) -> None:
+    """A patched stream's ``close``: ``partial(_flush_quietly, stream)`` (a C-level object:
+    cheaper to make than a closure, twice per seed)."""
+    with contextlib.suppress(Exception):
+        stream.flush()
 
 
 def run_local(
@@ -178,10 +191,19 @@ def run_local(
             )
     exits: list[int] = []
     try:
-        with guarded(exits), alarm(seconds, message) if seconds else _NO_ALARM:
-            outcome = run_seed(
-                task, fn, fixtures=fixtures, metric_sinks=metric_sinks, progress_sinks=progress_sinks
-            )
+        undo = guard(exits)
+        try:
+            if seconds:
+                with alarm(seconds, message):
+                    outcome = run_seed(
+                        task, fn, fixtures=fixtures, metric_sinks=metric_sinks, progress_sinks=progress_sinks
+                    )
+            else:  # no time limit (the common case): no context entered and left for nothing
+                outcome = run_seed(
+                    task, fn, fixtures=fixtures, metric_sinks=metric_sinks, progress_sinks=progress_sinks
+                )
+        finally:
+            unguard(undo)
     except SeedTimeout as exc:  # ran out after the handler returned (a tracker finishing)
         return infra_outcome(task, "timeout", str(exc), started_at=started)
     except HandlerExited as exc:

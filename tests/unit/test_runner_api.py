@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from pytest_mlexp.execution import Task, run_seed
+from pytest_mlexp.execution import Task, loaded_packages, run_seed
 from pytest_mlexp.records import SeedOutcome
 from pytest_mlexp.runner import ArtifactError, ExperimentRunner
+from pytest_mlexp.structs import field_names
 
 
 def make_runner(
@@ -136,3 +137,42 @@ def test_issues_noted_before_an_error_are_kept(tmp_path: Path) -> None:
     outcome = run_seed(_task(tmp_path), handler)
     assert not outcome.ok and outcome.blockers == ("no GPU quota",)
     assert SeedOutcome.from_dict(outcome.to_dict()).blockers == ("no GPU quota",)
+
+
+def test_a_seeds_outcome_has_each_value_in_its_own_field(tmp_path: Path) -> None:
+    # run_seed passes SeedOutcome's fields by position (a class call with keywords costs a dict)
+    task = _task(tmp_path)
+    task.seed = 7
+
+    def handler(runner: ExperimentRunner) -> dict[str, Any]:
+        runner.log_metrics({"loss": 0.5})
+        runner.add_issue("an issue")
+        runner.add_blocker("a blocker")
+        return {"metrics": {"acc": 0.9}, "finding": "it works", "note": 1}
+
+    outcome = run_seed(task, handler)
+    got = {name: getattr(outcome, name) for name in field_names(SeedOutcome)}
+    assert got.pop("started_at") <= got.pop("finished_at")
+    assert isinstance(got.pop("duration_s"), float)
+    assert len(got.pop("warnings")) == 1
+    assert got.pop("packages") == loaded_packages()  # (whatever this process has imported)
+    assert got == {
+        "seed": 7,
+        "status": "ok",
+        "result": {"metrics": {"acc": 0.9}, "finding": "it works", "artifacts": [], "extra": {"note": 1}},
+        "error": None,
+        "history": [{"step": 0, "metrics": {"loss": 0.5}}],
+        "device": None,
+        "tracking": None,
+        "issues": ("an issue",),
+        "blockers": ("a blocker",),
+        "exc": None,
+    }
+
+    def failing(runner: ExperimentRunner) -> dict[str, Any]:
+        raise KeyError("k")
+
+    failed = run_seed(task, failing)
+    assert failed.status == "error" and failed.result is None
+    assert failed.error is not None and failed.error["type"] == "KeyError"
+    assert isinstance(failed.exc, KeyError) and failed.history == [] and failed.warnings == ()
