@@ -217,14 +217,15 @@ def build_entry(
     # under --stub and in a real run alike), then the criteria.
     if point_key is None:
         lookup = lookup_for(ctx.plan, ctx.results.entry) if sub.implicit_dependencies else None
-        state = judge_result(ctx.plan, sub, entry, stub=stub, lookup=lookup)
-        entry["criteria"] = {j.metric: j.to_dict() for j in state.judgements}
-        if state.wiring:
+        judgements, why = judge_result(ctx.plan, sub, entry, stub=stub, lookup=lookup)
+        # (No criteria, as for many sub-experiments: no comprehensions run to find none.)
+        entry["criteria"] = {j.metric: j.to_dict() for j in judgements} if judgements else {}
+        if why is not None:
             entry["status"] = ERROR
-            entry["error"] = wiring_block(state.detail)  # type: ignore[typeddict-item]
-        elif state.status == "failed":
+            entry["error"] = wiring_block(why)  # type: ignore[typeddict-item]
+        elif judgements and not all(j.passed for j in judgements):
             entry["status"] = "failed"
-            messages.extend(j.message for j in state.judgements if not j.passed)
+            messages.extend(j.message for j in judgements if not j.passed)
     else:
         _, why = point_status(ctx.plan, sub, entry)
         if why:

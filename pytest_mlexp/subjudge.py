@@ -380,14 +380,21 @@ def judge_stored(
     return _judge_result(plan, sub, entry, stub, lookup)
 
 
-def _judge_result(
+def _judged(
     plan: Plan | None, sub: SubExperiment, entry: Mapping[str, Any], stub: bool, lookup: Lookup | None
-) -> SubState:
+) -> tuple[tuple[Judgement, ...], str | None]:
+    """A measured result's criteria judged, and why its wiring fails (None: it does not)."""
     judgements: tuple[Judgement, ...] = ()
     if sub.success_criteria:  # (none: nothing to measure, e.g. a baseline others compare with)
         measured = Measurements.of_entry(entry)
         judgements = _judge_criteria(sub, measured, stub=stub, lookup=lookup, is_outdated=outdated(entry))
-    why = wiring_error(plan, sub, entry) if plan is not None else None
+    return judgements, wiring_error(plan, sub, entry) if plan is not None else None
+
+
+def _judge_result(
+    plan: Plan | None, sub: SubExperiment, entry: Mapping[str, Any], stub: bool, lookup: Lookup | None
+) -> SubState:
+    judgements, why = _judged(plan, sub, entry, stub, lookup)
     if why is not None:
         return SubState(sub, "error", judgements, entry, why, measured=True, wiring=True)
     passed = all(j.passed for j in judgements)
@@ -401,9 +408,12 @@ def judge_result(
     *,
     stub: bool = False,
     lookup: Lookup | None = None,
-) -> SubState:
-    """A freshly measured result (not a sweep point) judged: what the item reports."""
-    return _judge_result(plan, sub, entry, stub, lookup)
+) -> tuple[tuple[Judgement, ...], str | None]:
+    """A freshly measured result (not a sweep point) judged, as the item reports it: its
+    criteria's judgements and why its wiring fails (then it is an ``error``; else ``passed``
+    when every judgement passed, ``failed`` otherwise), the judgement ``judge_stored`` makes
+    of it once stored.  No :class:`SubState` (nothing keeps it): a third of judging one."""
+    return _judged(plan, sub, entry, stub, lookup)
 
 
 # --- sweeps -------------------------------------------------------------------------------------
