@@ -93,18 +93,23 @@ def seed_stats(per_seed: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
 def _finding(outcomes: Sequence[SeedOutcome]) -> str | None:
     """The finding of an item: the handler's text; with several seeds that said different
     things, the first one's, labelled with its seed (the metrics beside it are the aggregate)."""
-    ok = [o for o in outcomes if o.ok and o.result is not None]
-    said = [
-        (o.seed, str(o.result["finding"])) for o in ok if o.result is not None and o.result.get("finding")
-    ]
+    # One loop, no comprehensions: asked once per item, most of which said nothing.
+    ok = 0
+    said: list[tuple[int, str]] = []
+    for o in outcomes:
+        res = o.result
+        if o.ok and res is not None:
+            ok += 1
+            if res.get("finding"):
+                said.append((o.seed, str(res["finding"])))
     if not said:
         return None
-    if len(ok) == 1 or (len(said) == len(ok) and len({text for _, text in said}) == 1):
+    if ok == 1 or (len(said) == ok and len({text for _, text in said}) == 1):
         return said[0][1]
     seed, text = said[0]
     if re.search(rf"\bseed\s*{seed}\b", text, re.IGNORECASE):  # the handler named it already
-        return f"{text} (1 of {len(ok)} seeds)"
-    return f"seed {seed} (of {len(ok)} seeds): {text}"
+        return f"{text} (1 of {ok} seeds)"
+    return f"seed {seed} (of {ok} seeds): {text}"
 
 
 def _seed_failure(out: SeedOutcome) -> str:
