@@ -61,11 +61,15 @@ def aggregate_seeds(
             per_seed[out.seed] = dict(out.result["metrics"])
     if len(per_seed) == 1:  # one seed (the common case): its values, numbers as floats
         (only,) = per_seed.values()
-        return {k: float(v) if _is_number(v) else v for k, v in only.items()}, per_seed
+        agg = dict(only)
+        for k, v in agg.items():  # (a float already is its own float(): no call for it)
+            if v.__class__ is not float and _is_number(v):
+                agg[k] = float(v)
+        return agg, per_seed
     names: list[str] = []
     for metrics in per_seed.values():
         names.extend(n for n in metrics if n not in names)
-    agg: dict[str, Any] = {}
+    agg = {}
     for name in names:
         values = [m[name] for m in per_seed.values() if name in m]
         numeric = [float(v) for v in values if _is_number(v)]
