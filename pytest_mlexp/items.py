@@ -96,7 +96,8 @@ class _MarksInOneLoop:
     pytest asks it six times for every item (skip, skipif, xfail three times, filterwarnings);
     an experiment item is six levels deep (session, two folders, plan, experiment): 2.6 µs a
     call, 1.6 in one loop.  The same (node, mark) pairs in the same order, the item's own first
-    (read when asked, as pytest's are; only not lazily, which no caller can tell apart)."""
+    (read when asked, as pytest's are; only not lazily, which no caller can tell apart).
+    ``iter_markers`` (how pytest asks: a generator over those pairs) walks the same loop."""
 
     __slots__ = ()
 
@@ -109,6 +110,19 @@ class _MarksInOneLoop:
                 for mark in marks:
                     if name is None or getattr(mark, "name", None) == name:
                         found.append((node, mark))
+            node = node.parent
+        return iter(found)
+
+    def iter_markers(self, name: str | None = None) -> Iterator[pytest.Mark]:
+        # The marks of the pairs above, in their order: no generator over them, no tuple per mark.
+        found = []
+        node: Any = self
+        while node is not None:
+            marks = node.own_markers
+            if marks:
+                for mark in marks:
+                    if name is None or getattr(mark, "name", None) == name:
+                        found.append(mark)
             node = node.parent
         return iter(found)
 
