@@ -375,9 +375,15 @@ def judge_stored(
     if stored in _ERRORED and not _is_wiring(entry):
         has_values = bool(as_mapping(entry.get("metrics")) or as_mapping(entry.get("per_seed")))
         return SubState(sub, cast(Any, stored), (), entry, _error_detail(entry), measured=has_values)
-    if not _judged_kind(entry):  # skipped, cancelled, unknown: counts as never run
+    # _judged_kind's question: an ``error`` that gets here is a wiring error (a handler's
+    # returned above).
+    if stored not in _RAN and stored != "error":  # skipped, cancelled, unknown: counts as never run
         return SubState(sub, "not_run", _never_measured(sub, f"{sub.id} has not run", stub), None, "")
-    return _judge_result(plan, sub, entry, stub, lookup)
+    judgements, why = _judged(plan, sub, entry, stub, lookup)
+    if why is not None:
+        return SubState(sub, "error", judgements, entry, why, measured=True, wiring=True)
+    passed = not judgements or all(j.passed for j in judgements)  # (none: no generator)
+    return SubState(sub, "passed" if passed else "failed", judgements, entry, "", measured=True)
 
 
 def _judged(
@@ -389,16 +395,6 @@ def _judged(
         measured = Measurements.of_entry(entry)
         judgements = _judge_criteria(sub, measured, stub=stub, lookup=lookup, is_outdated=outdated(entry))
     return judgements, wiring_error(plan, sub, entry) if plan is not None else None
-
-
-def _judge_result(
-    plan: Plan | None, sub: SubExperiment, entry: Mapping[str, Any], stub: bool, lookup: Lookup | None
-) -> SubState:
-    judgements, why = _judged(plan, sub, entry, stub, lookup)
-    if why is not None:
-        return SubState(sub, "error", judgements, entry, why, measured=True, wiring=True)
-    passed = all(j.passed for j in judgements)
-    return SubState(sub, "passed" if passed else "failed", judgements, entry, "", measured=True)
 
 
 def judge_result(
