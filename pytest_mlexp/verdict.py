@@ -285,6 +285,8 @@ def _part(
         line = _sub_problem(state)
         if line is not None:
             problems.append(line)
+    # (_sub_problem says nothing exactly of a sub-experiment that counts as passed.)
+    subs_measured = not problems
     for j in crits:
         if j.passed:
             continue
@@ -296,8 +298,7 @@ def _part(
     sub_recorded = any(j.recorded is not None for s in states for j in s.judgements)
     uses_achieved = sub_recorded or any(j.recorded is not None for j in crits)
     all_met = all(j.passed for j in crits)
-    subs_measured = all(s.counts_as_passed for s in states)
-    subs_recorded = all(s.counts_as_passed or s.recorded_only for s in states)
+    subs_recorded = subs_measured or all(s.counts_as_passed or s.recorded_only for s in states)
     return _Part(
         criteria=crits,
         judged=judged,
@@ -346,14 +347,14 @@ def _status(
 ) -> Literal["completed", "failed", "partial", "blocked", "not_started"]:
     if not states:
         return "not_started"
-    statuses = [s.status for s in states]
-    if any(s in _ERRORED for s in statuses):
+    statuses = {s.status for s in states}  # (which there are, not how many)
+    if not statuses.isdisjoint(_ERRORED):
         return "failed"
-    if all(s == "blocked" for s in statuses):
+    if statuses == {"blocked"}:
         return "blocked"
-    if all(s in _RAN for s in statuses):
+    if statuses.issubset(_RAN):
         return "completed"
-    if not any(s in _RAN for s in statuses):
+    if statuses.isdisjoint(_RAN):
         return "blocked" if "blocked" in statuses else "not_started"
     return "partial"
 
