@@ -71,11 +71,12 @@ from .model import (
     PivotVerdict,
     Plan,
     PlanStatus,
+    SubExperiment,
     SubState,
     Verdict,
     VerdictName,
 )
-from .records import as_mapping, outdated_reason
+from .records import OUTDATED, as_mapping, outdated_reason
 from .resultsdoc import seeds_added_after_inconclusive
 from .structs import replace, struct
 from .subjudge import (
@@ -113,6 +114,9 @@ _ERRORED = ("error", "infra_error")
 _RAN = ("passed", "failed")
 _UNMET = ("miss", "failure", "fail")
 _UNMEASURED = ("missing", "unmeasured")
+# What the review reads of a stored entry besides its judgement: outdated, imported, seeds (added
+# after an inconclusive look?).  An entry with none of them has nothing to say there.
+_NOTED = frozenset((OUTDATED, "imported", "per_seed"))
 
 
 def _who(acc: Accepted) -> str:
@@ -569,7 +573,13 @@ def experiment_verdict(
             problems.append(f"pivot {pv.pivot.key} not met: {first}")
 
     review = _review(exp, original, pivots)
-    for sub in exp.sub_experiments:  # SPEC section 11: still counts, listed for review
+    # (Most entries hold none of _NOTED: one look at each, not three calls for nothing.)
+    noted = [
+        sub
+        for sub in exp.sub_experiments
+        if (entry := doc_subs.get(sub.id)).__class__ is not dict or not entry.keys().isdisjoint(_NOTED)
+    ]
+    for sub in noted:  # SPEC section 11: still counts, listed for review
         why = outdated_reason(doc_subs.get(sub.id))
         if why is not None:
             review.append(f"{sub.id}: outdated ({why}); re-run it to refresh the result")
@@ -601,10 +611,10 @@ def experiment_verdict(
     disagreement = status_disagreement(exp.plan_status, name, opens)
     if disagreement is not None:
         review.append(disagreement)
-    line = imported_review_line(exp, doc_subs)
+    line = imported_review_line(noted, doc_subs)
     if line:
         review.append(line)
-    for sub in exp.sub_experiments:
+    for sub in noted:
         stopping = seeds_added_after_inconclusive(doc_subs.get(sub.id), stale.get(sub.id))
         if stopping is not None:
             metrics, then, now = stopping
@@ -721,12 +731,13 @@ def status_disagreement(status: PlanStatus | None, verdict: str, opens: bool) ->
     )
 
 
-def imported_review_line(exp: Experiment, doc_subs: Mapping[str, Any]) -> str | None:
-    """One review line while any current entry of the experiment was imported from another
-    runner (SPEC section 10): those results were not measured under pytest-mlexp."""
+def imported_review_line(subs: Sequence[SubExperiment], doc_subs: Mapping[str, Any]) -> str | None:
+    """One review line while any current entry of these sub-experiments (an experiment's, in
+    plan order) was imported from another runner (SPEC section 10): those results were not
+    measured under pytest-mlexp."""
     imported = [
         (s.id, entry["imported"])
-        for s in exp.sub_experiments
+        for s in subs
         for entry in (as_mapping(doc_subs.get(s.id)),)
         if entry is not None and as_mapping(entry.get("imported")) is not None
     ]

@@ -695,3 +695,24 @@ def test_judge_result_is_the_stored_judgement(
     assert (why is not None) == state.wiring and (why or "") == state.detail
     status = "error" if why is not None else ("passed" if all(j.passed for j in judgements) else "failed")
     assert status == state.status
+
+
+def test_review_reads_outdated_and_imported_entries_only() -> None:
+    # Entries without outdated/imported/per_seed are looked at once (verdict._NOTED); the others
+    # still get their review lines, in plan order.
+    exp = E("x", [S("a"), S("b"), S("c"), S("d")])
+    entries = doc(
+        a=R(acc=1),
+        b={**R(acc=1), "outdated": "experiments/h.py changed"},
+        c={**R(acc=1), "imported": {"executed_by": "modal", "started_at": "2026-01-01"}},
+        d={**R(acc=1), "imported": {}, "outdated": "deps changed"},
+    )
+    review = verdict(exp, entries).review
+    assert [line for line in review if "outdated" in line] == [
+        "b: outdated (experiments/h.py changed); re-run it to refresh the result",
+        "d: outdated (deps changed); re-run it to refresh the result",
+    ]
+    assert [line for line in review if "imported" in line] == [
+        "2 result(s) imported from the previous runner (modal, 2026-01-01), not measured under "
+        "pytest-mlexp: c, d; re-run them to measure them here"
+    ]
