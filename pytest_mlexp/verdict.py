@@ -286,6 +286,8 @@ def _part(
     crits = tuple(j for j, _ in judged)
     problems: list[str] = []
     for state in states:
+        if state.status == "passed":  # counts as passed: no problem to ask _sub_problem for
+            continue
         line = _sub_problem(state)
         if line is not None:
             problems.append(line)
@@ -372,7 +374,9 @@ def _last_run(doc_subs: Mapping[str, Any]) -> str | None:
         stamp = entry.get("finished_at")
         if stamp and (text := str(stamp)) > latest:
             latest = text
-        points = as_mapping(entry.get("points"))
+        if "points" not in entry:  # not a sweep, as most are
+            continue
+        points = as_mapping(entry["points"])
         if points:
             for point in points.values():
                 stamp = point.get("finished_at") if isinstance(point, Mapping) else None
