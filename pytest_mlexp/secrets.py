@@ -112,6 +112,8 @@ def _redact(value: Any, secret: bool) -> Any:
 
 def redact_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``params`` with every string under a secret key replaced by ``***``, at any depth."""
+    if not params:  # a sub-experiment without params (many are): no comprehension to copy none
+        return {}
     return {k: _redact(v, is_secret_key(str(k))) for k, v in params.items()}
 
 

@@ -375,23 +375,26 @@ def judge_stored(
     if stored in _ERRORED and not _is_wiring(entry):
         has_values = bool(as_mapping(entry.get("metrics")) or as_mapping(entry.get("per_seed")))
         return SubState(sub, cast(Any, stored), (), entry, _error_detail(entry), measured=has_values)
-    if not _judged_kind(entry):  # skipped, cancelled, unknown: counts as never run
+    # _judged_kind's question: an ``error`` that gets here is a wiring error (a handler's
+    # returned above).
+    if stored not in _RAN and stored != "error":  # skipped, cancelled, unknown: counts as never run
         return SubState(sub, "not_run", _never_measured(sub, f"{sub.id} has not run", stub), None, "")
-    return _judge_result(plan, sub, entry, stub, lookup)
+    judgements, why = _judged(plan, sub, entry, stub, lookup)
+    if why is not None:
+        return SubState(sub, "error", judgements, entry, why, measured=True, wiring=True)
+    passed = not judgements or all(j.passed for j in judgements)  # (none: no generator)
+    return SubState(sub, "passed" if passed else "failed", judgements, entry, "", measured=True)
 
 
-def _judge_result(
+def _judged(
     plan: Plan | None, sub: SubExperiment, entry: Mapping[str, Any], stub: bool, lookup: Lookup | None
-) -> SubState:
+) -> tuple[tuple[Judgement, ...], str | None]:
+    """A measured result's criteria judged, and why its wiring fails (None: it does not)."""
     judgements: tuple[Judgement, ...] = ()
     if sub.success_criteria:  # (none: nothing to measure, e.g. a baseline others compare with)
         measured = Measurements.of_entry(entry)
         judgements = _judge_criteria(sub, measured, stub=stub, lookup=lookup, is_outdated=outdated(entry))
-    why = wiring_error(plan, sub, entry) if plan is not None else None
-    if why is not None:
-        return SubState(sub, "error", judgements, entry, why, measured=True, wiring=True)
-    passed = all(j.passed for j in judgements)
-    return SubState(sub, "passed" if passed else "failed", judgements, entry, "", measured=True)
+    return judgements, wiring_error(plan, sub, entry) if plan is not None else None
 
 
 def judge_result(
@@ -401,9 +404,12 @@ def judge_result(
     *,
     stub: bool = False,
     lookup: Lookup | None = None,
-) -> SubState:
-    """A freshly measured result (not a sweep point) judged: what the item reports."""
-    return _judge_result(plan, sub, entry, stub, lookup)
+) -> tuple[tuple[Judgement, ...], str | None]:
+    """A freshly measured result (not a sweep point) judged, as the item reports it: its
+    criteria's judgements and why its wiring fails (then it is an ``error``; else ``passed``
+    when every judgement passed, ``failed`` otherwise), the judgement ``judge_stored`` makes
+    of it once stored.  No :class:`SubState` (nothing keeps it): a third of judging one."""
+    return _judged(plan, sub, entry, stub, lookup)
 
 
 # --- sweeps -------------------------------------------------------------------------------------

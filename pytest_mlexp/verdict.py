@@ -71,11 +71,12 @@ from .model import (
     PivotVerdict,
     Plan,
     PlanStatus,
+    SubExperiment,
     SubState,
     Verdict,
     VerdictName,
 )
-from .records import as_mapping, outdated_reason
+from .records import OUTDATED, as_mapping, outdated_reason
 from .resultsdoc import seeds_added_after_inconclusive
 from .structs import replace, struct
 from .subjudge import (
@@ -113,6 +114,9 @@ _ERRORED = ("error", "infra_error")
 _RAN = ("passed", "failed")
 _UNMET = ("miss", "failure", "fail")
 _UNMEASURED = ("missing", "unmeasured")
+# What the review reads of a stored entry besides its judgement: outdated, imported, seeds (added
+# after an inconclusive look?).  An entry with none of them has nothing to say there.
+_NOTED = frozenset((OUTDATED, "imported", "per_seed"))
 
 
 def _who(acc: Accepted) -> str:
@@ -282,9 +286,13 @@ def _part(
     crits = tuple(j for j, _ in judged)
     problems: list[str] = []
     for state in states:
+        if state.status == "passed":  # counts as passed: no problem to ask _sub_problem for
+            continue
         line = _sub_problem(state)
         if line is not None:
             problems.append(line)
+    # (_sub_problem says nothing exactly of a sub-experiment that counts as passed.)
+    subs_measured = not problems
     for j in crits:
         if j.passed:
             continue
@@ -296,8 +304,7 @@ def _part(
     sub_recorded = any(j.recorded is not None for s in states for j in s.judgements)
     uses_achieved = sub_recorded or any(j.recorded is not None for j in crits)
     all_met = all(j.passed for j in crits)
-    subs_measured = all(s.counts_as_passed for s in states)
-    subs_recorded = all(s.counts_as_passed or s.recorded_only for s in states)
+    subs_recorded = subs_measured or all(s.counts_as_passed or s.recorded_only for s in states)
     return _Part(
         criteria=crits,
         judged=judged,
@@ -346,14 +353,14 @@ def _status(
 ) -> Literal["completed", "failed", "partial", "blocked", "not_started"]:
     if not states:
         return "not_started"
-    statuses = [s.status for s in states]
-    if any(s in _ERRORED for s in statuses):
+    statuses = {s.status for s in states}  # (which there are, not how many)
+    if not statuses.isdisjoint(_ERRORED):
         return "failed"
-    if all(s == "blocked" for s in statuses):
+    if statuses == {"blocked"}:
         return "blocked"
-    if all(s in _RAN for s in statuses):
+    if statuses.issubset(_RAN):
         return "completed"
-    if not any(s in _RAN for s in statuses):
+    if statuses.isdisjoint(_RAN):
         return "blocked" if "blocked" in statuses else "not_started"
     return "partial"
 
@@ -367,7 +374,9 @@ def _last_run(doc_subs: Mapping[str, Any]) -> str | None:
         stamp = entry.get("finished_at")
         if stamp and (text := str(stamp)) > latest:
             latest = text
-        points = as_mapping(entry.get("points"))
+        if "points" not in entry:  # not a sweep, as most are
+            continue
+        points = as_mapping(entry["points"])
         if points:
             for point in points.values():
                 stamp = point.get("finished_at") if isinstance(point, Mapping) else None
@@ -568,7 +577,13 @@ def experiment_verdict(
             problems.append(f"pivot {pv.pivot.key} not met: {first}")
 
     review = _review(exp, original, pivots)
-    for sub in exp.sub_experiments:  # SPEC section 11: still counts, listed for review
+    # (Most entries hold none of _NOTED: one look at each, not three calls for nothing.)
+    noted = [
+        sub
+        for sub in exp.sub_experiments
+        if (entry := doc_subs.get(sub.id)).__class__ is not dict or not entry.keys().isdisjoint(_NOTED)
+    ]
+    for sub in noted:  # SPEC section 11: still counts, listed for review
         why = outdated_reason(doc_subs.get(sub.id))
         if why is not None:
             review.append(f"{sub.id}: outdated ({why}); re-run it to refresh the result")
@@ -600,10 +615,10 @@ def experiment_verdict(
     disagreement = status_disagreement(exp.plan_status, name, opens)
     if disagreement is not None:
         review.append(disagreement)
-    line = imported_review_line(exp, doc_subs)
+    line = imported_review_line(noted, doc_subs)
     if line:
         review.append(line)
-    for sub in exp.sub_experiments:
+    for sub in noted:
         stopping = seeds_added_after_inconclusive(doc_subs.get(sub.id), stale.get(sub.id))
         if stopping is not None:
             metrics, then, now = stopping
@@ -720,12 +735,13 @@ def status_disagreement(status: PlanStatus | None, verdict: str, opens: bool) ->
     )
 
 
-def imported_review_line(exp: Experiment, doc_subs: Mapping[str, Any]) -> str | None:
-    """One review line while any current entry of the experiment was imported from another
-    runner (SPEC section 10): those results were not measured under pytest-mlexp."""
+def imported_review_line(subs: Sequence[SubExperiment], doc_subs: Mapping[str, Any]) -> str | None:
+    """One review line while any current entry of these sub-experiments (an experiment's, in
+    plan order) was imported from another runner (SPEC section 10): those results were not
+    measured under pytest-mlexp."""
     imported = [
         (s.id, entry["imported"])
-        for s in exp.sub_experiments
+        for s in subs
         for entry in (as_mapping(doc_subs.get(s.id)),)
         if entry is not None and as_mapping(entry.get("imported")) is not None
     ]

@@ -405,6 +405,12 @@ def pytest_runtest_setup(item):
         "pytest_marks": [[n.name, m.name] for n, m in pytest.Item.iter_markers_with_node(item)],
         "slow": [[n.name, m.name] for n, m in item.iter_markers_with_node("slow")],
         "pytest_slow": [[n.name, m.name] for n, m in pytest.Item.iter_markers_with_node(item, "slow")],
+        "own_iter": type(item).iter_markers is not pytest.Item.iter_markers,
+        "iter": [id(m) for m in item.iter_markers()],
+        "pytest_iter": [id(m) for _, m in pytest.Item.iter_markers_with_node(item)],
+        "iter_slow": [id(m) for m in item.iter_markers("slow")],
+        "pytest_iter_slow": [id(m) for _, m in pytest.Item.iter_markers_with_node(item, "slow")],
+        "closest": id(item.get_closest_marker("slow")),
     }
 
 def pytest_sessionfinish(session):
@@ -432,6 +438,8 @@ def test_item_keywords_and_marks_are_pytests_in_pytests_order(project: Project) 
         assert got["len"] == len(got["pytest"])
         assert got["has"][0] and not got["has"][2]
         assert got["marks"] == got["pytest_marks"] and got["slow"] == got["pytest_slow"], nodeid
+        assert got["own_iter"] and got["iter"] == got["pytest_iter"], nodeid
+        assert got["iter_slow"] == got["pytest_iter_slow"] and got["closest"] == got["iter_slow"][0], nodeid
         assert ["e-one", "skipif"] in got["marks"] and ["", "session_mark"] in got["marks"]
     b = next(v for k, v in seen.items() if k.endswith("::e1_b"))
     assert b["names"][:3] == ["e1_b", "slow", "late"]  # its own names first, in pytest's order

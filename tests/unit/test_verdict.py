@@ -661,3 +661,58 @@ def test_sub_blockers() -> None:
         "depends on infra, which had an infrastructure error",
     ]
     assert sub_blockers(PL(), S("eval", deps=("prep",)), entries) == []
+
+
+# --- a fresh result judged as the item reports it, and as stored ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("criteria", "entry"),
+    [
+        ((), R(acc=0.5)),  # no criteria: passed
+        ((C("acc", ">= 0.5"), C("loss", "< 1")), R(acc=0.7, loss=0.5)),  # all met
+        ((C("acc", ">= 0.9"), C("loss", "< 1")), R(acc=0.7, loss=0.5)),  # one not met: failed
+        ((C("acc", ">= 0.5"),), R(loss=0.5)),  # its metric not reported: a wiring error
+        ((C("acc", ">= 0.5"),), R("error", acc=0.7)),  # stored as a wiring error, wired now
+    ],
+)
+@pytest.mark.parametrize("stub", [False, True])
+def test_judge_result_is_the_stored_judgement(
+    criteria: tuple[Criterion, ...], entry: Any, stub: bool
+) -> None:
+    # build_entry reports what judge_result says; every later report judges the stored entry
+    # (judge_stored): the same judgements, the same status, the same wiring message.
+    from pytest_mlexp.subjudge import judge_result, judge_stored
+
+    s = S("a", *criteria)
+    plan = PL(E("x", [s]))
+    entry = dict(entry)
+    if entry["status"] == "error":
+        entry["error"] = {"kind": "wiring", "type": "MissingMetric", "message": "", "traceback": ""}
+    judgements, why = judge_result(plan, s, entry, stub=stub)
+    state = judge_stored(plan, s, entry, stub=stub)
+    assert judgements == state.judgements
+    assert (why is not None) == state.wiring and (why or "") == state.detail
+    status = "error" if why is not None else ("passed" if all(j.passed for j in judgements) else "failed")
+    assert status == state.status
+
+
+def test_review_reads_outdated_and_imported_entries_only() -> None:
+    # Entries without outdated/imported/per_seed are looked at once (verdict._NOTED); the others
+    # still get their review lines, in plan order.
+    exp = E("x", [S("a"), S("b"), S("c"), S("d")])
+    entries = doc(
+        a=R(acc=1),
+        b={**R(acc=1), "outdated": "experiments/h.py changed"},
+        c={**R(acc=1), "imported": {"executed_by": "modal", "started_at": "2026-01-01"}},
+        d={**R(acc=1), "imported": {}, "outdated": "deps changed"},
+    )
+    review = verdict(exp, entries).review
+    assert [line for line in review if "outdated" in line] == [
+        "b: outdated (experiments/h.py changed); re-run it to refresh the result",
+        "d: outdated (deps changed); re-run it to refresh the result",
+    ]
+    assert [line for line in review if "imported" in line] == [
+        "2 result(s) imported from the previous runner (modal, 2026-01-01), not measured under "
+        "pytest-mlexp: c, d; re-run them to measure them here"
+    ]
