@@ -30,7 +30,7 @@ from ..records import SeedOutcome, now_iso
 from ..runner import MetricSink, ProgressSink
 from .base import DoneHandle, Executor, Handle, Job, infra_outcome
 
-__all__ = ["LocalExecutor", "SeedTimeout", "alarm", "guard", "guarded", "run_local", "unguard"]
+__all__ = ["LocalExecutor", "SeedTimeout", "alarm", "guard", "run_local", "unguard"]
 
 
 @contextmanager
@@ -96,8 +96,8 @@ def guard(exits: list[int]) -> _Undo:
       themselves, and only a stream that has no instance attributes (a C-level stream: no
       capture, ``-s``) is swapped for a stand-in.
 
-    Two functions rather than a context manager (:class:`guarded`): once per seed, a class's
-    construction, ``__enter__`` and ``__exit__`` cost as much as the patching itself."""
+    Two functions rather than a context manager: once per seed, a class's construction,
+    ``__enter__`` and ``__exit__`` cost as much as the patching itself."""
     pid = os.getpid()
     real = os._exit
 
@@ -138,21 +138,6 @@ def unguard(undo: _Undo) -> None:
     sys.stdout, sys.stderr = saved
     if os._exit is stand_in:
         os._exit = real  # type: ignore[assignment]
-
-
-class guarded:
-    """:func:`guard` and :func:`unguard` as a context manager."""
-
-    __slots__ = ("_exits", "_undo")
-
-    def __init__(self, exits: list[int]) -> None:
-        self._exits = exits
-
-    def __enter__(self) -> None:
-        self._undo = guard(self._exits)
-
-    def __exit__(self, *exc: object) -> None:
-        unguard(self._undo)
 
 
 def _flush_quietly(stream: Any) -> None:

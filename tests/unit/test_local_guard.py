@@ -1,5 +1,5 @@
-"""What the local executor guards while a handler runs in the pytest process (``guard``,
-``unguard`` and the context manager ``guarded``)."""
+"""What the local executor guards while a handler runs in the pytest process (``guard`` and
+``unguard``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from pytest_mlexp.execution import HandlerExited
-from pytest_mlexp.executors.local import guard, guarded, unguard
+from pytest_mlexp.executors.local import guard, unguard
 
 
 class _Stream(io.StringIO):
@@ -21,8 +21,7 @@ class _Stream(io.StringIO):
         super().flush()
 
 
-@pytest.mark.parametrize("form", ["functions", "context manager"])
-def test_exit_and_closed_streams_are_caught_and_put_back(monkeypatch: pytest.MonkeyPatch, form: str) -> None:
+def test_exit_and_closed_streams_are_caught_and_put_back(monkeypatch: pytest.MonkeyPatch) -> None:
     out, err = _Stream(), _Stream()
     monkeypatch.setattr(sys, "stdout", out)
     monkeypatch.setattr(sys, "stderr", err)
@@ -35,15 +34,11 @@ def test_exit_and_closed_streams_are_caught_and_put_back(monkeypatch: pytest.Mon
         os._exit(3)
 
     with pytest.raises(HandlerExited, match=r"os\._exit\(3\)"):
-        if form == "functions":
-            undo = guard(exits)
-            try:
-                handler()
-            finally:
-                unguard(undo)
-        else:
-            with guarded(exits):
-                handler()
+        undo = guard(exits)
+        try:
+            handler()
+        finally:
+            unguard(undo)
     assert exits == [3]
     assert os._exit is real_exit
     assert sys.stdout is out and sys.stderr is err
