@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, TerminalRepr
 
     from .model import Experiment, SubExperiment, SweepPoint
-    from .session import PlanContext
+    from .session import MlexpSession, PlanContext
 
 
 def skip_blocked(reason: str) -> None:
@@ -166,10 +166,9 @@ def _add_plan_marks(item: pytest.Item, marks: tuple[str, ...]) -> None:
         item.add_marker(getattr(pytest.mark, name)(*args, **kwargs) if args or kwargs else name)
 
 
-def skip_if_blocked(item: pytest.Item) -> None:
+def skip_if_blocked(item: pytest.Item, state: MlexpSession) -> None:
     """Skip an experiment item whose gate, dependency or sub-dependency holds it back (the
-    reason is recorded as the item's result)."""
-    state = session_of(item.config)
+    reason is recorded as the item's result).  ``state``: the run's session."""
     reason = state.blocked_reason(item)
     if reason is None:
         return
@@ -243,9 +242,9 @@ class ExperimentNode(pytest.Collector):
                 points = sub.points()
                 if points:
                     for index, point in enumerate(points):
-                        items.append(SubItem.build(self, ctx, sub, point, index))
+                        items.append(SubItem.build(self, state, ctx, sub, point, index))
                 else:
-                    items.append(SubItem.build(self, ctx, sub, None, 0))
+                    items.append(SubItem.build(self, state, ctx, sub, None, 0))
             items.append(AssessmentItem.from_parent(self, name="assessment", experiment=exp))
         return items
 
@@ -289,8 +288,12 @@ class SubItem(_MarksInOneLoop, pytest.Item):
     # Slots, not instance-dict entries: a pytest node's ``__dict__`` is already at the size
     # where a few more keys reallocate it (~0.8 KB per item in a 10,000-point sweep).
     # ``_mlexp_op``: on an xdist worker, the result op ``session.attach_op`` hands to OpCarrier.
-    __slots__ = ("_mlexp_op", "experiment_id", "point", "point_index", "sub")
+    __slots__ = ("_mlexp_op", "experiment_id", "mlexp_session", "point", "point_index", "sub")
 
+    # The run's session, which its set-up and run ask for: ``session_of(config)`` there is
+    # three Python calls (the stash's ``__getitem__``, ``typing.cast``), twice per item.  (Not
+    # the plan context too: held by the items, it would outlive ``MlexpSession.release``.)
+    mlexp_session: MlexpSession
     sub: SubExperiment
     point: SweepPoint | None
     point_index: int  # position in the sweep, for ordering without re-expanding the sweep
@@ -302,6 +305,7 @@ class SubItem(_MarksInOneLoop, pytest.Item):
     def build(
         cls,
         parent: ExperimentNode,
+        state: MlexpSession,
         ctx: PlanContext,
         sub: SubExperiment,
         point: SweepPoint | None,
@@ -331,6 +335,7 @@ class SubItem(_MarksInOneLoop, pytest.Item):
                 parent, name=name, callobj=_callobj(names), fixtureinfo=None if info is _ASK_PYTEST else info
             )
         _flatten_keywords(item)
+        item.mlexp_session = state
         item.sub = sub
         item.point = point
         item.point_index = index
@@ -344,10 +349,10 @@ class SubItem(_MarksInOneLoop, pytest.Item):
         return self.path
 
     def runtest(self) -> None:
-        _orchestrate().run_sub_item(self)
+        _orchestrate().run_sub_item(self, self.mlexp_session)
 
     def setup(self) -> None:
-        skip_if_blocked(self)
+        skip_if_blocked(self, self.mlexp_session)
         super().setup()
 
     def repr_failure(self, excinfo: ExceptionInfo[BaseException], style: Any = None) -> str | TerminalRepr:
@@ -392,7 +397,7 @@ class AssessmentItem(_MarksInOneLoop, pytest.Item):
             _add_plan_marks(self, experiment.marks)
 
     def setup(self) -> None:
-        skip_if_blocked(self)
+        skip_if_blocked(self, session_of(self.config))
 
     def runtest(self) -> None:
         _orchestrate().run_assessment(self)

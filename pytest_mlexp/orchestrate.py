@@ -267,9 +267,9 @@ def failure_message(item: pytest.Item, entry: ResultEntry, messages: Sequence[st
     return "\n".join(messages) or f"{item.name}: {status}"
 
 
-def run_sub_item(item: pytest.Item) -> None:
-    """Run a sub-experiment item's seeds, judge them, hand the entry on; fail if not passed."""
-    state = session_of(item.config)
+def run_sub_item(item: pytest.Item, state: MlexpSession) -> None:
+    """Run a sub-experiment item's seeds, judge them, hand the entry on; fail if not passed.
+    ``state``: the run's session (``SubItem`` holds it)."""
     ctx = state.context_for(item.path)
     sub: SubExperiment = item.sub  # type: ignore[attr-defined]
     point = item.point  # type: ignore[attr-defined]
