@@ -447,16 +447,21 @@ def _add_properties(item: pytest.Item, entry: ResultEntry) -> None:
         props.append(("mlexp.finding", entry["finding"]))
     for name, value in (entry.get("metrics") or {}).items():
         props.append((f"metric.{name}", value))
-    for name, st in (entry.get("stats") or {}).items():
-        ci = st.get("ci95")
-        text = f"mean={st['mean']:.6g} std={st['std']:.6g} n={st['n']}"
-        if ci:
-            text += f" ci95=[{ci[0]:.6g}, {ci[1]:.6g}]"
-        props.append((f"stats.{name}", text))
-    for name, c in (entry.get("criteria") or {}).items():
-        props.append(
-            (f"criterion.{name}", f"{c.get('level')} ({'passed' if c.get('passed') else 'not passed'})")
-        )
+    # (Blocks a trivial item lacks are looked at once, not made empty and looped over.)
+    stats = entry.get("stats")
+    if stats:
+        for name, st in stats.items():
+            ci = st.get("ci95")
+            text = f"mean={st['mean']:.6g} std={st['std']:.6g} n={st['n']}"
+            if ci:
+                text += f" ci95=[{ci[0]:.6g}, {ci[1]:.6g}]"
+            props.append((f"stats.{name}", text))
+    criteria = entry.get("criteria")
+    if criteria:
+        for name, c in criteria.items():
+            props.append(
+                (f"criterion.{name}", f"{c.get('level')} ({'passed' if c.get('passed') else 'not passed'})")
+            )
     # (Neither block: no call to find none, once per item.)
     tracking = tracking_of(entry) if "tracking" in entry or "wandb" in entry else None
     if tracking is not None:
