@@ -242,6 +242,15 @@ class _Problem:
     imported: int = 0
 
 
+def _stored_in(doc: dict[str, Any], sub_id: str, point: str | None) -> Any:
+    """What ``doc`` (an experiment's results) holds for ``sub_id`` (or one of its points)."""
+    holder = doc["sub_experiments"].get(sub_id)
+    if point is None or not isinstance(holder, dict):
+        return holder
+    points = holder.get("points")
+    return points.get(point) if isinstance(points, dict) else None
+
+
 class ResultsStore:
     """Results of one session for every experiment of a plan, merged with what is on disk.
 
@@ -654,13 +663,6 @@ class ResultsStore:
                 state.doc[key] = value
                 state.header.add(key)
 
-    def _stored(self, experiment_id: str, sub_id: str, point: str | None) -> Any:
-        holder = self.doc(experiment_id)["sub_experiments"].get(sub_id)
-        if point is None or not isinstance(holder, dict):
-            return holder
-        points = holder.get("points")
-        return points.get(point) if isinstance(points, dict) else None
-
     def record(
         self, experiment_id: str, sub_id: str, entry: ResultEntry, *, point: str | None = None
     ) -> None:
@@ -668,7 +670,7 @@ class ResultsStore:
         state = self._writable(experiment_id)
         new = dict(entry)  # the store's own top level; nested values are never changed in place
         new.pop("history", None)
-        stored = self._stored(experiment_id, sub_id, point)
+        stored = _stored_in(state.doc, sub_id, point)  # (the state in hand: not looked up again)
         # Nothing stored (a first run): no history to carry, and no calls to find none.
         hist = [] if stored is None else history_after(stored, same=_same_attempt(stored, new))
         op = {"op": "r", "sub": sub_id, "point": point, "history": hist, "entry": new}
@@ -693,7 +695,8 @@ class ResultsStore:
             new = clean_obj(new)
             op["entry"] = new
             text = PLAIN_JSON.encode(op)
-        fix_seed_keys(new)
+        if "per_seed" in new:  # (a single seed's entry has none: no call to find none)
+            fix_seed_keys(new)
         if hist:
             new["history"] = hist
         self._place(state, sub_id, point, new)
@@ -707,7 +710,7 @@ class ResultsStore:
         A stored ``blocked`` placeholder is updated when the reason changed.  Returns whether
         anything was written.
         """
-        stored = self._stored(experiment_id, sub_id, point)
+        stored = _stored_in(self.doc(experiment_id), sub_id, point)
         if stored is not None and not (isinstance(stored, dict) and stored.get("status") == "blocked"):
             return False
         if isinstance(stored, dict) and stored.get("blocked_reason") == reason:
@@ -775,13 +778,13 @@ class ResultsStore:
         handle = state.journal
         assert handle is not None
         start = state.journal_size
-        view = memoryview(data)
+        rest: bytes | memoryview = data  # a view of what is left only after a short write
         try:
-            while view:
-                written = handle.write(view)
+            while rest:
+                written = handle.write(rest)
                 if not written:
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                view = view[written:]
+                rest = memoryview(rest)[written:] if written < len(rest) else b""
         except OSError as exc:
             with contextlib.suppress(OSError):
                 handle.truncate(start)

@@ -506,6 +506,39 @@ def test_failed_write_leaves_old_file_and_no_temp(plan: Plan, monkeypatch: pytes
     assert "s2" in new_store(plan).doc("exp")["sub_experiments"]
 
 
+class _ShortWrites:
+    """The journal's file object, writing at most ``most`` bytes a call (``0``: nothing, a full
+    disk that says so only by the count)."""
+
+    def __init__(self, raw: Any, most: int) -> None:
+        self._raw = raw
+        self.most = most
+        self.calls: list[int] = []
+
+    def write(self, data: Any) -> int:
+        self.calls.append(len(data))
+        return int(self._raw.write(bytes(data[: self.most])))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
+def test_short_journal_writes_are_continued_until_the_line_is_whole(plan: Plan) -> None:
+    store = new_store(plan)
+    store.record("exp", "s1", entry(acc=0.25))  # opens the journal
+    state = store._states["exp"]
+    handle = state.journal = _ShortWrites(state.journal, 7)  # type: ignore[assignment]
+    store.record("exp", "s2", entry(acc=0.5))
+    assert len(handle.calls) > 2 and handle.calls == list(range(handle.calls[0], 0, -7))
+    assert state.journal_size == state.journal_path.stat().st_size  # type: ignore[union-attr]
+    handle.most = 0  # then the disk is full: a write error, and the journal as it was
+    with pytest.raises(store_mod.ResultsWriteError):
+        store.record("exp", "sw", entry(), point="h_1")
+    assert state.journal_size == state.journal_path.stat().st_size  # type: ignore[union-attr]
+    lines = state.journal_path.read_bytes().splitlines()  # type: ignore[union-attr]
+    assert [json.loads(line)["sub"] for line in lines] == ["s1", "s2"]
+
+
 def test_flush_writes_every_experiment_it_can_and_keeps_the_journal_of_one_it_cannot(plan: Plan) -> None:
     store = new_store(plan)
     store.record("exp", "s1", entry())
