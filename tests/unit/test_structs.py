@@ -278,3 +278,119 @@ def test_mistakes_in_a_class_body_fail_when_the_class_is_made_not_at_its_first_i
         @struct
         class Shared:
             items: list[int] = []  # noqa: RUF012
+
+
+# A frozen slotted struct of 3 or more fields sets them while the new instance is of a private
+# twin class (structs._twin_of); none of that may show once the constructor returns or raises.
+built: list[Any] = []
+
+
+def _fresh_list() -> list[int]:
+    return [len(built)]
+
+
+@struct(frozen=True, slots=True)
+class Record:
+    a: int
+    b: str = "b"
+    items: list[int] = field(default_factory=_fresh_list)
+    hidden: int = field(default=7, init=False, compare=False)
+    made: list[int] = field(default_factory=list, init=False)
+    late: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        built.append((type(self), self.a))
+        object.__setattr__(self, "late", self.a * 2)
+
+
+@struct(frozen=True, slots=True)
+class SubRecord(Record):
+    c: int = 3
+    d: tuple[int, ...] = ()
+
+
+class PlainSubRecord(Record):  # not a struct: has a __dict__, uses Record's __init__
+    pass
+
+
+def _values(obj: Any) -> tuple[Any, ...]:
+    return (type(obj), *(getattr(obj, name) for name in field_names(obj)))
+
+
+def test_frozen_slotted_structs_built_through_the_twin_stay_frozen_and_unchanged() -> None:
+    built.clear()
+    rec, sub, plain = Record(1), SubRecord(2, "x", [5], c=4, d=(1,)), PlainSubRecord(3)
+    assert _values(rec) == (Record, 1, "b", [0], 7, [], 2)
+    assert _values(sub) == (SubRecord, 2, "x", [5], 7, [], 4, 4, (1,))
+    assert _values(plain) == (PlainSubRecord, 3, "b", [2], 7, [], 6)
+    # __post_init__ sees the class itself, never the twin
+    assert built == [(Record, 1), (SubRecord, 2), (PlainSubRecord, 3)]
+    assert Record(1).items is not Record(1).items
+    for obj in (rec, sub, plain):
+        for name in ("a", "hidden", "made", "late", "other"):
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                setattr(obj, name, 0)
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                delattr(obj, name)
+        assert isinstance(obj, Record)
+        back = [pickle.loads(pickle.dumps(obj)), copy.copy(obj), copy.deepcopy(obj)]
+        back.append(dataclasses.replace(obj))
+        assert all(_values(b) == _values(obj) and b == obj for b in back)
+    assert repr(rec) == "Record(a=1, b='b', items=[0], hidden=7, made=[], late=2)"
+    assert [f.name for f in dataclasses.fields(SubRecord)][-2:] == ["c", "d"]
+    assert rec != sub and Record(1, items=[0]) == rec
+
+
+def test_a_constructor_that_raises_leaves_no_half_built_twin_behind() -> None:
+    def boom() -> list[int]:
+        raise LookupError("factory")
+
+    @struct(frozen=True, slots=True)
+    class Failing:
+        a: int
+        b: int = 0
+        c: list[int] = field(default_factory=boom)
+
+        def __post_init__(self) -> None:
+            built.append(self)
+            if self.a < 0:
+                raise ValueError("post_init")
+
+    built.clear()
+    with pytest.raises(LookupError, match="factory"):
+        Failing(1)
+    with pytest.raises(ValueError, match="post_init"):
+        Failing(-1, c=[])
+    (seen,) = built
+    assert type(seen) is Failing and seen.c == []
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        seen.a = 2  # type: ignore[misc]
+    # Run again on a built instance (as a subclass's own __init__ would): a failing factory
+    # leaves it as it was, of its own class.
+    ok = Failing(1, c=[1])
+    with pytest.raises(LookupError):
+        Failing.__init__(ok, 5)
+    assert type(ok) is Failing and (ok.a, ok.c) == (1, [1])
+    assert Failing(2, 3, [4]) == Failing(2, 3, [4])
+
+
+def test_classes_that_would_see_a_twin_made_set_their_slots_one_by_one() -> None:
+    made: list[type] = []
+
+    class Watched:
+        __slots__ = ()
+
+        def __init_subclass__(cls) -> None:
+            made.append(cls)
+
+    @struct(frozen=True, slots=True)
+    class Child(Watched):
+        a: int
+        b: int = 1
+        c: int = 2
+
+    count = len(made)
+    assert _values(Child(5)) == (Child, 5, 1, 2) and hash(Child(5)) == hash(Child(5))
+    assert len(made) == count  # no subclass of Child was made
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Child(5).a = 1  # type: ignore[misc]
