@@ -102,29 +102,25 @@ class _MarksInOneLoop:
     __slots__ = ()
 
     def iter_markers_with_node(self, name: str | None = None) -> Iterator[tuple[Any, pytest.Mark]]:
-        found = []
-        node: Any = self
-        while node is not None:
-            marks = node.own_markers
-            if marks:  # most levels have none: no list iterator made for them (36 per item)
-                for mark in marks:
-                    if name is None or getattr(mark, "name", None) == name:
-                        found.append((node, mark))
-            node = node.parent
-        return iter(found)
+        return iter(_marks_of(self, name, with_node=True))
 
     def iter_markers(self, name: str | None = None) -> Iterator[pytest.Mark]:
         # The marks of the pairs above, in their order: no generator over them, no tuple per mark.
-        found = []
-        node: Any = self
-        while node is not None:
-            marks = node.own_markers
-            if marks:
-                for mark in marks:
-                    if name is None or getattr(mark, "name", None) == name:
-                        found.append(mark)
-            node = node.parent
-        return iter(found)
+        return iter(_marks_of(self, name, with_node=False))
+
+
+def _marks_of(node: Any, name: str | None, *, with_node: bool) -> list[Any]:
+    """The marks named ``name`` (None: all) of ``node`` and its parents, the node's own first;
+    each as a ``(node, mark)`` pair ``with_node``."""
+    found: list[Any] = []
+    while node is not None:
+        marks = node.own_markers
+        if marks:  # most levels have none: no list iterator made for them (36 per item)
+            for mark in marks:
+                if name is None or getattr(mark, "name", None) == name:
+                    found.append((node, mark) if with_node else mark)
+        node = node.parent
+    return found
 
 
 def _flatten_keywords(item: pytest.Item) -> None:
