@@ -267,7 +267,23 @@ def _compile_setstate(cls: type, fields: list[_Field]) -> Callable[[Any, list[An
         lines.append(", ".join(f"v{i}" for i in range(len(fields))) + ", = state")
     for i, f in enumerate(fields):
         ns[f"s{i}"] = getattr(cls, f.name).__set__
-        lines.append(f"s{i}(self, v{i})")
+    by_setter = [f"s{i}(self, v{i})" for i in range(len(fields))]
+    twin = _twin(cls) if len(fields) >= _TWIN_FROM else None
+    if twin is None:
+        lines += by_setter
+    else:
+        # As __init__ does (_init_source): the values are unpacked first, then only the slot
+        # stores run while the instance is of the twin.  The cached plan's sub-experiments
+        # (22 fields): ~15 k instructions an object through the setters, ~4 k through the twin.
+        ns.update(_struct_type=type, _struct_cls=cls, _struct_twin=twin, _struct_set_class=_set_class)
+        lines += [
+            "if _struct_type(self) is _struct_cls:",
+            "    try:",
+            "        _struct_set_class(self, _struct_twin)",
+        ]
+        lines += [f"        self.{f.name} = v{i}" for i, f in enumerate(fields)]
+        lines += ["    finally:", "        self.__class__ = _struct_cls", "else:"]
+        lines += [f"    {line}" for line in by_setter]  # a subclass's instance: its own layout
     exec("def __setstate__(self, state):\n    " + "\n    ".join(lines) + "\n", ns)
     setstate: Callable[[Any, list[Any]], None] = ns["__setstate__"]
     setstate.__qualname__ = f"{cls.__qualname__}.__setstate__"
@@ -307,9 +323,9 @@ def _twin_of(cls: type) -> type | None:
     ``__set__`` costs ~700 instructions a field (a C call with an argument tuple); the twin costs
     ~1,300 for the two ``__class__`` switches and ~110 a field, so it pays from 3 fields on
     (cachegrind, 5,000 instances: SeedOutcome's 15 fields 13,800 -> 6,800 instructions).  The
-    twin is made with the class's first instance and shows only in ``cls.__subclasses__()``;
-    None where making a subclass could be seen otherwise: a metaclass, or an
-    ``__init_subclass__`` anywhere above."""
+    twin is made with the class's first instance (built or restored: ``_twin``) and shows only
+    in ``cls.__subclasses__()``; None where making a subclass could be seen otherwise: a
+    metaclass, or an ``__init_subclass__`` anywhere above."""
     if type(cls) is not type or any("__init_subclass__" in c.__dict__ for c in cls.__mro__[:-1]):
         return None
     # Both, or the type's one setter slot would still call the frozen __delattr__'s way in.
@@ -323,13 +339,22 @@ def _twin_of(cls: type) -> type | None:
 _TWIN_FROM = 3  # fields set by __init__ (see _twin_of)
 
 
+def _twin(cls: type) -> type | None:
+    """The class's one twin (``_twin_of``), made when first asked for (by ``__init__`` or by
+    ``__setstate__``, whichever is compiled first) and kept on the class."""
+    if "__struct_twin__" not in cls.__dict__:
+        type.__setattr__(cls, "__struct_twin__", _twin_of(cls))
+    twin: type | None = cls.__dict__["__struct_twin__"]
+    return twin
+
+
 def _build_init(cls: type, fields: list[_Field], *, frozen: bool, slots: bool) -> Any:
     ns: dict[str, Any] = {"_HAS_FACTORY": _HAS_FACTORY, "_setattr": _setattr}
     twin = None
     if frozen and slots:
         ns.update({f"_s_{f.name}": getattr(cls, f.name).__set__ for f in fields})
         set_ = [f for f in fields if f.init or f.default is not _MISSING or f.factory is not _MISSING]
-        twin = _twin_of(cls) if len(set_) >= _TWIN_FROM else None
+        twin = _twin(cls) if len(set_) >= _TWIN_FROM else None
         if twin is not None:
             ns.update(_struct_type=type, _struct_cls=cls, _struct_twin=twin, _struct_set_class=_set_class)
     post_init = hasattr(cls, "__post_init__")

@@ -394,3 +394,33 @@ def test_classes_that_would_see_a_twin_made_set_their_slots_one_by_one() -> None
     assert len(made) == count  # no subclass of Child was made
     with pytest.raises(dataclasses.FrozenInstanceError):
         Child(5).a = 1  # type: ignore[misc]
+
+
+@struct(frozen=True, slots=True)
+class Restored:
+    a: int
+    b: str = "b"
+    c: tuple[int, ...] = ()
+
+
+class LooseRestored(Restored):  # not a struct: pickled by name, so at module level
+    pass
+
+
+def test_restoring_sets_the_slots_through_the_one_twin_and_leaves_the_class_as_it_was() -> None:
+    # pickle and copy restore a frozen slotted struct of 3+ fields through the same twin class
+    # its constructor uses (structs._twin): one twin per class, whichever was compiled first.
+    restored = pickle.loads(pickle.dumps([Restored(1, "x", (2,)), Restored(3)]))
+    assert [_values(r) for r in restored] == [(Restored, 1, "x", (2,)), (Restored, 3, "b", ())]
+    assert _values(copy.copy(Restored(4))) == (Restored, 4, "b", ())
+    twins = [c for c in Restored.__subclasses__() if c.__qualname__.endswith("<twin>")]
+    assert len(twins) == 1
+    for obj in restored:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            obj.a = 5  # type: ignore[misc]
+        assert obj == Restored(obj.a, obj.b, obj.c) and hash(obj) == hash(Restored(obj.a, obj.b, obj.c))
+    # A subclass that is not a struct (it has a __dict__) is restored slot by slot, as before.
+    loose = pickle.loads(pickle.dumps(LooseRestored(6, "y")))
+    assert _values(loose) == (LooseRestored, 6, "y", ()) and type(loose) is LooseRestored
+    with pytest.raises(TypeError, match="2 values for 3 fields"):
+        Restored(1).__setstate__([1, 2])  # type: ignore[attr-defined]
