@@ -5,7 +5,7 @@ judgement is said.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeGuard
 
 from ..model import (
@@ -79,6 +79,13 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
         if len(_TABLE_HEADS) < 256:
             _TABLE_HEADS[key] = heads
     out = list(heads)
+    out += _table_lines(rows)
+    return out
+
+
+def _table_lines(rows: Iterable[Sequence[Any]]) -> list[str]:
+    """A table's rows as lines (what follows its header), each cell escaped where it must be."""
+    out = []
     for row in rows:
         try:  # cells are text (str() of each, a call per cell, only for a row that holds other values)
             line = " | ".join(row)

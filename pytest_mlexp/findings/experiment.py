@@ -4,6 +4,7 @@ words (SPEC section 10).
 
 from __future__ import annotations
 
+import math
 import posixpath
 import shlex
 from collections.abc import Mapping, Sequence
@@ -49,7 +50,7 @@ from .common import (
     code,
     relative_artifact,
 )
-from .nextsteps import _next_steps, _provenance_rows
+from .nextsteps import PROVENANCE_HEADER, _next_steps, _provenance_lines
 
 # --- what an adopted plan says in its own words (SPEC section 10) ------------------------------
 
@@ -201,9 +202,9 @@ def render_experiment(
     out += ["### Summary", ""]
     counts: dict[str, int] = {}
     for state in states:
-        status = "stale" if state.stale is not None else state.status.replace("not_run", "not run")
+        status = state.status if state.stale is None else "stale"
         counts[status] = counts.get(status, 0) + 1
-    ran = ", ".join(f"{n} {status}" for status, n in counts.items())
+    ran = ", ".join(f"{n} {status.replace('not_run', 'not run')}" for status, n in counts.items())
     out.append(f"{len(exp.sub_experiments)} sub-experiment(s): {ran}.")
     if verdict.verdict == "passed":
         out.append("Every sub-experiment passed and every success criterion is met.")
@@ -264,12 +265,18 @@ def render_experiment(
 
     out += ["### Sub-experiments", ""]
     for state in states:
-        out += _render_sub(state, entries.get(state.sub.id), stale, say, where, plan, charts, exists)
+        entry = entries.get(state.sub.id)
+        section = _quiet_sub(state, entry, stale, say, where, charts)
+        if section is None:
+            out += _render_sub(state, entry, stale, say, where, plan, charts, exists)
+        else:
+            out.append(section)
 
-    prov = _provenance_rows(exp, entries)
+    prov = _provenance_lines(exp, entries)
     if prov:
         out += ["### Provenance", ""]
-        out += _table(["Sub-experiment", "Git commit", "Dirty", "Python", "Packages", "Handler sha256"], prov)
+        out += _table(PROVENANCE_HEADER, ())
+        out += prov
         out.append("")
     return scrub("\n".join(out).rstrip("\n") + "\n")
 
@@ -370,6 +377,132 @@ def _run_notes(entry: Mapping[str, Any]) -> list[str]:
     if isinstance(missing, list) and missing:
         out += [f"**Artifacts missing:** {', '.join(code(m) for m in missing[:5])}", ""]
     return out
+
+
+# The keys of an entry that make it not a quiet one (see _quiet_sub): the ones the sections
+# below read besides the fast path's own (status, finding, metrics, artifacts, the facts line's)
+# and those they read only for a status the fast path leaves alone (error, blocked_reason).  A
+# unit test reads the sections' code for every key they ask an entry for and fails on one
+# missing here.  (Asked as "none of these is in the entry": a missing key is found without
+# comparing text, where "every key is one of these" compares each key's text, at twice the cost.)
+_LOUD_KEYS = frozenset(
+    {
+        "imported",
+        "reused",
+        OUTDATED,
+        "artifacts_missing",
+        "points",
+        "history",
+        "issues",
+        "blockers",
+        "stats",
+        "tracking",
+        "wandb",
+    }
+)
+# A run's duration as the facts line shows it, by the float stored (rounded to the millisecond:
+# many runs share one, and formatting a float is a good part of a quiet section's cost), zero
+# aside; cleared when full.
+_SECONDS_TEXT: dict[float, str] = {}
+_METRICS_START = (
+    "\n| Metric | Value | Seeds |\n|---|---|---|\n"  # (the empty line before it, then its header)
+)
+# A metrics row's first cells by metric name, for names whose cell needs no escape: most
+# sub-experiments of a plan report the same few metrics.
+_METRIC_ROW_HEADS: dict[str, str] = {}
+
+
+def _quiet_sub(
+    state: SubState,
+    entry: Any,
+    stale: Mapping[str, Any],
+    say: SentenceFn,
+    where: str,
+    charts: Mapping[str, str],
+) -> str | None:
+    """The section ``_render_sub`` gives a quiet sub-experiment, as one piece of text (its lines
+    joined by newlines), or None when it is not one: a stored entry that passed or failed, with
+    nothing to say beyond its facts line, its metrics table, its own criteria and its curves
+    chart.
+
+    Why: this runs once per sub-experiment (a 1,000-item plan renders a thousand sections at the
+    session's end) and nearly all are quiet; the general path asks each of its two dozen
+    questions through a helper and builds each line apart.  The text is the general path's,
+    byte for byte (a unit test compares the two on varied entries): anything this is unsure of
+    returns None."""
+    sub = state.sub
+    status = state.status
+    if (
+        entry.__class__ is not dict
+        or not entry
+        or (status != "passed" and status != "failed")  # (no error, block or not-run lines)
+        or state.wiring
+        or sub.meta  # (a name, the plan's words)
+        or sub.pivot
+        or (sub.accepted is not None and status != "passed")
+        or not _LOUD_KEYS.isdisjoint(entry)
+        or entry.get("finding")
+        or entry.get("artifacts")
+        or (stale and stale.get(sub.id) is not None)  # (an earlier attempt to count)
+    ):
+        return None
+    # The lines as _render_sub gives them, joined: the heading, then each block after the empty
+    # line that ends the one before it.
+    metrics = entry.get("metrics")
+    table = ""
+    if metrics.__class__ is dict:
+        if metrics:
+            table = _METRICS_START
+            for name, value in metrics.items():
+                head = _METRIC_ROW_HEADS.get(name)
+                if head is None:
+                    if name.__class__ is not str or "|" in name or "\n" in name or "\r" in name:
+                        return None  # a cell to escape (or a key str() shows): _table's way
+                    head = f"| `{name}` | "
+                    if len(_METRIC_ROW_HEADS) < 1024:
+                        _METRIC_ROW_HEADS[name] = head
+                shown = fmt_value(value)
+                # (A float's text is digits, a sign, a point, an exponent, NaN or inf.)
+                if value.__class__ is not float and ("|" in shown or "\n" in shown or "\r" in shown):
+                    return None
+                table = f"{table}{head}{shown} | — |\n"
+    elif metrics is not None:
+        return None  # another kind of mapping, or something else: the general path decides
+    executor = entry.get("executor")
+    duration = entry.get("duration_s")
+    finished = entry.get("finished_at")
+    if executor and finished and duration.__class__ is float:  # what a run records
+        if not duration:  # (0.0 and -0.0 would be one key, with two texts)
+            seconds = "0.0" if math.copysign(1.0, duration) > 0 else "-0.0"
+        else:
+            cached = _SECONDS_TEXT.get(duration)
+            if cached is None:
+                if len(_SECONDS_TEXT) >= 4096:
+                    _SECONDS_TEXT.clear()
+                cached = _SECONDS_TEXT[duration] = f"{duration:.1f}"
+            seconds = cached
+        text = (
+            f"#### `{sub.id}`: {status}\n\n"
+            f"Ran: executor `{executor}`, {seconds} s, finished {finished}.\n{table}"
+        )
+    else:
+        facts = []
+        if executor:
+            facts.append(f"executor `{executor}`")
+        if duration.__class__ is float or (
+            isinstance(duration, (int, float)) and not isinstance(duration, bool)
+        ):
+            facts.append(f"{duration:.1f} s")
+        if finished:
+            facts.append(f"finished {finished}")
+        ran = f"\nRan: {', '.join(facts)}.\n" if facts else ""
+        text = f"#### `{sub.id}`: {status}\n{ran}{table}"
+    extra: list[str] = []
+    if state.judgements:
+        extra += _judgement_lines(state, say)
+    if charts:
+        extra += _chart(charts, f"{sub.id}-curves.png", f"{sub.id}: learning curves", where)
+    return "\n".join((text, *extra)) if extra else text
 
 
 def _render_sub(

@@ -14,7 +14,7 @@ from ..model import (
 )
 from ..records import UNFINISHED_IMPORT
 from ..textutil import fmt_number as fmt_value  # the one number formatter
-from .common import _is_map, _states
+from .common import _is_map, _states, _table_lines
 
 
 def _next_steps(
@@ -162,32 +162,101 @@ def _by_status(states: Sequence[SubState]) -> tuple[list[str], list[str], list[s
     return errored, failed, never, stale_ids
 
 
+PROVENANCE_HEADER = ("Sub-experiment", "Git commit", "Dirty", "Python", "Packages", "Handler sha256")
+
+
 def _provenance_rows(exp: Experiment, entries: Mapping[str, Any]) -> list[list[str]]:
+    """The provenance table's rows: one per sub-experiment with provenance, in plan order."""
     rows = []
     for sub in exp.sub_experiments:
-        entry: Any = entries.get(sub.id)
-        # (_is_map's answer for a dict, without the call: once per sub-experiment)
-        if not (entry.__class__ is dict or _is_map(entry)):
-            continue
-        prov: Any = entry.get("provenance")
-        if not (prov.__class__ is dict or _is_map(prov)):
-            # A sweep's summary has none of its own: show the selected point's.
-            points = entry.get("points")
-            selected = entry.get("selected")
-            if _is_map(points) and _is_map(points.get(selected)):
-                prov = points[selected].get("provenance")
-            if not _is_map(prov):
-                continue
-        packages = prov.get("packages")
-        pkgs = (
-            ", ".join(f"{k} {v}" for k, v in packages.items())
-            if packages is not None and _is_map(packages)
-            else "—"
-        )
-        commit = str(prov.get("git_commit") or "—")[:12]
-        dirty = prov.get("git_dirty")
-        handler = str(prov.get("handler_sha256") or "—")[:12]
-        rows.append(
-            [f"`{sub.id}`", commit, fmt_value(dirty), str(prov.get("python", "—")), pkgs or "—", handler]
-        )
+        row = _provenance_row(sub.id, entries.get(sub.id))
+        if row is not None:
+            rows.append(row)
     return rows
+
+
+def _provenance_row(sub_id: str, entry: Any) -> list[str] | None:
+    # (_is_map's answer for a dict, without the call: once per sub-experiment)
+    if not (entry.__class__ is dict or _is_map(entry)):
+        return None
+    prov: Any = entry.get("provenance")
+    if not (prov.__class__ is dict or _is_map(prov)):
+        # A sweep's summary has none of its own: show the selected point's.
+        points = entry.get("points")
+        selected = entry.get("selected")
+        if _is_map(points) and _is_map(points.get(selected)):
+            prov = points[selected].get("provenance")
+        if not _is_map(prov):
+            return None
+    packages = prov.get("packages")
+    pkgs = (
+        ", ".join(f"{k} {v}" for k, v in packages.items())
+        if packages is not None and _is_map(packages)
+        else "—"
+    )
+    commit = str(prov.get("git_commit") or "—")[:12]
+    dirty = prov.get("git_dirty")
+    handler = str(prov.get("handler_sha256") or "—")[:12]
+    return [f"`{sub_id}`", commit, fmt_value(dirty), str(prov.get("python", "—")), pkgs or "—", handler]
+
+
+def _provenance_lines(exp: Experiment, entries: Mapping[str, Any]) -> list[str]:
+    """``_table_lines(_provenance_rows(exp, entries))``, with the common row written at once: a
+    dict entry with its own provenance and no packages listed, its commit, python and handler
+    text (or missing), its dirty flag a bool (or missing).
+
+    Why: a row per sub-experiment, a thousand in a 1,000-item plan, at the session's end, and
+    the sub-experiments of an experiment mostly share one commit, python and handler file: the
+    row after the id is made (and checked for cells to escape) once per experiment for each
+    such provenance, not once per row.  A unit test compares this with the general rows."""
+    lines: list[str] = []
+    tails: dict[tuple[Any, ...], str | bool | None] = {}
+    subs = exp.sub_experiments
+    ids = "".join([sub.id for sub in subs])  # (a plan's ids never need escaping: asked once)
+    plain_ids = "|" not in ids and "\n" not in ids and "\r" not in ids
+    for sub in subs:
+        sub_id = sub.id
+        entry = entries.get(sub_id)
+        if plain_ids and entry.__class__ is dict:
+            prov: Any = entry.get("provenance")
+            dirty = prov.get("git_dirty") if prov.__class__ is dict else 0
+            # (The flag asked here, not in _provenance_tail: 1 == True, and 1 shows as "1".)
+            if (dirty is None or dirty is True or dirty is False) and prov.get("packages") is None:
+                key = (prov.get("git_commit"), dirty, prov.get("python", "—"), prov.get("handler_sha256"))
+                try:
+                    tail = tails.get(key, False)
+                except TypeError:  # a list or a mapping where text belongs: the general row shows it
+                    tail = None
+                if tail is False:
+                    tail = tails[key] = _provenance_tail(*key)
+                if tail is not None:
+                    lines.append(f"| `{sub_id}` | {tail}")
+                    continue
+        row = _provenance_row(sub_id, entry)
+        if row is not None:
+            lines += _table_lines((row,))
+    return lines
+
+
+def _provenance_tail(commit: Any, dirty: Any, python: Any, handler: Any) -> str | None:
+    """A provenance row after its id cell, as _provenance_row and _table_lines write it, or None
+    when a field is not text (or missing) or a cell needs escaping.  ``dirty`` is None, True or
+    False (the caller asks: equal keys must mean equal text)."""
+    if not (
+        (commit is None or commit.__class__ is str)
+        and python.__class__ is str
+        and (handler is None or handler.__class__ is str)
+    ):
+        return None
+    line = " | ".join(
+        (
+            commit[:12] if commit else "—",
+            fmt_value(dirty),
+            python,
+            "—",
+            handler[:12] if handler else "—",
+        )
+    )
+    if line.count("|") != 4 or "\n" in line or "\r" in line:
+        return None
+    return f"{line} |"
