@@ -170,7 +170,6 @@ def _emit_literal(pad: str, head: str, text: str, out: list[str]) -> None:
 _LEVELS: dict[int, tuple[str, dict[str, str]]] = {}
 _TAILS: dict[str, str] = {}
 _CACHE_MAX = 50_000
-_FLOAT_REPR = float.__repr__
 
 
 def _head(heads: dict[str, str], pad: str, key: Any) -> str:
@@ -198,57 +197,61 @@ def _tail(value: str) -> str:
 
 
 def _emit_map(data: Mapping[Any, Any], indent: int, out: list[str]) -> None:
-    level = _LEVELS.get(indent)
-    if level is None:
-        level = _LEVELS[indent] = (" " * indent, {})
-    pad, heads = level
+    # (Counted on CPython 3.11, per call or per key; most maps of an entry hold one to three
+    # keys: binding ``out.append`` to a local costs more than it saves, as a call of the bound
+    # method is slower than ``out.append``'s specialised call; ``type()`` is a specialised call
+    # where ``.__class__`` is a generic attribute lookup; the kinds are tried in the order
+    # entries hold them most: text, maps, nulls, floats, lists.)
+    try:
+        pad, heads = _LEVELS[indent]
+    except KeyError:
+        pad, heads = _LEVELS[indent] = (" " * indent, {})
     tails = _TAILS
-    append = out.append
     for key, value in data.items():
         # Only str keys are cached, and only a str (or a str subclass, which _key writes as the
         # str it equals) equals a str: a hit is this key's head, whatever the key's type.
         head = heads.get(key)
         if head is None:
             head = _head(heads, pad, key)
-        kind = value.__class__
+        kind = type(value)
         # The common shapes first, each written exactly as the general branches below would.
         if kind is str:
             tail = tails.get(value)
             if tail is not None:
-                append(head)  # (two pieces, no concatenation: "".join copies them once)
-                append(tail)
+                out.append(head)  # (two pieces, no concatenation: "".join copies them once)
+                out.append(tail)
             elif "\n" not in value:
-                append(head + _tail(value))
+                out.append(head + _tail(value))
             elif _literal_ok(value):
                 _emit_literal(pad, head, value, out)
             else:
-                append(f"{head} {_string(value)}\n")
-        elif kind is float:
-            text = _FLOAT_REPR(value)
-            # nan, inf and exponents ("1e-05") need _float's care; "0.5" is written as it is.
-            append(f"{head} {_float(value) if 'n' in text or 'e' in text else text}\n")
+                out.append(f"{head} {_string(value)}\n")
         elif kind is dict:
             if value:
-                append(head)
-                append("\n")
+                out.append(head)
+                out.append("\n")
                 _emit_map(value, indent + 2, out)
             else:
-                append(head)
-                append(" {}\n")
+                out.append(head)
+                out.append(" {}\n")
+        elif value is None:
+            out.append(head)
+            out.append(" null\n")
+        elif kind is float:
+            text = repr(value)
+            # nan, inf and exponents ("1e-05") need _float's care; "0.5" is written as it is.
+            out.append(f"{head} {_float(value) if 'n' in text or 'e' in text else text}\n")
         elif kind is list:
             if value:
-                append(head)
-                append("\n")
+                out.append(head)
+                out.append("\n")
                 # Block sequences sit at their key's indent, as PyYAML writes them.
                 _emit_seq(value, indent, out)
             else:
-                append(head)
-                append(" []\n")
-        elif value is None:
-            append(head)
-            append(" null\n")
+                out.append(head)
+                out.append(" []\n")
         elif kind is int:
-            append(f"{head} {value}\n")
+            out.append(f"{head} {value}\n")
         else:
             _emit_other(value, pad, head, indent, out)
 
@@ -277,7 +280,7 @@ def _emit_other(value: Any, pad: str, head: str, indent: int, out: list[str]) ->
 def _emit_seq(data: Sequence[Any], indent: int, out: list[str]) -> None:
     pad = " " * indent
     for value in data:
-        kind = value.__class__
+        kind = type(value)
         if kind is int:  # seeds: the common items (written as _scalar writes an int)
             out.append(f"{pad}- {value}\n")
         elif kind is str:  # names
