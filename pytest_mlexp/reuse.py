@@ -208,6 +208,13 @@ class PlanFingerprints:
 
     def digest(self, sub: SubExperiment, point: SweepPoint | None, entry_of: EntryOf) -> str | None:
         """Only the fingerprint of :meth:`node` (what checking a stored result needs)."""
+        if point is None:
+            # A result without upstream whose fingerprint was worked out (when its item ran, or
+            # when its results file was read): what _fingerprint answers again, without the four
+            # calls on the way there (asked for every entry at every write of its file).
+            got = self._fixed.get(sub.id)
+            if got is not None:
+                return got
         inputs = self.sub_inputs(sub)
         if inputs is None:
             return None
@@ -434,10 +441,13 @@ class PlanReconciler:
             sub = self.plan.sub(sub_id)
             if not sub.sweep:
                 current = subs.get(sub_id)
-                if not _is_result(current) and sub_id in stale:
+                # (Most sub-experiments have nothing under stale: asked first, it spares them the
+                # call asking whether theirs is a result.)
+                if sub_id in stale and not _is_result(current):
                     self._restore_into(doc, sub_id, sub_id, None)
+                    current = subs.get(sub_id)
                 # (its node is known: not looked up again from its key, once per entry)
-                self._annotate(doc, sub_id, subs.get(sub_id), node_of=(sub, None), entry_of=entry_of)
+                self._annotate(doc, sub_id, current, node_of=(sub, None), entry_of=entry_of)
                 continue
             restored = False
             for point in self.fps.points(sub):
@@ -549,19 +559,21 @@ class PlanReconciler:
                 else:
                     why = explain_change(_prov(entry, "inputs"), current.inputs, current.handler_file)
         artifacts = entry.get("artifacts")
-        missing = _missing_artifacts(self.plan.root, artifacts) if artifacts else []
+        missing = (_missing_artifacts(self.plan.root, artifacts) or None) if artifacts else None
+        before = entry.get("artifacts_missing") or None
+        if entry.get(OUTDATED) == why and before == missing:
+            return why  # marked as it is (most entries): nothing to change
         changes: dict[str, Any] = {}
         if entry.get(OUTDATED) != why:
             changes[OUTDATED] = why
-        if (entry.get("artifacts_missing") or None) != (missing or None):
-            changes["artifacts_missing"] = missing or None
-        if changes:
-            new = {k: v for k, v in entry.items() if k not in changes or changes[k] is not None}
-            new.update({k: v for k, v in changes.items() if v is not None})
-            if container is not None:
-                container[node.partition("[")[2][:-1]] = new
-            else:
-                doc["sub_experiments"][node] = new
+        if before != missing:
+            changes["artifacts_missing"] = missing
+        new = {k: v for k, v in entry.items() if k not in changes or changes[k] is not None}
+        new.update({k: v for k, v in changes.items() if v is not None})
+        if container is not None:
+            container[node.partition("[")[2][:-1]] = new
+        else:
+            doc["sub_experiments"][node] = new
         return why
 
 

@@ -225,3 +225,99 @@ def test_a_result_stale_by_its_seeds_is_an_earlier_attempt_of_the_same_params() 
     assert seeds_added_after_inconclusive(now, stale) == (["acc"], 3, 6)
     other = {**stale, "params": {"lr": 0.01}}  # another experiment's result, not an attempt of this one
     assert earlier_attempts(now, other) == [] and seeds_added_after_inconclusive(now, other) is None
+
+
+def _fingerprinted_plan(tmp_path: Path) -> tuple[Plan, Any]:
+    """A plan of one experiment: ``a`` and ``b`` share a handler, ``c`` waits for ``a``, ``n``
+    has no handler; and what its fingerprints' ``ref_of`` answers."""
+    from pytest_mlexp.handler_modules import HandlerRef
+
+    handler = tmp_path / "experiments" / "h.py"
+    handler.parent.mkdir()
+    handler.write_text("def h(runner):\n    return {'metrics': {'x': 1.0}}\n")
+    subs = [
+        factories.sub("a", "exp", params={"lr": 0.1}),
+        factories.sub("b", "exp", params={"lr": 0.2}),
+        factories.sub("c", "exp", dependencies=("a",)),
+        factories.sub("n", "exp"),
+    ]
+    plan = Plan(
+        path=tmp_path / "research_plan.yaml",
+        project=Project("P", "h", None, {}),
+        experiments=(factories.experiment("exp", subs),),
+        gates=(),
+        modal={},
+        meta={},
+    )
+    ref = HandlerRef(handler, "experiments.h", "h", ("runner",), 1, "0" * 64)
+    return plan, (lambda sub: None if sub.id == "n" else ref)
+
+
+def test_a_fingerprint_without_upstream_is_answered_again_as_first_worked_out(tmp_path: Path) -> None:
+    # digest() answers a result without upstream from the session's cache once it is known;
+    # what it answers is what a fresh PlanFingerprints works out, and a result with upstream
+    # still follows its upstream's fingerprint.
+    from pytest_mlexp.fingerprint import Fingerprinter
+    from pytest_mlexp.reuse import PlanFingerprints
+
+    plan, ref_of = _fingerprinted_plan(tmp_path)
+    entries: dict[str, Any] = {"a": {"status": "passed", "provenance": {"fingerprint": "1" * 64}}}
+
+    def fresh() -> PlanFingerprints:
+        return PlanFingerprints(plan, Fingerprinter(tmp_path), stub=False, ref_of=ref_of)
+
+    subs = plan.experiment("exp").sub_experiments
+    warm = fresh()
+    for sub in subs:  # worked out once (the item's run, or the file's first read)
+        warm.node(sub, None, entries.get)
+    first = {sub.id: warm.digest(sub, None, entries.get) for sub in subs}
+    assert first == {sub.id: fresh().digest(sub, None, entries.get) for sub in subs}
+    assert first["n"] is None and len({first["a"], first["b"], first["c"]}) == 3
+    for sub in subs:
+        node = warm.node(sub, None, entries.get)
+        assert (node.fingerprint if node is not None else None) == first[sub.id]
+    entries["a"] = {"status": "passed", "provenance": {"fingerprint": "2" * 64}}
+    again = {sub.id: warm.digest(sub, None, entries.get) for sub in subs}
+    assert again == {sub.id: fresh().digest(sub, None, entries.get) for sub in subs}
+    assert again["c"] != first["c"] and {k: v for k, v in again.items() if k != "c"} == {
+        k: v for k, v in first.items() if k != "c"
+    }
+
+
+def test_reconcile_marks_and_unmarks_outdated_and_missing_files(tmp_path: Path) -> None:
+    # An entry marked as it should be is written as it is (the same object); one whose marks
+    # are wrong gets them put right, whichever way.
+    from pytest_mlexp.fingerprint import Fingerprinter
+    from pytest_mlexp.reuse import PlanFingerprints, PlanReconciler
+
+    plan, ref_of = _fingerprinted_plan(tmp_path)
+    fps = PlanFingerprints(plan, Fingerprinter(tmp_path), stub=False, ref_of=ref_of)
+    docs: dict[str, Any] = {}
+    rec = PlanReconciler(fps, doc_of=docs.__getitem__)
+    a, b = plan.sub("a"), plan.sub("b")
+    fp_a = fps.node(a, None, lambda _: None)
+    fp_b = fps.node(b, None, lambda _: None)
+    assert fp_a is not None and fp_b is not None
+    (tmp_path / "here.txt").write_text("x")
+
+    def result(fp: NodeFingerprint, **extra: Any) -> dict[str, Any]:
+        return {"status": "passed", "provenance": fp.provenance(), **extra}
+
+    current = result(fp_a, artifacts=["here.txt"])
+    doc: dict[str, Any] = {
+        "sub_experiments": {
+            "a": current,
+            "b": result(fp_a, artifacts=["gone.txt"]),  # another sub's fingerprint: outdated
+            "n": {"status": "passed", "outdated": "was", "artifacts_missing": ["x"]},
+        },
+        "stale": {},
+    }
+    docs["exp"] = doc
+    rec.reconcile("exp", doc)
+    subs = doc["sub_experiments"]
+    assert subs["a"] is current
+    assert subs["b"]["outdated"] and subs["b"]["artifacts_missing"] == ["gone.txt"]
+    assert "outdated" not in subs["n"] and "artifacts_missing" not in subs["n"]
+    subs["b"] = result(fp_b, outdated="old", artifacts_missing=["gone.txt"], artifacts=["here.txt"])
+    rec.reconcile("exp", doc)
+    assert "outdated" not in subs["b"] and "artifacts_missing" not in subs["b"]
