@@ -326,7 +326,9 @@ def ordered_entry(entry: Any, points_order: tuple[str, ...]) -> Any:
     if not isinstance(entry, dict):
         return entry
     keys = tuple(entry)
-    order = _key_order(keys)
+    order = _KEY_ORDER.get(keys)  # (a hit, for all but a handful of entries: without a call)
+    if order is None:
+        order = _key_order(keys)
     points = entry.get("points")
     # (Every entry a session wrote is reordered, as its criteria were judged after it was made.
     # A comprehension: dict(zip(...)) builds the same dict in about twice the time, each pair a
