@@ -330,9 +330,9 @@ def ordered_entry(entry: Any, points_order: tuple[str, ...]) -> Any:
     if order is None:
         order = _key_order(keys)
     points = entry.get("points")
-    # (Every entry a session wrote is reordered, as its criteria were judged after it was made.
-    # A comprehension: dict(zip(...)) builds the same dict in about twice the time, each pair a
-    # tuple first.)
+    # (An entry in another order, a hand-edited one or one a mark was added to, is copied into
+    # SPEC order; the entries a session records are made in it.  A comprehension: dict(zip(...))
+    # builds the same dict in about twice the time, each pair a tuple first.)
     if not isinstance(points, dict):
         return entry if order == keys else {key: entry[key] for key in order}
     out: dict[str, Any] = {key: entry[key] for key in order}
