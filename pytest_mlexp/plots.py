@@ -195,10 +195,15 @@ def criteria_spec(exp: Experiment, doc: Mapping[str, Any], verdict: Verdict) -> 
     shown = {(j.source, j.metric, j.rule) for j in verdict.criteria}
     for sub in exp.sub_experiments:
         entry = subs.get(sub.id)
-        found = entry if entry.__class__ is dict else as_mapping(entry)  # (a dict: no call)
-        stored = found.get("criteria") if found is not None else None
-        if not stored:  # (most have no criteria: {})
-            continue
+        if entry.__class__ is dict:  # (a dict, and most have no criteria, {}: no call)
+            stored = entry.get("criteria")
+            if not stored:
+                continue
+        else:
+            found = as_mapping(entry)
+            stored = found.get("criteria") if found is not None else None
+            if not stored:
+                continue
         judged = as_mapping(stored)
         if not judged:
             continue
@@ -391,13 +396,16 @@ def specs_for(plan: Plan, exp: Experiment, doc: Mapping[str, Any], verdict: Verd
     specs: list[dict[str, Any] | None] = [criteria_spec(exp, doc, verdict)]
     present = _curve_names(plan, exp.id)
     for sub in exp.sub_experiments:
+        # (A single run's curves are read only from a file that is there: with none, most
+        # sub-experiments have no chart, and their entries are not looked up.)
+        if not (sub.sweep or present):
+            continue
         entry = subs.get(sub.id)
         if entry is None:
             continue
         if sub.sweep:
             specs.append(sweep_spec(sub, entry))
-        if sub.sweep or present:  # (a single run's curves are read only from a file that is there)
-            specs.append(curves_spec(plan, sub, entry, present))
+        specs.append(curves_spec(plan, sub, entry, present))
     return [s for s in specs if s is not None]
 
 

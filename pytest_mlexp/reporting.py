@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import functools
+import itertools
+import math
+import operator
 import sys
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +30,11 @@ __all__ = [
     "sub_row",
     "terminal_summary",
 ]
+
+_EXPERIMENT = operator.itemgetter("experiment")
+_STATUS = operator.itemgetter("status")
+# The statuses whose items --lf runs again (unless their experiment's verdict opens gates).
+_RERUN = frozenset(("failed", "error", "infra_error", "blocked"))
 
 
 def record_row(state: MlexpSession, ctx: PlanContext, report: pytest.TestReport, op: ResultOp) -> None:
@@ -212,7 +221,8 @@ def _write_outputs(state: MlexpSession, ctx: PlanContext) -> None:
         if row.get("plan", mine) == mine or Path(row["plan"]) == plan.path
     }
     results = ctx.results
-    touched |= {e.id for e in plan.experiments if e.id in set(results.store.touched())}
+    stored = set(results.store.touched())  # (once, not once per experiment)
+    touched |= {e.id for e in plan.experiments if e.id in stored}
     if not touched:
         return
     try:
@@ -308,8 +318,12 @@ def _plotter(state: MlexpSession) -> Any:
 
 
 def _fail_if_all_blocked(state: MlexpSession, session: pytest.Session) -> None:
-    subs = [r for r in state.records.values() if r["kind"] == "sub"]
-    if subs and all(r["status"] == "blocked" for r in subs):
+    records = state.records.values()
+    # (Most sessions: the first sub-experiment row that is not blocked answers.)
+    if any(r["kind"] == "sub" and r["status"] != "blocked" for r in records):
+        return
+    subs = [r for r in records if r["kind"] == "sub"]
+    if subs:
         reasons = "; ".join(sorted({r.get("reason", "") for r in subs}))
         # Sub-experiments of the same plans that a mark or a conftest skipped were selected and
         # not blocked: nothing ran, as the researcher asked (a skipped experiment blocks those
@@ -336,10 +350,18 @@ def _never_finished(state: MlexpSession, session: pytest.Session) -> list[str]:
     ``--lf`` must still run, besides what failed (never every item of the session again)."""
     from .items import AssessmentItem, SubItem
 
+    records = state.records
+    items = session.items
+    if len(records) == len(items):
+        # Each row is keyed by the node id of an experiment item of this session that reported
+        # (or finished ahead).  As many rows as items: every item is an experiment item, with
+        # its own node id, and reported; nothing is left to find (an item's node id costs a
+        # call each).
+        return []
     return [
-        it.nodeid
-        for it in session.items
-        if isinstance(it, (SubItem, AssessmentItem)) and it.nodeid not in state.records
+        nodeid
+        for it in items
+        if isinstance(it, (SubItem, AssessmentItem)) and (nodeid := it.nodeid) not in records
     ]
 
 
@@ -357,23 +379,17 @@ def _update_lastfailed(state: MlexpSession, ran: bool, unfinished: Sequence[str]
     mode = "stub" if state.stub else "real"
     sets: dict[str, list[str]] = cache.get(CACHE_LF, {"real": [], "stub": []})
     current = set(sets.get(mode, []))
-    opening = _opening_experiments(state)
-    for nodeid, row in state.records.items():
-        # An experiment whose verdict opens gates (passed, with a pivot, accepted, recorded)
-        # never puts its items into the last-failed set: re-running it would change nothing.
-        if (
-            row["status"] in ("failed", "error", "infra_error", "blocked")
-            and (
-                row.get("plan"),
-                row["experiment"],
-            )
-            not in opening
-        ):
-            current.add(nodeid)
-        else:
-            current.discard(nodeid)
+    records = state.records
+    # What this session ran is decided afresh: out of the set, then back in if it did not pass
+    # (rows that passed, most of them, are looked at once, for their status).
+    unpassed = [(nodeid, row) for nodeid, row in records.items() if row["status"] in _RERUN]
+    current.difference_update(records)
+    opening = _opening_experiments(state, [row for _, row in unpassed])
+    # An experiment whose verdict opens gates (passed, with a pivot, accepted, recorded)
+    # never puts its items into the last-failed set: re-running it would change nothing.
+    current.update(nodeid for nodeid, row in unpassed if (row.get("plan"), row["experiment"]) not in opening)
     if not state.stub:
-        rerun, watch = _suppliers_to_rerun(state)
+        rerun, watch = _suppliers_to_rerun(state, unpassed)
         current.update(rerun)
         stored = cache.get(CACHE_LF_WATCH, {})
         watched: dict[str, list[str]] = stored if isinstance(stored, dict) else {}
@@ -385,8 +401,12 @@ def _update_lastfailed(state: MlexpSession, ran: bool, unfinished: Sequence[str]
     current.update(unfinished)
     sets[mode] = sorted(current)
     cache.set(CACHE_LF, sets)
-    every = set(sets.get("real", [])) | set(sets.get("stub", [])) | set(state.records)
-    lastfailed = {k: v for k, v in cache.get("cache/lastfailed", {}).items() if k not in every}
+    real, stub = set(sets.get("real", [])), set(sets.get("stub", []))
+    lastfailed = {
+        k: v
+        for k, v in cache.get("cache/lastfailed", {}).items()
+        if k not in real and k not in stub and k not in records
+    }
     # The on-disk set is the real run's: a plain ``pytest --lf`` re-runs real failures.
     lastfailed.update(dict.fromkeys(sets.get("real", []), True))
     cache.set("cache/lastfailed", lastfailed)
@@ -394,11 +414,13 @@ def _update_lastfailed(state: MlexpSession, ran: bool, unfinished: Sequence[str]
         cache.set(CACHE_RAN, True)
 
 
-def _opening_experiments(state: MlexpSession) -> set[tuple[str | None, str]]:
-    """(plan as the rows name it, experiment) of every experiment of this session whose verdict
+def _opening_experiments(
+    state: MlexpSession, rows: Iterable[Mapping[str, Any]]
+) -> set[tuple[str | None, str]]:
+    """(plan as the rows name it, experiment) of each experiment of ``rows`` whose verdict
     opens gates."""
     out: set[tuple[str | None, str]] = set()
-    for row in state.records.values():
+    for row in rows:
         key = (row.get("plan"), row["experiment"])
         if key in out or row.get("plan") is None:
             continue
@@ -408,16 +430,19 @@ def _opening_experiments(state: MlexpSession) -> set[tuple[str | None, str]]:
     return out
 
 
-def _suppliers_to_rerun(state: MlexpSession) -> tuple[set[str], dict[str, list[str]]]:
+def _suppliers_to_rerun(
+    state: MlexpSession, unpassed: Iterable[tuple[str, Mapping[str, Any]]]
+) -> tuple[set[str], dict[str, list[str]]]:
     """Node ids of the sub-experiments behind failed assessments that --lf must re-run: those
     that supply an unmeasured criterion, one whose supplier errored, or one whose handler source
     changed since its result ran (``reruns.py``).  A criterion measured and missed is only
     re-judged: its assessment alone is in the set.  Second: the suppliers of such misses, by node
     id, with ``[handler file, digest its result ran]``: a later --lf re-runs them once the file
-    changes (``configure_lastfailed``)."""
+    changes (``configure_lastfailed``).  ``unpassed``: the session's rows that did not pass,
+    by node id."""
     out: set[str] = set()
     watch: dict[str, list[str]] = {}
-    for nodeid, row in state.records.items():
+    for nodeid, row in unpassed:  # (a failed assessment is among them)
         if row["kind"] != "assessment" or row["status"] != "failed" or "plan" not in row:
             continue
         from .reruns import rerun_suppliers  # only with a failed assessment
@@ -607,26 +632,35 @@ def terminal_summary(state: MlexpSession, tr: Any) -> None:
         return
     tr.write_sep("=", "experiment summary")
     width = _width(tr)
-    counts = {"passed": 0, "failed": 0, "error": 0, "infra_error": 0, "blocked": 0}
     by_exp: dict[str, list[dict[str, Any]]] = {}
-    for row in state.records.values():
-        by_exp.setdefault(row["experiment"], []).append(row)
+    # Rows grouped by experiment, in the order each first reported; a run of one experiment's
+    # rows at a time (they report in order), not a dict look-up per row.
+    for exp_id, run in itertools.groupby(state.records.values(), _EXPERIMENT):
+        rows = by_exp.get(exp_id)
+        if rows is None:
+            by_exp[exp_id] = list(run)
+        else:
+            rows.extend(run)
     contexts = {exp_id: _context_of(state, rows) for exp_id, rows in by_exp.items()}
+    counts: Counter[str] = Counter()
     assessed_only = 0
     for exp_id, rows in by_exp.items():
         ctx = contexts[exp_id]
         subs = [row for row in rows if row["kind"] == "sub"]
+        counts.update(map(_STATUS, subs))
         lines = [exp_id]
-        selected = _selected_points(ctx, subs)
+        selected: dict[str, str | None] = {}  # sweep -> its selected point's row name
         for row in subs:
-            status = row["status"]
-            counts[status] = counts.get(status, 0) + 1
+            name = row["name"]
             detail = _row_detail(row)
-            if row["name"] in selected:
+            if "[" in name and _is_selected(ctx, name, selected):
                 detail += "  [selected]"
-            head = f"  {row['name']:<32} {status:<11} "
+            # (``ljust`` pads as ``:<32`` does, for less than a format spec costs.)
+            line = f"  {name.ljust(32)} {row['status'].ljust(11)} {detail}"
             # (_wrapped's own answer for a line that fits, without the call: most rows fit.)
-            lines.append(head + detail if len(head) + len(detail) <= width else _wrapped(head, detail, width))
+            if len(line) > width:
+                line = _wrapped(line[: len(line) - len(detail)], detail, width)
+            lines.append(line)
             if row.get("link"):
                 lines.append(f"  {'':<32} {row['link']}")
         if not subs and ctx is not None:
@@ -683,17 +717,18 @@ def _verdict_text(state: MlexpSession, ctx: PlanContext, exp_id: str) -> str:
     return state.scrub(verdict_line(verdict, stub=state.stub) + also)
 
 
-def _selected_points(ctx: PlanContext | None, rows: list[dict[str, Any]]) -> set[str]:
-    """Row names (``sub[point]``) of the points that represent their sweeps."""
-    if ctx is None:
-        return set()
-    out: set[str] = set()
-    for sub_id in {row["name"].partition("[")[0] for row in rows if "[" in row["name"]}:
-        if ctx.plan.has_sub(sub_id):
-            selected = ctx.results.sub_state(sub_id).selected
-            if selected is not None:
-                out.add(f"{sub_id}[{selected}]")
-    return out
+def _is_selected(ctx: PlanContext | None, name: str, selected: dict[str, str | None]) -> bool:
+    """Whether a row name (``sub[point]``) is the point that represents its sweep; ``selected``
+    remembers each sweep's answer (its selected point's row name, or None)."""
+    sub_id = name.partition("[")[0]
+    if sub_id not in selected:
+        found = None
+        if ctx is not None and ctx.plan.has_sub(sub_id):
+            point = ctx.results.sub_state(sub_id).selected
+            if point is not None:
+                found = f"{sub_id}[{point}]"
+        selected[sub_id] = found
+    return selected[sub_id] == name
 
 
 def _stored_rows(ctx: PlanContext, exp_id: str, width: int) -> list[str]:
@@ -770,20 +805,28 @@ def _row_detail(row: Mapping[str, Any]) -> str:
         criteria = row.get("criteria")
         # (The first four metrics: a row's own mapping when it has no more, without a copy.)
         for name, value in metrics.items() if len(metrics) <= 4 else list(metrics.items())[:4]:
-            text = f"{name}={fmt_number(value)}"
-            if criteria:  # (most rows: none)
-                c = criteria.get(name)
-                if c:
-                    text += f" ({c.get('rule')}: {c.get('level')})"
-            parts.append(text)
-    if row.get("error"):
-        parts.append(f"[{row['error']}]")
+            c = criteria.get(name) if criteria else None  # (most rows: no criteria)
+            if c:
+                parts.append(f"{name}={fmt_number(value)} ({c.get('rule')}: {c.get('level')})")
+            else:
+                parts.append(f"{name}={fmt_number(value)}")
+    error = row.get("error")
+    if error:
+        parts.append(f"[{error}]")
     if row.get("kept"):
         parts.append("(the stored result is kept)")
-    if reused and not reused.get("seeds"):
-        pass  # nothing ran: the stored duration is the original run's, not this session's
-    elif row.get("duration_s") is not None:
-        parts.append(f"{row['duration_s']:.1f}s")
+    # A reuse without seeds ran nothing: the stored duration is the original run's, not this
+    # session's.
+    if not reused or reused.get("seeds"):
+        duration = row.get("duration_s")
+        if duration is not None:
+            # (Under 50 ms, as trivial and --stub items take, the text is known without
+            # formatting a float, a fifth of a row's cost: every float in [0, 0.05) rounds to
+            # 0.0, but -0.0 reads "-0.0".)
+            short = duration.__class__ is float and (
+                0.0 < duration < 0.05 or (duration == 0.0 and math.copysign(1.0, duration) > 0.0)
+            )
+            parts.append("0.0s" if short else f"{duration:.1f}s")
     return "  ".join(parts)
 
 

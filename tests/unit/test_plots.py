@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import types
 from pathlib import Path
 from typing import Any
 
@@ -251,3 +252,34 @@ def test_the_gate_graph_names_every_link_and_colours_by_verdict(tmp_path: Path) 
     assert 'e0 -.->|"a_1 → b_1"|' not in text  # e-b already depends on e-a: one arrow
     for name in ("passed", "review", "failed", "notrun"):
         assert f"classDef {name} " in text
+
+
+def test_entries_that_are_not_dicts_give_the_same_specs(tmp_path: Path) -> None:
+    """``criteria_spec`` answers a dict entry without a call (most: no stored criteria) and any
+    other mapping through ``as_mapping``; ``specs_for`` looks up only the entries that can have a
+    chart.  Read-only mappings give what dicts give."""
+    plan = _plan(tmp_path)
+    exp = plan.experiment("e-b")
+    entries = {
+        "b_1": {
+            "status": "passed",
+            "metrics": {"acc": 0.85},
+            "criteria": {"acc": {"rule": ">= 0.9", "value": 0.85, "passed": False, "level": "fail"}},
+        },
+        "b_2": {
+            "status": "passed",
+            "selected": "w_2",
+            "criteria": {},
+            "points": {
+                "w_1": {"status": "passed", "metrics": {"x": 1.0}},
+                "w_2": {"status": "passed", "metrics": {"x": 2.0}},
+            },
+        },
+    }
+    doc = {"sub_experiments": entries}
+    frozen = {"sub_experiments": {k: types.MappingProxyType(v) for k, v in entries.items()}}
+    verdict = experiment_verdict(plan, exp, doc)
+    specs = specs_for(plan, exp, doc, verdict)
+    assert specs_for(plan, exp, frozen, verdict) == specs
+    assert [s["name"] for s in specs] == ["criteria.png", "b_2-sweep.png"]
+    assert [r["label"] for r in specs[0]["rows"]][-1] == "b_1: acc"  # the stored sub-level criterion
