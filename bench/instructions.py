@@ -46,7 +46,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -75,8 +75,8 @@ def instructions(text: str) -> int:
     return int(found[0].replace(",", ""))
 
 
-def counted(cwd: Path, args: Sequence[str], *, plan: bool) -> int:
-    """One pytest subprocess under cachegrind; its instruction count."""
+def counted(cwd: Path, args: Sequence[str], *, plan: bool, extra_env: Mapping[str, str] | None = None) -> int:
+    """One pytest subprocess under cachegrind (``ENV`` and ``extra_env``); its instruction count."""
     if plan:
         clean_results(cwd)
     else:
@@ -89,7 +89,8 @@ def counted(cwd: Path, args: Sequence[str], *, plan: bool) -> int:
         *BASE,
         *args,
     ]
-    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, check=False)
+    env = {**ENV, **(extra_env or {})}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)} in {cwd} exited {proc.returncode}:\n{(proc.stdout + proc.stderr)[-4000:]}")
     return instructions(proc.stderr)
