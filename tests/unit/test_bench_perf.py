@@ -5,23 +5,17 @@ between "ok" and "OVER" from one run of the bench to the next on a noisy machine
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.unit.test_bench_plugins import _bench_perf
 
 
 @pytest.fixture(scope="module")
 def perf() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("mlexp_bench_perf", ROOT / "bench" / "perf.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _bench_perf()
 
 
 def test_interval_contains_the_median_and_is_reproducible(perf: ModuleType) -> None:
