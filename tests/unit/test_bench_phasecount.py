@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.factories import run_pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,26 +67,7 @@ def test_a_run_stops_at_its_point(tmp_path: Path, point: str, ran: list[str], no
     (project / "test_one.py").write_text("def test_one():\n    pass\n", encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "MLEXP_BENCH_CUT": point, "MLEXP_BENCH_PLAN": ""}
     env.pop("PYTEST_ADDOPTS", None)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "bench_cut",
-            "-s",
-            "-p",
-            "no:randomly",
-            "-p",
-            "no:cacheprovider",
-        ],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = run_pytest(project, "-p", "bench_cut", "-s", "-p", "no:cacheprovider", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for text in ran:
         assert text in proc.stdout, (point, proc.stdout)
